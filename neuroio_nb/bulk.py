@@ -1,0 +1,173 @@
+"""Applying a plan: conflict check, concurrent PATCHes, one report row per source.
+
+Per-source failures never raise: they become report rows carrying the
+server's message. Ctrl-C stops sending, lets requests in flight finish and
+raises :class:`BulkInterrupted` with the partial report.
+"""
+from __future__ import annotations
+
+import html
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .errors import BulkInterrupted, NeuroIOError
+from .frames import to_python
+from .schema import BY_NAME
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .sources import Sources
+
+STATUSES = ("updated", "conflict", "failed", "planned")
+COLOURS = {"updated": "#d4edda", "conflict": "#fff3cd", "failed": "#f8d7da", "planned": "#d1ecf1"}
+Row = tuple[str, dict[str, tuple[Any, Any]], Any]
+
+
+class Report(pd.DataFrame):
+    """The outcome of a bulk update: index ``id``; ``status``, ``changes``, ``error``."""
+
+    _metadata: list[str] = []
+
+    @property
+    def _constructor(self) -> type[Report]:
+        return Report
+
+    def counts(self) -> dict[str, int]:
+        found = self["status"].value_counts().to_dict() if "status" in self else {}
+        return {s: int(found[s]) for s in STATUSES if found.get(s)}
+
+    def summary(self) -> str:
+        counts = self.counts()
+        return ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to change"
+
+    def _repr_html_(self) -> str:  # type: ignore[override]
+        rows = []
+        for sid, status, changes, error in self[["status", "changes", "error"]].itertuples(name=None):
+            text = "; ".join(f"{k}: {_show(o)} → {_show(n)}" for k, (o, n) in (changes or {}).items())
+            rows.append(
+                f'<tr><td>{sid}</td><td style="background:{COLOURS.get(status, "")}">{html.escape(status)}</td>'
+                f"<td>{html.escape(text)}</td><td>{html.escape(error or '')}</td></tr>")
+        shown = rows[:500]
+        more = f"<p>... and {len(rows) - 500} more rows</p>" if len(rows) > 500 else ""
+        return (f"<p><b>{html.escape(self.summary())}</b></p><table><thead><tr><th>id</th><th>status</th>"
+                f"<th>changes</th><th>error</th></tr></thead><tbody>{''.join(shown)}</tbody></table>{more}")
+
+
+def _show(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def make_report(rows: dict[int, Row], order: list[int]) -> Report:
+    ids = [i for i in order if i in rows] + [i for i in rows if i not in set(order)]
+    report = Report({
+        "status": pd.Series([rows[i][0] for i in ids], dtype="string"),
+        "changes": pd.Series([rows[i][1] for i in ids], dtype=object),
+        "error": pd.Series([rows[i][2] for i in ids], dtype=object),
+    })
+    report.index = pd.Index(ids, dtype="int64", name="id")
+    return report
+
+
+def same(field: str, a: Any, b: Any) -> bool:
+    """Are two plain values the same setting? Lists compare as sets, license ids as text."""
+    a, b = to_python(a), to_python(b)
+    spec = BY_NAME.get(field)
+    if spec is not None and spec.kind == "list" and a is not None and b is not None:
+        return set(a) == set(b)
+    if spec is not None and spec.kind == "license" and a is not None and b is not None:
+        return str(a) == str(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def apply_plan(plan: Plan, *, dry_run: bool = False, on_conflict: str = "skip",
+               progress: bool | None = None) -> Report:
+    if on_conflict not in ("skip", "overwrite"):
+        raise ValueError(f"on_conflict must be 'skip' or 'overwrite', not {on_conflict!r}")
+    by_source = plan.by_source()
+    order = list(by_source) + list(plan.missing)
+    rows: dict[int, Row] = {sid: ("failed", {}, reason) for sid, reason in plan.missing.items()}
+    if dry_run:
+        rows.update({sid: ("planned", changes, None) for sid, changes in by_source.items()})
+        return make_report(rows, order)
+    bodies: dict[int, dict[str, Any]] = {}
+    current = plan.sources.current(list(by_source)) if plan.check_conflicts and by_source else {}
+    for sid, changes in by_source.items():
+        body = {f: new for f, (old, new) in changes.items()}
+        if plan.check_conflicts:
+            server = current.get(sid)
+            if server is None:
+                rows[sid] = ("failed", changes, "not found on the server")
+                continue
+            moved = {f: server.get(f) for f, (old, new) in changes.items()
+                     if not same(f, server.get(f), old) and not same(f, server.get(f), new)}
+            body = {f: v for f, v in body.items() if not same(f, server.get(f), v)}
+            if moved and on_conflict == "skip":
+                rows[sid] = ("conflict", changes, "changed on the server since the base was read: " + ", ".join(
+                    f"{f} is now {v!r} (base had {changes[f][0]!r})" for f, v in moved.items()))
+                continue
+            if not body:
+                rows[sid] = ("updated", changes, None)
+                continue
+        bodies[sid] = body
+    rows.update(_send_all(plan.sources, bodies, by_source, progress, rows, order))
+    return make_report(rows, order)
+
+
+def _send_all(sources: Sources, bodies: dict[int, dict[str, Any]], by_source: dict[int, dict],
+              progress: bool | None, rows: dict[int, Row], order: list[int]) -> dict[int, Row]:
+    done: dict[int, Row] = {}
+
+    def send(sid: int) -> Row:
+        changes = by_source[sid]
+        try:
+            result = sources.update(sid, **bodies[sid])
+        except NeuroIOError as exc:
+            return ("failed", changes, str(exc))
+        lost = [f for f, v in bodies[sid].items() if not same(f, result.get(f), v)]
+        if lost:
+            return ("failed", changes, "the server answered but did not keep: " + ", ".join(
+                f"{f} (sent {bodies[sid][f]!r}, has {result.get(f)!r})" for f in lost))
+        return ("updated", changes, None)
+
+    if not bodies:
+        return done
+    bar = tqdm(total=len(bodies), desc="updating", unit="source", leave=False,
+               disable=progress is False or (progress is None and len(bodies) < 2))
+    pool = ThreadPoolExecutor(sources.client.max_workers)
+    futures: dict[Future, int] = {pool.submit(send, sid): sid for sid in bodies}
+    pending = set(futures)
+    try:
+        while pending:
+            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for future in finished:
+                done[futures[future]] = future.result()
+                bar.update(1)
+    except KeyboardInterrupt:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True)
+        for future in pending:
+            if future.done() and not future.cancelled():
+                done[futures[future]] = future.result()
+        raise BulkInterrupted(make_report({**rows, **done}, order)) from None
+    finally:
+        pool.shutdown(wait=True)
+        bar.close()
+    return done
+
+
+def undo(sources: Sources, report: pd.DataFrame, *, on_conflict: str = "skip",
+         progress: bool | None = None) -> Report:
+    """Put back the old values of every ``updated`` row, conflict-checked against what was written."""
+    from .plan import CHANGE_COLUMNS, Plan
+
+    records = [(sid, f, new, old)
+               for sid, status, changes in report[["status", "changes"]].itertuples(name=None)
+               if status == "updated" for f, (old, new) in (changes or {}).items()]
+    changes = pd.DataFrame(records, columns=CHANGE_COLUMNS).astype({"id": "int64", "old": object, "new": object})
+    return Plan(sources, changes, check_conflicts=True).apply(on_conflict=on_conflict, progress=progress)

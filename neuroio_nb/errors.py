@@ -1,0 +1,148 @@
+"""Exceptions raised by neuroio-nb.
+
+Every error the toolkit raises is a :class:`NeuroIOError`. Errors that come
+from the server are :class:`APIError` (refined by status); a connection that
+could not be made or kept once retries were spent is :class:`TransportError`;
+an edited frame that does not pass the schema is :class:`ValidationError`.
+None of them ever carries the API token.
+"""
+from __future__ import annotations
+
+import html
+from typing import Any, Iterable, NamedTuple
+
+
+class NeuroIOError(Exception):
+    """Base class of every error raised by neuroio-nb."""
+
+
+class ConfigurationError(NeuroIOError, ValueError):
+    """The client is set up wrongly (no token, a bad or insecure URL)."""
+
+
+class TransportError(NeuroIOError):
+    """A connection or timeout failure, once retries are spent.
+
+    ``maybe_sent`` says whether the request may have reached the server (a
+    connection dropped after sending) as opposed to certainly not (refused).
+    """
+
+    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+        super().__init__(message)
+        self.maybe_sent = maybe_sent
+
+
+class APIError(NeuroIOError):
+    """The server answered with status >= 400 (or with a body that makes no sense).
+
+    ``message``, ``error_codes`` and ``fields`` come from the API's error body;
+    ``fields`` is a list of ``{"name", "message", "error_code"}`` dicts.
+    """
+
+    def __init__(
+        self,
+        status_code: int | None,
+        message: str,
+        *,
+        error_codes: Iterable[int] = (),
+        fields: Iterable[dict[str, Any]] = (),
+        method: str | None = None,
+        path: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.message = message
+        self.error_codes = list(error_codes)
+        self.fields = list(fields)
+        self.method = method
+        self.path = path
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        where = f" ({self.method} {self.path})" if self.method and self.path else ""
+        head = f"{self.status_code}: {self.message}" if self.status_code else self.message
+        lines = [head + where]
+        lines += [f"  {f.get('name')}: {f.get('message')}" for f in self.fields]
+        return "\n".join(lines)
+
+    @property
+    def field_errors(self) -> dict[str, str]:
+        """Field name -> the server's message for it."""
+        return {str(f.get("name")): str(f.get("message")) for f in self.fields}
+
+
+class AuthenticationError(APIError):
+    """401 or 403: the token is missing, wrong or lacks the right."""
+
+
+class NotFoundError(APIError):
+    """404: no such source."""
+
+
+class RateLimitError(APIError):
+    """429: too many requests. ``retry_after`` is in seconds, if the server said."""
+
+    retry_after: float | None = None
+
+
+class ServerError(APIError):
+    """5xx: the server or a proxy in front of it failed."""
+
+
+class MalformedResponseError(APIError):
+    """The server answered 2xx with a body that is not what the API promises."""
+
+
+class Problem(NamedTuple):
+    """One thing wrong with an edited frame or CSV."""
+
+    id: Any
+    field: str | None
+    value: Any
+    reason: str
+
+
+class ValidationError(NeuroIOError, ValueError):
+    """Every problem found in an edited frame, found before anything was sent."""
+
+    def __init__(self, problems: Iterable[Problem], *, what: str = "edited frame") -> None:
+        self.problems = list(problems)
+        self.what = what
+        super().__init__(self._describe())
+
+    def _describe(self) -> str:
+        n = len(self.problems)
+        lines = [f"{n} problem{'s' if n != 1 else ''} in the {self.what}; nothing was sent:"]
+        for p in self.problems:
+            where = f"id {p.id!r}" if p.id is not None else "frame"
+            field = f", {p.field}" if p.field else ""
+            value = f" = {p.value!r}" if p.value is not None else ""
+            lines.append(f"  {where}{field}{value}: {p.reason}")
+        return "\n".join(lines)
+
+    def to_frame(self) -> Any:
+        import pandas as pd
+
+        return pd.DataFrame(self.problems, columns=list(Problem._fields))
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(repr(v) if v is not None else '')}</td>" for v in p) + "</tr>"
+            for p in self.problems
+        )
+        head = "".join(f"<th>{c}</th>" for c in Problem._fields)
+        return (
+            f"<b>ValidationError</b>: {len(self.problems)} problem(s) in the {html.escape(self.what)}; "
+            f"nothing was sent.<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
+        )
+
+
+class BulkInterrupted(NeuroIOError, KeyboardInterrupt):
+    """A bulk update was interrupted; ``report`` holds what happened so far.
+
+    It is also a ``KeyboardInterrupt`` so that code which stops on Ctrl-C still stops.
+    """
+
+    def __init__(self, report: Any) -> None:
+        self.report = report
+        super().__init__("bulk update interrupted; the partial report is in .report "
+                         "and planning again shows what was not applied")

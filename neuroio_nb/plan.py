@@ -1,0 +1,205 @@
+"""What applying an edited frame would change, compared column by column.
+
+A :class:`Plan` is a long frame of changes (id, field, old, new) plus the ids
+that could not be planned (not on the server). The comparison is vectorised
+per column: NA equals NA, and ``store_images_for_results`` compares as a set.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import Problem, ValidationError
+from .frames import INDEX, frame_from_records, to_python, typed_column
+from .schema import BY_NAME, COLUMNS, READ_ONLY
+from .validate import checked_frame
+
+if TYPE_CHECKING:
+    from .sources import Sources
+
+CHANGE_COLUMNS = ["id", "field", "old", "new"]
+
+
+@dataclass
+class Plan:
+    """The changes an edited frame makes. ``len(plan)`` is how many sources change."""
+
+    sources: Sources
+    changes: pd.DataFrame
+    check_conflicts: bool = False
+    missing: dict[int, str] = field(default_factory=dict)
+    names: dict[int, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.changes["id"].nunique())
+
+    def __bool__(self) -> bool:
+        return len(self) > 0 or bool(self.missing)
+
+    @property
+    def ids(self) -> list[int]:
+        """Changed source ids, in order."""
+        return list(dict.fromkeys(self.changes["id"].tolist()))
+
+    def by_source(self) -> dict[int, dict[str, tuple[Any, Any]]]:
+        """id -> {field: (old, new)}, fields in schema order."""
+        out: dict[int, dict[str, tuple[Any, Any]]] = {}
+        for sid, fname, old, new in self.changes.itertuples(index=False, name=None):
+            out.setdefault(sid, {})[fname] = (old, new)
+        return out
+
+    def apply(self, *, dry_run: bool = False, on_conflict: str = "skip",
+              progress: bool | None = None) -> pd.DataFrame:
+        """Send the plan: one PATCH per changed source; returns the report."""
+        from .bulk import apply_plan
+
+        return apply_plan(self, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
+
+    def summary(self) -> str:
+        n_fields = len(self.changes)
+        text = f"{len(self)} source(s) change, {n_fields} value(s) in all"
+        if self.missing:
+            text += f"; {len(self.missing)} id(s) not found"
+        return text
+
+    def __repr__(self) -> str:
+        lines = [f"<Plan: {self.summary()}>"]
+        for sid, changes in list(self.by_source().items())[:20]:
+            lines.append(f"  {sid}: " + ", ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in changes.items()))
+        if len(self) > 20:
+            lines.append(f"  ... and {len(self) - 20} more")
+        return "\n".join(lines)
+
+    def _repr_html_(self, max_rows: int = 200) -> str:
+        by_source = self.by_source()
+        fields = [c for c in ["name", *COLUMNS] if c in set(self.changes["field"])]
+        fields += sorted(set(self.changes["field"]) - set(fields))
+        head = "".join(f"<th>{html.escape(c)}</th>" for c in ["id", "name", *[f for f in fields if f != "name"]])
+        body = []
+        for sid, changes in list(by_source.items())[:max_rows]:
+            cells = [f"<td>{sid}</td>"]
+            if "name" in changes:
+                cells.append(_change_cell(*changes["name"]))
+            else:
+                cells.append(f"<td>{html.escape(str(self.names.get(sid, '')))}</td>")
+            for fname in fields:
+                if fname != "name":
+                    cells.append(_change_cell(*changes[fname]) if fname in changes else "<td></td>")
+            body.append("<tr>" + "".join(cells) + "</tr>")
+        more = f"<p>... and {len(by_source) - max_rows} more sources</p>" if len(by_source) > max_rows else ""
+        missing = ""
+        if self.missing:
+            missing = "<p>Not found: " + html.escape(", ".join(str(i) for i in self.missing)) + "</p>"
+        return (f"<p><b>Plan</b>: {html.escape(self.summary())}</p>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}{missing}")
+
+
+def _change_cell(old: Any, new: Any) -> str:
+    return (f'<td style="background:#fff3cd"><s style="color:#888">{html.escape(_show(old))}</s>'
+            f" &rarr; <b>{html.escape(_show(new))}</b></td>")
+
+
+def _show(value: Any) -> str:
+    return "—" if value is None else str(value)
+
+
+def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:
+    """Validate ``edited``, fetch the server's values if no base, and compare."""
+    edited = checked_frame(edited)
+    edited.index = edited.index.astype("int64")
+    ids = edited.index.tolist()
+    if base is None:
+        spaces = _spaces_of(edited)
+        current = sources.current(ids, spaces_ids=spaces)
+        base_frame = frame_from_records([s for s in current.values() if s is not None])
+        missing = {i: "not found on the server" for i, s in current.items() if s is None}
+    else:
+        base_frame = _typed_base(base)
+        missing = {i: "not in base" for i in ids if i not in base_frame.index}
+    known = edited.loc[[i for i in ids if i not in missing]]
+    old = base_frame.loc[known.index]
+    _check_columns(known, old, base_frame)
+    parts = []
+    for column in known.columns:
+        if column in READ_ONLY:
+            continue
+        before = old[column] if column in old.columns else pd.Series(None, index=old.index, dtype=object)
+        mask = changed(column, before, known[column])
+        if mask.any():
+            parts.append(pd.DataFrame({
+                "id": known.index[mask],
+                "field": column,
+                "old": [to_python(v) for v in before.to_numpy()[mask]],
+                "new": [to_python(v) for v in known[column].to_numpy()[mask]],
+            }))
+    changes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        {c: pd.Series([], dtype=object if c in ("old", "new") else None) for c in CHANGE_COLUMNS})
+    if parts:
+        order = {c: n for n, c in enumerate(known.columns)}
+        position = {sid: n for n, sid in enumerate(known.index)}
+        changes = changes.assign(_s=changes["id"].map(position), _f=changes["field"].map(order)) \
+            .sort_values(["_s", "_f"], kind="stable").drop(columns=["_s", "_f"]).reset_index(drop=True)
+    changes = changes.astype({"id": "int64", "field": object})
+    names_from = known["name"] if "name" in known.columns else base_frame.get("name")
+    names = names_from.to_dict() if names_from is not None else {}
+    return Plan(sources, changes, check_conflicts=base is not None, missing=missing,
+                names={i: names.get(i) for i in changes["id"].unique()})
+
+
+def changed(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
+    """Per row: does ``new`` differ from ``old``? NA equals NA; lists compare as sets."""
+    spec = BY_NAME.get(column)
+    if spec is not None and spec.kind == "list":
+        return np.array([_as_set(a) != _as_set(b) for a, b in zip(old.to_numpy(), new.to_numpy())], dtype=bool)
+    old_na = old.isna().to_numpy()
+    new_na = new.isna().to_numpy()
+    if old.dtype != object and new.dtype != object:
+        try:
+            equal = np.asarray(pd.array(old.array == new.array, dtype="boolean").fillna(False), dtype=bool)
+            return ~((old_na & new_na) | (equal & ~old_na & ~new_na))
+        except (TypeError, ValueError):
+            pass
+    return np.array([to_python(a) != to_python(b) for a, b in zip(old.to_numpy(), new.to_numpy())], dtype=bool)
+
+
+def _as_set(value: Any) -> frozenset | None:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return frozenset(value)
+
+
+def _check_columns(edited: pd.DataFrame, old: pd.DataFrame, base: pd.DataFrame) -> None:
+    problems = []
+    for column in edited.columns:
+        if column not in BY_NAME and column not in base.columns and len(base.columns):
+            problems.append(Problem(None, column, None,
+                                    "unknown column: not a field of the schema nor of the base"))
+    for column in READ_ONLY:
+        if column in edited.columns and column in old.columns:
+            mask = changed(column, old[column], edited[column])
+            problems += [Problem(i, column, to_python(v), "is read-only and cannot be changed")
+                         for i, v in edited.loc[mask, column].items()]
+    if problems:
+        raise ValidationError(problems)
+
+
+def _typed_base(base: pd.DataFrame) -> pd.DataFrame:
+    if not isinstance(base, pd.DataFrame):
+        raise ValidationError([Problem(None, None, type(base).__name__, "base must be a DataFrame")], what="base")
+    if base.index.name != INDEX:
+        if INDEX not in base.columns:
+            raise ValidationError([Problem(None, INDEX, None, "base needs an 'id' index")], what="base")
+        base = base.set_index(INDEX)
+    typed = {c: typed_column(BY_NAME[c], base[c]) if c in BY_NAME else base[c] for c in base.columns}
+    frame = pd.DataFrame(typed, index=base.index.astype("int64"), columns=list(base.columns))
+    return frame[~frame.index.duplicated()]
+
+
+def _spaces_of(edited: pd.DataFrame) -> list[int] | None:
+    if "space_id" not in edited.columns or edited["space_id"].isna().any():
+        return None
+    return sorted(int(s) for s in edited["space_id"].unique())

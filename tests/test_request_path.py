@@ -1,0 +1,244 @@
+"""The one request path, with requests-mock: retries, errors, auth, URLs."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import requests
+
+from neuroio_nb import Client
+from neuroio_nb.errors import (
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    NotFoundError,
+    RateLimitError,
+    ServerError,
+    TransportError,
+    ValidationError,
+)
+
+URL = "https://api.test.example"
+TOKEN = "tok-SECRET-123"
+LIST = f"{URL}/v1/sources/"
+ONE = f"{URL}/v1/sources/7/"
+SOURCE = {"id": 7, "space_id": 1, "name": "Gate"}
+
+
+@pytest.fixture
+def client(monkeypatch):
+    c = Client(TOKEN, URL, max_retries=3)
+    monkeypatch.setattr(c, "_wait", lambda state: 0)  # no sleeping between retries in unit tests
+    return c
+
+
+@pytest.mark.parametrize("status", [429, 502, 503, 504])
+def test_retried_statuses_then_success(client, requests_mock, status):
+    requests_mock.get(ONE, [{"status_code": status, "json": {"message": "busy"}}, {"json": SOURCE}])
+    assert client.sources.get(7) == SOURCE
+    assert requests_mock.call_count == 2
+
+
+@pytest.mark.parametrize("status,exc", [(400, APIError), (401, AuthenticationError), (404, NotFoundError)])
+def test_client_errors_are_not_retried(client, requests_mock, status, exc):
+    requests_mock.get(ONE, status_code=status, json={"error_codes": [1], "message": "nope", "fields": []})
+    with pytest.raises(exc) as info:
+        client.sources.get(7)
+    assert requests_mock.call_count == 1
+    assert info.value.status_code == status and info.value.message == "nope"
+
+
+def test_retries_are_bounded(client, requests_mock):
+    requests_mock.get(ONE, status_code=503, json={"message": "down"})
+    with pytest.raises(ServerError):
+        client.sources.get(7)
+    assert requests_mock.call_count == 4  # first try + max_retries
+
+
+def test_connection_errors_retried_then_transport_error(client, requests_mock):
+    requests_mock.get(ONE, exc=requests.exceptions.ConnectionError("boom"))
+    with pytest.raises(TransportError) as info:
+        client.sources.get(7)
+    assert requests_mock.call_count == 4
+    assert info.value.__cause__ is None
+
+
+def test_timeout_retried(client, requests_mock):
+    requests_mock.get(ONE, [{"exc": requests.exceptions.ReadTimeout}, {"json": SOURCE}])
+    assert client.sources.get(7)["id"] == 7
+
+
+def test_retry_after_honoured_and_capped():
+    c = Client(TOKEN, URL, max_retries=2, max_retry_after=5)
+    waits = []
+    original = c._wait
+
+    def spy(state):
+        waits.append(original(state))
+        return 0
+
+    c._wait = spy
+    import requests_mock as rm
+
+    with rm.Mocker() as m:
+        m.get(ONE, [{"status_code": 429, "headers": {"Retry-After": "3"}, "json": {}},
+                    {"status_code": 429, "headers": {"Retry-After": "120"}, "json": {}},
+                    {"json": SOURCE}])
+        c.sources.get(7)
+    assert waits == [3.0, 5.0]
+
+
+def test_rate_limit_error_carries_retry_after(client, requests_mock):
+    client.max_retries = 0
+    requests_mock.get(ONE, status_code=429, headers={"Retry-After": "2"}, json={"message": "slow down"})
+    with pytest.raises(RateLimitError) as info:
+        client.sources.get(7)
+    assert info.value.retry_after == 2.0
+
+
+def test_post_not_retried_on_502_when_outcome_unknown(client, requests_mock):
+    requests_mock.post(LIST, status_code=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>")
+    requests_mock.get(LIST, json={"count": 0, "next": None, "results": []})
+    client.max_retries = 0
+    with pytest.raises(ServerError) as info:
+        client.sources.create("Gate")
+    assert [r.method for r in requests_mock.request_history] == ["POST"]
+    assert "502 Bad Gateway" in str(info.value)
+
+
+def test_post_retried_on_503(client, requests_mock):
+    requests_mock.post(LIST, [{"status_code": 503, "json": {"message": "busy"}},
+                              {"status_code": 201, "json": SOURCE}])
+    assert client.sources.create("Gate")["id"] == 7
+    assert requests_mock.call_count == 2
+
+
+def test_spaces_ids_query_encoding(client, requests_mock):
+    requests_mock.get(LIST, json={"count": 0, "next": None, "results": []})
+    client.sources.list(q="lobby cam", spaces_ids=[1, 2], limit=50, offset=100)
+    qs = requests_mock.last_request.qs
+    assert qs["spaces_ids"] == ["1,2"] and qs["limit"] == ["50"] and qs["offset"] == ["100"]
+    assert requests_mock.last_request.url.split("?")[0] == LIST
+    assert "spaces_ids=1%2C2" in requests_mock.last_request.url or "spaces_ids=1,2" in requests_mock.last_request.url
+
+
+def test_json_error_body_mapped(client, requests_mock):
+    body = {"error_codes": [1001], "message": "Validation failed",
+            "fields": [{"name": "identify_facesize_threshold", "message": "must be >= 0", "error_code": 1001}]}
+    requests_mock.patch(ONE, status_code=400, json=body)
+    with pytest.raises(APIError) as info:
+        client.sources.update(7, identify_facesize_threshold=5)
+    err = info.value
+    assert err.error_codes == [1001]
+    assert err.field_errors == {"identify_facesize_threshold": "must be >= 0"}
+    assert "must be >= 0" in str(err)
+
+
+@pytest.mark.parametrize("body", ["", "<html><head><title>502</title></head><body>Bad gateway</body></html>"])
+def test_html_and_empty_error_bodies(client, requests_mock, body):
+    client.max_retries = 0
+    requests_mock.get(ONE, status_code=502, text=body, reason="Bad Gateway")
+    with pytest.raises(ServerError) as info:
+        client.sources.get(7)
+    text = str(info.value)
+    assert "502" in text
+    assert ("Bad gateway" in text) if body else ("empty body" in text)
+    assert "JSONDecodeError" not in text and "<html>" not in text
+
+
+def test_garbage_success_body_is_api_error(client, requests_mock):
+    requests_mock.get(ONE, text='{"id": 7, "na')
+    with pytest.raises(APIError, match="not JSON"):
+        client.sources.get(7)
+
+
+def test_headers_user_agent_and_token(client, requests_mock):
+    requests_mock.get(ONE, json=SOURCE)
+    client.sources.get(7)
+    headers = requests_mock.last_request.headers
+    assert headers["Authorization"] == f"Token {TOKEN}"
+    assert headers["User-Agent"].startswith("neuroio-nb/")
+    assert requests_mock.last_request.timeout == client.timeout
+
+
+def test_token_not_in_repr_or_errors(client, requests_mock, caplog):
+    caplog.set_level(logging.DEBUG)
+    requests_mock.get(ONE, status_code=401, json={"message": "Invalid token.", "error_codes": [], "fields": []})
+    with pytest.raises(AuthenticationError) as info:
+        client.sources.get(7)
+    for text in (repr(client), str(client), repr(client.sources), str(info.value), repr(info.value),
+                 caplog.text, repr(client.session.auth)):
+        assert TOKEN not in text
+    assert URL in repr(client)
+
+
+def test_missing_token_is_clear_at_first_request(monkeypatch):
+    monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
+    c = Client(base_url=URL)
+    with pytest.raises(ConfigurationError, match="NEUROIO_API_TOKEN"):
+        c.sources.get(1)
+
+
+def test_environment_variables(monkeypatch, requests_mock):
+    monkeypatch.setenv("NEUROIO_API_TOKEN", "env-token")
+    monkeypatch.setenv("NEUROIO_API_URL", "https://env.example/")
+    c = Client()
+    assert c.base_url == "https://env.example"
+    requests_mock.get("https://env.example/v1/sources/1/", json={"id": 1})
+    c.sources.get(1)
+    assert requests_mock.last_request.headers["Authorization"] == "Token env-token"
+
+
+def test_default_url(monkeypatch):
+    monkeypatch.delenv("NEUROIO_API_URL", raising=False)
+    assert Client("t").base_url == "https://api.neuroio.com"
+
+
+@pytest.mark.parametrize("url", ["http://api.neuroio.com", "http://10.0.0.5:8000"])
+def test_plain_http_refused_off_loopback(url):
+    with pytest.raises(ConfigurationError, match="allow_insecure"):
+        Client("t", url)
+    assert Client("t", url, allow_insecure=True).base_url == url
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:8000"])
+def test_plain_http_allowed_on_loopback(url):
+    assert Client("t", url).base_url == url
+
+
+@pytest.mark.parametrize("url", ["api.neuroio.com", "ftp://x", "https://", ""])
+def test_bad_url(url, monkeypatch):
+    monkeypatch.delenv("NEUROIO_API_URL", raising=False)
+    if url == "":
+        assert Client("t", url).base_url == "https://api.neuroio.com"
+        return
+    with pytest.raises(ConfigurationError, match="Not an API URL"):
+        Client("t", url)
+
+
+def test_update_validated_before_sending(client, requests_mock):
+    with pytest.raises(ValidationError) as info:
+        client.sources.update(7, identify_facesize_threshold=-1, use_pps_time="yes", id=3)
+    assert requests_mock.call_count == 0
+    fields = {p.field for p in info.value.problems}
+    assert fields == {"identify_facesize_threshold", "use_pps_time", "id"}
+
+
+def test_create_license_alias(client, requests_mock):
+    requests_mock.post(LIST, status_code=201, json=SOURCE)
+    client.sources.create("Gate", license=42)
+    body = requests_mock.last_request.json()
+    assert body["license_id"] == 42 and "license" not in body and body["name"] == "Gate"
+
+
+def test_delete_accepts_202(client, requests_mock):
+    requests_mock.delete(ONE, status_code=202, text="")
+    assert client.sources.delete(7) is None
+
+
+def test_no_redirects_followed(client, requests_mock):
+    requests_mock.get(ONE, status_code=302, headers={"Location": "https://evil.example/steal"})
+    requests_mock.get("https://evil.example/steal", json=SOURCE)
+    with pytest.raises(APIError):
+        client.sources.get(7)
+    assert all("evil" not in r.url for r in requests_mock.request_history)
