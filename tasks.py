@@ -35,7 +35,7 @@ def run(*args: object) -> None:
 
 def demo() -> None:
     setup("notebooks")
-    run(PYTHON, "-m", "neuroio_nb.notebooks", "notebooks/01_explore_sources.ipynb", "--out", "output")
+    run(PYTHON, "tools/run_notebooks.py", "notebooks/01_explore_sources.ipynb", "--out", "output")
 
 
 def test(args: list[str]) -> None:

@@ -133,8 +133,8 @@ def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:
             parts.append(pd.DataFrame({
                 "id": known.index[mask],
                 "field": column,
-                "old": [to_python(v) for v in before.to_numpy()[mask]],
-                "new": [to_python(v) for v in known[column].to_numpy()[mask]],
+                "old": pd.Series([to_python(v) for v in before.to_numpy()[mask]], dtype=object),
+                "new": pd.Series([to_python(v) for v in known[column].to_numpy()[mask]], dtype=object),
             }))
     changes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         {c: pd.Series([], dtype=object if c in ("old", "new") else None) for c in CHANGE_COLUMNS})

@@ -1,0 +1,33 @@
+"""Small views a user wants first when exploring sources."""
+from __future__ import annotations
+
+import pandas as pd
+
+from .frames import to_python
+from .schema import FIELDS
+
+
+def non_defaults(frame: pd.DataFrame) -> pd.DataFrame:
+    """Every setting that differs from the create default: one row per (source, field).
+
+    Columns: ``name``, ``field``, ``value``, ``default``; index ``id``.
+    """
+    parts = []
+    for field in FIELDS:
+        if field.default is None or field.name not in frame.columns:
+            continue
+        column = frame[field.name]
+        differs = column.ne(field.default).fillna(True).to_numpy(dtype=bool)
+        if differs.any():
+            parts.append(pd.DataFrame({
+                "name": frame["name"].to_numpy()[differs] if "name" in frame.columns else None,
+                "field": field.name,
+                "value": [to_python(v) for v in column.to_numpy()[differs]],
+                "default": field.default,
+            }, index=frame.index[differs]))
+    if not parts:
+        return pd.DataFrame(columns=["name", "field", "value", "default"], index=pd.Index([], name="id"))
+    return pd.concat(parts).sort_index(kind="stable")
+
+
+__all__ = ["non_defaults"]
