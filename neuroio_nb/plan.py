@@ -109,7 +109,12 @@ def _show(value: Any) -> str:
 
 def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:
     """Validate ``edited``, fetch the server's values if no base, and compare."""
-    edited = checked_frame(edited)
+    try:
+        edited = checked_frame(edited)
+    except ValidationError as exc:
+        if base is not None and isinstance(edited, pd.DataFrame):
+            exc.problems += _unknown_columns(edited, _typed_base(base))
+        raise ValidationError(exc.problems) from None
     edited.index = edited.index.astype("int64")
     ids = edited.index.tolist()
     if base is None:
@@ -173,11 +178,7 @@ def _as_set(value: Any) -> frozenset | None:
 
 
 def _check_columns(edited: pd.DataFrame, old: pd.DataFrame, base: pd.DataFrame) -> None:
-    problems = []
-    for column in edited.columns:
-        if column not in BY_NAME and column not in base.columns and len(base.columns):
-            problems.append(Problem(None, column, None,
-                                    "unknown column: not a field of the schema nor of the base"))
+    problems = _unknown_columns(edited, base)
     for column in READ_ONLY:
         if column in edited.columns and column in old.columns:
             mask = changed(column, old[column], edited[column])
@@ -185,6 +186,14 @@ def _check_columns(edited: pd.DataFrame, old: pd.DataFrame, base: pd.DataFrame) 
                          for i, v in edited.loc[mask, column].items()]
     if problems:
         raise ValidationError(problems)
+
+
+def _unknown_columns(edited: pd.DataFrame, base: pd.DataFrame) -> list[Problem]:
+    if not len(base.columns):
+        return []
+    return [Problem(None, column, None, "unknown column: not a field of the schema nor of the base")
+            for column in edited.columns if column not in BY_NAME and column not in base.columns
+            and column != INDEX]
 
 
 def _typed_base(base: pd.DataFrame) -> pd.DataFrame:

@@ -89,15 +89,18 @@ class Sources:
             for page in self._pages_from(len(rows), None, q, spaces_ids):
                 rows += page["results"]
             return _dedupe(rows)
-        step = len(rows)
-        offsets = list(range(step, count, step))
+        # Each later page starts one row early: that row must be the previous page's
+        # last, so a source added or deleted before it (a shift) cannot go unseen.
+        size = len(rows)
+        step = size - 1 if size > 1 else size
+        offsets = list(range(step, count - (size - step), step))
         bar = tqdm(total=len(offsets) + 1, desc="sources", unit="page", leave=False,
                    disable=progress is False or (progress is None and not offsets))
         bar.update(1)
-        chunks: dict[int, list[dict]] = {0: rows}
+        chunks: dict[int, list[dict]] = {}
 
         def fetch(offset: int) -> dict:
-            page = self.list(q, spaces_ids, limit=min(step, count - offset), offset=offset)
+            page = self.list(q, spaces_ids, limit=min(size, count - offset), offset=offset)
             bar.update(1)
             return page
 
@@ -108,20 +111,17 @@ class Sources:
                     counts.add(page.get("count"))
         finally:
             bar.close()
-        assembled: list[dict] = []
-        position = 0
-        for offset in sorted(chunks) + [count]:
-            if position < offset:  # a page came back short: read the gap one page at a time
-                for page in self._pages_from(position, offset, q, spaces_ids):
-                    assembled += page["results"]
+        shifted = False
+        for offset, chunk in [*sorted(chunks.items()), (count, [])]:
+            if len(rows) < offset:  # a page came back short: read the gap one page at a time
+                for page in self._pages_from(len(rows), offset, q, spaces_ids):
+                    rows += page["results"]
                     counts.add(page.get("count"))
-                    position += len(page["results"])
-            if offset == count:
-                break
-            assembled += chunks[offset]
-            position = offset + len(chunks[offset])
-        result, duplicated = _dedupe(assembled)
-        return result, duplicated or len(counts) > 1 or len(result) != count
+            if len(rows) > offset and chunk and rows[offset]["id"] != chunk[0]["id"]:
+                shifted = True
+            rows += chunk[max(0, len(rows) - offset):] if len(rows) >= offset else chunk
+        result, duplicated = _dedupe(rows)
+        return result, shifted or duplicated or len(counts) > 1 or len(result) != count
 
     def to_frame(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
                  progress: bool | None = None, *, consistent: bool = False,

@@ -31,7 +31,6 @@ def checked_frame(edited: Any, *, what: str = "edited frame") -> pd.DataFrame:
     if list(frame.columns).count(INDEX) or frame.columns.duplicated().any():
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
         problems.append(Problem(None, None, dup, "duplicated column names"))
-    if problems:
         raise ValidationError(problems, what=what)
     typed = {}
     for name in frame.columns:

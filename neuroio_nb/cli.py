@@ -1,0 +1,372 @@
+"""The ``neuroio-nb`` command: the notebook flow, from a shell.
+
+    neuroio-nb export sources.csv            every source to CSV
+    neuroio-nb plan edited.csv               what the edited CSV would change (exit 2 if anything)
+    neuroio-nb apply edited.csv              show the plan, confirm, apply, report
+    neuroio-nb get ID / neuroio-nb list      one source / every source, as JSON, a table or CSV
+    neuroio-nb sandbox                       serve the embedded sandbox until Ctrl-C
+
+The token comes only from ``$NEUROIO_API_TOKEN`` (an option would land in the
+shell history) and never appears in any output; the URL from ``--url``, else
+``$NEUROIO_API_URL``, else the public API. Errors are one line on stderr (plus
+the server's field errors, or every problem of a bad CSV), never a traceback,
+and each kind has its exit code (:data:`EXIT_CODES`).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+from . import __version__
+from .client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
+from .csvio import read_csv
+from .errors import (
+    AuthenticationError,
+    BulkInterrupted,
+    ConfigurationError,
+    NeuroIOError,
+    Problem,
+    ValidationError,
+)
+from .frames import to_python
+from .sandbox import cli as sandbox_cli
+
+EXIT_OK = 0
+EXIT_ROWS_FAILED = 1
+EXIT_DRIFT = 2
+EXIT_USAGE = 3
+EXIT_AUTH = 4
+EXIT_API = 5
+EXIT_NOT_CONFIRMED = 6
+EXIT_INTERRUPTED = 130
+
+EXIT_CODES: dict[int, str] = {
+    EXIT_OK: "success (plan: nothing would change)",
+    EXIT_ROWS_FAILED: "apply: some sources failed or conflicted (see the report); "
+                      "sandbox: could not listen",
+    EXIT_DRIFT: "plan: the CSV differs from the server (something would change)",
+    EXIT_USAGE: "bad usage or input: unknown option, unreadable or invalid CSV, file not found",
+    EXIT_AUTH: f"authentication or configuration: no {TOKEN_ENV}, token refused (401/403), bad URL",
+    EXIT_API: "the API failed: an error answer (404, 5xx, ...) or no connection after retries",
+    EXIT_NOT_CONFIRMED: "apply: not confirmed (answered no, or stdin is not a terminal and no --yes)",
+    EXIT_INTERRUPTED: "interrupted (Ctrl-C); apply prints and writes the partial report",
+}
+
+#: Columns of ``list --format table`` unless ``--columns`` says otherwise.
+LIST_COLUMNS = ("space_id", "name", "license_id")
+#: How a missing value is shown in tables.
+EMPTY = "(empty)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors exit with :data:`EXIT_USAGE`."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+# ---- the commands ---------------------------------------------------------------
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Write every source (matching --q / --space) to a CSV file."""
+    _check_writable(args.path)
+    with _client(args) as client:
+        frame = client.sources.to_frame(q=args.q, spaces_ids=args.space)
+        client.sources.export_csv(args.path, frame)
+    print(f"Wrote {_plural(len(frame), 'source')} to {args.path}")
+    return EXIT_OK
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Show what the edited CSV would change; exit 2 if anything would."""
+    edited = read_csv(args.path)
+    base = read_csv(args.base) if args.base else None
+    with _client(args) as client:
+        plan = client.sources.plan(edited, base)
+    _print_plan(plan)
+    return EXIT_DRIFT if plan else EXIT_OK
+
+
+def cmd_apply(args: argparse.Namespace) -> int:
+    """Show the plan, confirm, apply it, print (and maybe write) the report."""
+    edited = read_csv(args.path)
+    base = read_csv(args.base) if args.base else None
+    if args.report:
+        _check_writable(args.report)
+    with _client(args) as client:
+        plan = client.sources.plan(edited, base)
+        _print_plan(plan)
+        if not plan:
+            return EXIT_OK
+        if len(plan) and not args.yes:
+            question = f"Apply {_plural(len(plan.changes), 'change')} to {_plural(len(plan), 'source')}? [y/N] "
+            confirmed = _confirm(question)
+            if confirmed is None:
+                _error("refusing to apply without confirmation: stdin is not a terminal. "
+                       "Review the plan above and pass --yes to apply it.")
+                return EXIT_NOT_CONFIRMED
+            if not confirmed:
+                print("Not applied.")
+                return EXIT_NOT_CONFIRMED
+        try:
+            report = plan.apply(on_conflict=args.on_conflict, progress=True)
+        except BulkInterrupted as exc:
+            print(f"Interrupted: {exc.report.summary()}; the other sources were not sent "
+                  "(plan again to see what is left).")
+            _print_not_updated(exc.report, plan.names)
+            if args.report:
+                _write_report(exc.report, args.report)
+            return EXIT_INTERRUPTED
+    print(report.summary())
+    _print_not_updated(report, plan.names)
+    if args.report:
+        _write_report(report, args.report)
+    failed = report["status"].isin(["failed", "conflict"]).any()
+    return EXIT_ROWS_FAILED if failed else EXIT_OK
+
+
+def cmd_get(args: argparse.Namespace) -> int:
+    """Print one source as JSON or as a field/value table."""
+    with _client(args) as client:
+        source = client.sources.get(args.id)
+    if args.format == "json":
+        print(json.dumps(source, indent=2, ensure_ascii=False))
+    else:
+        print(_table(["field", "value"], [[k, _text(v)] for k, v in source.items()]))
+    return EXIT_OK
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print every source (matching --q / --space) as a table, JSON or CSV."""
+    with _client(args) as client:
+        if args.format == "json":
+            rows = list(client.sources.iter(q=args.q, spaces_ids=args.space))
+            print(json.dumps(rows, indent=2, ensure_ascii=False))
+            return EXIT_OK
+        frame = client.sources.to_frame(q=args.q, spaces_ids=args.space)
+        if args.format == "csv":
+            client.sources.export_csv(sys.stdout, frame)
+            return EXIT_OK
+    columns = list(frame.columns) if args.columns == ["all"] else args.columns or list(LIST_COLUMNS)
+    unknown = [c for c in columns if c not in frame.columns and c != "id"]
+    if unknown and len(frame):
+        raise ValidationError([Problem(None, c, None, "no such column; the sources have: "
+                                       + ", ".join(frame.columns)) for c in unknown], what="--columns")
+    shown = [c for c in columns if c in frame.columns]
+    rows = [[str(sid), *(_text(frame.at[sid, c]) for c in shown)] for sid in frame.index]
+    print(_table(["id", *shown], rows) if rows else "No sources.")
+    if rows:
+        print(f"({_plural(len(rows), 'source')})")
+    return EXIT_OK
+
+
+def cmd_sandbox(args: argparse.Namespace) -> int:
+    """Serve the embedded sandbox until Ctrl-C, printing its URL and token."""
+    return sandbox_cli.run(args)
+
+
+# ---- the parser -----------------------------------------------------------------
+
+def build_parser() -> argparse.ArgumentParser:
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = _Parser(
+        prog="neuroio-nb",
+        description="The sources of a NeuroIO account from the shell: export to CSV, "
+                    "plan and apply CSV edits, get and list sources, run a local sandbox.",
+        epilog=f"environment:\n  {TOKEN_ENV}  the API token (required; there is no --token option)\n"
+               f"  {URL_ENV}    the API URL (default {DEFAULT_URL}; --url overrides it)\n\n"
+               f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--url", help=f"API base URL (default: ${URL_ENV}, else {DEFAULT_URL})")
+    selection = argparse.ArgumentParser(add_help=False)
+    selection.add_argument("--q", metavar="TEXT", help="only sources whose name contains TEXT")
+    selection.add_argument("--space", metavar="ID", type=int, nargs="+", action="extend",
+                           help="only sources of these spaces (repeatable)")
+    edits = argparse.ArgumentParser(add_help=False)
+    edits.add_argument("path", metavar="EDITED_CSV", help="a CSV as export writes it, edited")
+    edits.add_argument("--base", metavar="CSV",
+                       help="the export the edits started from: compare with it instead of the "
+                            "server now, so that values changed on the server meanwhile are conflicts")
+
+    def command(name: str, handler: Callable[[argparse.Namespace], int], text: str,
+                parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, parents=parents)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
+    p.add_argument("path", metavar="CSV", help="the file to write")
+
+    command("plan", cmd_plan, "Show what an edited CSV would change (exit 2 if anything would).",
+            [connection, edits])
+
+    p = command("apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.", [connection, edits])
+    p.add_argument("--yes", "-y", action="store_true", help="apply without asking")
+    p.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip",
+                   help="with --base: what to do with a source changed on the server meanwhile "
+                        "(default: skip and report it)")
+    p.add_argument("--report", metavar="CSV",
+                   help="write the report here (columns id,status,changes,error; changes as JSON)")
+
+    p = command("get", cmd_get, "Print one source.", [connection])
+    p.add_argument("id", type=int, help="the source's id")
+    p.add_argument("--format", choices=("json", "table"), default="json")
+
+    p = command("list", cmd_list, "Print every source.", [connection, selection])
+    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument("--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
+                   help=f"table columns, comma-separated, or 'all' (default: {','.join(LIST_COLUMNS)})")
+
+    p = command("sandbox", cmd_sandbox, "Serve a local NeuroIO sandbox until Ctrl-C.", [])
+    sandbox_cli.add_arguments(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        try:
+            return args.handler(args)
+        except KeyboardInterrupt:
+            _error("interrupted")
+            return EXIT_INTERRUPTED
+        except ValidationError as exc:
+            _error(str(exc))
+            return EXIT_USAGE
+        except ConfigurationError as exc:
+            _error(str(exc))
+            return EXIT_AUTH
+        except AuthenticationError as exc:
+            _error(f"{exc}\n  the server refused the token: check {TOKEN_ENV} (and the URL)")
+            return EXIT_AUTH
+        except NeuroIOError as exc:
+            _error(str(exc))
+            return EXIT_API
+        except BrokenPipeError:
+            _silence_stdout()
+            return EXIT_OK
+        except OSError as exc:
+            _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
+            return EXIT_USAGE
+
+
+# ---- helpers --------------------------------------------------------------------
+
+def _client(args: argparse.Namespace) -> Client:
+    if not os.environ.get(TOKEN_ENV):
+        raise ConfigurationError(
+            f"no API token: set the {TOKEN_ENV} environment variable "
+            "(there is no --token option: it would end up in the shell history)")
+    return Client(base_url=args.url)
+
+
+def _print_plan(plan: Any) -> None:
+    rows = [[str(sid), _text(plan.names.get(sid)), field, f"{_text(old)} → {_text(new)}"]
+            for sid, field, old, new in plan.changes.itertuples(index=False, name=None)]
+    if rows:
+        print(_table(["id", "name", "field", "old → new"], rows))
+        print(f"{_plural(len(plan), 'source')} would change, {_plural(len(rows), 'value')} in all.")
+    else:
+        print("Nothing would change.")
+    if plan.missing:
+        print(f"Not found ({_plural(len(plan.missing), 'id')}; apply reports them as failed): "
+              + ", ".join(str(i) for i in plan.missing))
+
+
+def _print_not_updated(report: Any, names: dict[int, Any]) -> None:
+    left = report[report["status"] != "updated"]
+    for sid, status, error in left[["status", "error"]].itertuples(name=None):
+        name = names.get(sid)
+        head = f"  {sid}" + (f" ({name})" if name else "") + f": {status}"
+        lines = str(error or "").splitlines() or [""]
+        print(f"{head}: {lines[0]}" if lines[0] else head)
+        for line in lines[1:]:
+            print(f"    {line.strip()}")
+
+
+def _write_report(report: Any, path: str) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh, lineterminator="\n")
+        writer.writerow(["id", "status", "changes", "error"])
+        for sid, status, changes, error in report[["status", "changes", "error"]].itertuples(name=None):
+            as_json = {field: [to_python(old), to_python(new)] for field, (old, new) in (changes or {}).items()}
+            writer.writerow([sid, status, json.dumps(as_json, ensure_ascii=False, default=str), error or ""])
+    print(f"Report written to {path}")
+
+
+def _confirm(question: str) -> bool | None:
+    """The user's answer; None when nobody can answer (stdin is not a terminal)."""
+    if not sys.stdin or not sys.stdin.isatty():
+        return None
+    print(question, end="", file=sys.stderr, flush=True)
+    return sys.stdin.readline().strip().lower() in ("y", "yes")
+
+
+def _check_writable(path: str) -> None:
+    """Fail before any request if ``path`` cannot be written."""
+    target = Path(path)
+    folder = target.parent if str(target.parent) else Path(".")
+    if target.is_dir():
+        raise IsADirectoryError(21, "is a directory", path)
+    if not folder.is_dir():
+        raise FileNotFoundError(2, "no such directory", str(folder))
+    if not os.access(folder, os.W_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise PermissionError(13, "cannot write", path)
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [headers, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _text(value: Any) -> str:
+    value = to_python(value)
+    if value is None:
+        return EMPTY
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _error(message: str) -> None:
+    print(f"neuroio-nb: error: {_redacted(message)}", file=sys.stderr)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: Any = None, line: str | None = None) -> None:
+    print(f"neuroio-nb: warning: {_redacted(str(message))}", file=sys.stderr)
+
+
+def _redacted(text: str) -> str:
+    token = os.environ.get(TOKEN_ENV)
+    return text.replace(token, "***") if token else text
+
+
+def _silence_stdout() -> None:
+    """After a closed pipe (``neuroio-nb list | head``): no second error at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,19 @@
+"""An embedded NeuroIO sources API for demos, notebooks, tests and benchmarks.
+
+    with Sandbox(sources=500, latency=0.02, fault_rate=0.1) as sb:
+        client = Client(sb.token, sb.url)
+
+It serves ``neuroio-api.md`` on loopback and can add latency, fail a share of
+requests, limit the request rate, cap the page size, break list pages, and
+record every request it saw. ``python -m neuroio_nb.sandbox`` runs one.
+"""
+from __future__ import annotations
+
+from .cli import add_arguments, build_parser, main
+from .data import generate_sources
+from .faults import FAULT_KINDS
+from .fields import EXTRA_FIELDS
+from .sandbox import RequestRecord, Sandbox
+
+__all__ = ["Sandbox", "RequestRecord", "generate_sources", "EXTRA_FIELDS", "FAULT_KINDS",
+           "add_arguments", "build_parser", "main"]

@@ -1,0 +1,265 @@
+"""The :class:`Sandbox`: a NeuroIO sources API on loopback, with trouble on demand."""
+from __future__ import annotations
+
+import math
+import secrets
+import threading
+import time
+from types import TracebackType
+from typing import Any, Callable, Mapping
+from urllib.parse import parse_qsl, urlsplit
+
+from .api import CORRUPT_MODES, INVALID_JSON, PageOptions, handle, parse_body
+from .data import generate_sources
+from .faults import Dice, TokenBucket, checked_faults, even_split, fault_reply, throttled
+from .log import RequestLog, RequestRecord
+from .replies import AUTH, DROP, INTERNAL, ApiFailure, Reply, error_reply
+from .server import Request, SandboxServer
+from .store import Store
+
+_WRITES = frozenset({"POST", "PATCH", "DELETE"})
+
+
+class Sandbox:
+    """Serves the sources API on ``host:port`` (a free port by default) until stopped.
+
+    Every knob but ``sources``, ``seed``, ``host`` and ``port`` is an attribute
+    that may be changed while the sandbox runs; requests read them as they arrive.
+    """
+
+    def __init__(
+        self,
+        sources: int | list[dict[str, Any]] = 100,
+        *,
+        seed: int = 0,
+        token: str | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency: float = 0.0,
+        page_cap: int = 100,
+        fault_rate: float = 0.0,
+        faults: dict[str, float] | None = None,
+        retry_after: tuple[float, float] = (0, 1),
+        rate_limit: float | None = None,
+        rate_burst: int | None = None,
+        drop_after_apply: float = 0.0,
+        omit_count: bool = False,
+        next_base: str | None = None,
+        corrupt: str | None = None,
+        before_request: Callable[[str, str], None] | None = None,
+    ) -> None:
+        initial = generate_sources(sources, seed) if isinstance(sources, int) else sources
+        self._store = Store(initial)
+        self.token = token or secrets.token_urlsafe(24)
+        self.host = host
+        self._port = port
+        self.latency = latency
+        self.page_cap = page_cap
+        self.faults = even_split(fault_rate) if faults is None else faults
+        self.retry_after = retry_after
+        self._bucket: TokenBucket | None = None
+        self._rate_burst = rate_burst
+        self.rate_limit = rate_limit
+        self.drop_after_apply = drop_after_apply
+        self.omit_count = omit_count
+        self.next_base = next_base
+        self.corrupt = corrupt
+        self.before_request = before_request
+        self._dice = Dice(seed)
+        self._log = RequestLog()
+        self._server: SandboxServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle -----------------------------------------------------------
+
+    def start(self) -> Sandbox:
+        if self._server is None:
+            self._server = SandboxServer((self.host, self._port), self._respond)
+            self._port = self._server.server_address[1]
+            self._thread = threading.Thread(target=self._server.serve_forever,
+                                            kwargs={"poll_interval": 0.05},
+                                            name=f"neuroio-sandbox-{self._port}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> Sandbox:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+    @property
+    def url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("the sandbox is not running; call start() or use `with`")
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    # -- knobs that need checking ------------------------------------------------
+
+    @property
+    def faults(self) -> dict[str, float]:
+        """Fault kind ("503", "429", "502", "drop") -> share of requests."""
+        return dict(self._faults)
+
+    @faults.setter
+    def faults(self, value: Mapping[str, float] | None) -> None:
+        self._faults = checked_faults(value or {})
+
+    @property
+    def fault_rate(self) -> float:
+        """The share of requests that get a fault; setting it splits it evenly over the kinds."""
+        return sum(self._faults.values())
+
+    @fault_rate.setter
+    def fault_rate(self, value: float) -> None:
+        self.faults = even_split(value)
+
+    @property
+    def rate_limit(self) -> float | None:
+        """Requests a second (None: unlimited), with bursts of up to ``rate_burst``."""
+        return self._bucket.rate if self._bucket else None
+
+    @rate_limit.setter
+    def rate_limit(self, value: float | None) -> None:
+        if not value:
+            self._bucket = None
+            return
+        self._bucket = TokenBucket(value, self._rate_burst or max(1, math.ceil(value / 10)))
+
+    @property
+    def rate_burst(self) -> int | None:
+        return self._bucket.burst if self._bucket else self._rate_burst
+
+    @rate_burst.setter
+    def rate_burst(self, value: int | None) -> None:
+        self._rate_burst = value
+        self.rate_limit = self.rate_limit
+
+    @property
+    def corrupt(self) -> str | None:
+        """None, or how list pages are broken: one of ``CORRUPT_MODES``."""
+        return self._corrupt
+
+    @corrupt.setter
+    def corrupt(self, value: str | None) -> None:
+        if value is not None and value not in CORRUPT_MODES:
+            raise ValueError(f"corrupt must be None or one of {CORRUPT_MODES}, not {value!r}")
+        self._corrupt = value
+
+    # -- state, changed as another user would -----------------------------------
+
+    @property
+    def sources(self) -> dict[int, dict[str, Any]]:
+        """A deep copy of the state: id -> source."""
+        return self._store.snapshot()
+
+    def source(self, source_id: int) -> dict[str, Any]:
+        return self._call(self._store.get, source_id)
+
+    def external_edit(self, source_id: int, **fields: Any) -> dict[str, Any]:
+        """Change a source as another user would (validated, not logged); the result."""
+        return self._call(self._store.update, source_id, fields)
+
+    def add_source(self, **fields: Any) -> dict[str, Any]:
+        """Create a source as another user would (validated, not logged)."""
+        return self._call(self._store.create, fields)
+
+    def remove_source(self, source_id: int) -> None:
+        self._call(self._store.delete, source_id)
+
+    @staticmethod
+    def _call(method: Callable[..., Any], *args: Any) -> Any:
+        """Run a store method, raising KeyError / ValueError as Python callers expect."""
+        try:
+            return method(*args)
+        except ApiFailure as failure:
+            if failure.status == 404:
+                raise KeyError(args[0]) from None
+            raise ValueError(failure.describe()) from None
+
+    # -- the request log -----------------------------------------------------------
+
+    @property
+    def log(self) -> list[RequestRecord]:
+        """Every request seen since the last :meth:`clear_log`, oldest first."""
+        return self._log.records()
+
+    def requests(self, method: str | None = None) -> list[RequestRecord]:
+        records = self._log.records()
+        return records if method is None else [r for r in records if r.method == method.upper()]
+
+    def clear_log(self) -> None:
+        self._log.clear()
+
+    @property
+    def max_in_flight(self) -> int:
+        """The most requests handled at once since the last :meth:`clear_log`."""
+        return self._log.max_in_flight
+
+    # -- answering ---------------------------------------------------------------
+
+    def _respond(self, request: Request) -> Reply:
+        """Called by the server in a handler thread for every request."""
+        started = time.monotonic()
+        self._log.begin()
+        target = urlsplit(request.target)
+        params = dict(parse_qsl(target.query, keep_blank_values=True))
+        body = parse_body(request.body)
+        authorized = self._authorized(request.authorization)
+        try:
+            reply, fault = self._answer(request.method, target.path, params, body, authorized)
+        except Exception as exc:  # a failing before_request hook, say: answer, never hang
+            reply, fault = error_reply(500, INTERNAL, f"Sandbox error: {exc!r}"), None
+        record = RequestRecord(request.method, target.path, params,
+                               None if body is INVALID_JSON else body, reply.status, fault,
+                               authorized, request.user_agent, started, time.monotonic())
+        self._log.end(record)
+        return reply
+
+    def _answer(self, method: str, path: str, params: dict[str, str], body: Any,
+                authorized: bool) -> tuple[Reply, str | None]:
+        """The reply and the fault behind it, if any.
+
+        In order: latency, rate limit, injected fault, auth, ``before_request``,
+        the API, then maybe dropping a write's answer once it is applied.
+        """
+        if self.latency > 0:
+            time.sleep(self.latency)
+        bucket = self._bucket
+        wait = bucket.take() if bucket is not None else 0.0
+        if wait > 0:
+            return throttled(max(1, math.ceil(wait))), "rate_limit"
+        kind = self._dice.fault(self._faults)
+        if kind is not None:
+            retry_after = self._dice.retry_after(*self.retry_after) if kind == "429" else 0
+            return fault_reply(kind, retry_after), kind
+        if not authorized:
+            return error_reply(401, AUTH, "Invalid token."), None
+        hook = self.before_request
+        if hook is not None:
+            hook(method, path)
+        reply = handle(self._store, method, path, params, body, PageOptions(
+            self.next_base or self.url, self.page_cap, self.omit_count, self._corrupt))
+        if (method in _WRITES and reply.status is not None and reply.status < 300
+                and self._dice.chance(self.drop_after_apply)):
+            return DROP, "drop_after_apply"
+        return reply, None
+
+    def _authorized(self, header: str | None) -> bool:
+        scheme, _, token = (header or "").partition(" ")
+        return scheme.lower() == "token" and secrets.compare_digest(
+            token.strip().encode(), self.token.encode())

@@ -1,0 +1,125 @@
+"""HTTP plumbing: a threaded HTTP/1.1 keep-alive server around one callable.
+
+The callable (the :class:`~neuroio_nb.sandbox.Sandbox`) turns a :class:`Request`
+into a :class:`~neuroio_nb.sandbox.replies.Reply`; this module only reads and
+writes bytes, so everything the API means lives elsewhere.
+"""
+from __future__ import annotations
+
+import socket
+import socketserver
+import sys
+import threading
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+from .replies import VALIDATION, Reply, error_reply
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    target: str
+    authorization: str | None
+    user_agent: str | None
+    body: bytes
+
+
+App = Callable[[Request], Reply]
+
+
+class SandboxServer(ThreadingHTTPServer):
+    """Serves ``app``; closes every open connection when closed itself."""
+
+    daemon_threads = True
+    # Keep-alive connections would make server_close() wait for their threads.
+    block_on_close = False
+    request_queue_size = 128
+
+    def __init__(self, address: tuple[str, int], app: App) -> None:
+        self.app = app
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    def server_bind(self) -> None:
+        # HTTPServer.server_bind looks the host up in DNS (getfqdn): slow, and not needed.
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+    def track(self, connection: socket.socket, open_: bool) -> None:
+        with self._connections_lock:
+            (self._connections.add if open_ else self._connections.discard)(connection)
+
+    def server_close(self) -> None:
+        super().server_close()
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            try:
+                connection.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Stay quiet about clients that went away; report anything else."""
+        if not isinstance(sys.exc_info()[1], OSError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    # Headers and body go out in two writes; with Nagle's algorithm on, the second
+    # waits for the client's delayed ACK (40 ms on Linux) on every request.
+    disable_nagle_algorithm = True
+    #: Idle keep-alive connections end after this many seconds.
+    timeout = 120
+    server: SandboxServer
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.track(self.connection, True)
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.server.track(self.connection, False)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log on stderr."""
+
+    def _serve(self) -> None:
+        if self.headers.get("Transfer-Encoding"):
+            self.close_connection = True
+            self._write(error_reply(411, VALIDATION, "Chunked bodies are not supported."))
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.close_connection = True
+            self._write(error_reply(400, VALIDATION, "Bad Content-Length."))
+            return
+        body = self.rfile.read(length) if length else b""
+        reply = self.server.app(Request(self.command, self.path, self.headers.get("Authorization"),
+                                        self.headers.get("User-Agent"), body))
+        if reply.status is None:
+            self.close_connection = True
+            return
+        self._write(reply)
+
+    def _write(self, reply: Reply) -> None:
+        assert reply.status is not None
+        self.send_response(reply.status)
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        if reply.content_type:
+            self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve

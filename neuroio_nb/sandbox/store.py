@@ -1,0 +1,99 @@
+"""The sandbox's state: its sources, behind one lock.
+
+Every read hands out deep copies, so nothing outside can change the state
+except through :class:`Store`'s methods, which validate like the API does.
+"""
+from __future__ import annotations
+
+import copy
+import threading
+from typing import Any, Iterable
+
+from .. import schema
+from .fields import field_problems, server_fields
+from .replies import ApiFailure, field_error
+
+_DUPLICATE = "source with this name already exists in the space"
+
+
+class Store:
+    """Sources by id, kept in id order (new ids only ever grow)."""
+
+    def __init__(self, sources: Iterable[dict[str, Any]]) -> None:
+        self._lock = threading.Lock()
+        rows = [copy.deepcopy(dict(s)) for s in sources]
+        next_id = max((r["id"] for r in rows if isinstance(r.get("id"), int)), default=0) + 1
+        for row in rows:
+            if not isinstance(row.get("id"), int):
+                row["id"], next_id = next_id, next_id + 1
+        self._sources = {r["id"]: r for r in sorted(rows, key=lambda r: r["id"])}
+        self._next_id = next_id
+        spaces = [r["space_id"] for r in rows if isinstance(r.get("space_id"), int)]
+        #: The space new sources go to: the first one.
+        self.default_space = min(spaces, default=1)
+
+    def snapshot(self) -> dict[int, dict[str, Any]]:
+        with self._lock:
+            return copy.deepcopy(self._sources)
+
+    def get(self, source_id: int) -> dict[str, Any]:
+        with self._lock:
+            return copy.deepcopy(self._find(source_id))
+
+    def page(self, q: str | None, spaces: set[int] | None, offset: int,
+             limit: int) -> tuple[int, list[dict[str, Any]]]:
+        """The total of matching sources, and copies of ``limit`` of them from ``offset``."""
+        needle = q.casefold() if q else None
+        with self._lock:
+            matching = [s for s in self._sources.values()
+                        if (needle is None or needle in str(s.get("name") or "").casefold())
+                        and (spaces is None or s.get("space_id") in spaces)]
+            return len(matching), copy.deepcopy(matching[offset:offset + limit])
+
+    def create(self, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            self._check(body, creating=True, space=self.default_space, own_id=None)
+            defaults = schema.create_defaults()
+            source: dict[str, Any] = {}
+            for field in server_fields():
+                if field.name == "id":
+                    source[field.name] = self._next_id
+                elif field.kind == "id":
+                    source[field.name] = self.default_space
+                elif field.writable:
+                    source[field.name] = defaults.get(field.name, field.default)
+            source.update(copy.deepcopy(body))
+            self._sources[self._next_id] = source
+            self._next_id += 1
+            return copy.deepcopy(source)
+
+    def update(self, source_id: int, body: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            source = self._find(source_id)
+            self._check(body, creating=False, space=source.get("space_id"), own_id=source_id)
+            source.update(copy.deepcopy(body))
+            return copy.deepcopy(source)
+
+    def delete(self, source_id: int) -> None:
+        with self._lock:
+            self._find(source_id)
+            del self._sources[source_id]
+
+    def _find(self, source_id: int) -> dict[str, Any]:
+        try:
+            return self._sources[source_id]
+        except KeyError:
+            raise ApiFailure.not_found() from None
+
+    def _check(self, body: dict[str, Any], *, creating: bool, space: Any,
+               own_id: int | None) -> None:
+        problems = field_problems(body, creating=creating)
+        name = body.get("name")
+        name_ok = not any(p["name"] == "name" for p in problems)
+        if name_ok and "name" in body and any(
+                s.get("name") == name and s.get("space_id") == space and s["id"] != own_id
+                for s in self._sources.values()):
+            problems.append(field_error("name", _DUPLICATE))
+        if problems:
+            raise ApiFailure.invalid(problems)
+

@@ -1,0 +1,297 @@
+"""Bulk edit over the sandbox: plan, apply, conflicts, failures, interrupt, undo."""
+from __future__ import annotations
+
+import _thread
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuroio_nb.errors import BulkInterrupted, ValidationError
+from neuroio_nb.frames import to_python
+
+
+@pytest.fixture
+def big(make_sandbox, client_for):
+    sb = make_sandbox(sources=1000)
+    c = client_for(sb)
+    return sb, c, c.sources.to_frame(progress=False)
+
+
+def edit_200(frame: pd.DataFrame) -> tuple[pd.DataFrame, dict[int, set[str]]]:
+    """Change 200 sources: a threshold on all, a switch on every other, the list on every fifth."""
+    edited = frame.copy()
+    ids = edited.index[::5][:200]
+    expected: dict[int, set[str]] = {}
+    edited.loc[ids, "identify_facesize_threshold"] += 500
+    for n, sid in enumerate(ids):
+        expected[sid] = {"identify_facesize_threshold"}
+        if n % 2 == 0:
+            edited.loc[sid, "auto_create_persons"] = not edited.loc[sid, "auto_create_persons"]
+            expected[sid].add("auto_create_persons")
+        if n % 5 == 0:
+            kept = set(edited.at[sid, "store_images_for_results"] or [])
+            edited.at[sid, "store_images_for_results"] = ["det", "new"] if kept != {"det", "new"} else ["junk"]
+            expected[sid].add("store_images_for_results")
+    return edited, expected
+
+
+def test_apply_200_of_1000(big):
+    sb, c, frame = big
+    edited, expected = edit_200(frame)
+    plan = c.sources.plan(edited, base=frame)
+    assert len(plan) == 200
+    assert set(plan.changes.columns) == {"id", "field", "old", "new"}
+    sb.clear_log()
+    report = plan.apply(progress=False)
+    assert report["status"].eq("updated").all() and len(report) == 200
+    assert report.summary() == "200 updated"
+    patches = sb.requests("PATCH")
+    assert len(patches) == 200
+    for record in patches:
+        sid = int(record.path.rstrip("/").rsplit("/", 1)[1])
+        assert set(record.body) == expected[sid]
+    after = c.sources.to_frame(progress=False)
+    pd.testing.assert_frame_equal(after, edited)
+    assert len(c.sources.plan(edited, base=after)) == 0
+    first = int(patches[0].path.rstrip("/").rsplit("/", 1)[1])
+    assert set(report.loc[first, "changes"]) == expected[first]
+
+
+def test_conflict_check_costs_a_listing_not_a_get_per_source(big):
+    sb, c, frame = big
+    edited, _ = edit_200(frame)
+    sb.clear_log()
+    c.sources.bulk_update(edited, base=frame, progress=False)
+    gets = sb.requests("GET")
+    assert len(gets) <= 12 and all(g.path == "/v1/sources/" for g in gets)
+
+
+def test_dry_run_sends_nothing(big):
+    sb, c, frame = big
+    edited, _ = edit_200(frame)
+    sb.clear_log()
+    report = c.sources.bulk_update(edited, base=frame, dry_run=True, progress=False)
+    assert sb.log == []
+    assert report["status"].eq("planned").all() and len(report) == 200
+    assert c.sources.to_frame(progress=False).equals(frame)
+
+
+def test_base_none_compares_with_server(big):
+    sb, c, frame = big
+    edited = frame.loc[[3, 4]].copy()
+    edited.loc[3, "use_pps_time"] = not edited.loc[3, "use_pps_time"]
+    sb.clear_log()
+    plan = c.sources.plan(edited)
+    assert len(plan) == 1 and plan.changes.iloc[0]["field"] == "use_pps_time"
+    assert [r.path for r in sb.requests("GET")] == ["/v1/sources/3/", "/v1/sources/4/"] or \
+        sorted(r.path for r in sb.requests("GET")) == ["/v1/sources/3/", "/v1/sources/4/"]
+
+
+def test_unchanged_sources_not_in_report_and_nan_equals_nan(big):
+    sb, c, frame = big
+    edited = frame.copy()
+    edited["license_id"] = edited["license_id"].astype(object).where(edited["license_id"].notna(), np.nan)
+    edited.at[10, "store_images_for_results"] = list(reversed(edited.at[10, "store_images_for_results"] or []))
+    plan = c.sources.plan(edited, base=frame)
+    assert len(plan) == 0
+    assert len(plan.apply(progress=False)) == 0
+
+
+def test_partial_failures_are_rows_with_server_message(big):
+    sb, c, frame = big
+    edited = frame.copy()
+    space = frame.loc[1, "space_id"]
+    taken = frame[(frame["space_id"] == space)].index[:3]
+    edited.loc[taken[1], "name"] = frame.loc[taken[0], "name"]  # duplicate name in the space
+    edited.loc[taken[2], "identify_facesize_threshold"] = 1234
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report.loc[taken[1], "status"] == "failed"
+    assert "already exists" in report.loc[taken[1], "error"] and "name" in report.loc[taken[1], "error"]
+    assert report.loc[taken[2], "status"] == "updated" and report.loc[taken[2], "error"] is None
+    assert report.summary() == "1 updated, 1 failed"
+
+
+def test_id_not_on_server_is_failed_not_a_crash(big):
+    sb, c, frame = big
+    edited = frame.loc[[5]].copy()
+    edited.loc[5, "use_pps_time"] = not edited.loc[5, "use_pps_time"]
+    ghost = edited.rename(index={5: 999999})
+    report = c.sources.bulk_update(pd.concat([edited, ghost]), progress=False)
+    assert report.loc[999999, "status"] == "failed" and "not found" in report.loc[999999, "error"]
+    assert report.loc[5, "status"] == "updated"
+
+
+@pytest.mark.parametrize("on_conflict", ["skip", "overwrite"])
+def test_conflicts(big, on_conflict):
+    sb, c, frame = big
+    edited = frame.copy()
+    edited.loc[[7, 8], "identify_facesize_threshold"] = 11111
+    edited.loc[8, "use_pps_time"] = not frame.loc[8, "use_pps_time"]
+    sb.external_edit(7, identify_facesize_threshold=9999)          # someone else changed what we change
+    sb.external_edit(8, manual_create_on_ha=not frame.loc[8, "manual_create_on_ha"])  # a field we don't touch
+    sb.clear_log()
+    report = c.sources.bulk_update(edited, base=frame, on_conflict=on_conflict, progress=False)
+    assert report.loc[8, "status"] == "updated"
+    if on_conflict == "skip":
+        assert report.loc[7, "status"] == "conflict"
+        assert "9999" in report.loc[7, "error"]
+        assert sb.source(7)["identify_facesize_threshold"] == 9999
+        assert [r.path for r in sb.requests("PATCH")] == ["/v1/sources/8/"]
+    else:
+        assert report.loc[7, "status"] == "updated"
+        assert sb.source(7)["identify_facesize_threshold"] == 11111
+    assert sb.source(8)["manual_create_on_ha"] is (not frame.loc[8, "manual_create_on_ha"])
+
+
+def test_retried_write_after_lost_answer_is_updated(make_sandbox, client_for):
+    sb = make_sandbox(sources=200, drop_after_apply=0.2, seed=3)
+    c = client_for(sb)
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["identify_facesize_threshold"] = 8000
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report["status"].eq("updated").all()
+    assert any(r.fault == "drop_after_apply" for r in sb.log)
+    assert all(s["identify_facesize_threshold"] == 8000 for s in sb.sources.values())
+
+
+def test_interrupt_stops_and_plan_shows_the_remainder(make_sandbox, client_for):
+    sb = make_sandbox(sources=300, latency=0.01)
+    c = client_for(sb, max_workers=4)
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["auto_check_liveness"] = ~frame["auto_check_liveness"]
+    seen = {"n": 0}
+
+    def interrupt_after_50(method, path):
+        if method == "PATCH":
+            seen["n"] += 1
+            if seen["n"] == 50:
+                _thread.interrupt_main()
+
+    sb.before_request = interrupt_after_50
+    with pytest.raises(BulkInterrupted) as info:
+        c.sources.bulk_update(edited, base=frame, progress=False)
+    sb.before_request = None
+    partial = info.value.report
+    applied = {int(r.path.rstrip("/").rsplit("/", 1)[1]) for r in sb.requests("PATCH") if r.status == 200}
+    assert 50 <= len(applied) < 300
+    assert set(partial.index[partial["status"] == "updated"]) == applied
+    now = c.sources.to_frame(progress=False)
+    rest = c.sources.plan(edited, base=now)
+    assert set(rest.ids) == set(frame.index) - applied
+    sb.clear_log()
+    report = rest.apply(progress=False)
+    assert report["status"].eq("updated").all()
+    assert {int(r.path.rstrip("/").rsplit("/", 1)[1]) for r in sb.requests("PATCH")} == set(rest.ids)
+
+
+def test_undo_restores_and_is_conflict_checked(big):
+    sb, c, frame = big
+    edited, _ = edit_200(frame)
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    touched = report.index[0]
+    sb.external_edit(int(touched), identify_facesize_threshold=4242)  # changed again since our update
+    undone = c.sources.undo(report, progress=False)
+    assert undone.loc[touched, "status"] == "conflict"
+    assert undone["status"].value_counts().to_dict() == {"updated": 199, "conflict": 1}
+    after = c.sources.to_frame(progress=False)
+    others = frame.index.drop(touched)
+    pd.testing.assert_frame_equal(after.loc[others], frame.loc[others])
+    assert after.loc[touched, "identify_facesize_threshold"] == 4242
+
+
+def test_report_and_plan_render_in_jupyter(big):
+    sb, c, frame = big
+    edited = frame.copy()
+    edited.loc[1, "identify_facesize_threshold"] = 31337
+    plan = c.sources.plan(edited, base=frame)
+    view = plan._repr_html_()
+    assert "31337" in view and "&rarr;" in view and "use_pps_time" not in view
+    report = plan.apply(progress=False)
+    assert "1 updated" in report._repr_html_() and "#d4edda" in report._repr_html_()
+
+
+# ---- validation: every problem at once, nothing sent ------------------------------------
+
+def bad(frame: pd.DataFrame, column: str, value, sid: int = 1) -> pd.DataFrame:
+    edited = frame.copy()
+    if edited[column].dtype != object:
+        edited[column] = edited[column].astype(object)
+    edited.at[sid, column] = value
+    return edited
+
+
+@pytest.mark.parametrize("column,value,reason", [
+    ("use_pps_time", "yes", "true or false"),
+    ("use_pps_time", 2, "true or false"),
+    ("identify_facesize_threshold", 7000.5, "whole number"),
+    ("identify_facesize_threshold", "big", "whole number"),
+    ("identify_facesize_threshold", -1, ">= 0"),
+    ("store_images_for_results", ["new", "everything"], "unknown value"),
+    ("name", None, "required"),
+])
+def test_each_bad_value_is_reported(big, column, value, reason):
+    sb, c, frame = big
+    sb.clear_log()
+    with pytest.raises(ValidationError) as info:
+        c.sources.bulk_update(bad(frame, column, value), base=frame, progress=False)
+    (problem,) = info.value.problems
+    assert problem.id == 1 and problem.field == column and reason in problem.reason
+    assert isinstance(info.value, ValueError)
+    assert sb.log == []
+
+
+def test_all_problems_reported_at_once(big):
+    sb, c, frame = big
+    edited = bad(bad(frame, "use_pps_time", "yes", 1), "identify_facesize_threshold", -5, 2)
+    edited = pd.concat([edited, edited.loc[[3]]])
+    edited["shoe_size"] = 42
+    sb.clear_log()
+    with pytest.raises(ValidationError) as info:
+        c.sources.plan(edited, base=frame)
+    text = str(info.value)
+    assert "use_pps_time" in text and "identify_facesize_threshold" in text and "appears 2 times" in text
+    assert sb.log == []
+
+
+@pytest.mark.parametrize("column,value", [("id", None), ("space_id", 99), ("license", {"id": 1})])
+def test_read_only_columns(big, column, value):
+    sb, c, frame = big
+    if column == "id":
+        edited = frame.reset_index()
+        edited.loc[0, "id"] = 5  # duplicates id 5
+        edited = edited.set_index("id")
+        match = "appears 2 times"
+    else:
+        edited = bad(frame, column, value)
+        match = "read-only"
+    sb.clear_log()
+    with pytest.raises(ValidationError, match=match):
+        c.sources.plan(edited, base=frame)
+    assert sb.log == []
+
+
+def test_unknown_column(big):
+    sb, c, frame = big
+    edited = frame.copy()
+    edited["colour"] = "red"
+    with pytest.raises(ValidationError, match="unknown column"):
+        c.sources.plan(edited, base=frame)
+    kept = frame.copy()
+    kept["auto_check_angle_threshold"] = 45  # unknown to the schema, but the server sent it: fine
+    plan = c.sources.plan(kept, base=frame)
+    assert set(plan.changes["field"]) == {"auto_check_angle_threshold"}
+    report = plan.apply(progress=False)
+    assert report["status"].eq("updated").all()
+    assert all(s["auto_check_angle_threshold"] == 45 for s in sb.sources.values())
+
+
+def test_edited_subset_of_columns_only_compares_those(big):
+    sb, c, frame = big
+    edited = frame[["name", "identify_facesize_threshold"]].copy()
+    edited["identify_facesize_threshold"] += 1
+    plan = c.sources.plan(edited, base=frame)
+    assert len(plan) == 1000 and set(plan.changes["field"]) == {"identify_facesize_threshold"}
+    assert all(to_python(v) is not None for v in plan.changes["new"])

@@ -1,0 +1,192 @@
+"""Paging, CRUD and the typed frame against the sandbox over real HTTP."""
+from __future__ import annotations
+
+import warnings
+
+import pandas as pd
+import pytest
+
+from neuroio_nb import Client
+from neuroio_nb.errors import APIError, MalformedResponseError, NotFoundError
+from neuroio_nb.schema import BY_NAME, COLUMNS
+from neuroio_nb.sources import ListingChangedWarning
+
+
+def listed_offsets(sb):
+    return sorted(int(r.params.get("offset", 0)) for r in sb.requests("GET") if r.path == "/v1/sources/")
+
+
+def test_to_frame_1234_sources_page_cap_100(make_sandbox, client_for):
+    sb = make_sandbox(sources=1234, page_cap=100)
+    frame = client_for(sb).sources.to_frame(progress=False)
+    assert sorted(frame.index) == sorted(sb.sources)
+    assert frame.index.name == "id" and frame.index.is_unique
+    for name in COLUMNS:
+        if name in frame.columns:
+            expected = BY_NAME[name].dtype
+            assert frame[name].dtype == expected, name
+    assert list(frame.columns[: len(COLUMNS)]) == [c for c in COLUMNS if c in frame.columns]
+    assert "auto_check_angle_threshold" in frame.columns  # a field the schema does not know, kept
+    server = sb.sources
+    for sid in (1, 617, 1234):
+        row = frame.loc[sid]
+        assert row["name"] == server[sid]["name"]
+        assert bool(row["use_pps_time"]) == server[sid]["use_pps_time"]
+        assert row["auto_check_angle_threshold"] == server[sid]["auto_check_angle_threshold"]
+    offsets = listed_offsets(sb)
+    assert offsets[0] == 0
+    assert all(b - a == 99 for a, b in zip(offsets, offsets[1:]))  # each page overlaps the last by one row
+    assert offsets[-1] + 100 >= 1234 and len(offsets) == 13
+
+
+def expected_requests(n: int, size: int = 100) -> int:
+    """The first page, then pages of `size` rows that overlap the previous one by a row."""
+    return 1 if n <= size else 1 + -(-(n - size) // (size - 1))
+
+
+def test_pages_fetched_concurrently(make_sandbox, client_for):
+    sb = make_sandbox(sources=1000, latency=0.05)
+    client_for(sb, max_workers=6).sources.to_frame(progress=False)
+    assert sb.max_in_flight > 1
+
+
+def test_server_cap_below_asked_limit(make_sandbox, client_for):
+    sb = make_sandbox(sources=250, page_cap=30)
+    c = client_for(sb, page_size=100)
+    frame = c.sources.to_frame(progress=False)
+    assert sorted(frame.index) == list(range(1, 251))
+    assert len(c.sources.list(limit=100)["results"]) == 30
+
+
+def test_no_count_no_next(make_sandbox, client_for):
+    sb = make_sandbox(sources=230, omit_count=True, page_cap=50)
+    frame = client_for(sb).sources.to_frame(progress=False)
+    assert sorted(frame.index) == list(range(1, 231))
+    offsets = listed_offsets(sb)
+    assert offsets == [0, 50, 100, 150, 200, 230]  # advanced by rows received, stopped on an empty page
+
+
+@pytest.mark.parametrize("n", [0, 1, 100, 200])
+def test_zero_one_and_exact_multiples(make_sandbox, client_for, n):
+    sb = make_sandbox(sources=n)
+    frame = client_for(sb).sources.to_frame(progress=False)
+    assert len(frame) == n and sorted(frame.index) == list(range(1, n + 1))
+    assert len(sb.requests("GET")) == expected_requests(n)
+    if n == 0:
+        assert list(frame.columns) == list(COLUMNS)
+        assert frame["use_pps_time"].dtype == "boolean"
+
+
+def test_filters_by_name_and_space(sandbox, client):
+    frame = client.sources.to_frame(q="CAM", spaces_ids=[1, 2], progress=False)
+    expected = {i for i, s in sandbox.sources.items() if "cam" in s["name"].lower() and s["space_id"] in (1, 2)}
+    assert set(frame.index) == expected and expected
+    assert sandbox.requests("GET")[0].params["spaces_ids"] == "1,2"
+
+
+def test_iter_yields_every_source(make_sandbox, client_for):
+    sb = make_sandbox(sources=150)
+    rows = list(client_for(sb).sources.iter())
+    assert [r["id"] for r in rows] == list(range(1, 151))
+
+
+def test_next_url_to_other_host_never_gets_token(make_sandbox, client_for):
+    other = make_sandbox(sources=5, token="other-host-token")
+    sb = make_sandbox(sources=250, next_base=other.url.replace("127.0.0.1", "127.0.0.2"))
+    frame = client_for(sb).sources.to_frame(progress=False)
+    assert len(frame) == 250
+    assert other.log == []
+
+
+def test_listing_shift_warns_and_dedupes(make_sandbox, client_for):
+    sb = make_sandbox(sources=300, page_cap=50)
+    c = client_for(sb, max_workers=1)
+    calls = {"n": 0}
+
+    def shift(method, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            sb.remove_source(1)  # everything after moves one place up: the next page repeats nothing...
+            sb.add_source(name="late arrival")  # ...and one source appears
+
+    sb.before_request = shift
+    with pytest.warns(ListingChangedWarning):
+        frame = c.sources.to_frame(progress=False)
+    assert frame.index.is_unique
+
+
+def test_consistent_rereads_until_stable(make_sandbox, client_for):
+    sb = make_sandbox(sources=300, page_cap=50)
+    c = client_for(sb, max_workers=1)
+    calls = {"n": 0}
+
+    def shift(method, path):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            sb.add_source(name="late arrival")
+
+    sb.before_request = shift
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        frame = c.sources.to_frame(progress=False, consistent=True)
+    assert sorted(frame.index) == sorted(sb.sources)
+
+
+@pytest.mark.parametrize("mode", ["truncated", "results_not_list", "missing_id"])
+def test_garbage_pages_are_api_errors(make_sandbox, client_for, mode):
+    sb = make_sandbox(sources=150, corrupt=mode)
+    with pytest.raises(APIError) as info:
+        client_for(sb, max_retries=0).sources.to_frame(progress=False)
+    assert isinstance(info.value, MalformedResponseError)
+
+
+def test_crud_roundtrip(sandbox, client):
+    made = client.sources.create("Loading dock cam", license="lic-9", auto_create_persons=True)
+    assert made["name"] == "Loading dock cam" and made["license_id"] == "lic-9"
+    assert made["auto_create_persons"] is True and made["identify_facesize_threshold"] == 7000
+    assert client.sources.get(made["id"]) == made
+    changed = client.sources.update(made["id"], identify_facesize_threshold=9000)
+    assert changed["identify_facesize_threshold"] == 9000
+    assert sandbox.requests("PATCH")[-1].body == {"identify_facesize_threshold": 9000}
+    client.sources.delete(made["id"])
+    with pytest.raises(NotFoundError):
+        client.sources.get(made["id"])
+
+
+def test_server_validation_error_is_typed(sandbox, client):
+    taken = sandbox.source(2)["name"]
+    same_space = [i for i, s in sandbox.sources.items() if s["space_id"] == sandbox.source(2)["space_id"] and i != 2]
+    with pytest.raises(APIError) as info:
+        client.sources.update(same_space[0], name=taken)
+    assert info.value.status_code == 400 and "name" in info.value.field_errors
+
+
+def test_bad_token_and_token_never_shown(sandbox):
+    c = Client("wrong-token", sandbox.url)
+    with pytest.raises(APIError) as info:
+        c.sources.to_frame(progress=False)
+    assert info.value.status_code == 401
+    good = Client(sandbox.token, sandbox.url)
+    assert sandbox.token not in repr(good) and sandbox.token not in str(info.value)
+
+
+def test_user_agent_and_keepalive(make_sandbox, client_for):
+    sb = make_sandbox(sources=500)
+    client_for(sb).sources.to_frame(progress=False)
+    assert all(r.user_agent and r.user_agent.startswith("neuroio-nb/") for r in sb.log)
+    assert all(r.authorized for r in sb.log)
+
+
+def test_frame_builds_from_dicts_with_unknown_and_missing_fields():
+    from neuroio_nb.frames import frame_from_records
+
+    frame = frame_from_records([
+        {"id": 2, "name": "a", "use_pps_time": None, "new_thing": {"x": 1}, "license_id": 5},
+        {"id": 1, "name": "b", "use_pps_time": True, "license_id": "lic-1"},
+    ])
+    assert list(frame.index) == [2, 1]
+    assert frame["use_pps_time"].dtype == "boolean" and frame["use_pps_time"].isna().tolist() == [True, False]
+    assert frame["license_id"].tolist() == ["5", "lic-1"]
+    assert frame.loc[2, "new_thing"] == {"x": 1}
+    assert list(frame.columns) == ["name", "license_id", "use_pps_time", "new_thing"]
+    assert pd.isna(frame.loc[1, "new_thing"])
