@@ -1,0 +1,130 @@
+"""CSV export and import: lossless round trip, hand-edited files, unreadable cells."""
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from neuroio_nb import read_csv
+from neuroio_nb.errors import ValidationError
+
+
+@pytest.fixture
+def exported(make_sandbox, client_for, tmp_path):
+    sb = make_sandbox(sources=300)
+    c = client_for(sb)
+    frame = c.sources.to_frame(progress=False)
+    path = tmp_path / "sources.csv"
+    c.sources.export_csv(path, frame)
+    return sb, c, frame, path
+
+
+def test_round_trip_is_exact(exported):
+    sb, c, frame, path = exported
+    back = read_csv(path)
+    pd.testing.assert_frame_equal(back, frame)
+    assert len(c.sources.plan(back, base=frame)) == 0
+
+
+def test_export_without_frame_reads_every_source(exported, tmp_path):
+    sb, c, frame, _ = exported
+    path = tmp_path / "all.csv"
+    c.sources.export_csv(path)
+    pd.testing.assert_frame_equal(read_csv(path), frame)
+
+
+def test_encoding_is_documented_text(exported):
+    sb, c, frame, path = exported
+    text = path.read_text(encoding="utf-8")
+    header, first = text.splitlines()[:2]
+    assert header.startswith("id,space_id,name,license_id,license,")
+    assert header.endswith(",auto_check_angle_threshold")  # the unknown field is kept
+    assert ",true," in text and ",false," in text and "True" not in text
+    assert '"[""' in text  # lists are JSON in a quoted cell
+    with_license = frame[frame["license"].notna()].index[0]
+    line = next(line for line in text.splitlines() if line.startswith(f"{with_license},"))
+    assert '{""id""' in line
+
+
+def test_missing_values_are_empty_cells(make_sandbox, client_for, tmp_path):
+    sb = make_sandbox(sources=20)
+    c = client_for(sb)
+    sb.external_edit(3, license_id=None, store_images_for_results=None)
+    frame = c.sources.to_frame(progress=False)
+    path = tmp_path / "s.csv"
+    c.sources.export_csv(path, frame)
+    line = next(line for line in path.read_text().splitlines() if line.startswith("3,"))
+    cells = line.split(",")
+    assert cells[3] == ""  # license_id
+    back = read_csv(path)
+    assert pd.isna(back.loc[3, "license_id"]) and back.loc[3, "store_images_for_results"] is None
+    pd.testing.assert_frame_equal(back, frame)
+
+
+def test_hand_edited_spreadsheet_csv(exported, tmp_path):
+    sb, c, frame, path = exported
+    lines = path.read_text().splitlines()
+    header = lines[0].split(",")
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    row1 = raw.index[raw["id"] == "1"][0]
+    row2 = raw.index[raw["id"] == "2"][0]
+    # a spreadsheet's habits: TRUE/False/1/0, reordered columns, a blank line, a list as plain text
+    raw.loc[row1, "use_pps_time"] = "TRUE" if not frame.loc[1, "use_pps_time"] else "False"
+    raw.loc[row1, "auto_create_persons"] = "1" if not frame.loc[1, "auto_create_persons"] else "0"
+    raw.loc[row2, "store_images_for_results"] = "new; exact"
+    raw.loc[row2, "identify_facesize_threshold"] = "8000"
+    untouched = [c for c in raw.columns if c.startswith("auto") and c != "auto_create_persons"]
+    for col in untouched:  # a spreadsheet writes its own spelling of booleans everywhere
+        raw[col] = raw[col].map({"true": "TRUE", "false": "FALSE", "": "", "30": "30"}).fillna(raw[col])
+    reordered = raw[list(reversed(header))]
+    text = reordered.to_csv(index=False, lineterminator="\r\n")
+    body = text.splitlines(keepends=True)
+    edited_path = tmp_path / "edited.csv"
+    edited_path.write_text(body[0] + "\r\n" + "".join(body[1:]) + "\r\n", encoding="utf-8-sig")
+    plan = c.sources.plan(read_csv(edited_path), base=frame)
+    got = {(r.id, r.field): (r.old, r.new) for r in plan.changes.itertuples()}
+    expected = {
+        (1, "use_pps_time"): (bool(frame.loc[1, "use_pps_time"]), not frame.loc[1, "use_pps_time"]),
+        (1, "auto_create_persons"): (bool(frame.loc[1, "auto_create_persons"]),
+                                     not frame.loc[1, "auto_create_persons"]),
+    }
+    if set(frame.loc[2, "store_images_for_results"] or []) != {"new", "exact"}:
+        expected[(2, "store_images_for_results")] = (frame.loc[2, "store_images_for_results"], ["new", "exact"])
+    if frame.loc[2, "identify_facesize_threshold"] != 8000:
+        expected[(2, "identify_facesize_threshold")] = (int(frame.loc[2, "identify_facesize_threshold"]), 8000)
+    assert got == expected
+
+
+def test_unreadable_cells_name_line_and_column(exported, tmp_path):
+    sb, c, frame, path = exported
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    col_bool = list(raw.columns).index("use_pps_time") + 1
+    col_int = list(raw.columns).index("identify_facesize_threshold") + 1
+    raw.loc[0, "use_pps_time"] = "maybe"
+    raw.loc[0, "identify_facesize_threshold"] = "12.5"
+    bad = tmp_path / "bad.csv"
+    raw.to_csv(bad, index=False)
+    with pytest.raises(ValidationError) as info:
+        read_csv(bad)
+    text = str(info.value)
+    assert f"line 2, column {col_bool}" in text and "maybe" in text
+    assert f"line 2, column {col_int}" in text and "whole number" in text
+    assert len(info.value.problems) == 2
+
+
+@pytest.mark.parametrize("content,match", [
+    (b"", "empty"),
+    (b"\n\n", "empty"),
+    (b"1,Gate,true\n2,Door,false\n", "no header"),
+    (b"id,name\n1,Gate,extra\n", "line 2 has 3 cells"),
+    (b"id,name\n1,Gat\xe9\n", "not UTF-8"),
+])
+def test_bad_files(tmp_path, content, match):
+    path = tmp_path / "x.csv"
+    path.write_bytes(content)
+    with pytest.raises(ValidationError, match=match):
+        read_csv(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        read_csv(tmp_path / "nope.csv")
