@@ -1,0 +1,80 @@
+"""The notebooks: committed without outputs, executed in a real kernel against the sandbox."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
+ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
+EXPECTED = ["01_explore_sources", "02_bulk_edit", "03_edit_one_source", "04_export_csv"]
+
+
+def test_every_notebook_is_there():
+    assert [p.stem for p in ALL] == EXPECTED
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    assert code and all(not c.get("outputs") and c.get("execution_count") is None for c in code)
+    assert nb["metadata"]["kernelspec"]["name"] == "python3"
+
+
+def execute(path: Path, workdir: Path, env: dict[str, str]) -> nbformat.NotebookNode:
+    """Run a copy of the notebook in `workdir` (files it writes land there) with `env` set."""
+    copy = workdir / path.name
+    shutil.copy(path, copy)
+    nb = nbformat.read(copy, as_version=4)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3",
+                       resources={"metadata": {"path": str(workdir)}}).execute()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return nb
+
+
+def outputs_text(nb: nbformat.NotebookNode) -> str:
+    return json.dumps([c.get("outputs", []) for c in nb.cells])
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", ["01_explore_sources", "02_bulk_edit", "04_export_csv"])
+def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
+    monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
+    monkeypatch.delenv("NEUROIO_API_URL", raising=False)
+    nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path, {"IPYTHONDIR": str(tmp_path / "ipython")})
+    text = outputs_text(nb)
+    assert '"output_type": "error"' not in text
+    if name == "01_explore_sources":
+        assert text.count("image/png") >= 3  # per space, switches, thresholds
+    if name == "02_bulk_edit":
+        assert "1 conflict" in text and "updated" in text
+    if name == "04_export_csv":
+        assert (tmp_path / "exports" / "sources.csv").exists() and "identical, dtypes included" in text
+
+
+@pytest.mark.notebook
+@pytest.mark.parametrize("name", ["01_explore_sources", "04_export_csv"])
+def test_notebook_against_an_account_never_shows_the_token(name, tmp_path, make_sandbox):
+    sb = make_sandbox(sources=150, token="account-token-must-not-leak")
+    nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path, {
+        "NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url, "IPYTHONDIR": str(tmp_path / "ipython")})
+    text = outputs_text(nb)
+    assert '"output_type": "error"' not in text
+    assert sb.token not in text
+    assert any(r.path == "/v1/sources/" for r in sb.log)  # it really read the "account"
+    if name == "04_export_csv":
+        assert sb.token not in (tmp_path / "exports" / "sources.csv").read_text()
