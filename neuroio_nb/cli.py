@@ -31,7 +31,6 @@ from .errors import (
     BulkInterrupted,
     ConfigurationError,
     NeuroIOError,
-    Problem,
     ValidationError,
 )
 from .frames import to_python
@@ -62,6 +61,10 @@ EXIT_CODES: dict[int, str] = {
 LIST_COLUMNS = ("space_id", "name", "license_id")
 #: How a missing value is shown in tables.
 EMPTY = "(empty)"
+
+
+class UsageError(Exception):
+    """A command was asked for something that cannot be (exit :data:`EXIT_USAGE`)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -118,8 +121,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         try:
             report = plan.apply(on_conflict=args.on_conflict, progress=True)
         except BulkInterrupted as exc:
-            print(f"Interrupted: {exc.report.summary()}; the other sources were not sent "
-                  "(plan again to see what is left).")
+            done = exc.report.summary() if len(exc.report) else "no source was updated"
+            print(f"Interrupted: {done}; the other sources were not sent (plan again to see what is left).")
             _print_not_updated(exc.report, plan.names)
             if args.report:
                 _write_report(exc.report, args.report)
@@ -157,8 +160,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     columns = list(frame.columns) if args.columns == ["all"] else args.columns or list(LIST_COLUMNS)
     unknown = [c for c in columns if c not in frame.columns and c != "id"]
     if unknown and len(frame):
-        raise ValidationError([Problem(None, c, None, "no such column; the sources have: "
-                                       + ", ".join(frame.columns)) for c in unknown], what="--columns")
+        raise UsageError(f"--columns: no column {', '.join(unknown)}; the sources have: "
+                         + ", ".join(frame.columns))
     shown = [c for c in columns if c in frame.columns]
     rows = [[str(sid), *(_text(frame.at[sid, c]) for c in shown)] for sid in frame.index]
     print(_table(["id", *shown], rows) if rows else "No sources.")
@@ -242,14 +245,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             _error("interrupted")
             return EXIT_INTERRUPTED
-        except ValidationError as exc:
+        except (ValidationError, UsageError) as exc:
             _error(str(exc))
             return EXIT_USAGE
         except ConfigurationError as exc:
             _error(str(exc))
             return EXIT_AUTH
         except AuthenticationError as exc:
-            _error(f"{exc}\n  the server refused the token: check {TOKEN_ENV} (and the URL)")
+            first, *rest = str(exc).splitlines()
+            _error("\n".join([f"{first}: the token was refused; check {TOKEN_ENV} and the URL", *rest]))
             return EXIT_AUTH
         except NeuroIOError as exc:
             _error(str(exc))

@@ -1,0 +1,402 @@
+"""The ``neuroio-nb`` console script, run for real against a sandbox over loopback HTTP."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import pty
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import pytest
+import requests
+
+from neuroio_nb import read_csv
+from neuroio_nb.sandbox import Sandbox
+
+SCRIPT = Path(sys.executable).parent / "neuroio-nb"
+if not SCRIPT.exists():
+    SCRIPT = Path(shutil.which("neuroio-nb") or "neuroio-nb")
+THRESHOLD = "identify_facesize_threshold"
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox(sources=60) as sandbox:
+        yield sandbox
+
+
+def cli_env(sb: Sandbox | None, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROIO_")}
+    if sb is not None:
+        env.update(NEUROIO_API_TOKEN=sb.token, NEUROIO_API_URL=sb.url)
+    env.update(extra)
+    return env
+
+
+def run(sb: Sandbox | None, *args: str, env: dict[str, str] | None = None,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the console script (stdin not a terminal); no traceback, no token in any output."""
+    proc = subprocess.run([str(SCRIPT), *args], env=env or cli_env(sb), cwd=cwd, stdin=subprocess.DEVNULL,
+                          capture_output=True, text=True, timeout=60)
+    assert_clean(proc.stdout, proc.stderr, sb, env)
+    return proc
+
+
+def assert_clean(out: str, err: str, sb: Sandbox | None, env: dict[str, str] | None = None) -> None:
+    secrets = {sb.token} if sb is not None else set()
+    if env and env.get("NEUROIO_API_TOKEN"):
+        secrets.add(env["NEUROIO_API_TOKEN"])
+    for secret in secrets:
+        assert secret not in out and secret not in err
+    assert "Traceback" not in err
+
+
+def exported(sb: Sandbox, tmp_path: Path, name: str = "sources.csv") -> Path:
+    path = tmp_path / name
+    proc = run(sb, "export", str(path))
+    assert proc.returncode == 0, proc.stderr
+    return path
+
+
+def edit_csv(src: Path, dst: Path, edits: dict[tuple[int, str], str]) -> Path:
+    """Edit cells as text, the way a spreadsheet would, and save."""
+    frame = pd.read_csv(src, dtype=str, keep_default_na=False)
+    for (sid, column), value in edits.items():
+        frame.loc[frame["id"] == str(sid), column] = value
+    frame.to_csv(dst, index=False)
+    return dst
+
+
+def patches(sb: Sandbox) -> dict[str, Any]:
+    return {r.path: r.body for r in sb.requests("PATCH")}
+
+
+def bumped(sb: Sandbox, *ids: int) -> dict[tuple[int, str], str]:
+    return {(i, THRESHOLD): str(sb.source(i)[THRESHOLD] + 1) for i in ids}
+
+
+def read_report(path: Path) -> dict[int, dict[str, str]]:
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    assert rows == [] or list(rows[0]) == ["id", "status", "changes", "error"]
+    return {int(r["id"]): r for r in rows}
+
+
+# -- help and usage --------------------------------------------------------------------
+
+def test_help_lists_commands_env_and_exit_codes_and_offers_no_token_option() -> None:
+    proc = run(None, "--help")
+    assert proc.returncode == 0
+    for word in ("export", "plan", "apply", "get", "list", "sandbox", "NEUROIO_API_TOKEN",
+                 "NEUROIO_API_URL", "exit codes", "130"):
+        assert word in proc.stdout
+    for command in ("export", "plan", "apply", "get", "list"):
+        sub = run(None, command, "--help")
+        assert sub.returncode == 0 and "--url" in sub.stdout
+        assert "--token" not in sub.stdout
+    assert "--latency" in run(None, "sandbox", "--help").stdout
+
+
+@pytest.mark.parametrize("args", [["frobnicate"], [], ["get", "seven"],
+                                  ["apply", "x.csv", "--on-conflict", "maybe"]])
+def test_bad_usage_exits_3(args: list[str]) -> None:
+    proc = run(None, *args)
+    assert proc.returncode == 3
+    assert "usage:" in proc.stderr
+
+
+# -- export and plan -------------------------------------------------------------------
+
+def test_export_writes_every_source_and_an_unchanged_plan_exits_0(sb: Sandbox, tmp_path: Path) -> None:
+    proc = run(sb, "export", str(tmp_path / "all.csv"))
+    assert proc.returncode == 0 and "60 sources" in proc.stdout
+    frame = read_csv(tmp_path / "all.csv")
+    assert sorted(frame.index) == sorted(sb.sources)
+    assert frame.loc[7, "name"] == sb.source(7)["name"]
+
+    space = sb.source(1)["space_id"]
+    in_space = sorted(i for i, s in sb.sources.items() if s["space_id"] == space)
+    proc = run(sb, "export", str(tmp_path / "space.csv"), "--space", str(space))
+    assert proc.returncode == 0 and f"{len(in_space)} source" in proc.stdout
+    assert sorted(read_csv(tmp_path / "space.csv").index) == in_space
+
+    sb.clear_log()
+    proc = run(sb, "plan", str(tmp_path / "all.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "Nothing would change" in proc.stdout
+    assert sb.requests("PATCH") == []
+
+
+def test_plan_of_an_edited_csv_exits_2_and_shows_old_to_new(sb: Sandbox, tmp_path: Path) -> None:
+    source = exported(sb, tmp_path)
+    old3, flag5 = sb.source(3)[THRESHOLD], sb.source(5)["use_pps_time"]
+    edited = edit_csv(source, tmp_path / "edited.csv",
+                      {(3, THRESHOLD): "12345", (5, "use_pps_time"): str(not flag5).lower()})
+    sb.clear_log()
+    proc = run(sb, "plan", str(edited))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["id", "name", "field", "old", "→", "new"]
+    row3 = next(line for line in lines if line.startswith("3 "))
+    assert sb.source(3)["name"] in row3 and THRESHOLD in row3 and f"{old3} → 12345" in row3
+    row5 = next(line for line in lines if line.startswith("5 "))
+    assert f"{str(flag5).lower()} → {str(not flag5).lower()}" in row5
+    assert "2 sources would change" in proc.stdout
+    assert sb.requests("PATCH") == []
+    assert sb.source(3)[THRESHOLD] == old3
+
+
+# -- apply -----------------------------------------------------------------------------
+
+def test_apply_yes_sends_exactly_the_changes(sb: Sandbox, tmp_path: Path) -> None:
+    source = exported(sb, tmp_path)
+    stored = sb.source(8)["store_images_for_results"]
+    edited = edit_csv(source, tmp_path / "edited.csv", {
+        **bumped(sb, 2, 9),
+        (8, "store_images_for_results"): json.dumps(sorted(set(stored) ^ {"det"})),
+        (4, "store_images_for_results"): json.dumps(list(reversed(sb.source(4)["store_images_for_results"]))),
+    })
+    expected = {2: sb.source(2)[THRESHOLD] + 1, 9: sb.source(9)[THRESHOLD] + 1}
+    sb.clear_log()
+    proc = run(sb, "apply", str(edited), "--yes", "--report", str(tmp_path / "report.csv"))
+    assert proc.returncode == 0, proc.stderr
+    assert "3 updated" in proc.stdout
+    assert patches(sb) == {
+        "/v1/sources/2/": {THRESHOLD: expected[2]},
+        "/v1/sources/9/": {THRESHOLD: expected[9]},
+        "/v1/sources/8/": {"store_images_for_results": sorted(set(stored) ^ {"det"})},
+    }  # reordering a set-like list (source 4) is no change
+    assert len(sb.requests("PATCH")) == 3
+    for sid, value in expected.items():
+        assert sb.source(sid)[THRESHOLD] == value
+    report = read_report(tmp_path / "report.csv")
+    assert {i: r["status"] for i, r in report.items()} == {2: "updated", 9: "updated", 8: "updated"}
+    assert json.loads(report[2]["changes"]) == {THRESHOLD: [expected[2] - 1, expected[2]]}
+    assert report[2]["error"] == ""
+    assert run(sb, "plan", str(edited)).returncode == 0
+
+
+def test_apply_refuses_when_stdin_is_not_a_terminal(sb: Sandbox, tmp_path: Path) -> None:
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2))
+    before = sb.source(2)
+    sb.clear_log()
+    proc = run(sb, "apply", str(edited))
+    assert proc.returncode == 6
+    assert "not a terminal" in proc.stderr and "--yes" in proc.stderr
+    assert THRESHOLD in proc.stdout  # the plan was shown
+    assert sb.requests("PATCH") == [] and sb.source(2) == before
+
+
+@pytest.mark.parametrize("answer, code", [("y", 0), ("n", 6)])
+def test_apply_asks_on_a_terminal(sb: Sandbox, tmp_path: Path, answer: str, code: int) -> None:
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2, 3))
+    sb.clear_log()
+    controller, terminal = pty.openpty()
+    try:
+        proc = subprocess.Popen([str(SCRIPT), "apply", str(edited)], env=cli_env(sb), stdin=terminal,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        os.close(terminal)
+        os.write(controller, f"{answer}\n".encode())
+        out, err = proc.communicate(timeout=60)
+    finally:
+        os.close(controller)
+    assert_clean(out, err, sb)
+    assert proc.returncode == code, err
+    assert "Apply 2 changes to 2 sources? [y/N]" in err
+    assert len(sb.requests("PATCH")) == (2 if answer == "y" else 0)
+
+
+def test_a_row_the_server_refuses_fails_exits_1_and_is_reported(sb: Sandbox, tmp_path: Path) -> None:
+    sources = sb.sources
+    a, b = next((i, j) for i in sources for j in sources
+                if i < j and sources[i]["space_id"] == sources[j]["space_id"])
+    taken = sources[a]["name"]
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv",
+                      {(b, "name"): taken, **bumped(sb, 10)})
+    report_path = tmp_path / "out" / "report.csv"
+    report_path.parent.mkdir()
+    sb.clear_log()
+    proc = run(sb, "apply", str(edited), "--yes", "--report", str(report_path))
+    assert proc.returncode == 1, proc.stderr
+    assert "1 updated, 1 failed" in proc.stdout
+    assert "already exists" in proc.stdout  # the server's field error, next to its row
+    assert sb.source(b)["name"] != taken and sb.source(10)[THRESHOLD] == sources[10][THRESHOLD] + 1
+    report = read_report(report_path)
+    assert report[b]["status"] == "failed" and "name: source with this name already exists" in report[b]["error"]
+    assert json.loads(report[b]["changes"]) == {"name": [sources[b]["name"], taken]}
+    assert report[10]["status"] == "updated"
+
+
+def test_an_id_missing_on_the_server_is_a_failed_row(sb: Sandbox, tmp_path: Path) -> None:
+    source = exported(sb, tmp_path)
+    frame = pd.read_csv(source, dtype=str, keep_default_na=False).head(2)
+    frame.loc[1, "id"] = "999"
+    frame.to_csv(tmp_path / "edited.csv", index=False)
+    sb.clear_log()
+    proc = run(sb, "apply", str(tmp_path / "edited.csv"), "--report", str(tmp_path / "r.csv"))
+    assert proc.returncode == 1, proc.stderr  # nothing to confirm: nothing is sent
+    assert "Not found" in proc.stdout and "999: failed: not found on the server" in proc.stdout
+    assert read_report(tmp_path / "r.csv")[999]["status"] == "failed"
+    assert sb.requests("PATCH") == []
+
+
+def test_with_base_a_value_changed_meanwhile_is_a_conflict(sb: Sandbox, tmp_path: Path) -> None:
+    base = exported(sb, tmp_path)
+    edited = edit_csv(base, tmp_path / "edited.csv", bumped(sb, 2, 3))
+    sb.external_edit(2, **{THRESHOLD: 4242})
+    sb.clear_log()
+    proc = run(sb, "apply", str(edited), "--base", str(base), "--yes", "--report", str(tmp_path / "r.csv"))
+    assert proc.returncode == 1, proc.stderr
+    assert "1 updated, 1 conflict" in proc.stdout and "4242" in proc.stdout
+    assert set(patches(sb)) == {"/v1/sources/3/"} and sb.source(2)[THRESHOLD] == 4242
+    assert read_report(tmp_path / "r.csv")[2]["status"] == "conflict"
+
+    proc = run(sb, "apply", str(edited), "--base", str(base), "--yes", "--on-conflict", "overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert sb.source(2)[THRESHOLD] != 4242
+
+
+def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(sb: Sandbox, tmp_path: Path) -> None:
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, *sb.sources))
+    report_path = tmp_path / "partial.csv"
+    started: queue.Queue[subprocess.Popen[str]] = queue.Queue()
+    interrupted = threading.Event()
+
+    def interrupt_on_first_patch(method: str, path: str) -> None:
+        if method == "PATCH" and not interrupted.is_set():
+            interrupted.set()
+            started.get(timeout=10).send_signal(signal.SIGINT)
+
+    sb.clear_log()
+    sb.latency = 0.1
+    sb.before_request = interrupt_on_first_patch
+    proc = subprocess.Popen([str(SCRIPT), "apply", str(edited), "--yes", "--report", str(report_path)],
+                            env=cli_env(sb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    started.put(proc)
+    out, err = proc.communicate(timeout=60)
+    assert_clean(out, err, sb)
+    assert proc.returncode == 130, err
+    assert "Interrupted:" in out
+    report = read_report(report_path)
+    applied = {int(r.path.strip("/").split("/")[-1]) for r in sb.requests("PATCH") if r.status == 200}
+    assert 0 < len(report) < 60
+    assert set(report) == applied and {r["status"] for r in report.values()} == {"updated"}
+
+
+# -- errors ------------------------------------------------------------------------------
+
+def test_a_bad_csv_exits_3_naming_line_and_column(sb: Sandbox, tmp_path: Path) -> None:
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", {(5, THRESHOLD): "lots"})
+    sb.clear_log()
+    proc = run(sb, "plan", str(edited))
+    assert proc.returncode == 3
+    assert "line 6, column 6" in proc.stderr and THRESHOLD in proc.stderr and "not a number" in proc.stderr
+    assert proc.stderr.count("\n") == 2  # one line, plus the problem
+    assert sb.log == []
+
+    proc = run(sb, "apply", str(tmp_path / "missing.csv"), "--yes")
+    assert proc.returncode == 3 and "missing.csv" in proc.stderr
+
+    ranged = edit_csv(exported(sb, tmp_path), tmp_path / "ranged.csv", {(5, THRESHOLD): "-1", (6, "name"): ""})
+    proc = run(sb, "apply", str(ranged), "--yes")
+    assert proc.returncode == 3
+    assert ">= 0" in proc.stderr and "is required" in proc.stderr  # every problem listed
+    assert sb.requests("PATCH") == []
+
+
+def test_no_token_exits_4_naming_the_variable(sb: Sandbox, tmp_path: Path) -> None:
+    env = cli_env(None, NEUROIO_API_URL=sb.url)
+    proc = run(sb, "list", env=env)
+    assert proc.returncode == 4
+    assert "NEUROIO_API_TOKEN" in proc.stderr and len(proc.stderr.splitlines()) == 1
+    assert sb.log == []
+
+
+def test_a_refused_token_exits_4(sb: Sandbox, tmp_path: Path) -> None:
+    env = cli_env(sb, NEUROIO_API_TOKEN="not-the-right-token-123")
+    proc = run(sb, "export", str(tmp_path / "x.csv"), env=env)
+    assert proc.returncode == 4
+    assert "401" in proc.stderr and "NEUROIO_API_TOKEN" in proc.stderr
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_an_api_error_or_no_connection_exits_5(sb: Sandbox) -> None:
+    proc = run(sb, "get", "9999")
+    assert proc.returncode == 5
+    assert "404" in proc.stderr and proc.stdout == ""
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        nobody = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        proc = run(sb, "get", "1", "--url", nobody)
+    assert proc.returncode == 5
+    assert "could not connect" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+# -- get and list --------------------------------------------------------------------------
+
+def test_get_prints_json_or_a_table(sb: Sandbox) -> None:
+    proc = run(sb, "get", "7")
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout) == sb.source(7)
+    elsewhere = cli_env(sb, NEUROIO_API_URL="http://127.0.0.1:9")  # --url wins over the variable
+    proc = run(sb, "get", "7", "--format", "table", "--url", sb.url, env=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split(None, 1)[0]: line.split(None, 1)[1:] for line in proc.stdout.splitlines()[2:]}
+    assert rows["name"] == [sb.source(7)["name"]]
+    assert rows[THRESHOLD] == [str(sb.source(7)[THRESHOLD])]
+
+
+def test_list_as_table_json_and_csv(sb: Sandbox) -> None:
+    proc = run(sb, "list")
+    assert proc.returncode == 0
+    lines = proc.stdout.splitlines()
+    assert lines[0].split() == ["id", "space_id", "name", "license_id"] and "(60 sources)" in lines[-1]
+    assert len(lines) == 2 + 60 + 1
+
+    space = sb.source(1)["space_id"]
+    proc = run(sb, "list", "--format", "json", "--space", str(space))
+    assert proc.returncode == 0
+    assert json.loads(proc.stdout) == [s for s in sb.sources.values() if s["space_id"] == space]
+
+    word = sb.source(1)["name"].split()[0]
+    proc = run(sb, "list", "--format", "csv", "--q", word)
+    assert proc.returncode == 0
+    frame = read_csv(io.StringIO(proc.stdout))
+    assert sorted(frame.index) == sorted(i for i, s in sb.sources.items() if word.lower() in s["name"].lower())
+
+    proc = run(sb, "list", "--columns", f"name,{THRESHOLD}")
+    assert proc.stdout.splitlines()[0].split() == ["id", "name", THRESHOLD]
+    assert run(sb, "list", "--columns", "nope").returncode == 3
+
+
+# -- sandbox ---------------------------------------------------------------------------------
+
+def test_sandbox_command_prints_url_and_token_and_serves_until_interrupted() -> None:
+    proc = subprocess.Popen([str(SCRIPT), "sandbox", "--port", "0", "--sources", "20"], env=cli_env(None),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
+    try:
+        printed = dict(lines.get(timeout=20).strip().split("=", 1) for _ in range(2))
+        r = requests.get(printed["NEUROIO_API_URL"] + "/v1/sources/",
+                         headers={"Authorization": f"Token {printed['NEUROIO_API_TOKEN']}"}, timeout=10)
+        assert r.status_code == 200 and r.json()["count"] == 20
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
