@@ -55,7 +55,7 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
     monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
     monkeypatch.delenv("NEUROIO_API_URL", raising=False)
-    nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path, {"IPYTHONDIR": str(tmp_path / "ipython")})
+    nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path, {"IPYTHONDIR": str(tmp_path / "ipython"), "MPLCONFIGDIR": str(tmp_path / "mpl")})
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text
     if name == "01_explore_sources":
@@ -71,7 +71,8 @@ def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
 def test_notebook_against_an_account_never_shows_the_token(name, tmp_path, make_sandbox):
     sb = make_sandbox(sources=150, token="account-token-must-not-leak")
     nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path, {
-        "NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url, "IPYTHONDIR": str(tmp_path / "ipython")})
+        "NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url, "IPYTHONDIR": str(tmp_path / "ipython"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl")})
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text
     assert sb.token not in text

@@ -1,0 +1,491 @@
+"""The one-source form, driven in-process against a real sandbox over HTTP,
+and notebook 03 executed in a real kernel (nbclient) and driven there."""
+from __future__ import annotations
+
+import html
+import re
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import ipywidgets as widgets
+import pytest
+
+from neuroio_nb import Client, schema
+from neuroio_nb.form import UNSAVED_CLASS, SourceForm, SourcePicker
+from neuroio_nb.sandbox import EXTRA_FIELDS, Sandbox
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_edit_one_source.ipynb"
+
+
+@pytest.fixture
+def sb() -> Iterator[Sandbox]:
+    with Sandbox(sources=40, seed=3) as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def client(sb: Sandbox) -> Iterator[Client]:
+    with Client(sb.token, sb.url, max_retries=0) as c:
+        yield c
+
+
+@pytest.fixture
+def form(client: Client, sb: Sandbox) -> SourceForm:
+    f = client.sources.form(1)
+    sb.clear_log()
+    return f
+
+
+def patches(sb: Sandbox) -> list[dict[str, Any]]:
+    return [r.body for r in sb.requests("PATCH")]
+
+
+def flip(form: SourceForm, name: str) -> bool:
+    form.inputs[name].value = not form.inputs[name].value
+    return form.inputs[name].value
+
+
+def text(widget: widgets.HTML) -> str:
+    """What an HTML widget shows, tags removed."""
+    return html.unescape(re.sub(r"<[^>]+>", "", widget.value))
+
+
+def unsaved(form: SourceForm, name: str) -> bool:
+    return UNSAVED_CLASS in form.inputs[name]._dom_classes
+
+
+# ---- built from the schema -------------------------------------------------------
+def test_every_field_comes_from_the_schema(form: SourceForm, sb: Sandbox) -> None:
+    source = sb.source(1)
+    for field in schema.FIELDS:
+        control = form.inputs[field.name]
+        assert control.description == field.label
+        assert control.tooltip and field.help in control.tooltip
+        assert html.escape(field.help) in _help_text(form, field.name)
+        if not field.writable:
+            assert control.disabled
+        elif field.kind == "bool":
+            assert isinstance(control, widgets.Checkbox) and control.value is source[field.name]
+        elif field.kind == "int":
+            assert isinstance(control, widgets.IntText) and control.value == source[field.name]
+        elif field.kind == "list":
+            assert isinstance(control, widgets.SelectMultiple)
+            assert tuple(control.options) == field.choices
+            assert set(control.value) == set(source[field.name] or [])
+    assert form.inputs["name"].value == source["name"]
+    assert form.inputs["id"].value == "1" and form.inputs["id"].disabled
+    assert form.inputs["space_id"].value == str(source["space_id"])
+    # a field the schema does not know: shown, read-only
+    for name in EXTRA_FIELDS:
+        assert form.inputs[name].disabled and form.inputs[name].value == str(source[name])
+    assert form.status.value == "no unsaved changes"
+    assert sb.log == []
+
+
+def test_fields_the_server_did_not_send(sb: Sandbox) -> None:
+    row = {k: v for k, v in sb.source(1).items() if k not in ("use_pps_time", *EXTRA_FIELDS)}
+    row["use_pps_timestamp"] = True            # the JavaScript SDK's spelling: unknown here
+    row["identify_facesize_threshold"] = None
+    with Sandbox(sources=[row]) as other, Client(other.token, other.url) as c:
+        form = c.sources.form(1)
+        assert form.inputs["use_pps_time"].disabled
+        assert form.inputs["identify_facesize_threshold"].disabled
+        assert "did not send" in text(form.errors["use_pps_time"])
+        assert form.inputs["use_pps_timestamp"].disabled and form.inputs["use_pps_timestamp"].value == "True"
+        assert "auto_check_angle_threshold" not in form.inputs
+        assert form.changes() == {}
+        other.external_edit(1, use_pps_time=True, auto_check_angle_threshold=45)
+        form.reload_button.click()
+        assert not form.inputs["use_pps_time"].disabled and form.inputs["use_pps_time"].value is True
+        assert form.errors["use_pps_time"].value == ""
+        assert form.inputs["auto_check_angle_threshold"].value == "45"
+        assert "auto_check_angle_threshold" in form.status.value
+        form.inputs["name"].value = "renamed"
+        form.save_button.click()
+        assert [r.body for r in other.requests("PATCH")] == [{"name": "renamed"}]
+
+
+def _help_text(form: SourceForm, name: str) -> str:
+    line = form._rows[name].children[0]
+    return " ".join(getattr(w, "value", "") for w in line.children if isinstance(w, widgets.HTML))
+
+
+def test_sections_follow_the_groups(form: SourceForm) -> None:
+    headings = [w.children[0].value for w in form.children
+                if isinstance(w, widgets.VBox) and w.children and isinstance(w.children[0], widgets.HTML)]
+    for group in schema.GROUPS:
+        assert any(group in h for h in headings)
+    assert any("Other fields" in h for h in headings)
+
+
+# ---- save ------------------------------------------------------------------------
+def test_save_sends_exactly_the_changed_fields(form: SourceForm, sb: Sandbox) -> None:
+    pps = flip(form, "use_pps_time")
+    form.inputs["identify_facesize_threshold"].value = 4321
+    assert form.changes() == {"use_pps_time": pps, "identify_facesize_threshold": 4321}
+    assert "2 unsaved changes" in form.status.value
+    assert unsaved(form, "use_pps_time") and unsaved(form, "identify_facesize_threshold")
+    assert UNSAVED_CLASS in form._rows["use_pps_time"]._dom_classes
+    assert not unsaved(form, "name")
+
+    form.save_button.click()
+
+    assert patches(sb) == [{"use_pps_time": pps, "identify_facesize_threshold": 4321}]
+    assert sb.requests("PATCH")[-1].path == "/v1/sources/1/"
+    assert "saved: identify_facesize_threshold, use_pps_time" in form.status.value
+    assert "no unsaved changes" in form.status.value
+    assert not unsaved(form, "use_pps_time") and form.changes() == {}
+    assert sb.source(1)["identify_facesize_threshold"] == 4321
+    assert not form.save_button.disabled
+
+
+def test_changing_back_is_no_change(form: SourceForm, sb: Sandbox) -> None:
+    flip(form, "auto_check_liveness")
+    flip(form, "auto_check_liveness")
+    assert form.changes() == {} and not unsaved(form, "auto_check_liveness")
+    form.save_button.click()
+    assert sb.log == []
+    assert "nothing to save" in form.status.value
+
+
+def test_nothing_changed_sends_nothing(form: SourceForm, sb: Sandbox) -> None:
+    form.save_button.click()
+    assert sb.log == []
+    assert "nothing to save" in form.status.value
+
+
+def test_save_button_is_disabled_while_saving(client: Client, sb: Sandbox) -> None:
+    form = client.sources.form(2)
+    seen: list[tuple[str, bool]] = []
+    sb.before_request = lambda method, path: seen.append((method, form.save_button.disabled))
+    form.inputs["auto_create_facesize_threshold"].value = 31000
+    form.save_button.click()
+    assert ("PATCH", True) in seen
+    assert not form.save_button.disabled
+
+
+def test_store_images_is_a_set(client: Client, sb: Sandbox) -> None:
+    sb.external_edit(3, store_images_for_results=["ha", "new"])
+    form = client.sources.form(3)
+    images = form.inputs["store_images_for_results"]
+    images.value = ("ha", "new")          # another order: no change
+    assert form.changes() == {}
+    images.value = ("junk", "new", "ha")
+    form.save_button.click()
+    assert patches(sb) == [{"store_images_for_results": ["new", "ha", "junk"]}]
+
+
+def test_license_id_keeps_its_type(client: Client, sb: Sandbox) -> None:
+    sb.external_edit(4, license_id="lic-00ab")
+    sb.external_edit(5, license_id=1001)
+    text_form, number_form = client.sources.form(4), client.sources.form(5)
+    text_form.inputs["license_id"].value = "lic-00ac"
+    number_form.inputs["license_id"].value = "1002"
+    text_form.save_button.click()
+    number_form.save_button.click()
+    assert patches(sb) == [{"license_id": "lic-00ac"}, {"license_id": 1002}]
+
+
+def test_name_is_editable(form: SourceForm, sb: Sandbox) -> None:
+    form.inputs["name"].value = "Brand new name"
+    form.save_button.click()
+    assert patches(sb) == [{"name": "Brand new name"}]
+    assert "Brand new name" in form.title.value
+
+
+# ---- refused: locally, then by the server ---------------------------------------
+def test_negative_threshold_is_refused_before_sending(form: SourceForm, sb: Sandbox) -> None:
+    form.inputs["manual_create_facesize_threshold"].value = -5
+    assert "must be >= 0" in text(form.errors["manual_create_facesize_threshold"])
+    form.save_button.click()
+    assert sb.log == []
+    assert "nothing was sent" in form.status.value
+    assert "must be >= 0" in text(form.errors["manual_create_facesize_threshold"])
+    form.inputs["manual_create_facesize_threshold"].value = 26000
+    assert form.errors["manual_create_facesize_threshold"].value == ""
+    form.save_button.click()
+    assert patches(sb) == [{"manual_create_facesize_threshold": 26000}]
+
+
+@pytest.mark.parametrize("value,message", [("", "must not be empty"), ("   ", "must not be empty")])
+def test_empty_name_is_refused_before_sending(form: SourceForm, sb: Sandbox, value: str, message: str) -> None:
+    form.inputs["name"].value = value
+    flip(form, "use_pps_time")
+    form.save_button.click()
+    assert sb.log == []
+    assert message in text(form.errors["name"])
+    assert form.errors["use_pps_time"].value == ""
+
+
+def test_too_large_threshold_is_refused(form: SourceForm, sb: Sandbox) -> None:
+    form.inputs["identify_facesize_threshold"].value = schema.MAX_THRESHOLD + 1
+    form.save_button.click()
+    assert sb.log == []
+    assert f"must be <= {schema.MAX_THRESHOLD}" in text(form.errors["identify_facesize_threshold"])
+
+
+def test_server_field_error_shows_next_to_its_field(client: Client, sb: Sandbox) -> None:
+    by_space: dict[int, list[dict]] = {}
+    for s in sb.sources.values():
+        by_space.setdefault(s["space_id"], []).append(s)
+    first, second = next(rows for rows in by_space.values() if len(rows) >= 2)[:2]
+    form = client.sources.form(first["id"])
+    sb.clear_log()
+    form.inputs["name"].value = second["name"]      # already used in this space
+    flip(form, "auto_create_persons")
+    form.save_button.click()
+
+    assert len(sb.requests("PATCH")) == 1 and sb.requests("PATCH")[0].status == 400
+    assert "already exists" in text(form.errors["name"])
+    assert form.errors["auto_create_persons"].value == ""
+    assert "not saved (400" in form.status.value and "see name" in form.status.value
+    assert set(form.changes()) == {"name", "auto_create_persons"}      # the edits are kept
+    assert sb.source(first["id"])["name"] == first["name"]
+    form.inputs["name"].value = first["name"] + " (2)"                 # editing clears the error
+    assert form.errors["name"].value == ""
+    form.save_button.click()
+    assert "saved:" in form.status.value
+
+
+def test_server_error_without_fields_goes_to_the_status(form: SourceForm, sb: Sandbox) -> None:
+    flip(form, "use_pps_time")
+    sb.faults = {"503": 1.0}
+    form.save_button.click()
+    assert "not saved (503" in form.status.value
+    assert form.changes() and not form.save_button.disabled
+
+
+# ---- revert, reload, conflicts --------------------------------------------------
+def test_revert_restores_the_last_saved_values(form: SourceForm, sb: Sandbox) -> None:
+    original = sb.source(1)
+    flip(form, "manual_create_on_ha")
+    form.save_button.click()
+    saved = sb.source(1)["manual_create_on_ha"]
+    flip(form, "manual_create_on_ha")
+    form.inputs["name"].value = "scratch"
+    form.inputs["identify_facesize_threshold"].value = -1
+    form.revert_button.click()
+    assert form.changes() == {}
+    assert form.inputs["manual_create_on_ha"].value is saved is not original["manual_create_on_ha"]
+    assert form.inputs["name"].value == original["name"]
+    assert form.errors["identify_facesize_threshold"].value == ""
+    assert "reverted 3 changes" in form.status.value
+    assert len(sb.requests("PATCH")) == 1
+
+
+def test_reload_without_edits_takes_the_server(form: SourceForm, sb: Sandbox) -> None:
+    sb.external_edit(1, identify_facesize_threshold=12345)
+    form.reload_button.click()
+    assert form.inputs["identify_facesize_threshold"].value == 12345
+    assert form.changes() == {}
+    assert "changed on the server: identify_facesize_threshold" in form.status.value
+
+
+def test_reload_with_unsaved_edits_keeps_them_and_names_server_changes(form: SourceForm, sb: Sandbox) -> None:
+    before = sb.source(1)
+    mine = flip(form, "auto_check_face_angle")
+    form.inputs["identify_facesize_threshold"].value = 5555
+    sb.external_edit(1, identify_facesize_threshold=8888, auto_create_on_junk=not before["auto_create_on_junk"])
+
+    form.reload_button.click()
+
+    status = form.status.value
+    assert "server changed while you had unsaved edits" in status
+    assert "identify_facesize_threshold" in status and "auto_create_on_junk" in status
+    # both sides survive: my edits stay, the setting I had not touched takes the server's value
+    assert form.inputs["identify_facesize_threshold"].value == 5555
+    assert form.inputs["auto_check_face_angle"].value is mine
+    assert form.inputs["auto_create_on_junk"].value is (not before["auto_create_on_junk"])
+    assert "8888" in text(form.errors["identify_facesize_threshold"])
+    assert form.changes() == {"auto_check_face_angle": mine, "identify_facesize_threshold": 5555}
+    assert sb.requests("PATCH") == []
+
+    form.revert_button.click()                     # discard mine: the server's values
+    assert form.inputs["identify_facesize_threshold"].value == 8888
+    assert form.inputs["auto_check_face_angle"].value is before["auto_check_face_angle"]
+    assert form.changes() == {}
+
+
+def test_reload_then_save_writes_mine(form: SourceForm, sb: Sandbox) -> None:
+    form.inputs["identify_facesize_threshold"].value = 5555
+    sb.external_edit(1, identify_facesize_threshold=8888)
+    form.reload_button.click()
+    form.save_button.click()
+    assert patches(sb) == [{"identify_facesize_threshold": 5555}]
+
+
+def test_save_does_not_silently_overwrite_a_server_change(form: SourceForm, sb: Sandbox) -> None:
+    form.inputs["auto_create_facesize_threshold"].value = 11111
+    sb.external_edit(1, auto_create_facesize_threshold=22222)
+    form.save_button.click()
+    assert sb.requests("PATCH") == []
+    assert "changed on the server meanwhile: auto_create_facesize_threshold" in form.status.value
+    assert "22222" in text(form.errors["auto_create_facesize_threshold"])
+    form.save_button.click()                      # told once: the second Save overwrites
+    assert patches(sb) == [{"auto_create_facesize_threshold": 11111}]
+    assert sb.source(1)["auto_create_facesize_threshold"] == 11111
+
+
+def test_save_mentions_other_server_changes(form: SourceForm, sb: Sandbox) -> None:
+    flip(form, "use_pps_time")
+    sb.external_edit(1, auto_identify_asm=not sb.source(1)["auto_identify_asm"])
+    form.save_button.click()
+    assert patches(sb) == [{"use_pps_time": form.inputs["use_pps_time"].value}]
+    assert "also changed on the server meanwhile: auto_identify_asm" in form.status.value
+    assert form.inputs["auto_identify_asm"].value is sb.source(1)["auto_identify_asm"]
+
+
+# ---- the picker --------------------------------------------------------------------
+def test_picker_filters_and_opens_forms(client: Client, sb: Sandbox) -> None:
+    picker = client.sources.form()
+    assert isinstance(picker, SourcePicker)
+    assert len(picker.select.options) == 40 and picker.form is None
+    target = sb.source(7)
+    picker.filter.value = target["name"].upper()
+    labels = [label for label, _ in picker.select.options]
+    assert f"{target['name']} (7)" in labels
+    assert all(target["name"].casefold() in label.casefold() for label in labels)
+    picker.filter.value = "(7)"
+    assert [i for _, i in picker.select.options] == [7]
+    picker.select.value = 7
+    assert isinstance(picker.form, SourceForm) and picker.form.source_id == 7
+    flip(picker.form, "use_pps_time")
+    picker.filter.value = "no source is called this"
+    assert picker.select.options == () and picker.form.source_id == 7     # the form stays
+    picker.filter.value = ""
+    picker.select.value = 8
+    picker.select.value = 7
+    assert picker.form.changes()                      # edits wait where they were left
+    assert "40 of 40 sources match" in text(picker.count)
+
+
+# ---- notebook 03 in a real kernel --------------------------------------------------
+@pytest.fixture
+def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    return tmp_path
+
+
+def _notebook_client(nb: Any) -> Any:
+    from nbclient import NotebookClient
+
+    return NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+
+
+def _form_output(nb: Any) -> dict[str, Any]:
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            view = output.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view:
+                return view
+    raise AssertionError("no widget was displayed")
+
+
+@pytest.mark.notebook
+def test_notebook_runs_standalone(kernel_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """As a user without an account runs it: the notebook starts its own sandbox."""
+    import nbformat
+
+    monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
+    monkeypatch.delenv("NEUROIO_API_URL", raising=False)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    _notebook_client(nb).execute()
+    _form_output(nb)
+    text = nbformat.writes(nb)
+    assert "Token " not in text and "token=" not in text
+
+
+@pytest.mark.notebook
+def test_notebook_form_python_objects(kernel_env: Path, monkeypatch: pytest.MonkeyPatch, sb: Sandbox) -> None:
+    """Layer A: run the notebook against the test's sandbox, then drive the form's objects."""
+    import nbformat
+
+    monkeypatch.setenv("NEUROIO_API_TOKEN", sb.token)
+    monkeypatch.setenv("NEUROIO_API_URL", sb.url)
+    before = sb.source(1)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = _notebook_client(nb)
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        assert sb.token not in nbformat.writes(nb)
+        sb.clear_log()
+        nb.cells.append(nbformat.v4.new_code_cell(
+            "form.inputs['use_pps_time'].value = not form.inputs['use_pps_time'].value\n"
+            "form.inputs['identify_facesize_threshold'].value = 4242\n"
+            "form.save_button.click()\n"
+            "print(form.status.value)"))
+        client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
+    assert "saved: identify_facesize_threshold, use_pps_time" in printed
+    [patch] = sb.requests("PATCH")
+    assert patch.path == "/v1/sources/1/"
+    assert patch.body == {"use_pps_time": not before["use_pps_time"], "identify_facesize_threshold": 4242}
+
+
+@pytest.mark.notebook
+def test_notebook_form_widget_protocol(kernel_env: Path, monkeypatch: pytest.MonkeyPatch, sb: Sandbox) -> None:
+    """Layer B: send the comm messages a browser's widget manager would send."""
+    import nbformat
+    from jupyter_core.utils import run_sync
+
+    monkeypatch.setenv("NEUROIO_API_TOKEN", sb.token)
+    monkeypatch.setenv("NEUROIO_API_URL", sb.url)
+    before = sb.source(1)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = _notebook_client(nb)
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        root = _form_output(nb)["model_id"]
+        states = client.widget_state
+        assert "neuroio-form" in states[root]["_dom_classes"]
+        models = _descendants(states, root)
+
+        def find(model: str, **match: Any) -> str:
+            hits = [m for m in models if states[m].get("_model_name") == model
+                    and all(states[m].get(k) == v for k, v in match.items())]
+            assert len(hits) == 1, (model, match, hits)
+            return hits[0]
+
+        checkbox = find("CheckboxModel", description="Use PPS time")
+        threshold = find("IntTextModel", description="Identify face size")
+        save = find("ButtonModel", description="Save")
+        status = next(m for m in models if "neuroio-status" in states[m].get("_dom_classes", ()))
+        assert states[checkbox]["value"] is before["use_pps_time"]
+        sb.clear_log()
+
+        def send(comm_id: str, data: dict[str, Any]) -> None:
+            msg = client.kc.session.msg("comm_msg", {"comm_id": comm_id, "data": data})
+            client.kc.shell_channel.send(msg)
+
+        send(checkbox, {"method": "update", "state": {"value": not before["use_pps_time"]}, "buffer_paths": []})
+        send(threshold, {"method": "update", "state": {"value": 4343}, "buffer_paths": []})
+        send(save, {"method": "custom", "content": {"event": "click"}})
+        deadline = time.monotonic() + 30
+        text = ""
+        while "saved:" not in text:   # read iopub until the status line says saved (pitfall 10)
+            assert time.monotonic() < deadline, f"status never said saved: {text!r}"
+            msg = run_sync(client.kc.get_iopub_msg)(timeout=deadline - time.monotonic())
+            content = msg["content"]
+            if msg["header"]["msg_type"] == "comm_msg" and content.get("comm_id") == status:
+                text = content["data"].get("state", {}).get("value", text)
+    assert "saved: identify_facesize_threshold, use_pps_time" in text
+    [patch] = sb.requests("PATCH")
+    assert patch.body == {"use_pps_time": not before["use_pps_time"], "identify_facesize_threshold": 4343}
+
+
+def _descendants(states: dict[str, dict[str, Any]], root: str) -> list[str]:
+    """Every model under ``root`` (children of boxes), ``IPY_MODEL_`` prefixes removed."""
+    seen, todo = [], [root]
+    while todo:
+        model = todo.pop()
+        if model in seen or model not in states:
+            continue
+        seen.append(model)
+        todo += [c.removeprefix("IPY_MODEL_") for c in states[model].get("children", [])]
+    return seen
