@@ -7,13 +7,14 @@ raises :class:`BulkInterrupted` with the partial report.
 from __future__ import annotations
 
 import html
+import json
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .errors import BulkInterrupted, NeuroIOError
+from .errors import BulkInterrupted, NeuroIOError, Problem, ValidationError
 from .frames import to_python
 from .schema import BY_NAME
 
@@ -84,11 +85,17 @@ def same(field: str, a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
+def check_on_conflict(on_conflict: Any) -> None:
+    if on_conflict not in ("skip", "overwrite"):
+        raise ValidationError([Problem(None, "on_conflict", on_conflict, "must be 'skip' or 'overwrite'")],
+                              what="arguments")
+
+
 def apply_plan(plan: Plan, *, dry_run: bool = False, on_conflict: str = "skip",
                progress: bool | None = None) -> Report:
-    if on_conflict not in ("skip", "overwrite"):
-        raise ValueError(f"on_conflict must be 'skip' or 'overwrite', not {on_conflict!r}")
+    check_on_conflict(on_conflict)
     by_source = plan.by_source()
+    _check_sendable(by_source)
     order = list(by_source) + list(plan.missing)
     rows: dict[int, Row] = {sid: ("failed", {}, reason) for sid, reason in plan.missing.items()}
     if dry_run:
@@ -118,45 +125,57 @@ def apply_plan(plan: Plan, *, dry_run: bool = False, on_conflict: str = "skip",
     return make_report(rows, order)
 
 
+def _check_sendable(by_source: dict[int, dict[str, tuple[Any, Any]]]) -> None:
+    """Every new value must be JSON: checked for the whole plan before anything is sent."""
+    problems = []
+    for sid, changes in by_source.items():
+        for fname, (_, new) in changes.items():
+            try:
+                json.dumps(to_python(new), allow_nan=False)
+            except (TypeError, ValueError):
+                problems.append(Problem(sid, fname, new, f"a {type(new).__name__} value cannot be sent as JSON "
+                                        "(use a number, text, true/false, a list or nothing)"))
+    if problems:
+        raise ValidationError(problems)
+
+
 def _send_all(sources: Sources, bodies: dict[int, dict[str, Any]], by_source: dict[int, dict],
               progress: bool | None, rows: dict[int, Row], order: list[int]) -> dict[int, Row]:
+    # Each worker records its own outcome, so a run cut short at any line (even while
+    # the work is being queued) still knows exactly what was sent.
     done: dict[int, Row] = {}
 
-    def send(sid: int) -> Row:
+    def send(sid: int) -> None:
         changes = by_source[sid]
         try:
             result = sources.update(sid, **bodies[sid])
         except NeuroIOError as exc:
-            return ("failed", changes, str(exc))
+            done[sid] = ("failed", changes, str(exc))
+            return
         lost = [f for f, v in bodies[sid].items() if not same(f, result.get(f), v)]
         if lost:
-            return ("failed", changes, "the server answered but did not keep: " + ", ".join(
+            done[sid] = ("failed", changes, "the server answered but did not keep: " + ", ".join(
                 f"{f} (sent {bodies[sid][f]!r}, has {result.get(f)!r})" for f in lost))
-        return ("updated", changes, None)
+        else:
+            done[sid] = ("updated", changes, None)
 
     if not bodies:
         return done
     bar = tqdm(total=len(bodies), desc="updating", unit="source", leave=False,
                disable=progress is False or (progress is None and len(bodies) < 2))
     pool = ThreadPoolExecutor(sources.client.max_workers)
-    futures: dict[Future, int] = {pool.submit(send, sid): sid for sid in bodies}
-    pending = set(futures)
     try:
+        pending: set[Future] = {pool.submit(send, sid) for sid in bodies}
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for future in finished:
-                done[futures[future]] = future.result()
+                future.result()
                 bar.update(1)
     except KeyboardInterrupt:
-        for future in pending:
-            future.cancel()
-        pool.shutdown(wait=True)
-        for future in pending:
-            if future.done() and not future.cancelled():
-                done[futures[future]] = future.result()
+        pool.shutdown(wait=True, cancel_futures=True)  # nothing new starts; requests in flight finish
         raise BulkInterrupted(make_report({**rows, **done}, order)) from None
     finally:
-        pool.shutdown(wait=True)
+        pool.shutdown(wait=True, cancel_futures=True)
         bar.close()
     return done
 
@@ -166,6 +185,10 @@ def undo(sources: Sources, report: pd.DataFrame, *, on_conflict: str = "skip",
     """Put back the old values of every ``updated`` row, conflict-checked against what was written."""
     from .plan import CHANGE_COLUMNS, Plan
 
+    if not isinstance(report, pd.DataFrame) or not {"status", "changes"} <= set(report.columns):
+        raise ValidationError([Problem(None, None, type(report).__name__, "undo needs the report that "
+                                       "bulk_update or plan.apply returned (columns status and changes)")],
+                              what="report")
     records = [(sid, f, new, old)
                for sid, status, changes in report[["status", "changes"]].itertuples(name=None)
                if status == "updated" for f, (old, new) in (changes or {}).items()]

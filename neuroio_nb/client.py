@@ -6,7 +6,9 @@ turns error answers into typed exceptions, and never lets the token out.
 from __future__ import annotations
 
 import ipaddress
+import json
 import logging
+import numbers
 import os
 import threading
 from typing import Any
@@ -23,9 +25,11 @@ from .errors import (
     ConfigurationError,
     MalformedResponseError,
     NotFoundError,
+    Problem,
     RateLimitError,
     ServerError,
     TransportError,
+    ValidationError,
 )
 from .throttle import AdaptiveLimit
 
@@ -77,13 +81,13 @@ class Client:
         max_retry_after: float = 30.0,
         allow_insecure: bool = False,
     ) -> None:
-        self._token = api_token if api_token is not None else os.environ.get(TOKEN_ENV)
+        self._token = _check_token(api_token if api_token is not None else os.environ.get(TOKEN_ENV))
         self.base_url = _check_url(base_url or os.environ.get(URL_ENV) or DEFAULT_URL, allow_insecure)
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.max_workers = max(1, int(max_workers))
-        self.page_size = page_size
-        self.max_retry_after = max_retry_after
+        self.timeout = _check_timeout(timeout)
+        self.max_retries = int(_check_number("max_retries", max_retries, minimum=0, whole=True))
+        self.max_workers = max(1, int(_check_number("max_workers", max_workers, minimum=0, whole=True)))
+        self.page_size = int(_check_number("page_size", page_size, minimum=1, whole=True))
+        self.max_retry_after = _check_number("max_retry_after", max_retry_after, minimum=0)
         self.limit = AdaptiveLimit(self.max_workers)
         parts = urlsplit(self.base_url)
         self.session = requests.Session()
@@ -133,6 +137,7 @@ class Client:
             raise ConfigurationError(
                 f"No API token: pass Client(api_token=...) or set the {TOKEN_ENV} environment variable.")
         method = method.upper()
+        data = None if json_body is None else _encode_json(json_body, method, path)
         if retry_unknown is None:
             retry_unknown = method != "POST"
 
@@ -150,7 +155,7 @@ class Client:
             retry=retry_if_exception(retryable),
             reraise=True,
         )
-        return retrying(self._send_once, method, path, params, json_body)
+        return retrying(self._send_once, method, path, params, data)
 
     def _wait(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -159,12 +164,13 @@ class Client:
             return min(max(retry_after, 0.0), self.max_retry_after)
         return wait_random_exponential(multiplier=0.2, max=10)(state)
 
-    def _send_once(self, method: str, path: str, params: dict[str, Any] | None, body: Any) -> Any:
+    def _send_once(self, method: str, path: str, params: dict[str, Any] | None, data: bytes | None) -> Any:
         url = self.url(path)
+        headers = {"Content-Type": "application/json"} if data is not None else None
         with self.limit:
             try:
-                resp = self.session.request(method, url, params=params, json=body, timeout=self.timeout,
-                                            allow_redirects=False)
+                resp = self.session.request(method, url, params=params, data=data, headers=headers,
+                                            timeout=self.timeout, allow_redirects=False)
             except requests.exceptions.ConnectTimeout as e:
                 raise TransportError(f"{method} {path}: connection timed out ({self.base_url})",
                                      maybe_sent=False) from None
@@ -174,7 +180,8 @@ class Client:
             except requests.exceptions.Timeout as e:
                 raise TransportError(f"{method} {path}: no answer within {self.timeout} s") from None
             except requests.exceptions.RequestException as e:
-                raise TransportError(f"{method} {path}: {type(e).__name__}: {e}") from None
+                text = str(e).replace(self._token, "***") if self._token else str(e)
+                raise TransportError(f"{method} {path}: {type(e).__name__}: {text}") from None
             if resp.status_code == 429:
                 self.limit.throttled()
             elif resp.status_code < 400:
@@ -275,9 +282,63 @@ def _connection_reason(e: requests.exceptions.ConnectionError) -> str:
     return "the connection was lost before an answer came"
 
 
+def _encode_json(body: Any, method: str, path: str) -> bytes:
+    """``body`` as the JSON bytes to send; a value JSON cannot carry is a ValidationError, sent nowhere."""
+    try:
+        return json.dumps(body, allow_nan=False).encode("utf-8")
+    except (TypeError, ValueError):
+        pass
+    items = body.items() if isinstance(body, dict) else [(None, body)]
+    problems = []
+    for name, value in items:
+        try:
+            json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError):
+            problems.append(Problem(None, name, value, f"a {type(value).__name__} value cannot be sent "
+                                    "as JSON (use a number, text, true/false, a list or nothing)"))
+    raise ValidationError(problems, what=f"{method} {path} body")
+
+
+def _check_token(token: str | None) -> str | None:
+    """The token without surrounding whitespace; refused (never shown) if a header cannot carry it."""
+    if token is None:
+        return None
+    if not isinstance(token, str):
+        raise ConfigurationError(f"The API token must be text, not {type(token).__name__}.")
+    token = token.strip()
+    if any(not ("!" <= ch <= "~") for ch in token):
+        raise ConfigurationError("The API token contains a space, a control character or a non-ASCII "
+                                 "character, so it cannot be sent in an HTTP header; check how it was copied.")
+    return token
+
+
+def _check_timeout(timeout: Any) -> Any:
+    """Seconds > 0, or a (connect, read) pair of them as requests also takes."""
+    if isinstance(timeout, tuple) and len(timeout) == 2:
+        return tuple(_check_number("timeout", t, minimum=0, exclusive=True) for t in timeout)
+    return _check_number("timeout", timeout, minimum=0, exclusive=True)
+
+
+def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = False,
+                  whole: bool = False) -> Any:
+    """A client option that must be a (whole) number >= minimum (> minimum if exclusive)."""
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
+    if ok and whole:
+        ok = float(value).is_integer()
+    if ok:
+        ok = value > minimum if exclusive else value >= minimum
+    if not ok:
+        kind = "a whole number" if whole else "a number"
+        bound = f"> {minimum}" if exclusive else f">= {minimum}"
+        raise ConfigurationError(f"Client option {name} must be {kind} {bound}, not {value!r}")
+    return value
+
 
 def _check_url(url: str, allow_insecure: bool) -> str:
     parts = urlsplit(url.strip())
+    if parts.username is not None or parts.password is not None:
+        raise ConfigurationError("Not an API URL: it carries a user name or password "
+                                 f"({parts.scheme}://***@{parts.hostname}); pass the API token instead.")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"Not an API URL: {url!r} (expected https://host[:port])")
     if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):

@@ -31,6 +31,7 @@ from .schema import BY_NAME
 TRUE = frozenset({"true", "1"})
 FALSE = frozenset({"false", "0"})
 _INT = re.compile(r"^[+-]?\d+$")
+_INT64 = 2**63
 
 
 def write_csv(frame: pd.DataFrame, path: Any) -> None:
@@ -60,19 +61,27 @@ def _encode_cell(value: Any) -> str:
 
 def read_csv(path: Any) -> pd.DataFrame:
     """A CSV written by :func:`export_csv` (or edited by hand) as a frame typed like ``to_frame()``."""
+    if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "read"):
+        raise ValidationError([Problem(None, None, type(path).__name__, "read_csv needs a file path or an open file")],
+                              what="CSV")
     what = f"CSV {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else "CSV"
     text = _read_text(path, what)
-    reader = csv.reader(io.StringIO(text))
+    # strict: a stray or unclosed quote is an error, not cells silently merged across lines
+    reader = csv.reader(io.StringIO(text), strict=True)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     problems: list[Problem] = []
-    for row in reader:
-        if not any(cell.strip() for cell in row):
-            continue
-        if header is None:
-            header = [cell.strip() for cell in row]
-            continue
-        rows.append((reader.line_num, row))
+    try:
+        for row in reader:
+            if not any(cell.strip() for cell in row):
+                continue
+            if header is None:
+                header = [cell.strip() for cell in row]
+                continue
+            rows.append((reader.line_num, row))
+    except csv.Error as exc:
+        raise ValidationError([Problem(None, None, None, f"line {reader.line_num}: not valid CSV ({exc}); "
+                                       "check the quotes on this line and the ones before it")], what=what) from None
     if header is None:
         raise ValidationError([Problem(None, None, None, "the file is empty: no header and no rows")], what=what)
     if INDEX not in header:
@@ -88,7 +97,9 @@ def read_csv(path: Any) -> pd.DataFrame:
     records = []
     for line, row in rows:
         if len(row) != len(header):
-            problems.append(Problem(None, None, None, f"line {line} has {len(row)} cells, the header has {len(header)}"))
+            cells = dict(zip(header, row))
+            sid = (cells.get(INDEX) or "").strip() or None
+            problems.append(Problem(sid, None, None, f"line {line} has {len(row)} cells, the header has {len(header)}"))
             continue
         record: dict[str, Any] = {}
         for col, (name, cell) in enumerate(zip(header, row), start=1):
@@ -97,6 +108,10 @@ def read_csv(path: Any) -> pd.DataFrame:
             except ValueError as exc:
                 problems.append(Problem(row[header.index(INDEX)].strip() or None, name, cell,
                                         f"line {line}, column {col}: {exc}"))
+        sid = record.get(INDEX, 0)  # absent: the id cell was unreadable, already reported
+        if sid is None or sid < 0:
+            problems.append(Problem(None, INDEX, row[header.index(INDEX)] or None,
+                                    f"line {line}: every row needs its source id, a whole number >= 0"))
         records.append(record)
     if problems:
         raise ValidationError(problems, what=what)
@@ -118,7 +133,8 @@ def _read_text(path: Any, what: str) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        raise ValidationError([Problem(None, None, None, f"not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ValidationError([Problem(None, None, None, f"line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
                                        f"at offset {exc.start}); save the file as CSV UTF-8")], what=what) from None
 
 
@@ -146,6 +162,8 @@ def _parse_int(cell: str) -> int | None:
     if not text:
         return None
     if _INT.match(text):
+        if not -_INT64 <= int(text) < _INT64:
+            raise ValueError("too large a number")
         return int(text)
     try:
         number = float(text)
@@ -153,6 +171,8 @@ def _parse_int(cell: str) -> int | None:
         raise ValueError("not a number") from None
     if not number.is_integer():
         raise ValueError("not a whole number")
+    if not -_INT64 <= number < _INT64:
+        raise ValueError("too large a number")
     return int(number)
 
 

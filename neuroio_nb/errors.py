@@ -113,10 +113,14 @@ class ValidationError(NeuroIOError, ValueError):
         n = len(self.problems)
         lines = [f"{n} problem{'s' if n != 1 else ''} in the {self.what}; nothing was sent:"]
         for p in self.problems:
-            where = f"id {p.id!r}" if p.id is not None else "frame"
-            field = f", {p.field}" if p.field else ""
-            value = f" = {p.value!r}" if p.value is not None else ""
-            lines.append(f"  {where}{field}{value}: {p.reason}")
+            about_id = p.field == "id" and p.id is not None  # "id 3", not "id 3, id = 3"
+            where = ", ".join(([f"id {_plain(p.id)!r}"] if p.id is not None else [])
+                              + ([p.field] if p.field and not about_id else []))
+            value = repr(_plain(p.value)) if p.value is not None and not about_id else None
+            if where:
+                lines.append(f"  {where}{f' = {value}' if value else ''}: {p.reason}")
+            else:
+                lines.append(f"  {p.reason}{f' (got {value})' if value else ''}")
         return "\n".join(lines)
 
     def to_frame(self) -> Any:
@@ -146,3 +150,9 @@ class BulkInterrupted(NeuroIOError, KeyboardInterrupt):
         self.report = report
         super().__init__("bulk update interrupted; the partial report is in .report "
                          "and planning again shows what was not applied")
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars as Python values, so that messages read ``3``, not ``np.int64(3)``."""
+    item = getattr(value, "item", None)
+    return item() if callable(item) and type(value).__module__ == "numpy" else value

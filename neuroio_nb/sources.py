@@ -15,7 +15,15 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .errors import APIError, MalformedResponseError, NotFoundError, Problem, TransportError, ValidationError
+from .errors import (
+    APIError,
+    MalformedResponseError,
+    NeuroIOError,
+    NotFoundError,
+    Problem,
+    TransportError,
+    ValidationError,
+)
 from .frames import frame_from_records
 from .schema import ALIASES, BY_NAME, check_value, create_defaults
 
@@ -43,7 +51,7 @@ class Sources:
     def list(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
              limit: int = 20, offset: int = 0) -> dict[str, Any]:
         """One page, as the API sends it: ``{"count", "next", "previous", "results"}``."""
-        params: dict[str, Any] = {"limit": int(limit), "offset": int(offset)}
+        params: dict[str, Any] = {"limit": _count_param("limit", limit), "offset": _count_param("offset", offset)}
         if q is not None:
             params["q"] = q
         if spaces_ids is not None:
@@ -140,7 +148,8 @@ class Sources:
         if changed:
             warnings.warn(
                 "The listing changed while it was read (sources added or deleted meanwhile): "
-                "the frame has no duplicates but may miss sources changed during the read. "
+                "the frame has no duplicate ids, but it may lack sources that were there all along "
+                "(the pages shifted under the read) and still hold ones deleted meanwhile. "
                 + (f"It did not settle after {attempts} reads." if consistent
                    else "Pass consistent=True to re-read until it is stable."),
                 ListingChangedWarning, stacklevel=2)
@@ -161,9 +170,7 @@ class Sources:
             try:
                 return _checked_source(self.client.request("POST", PATH, json_body=body), PATH)
             except (TransportError, APIError) as exc:
-                unknown = (isinstance(exc, TransportError) and exc.maybe_sent) or (
-                    isinstance(exc, APIError) and exc.status_code in (502, 504))
-                if not unknown or attempt == self.client.max_retries:
+                if not _outcome_unknown(exc) or attempt == self.client.max_retries:
                     raise
                 made = self._find_created(body)
                 if made is not None:
@@ -171,20 +178,36 @@ class Sources:
         raise AssertionError("unreachable")
 
     def _find_created(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        from .bulk import same  # lists as sets, license ids as text: as the server may echo them
+
         for source in self.iter(q=body["name"]):
             if source.get("name") == body["name"] and all(
-                    source.get(k) == v for k, v in body.items() if k in BY_NAME):
+                    same(k, source.get(k), v) for k, v in body.items() if k in BY_NAME):
                 return source
         return None
 
     def update(self, source_id: int, **fields: Any) -> dict[str, Any]:
         """PATCH only the given fields (checked against the schema first)."""
-        body = _writable(fields)
-        return _checked_source(self.client.request("PATCH", _path(source_id), json_body=body),
-                               _path(source_id))
+        path = _path(source_id)
+        body = _writable(fields, source_id)
+        return _checked_source(self.client.request("PATCH", path, json_body=body), path)
 
     def delete(self, source_id: int) -> None:
-        self.client.request("DELETE", _path(source_id))
+        """Delete a source. A retry after an answer was lost finds it gone: that is success."""
+        path = _path(source_id)
+        sent_unanswered = False
+        for attempt in range(self.client.max_retries + 1):
+            try:
+                self.client.request("DELETE", path, retry_unknown=False)
+                return
+            except NotFoundError:
+                if sent_unanswered:  # an earlier attempt did delete it; only its answer was lost
+                    return
+                raise
+            except (TransportError, APIError) as exc:
+                if not _outcome_unknown(exc) or attempt == self.client.max_retries:
+                    raise
+                sent_unanswered = True
 
     def current(self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
         """The server's sources for ``ids`` (None where there is none), in few requests.
@@ -225,6 +248,9 @@ class Sources:
     def bulk_update(self, edited: pd.DataFrame, base: pd.DataFrame | None = None, *, dry_run: bool = False,
                     on_conflict: str = "skip", progress: bool | None = None) -> pd.DataFrame:
         """Apply ``edited``: one PATCH per changed source; a report row per source."""
+        from .bulk import check_on_conflict
+
+        check_on_conflict(on_conflict)
         return self.plan(edited, base).apply(dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def undo(self, report: pd.DataFrame, *, on_conflict: str = "skip",
@@ -249,42 +275,72 @@ class Sources:
         return source_form(self, source_id)
 
 
-def _path(source_id: Any) -> str:
-    if isinstance(source_id, str) and source_id.strip().isdigit():
-        source_id = int(source_id)
+def _whole(value: Any) -> int | None:
+    """``value`` as a whole number >= 0 (digit strings too), or None if it is not one."""
+    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        return int(value)
+    if isinstance(value, (bool, np.bool_)):
+        return None
     try:
-        if isinstance(source_id, (bool, np.bool_)):
-            raise TypeError
-        number = operator.index(source_id)
+        number = operator.index(value)
     except TypeError:
-        raise ValidationError([Problem(source_id, "id", source_id, "a source id is a whole number")],
-                              what="request") from None
+        return None
+    return number if number >= 0 else None
+
+
+def _outcome_unknown(exc: NeuroIOError) -> bool:
+    """Did the request perhaps reach the server and act, though no answer says so?"""
+    return (isinstance(exc, TransportError) and exc.maybe_sent) or (
+        isinstance(exc, APIError) and exc.status_code in (502, 504))
+
+
+def _path(source_id: Any) -> str:
+    number = _whole(source_id)
+    if number is None:
+        raise ValidationError([Problem(source_id, "id", source_id, "a source id is a whole number >= 0")],
+                              what="request")
     return f"{PATH}{number}/"
 
 
-def _spaces_param(spaces_ids: Iterable[int] | int) -> str:
-    if isinstance(spaces_ids, (int, str)):
-        spaces_ids = [spaces_ids]  # type: ignore[list-item]
-    return ",".join(str(int(s)) for s in spaces_ids)
+def _count_param(name: str, value: Any) -> int:
+    number = _whole(value)
+    if number is None:
+        raise ValidationError([Problem(None, name, value, "must be a whole number >= 0")], what="request")
+    return number
 
 
-def _writable(fields: dict[str, Any]) -> dict[str, Any]:
+def _spaces_param(spaces_ids: Iterable[int] | int | str) -> str:
+    """``spaces_ids`` as the API's comma-joined list: from ints, digit strings or ``"1,2"``."""
+    if isinstance(spaces_ids, str):
+        parts: list[Any] = [part.strip() for part in spaces_ids.split(",")]
+    elif isinstance(spaces_ids, Iterable):
+        parts = list(spaces_ids)
+    else:
+        parts = [spaces_ids]
+    numbers = [_whole(part) for part in parts]
+    if not numbers or None in numbers:
+        raise ValidationError([Problem(None, "spaces_ids", spaces_ids,
+                                       "must be space ids: whole numbers, e.g. [1, 2]")], what="request")
+    return ",".join(str(n) for n in numbers)
+
+
+def _writable(fields: dict[str, Any], source_id: Any = None) -> dict[str, Any]:
     """Fields checked against the schema, aliases resolved; ValidationError lists all problems."""
     body: dict[str, Any] = {}
     problems = []
     for key, value in fields.items():
         name = ALIASES.get(key, key)
         if name in ALIASES.values() and key != name and name in fields:
-            problems.append(Problem(None, key, value, f"give either {key!r} or {name!r}, not both"))
+            problems.append(Problem(source_id, key, value, f"give either {key!r} or {name!r}, not both"))
             continue
         field = BY_NAME.get(name)
         if field is not None:
             if not field.writable:
-                problems.append(Problem(None, name, value, "is read-only"))
+                problems.append(Problem(source_id, name, value, "is read-only"))
                 continue
             reason = check_value(field, value)
             if reason:
-                problems.append(Problem(None, name, value, reason))
+                problems.append(Problem(source_id, name, value, reason))
                 continue
         body[name] = value
     if problems:

@@ -19,8 +19,8 @@ from .schema import BY_NAME, Field, check_value
 def checked_frame(edited: Any, *, what: str = "edited frame") -> pd.DataFrame:
     """``edited`` checked and typed; raises ValidationError listing every problem."""
     if isinstance(edited, pd.Series):
-        raise ValidationError([Problem(None, None, None,
-                                       "got a Series; pass a DataFrame (e.g. series.to_frame().T)")], what=what)
+        raise ValidationError([Problem(None, None, None, "got a Series (one row?); pass a DataFrame, "
+                                       "e.g. frame.loc[[id]] rather than frame.loc[id]")], what=what)
     if not isinstance(edited, pd.DataFrame):
         raise ValidationError([Problem(None, None, type(edited).__name__, "expected a pandas DataFrame")],
                               what=what)
@@ -28,9 +28,12 @@ def checked_frame(edited: Any, *, what: str = "edited frame") -> pd.DataFrame:
     problems = _index_problems(frame)
     if frame.empty:
         problems.append(Problem(None, None, None, "the frame has no rows: nothing to compare"))
-    if list(frame.columns).count(INDEX) or frame.columns.duplicated().any():
+    if INDEX in frame.columns:
+        problems.append(Problem(None, INDEX, None, "'id' is both the index and a column; drop one of them"))
+    if frame.columns.duplicated().any():
         dup = sorted(set(frame.columns[frame.columns.duplicated()]))
         problems.append(Problem(None, None, dup, "duplicated column names"))
+    if INDEX in frame.columns or frame.columns.duplicated().any():
         raise ValidationError(problems, what=what)
     typed = {}
     for name in frame.columns:
@@ -65,8 +68,10 @@ def _index_problems(frame: pd.DataFrame) -> list[Problem]:
         for value in ids:
             if _cell(value) is None:
                 problems.append(Problem(None, INDEX, None, "missing id"))
-            elif check_value(BY_NAME[INDEX], _py(value)):
-                problems.append(Problem(value, INDEX, _py(value), "a source id is a whole number"))
+            elif check_value(BY_NAME[INDEX], _py(value)) or _py(value) < 0:
+                problems.append(Problem(value, INDEX, _py(value), "a source id is a whole number >= 0"))
+    else:
+        problems += [Problem(_py(v), INDEX, _py(v), "a source id is a whole number >= 0") for v in ids[ids < 0]]
     for value in ids[ids.duplicated()].dropna().unique():
         problems.append(Problem(value, INDEX, _py(value), f"id appears {int((ids == value).sum())} times"))
     return problems
