@@ -90,12 +90,36 @@ def column_problems(field: Field, column: pd.Series) -> list[Problem]:
         return _required(field, column) + [
             Problem(i, field.name, _py(v), check_value(field, int(v)) or "out of range")
             for i, v in column[bad].items()]
+    if field.kind == "object":
+        return _required(field, column)
     if field.dtype == "string" and isinstance(column.dtype, pd.StringDtype):
-        return _required(field, column) + [
-            Problem(i, field.name, v, check_value(field, v) or "") for i, v in column.dropna().items()
-            if check_value(field, v)]
+        if not field.required:
+            return []
+        blank = column.str.strip().eq("").fillna(False).astype(bool)
+        return _required(field, column) + [Problem(i, field.name, v, "must not be empty")
+                                           for i, v in column[blank].items()]
+    if field.kind == "list":
+        return _list_problems(field, column)
     return [Problem(i, field.name, _py(v), reason) for i, v in column.items()
             if (reason := check_value(field, _cell(v)))]
+
+
+def _list_problems(field: Field, column: pd.Series) -> list[Problem]:
+    """Like the generic check, but each distinct list is checked once (frames repeat a few)."""
+    seen: dict[tuple, str | None] = {}
+    problems = []
+    for i, v in zip(column.index, column.to_numpy(dtype=object)):
+        if type(v) is list:
+            try:
+                key = tuple(v)
+                reason = seen[key] if key in seen else seen.setdefault(key, check_value(field, v))
+            except TypeError:
+                reason = check_value(field, v)
+        else:
+            reason = check_value(field, _cell(v))
+        if reason:
+            problems.append(Problem(i, field.name, _py(v), reason))
+    return problems
 
 
 def _required(field: Field, column: pd.Series) -> list[Problem]:
