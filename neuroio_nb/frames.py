@@ -18,19 +18,101 @@ INDEX = "id"
 
 
 def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
-    """One typed frame from source dicts as the API sends them."""
+    """One typed frame from source dicts as the API sends them.
+
+    The dicts become one object array per column, as ``DataFrame.from_records``
+    makes them but without its inference, and each known column is typed
+    straight from that array (no per-cell Python). A column with values the fast
+    path does not expect is first inferred as ``from_records`` would infer it,
+    then typed by :func:`typed_column`; unknown columns are only inferred.
+    """
     records = list(records)
     if not records:
         return empty_frame()
-    raw = pd.DataFrame.from_records(records)
-    ids = raw.pop(INDEX) if INDEX in raw.columns else pd.Series([None] * len(raw))
-    known = [c for c in COLUMNS if c in raw.columns]
-    unknown = [c for c in raw.columns if c not in BY_NAME]
-    out = {c: typed_column(BY_NAME[c], raw[c]) for c in known}
-    out.update({c: raw[c] for c in unknown})
+    raw = pd.DataFrame(records, dtype=object)
+    values = {c: raw[c].to_numpy() for c in raw.columns}
+    ids = values.pop(INDEX, None)
+    known = [c for c in COLUMNS if c in values]
+    unknown = [c for c in values if c not in BY_NAME]
+    out = {c: _typed_values(BY_NAME[c], values[c]) for c in known}
+    out.update({c: _as_came(values[c]) for c in unknown})
     frame = pd.DataFrame(out, columns=known + unknown)
-    frame.index = pd.Index(ids.to_numpy(dtype="int64"), name=INDEX)
+    frame.index = pd.Index(_id_values(ids, len(records)), name=INDEX)
     return frame
+
+
+def _as_came(values: np.ndarray) -> pd.Series:
+    """An object array inferred exactly as ``DataFrame.from_records`` infers a column."""
+    kind = pd.api.types.infer_dtype(values, skipna=False)
+    if kind == "boolean":
+        return pd.Series(values.astype(bool))
+    if kind == "integer":
+        try:
+            return pd.Series(values.astype(np.int64))
+        except OverflowError:  # from_records makes these uint64 or leaves them as objects
+            pass
+    return pd.Series(values).infer_objects()
+
+
+def _id_values(values: np.ndarray | None, n: int) -> np.ndarray:
+    if values is not None and pd.api.types.infer_dtype(values, skipna=False) == "integer":
+        try:
+            return values.astype("int64")
+        except OverflowError:
+            pass
+    ids = _as_came(values) if values is not None else pd.Series([None] * n)
+    return ids.to_numpy(dtype="int64")
+
+
+#: Per dtype, what ``pandas.api.types.infer_dtype`` says of a column the fast path can type.
+_FAST_KINDS: dict[Any, tuple[str, ...]] = {
+    "boolean": ("boolean", "empty"),
+    "Int64": ("integer", "empty"),
+    "string": ("string", "mixed-integer", "empty"),  # not "integer": from_records may make those floats
+    object: ("mixed", "empty"),  # objects from_records would keep as they are
+}
+
+
+def _typed_values(field: Field, values: np.ndarray) -> pd.Series:
+    """An object array of raw values in the field's dtype, exactly as :func:`typed_column` types them."""
+    dtype = field.dtype
+    if dtype in ("boolean", "Int64"):
+        if pd.api.types.infer_dtype(values, skipna=False) == _FAST_KINDS[dtype][0]:
+            typed = _masked(dtype, values, None)  # nothing missing: no mask to look for
+        elif pd.api.types.infer_dtype(values, skipna=True) in _FAST_KINDS[dtype]:
+            typed = _masked(dtype, values, pd.isna(values))
+        else:
+            typed = None
+        return typed if typed is not None else typed_column(field, _as_came(values))
+    if pd.api.types.infer_dtype(values, skipna=True) not in _FAST_KINDS[dtype]:
+        return typed_column(field, _as_came(values))
+    if dtype == "string":
+        return pd.Series(pd.array(values, dtype="string"))
+    values = values.copy()
+    values[_missing(field, values)] = None
+    return pd.Series(values, dtype=object)
+
+
+def _masked(dtype: str, values: np.ndarray, mask: np.ndarray | None) -> pd.Series | None:
+    """Booleans or whole numbers (and missing cells, where ``mask``) as a nullable column."""
+    try:
+        if mask is None:
+            data, mask = values.astype(bool if dtype == "boolean" else np.int64), np.zeros(len(values), bool)
+        else:
+            data = np.zeros(len(values), dtype=bool if dtype == "boolean" else np.int64)
+            data[~mask] = values[~mask]
+    except OverflowError:  # a whole number beyond int64
+        return None
+    return pd.Series(pd.arrays.BooleanArray(data, mask) if dtype == "boolean" else pd.arrays.IntegerArray(data, mask))
+
+
+def _missing(field: Field, values: np.ndarray) -> np.ndarray:
+    """The missing cells of an object column; in a list column only None and NaN."""
+    mask = pd.isna(values)
+    if field.kind == "list" and mask.any():
+        where = np.flatnonzero(mask)
+        mask[where] = _missing_mask(values[where])
+    return mask
 
 
 def empty_frame() -> pd.DataFrame:
@@ -42,9 +124,11 @@ def empty_frame() -> pd.DataFrame:
 def typed_column(field: Field, column: pd.Series) -> pd.Series:
     """``column`` in the field's dtype; kept as it came (with a warning) if it can't be."""
     dtype = field.dtype
+    if dtype is not object and column.dtype == pd.api.types.pandas_dtype(dtype):
+        return column.copy(deep=False)  # typed already (a base frame from to_frame, say)
     if dtype is object:
         values = column.to_numpy(dtype=object, copy=True)
-        values[pd.isna(values) if field.kind != "list" else _missing_mask(values)] = None
+        values[_missing(field, values)] = None
         return pd.Series(values, index=column.index, dtype=object, name=column.name)
     try:
         if dtype == "boolean":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import html
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import pandas as pd
@@ -116,50 +116,85 @@ def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:
             exc.problems += _unknown_columns(edited, _typed_base(base))
         raise ValidationError(exc.problems) from None
     edited.index = edited.index.astype("int64")
-    ids = edited.index.tolist()
     if base is None:
         spaces = _spaces_of(edited)
-        current = sources.current(ids, spaces_ids=spaces)
+        current = sources.current(edited.index.tolist(), spaces_ids=spaces)
         base_frame = frame_from_records([s for s in current.values() if s is not None])
         missing = {i: "not found on the server" for i, s in current.items() if s is None}
+        absent = edited.index.isin(list(missing))
     else:
         base_frame = _typed_base(base)
-        missing = {i: "not in base" for i in ids if i not in base_frame.index}
-    known = edited.loc[[i for i in ids if i not in missing]]
-    old = base_frame.loc[known.index]
+        absent = ~edited.index.isin(base_frame.index)
+        missing = {i: "not in base" for i in edited.index[absent].tolist()}
+    known = edited[~absent] if absent.any() else edited
+    old = base_frame if base_frame.index.equals(known.index) else base_frame.loc[known.index]
     _check_columns(known, old, base_frame)
-    parts = []
-    for column in known.columns:
+    rows, fields, olds, news = [], [], [], []
+    for number, column in enumerate(known.columns):
         if column in READ_ONLY:
             continue
         before = old[column] if column in old.columns else pd.Series(None, index=old.index, dtype=object)
-        mask = changed(column, before, known[column])
-        if mask.any():
-            parts.append(pd.DataFrame({
-                "id": known.index[mask],
-                "field": column,
-                "old": pd.Series([to_python(v) for v in before.to_numpy()[mask]], dtype=object),
-                "new": pd.Series([to_python(v) for v in known[column].to_numpy()[mask]], dtype=object),
-            }))
-    changes = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        {c: pd.Series([], dtype=object if c in ("old", "new") else None) for c in CHANGE_COLUMNS})
-    if parts:
-        order = {c: n for n, c in enumerate(known.columns)}
-        position = {sid: n for n, sid in enumerate(known.index)}
-        changes = changes.assign(_s=changes["id"].map(position), _f=changes["field"].map(order)) \
-            .sort_values(["_s", "_f"], kind="stable").drop(columns=["_s", "_f"]).reset_index(drop=True)
-    changes = changes.astype({"id": "int64", "field": object})
-    names_from = known["name"] if "name" in known.columns else base_frame.get("name")
-    names = names_from.to_dict() if names_from is not None else {}
+        where = np.flatnonzero(changed(column, before, known[column]))
+        if len(where):
+            rows.append(where)
+            fields.append(np.full(len(where), number))
+            olds += _plain(before, where)
+            news += _plain(known[column], where)
+    changes = _changes_frame(known, rows, fields, olds, news)
+    changed_ids = changes["id"].unique()
     return Plan(sources, changes, check_conflicts=base is not None, missing=missing,
-                names={i: names.get(i) for i in changes["id"].unique()})
+                names=_names(known if "name" in known.columns else base_frame, changed_ids))
+
+
+def _names(frame: pd.DataFrame, ids: np.ndarray) -> dict[int, Any]:
+    """id -> the name in ``frame`` (None where it has none), for ``ids``."""
+    if "name" not in frame.columns:
+        return {i: None for i in ids}
+    names = frame["name"][frame.index.isin(ids)]
+    if isinstance(names.dtype, pd.StringDtype):  # what to_dict() gives, without boxing cell by cell
+        found = dict(zip(names.index.tolist(), names.to_numpy(dtype=object).tolist()))
+    else:
+        found = names.to_dict()
+    return {i: found.get(i) for i in ids}
+
+
+def _changes_frame(known: pd.DataFrame, rows: list[np.ndarray], fields: list[np.ndarray],
+                   olds: list[Any], news: list[Any]) -> pd.DataFrame:
+    """The long frame of changes, in row order then column order."""
+    if not rows:
+        return pd.DataFrame({c: pd.Series([], dtype=object if c in ("old", "new") else None)
+                             for c in CHANGE_COLUMNS}).astype({"id": "int64", "field": object})
+    row, field_no = np.concatenate(rows), np.concatenate(fields)
+    order = np.lexsort((field_no, row))
+    return pd.DataFrame({
+        "id": known.index.to_numpy(dtype="int64")[row[order]],
+        "field": pd.Series(known.columns.to_numpy(dtype=object)[field_no[order]], dtype=object),
+        "old": _objects(olds, order),
+        "new": _objects(news, order),
+    })
+
+
+def _objects(values: list[Any], order: np.ndarray) -> pd.Series:
+    """``values`` reordered, as objects (a list stays one cell; text is not made a string dtype)."""
+    return pd.Series(np.fromiter(values, dtype=object, count=len(values))[order], dtype=object)
+
+
+#: dtypes whose cells :func:`_plain` converts in one go: NA becomes None, the rest Python scalars.
+_PLAIN_DTYPES = ("boolean", "Int64", "string", "bool", "int64")
+
+
+def _plain(column: pd.Series, where: np.ndarray) -> list[Any]:
+    """Chosen cells of a column as plain JSON values (as :func:`to_python` makes them)."""
+    if any(column.dtype == pd.api.types.pandas_dtype(d) for d in _PLAIN_DTYPES):
+        return column.array[where].to_numpy(dtype=object, na_value=None).tolist()
+    return [to_python(v) for v in column.to_numpy()[where]]
 
 
 def changed(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
     """Per row: does ``new`` differ from ``old``? NA equals NA; lists compare as sets."""
     spec = BY_NAME.get(column)
     if spec is not None and spec.kind == "list":
-        return np.array([_as_set(a) != _as_set(b) for a, b in zip(old.to_numpy(), new.to_numpy())], dtype=bool)
+        return _changed_cells(old, new, lambda a, b: _as_set(a) != _as_set(b))
     old_na = old.isna().to_numpy()
     new_na = new.isna().to_numpy()
     if old.dtype != object and new.dtype != object:
@@ -168,7 +203,19 @@ def changed(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
             return ~((old_na & new_na) | (equal & ~old_na & ~new_na))
         except (TypeError, ValueError):
             pass
-    return np.array([to_python(a) != to_python(b) for a, b in zip(old.to_numpy(), new.to_numpy())], dtype=bool)
+    return _changed_cells(old, new, lambda a, b: to_python(a) != to_python(b))
+
+
+def _changed_cells(old: pd.Series, new: pd.Series, differ: Callable[[Any, Any], bool]) -> np.ndarray:
+    """``differ`` per cell, asked only of cells that are not plainly equal (``==`` on the objects)."""
+    a, b = old.to_numpy(dtype=object), new.to_numpy(dtype=object)
+    try:
+        unsure = np.flatnonzero(~(a == b))
+    except (TypeError, ValueError):  # a cell that cannot say if it is equal (NA, an array)
+        unsure = np.arange(len(a))
+    mask = np.zeros(len(a), dtype=bool)
+    mask[unsure] = [differ(x, y) for x, y in zip(a[unsure], b[unsure])]
+    return mask
 
 
 def _as_set(value: Any) -> frozenset | None:
@@ -204,8 +251,9 @@ def _typed_base(base: pd.DataFrame) -> pd.DataFrame:
             raise ValidationError([Problem(None, INDEX, None, "base needs an 'id' index")], what="base")
         base = base.set_index(INDEX)
     typed = {c: typed_column(BY_NAME[c], base[c]) if c in BY_NAME else base[c] for c in base.columns}
-    frame = pd.DataFrame(typed, index=base.index.astype("int64"), columns=list(base.columns))
-    return frame[~frame.index.duplicated()]
+    frame = pd.DataFrame(typed, index=base.index.astype("int64"), columns=list(base.columns), copy=False)
+    duplicated = frame.index.duplicated()
+    return frame[~duplicated] if duplicated.any() else frame
 
 
 def _spaces_of(edited: pd.DataFrame) -> list[int] | None:

@@ -1,36 +1,91 @@
 """Adaptive concurrency: back off when the server says 429, grow back when it stops.
 
 A fixed pool of workers either under-uses a generous server or hammers a
-rate-limited one. :class:`AdaptiveLimit` gates every request of a client: the
-number allowed in flight halves on each 429 (at most once per round of
-requests) and grows by one after a round of successes, as TCP does.
+rate-limited one. :class:`AdaptiveLimit` gates every request of a client in two
+ways, both idle until 429s come:
+
+- **Width** (AIMD, as TCP): the number of requests allowed in flight halves on a
+  429 (at most once per round of requests) and grows by one after a round of
+  successes.
+- **Pace**: a server that limits requests a second cannot be matched by a width
+  alone (at 20 ms a request, width 1 is 50 a second and width 2 is 100), and
+  requests refused together all wait the same Retry-After, to come back
+  together and be refused together again. So once 429s come in a run
+  (:data:`RUN`), request starts are also spaced in time: first at the rate that
+  succeeded over the last second, growing by half each second (a slow start)
+  until the next 429. The rate that 429 came at is the *ceiling*; the pace drops
+  to :data:`BETA` of it, grows back towards it (fast while far below it), then
+  past it, slowly at first, probing in case the server allows more, until a
+  429 says where the limit is now. A lone 429 below the ceiling (an injected
+  fault, a hiccup) is left to the width, so random 429s never slow a client for
+  long. The pace is dropped once far above the ceiling.
+
+Every 429 costs its request the server's Retry-After (a whole second or more),
+so settling just under the server's rate, rather than bouncing off it, is what
+keeps a long job near the allowed rate and its retries from piling up at the end.
 """
 from __future__ import annotations
 
 import threading
 import time
+from collections import deque
+
+#: A run of 429s: at least this many among the last answers.
+RUN = (5, 8)
+#: The pace after a 429, as a share of the rate it came at (the ceiling).
+BETA = 0.95
+#: Growth of the pace per second before any ceiling is known, as a share of the pace.
+START = 1.0
+#: Growth per second below the ceiling, as a share of the distance to it; and past it, of the distance beyond.
+CLOSE = 1.0
+#: Least growth of the pace per second past the ceiling, as a share of it: the probe.
+PROBE = 0.01
+#: The pace is dropped once this many times the ceiling.
+UNPACED = 4.0
+#: Successes within this many seconds set the first pace.
+WINDOW = 1.0
 
 
 class AdaptiveLimit:
-    """A concurrency gate whose width adapts to 429 answers (AIMD)."""
+    """A concurrency gate whose width adapts to 429 answers (AIMD), paced once they come in runs."""
 
     def __init__(self, maximum: int) -> None:
         self.maximum = max(1, maximum)
         self.current = float(self.maximum)
         self._in_flight = 0
         self._successes = 0
-        self._last_cut = 0.0
         self._cond = threading.Condition()
+        self._local = threading.local()
+        self._last_cut = self._last_pace_cut = float("-inf")
+        #: Requests a second allowed to start (None: not paced); the rate of the last 429 (0: none yet).
+        self._rate: float | None = None
+        self._ceiling = 0.0
+        self._next_start = 0.0
+        #: The last answers (True: a 429), and when the last successes came.
+        self._answers: deque[bool] = deque(maxlen=RUN[1])
+        self._success_times: deque[float] = deque(maxlen=1024)
 
     @property
     def width(self) -> int:
         return max(1, int(self.current))
+
+    @property
+    def rate(self) -> float | None:
+        """Requests a second the gate lets start (None: not paced)."""
+        return self._rate
 
     def __enter__(self) -> AdaptiveLimit:
         with self._cond:
             while self._in_flight >= self.width:
                 self._cond.wait()
             self._in_flight += 1
+            now = start = time.monotonic()
+            if self._rate is not None:
+                start = max(now, self._next_start)
+                self._next_start = start + 1.0 / self._rate
+        if start > now:
+            time.sleep(start - now)
+        self._local.started = start
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -39,19 +94,56 @@ class AdaptiveLimit:
             self._cond.notify()
 
     def throttled(self) -> None:
-        """A 429 came back: halve the width, once per round trip's worth of time."""
+        """A 429 came back: halve the width once per round, and pace (see the module's doc)."""
         with self._cond:
             now = time.monotonic()
-            if now - self._last_cut > 0.05:
-                self.current = max(1.0, self.current / 2)
-                self._last_cut = now
+            started = getattr(self._local, "started", now)
+            self._answers.append(True)
             self._successes = 0
+            if started >= self._last_cut:  # sent at the current width
+                self._last_cut = now
+                self.current = max(1.0, self.current / 2)
+            if started < self._last_pace_cut:
+                return  # sent at the old pace: already answered for
+            run = sum(self._answers) >= RUN[0]
+            accepted = self._recent_successes(now)
+            if self._rate is None:
+                if run:
+                    self._pace(now, 0.0, accepted)
+            elif run or self._rate >= self._ceiling or not self._ceiling:
+                # Over the server's rate: it admits about what succeeded lately, if less.
+                found = min(self._rate, accepted or self._rate)
+                self._pace(now, found, BETA * found)
+
+    def _pace(self, now: float, ceiling: float, rate: float) -> None:
+        self._ceiling, self._rate = ceiling, max(rate, 1.0)
+        self._next_start = max(self._next_start, now)
+        self._last_pace_cut = now
+
+    def _recent_successes(self, now: float) -> float:
+        """Successes a second within the last WINDOW seconds (0: none); idle time before the first is not counted."""
+        times = self._success_times
+        while times and times[0] < now - WINDOW:
+            times.popleft()
+        return len(times) / max(now - times[0], 0.1) if times else 0.0
 
     def succeeded(self) -> None:
-        """A request went through: after a full window of successes, widen by one."""
+        """A request went through: widen by one after a full window, and grow the pace."""
         with self._cond:
+            self._answers.append(False)
             self._successes += 1
             if self.current < self.maximum and self._successes >= self.width:
                 self.current = min(float(self.maximum), self.current + 1)
                 self._successes = 0
                 self._cond.notify()
+            self._success_times.append(time.monotonic())
+            rate, ceiling = self._rate, self._ceiling
+            if rate is None:
+                return
+            if not ceiling:
+                growth = START * rate
+            else:
+                growth = max(PROBE * ceiling, CLOSE * abs(ceiling - rate))
+            self._rate = rate + growth / rate
+            if ceiling and self._rate > UNPACED * ceiling:
+                self._rate = None

@@ -90,14 +90,6 @@ def test_iter_yields_every_source(make_sandbox, client_for):
     assert [r["id"] for r in rows] == list(range(1, 151))
 
 
-def test_next_url_to_other_host_never_gets_token(make_sandbox, client_for):
-    other = make_sandbox(sources=5, token="other-host-token")
-    sb = make_sandbox(sources=250, next_base=other.url.replace("127.0.0.1", "127.0.0.2"))
-    frame = client_for(sb).sources.to_frame(progress=False)
-    assert len(frame) == 250
-    assert other.log == []
-
-
 def test_listing_shift_warns_and_dedupes(make_sandbox, client_for):
     sb = make_sandbox(sources=300, page_cap=50)
     c = client_for(sb, max_workers=1)
