@@ -40,8 +40,9 @@ START = 1.0
 CLOSE = 1.0
 #: Least growth of the pace per second past the ceiling, as a share of it: the probe.
 PROBE = 0.01
-#: The pace is dropped once this many times the ceiling.
+#: The pace is dropped once this many times the ceiling, or after this many 429s below it.
 UNPACED = 4.0
+STRAY = 3
 #: Successes within this many seconds set the first pace.
 WINDOW = 1.0
 
@@ -61,6 +62,8 @@ class AdaptiveLimit:
         self._rate: float | None = None
         self._ceiling = 0.0
         self._next_start = 0.0
+        #: 429s below the ceiling since the pace was last cut.
+        self._below = 0
         #: The last answers (True: a 429), and when the last successes came.
         self._answers: deque[bool] = deque(maxlen=RUN[1])
         self._success_times: deque[float] = deque(maxlen=1024)
@@ -114,9 +117,13 @@ class AdaptiveLimit:
                 # Over the server's rate: it admits about what succeeded lately, if less.
                 found = min(self._rate, accepted or self._rate)
                 self._pace(now, found, BETA * found)
+            else:
+                self._below += 1
+                if self._below >= STRAY:  # 429s whatever the pace: not a rate limit
+                    self._rate = None
 
     def _pace(self, now: float, ceiling: float, rate: float) -> None:
-        self._ceiling, self._rate = ceiling, max(rate, 1.0)
+        self._ceiling, self._rate, self._below = ceiling, max(rate, 1.0), 0
         self._next_start = max(self._next_start, now)
         self._last_pace_cut = now
 

@@ -1,0 +1,397 @@
+"""How fast is neuroio-nb, next to what a user would write, the network's limit and the machine's?
+
+    .venv/bin/python benchmarks/run.py            # 3 repetitions of each (about 3.5 minutes)
+    .venv/bin/python benchmarks/run.py --quick    # 1 repetition (about 2 minutes)
+
+Everything is measured in one run, against the embedded sandbox (served from a
+child process, with ``--latency`` seconds added to every request), and printed
+as one table: medians of the repetitions, the ratios and the targets. The
+table is also written to ``benchmarks/results.md``. The SDK loops need
+``pip install -e ".[bench]"`` (``neuroio==0.1.2``); without it they are skipped.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+import tracemalloc
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+import loops  # noqa: E402
+from server import SandboxProcess  # noqa: E402
+
+from neuroio_nb import Client  # noqa: E402
+from neuroio_nb.frames import frame_from_records  # noqa: E402
+from neuroio_nb.plan import make_plan  # noqa: E402
+from neuroio_nb.sandbox import generate_sources  # noqa: E402
+from neuroio_nb.schema import BY_NAME  # noqa: E402
+from neuroio_nb.validate import checked_frame  # noqa: E402
+
+WORKERS = 8  # Client's default max_workers
+FETCH_SOURCES = 2_000
+BULK_SOURCES = 300
+LIMITED_SOURCES = 1_000
+ALLOWED_RATE = 50
+CPU_SOURCES = 100_000
+
+
+@dataclass
+class Row:
+    metric: str
+    ours: str
+    baseline: str
+    ratio: str
+    target: str
+    ok: bool | None  # None: no target
+
+
+def medians(contenders: dict[str, Callable[[], Any]], reps: int,
+            before: Callable[[], Any] | None = None) -> dict[str, float]:
+    """Median seconds of each contender; repetitions interleaved, so that drift hits all alike."""
+    times: dict[str, list[float]] = {name: [] for name in contenders}
+    for _ in range(reps):
+        for name, fn in contenders.items():
+            if before is not None:
+                before()
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:,.0f} ms" if seconds < 10 else f"{seconds:,.1f} s"
+
+
+def rounds(requests: int) -> int:
+    return math.ceil(requests / WORKERS)
+
+
+def listing_rounds(count: int, page: int = loops.PAGE) -> int:
+    """The first page (its ``count`` is needed first), then the fewest rounds for the rest."""
+    return 1 + rounds(math.ceil(max(0, count - page) / page))
+
+
+def sdk_problem() -> str | None:
+    try:
+        import neuroio  # noqa: F401
+    except ImportError as exc:
+        return f"neuroio SDK not installed ({exc}); pip install -e '.[bench]'"
+    return None
+
+
+# ---- 1 and 2: to_frame and bulk_update against the loops and the bounds ----------------
+
+def works(fn: Callable[[], Any]) -> str | None:
+    """None if ``fn`` runs, else why not (for the SDK, which may not fit this machine's httpx)."""
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - reported in the table instead
+        return f"the SDK loop failed: {type(exc).__name__}: {exc}"
+    return None
+
+
+def distinct_ids(result: Any) -> set[int]:
+    """The source ids in a contender's result: a frame (ids as index or column), or pages."""
+    if isinstance(result, pd.DataFrame):
+        return set((result.index if result.index.name == "id" else result["id"]).tolist())
+    return {row["id"] for page in result for row in page["results"]}
+
+
+def edits(base: pd.DataFrame, n: int, seed: int = 1) -> tuple[pd.DataFrame, dict[int, dict]]:
+    """``base`` with two settings changed on ``n`` sources; and the PATCH body of each."""
+    ids = sorted(random.Random(seed).sample(list(base.index), n))
+    edited = base.copy()
+    edited.loc[ids, "identify_facesize_threshold"] += 500
+    edited.loc[ids, "auto_check_liveness"] = ~edited.loc[ids, "auto_check_liveness"]
+    bodies = {int(i): {"identify_facesize_threshold": int(edited.at[i, "identify_facesize_threshold"]),
+                       "auto_check_liveness": bool(edited.at[i, "auto_check_liveness"])} for i in ids}
+    return edited, bodies
+
+
+def network(args: argparse.Namespace, sdk: str | None) -> list[Row]:
+    reps, latency = args.reps, args.latency
+    rows: list[Row] = []
+    with SandboxProcess(sources=FETCH_SOURCES, latency=latency) as server:
+        def ours_fetch() -> pd.DataFrame:
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                return client.sources.to_frame(progress=False)
+
+        base = ours_fetch()  # also warms up imports and code paths
+        assert len(base) == FETCH_SOURCES
+        fetchers = {
+            "ours": ours_fetch,
+            "floor": lambda: loops.floor_fetch(server.url, server.token, WORKERS),
+            "requests": lambda: loops.requests_fetch(server.url, server.token),
+        }
+        if sdk is None:
+            fetchers["sdk"] = lambda: loops.sdk_fetch(server.url, server.token)
+            sdk = works(fetchers["sdk"])
+            if sdk is not None:
+                del fetchers["sdk"]
+        for name, fetcher in fetchers.items():  # each checked, and warmed up
+            assert distinct_ids(fetcher()) == set(base.index), name
+        fetch = medians(fetchers, reps)
+        ideal_fetch = latency * listing_rounds(FETCH_SOURCES)
+
+        edited, bodies = edits(base, BULK_SOURCES)
+
+        def ours_update() -> None:
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                report = client.sources.bulk_update(edited, base=base, progress=False)
+            assert (report["status"] == "updated").sum() == BULK_SOURCES, report["status"].value_counts()
+
+        server.restart()
+        ours_update()
+        patched = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in server.log() if r.method == "PATCH"}
+        assert patched == bodies, "ours sent other PATCH bodies than the loops do"
+        gets_ours = sum(1 for r in server.log() if r.method == "GET")
+        updaters = {
+            "ours": ours_update,
+            "floor": lambda: loops.floor_update(server.url, server.token, bodies, WORKERS, True),
+            "requests": lambda: loops.requests_update(server.url, server.token, bodies),
+        }
+        if sdk is None:
+            updaters["sdk"] = lambda: loops.sdk_update(server.url, server.token, bodies)
+        bulk = medians(updaters, reps, server.restart)
+        for name, update in updaters.items():  # each sent every PATCH: the server has them all
+            server.restart()
+            update()
+            assert sum(1 for r in server.log() if r.method == "PATCH" and r.status == 200) == BULK_SOURCES, name
+        ideal_bulk = latency * (listing_rounds(FETCH_SOURCES) + rounds(BULK_SOURCES))
+
+    for label, times, ideal, what in (
+            (f"to_frame(), {FETCH_SOURCES:,} sources", fetch, ideal_fetch,
+             f"{listing_rounds(FETCH_SOURCES)} rounds"),
+            (f"bulk_update(base=), {BULK_SOURCES} changed of {FETCH_SOURCES:,}", bulk, ideal_bulk,
+             f"{listing_rounds(FETCH_SOURCES)} listing + {rounds(BULK_SOURCES)} PATCH rounds")):
+        ours = times["ours"]
+        rows.append(Row(label + ": vs requests loop", ms(ours), ms(times["requests"]),
+                        f"{times['requests'] / ours:.1f}x faster", "", None))
+        if "sdk" in times:
+            rows.append(Row(label + ": vs neuroio SDK loop", ms(ours), ms(times["sdk"]),
+                            f"{times['sdk'] / ours:.1f}x faster", ">= 8x faster", times["sdk"] / ours >= 8))
+        else:
+            rows.append(Row(label + ": vs neuroio SDK loop", ms(ours), "not measured: " + (sdk or ""), "",
+                            ">= 8x faster", None))
+        rows.append(Row(label + ": vs bare floor", ms(ours), ms(times["floor"]),
+                        f"{ours / times['floor']:.2f}x floor", "<= 1.25x", ours / times["floor"] <= 1.25))
+        if "sdk" in times:
+            rows.append(Row(label + ": the bare floor itself vs the SDK loop", ms(times["floor"]), ms(times["sdk"]),
+                            f"{times['sdk'] / times['floor']:.1f}x faster", "", None))
+        rows.append(Row(label + f": vs ideal ({what} x {latency * 1000:g} ms)", ms(ours), ms(ideal),
+                        f"{ours / ideal:.2f}x ideal", "", None))
+    rows.append(Row(f"bulk_update: listing GETs sent (floor: {1 + len(loops.page_offsets(FETCH_SOURCES))})",
+                    str(gets_ours), str(1 + len(loops.page_offsets(FETCH_SOURCES))), "", "", None))
+    return rows
+
+
+# ---- 4: a rate-limited server ---------------------------------------------------------------
+
+def rate_limited(args: argparse.Namespace) -> list[Row]:
+    shares, lost, elapsed_all, throttled_all = [], [], [], []
+    with SandboxProcess(sources=LIMITED_SOURCES, latency=args.latency, rate_limit=ALLOWED_RATE) as server:
+        for _ in range(args.reps):
+            server.restart()
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                base = client.sources.to_frame(progress=False)
+            edited = base.copy()
+            edited["auto_check_liveness"] = ~edited["auto_check_liveness"]
+            time.sleep(0.5)  # let the server's token bucket fill up again
+            server.clear()
+            # A new client: it knows nothing of the server's rate when it starts.
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                start = time.perf_counter()
+                report = client.sources.bulk_update(edited, base=base, progress=False)
+                elapsed = time.perf_counter() - start
+            seen = server.log()
+            accepted = sum(1 for r in seen if r.status is not None and r.status != 429)
+            shares.append(accepted / elapsed / ALLOWED_RATE)
+            elapsed_all.append(elapsed)
+            throttled_all.append(sum(1 for r in seen if r.status == 429))
+            lost.append(int((report["status"] != "updated").sum()) + LIMITED_SOURCES - len(report))
+    share = statistics.median(shares)
+    listing = 2 + len(loops.page_offsets(LIMITED_SOURCES))  # the conflict check's probe, then the listing
+    return [
+        Row(f"rate-limited ({ALLOWED_RATE}/s): bulk_update of {LIMITED_SOURCES:,}, accepted rate",
+            f"{share * ALLOWED_RATE:.1f}/s", f"{ALLOWED_RATE}/s allowed",
+            f"{share:.1%} of allowed" + (f" (min {min(shares):.1%})" if len(shares) > 1 else ""),
+            ">= 90%", share >= 0.9),
+        Row("rate-limited: rows not updated (worst repetition)", str(max(lost)), "0", "", "0", max(lost) == 0),
+        Row("rate-limited: elapsed; 429 answers (median)", ms(statistics.median(elapsed_all)),
+            f"{(LIMITED_SOURCES + listing) / ALLOWED_RATE:.1f} s at the allowed rate",
+            f"{statistics.median(throttled_all):.0f} x 429", "", None),
+    ]
+
+
+# ---- 5: CPU work, no network ----------------------------------------------------------------
+
+def changed_copy(frame: pd.DataFrame, share: float, seed: int = 2) -> pd.DataFrame:
+    """``frame`` with ``share`` of its cells changed, in its writable columns."""
+    rng = np.random.default_rng(seed)
+    columns = [c for c in frame.columns if c not in BY_NAME or BY_NAME[c].writable]
+    n = len(frame)
+    picks = rng.choice(n * len(columns), size=int(share * n * len(frame.columns)), replace=False)
+    edited = frame.copy()
+    for number, column in enumerate(columns):
+        rows = np.sort(picks[picks // n == number] % n)
+        old = frame[column].iloc[rows]
+        kind = BY_NAME[column].kind if column in BY_NAME else "int"
+        if kind == "bool":
+            new = ~old
+        elif kind == "int":
+            new = old + 5
+        elif kind in ("str", "license"):
+            new = old.astype("string") + " (2)"
+        else:  # the list column
+            new = pd.Series([["new"] if v is not None and "det" in v else ["det"] for v in old],
+                            index=old.index, dtype=object)
+        edited.iloc[rows, edited.columns.get_loc(column)] = new.to_numpy() if kind == "list" else new
+    return edited
+
+
+def bare_changed_cells(a: pd.DataFrame, b: pd.DataFrame) -> int:
+    total = 0
+    for column in b.columns:
+        x, y = a[column], b[column]
+        total += int(((x != y) & ~(x.isna() & y.isna())).fillna(False).sum())
+    return total
+
+
+def cpu(args: argparse.Namespace) -> list[Row]:
+    start = time.perf_counter()
+    records = generate_sources(CPU_SOURCES)
+    print(f"  generated {CPU_SOURCES:,} sources in {time.perf_counter() - start:.0f} s", flush=True)
+    frame = frame_from_records(records)
+    reps = max(args.reps, 3)  # cheap enough to always take 3
+    builds = medians({"ours": lambda: frame_from_records(records),
+                      "pandas": lambda: pd.DataFrame.from_records(records)}, reps)
+    build, pandas_build = builds["ours"], builds["pandas"]
+    deep = frame.memory_usage(deep=True).sum()
+    tracemalloc.start()
+    frame_from_records(records)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+
+    edited = changed_copy(frame, 0.01)
+    sources = Client("benchmark", "http://127.0.0.1:9").sources  # never used: base is given
+    plan = make_plan(sources, edited, frame)
+    bare_count = bare_changed_cells(frame, edited)
+    assert len(plan.changes) == bare_count, (len(plan.changes), bare_count)
+    plans = medians({"plan": lambda: make_plan(sources, edited, frame),
+                     "validate": lambda: checked_frame(edited),
+                     "bare": lambda: bare_changed_cells(frame, edited)}, reps)
+    planning, validating, bare = plans["plan"], plans["validate"], plans["bare"]
+    cells = f"{CPU_SOURCES:,} x {len(frame.columns)}"
+    return [
+        Row(f"plan(), {cells}, {len(plan.changes):,} cells changed (1%)", ms(planning),
+            ms(bare) + " bare comparison", f"{planning / bare:.1f}x bare", "<= 3x", planning / bare <= 3),
+        Row("plan(): time", ms(planning), "", "", "< 1 s", planning < 1),
+        Row("plan(): of which validating the edited frame (validate.checked_frame)", ms(validating),
+            ms(planning - validating) + " the rest of plan()", f"{(planning - validating) / bare:.1f}x bare "
+            "without it", "", None),
+        Row(f"frame_from_records, {CPU_SOURCES:,} source dicts", ms(build),
+            ms(pandas_build) + " DataFrame.from_records", f"{build / pandas_build:.2f}x from_records",
+            "<= 1.5x", build / pandas_build <= 1.5),
+        Row(f"frame of {CPU_SOURCES:,} sources: memory", f"{deep / 2**20:.1f} MiB",
+            f"tracemalloc peak while building: {peak / 2**20:.1f} MiB", "memory_usage(deep=True)", "", None),
+    ]
+
+
+# ---- the table ----------------------------------------------------------------------------
+
+HEAD = ("metric", "ours", "baseline", "ratio", "target", "pass")
+
+
+def cells(row: Row) -> tuple[str, ...]:
+    verdict = "" if row.ok is None else ("PASS" if row.ok else "FAIL")
+    return (row.metric, row.ours, row.baseline, row.ratio, row.target, verdict)
+
+
+def text_table(rows: list[Row]) -> str:
+    table = [HEAD, *(cells(r) for r in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(HEAD))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def markdown(rows: list[Row], args: argparse.Namespace, command: str, seconds: float) -> str:
+    lines = [
+        "# neuroio-nb benchmarks",
+        "",
+        f"- date: {dt.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}",
+        f"- machine: {os.cpu_count()} CPUs (nproc), {_cpu_model()}, {platform.system()} {platform.release()}",
+        f"- Python {platform.python_version()}, pandas {pd.__version__}, numpy {np.__version__}",
+        f"- command: `{command}` ({args.reps} repetition(s), medians; {seconds:.0f} s in all)",
+        f"- sandbox in a child process, {args.latency * 1000:g} ms added to every request; "
+        f"`Client(token, url, max_workers={WORKERS})`",
+        "",
+        "| " + " | ".join(HEAD) + " |",
+        "|" + "|".join("---" for _ in HEAD) + "|",
+    ]
+    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(r)) + " |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
+    parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, --quick 1)")
+    parser.add_argument("--latency", type=float, default=0.02, help="seconds added per request (0.02)")
+    parser.add_argument("--only", choices=("network", "limited", "cpu"), action="append",
+                        help="run only these parts (repeatable)")
+    parser.add_argument("--out", type=Path, default=HERE / "results.md", help="markdown file to write")
+    args = parser.parse_args(argv)
+    args.reps = args.reps or (1 if args.quick else 3)
+    parts = args.only or ["network", "limited", "cpu"]
+    warnings.simplefilter("ignore", UserWarning)
+    started = time.perf_counter()
+    sdk = sdk_problem()
+    rows: list[Row] = []
+    if "network" in parts:
+        print(f"1-3. to_frame and bulk_update, {args.latency * 1000:g} ms a request ...", flush=True)
+        rows += network(args, sdk)
+    if "limited" in parts:
+        print(f"4. a server allowing {ALLOWED_RATE} requests a second ...", flush=True)
+        rows += rate_limited(args)
+    if "cpu" in parts:
+        print("5. CPU work ...", flush=True)
+        rows += cpu(args)
+    seconds = time.perf_counter() - started
+    print()
+    print(text_table(rows))
+    command = ".venv/bin/python benchmarks/run.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
+                                                     if (argv if argv is not None else sys.argv[1:]) else "")
+    args.out.write_text(markdown(rows, args, command.rstrip(), seconds))
+    print(f"\nwritten to {args.out}")
+    return 0 if all(r.ok is not False for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
