@@ -68,7 +68,7 @@ def _id_values(values: np.ndarray | None, n: int) -> np.ndarray:
 _FAST_KINDS: dict[Any, tuple[str, ...]] = {
     "boolean": ("boolean", "empty"),
     "Int64": ("integer", "empty"),
-    "string": ("string", "mixed-integer", "empty"),  # not "integer": from_records may make those floats
+    "string": ("string", "integer", "mixed-integer", "empty"),
     object: ("mixed", "empty"),  # objects from_records would keep as they are
 }
 

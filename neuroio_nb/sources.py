@@ -85,9 +85,13 @@ class Sources:
                 return
 
     def records(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
-                progress: bool | None = None) -> tuple[list[dict], bool]:
-        """Every source as dicts, pages fetched concurrently; and whether the listing changed."""
-        first = self.list(q, spaces_ids, limit=self.client.page_size, offset=0)
+                progress: bool | None = None, *, first: dict | None = None) -> tuple[list[dict], bool]:
+        """Every source as dicts, pages fetched concurrently; and whether the listing changed.
+
+        ``first``: the first page (offset 0, the client's page size), if already read.
+        """
+        if first is None:
+            first = self.list(q, spaces_ids, limit=self.client.page_size, offset=0)
         rows: list[dict] = list(first["results"])
         count = first.get("count")
         counts = {count}
@@ -224,7 +228,7 @@ class Sources:
                 if isinstance(count, int) else float("inf")
             if pages_left < len(ids):
                 wanted = set(ids)
-                rows, _ = self.records(spaces_ids=spaces_ids, progress=False)
+                rows, _ = self.records(spaces_ids=spaces_ids, progress=False, first=first)
                 found = {r["id"]: r for r in rows if r["id"] in wanted}
         missing = [i for i in ids if i not in found]
 

@@ -182,3 +182,11 @@ def test_frame_builds_from_dicts_with_unknown_and_missing_fields():
     assert frame.loc[2, "new_thing"] == {"x": 1}
     assert list(frame.columns) == ["name", "license_id", "use_pps_time", "new_thing"]
     assert pd.isna(frame.loc[1, "new_thing"])
+
+
+def test_whole_number_license_ids_stay_whole_when_one_is_missing():
+    from neuroio_nb.frames import frame_from_records
+
+    frame = frame_from_records([{"id": 1, "license_id": 1001}, {"id": 2, "license_id": None},
+                                {"id": 3, "license_id": 7}])
+    assert frame["license_id"].tolist()[::2] == ["1001", "7"] and pd.isna(frame.loc[2, "license_id"])
