@@ -136,7 +136,7 @@ def typed_column(field: Field, column: pd.Series) -> pd.Series:
         if dtype == "Int64":
             return _int64(column)
         return column.astype("string")
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         warnings.warn(f"column {field.name!r}: values the schema does not expect; kept as they came",
                       stacklevel=3)
         return column

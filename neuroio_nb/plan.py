@@ -114,7 +114,7 @@ def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:
     except ValidationError as exc:
         if base is not None and isinstance(edited, pd.DataFrame):
             exc.problems += _unknown_columns(edited, _typed_base(base))
-        raise ValidationError(exc.problems) from None
+        raise ValidationError(exc.problems, what=exc.what) from None
     edited.index = edited.index.astype("int64")
     if base is None:
         spaces = _spaces_of(edited)

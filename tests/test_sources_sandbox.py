@@ -190,3 +190,12 @@ def test_whole_number_license_ids_stay_whole_when_one_is_missing():
     frame = frame_from_records([{"id": 1, "license_id": 1001}, {"id": 2, "license_id": None},
                                 {"id": 3, "license_id": 7}])
     assert frame["license_id"].tolist()[::2] == ["1001", "7"] and pd.isna(frame.loc[2, "license_id"])
+
+
+def test_a_number_too_big_for_the_column_is_kept_with_a_warning():
+    from neuroio_nb.frames import frame_from_records
+
+    with pytest.warns(UserWarning, match="identify_facesize_threshold"):
+        frame = frame_from_records([{"id": 1, "identify_facesize_threshold": 2**70},
+                                    {"id": 2, "identify_facesize_threshold": 5}])
+    assert frame.loc[1, "identify_facesize_threshold"] == 2**70
