@@ -15,8 +15,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import BulkInterrupted, NeuroIOError, Problem, ValidationError
-from .frames import to_python
-from .schema import BY_NAME
+from .frames import same, shown, to_python
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -47,18 +46,14 @@ class Report(pd.DataFrame):
     def _repr_html_(self) -> str:  # type: ignore[override]
         rows = []
         for sid, status, changes, error in self[["status", "changes", "error"]].itertuples(name=None):
-            text = "; ".join(f"{k}: {_show(o)} → {_show(n)}" for k, (o, n) in (changes or {}).items())
+            text = "; ".join(f"{k}: {shown(o)} → {shown(n)}" for k, (o, n) in (changes or {}).items())
             rows.append(
                 f'<tr><td>{sid}</td><td style="background:{COLOURS.get(status, "")}">{html.escape(status)}</td>'
                 f"<td>{html.escape(text)}</td><td>{html.escape(error or '')}</td></tr>")
-        shown = rows[:500]
+        first_rows = rows[:500]
         more = f"<p>... and {len(rows) - 500} more rows</p>" if len(rows) > 500 else ""
         return (f"<p><b>{html.escape(self.summary())}</b></p><table><thead><tr><th>id</th><th>status</th>"
-                f"<th>changes</th><th>error</th></tr></thead><tbody>{''.join(shown)}</tbody></table>{more}")
-
-
-def _show(value: Any) -> str:
-    return "—" if value is None else str(value)
+                f"<th>changes</th><th>error</th></tr></thead><tbody>{''.join(first_rows)}</tbody></table>{more}")
 
 
 def make_report(rows: dict[int, Row], order: list[int]) -> Report:
@@ -70,19 +65,6 @@ def make_report(rows: dict[int, Row], order: list[int]) -> Report:
     })
     report.index = pd.Index(ids, dtype="int64", name="id")
     return report
-
-
-def same(field: str, a: Any, b: Any) -> bool:
-    """Are two plain values the same setting? Lists compare as sets, license ids as text."""
-    a, b = to_python(a), to_python(b)
-    spec = BY_NAME.get(field)
-    if spec is not None and spec.kind == "list" and a is not None and b is not None:
-        return set(a) == set(b)
-    if spec is not None and spec.kind == "license" and a is not None and b is not None:
-        return str(a) == str(b)
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return bool(a == b)
 
 
 def check_on_conflict(on_conflict: Any) -> None:

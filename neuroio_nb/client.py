@@ -171,13 +171,13 @@ class Client:
             try:
                 resp = self.session.request(method, url, params=params, data=data, headers=headers,
                                             timeout=self.timeout, allow_redirects=False)
-            except requests.exceptions.ConnectTimeout as e:
+            except requests.exceptions.ConnectTimeout:
                 raise TransportError(f"{method} {path}: connection timed out ({self.base_url})",
                                      maybe_sent=False) from None
             except requests.exceptions.ConnectionError as e:
                 raise TransportError(f"{method} {path}: {_connection_reason(e)} ({self.base_url})",
                                      maybe_sent=not _never_sent(e)) from None
-            except requests.exceptions.Timeout as e:
+            except requests.exceptions.Timeout:
                 raise TransportError(f"{method} {path}: no answer within {self.timeout} s") from None
             except requests.exceptions.RequestException as e:
                 text = str(e).replace(self._token, "***") if self._token else str(e)

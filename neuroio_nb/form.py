@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterable
 import ipywidgets as widgets
 
 from .errors import APIError, NeuroIOError, ValidationError
+from .frames import same
 from .schema import BY_NAME, FIELDS, GROUPS, Field, check_value
 
 if TYPE_CHECKING:
@@ -245,8 +246,8 @@ class SourceForm(widgets.VBox):
         try:
             current = self.sources.get(self.source_id)
             conflicts = {name: current.get(name) for name in changes
-                         if not _same(BY_NAME[name], current.get(name), self.source.get(name))
-                         and not _same(BY_NAME[name], current.get(name), self._overwrite.get(name, object()))}
+                         if not same(name, current.get(name), self.source.get(name))
+                         and not same(name, current.get(name), self._overwrite.get(name, object()))}
             if conflicts:
                 self._overwrite.update(conflicts)
                 for name, value in conflicts.items():
@@ -268,7 +269,7 @@ class SourceForm(widgets.VBox):
         finally:
             self._busy(False)
         also = [name for name in saved if name not in changes
-                and not _same(BY_NAME.get(name), saved.get(name), self.source.get(name))]
+                and not same(name, saved.get(name), self.source.get(name))]
         self._notes.clear()
         self._overwrite.clear()
         self._load(saved)
@@ -313,7 +314,7 @@ class SourceForm(widgets.VBox):
         mine = self.changes()
         names = list(dict.fromkeys([*self.source, *fresh]))
         server_changed = [n for n in names
-                          if not _same(BY_NAME.get(n), fresh.get(n), self.source.get(n))]
+                          if not same(n, fresh.get(n), self.source.get(n))]
         self._notes.clear()
         self._overwrite.clear()
         self._load(fresh, keep=mine)
@@ -480,13 +481,6 @@ def _comparable(field: Field, value: Any) -> Any:
     if field.kind == "license":
         return str(value).strip()
     return value
-
-
-def _same(field: Field | None, a: Any, b: Any) -> bool:
-    """Do two server values mean the same? (``store_images_for_results`` is a set.)"""
-    if field is not None and field.kind == "list" and (a is None) == (b is None):
-        return set(a or []) == set(b or [])
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
 
 
 def _display(value: Any) -> str:

@@ -193,6 +193,19 @@ def to_python(value: Any) -> Any:
     return value
 
 
-def row_dict(frame: pd.DataFrame, source_id: Any, columns: Iterable[str]) -> dict[str, Any]:
-    """Chosen cells of one row as plain JSON values."""
-    return {c: to_python(frame.at[source_id, c]) for c in columns}
+def same(field: str, a: Any, b: Any) -> bool:
+    """Are two values the same setting? Lists compare as sets, license ids as text, True is not 1."""
+    a, b = to_python(a), to_python(b)
+    spec = BY_NAME.get(field)
+    if spec is not None and spec.kind == "list" and a is not None and b is not None:
+        return set(a) == set(b)
+    if spec is not None and spec.kind == "license" and a is not None and b is not None:
+        return str(a) == str(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return bool(a == b)
+
+
+def shown(value: Any) -> str:
+    """A value as a person reads it in a plan or report: missing is a dash."""
+    return "—" if value is None else str(value)

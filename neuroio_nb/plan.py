@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from .errors import Problem, ValidationError
-from .frames import INDEX, frame_from_records, to_python, typed_column
+from .frames import INDEX, frame_from_records, shown, to_python, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
 from .validate import checked_frame
 
@@ -99,12 +99,8 @@ class Plan:
 
 
 def _change_cell(old: Any, new: Any) -> str:
-    return (f'<td style="background:#fff3cd"><s style="color:#888">{html.escape(_show(old))}</s>'
-            f" &rarr; <b>{html.escape(_show(new))}</b></td>")
-
-
-def _show(value: Any) -> str:
-    return "—" if value is None else str(value)
+    return (f'<td style="background:#fff3cd"><s style="color:#888">{html.escape(shown(old))}</s>'
+            f" &rarr; <b>{html.escape(shown(new))}</b></td>")
 
 
 def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:

@@ -24,7 +24,7 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from .frames import frame_from_records
+from .frames import frame_from_records, same
 from .schema import ALIASES, BY_NAME, check_value, create_defaults
 
 if TYPE_CHECKING:
@@ -182,8 +182,6 @@ class Sources:
         raise AssertionError("unreachable")
 
     def _find_created(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        from .bulk import same  # lists as sets, license ids as text: as the server may echo them
-
         for source in self.iter(q=body["name"]):
             if source.get("name") == body["name"] and all(
                     same(k, source.get(k), v) for k, v in body.items() if k in BY_NAME):

@@ -1,6 +1,7 @@
 """Shared fixtures: a sandbox server on loopback and a client for it."""
 from __future__ import annotations
 
+import threading
 from typing import Callable, Iterator
 
 import pytest
@@ -47,3 +48,28 @@ def client_for() -> Iterator[Callable[..., Client]]:
 @pytest.fixture
 def client(sandbox, client_for) -> Client:
     return client_for(sandbox)
+
+
+@pytest.fixture
+def churn() -> Callable[..., list[int]]:
+    """``churn(sb, {n: action})`` runs ``action(sb)`` as the n-th listing request arrives,
+    as another user adding or deleting sources while a listing is read; returns the ids the
+    actions say they added."""
+
+    def start(sb: Sandbox, at: dict[int, Callable[[Sandbox], list[int] | None]]) -> list[int]:
+        seen = {"n": 0}
+        added: list[int] = []
+        lock = threading.Lock()
+
+        def hook(method: str, path: str) -> None:
+            if method == "GET" and path == "/v1/sources/":
+                with lock:
+                    seen["n"] += 1
+                    action = at.get(seen["n"])
+                    if action is not None:
+                        added.extend(action(sb) or [])
+
+        sb.before_request = hook
+        return added
+
+    return start

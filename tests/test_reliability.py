@@ -12,7 +12,6 @@ import time
 import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
 
 import pandas as pd
 import pytest
@@ -297,24 +296,6 @@ def test_ctrl_c_while_the_work_is_being_queued_stops_everything(make_sandbox, cl
 
 # ---- sources added and deleted while the listing is read -----------------------------------------
 
-def churn(sb, at: dict[int, Callable]) -> list[int]:
-    """Run at[n](sb) as the n-th listing request arrives; returns the ids the churn added."""
-    seen = {"n": 0}
-    added: list[int] = []
-    lock = threading.Lock()
-
-    def hook(method, path):
-        if method == "GET" and path == "/v1/sources/":
-            with lock:
-                seen["n"] += 1
-                action = at.get(seen["n"])
-                if action is not None:
-                    added.extend(action(sb) or [])
-
-    sb.before_request = hook
-    return added
-
-
 def delete_and_add(*deleted: int, name: str):
     def action(sb):
         for sid in deleted:
@@ -323,7 +304,7 @@ def delete_and_add(*deleted: int, name: str):
     return action
 
 
-def test_listing_that_changes_while_read_warns_and_has_no_duplicates(make_sandbox, client_for):
+def test_listing_that_changes_while_read_warns_and_has_no_duplicates(make_sandbox, client_for, churn):
     sb = make_sandbox(sources=600, page_cap=50, latency=0.003)
     c = client_for(sb, max_workers=4)
     initial = set(sb.sources)
@@ -337,7 +318,7 @@ def test_listing_that_changes_while_read_warns_and_has_no_duplicates(make_sandbo
     assert set(frame.index) != set(sb.sources)  # what the warning is about: the frame is not the server
 
 
-def test_consistent_rereads_until_it_equals_the_server(make_sandbox, client_for):
+def test_consistent_rereads_until_it_equals_the_server(make_sandbox, client_for, churn):
     sb = make_sandbox(sources=600, page_cap=50, latency=0.003)
     c = client_for(sb, max_workers=4)
     churn(sb, {3: delete_and_add(10, name="Night shift cam"),
@@ -350,7 +331,7 @@ def test_consistent_rereads_until_it_equals_the_server(make_sandbox, client_for)
     assert listing_reads(sb) == 2
 
 
-def test_consistent_gives_up_on_an_account_that_never_settles(make_sandbox, client_for):
+def test_consistent_gives_up_on_an_account_that_never_settles(make_sandbox, client_for, churn):
     sb = make_sandbox(sources=300, page_cap=50)
     c = client_for(sb, max_workers=2)
     churn(sb, {n: delete_and_add(name=f"Busy cam {n}") for n in range(2, 200, 3)})
@@ -380,7 +361,7 @@ def test_garbage_listing_is_a_clear_api_error(make_sandbox, client_for, mode, re
 
 
 @pytest.mark.parametrize("mode", GARBAGE)
-def test_garbage_midway_gives_no_half_built_frame_and_no_writes(make_sandbox, client_for, mode):
+def test_garbage_midway_gives_no_half_built_frame_and_no_writes(make_sandbox, client_for, churn, mode):
     sb = make_sandbox(sources=500, page_cap=50)
     c = client_for(sb, max_workers=2)
     frame = c.sources.to_frame(progress=False)

@@ -196,17 +196,10 @@ def test_debug_logs_and_progress_bars_never_show_the_token(make_sandbox, client_
     assert sb.token not in out + err and "updating" in err  # the progress bars did draw
 
 
-def test_listing_warning_does_not_show_the_token(make_sandbox, client_for):
+def test_listing_warning_does_not_show_the_token(make_sandbox, client_for, churn):
     sb = make_sandbox(sources=200, page_cap=50)
     c = client_for(sb, max_workers=1)
-    calls = {"n": 0}
-
-    def add_one(method, path):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            sb.add_source(name="Late arrival")
-
-    sb.before_request = add_one
+    churn(sb, {2: lambda sb: [sb.add_source(name="Late arrival")["id"]]})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         c.sources.to_frame(progress=False)

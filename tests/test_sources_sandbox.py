@@ -1,7 +1,6 @@
 """Paging, CRUD and the typed frame against the sandbox over real HTTP."""
 from __future__ import annotations
 
-import warnings
 
 import pandas as pd
 import pytest
@@ -9,7 +8,6 @@ import pytest
 from neuroio_nb import Client
 from neuroio_nb.errors import APIError, MalformedResponseError, NotFoundError
 from neuroio_nb.schema import BY_NAME, COLUMNS
-from neuroio_nb.sources import ListingChangedWarning
 
 
 def listed_offsets(sb):
@@ -88,40 +86,6 @@ def test_iter_yields_every_source(make_sandbox, client_for):
     sb = make_sandbox(sources=150)
     rows = list(client_for(sb).sources.iter())
     assert [r["id"] for r in rows] == list(range(1, 151))
-
-
-def test_listing_shift_warns_and_dedupes(make_sandbox, client_for):
-    sb = make_sandbox(sources=300, page_cap=50)
-    c = client_for(sb, max_workers=1)
-    calls = {"n": 0}
-
-    def shift(method, path):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            sb.remove_source(1)  # everything after moves one place up: the next page repeats nothing...
-            sb.add_source(name="late arrival")  # ...and one source appears
-
-    sb.before_request = shift
-    with pytest.warns(ListingChangedWarning):
-        frame = c.sources.to_frame(progress=False)
-    assert frame.index.is_unique
-
-
-def test_consistent_rereads_until_stable(make_sandbox, client_for):
-    sb = make_sandbox(sources=300, page_cap=50)
-    c = client_for(sb, max_workers=1)
-    calls = {"n": 0}
-
-    def shift(method, path):
-        calls["n"] += 1
-        if calls["n"] == 3:
-            sb.add_source(name="late arrival")
-
-    sb.before_request = shift
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        frame = c.sources.to_frame(progress=False, consistent=True)
-    assert sorted(frame.index) == sorted(sb.sources)
 
 
 @pytest.mark.parametrize("mode", ["truncated", "results_not_list", "missing_id"])
