@@ -4,6 +4,10 @@
                              against the embedded sandbox -> output/
     python3 tasks.py test    set up .venv, run the whole test suite
 
+and the checks CI adds:
+
+    python3 tasks.py lint    ruff check, ruff format --check, mypy --strict on neuroio_nb/
+
 Both create ``.venv`` beside this file (reused when present) and install the
 project into it; nothing is installed outside it.
 """
@@ -46,12 +50,32 @@ def test(args: list[str]) -> None:
     sys.exit(code)
 
 
+def lint() -> None:
+    """Every check runs even when an earlier one fails, so one run shows all problems."""
+    setup("lint")
+    checks = [
+        ("ruff check", [BIN / "ruff", "check", "."]),
+        ("ruff format --check", [BIN / "ruff", "format", "--check", "."]),
+        ("mypy --strict", [BIN / "mypy", "--strict"]),  # files and options: [tool.mypy] in pyproject.toml
+    ]
+    failed = []
+    for name, command in checks:
+        print(f"== {name}", flush=True)
+        if subprocess.run([str(a) for a in command], cwd=ROOT).returncode != 0:
+            failed.append(name)
+    if failed:
+        sys.exit(f"lint failed: {', '.join(failed)}")
+    print("lint: clean")
+
+
 def main() -> None:
     job = sys.argv[1] if len(sys.argv) > 1 else ""
     if job == "demo":
         demo()
     elif job == "test":
         test(sys.argv[2:])
+    elif job == "lint":
+        lint()
     else:
         sys.exit(__doc__)
 
