@@ -2,12 +2,22 @@
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Callable, Iterator
 
 import pytest
 
 from neuroio_nb import Client
 from neuroio_nb.sandbox import Sandbox
+
+
+@pytest.fixture(autouse=True, scope="session")
+def journal_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every test (and every process it starts) journals into a temporary folder, never the user's."""
+    folder = tmp_path_factory.mktemp("journal")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEUROIO_NB_JOURNAL", str(folder))
+        yield folder
 
 
 @pytest.fixture
