@@ -6,7 +6,6 @@ raises :class:`BulkInterrupted` with the partial report.
 """
 from __future__ import annotations
 
-import html
 import json
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import TYPE_CHECKING, Any
@@ -15,14 +14,14 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import BulkInterrupted, NeuroIOError, Problem, ValidationError
-from .frames import same, shown, to_python
+from .frames import same, to_python
+from .views import empty, report_html
 
 if TYPE_CHECKING:
     from .plan import Plan
     from .sources import Sources
 
 STATUSES = ("updated", "conflict", "failed", "planned")
-COLOURS = {"updated": "#d4edda", "conflict": "#fff3cd", "failed": "#f8d7da", "planned": "#d1ecf1"}
 Row = tuple[str, dict[str, tuple[Any, Any]], Any]
 
 
@@ -44,21 +43,19 @@ class Report(pd.DataFrame):
         return ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to change"
 
     def _repr_html_(self) -> str:  # type: ignore[override]
-        rows = []
-        for sid, status, changes, error in self[["status", "changes", "error"]].itertuples(name=None):
-            text = "; ".join(f"{k}: {shown(o)} → {shown(n)}" for k, (o, n) in (changes or {}).items())
-            rows.append(
-                f'<tr><td>{sid}</td><td style="background:{COLOURS.get(status, "")}">{html.escape(status)}</td>'
-                f"<td>{html.escape(text)}</td><td>{html.escape(error or '')}</td></tr>")
-        first_rows = rows[:500]
-        more = f"<p>... and {len(rows) - 500} more rows</p>" if len(rows) > 500 else ""
-        return (f"<p><b>{html.escape(self.summary())}</b></p><table><thead><tr><th>id</th><th>status</th>"
-                f"<th>changes</th><th>error</th></tr></thead><tbody>{''.join(first_rows)}</tbody></table>{more}")
+        if not len(self):
+            return empty("Nothing was changed: the plan had no changes.")
+        names = self["name"] if "name" in self.columns else pd.Series(None, index=self.index, dtype=object)
+        rows = list(zip(self.index.tolist(), names.tolist(), self["status"].tolist(),
+                        self["changes"].tolist(), self["error"].tolist()))
+        return report_html(self.summary(), rows, where="report")
 
 
-def make_report(rows: dict[int, Row], order: list[int]) -> Report:
+def make_report(rows: dict[int, Row], order: list[int], names: dict[int, Any] | None = None) -> Report:
     ids = [i for i in order if i in rows] + [i for i in rows if i not in set(order)]
+    names = names or {}
     report = Report({
+        "name": pd.Series([names.get(i) for i in ids], dtype=object),
         "status": pd.Series([rows[i][0] for i in ids], dtype="string"),
         "changes": pd.Series([rows[i][1] for i in ids], dtype=object),
         "error": pd.Series([rows[i][2] for i in ids], dtype=object),
@@ -82,7 +79,7 @@ def apply_plan(plan: Plan, *, dry_run: bool = False, on_conflict: str = "skip",
     rows: dict[int, Row] = {sid: ("failed", {}, reason) for sid, reason in plan.missing.items()}
     if dry_run:
         rows.update({sid: ("planned", changes, None) for sid, changes in by_source.items()})
-        return make_report(rows, order)
+        return make_report(rows, order, plan.names)
     bodies: dict[int, dict[str, Any]] = {}
     current = plan.sources.current(list(by_source)) if plan.check_conflicts and by_source else {}
     for sid, changes in by_source.items():
@@ -103,8 +100,8 @@ def apply_plan(plan: Plan, *, dry_run: bool = False, on_conflict: str = "skip",
                 rows[sid] = ("updated", changes, None)
                 continue
         bodies[sid] = body
-    rows.update(_send_all(plan.sources, bodies, by_source, progress, rows, order))
-    return make_report(rows, order)
+    rows.update(_send_all(plan.sources, bodies, by_source, progress, rows, order, plan.names))
+    return make_report(rows, order, plan.names)
 
 
 def _check_sendable(by_source: dict[int, dict[str, tuple[Any, Any]]]) -> None:
@@ -122,7 +119,8 @@ def _check_sendable(by_source: dict[int, dict[str, tuple[Any, Any]]]) -> None:
 
 
 def _send_all(sources: Sources, bodies: dict[int, dict[str, Any]], by_source: dict[int, dict],
-              progress: bool | None, rows: dict[int, Row], order: list[int]) -> dict[int, Row]:
+              progress: bool | None, rows: dict[int, Row], order: list[int],
+              names: dict[int, Any]) -> dict[int, Row]:
     # Each worker records its own outcome, so a run cut short at any line (even while
     # the work is being queued) still knows exactly what was sent.
     done: dict[int, Row] = {}
@@ -155,7 +153,7 @@ def _send_all(sources: Sources, bodies: dict[int, dict[str, Any]], by_source: di
                 bar.update(1)
     except KeyboardInterrupt:
         pool.shutdown(wait=True, cancel_futures=True)  # nothing new starts; requests in flight finish
-        raise BulkInterrupted(make_report({**rows, **done}, order)) from None
+        raise BulkInterrupted(make_report({**rows, **done}, order, names)) from None
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
         bar.close()

@@ -8,8 +8,9 @@ None of them ever carries the API token.
 """
 from __future__ import annotations
 
-import html
 from typing import Any, Iterable, NamedTuple
+
+from .views import problems_html, problems_text
 
 
 class NeuroIOError(Exception):
@@ -110,18 +111,7 @@ class ValidationError(NeuroIOError, ValueError):
         super().__init__(self._describe())
 
     def _describe(self) -> str:
-        n = len(self.problems)
-        lines = [f"{n} problem{'s' if n != 1 else ''} in the {self.what}; nothing was sent:"]
-        for p in self.problems:
-            about_id = p.field == "id" and p.id is not None  # "id 3", not "id 3, id = 3"
-            where = ", ".join(([f"id {_plain(p.id)!r}"] if p.id is not None else [])
-                              + ([p.field] if p.field and not about_id else []))
-            value = repr(_plain(p.value)) if p.value is not None and not about_id else None
-            if where:
-                lines.append(f"  {where}{f' = {value}' if value else ''}: {p.reason}")
-            else:
-                lines.append(f"  {p.reason}{f' (got {value})' if value else ''}")
-        return "\n".join(lines)
+        return problems_text(self.problems, self.what)
 
     def to_frame(self) -> Any:
         import pandas as pd
@@ -129,15 +119,7 @@ class ValidationError(NeuroIOError, ValueError):
         return pd.DataFrame(self.problems, columns=list(Problem._fields))
 
     def _repr_html_(self) -> str:
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(repr(v) if v is not None else '')}</td>" for v in p) + "</tr>"
-            for p in self.problems
-        )
-        head = "".join(f"<th>{c}</th>" for c in Problem._fields)
-        return (
-            f"<b>ValidationError</b>: {len(self.problems)} problem(s) in the {html.escape(self.what)}; "
-            f"nothing was sent.<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>"
-        )
+        return problems_html(self.problems, self.what)
 
 
 class BulkInterrupted(NeuroIOError, KeyboardInterrupt):
@@ -151,8 +133,3 @@ class BulkInterrupted(NeuroIOError, KeyboardInterrupt):
         super().__init__("bulk update interrupted; the partial report is in .report "
                          "and planning again shows what was not applied")
 
-
-def _plain(value: Any) -> Any:
-    """numpy scalars as Python values, so that messages read ``3``, not ``np.int64(3)``."""
-    item = getattr(value, "item", None)
-    return item() if callable(item) and type(value).__module__ == "numpy" else value

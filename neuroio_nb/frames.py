@@ -206,6 +206,3 @@ def same(field: str, a: Any, b: Any) -> bool:
     return bool(a == b)
 
 
-def shown(value: Any) -> str:
-    """A value as a person reads it in a plan or report: missing is a dash."""
-    return "—" if value is None else str(value)

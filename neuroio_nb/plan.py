@@ -6,7 +6,6 @@ per column: NA equals NA, and ``store_images_for_results`` compares as a set.
 """
 from __future__ import annotations
 
-import html
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -14,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import Problem, ValidationError
-from .frames import INDEX, frame_from_records, shown, to_python, typed_column
+from .frames import INDEX, frame_from_records, to_python, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
 from .validate import checked_frame
+from .views import changes_html, empty, esc, ids_text, plural, showing, shown, window
 
 if TYPE_CHECKING:
     from .sources import Sources
@@ -60,47 +60,42 @@ class Plan:
         return apply_plan(self, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def summary(self) -> str:
-        n_fields = len(self.changes)
-        text = f"{len(self)} source(s) change, {n_fields} value(s) in all"
+        """``3 sources to update (5 values); 1 id not found``."""
+        if not len(self.changes) and not self.missing:
+            return "nothing to change"
+        text = f"{plural(len(self), 'source')} to update ({plural(len(self.changes), 'value')})"
         if self.missing:
-            text += f"; {len(self.missing)} id(s) not found"
+            text += f"; {plural(len(self.missing), 'id')} not found"
         return text
 
     def __repr__(self) -> str:
-        lines = [f"<Plan: {self.summary()}>"]
-        for sid, changes in list(self.by_source().items())[:20]:
-            lines.append(f"  {sid}: " + ", ".join(f"{k}: {o!r} -> {n!r}" for k, (o, n) in changes.items()))
-        if len(self) > 20:
-            lines.append(f"  ... and {len(self) - 20} more")
+        by_source = list(self.by_source().items())
+        win = window(len(by_source))
+        note = showing(win, "plan.changes", "sources")
+        lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
+        for k in win.head:
+            lines.append(_change_line(*by_source[k]))
+        if win.truncated:
+            lines.append("  ...")
+        for k in win.tail:
+            lines.append(_change_line(*by_source[k]))
+        if self.missing:
+            lines.append(f"  not found: {ids_text(list(self.missing))}")
         return "\n".join(lines)
 
-    def _repr_html_(self, max_rows: int = 200) -> str:
+    def _repr_html_(self) -> str:
+        if not len(self.changes) and not self.missing:
+            return empty("Nothing to change: every edited value already equals the current one.")
         by_source = self.by_source()
         fields = [c for c in ["name", *COLUMNS] if c in set(self.changes["field"])]
         fields += sorted(set(self.changes["field"]) - set(fields))
-        head = "".join(f"<th>{html.escape(c)}</th>" for c in ["id", "name", *[f for f in fields if f != "name"]])
-        body = []
-        for sid, changes in list(by_source.items())[:max_rows]:
-            cells = [f"<td>{sid}</td>"]
-            if "name" in changes:
-                cells.append(_change_cell(*changes["name"]))
-            else:
-                cells.append(f"<td>{html.escape(str(self.names.get(sid, '')))}</td>")
-            for fname in fields:
-                if fname != "name":
-                    cells.append(_change_cell(*changes[fname]) if fname in changes else "<td></td>")
-            body.append("<tr>" + "".join(cells) + "</tr>")
-        more = f"<p>... and {len(by_source) - max_rows} more sources</p>" if len(by_source) > max_rows else ""
-        missing = ""
-        if self.missing:
-            missing = "<p>Not found: " + html.escape(", ".join(str(i) for i in self.missing)) + "</p>"
-        return (f"<p><b>Plan</b>: {html.escape(self.summary())}</p>"
-                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>{more}{missing}")
+        rows = [(sid, self.names.get(sid), changes) for sid, changes in by_source.items()]
+        footer = f"<p>Not found: {esc(ids_text(list(self.missing)))}</p>" if self.missing else ""
+        return changes_html("Plan", self.summary(), rows, fields, where="plan.changes", footer=footer)
 
 
-def _change_cell(old: Any, new: Any) -> str:
-    return (f'<td style="background:#fff3cd"><s style="color:#888">{html.escape(shown(old))}</s>'
-            f" &rarr; <b>{html.escape(shown(new))}</b></td>")
+def _change_line(sid: int, changes: dict[str, tuple[Any, Any]]) -> str:
+    return f"  {sid}: " + ", ".join(f"{k}: {shown(o)} -> {shown(n)}" for k, (o, n) in changes.items())
 
 
 def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:

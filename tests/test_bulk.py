@@ -210,7 +210,7 @@ def test_report_and_plan_render_in_jupyter(big):
     view = plan._repr_html_()
     assert "31337" in view and "&rarr;" in view and "use_pps_time" not in view
     report = plan.apply(progress=False)
-    assert "1 updated" in report._repr_html_() and "#d4edda" in report._repr_html_()
+    assert "1 updated" in report._repr_html_() and "neuroio-tone-good" in report._repr_html_()
 
 
 # ---- validation: every problem at once, nothing sent ------------------------------------

@@ -1,0 +1,326 @@
+"""How plans, reports and validation problems read in a notebook and a terminal.
+
+Pure rendering helpers (layer 0): they take plain data (values, dicts, lists of
+rows) and return text or HTML; they know nothing of clients, plans or
+reports. Everything here follows two rules a notebook user relies on:
+
+* **Readable in any theme.** A coloured cell never sets a fixed pale
+  background under the theme's text colour: it keeps the theme's text colour
+  and lays a translucent tint over the theme's background, so the contrast is
+  the theme's own (JupyterLab Light and Dark, VS Code, nbviewer alike).
+* **Long outputs cut like pandas cuts them.** At most
+  ``pd.get_option("display.max_rows")`` rows; past that, the first and last
+  ``display.min_rows`` (head and tail), and the summary with "showing N of M"
+  at the top, where it is seen without scrolling.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+#: Translucent tints per tone; the text keeps the theme's colour (see module doc).
+TINTS = {
+    "good": "rgba(40, 167, 69, 0.20)",
+    "warn": "rgba(255, 170, 0, 0.24)",
+    "bad": "rgba(220, 53, 69, 0.22)",
+    "info": "rgba(23, 162, 184, 0.20)",
+    "change": "rgba(255, 170, 0, 0.16)",
+}
+#: Report statuses (and the desired-state ones) -> tone.
+STATUS_TONES = {"updated": "good", "created": "good", "deleted": "good", "conflict": "warn",
+                "failed": "bad", "planned": "info"}
+#: Statuses that need the reader's attention come first in a report.
+ATTENTION_FIRST = ("failed", "conflict")
+
+
+# ---- words and numbers --------------------------------------------------------------
+def number(value: int) -> str:
+    """A count as people write it: ``1,000``."""
+    return f"{value:,}"
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """``1 source``, ``2 sources``, ``1,000 values``; never "source(s)"."""
+    word = singular if count == 1 else (plural_form or singular + "s")
+    return f"{number(count)} {word}"
+
+
+def shown(value: Any) -> str:
+    """A value as a person reads it in a plan or report: missing is a dash, a list its items."""
+    if value is None:
+        return "—"
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return ", ".join(str(v) for v in value) if value else "(none)"
+    return str(value)
+
+
+# ---- cutting long outputs -----------------------------------------------------------
+@dataclass(frozen=True)
+class Window:
+    """Which rows of ``total`` are shown: ``head`` then ``tail`` positions."""
+
+    total: int
+    head: range
+    tail: range
+
+    @property
+    def truncated(self) -> bool:
+        return len(self.head) + len(self.tail) < self.total
+
+    @property
+    def shown(self) -> int:
+        return len(self.head) + len(self.tail)
+
+    def positions(self) -> list[int]:
+        return [*self.head, *self.tail]
+
+
+def window(total: int, max_rows: int | None = None, min_rows: int | None = None) -> Window:
+    """The rows pandas would show of ``total``: all of them up to ``max_rows``, else head and tail.
+
+    ``max_rows``/``min_rows`` default to pandas' ``display.max_rows``/``display.min_rows``;
+    ``None`` (the pandas option unset) means no limit.
+    """
+    if max_rows is None or min_rows is None:
+        import pandas as pd
+
+        max_rows = pd.get_option("display.max_rows") if max_rows is None else max_rows
+        min_rows = pd.get_option("display.min_rows") if min_rows is None else min_rows
+    if not max_rows or total <= max_rows:
+        return Window(total, range(total), range(total, total))
+    keep = min(min_rows, max_rows) if min_rows else max_rows
+    keep = max(keep, 2)
+    head = (keep + 1) // 2
+    return Window(total, range(head), range(total - (keep - head), total))
+
+
+def showing(win: Window, where: str | None = None, noun: str = "rows") -> str:
+    """``showing 10 of 1,000 rows; all rows in `plan.changes```, or "" when nothing is cut."""
+    if not win.truncated:
+        return ""
+    text = f"showing {number(win.shown)} of {number(win.total)} {noun}"
+    return text + (f"; all rows in `{where}`" if where else "")
+
+
+# ---- grouping problems ----------------------------------------------------------------
+@dataclass(frozen=True)
+class ProblemGroup:
+    """One reason for one field, over one or more rows (``ids``, with each row's ``values``)."""
+
+    field: str | None
+    reason: str
+    ids: tuple[Any, ...]
+    values: tuple[Any, ...]
+
+    @property
+    def same_value(self) -> bool:
+        first = self.values[0] if self.values else None
+        return all(_same_repr(v, first) for v in self.values)
+
+
+def _same_repr(a: Any, b: Any) -> bool:
+    return type(a) is type(b) and repr(a) == repr(b)
+
+
+def group_problems(problems: Iterable[Sequence[Any]]) -> list[ProblemGroup]:
+    """Problems ``(id, field, value, reason)`` grouped by (field, reason), first seen first.
+
+    A problem about no row (``id`` None), or about the id itself, is a group of its own.
+    """
+    groups: dict[Any, list[tuple[Any, Any]]] = {}
+    keys: dict[Any, tuple[str | None, str]] = {}
+    for n, (pid, field, value, reason) in enumerate(problems):
+        alone = pid is None or field == "id" or field is None
+        key: Any = ("alone", n) if alone else (field, reason)
+        keys.setdefault(key, (field, reason))
+        groups.setdefault(key, []).append((pid, value))
+    return [ProblemGroup(keys[k][0], keys[k][1], tuple(i for i, _ in rows), tuple(v for _, v in rows))
+            for k, rows in groups.items()]
+
+
+def ids_text(ids: Sequence[Any], values: Sequence[Any] | None = None, most: int = 10) -> str:
+    """``ids 1, 2, 3 ... 1000`` (or ``id 1 = -1, id 2 = -5 ...`` with ``values``)."""
+    def one(k: int) -> str:
+        return f"id {ids[k]} = {_value_repr(values[k])}" if values is not None else str(ids[k])
+
+    if len(ids) <= most:
+        parts = [one(k) for k in range(len(ids))]
+        joined = ", ".join(parts)
+    else:
+        joined = ", ".join(one(k) for k in range(3)) + " ... " + one(len(ids) - 1)
+    return joined if values is not None else f"id{'s' if len(ids) != 1 else ''} {joined}"
+
+
+def _value_repr(value: Any) -> str:
+    item = getattr(value, "item", None)
+    if callable(item) and type(value).__module__ == "numpy":
+        value = item()
+    return repr(value)
+
+
+def problem_line(group: ProblemGroup) -> str:
+    """One line for a group: "field = -1: must be 0 or more; 1,000 sources: ids 1, 2, 3 ... 1000"."""
+    if len(group.ids) == 1:
+        pid, value = group.ids[0], group.values[0]
+        about_id = group.field == "id" and pid is not None  # "id 3", not "id 3, id = 3"
+        where = ", ".join(([f"id {_value_repr(pid)}"] if pid is not None else [])
+                          + ([group.field] if group.field and not about_id else []))
+        shown_value = _value_repr(value) if value is not None and not about_id else None
+        if where:
+            return f"{where}{f' = {shown_value}' if shown_value else ''}: {group.reason}"
+        return f"{group.reason}{f' (got {shown_value})' if shown_value else ''}"
+    count = plural(len(group.ids), "source")
+    if group.same_value:
+        value = group.values[0]
+        head = f"{group.field} = {_value_repr(value)}" if value is not None else f"{group.field}"
+        return f"{head}: {group.reason}; {count}: {ids_text(group.ids)}"
+    return f"{group.field}: {group.reason}; {count}: {ids_text(group.ids, group.values)}"
+
+
+def problems_text(problems: Sequence[Sequence[Any]], what: str, max_rows: int | None = None) -> str:
+    """The text of a validation error: a headline, then one line per group, cut like pandas."""
+    groups = group_problems(problems)
+    n = len(problems)
+    lines = [f"{plural(n, 'problem')} in the {what}; nothing was sent:"]
+    win = window(len(groups), max_rows)
+    for k in win.head:
+        lines.append("  " + problem_line(groups[k]))
+    if win.truncated:
+        lines.append(f"  ... {plural(win.total - win.shown, 'more line')} ...")
+    for k in win.tail:
+        lines.append("  " + problem_line(groups[k]))
+    return "\n".join(lines)
+
+
+# ---- HTML ---------------------------------------------------------------------------
+def esc(value: Any) -> str:
+    return html.escape(str(value))
+
+
+def td(text: Any, *, align: str = "left", tone: str | None = None, title: str | None = None,
+       raw: bool = False) -> str:
+    """A cell; ``tone`` lays a translucent tint (the text keeps the theme's colour)."""
+    style = [f"text-align:{align}"]
+    if tone:
+        style.append(f"background:{TINTS[tone]}")
+    attrs = f' style="{";".join(style)}"'
+    if tone:
+        attrs += f' class="neuroio-tone-{tone}"'
+    if title:
+        attrs += f' title="{esc(title)}"'
+    return f"<td{attrs}>{text if raw else esc(text)}</td>"
+
+
+def change_td(old: Any, new: Any) -> str:
+    """``old -> new`` on a tinted cell; the old value struck out in the theme's text colour."""
+    body = f"<s>{esc(shown(old))}</s> &rarr; <b>{esc(shown(new))}</b>"
+    return td(body, tone="change", raw=True)
+
+
+def th(text: Any, align: str = "left") -> str:
+    return f'<th style="text-align:{align}">{esc(text)}</th>'
+
+
+def table(header: Sequence[str], rows: Sequence[str], win: Window, *,
+          aligns: Sequence[str] | None = None) -> str:
+    """A table of the ``rows`` (each the inner HTML of a ``<tr>``) that ``win`` shows.
+
+    ``rows`` may hold only the shown rows (``len(rows) == win.shown``) or all of them.
+    """
+    aligns = aligns or ["left"] * len(header)
+    head = "".join(th(h, a) for h, a in zip(header, aligns))
+    if len(rows) == win.shown:
+        picked = list(rows)
+        cut = len(win.head)
+    else:
+        picked = [rows[k] for k in win.positions()]
+        cut = len(win.head)
+    body = [f"<tr>{r}</tr>" for r in picked[:cut]]
+    if win.truncated:
+        body.append("<tr>" + "".join(td("…", align=a) for a in aligns) + "</tr>")
+    body += [f"<tr>{r}</tr>" for r in picked[cut:]]
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def headline(title: str, summary: str, note: str = "") -> str:
+    """The line above a table: bold title, the summary, and what is cut (all at the top)."""
+    extra = f"<br><span>{esc(note)}</span>" if note else ""
+    return f"<p><b>{esc(title)}</b>: {esc(summary)}{extra}</p>"
+
+
+def view(*parts: str) -> str:
+    return f'<div class="neuroio-view">{"".join(parts)}</div>'
+
+
+def problems_html(problems: Sequence[Sequence[Any]], what: str, max_rows: int | None = None) -> str:
+    """A validation error as HTML: the headline, then one row per group of problems."""
+    groups = group_problems(problems)
+    win = window(len(groups), max_rows)
+    n = len(problems)
+    summary = f"{plural(n, 'problem')} in the {what}; nothing was sent"
+    if len(groups) != n:
+        summary += f" ({plural(len(groups), 'kind', 'kinds')} of problem)"
+    rows = []
+    for k in win.positions():
+        g = groups[k]
+        if len(g.ids) == 1:
+            where = "" if g.ids[0] is None else str(g.ids[0])
+            value = "" if g.values[0] is None else _value_repr(g.values[0])
+        else:
+            where = f"{plural(len(g.ids), 'source')}: {ids_text(g.ids)}"
+            value = _value_repr(g.values[0]) if g.same_value else \
+                ids_text(g.ids, g.values)
+        rows.append(td(where) + td(g.field or "") + td(value) + td(g.reason, tone="bad"))
+    note = showing(win, "err.problems", "lines")
+    return view(headline("ValidationError", summary, note),
+                table(["sources", "field", "value", "problem"], rows, win))
+
+
+def empty(sentence: str) -> str:
+    """An empty plan or report says so in a sentence, not with an empty table."""
+    return view(f"<p>{esc(sentence)}</p>")
+
+
+def changes_html(title: str, summary: str, by_source: Sequence[tuple[Any, Any, dict[str, tuple[Any, Any]]]],
+                 fields: Sequence[str], *, where: str | None = None, mark_header: str | None = None,
+                 marks: Sequence[str] | None = None, footer: str = "") -> str:
+    """A wide table of changes: one row per source ``(id, name, {field: (old, new)})``.
+
+    ``fields`` are the columns after id and name; a changed name is shown as a change.
+    ``marks`` (one per source, e.g. ``+ ~ -``) fill an optional first column.
+    """
+    win = window(len(by_source))
+    columns = [c for c in fields if c != "name"]
+    header = ([mark_header] if marks is not None and mark_header is not None else []) + ["id", "name", *columns]
+    aligns = ["left"] * len(header)
+    aligns[header.index("id")] = "right"
+    rows = []
+    for k in win.positions():
+        sid, name, changes = by_source[k]
+        cells = [td(marks[k])] if marks is not None and mark_header is not None else []
+        cells.append(td(sid, align="right"))
+        cells.append(change_td(*changes["name"]) if "name" in changes else td("" if name is None else name))
+        cells += [change_td(*changes[c]) if c in changes else td("") for c in columns]
+        rows.append("".join(cells))
+    return view(headline(title, summary, showing(win, where, "sources")), table(header, rows, win, aligns=aligns),
+                footer)
+
+
+def report_html(summary: str, rows: Sequence[tuple[Any, Any, str, dict[str, tuple[Any, Any]] | None, Any]], *,
+                where: str | None = "report") -> str:
+    """A report: one row per source ``(id, name, status, changes, error)``, failed and conflict first."""
+    order = sorted(range(len(rows)), key=lambda k: (rows[k][2] not in ATTENTION_FIRST,
+                                                    ATTENTION_FIRST.index(rows[k][2])
+                                                    if rows[k][2] in ATTENTION_FIRST else 0))
+    win = window(len(order))
+    header = ["id", "name", "status", "changes", "error"]
+    aligns = ["right", "left", "left", "left", "left"]
+    shown_rows = []
+    for k in win.positions():
+        sid, name, status, changes, error = rows[order[k]]
+        text = "; ".join(f"{f}: {shown(o)} → {shown(n)}" for f, (o, n) in (changes or {}).items())
+        shown_rows.append(td(sid, align="right") + td("" if name is None else name)
+                          + td(status, tone=STATUS_TONES.get(status)) + td(text) + td(error or ""))
+    note = showing(win, where, "sources")
+    return view(headline("Report", summary, note), table(header, shown_rows, win, aligns=aligns))

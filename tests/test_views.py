@@ -1,0 +1,118 @@
+"""Long outputs read like pandas: cut to display.max_rows, summary on top, one line per kind of problem."""
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from neuroio_nb import views
+from neuroio_nb.errors import Problem, ValidationError
+
+
+def rows_of(html: str) -> list[str]:
+    return re.findall(r"<tr>(.*?)</tr>", html.split("<tbody>", 1)[1])
+
+
+# ---- truncation ---------------------------------------------------------------------
+@pytest.mark.parametrize("total,max_rows,min_rows,head,tail", [
+    (0, 60, 10, 0, 0), (5, 60, 10, 5, 0), (60, 60, 10, 60, 0),
+    (61, 60, 10, 5, 5), (1000, 60, 10, 5, 5), (1000, 60, None, 30, 30), (1000, 20, 40, 10, 10),
+    (1001, 10, 7, 4, 3), (1000, 0, 10, 1000, 0),
+])
+def test_window_is_what_pandas_shows(total, max_rows, min_rows, head, tail):
+    win = views.window(total, max_rows, min_rows if min_rows is not None else 0)
+    assert (len(win.head), len(win.tail)) == (head, tail)
+    assert win.shown <= (max_rows or total)
+    assert list(win.head) == list(range(head))
+    assert list(win.tail) == list(range(total - tail, total))
+
+
+def test_window_follows_the_pandas_options():
+    with pd.option_context("display.max_rows", 8, "display.min_rows", 4):
+        win = views.window(9)
+    assert (list(win.head), list(win.tail)) == ([0, 1], [7, 8])
+    assert views.showing(win, "plan.changes", "sources") == "showing 4 of 9 sources; all rows in `plan.changes`"
+
+
+def test_a_frame_as_pandas_would_cut_it_agrees():
+    """Same head and tail as pandas' own HTML view of a frame of that length."""
+    frame = pd.DataFrame({"x": range(1234)})
+    with pd.option_context("display.max_rows", 60, "display.min_rows", 10):
+        shown_by_pandas = [int(v) for v in re.findall(r"<td>(\d+)</td>", frame._repr_html_())]
+        win = views.window(len(frame))
+    assert shown_by_pandas == win.positions()
+
+
+# ---- grouping -----------------------------------------------------------------------
+def bad_threshold_problems(n: int) -> list[Problem]:
+    return [Problem(i, "identify_facesize_threshold", -1, "must be 0 or more") for i in range(1, n + 1)]
+
+
+def test_one_bad_column_over_1000_sources_is_one_line():
+    err = ValidationError(bad_threshold_problems(1000))
+    lines = str(err).splitlines()
+    assert lines == ["1,000 problems in the edited frame; nothing was sent:",
+                     "  identify_facesize_threshold = -1: must be 0 or more; 1,000 sources: ids 1, 2, 3 ... 1000"]
+    html = err._repr_html_()
+    assert len(rows_of(html)) == 1
+    assert "1,000 sources: ids 1, 2, 3 ... 1000" in html
+
+
+def test_different_values_for_one_reason_are_one_line_naming_each_shown_value():
+    problems = [Problem(i, "name", v, "must be text") for i, v in [(1, 5), (2, 7.5), (3, True)]]
+    assert str(ValidationError(problems)).splitlines()[1] == \
+        "  name: must be text; 3 sources: id 1 = 5, id 2 = 7.5, id 3 = True"
+
+
+def test_single_problems_keep_their_own_line():
+    err = ValidationError([Problem(3, "use_pps_time", "yes", "must be true or false"),
+                           Problem(None, "colour", None, "unknown column"),
+                           Problem(7, "id", 7, "duplicate id")])
+    assert str(err).splitlines()[1:] == ["  id 3, use_pps_time = 'yes': must be true or false",
+                                         "  colour: unknown column", "  id 7: duplicate id"]
+
+
+def test_many_kinds_of_problem_are_cut_like_pandas_with_the_count_on_top():
+    problems = [Problem(i, f"field_{i}", i, "is wrong") for i in range(200)]
+    with pd.option_context("display.max_rows", 60, "display.min_rows", 10):
+        text = str(ValidationError(problems))
+        html = ValidationError(problems)._repr_html_()
+    lines = text.splitlines()
+    assert len(lines) == 1 + 10 + 1
+    assert "... 190 more lines ..." in lines[6]
+    assert lines[-1].startswith("  id 199, field_199")
+    assert len(rows_of(html)) == 11      # 5 + the ellipsis row + 5
+    top = html.split("<table>", 1)[0]
+    assert "200 problems" in top and "showing 10 of 200 lines" in top
+
+
+def test_words():
+    assert views.plural(1, "source") == "1 source"
+    assert views.plural(1000, "source") == "1,000 sources"
+    assert views.plural(0, "value") == "0 values"
+    assert views.ids_text([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]) == "ids 1, 2, 3 ... 11"
+    assert views.ids_text([4]) == "id 4"
+    assert views.shown(None) == "—" and views.shown(["new", "nm"]) == "new, nm"
+
+
+# ---- plan and report views ------------------------------------------------------------
+def test_report_puts_failed_and_conflict_first_with_names_and_left_aligned_text():
+    rows = [(1, "Lobby", "updated", {"use_pps_time": (False, True)}, None),
+            (2, "Gate", "conflict", {"use_pps_time": (False, True)}, "changed on the server"),
+            (3, "Dock", "updated", {"use_pps_time": (False, True)}, None),
+            (4, "Roof", "failed", {"use_pps_time": (False, True)}, "not found")]
+    html = views.report_html("2 updated, 1 conflict, 1 failed", rows)
+    order = [int(re.search(r">(\d+)</td>", r).group(1)) for r in rows_of(html)]
+    assert order == [4, 2, 1, 3]
+    assert "Roof" in rows_of(html)[0]
+    assert 'style="text-align:left' in rows_of(html)[0].split("</td>")[1]
+
+
+def test_coloured_cells_keep_the_theme_text_colour():
+    """No fixed text colour anywhere, and no opaque background (the contrast is the theme's)."""
+    html = views.changes_html("Plan", "1 source", [(1, "Lobby", {"use_pps_time": (False, True)})],
+                              ["use_pps_time"]) + views.report_html(
+        "1 failed", [(1, "x", "failed", {}, "boom")]) + ValidationError(bad_threshold_problems(2))._repr_html_()
+    assert "color:" not in html.replace("background:", "")
+    assert not re.search(r"background:\s*#", html)
