@@ -14,7 +14,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import BulkInterrupted, NeuroIOError, Problem, ValidationError
-from .frames import same, to_python
+from .values import same, three_way, to_python
 from .views import empty, report_html
 
 if TYPE_CHECKING:
@@ -89,9 +89,9 @@ def apply_plan(plan: Plan, *, dry_run: bool = False, on_conflict: str = "skip",
             if server is None:
                 rows[sid] = ("failed", changes, "not found on the server")
                 continue
-            moved = {f: server.get(f) for f, (old, new) in changes.items()
-                     if not same(f, server.get(f), old) and not same(f, server.get(f), new)}
-            body = {f: v for f, v in body.items() if not same(f, server.get(f), v)}
+            sides = {f: three_way(f, old, new, server.get(f)) for f, (old, new) in changes.items()}
+            moved = {f: server.get(f) for f, side in sides.items() if side == "conflict"}
+            body = {f: v for f, v in body.items() if sides[f] != "agree"}
             if moved and on_conflict == "skip":
                 rows[sid] = ("conflict", changes, "changed on the server since the base was read: " + ", ".join(
                     f"{f} is now {v!r} (base had {changes[f][0]!r})" for f, v in moved.items()))

@@ -33,7 +33,7 @@ from .errors import (
     NeuroIOError,
     ValidationError,
 )
-from .frames import to_python
+from .values import to_python
 from .sandbox import cli as sandbox_cli
 
 EXIT_OK = 0

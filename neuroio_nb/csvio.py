@@ -25,8 +25,9 @@ from typing import Any, Callable
 import pandas as pd
 
 from .errors import Problem, ValidationError
-from .frames import INDEX, frame_from_records, to_python
+from .frames import INDEX, frame_from_records
 from .schema import BY_NAME
+from .values import to_python
 
 TRUE = frozenset({"true", "1"})
 FALSE = frozenset({"false", "0"})

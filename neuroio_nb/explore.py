@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .frames import to_python
+from .values import to_python
 from .schema import FIELDS
 
 

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any, Iterable
 import ipywidgets as widgets
 
 from .errors import APIError, NeuroIOError, ValidationError
-from .frames import same
-from .schema import BY_NAME, FIELDS, GROUPS, Field, check_value
+from .schema import BY_NAME, FIELDS, GROUPS, Field
+from .values import check_value, same
 
 if TYPE_CHECKING:
     from .sources import Sources

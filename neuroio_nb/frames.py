@@ -5,7 +5,6 @@ A frame has the index ``id``, the schema's fields in schema order (typed by
 """
 from __future__ import annotations
 
-import math
 import warnings
 from typing import Any, Iterable, Mapping
 
@@ -13,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from .schema import BY_NAME, COLUMNS, Field
+from .values import is_missing
 
 INDEX = "id"
 
@@ -143,8 +143,7 @@ def typed_column(field: Field, column: pd.Series) -> pd.Series:
 
 
 def _missing_mask(values: np.ndarray) -> np.ndarray:
-    return np.fromiter((v is None or (isinstance(v, float) and math.isnan(v)) for v in values),
-                       dtype=bool, count=len(values))
+    return np.fromiter((is_missing(v) for v in values), dtype=bool, count=len(values))
 
 
 def _boolean(column: pd.Series) -> pd.Series:
@@ -175,34 +174,3 @@ def _int64(column: pd.Series) -> pd.Series:
     data = np.zeros(len(values), dtype="int64")
     data[~mask] = present.astype("int64")
     return pd.Series(pd.arrays.IntegerArray(data, mask), index=column.index, name=column.name)
-
-
-def to_python(value: Any) -> Any:
-    """A frame cell as a plain JSON value (NA -> None, numpy scalars -> Python)."""
-    if value is None or value is pd.NA or value is pd.NaT:
-        return None
-    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
-        return [to_python(v) for v in value]
-    if isinstance(value, dict):
-        return {k: to_python(v) for k, v in value.items()}
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, np.generic):
-        item = value.item()
-        return None if isinstance(item, float) and math.isnan(item) else item
-    return value
-
-
-def same(field: str, a: Any, b: Any) -> bool:
-    """Are two values the same setting? Lists compare as sets, license ids as text, True is not 1."""
-    a, b = to_python(a), to_python(b)
-    spec = BY_NAME.get(field)
-    if spec is not None and spec.kind == "list" and a is not None and b is not None:
-        return set(a) == set(b)
-    if spec is not None and spec.kind == "license" and a is not None and b is not None:
-        return str(a) == str(b)
-    if isinstance(a, bool) or isinstance(b, bool):
-        return type(a) is type(b) and a == b
-    return bool(a == b)
-
-

@@ -13,9 +13,10 @@ import numpy as np
 import pandas as pd
 
 from .errors import Problem, ValidationError
-from .frames import INDEX, frame_from_records, to_python, typed_column
+from .frames import INDEX, frame_from_records, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
 from .validate import checked_frame
+from .values import to_python
 from .views import changes_html, empty, esc, ids_text, plural, showing, shown, window
 
 if TYPE_CHECKING:

@@ -24,8 +24,9 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from .frames import frame_from_records, same
-from .schema import ALIASES, BY_NAME, check_value, create_defaults
+from .frames import frame_from_records
+from .schema import ALIASES, BY_NAME, create_defaults
+from .values import check_value, same
 
 if TYPE_CHECKING:
     from .client import Client
@@ -344,7 +345,7 @@ def _writable(fields: dict[str, Any], source_id: Any = None) -> dict[str, Any]:
             if reason:
                 problems.append(Problem(source_id, name, value, reason))
                 continue
-        body[name] = value
+        body[name] = value.item() if isinstance(value, np.generic) else value  # a frame cell
     if problems:
         raise ValidationError(problems, what="fields")
     return body

@@ -13,7 +13,8 @@ import pandas as pd
 
 from .errors import Problem, ValidationError
 from .frames import INDEX, typed_column
-from .schema import BY_NAME, Field, check_value
+from .schema import BY_NAME, Field
+from .values import check_value
 
 
 def checked_frame(edited: Any, *, what: str = "edited frame") -> pd.DataFrame:

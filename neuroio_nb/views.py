@@ -19,6 +19,8 @@ import html
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
+from . import values
+
 #: Translucent tints per tone; the text keeps the theme's colour (see module doc).
 TINTS = {
     "good": "rgba(40, 167, 69, 0.20)",
@@ -46,13 +48,7 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
     return f"{number(count)} {word}"
 
 
-def shown(value: Any) -> str:
-    """A value as a person reads it in a plan or report: missing is a dash, a list its items."""
-    if value is None:
-        return "—"
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return ", ".join(str(v) for v in value) if value else "(none)"
-    return str(value)
+shown = values.shown  # the one display rule, kept importable from here
 
 
 # ---- cutting long outputs -----------------------------------------------------------

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from neuroio_nb.errors import BulkInterrupted, ValidationError
-from neuroio_nb.frames import to_python
+from neuroio_nb.values import to_python
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import schema
+from .. import schema, values
 from .replies import field_error
 
 EXTRA_FIELDS: dict[str, schema.Field] = {
@@ -34,7 +34,7 @@ def field_problems(body: dict[str, Any], *, creating: bool) -> list[dict[str, An
     found = [field_error(name, message)
              for name, value in body.items() if (message := _problem(name, value))]
     if creating:
-        found += [field_error(f.name, schema.check_value(f, None) or "is required")
+        found += [field_error(f.name, values.check_value(f, None) or "is required")
                   for f in server_fields() if f.required and f.writable and f.name not in body]
     return found
 
@@ -52,4 +52,4 @@ def _problem(name: str, value: Any) -> str | None:
         return "must be a whole number"
     if isinstance(value, float) and field.kind == "license":
         return "must be a number or text"
-    return schema.check_value(field, value)
+    return values.check_value(field, value)

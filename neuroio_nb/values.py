@@ -1,0 +1,183 @@
+"""The value rules: one meaning each, used by every layer above.
+
+- :func:`to_python`: a frame cell as the plain JSON value it stands for.
+- :func:`whole_number`: is a value exactly a whole number, and which one.
+- :func:`check_value`: why a value is not acceptable for a field of the schema.
+- :func:`same`: are two values the same setting of a field.
+- :func:`three_way`: what to do with my value, given the one I read and the server's now.
+- :func:`shown`: a value as a person reads it in a plan, report, form or table.
+"""
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from .schema import BY_NAME, Field
+
+#: How a missing value is shown where a blank would be lost (plans, reports, the form).
+MISSING = "—"
+#: The largest magnitude at which every whole number is exactly a float64. A float beyond it
+#: may be the rounded neighbour of the number meant (an id that passed through a float column).
+EXACT_FLOAT = 2**53
+_DIGITS = re.compile(r"[+-]?[0-9]+")
+
+
+def is_missing(value: Any) -> bool:
+    """None, ``pd.NA``, ``pd.NaT`` or a float NaN (not an empty list or text)."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    return isinstance(value, (float, np.floating)) and math.isnan(value)
+
+
+def to_python(value: Any) -> Any:
+    """A frame cell as a plain JSON value (NA -> None, numpy scalars -> Python, arrays -> lists)."""
+    if is_missing(value):
+        return None
+    if isinstance(value, (list, tuple, set, frozenset, np.ndarray)):
+        return [to_python(v) for v in value]
+    if isinstance(value, dict):
+        return {k: to_python(v) for k, v in value.items()}
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def whole_number(value: Any, *, text: bool = False) -> int | None:
+    """``value`` as the whole number it exactly is, else None.
+
+    Python and numpy integers are; so is a float that is whole and small enough
+    (below 2**53) to be sure it is the number meant; booleans never are. With
+    ``text``, a string of ASCII digits (an optional sign, surrounding blanks) is too.
+    """
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        number = float(value)
+        if math.isfinite(number) and number.is_integer() and abs(number) < EXACT_FLOAT:
+            return int(number)
+        return None
+    if text and isinstance(value, str) and _DIGITS.fullmatch(value.strip()):
+        return int(value.strip())
+    return None
+
+
+def check_value(field: Field, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for ``field`` (None if it is).
+
+    Takes plain Python values and numpy scalars alike (a cell taken from a frame);
+    ``None`` means "missing".
+    """
+    value = to_python(value)
+    if value is None:
+        return "is required" if field.required else None
+    kind = field.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            return "must be true or false"
+    elif kind in ("int", "id"):
+        number = whole_number(value)
+        if number is None:
+            return "must be a whole number"
+        if field.minimum is not None and number < field.minimum:
+            return f"must be >= {field.minimum}"
+        if field.maximum is not None and number > field.maximum:
+            return f"must be <= {field.maximum}"
+    elif kind == "str":
+        if not isinstance(value, str):
+            return "must be text"
+        if field.required and not value.strip():
+            return "must not be empty"
+    elif kind == "license":
+        if not isinstance(value, str) and whole_number(value) is None:
+            return "must be a whole number or text"
+    elif kind == "list":
+        if isinstance(value, str) and value.lstrip().startswith("["):
+            return ("must be a list, not JSON text (plain pd.read_csv leaves it as text; "
+                    "neuroio_nb.read_csv reads it as a list)")
+        if not isinstance(value, list):
+            return "must be a list"
+        bad = [v for v in value if not isinstance(v, str) or (field.choices and v not in field.choices)]
+        if bad:
+            return f"unknown value(s) {bad!r}; allowed: {', '.join(field.choices or ())}"
+    return None
+
+
+def same(field: str, a: Any, b: Any) -> bool:
+    """Are two values the same setting of ``field``?
+
+    NA is None; lists of a list field compare as sets; license ids compare as
+    text (``204`` is ``"204"``); True is not 1; an object field's JSON text is
+    its object (as plain ``pd.read_csv`` leaves it).
+    """
+    a, b = to_python(a), to_python(b)
+    spec = BY_NAME.get(field)
+    if spec is not None and a is not None and b is not None:
+        if spec.kind == "list":
+            try:
+                return set(a) == set(b)
+            except TypeError:
+                return False
+        if spec.kind == "license":
+            return _license_text(a) == _license_text(b)
+        if spec.kind == "object" and isinstance(a, str) != isinstance(b, str):
+            return _json_or_text(a) == _json_or_text(b)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    try:
+        return bool(a == b)
+    except (TypeError, ValueError):
+        return False
+
+
+def _license_text(value: Any) -> str:
+    number = whole_number(value)
+    return str(number) if number is not None else str(value)
+
+
+def _json_or_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return value
+
+
+Side = Literal["agree", "mine", "conflict"]
+
+
+def three_way(field: str, base: Any, mine: Any, theirs: Any) -> Side:
+    """What to do with my value of ``field``: ``base`` as I read it, ``theirs`` on the server now.
+
+    - ``"agree"``: the server already holds mine; nothing to send.
+    - ``"mine"``: the server still holds the base; mine is sent.
+    - ``"conflict"``: someone changed it meanwhile to something else; mine is
+      sent only if the user says to overwrite.
+    """
+    if same(field, theirs, mine):
+        return "agree"
+    if same(field, theirs, base):
+        return "mine"
+    return "conflict"
+
+
+def shown(value: Any, *, missing: str = MISSING) -> str:
+    """A value as a person reads it: missing as ``missing``, a list its items, an object as JSON."""
+    value = to_python(value)
+    if value is None:
+        return missing
+    if isinstance(value, list):
+        return ", ".join(str(v) for v in value) if value else "(none)"
+    if isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)
+
+
+__all__ = ["MISSING", "EXACT_FLOAT", "is_missing", "to_python", "whole_number", "check_value", "same", "three_way", "shown"]

@@ -1,0 +1,101 @@
+"""The value rules (neuroio_nb.values), each a table of cases; and numpy cells where users pass them."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from neuroio_nb.schema import BY_NAME
+from neuroio_nb.values import check_value, same, shown, three_way, to_python, whole_number
+
+WHOLE = [
+    (7, 7), (np.int64(-3), -3), (np.uint64(2**64 - 1), 2**64 - 1), (7.0, 7), (np.float64(204.0), 204),
+    (2.0**53 - 1, 2**53 - 1), (2.0**53, None), (2.0**63, None), (7.5, None), (float("nan"), None),
+    (float("inf"), None), (True, None), (np.bool_(False), None), ("7", None), (None, None), (pd.NA, None),
+]
+
+
+@pytest.mark.parametrize(("value", "expected"), WHOLE, ids=[repr(v) for v, _ in WHOLE])
+def test_whole_number(value: Any, expected: int | None) -> None:
+    assert whole_number(value) == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("42", 42), (" 42 ", 42), ("-1", -1), ("4.0", None),
+                                                 ("٤٢", None), ("", None), ("0x1", None)])
+def test_whole_number_from_text(text: str, expected: int | None) -> None:
+    assert whole_number(text, text=True) == expected
+    assert whole_number(text) is None
+
+
+SAME = [
+    ("store_images_for_results", ["new", "exact"], ["exact", "new"], True),
+    ("store_images_for_results", ["new"], None, False),
+    ("license_id", 204, "204", True), ("license_id", 204.0, "204", True), ("license_id", "204.0", 204, False),
+    ("use_pps_time", True, 1, False), ("use_pps_time", np.bool_(True), True, True),
+    ("use_pps_time", pd.NA, None, True), ("identify_facesize_threshold", np.int64(7000), 7000.0, True),
+    ("license", {"id": 3}, '{"id": 3}', True), ("license", {"id": 3}, '{"id": 4}', False),
+    ("custom_unknown", "007", 7, False), ("custom_unknown", float("nan"), None, True),
+]
+
+
+@pytest.mark.parametrize(("field", "a", "b", "expected"), SAME, ids=[f"{f}-{a!r}-{b!r}" for f, a, b, _ in SAME])
+def test_same_setting(field: str, a: Any, b: Any, expected: bool) -> None:
+    assert same(field, a, b) is expected
+    assert same(field, b, a) is expected
+
+
+THREE_WAY = [
+    (1, 2, 1, "mine"),        # the server still has what I read: send mine
+    (1, 2, 2, "agree"),       # it already has mine: nothing to send
+    (1, 2, 3, "conflict"),    # someone set something else meanwhile
+    (None, 2, None, "mine"),
+    (1, 1, 3, "conflict"),
+]
+
+
+@pytest.mark.parametrize(("base", "mine", "theirs", "expected"), THREE_WAY)
+def test_three_way(base: Any, mine: Any, theirs: Any, expected: str) -> None:
+    assert three_way("identify_facesize_threshold", base, mine, theirs) == expected
+
+
+def test_three_way_uses_the_same_setting_rule() -> None:
+    assert three_way("store_images_for_results", ["new"], ["new", "ha"], ["ha", "new"]) == "agree"
+    assert three_way("license_id", 204, 205, "204") == "mine"
+
+
+@pytest.mark.parametrize(("value", "text"), [(None, "—"), (pd.NA, "—"), (float("nan"), "—"), (True, "True"),
+                                             (np.int64(3), "3"), (["new", "ha"], "new, ha"), ([], "(none)"),
+                                             ({"id": 3}, '{"id": 3}'), ("", "")])
+def test_shown(value: Any, text: str) -> None:
+    assert shown(value) == text
+
+
+def test_to_python_makes_numpy_plain() -> None:
+    assert to_python(np.array([np.int64(1), np.float64("nan")], dtype=object)) == [1, None]
+    assert type(to_python(np.bool_(True))) is bool
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("use_pps_time", np.bool_(True)), ("identify_facesize_threshold", np.int64(7000)),
+    ("identify_facesize_threshold", np.float64(7000.0)), ("license_id", np.int64(204)),
+    ("name", np.str_("Dock")), ("store_images_for_results", np.array(["new"], dtype=object)),
+])
+def test_numpy_scalars_from_a_frame_cell_are_accepted(field: str, value: Any) -> None:
+    assert check_value(BY_NAME[field], value) is None
+
+
+def test_update_and_create_take_numpy_scalars_from_a_frame(sandbox, client) -> None:
+    """Issue 10 item 8: frame.at[i, col] is a numpy scalar; update() and create() take it as is."""
+    frame = client.sources.to_frame()
+    sid = int(frame.index[0])
+    flag = np.bool_(not frame.at[sid, "use_pps_time"])
+    threshold = np.int64(frame.at[sid, "identify_facesize_threshold"] + 1)
+    client.sources.update(sid, use_pps_time=flag, identify_facesize_threshold=threshold)
+    assert sandbox.sources[sid]["use_pps_time"] is bool(flag)
+    assert sandbox.sources[sid]["identify_facesize_threshold"] == int(threshold)
+    made = client.sources.create("numpy-made", auto_create_persons=np.bool_(True),
+                                 auto_create_facesize_threshold=np.int64(30000))
+    assert sandbox.sources[made["id"]]["auto_create_persons"] is True
+    assert sandbox.sources[made["id"]]["auto_create_facesize_threshold"] == 30000
