@@ -1,14 +1,49 @@
-"""Shared fixtures: a sandbox server on loopback and a client for it."""
+"""The one fixture family: sandboxes on loopback, clients for them, and what they saw.
+
+- ``sb``: a running sandbox. Its knobs come from the closest ``sandbox`` marker, e.g.
+  ``pytestmark = pytest.mark.sandbox(sources=40, seed=3)``; without one, 120 sources.
+  ``pytest.mark.sandbox(..., shared=True)`` on a module gives every test of the module
+  the same sandbox, ``module_sandbox`` (started once, its log cleared before each test).
+- ``make_sandbox(**knobs)``: more sandboxes, or one with knobs a test picks itself.
+- ``client`` / ``client_for(sb, **options)``: clients for them (``max_retries`` 8 unless
+  given; a ``client`` marker, e.g. ``pytest.mark.client(max_retries=0)``, sets options).
+- ``patches()``: the PATCH bodies ``sb`` received, by source id, in arrival order.
+- ``churn``: another user adding or deleting sources while a listing is read.
+- ``free_port``: a loopback port nothing listens on.
+- ``journal_folder`` (automatic): every test, and every process it starts, journals into
+  a temporary folder, never the user's.
+- ``serve_in_subprocess(*argv)``: a command that serves a sandbox, run as its own process.
+
+Everything started is stopped after the test.
+"""
 from __future__ import annotations
 
+import queue
+import signal
+import socket
+import subprocess
 import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
 from neuroio_nb import Client
 from neuroio_nb.sandbox import Sandbox
+
+DEFAULT_KNOBS: dict[str, Any] = {"sources": 120}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sandbox(**knobs): the knobs of the `sb` fixture's sandbox")
+    config.addinivalue_line("markers", "client(**options): the options of the `client` fixture")
+
+
+def _marker_kwargs(node: pytest.Item | pytest.Collector, name: str) -> dict[str, Any]:
+    marker = node.get_closest_marker(name)
+    return dict(marker.kwargs) if marker is not None else {}
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -25,28 +60,41 @@ def make_sandbox() -> Iterator[Callable[..., Sandbox]]:
     """Start sandboxes with the given knobs; all are stopped after the test."""
     started: list[Sandbox] = []
 
-    def make(**knobs) -> Sandbox:
-        sb = Sandbox(**knobs).start()
-        started.append(sb)
-        return sb
+    def make(**knobs: Any) -> Sandbox:
+        sandbox = Sandbox(**knobs).start()
+        started.append(sandbox)
+        return sandbox
 
     yield make
-    for sb in started:
-        sb.stop()
+    for sandbox in started:
+        sandbox.stop()
+
+
+@pytest.fixture(scope="module")
+def module_sandbox(request: pytest.FixtureRequest) -> Iterator[Sandbox]:
+    knobs = {**DEFAULT_KNOBS, **_marker_kwargs(request.node, "sandbox")}
+    knobs.pop("shared", None)
+    with Sandbox(**knobs) as sandbox:
+        yield sandbox
 
 
 @pytest.fixture
-def sandbox(make_sandbox) -> Sandbox:
-    return make_sandbox(sources=120)
+def sb(request: pytest.FixtureRequest, make_sandbox: Callable[..., Sandbox]) -> Sandbox:
+    knobs = {**DEFAULT_KNOBS, **_marker_kwargs(request.node, "sandbox")}
+    if knobs.pop("shared", False):
+        shared: Sandbox = request.getfixturevalue("module_sandbox")
+        shared.clear_log()
+        return shared
+    return make_sandbox(**knobs)
 
 
 @pytest.fixture
 def client_for() -> Iterator[Callable[..., Client]]:
     made: list[Client] = []
 
-    def make(sb: Sandbox, **options) -> Client:
+    def make(sandbox: Sandbox, **options: Any) -> Client:
         options.setdefault("max_retries", 8)
-        c = Client(sb.token, sb.url, **options)
+        c = Client(sandbox.token, sandbox.url, **options)
         made.append(c)
         return c
 
@@ -56,8 +104,21 @@ def client_for() -> Iterator[Callable[..., Client]]:
 
 
 @pytest.fixture
-def client(sandbox, client_for) -> Client:
-    return client_for(sandbox)
+def client(request: pytest.FixtureRequest, sb: Sandbox, client_for: Callable[..., Client]) -> Client:
+    return client_for(sb, **_marker_kwargs(request.node, "client"))
+
+
+@pytest.fixture
+def patches(sb: Sandbox) -> Callable[[], dict[int, list[Any]]]:
+    """``patches()``: source id -> the bodies of the PATCHes ``sb`` received for it, in order."""
+
+    def received() -> dict[int, list[Any]]:
+        bodies: dict[int, list[Any]] = {}
+        for record in sb.requests("PATCH"):
+            bodies.setdefault(int(record.path.rstrip("/").rsplit("/", 1)[1]), []).append(record.body)
+        return bodies
+
+    return received
 
 
 @pytest.fixture
@@ -66,7 +127,7 @@ def churn() -> Callable[..., list[int]]:
     as another user adding or deleting sources while a listing is read; returns the ids the
     actions say they added."""
 
-    def start(sb: Sandbox, at: dict[int, Callable[[Sandbox], list[int] | None]]) -> list[int]:
+    def start(sandbox: Sandbox, at: dict[int, Callable[[Sandbox], list[int] | None]]) -> list[int]:
         seen = {"n": 0}
         added: list[int] = []
         lock = threading.Lock()
@@ -77,9 +138,60 @@ def churn() -> Callable[..., list[int]]:
                     seen["n"] += 1
                     action = at.get(seen["n"])
                     if action is not None:
-                        added.extend(action(sb) or [])
+                        added.extend(action(sandbox) or [])
 
-        sb.before_request = hook
+        sandbox.before_request = hook
         return added
 
     return start
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A loopback port nothing listens on (bound, then closed again)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+@dataclass
+class ServedSandbox:
+    """A sandbox command running as its own process, and what it printed first."""
+
+    proc: subprocess.Popen[str]
+    url: str
+    token: str
+    #: The lines it printed after the two ``NAME=value`` lines, as they come.
+    lines: queue.Queue[str]
+
+    def interrupt(self, timeout: float = 10) -> tuple[int, str]:
+        """Ctrl-C; the exit code and everything written to stderr."""
+        self.proc.send_signal(signal.SIGINT)
+        code = self.proc.wait(timeout=timeout)
+        return code, self.proc.stderr.read() if self.proc.stderr else ""
+
+
+@pytest.fixture
+def serve_in_subprocess() -> Iterator[Callable[..., Any]]:
+    """``with serve_in_subprocess(*argv, env=...) as served:`` runs a command that serves a
+    sandbox and prints ``NEUROIO_API_URL=...`` and ``NEUROIO_API_TOKEN=...``; killed if still
+    running at the end."""
+
+    @contextmanager
+    def serve(*argv: str, env: dict[str, str] | None = None, cwd: Any = None,
+              timeout: float = 20) -> Iterator[ServedSandbox]:
+        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()],
+                         daemon=True).start()
+        try:
+            printed = dict(lines.get(timeout=timeout).strip().split("=", 1) for _ in range(2))
+            yield ServedSandbox(proc, printed["NEUROIO_API_URL"], printed["NEUROIO_API_TOKEN"], lines)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+    yield serve

@@ -5,7 +5,6 @@ assert, through its request log, that not a single request left the client.
 """
 from __future__ import annotations
 
-import socket
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -23,18 +22,14 @@ from neuroio_nb.errors import (
 from neuroio_nb.sandbox import Sandbox
 
 
+pytestmark = pytest.mark.sandbox(sources=40, seed=5, shared=True)
+
+
 @pytest.fixture(scope="module")
-def world() -> Iterator[tuple[Sandbox, Client, pd.DataFrame]]:
-    with Sandbox(sources=40, seed=5) as sb:
-        client = Client(sb.token, sb.url, max_retries=2)
-        yield sb, client, client.sources.to_frame(progress=False)
-        client.close()
-
-
-@pytest.fixture
-def sb(world) -> Sandbox:
-    world[0].clear_log()
-    return world[0]
+def world(module_sandbox: Sandbox) -> Iterator[tuple[Sandbox, Client, pd.DataFrame]]:
+    """The module's one sandbox (``sb`` in a test, its log cleared), a client and its frame."""
+    with Client(module_sandbox.token, module_sandbox.url, max_retries=2) as client:
+        yield module_sandbox, client, client.sources.to_frame(progress=False)
 
 
 def set_cell(frame: pd.DataFrame, sid: int, column: str, value: Any) -> pd.DataFrame:
@@ -312,14 +307,8 @@ def test_token_with_trailing_newline_is_trimmed(world, sb):
     assert [r.authorized for r in sb.log] == [True]
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed again on leaving: nothing listens there
-
-
-def test_unreachable_host_is_a_transport_error():
-    with Client("t", f"http://127.0.0.1:{closed_port()}", max_retries=1, timeout=2) as client:
+def test_unreachable_host_is_a_transport_error(free_port):
+    with Client("t", f"http://127.0.0.1:{free_port}", max_retries=1, timeout=2) as client:
         with pytest.raises(TransportError) as info:
             client.sources.get(1)
     assert "could not connect" in str(info.value) and info.value.maybe_sent is False

@@ -1,6 +1,6 @@
 """The form in the application users open: JupyterLab, in headless Chromium.
 
-Follows /work/shared/browser-widget-test.md: JupyterLab on 127.0.0.1 with
+JupyterLab on 127.0.0.1 with
 isolated dirs and offline flags, Debian's Chromium through Playwright's
 ``executable_path`` (never ``playwright install``), a route guard that aborts
 and records every request off loopback, and a clean stop of Lab and its
@@ -17,7 +17,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ import requests
 
 from neuroio_nb.sandbox import Sandbox
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.sandbox(sources=30, seed=5)]
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_edit_one_source.ipynb"
 CHROMIUM_CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
@@ -78,12 +77,6 @@ def playwright() -> Iterator[Any]:
 
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox(sources=30, seed=5) as sb:
-        yield sb
-
-
-@pytest.fixture
 def jupyter_home(tmp_path: Path) -> dict[str, Path]:
     """Private Jupyter/IPython dirs, so nothing leaks in from ~/.jupyter or out to $HOME."""
     dirs = {name: tmp_path / name for name in ("config", "data", "runtime", "ipython", "settings",
@@ -98,12 +91,6 @@ def jupyter_home(tmp_path: Path) -> dict[str, Path]:
     return dirs
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Lab:
     def __init__(self, url: str, token: str, proc: subprocess.Popen, log: Path) -> None:
         self.url, self.token, self.proc, self.log = url, token, proc, log
@@ -113,8 +100,8 @@ class Lab:
 
 
 @pytest.fixture
-def lab(jupyter_home: dict[str, Path], sandbox: Sandbox, tmp_path: Path) -> Iterator[Lab]:
-    port, token = free_port(), secrets.token_hex(16)
+def lab(jupyter_home: dict[str, Path], sb: Sandbox, tmp_path: Path, free_port: int) -> Iterator[Lab]:
+    port, token = free_port, secrets.token_hex(16)
     env = {**os.environ,
            "JUPYTER_CONFIG_DIR": str(jupyter_home["config"]),
            "JUPYTER_DATA_DIR": str(jupyter_home["data"]),
@@ -124,7 +111,7 @@ def lab(jupyter_home: dict[str, Path], sandbox: Sandbox, tmp_path: Path) -> Iter
            # Lab runs `npm prefix --global` at start-up; keep npm's log out of $HOME
            "npm_config_logs_dir": str(jupyter_home["npm"]), "npm_config_cache": str(jupyter_home["npm"]),
            # the notebook connects to this test's sandbox (it uses Client() when a token is set)
-           "NEUROIO_API_URL": sandbox.url, "NEUROIO_API_TOKEN": sandbox.token}
+           "NEUROIO_API_URL": sb.url, "NEUROIO_API_TOKEN": sb.token}
     jupyter = Path(sys.executable).with_name("jupyter")
     log = tmp_path / "jupyterlab.log"
     with open(log, "wb") as out:
@@ -248,12 +235,12 @@ KERNEL_STATUS = """() => {
 }"""
 
 
-def test_jupyterlab_form_saves_one_patch(lab: Lab, browser_page: Guarded, sandbox: Sandbox,
+def test_jupyterlab_form_saves_one_patch(lab: Lab, browser_page: Guarded, sb: Sandbox,
                                          artifacts: Path, request: pytest.FixtureRequest) -> None:
     from playwright.sync_api import expect
 
     page = browser_page.page
-    first = sandbox.source(1)     # the notebook edits the first source of the listing
+    first = sb.source(1)     # the notebook edits the first source of the listing
     try:
         page.goto(f"{lab.url}/lab/tree/{NOTEBOOK.name}?token={lab.token}")
         # waits 1-3 of the recipe: kernel idle, app restored, focus quiet
@@ -269,12 +256,12 @@ def test_jupyterlab_form_saves_one_patch(lab: Lab, browser_page: Guarded, sandbo
         out = page.locator(".jp-OutputArea-output").filter(has=page.locator(".neuroio-form")).first
         expect(out.locator(".widget-checkbox").first).to_be_visible(timeout=60_000)
         expect(out.locator(".neuroio-status")).to_contain_text("no unsaved changes")
-        sandbox.clear_log()
+        sb.clear_log()
 
         out.get_by_role("checkbox", name="Use PPS time", exact=True).click()
         threshold = out.get_by_label("Identify face size", exact=True)
         threshold.fill("4545")
-        threshold.press("Enter")      # IntText syncs on change, not per keystroke (pitfall 6)
+        threshold.press("Enter")      # IntText syncs its value on change (Enter or blur), not per keystroke
         expect(out.locator(".neuroio-status")).to_contain_text("2 unsaved changes")
         expect(out.locator(".neuroio-unsaved.neuroio-row")).to_have_count(2)
         out.screenshot(path=str(artifacts / "form-unsaved.png"))
@@ -288,10 +275,10 @@ def test_jupyterlab_form_saves_one_patch(lab: Lab, browser_page: Guarded, sandbo
         print(f"jupyterlab log tail:\n{lab.log_tail()}")
         raise
 
-    patches = sandbox.requests("PATCH")
+    patches = sb.requests("PATCH")
     assert len(patches) == 1, [(r.path, r.body) for r in patches]
     assert patches[0].path == "/v1/sources/1/"
     assert patches[0].body == {"use_pps_time": not first["use_pps_time"], "identify_facesize_threshold": 4545}
-    assert sandbox.source(1)["identify_facesize_threshold"] == 4545
+    assert sb.source(1)["identify_facesize_threshold"] == 4545
     assert browser_page.external == [], f"requests off loopback: {browser_page.external}"
-    assert sandbox.token not in page.content()
+    assert sb.token not in page.content()

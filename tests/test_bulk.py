@@ -78,14 +78,20 @@ def test_dry_run_sends_nothing(big):
 
 
 def test_base_none_compares_with_server(big):
+    """Without a base, the old side of each change is the server's value as it is now, read
+    for just the frame's sources (one GET each), not the value in the frame."""
     sb, c, frame = big
     edited = frame.loc[[3, 4]].copy()
     edited.loc[3, "use_pps_time"] = not edited.loc[3, "use_pps_time"]
+    sb.external_edit(4, identify_facesize_threshold=4242)  # the frame still holds the old value
     sb.clear_log()
     plan = c.sources.plan(edited)
-    assert len(plan) == 1 and plan.changes.iloc[0]["field"] == "use_pps_time"
-    assert [r.path for r in sb.requests("GET")] == ["/v1/sources/3/", "/v1/sources/4/"] or \
-        sorted(r.path for r in sb.requests("GET")) == ["/v1/sources/3/", "/v1/sources/4/"]
+    changes = {(sid, field): (old, new) for sid, field, old, new in plan.changes.itertuples(index=False)}
+    assert changes == {
+        (3, "use_pps_time"): (sb.source(3)["use_pps_time"], not sb.source(3)["use_pps_time"]),
+        (4, "identify_facesize_threshold"): (4242, frame.loc[4, "identify_facesize_threshold"]),
+    }
+    assert sorted(r.path for r in sb.requests("GET")) == ["/v1/sources/3/", "/v1/sources/4/"]
 
 
 def test_unchanged_sources_not_in_report_and_nan_equals_nan(big):

@@ -6,7 +6,7 @@ import html
 import re
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import ipywidgets as widgets
 import pytest
@@ -17,17 +17,7 @@ from neuroio_nb.sandbox import EXTRA_FIELDS, Sandbox
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_edit_one_source.ipynb"
 
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox(sources=40, seed=3) as sandbox:
-        yield sandbox
-
-
-@pytest.fixture
-def client(sb: Sandbox) -> Iterator[Client]:
-    with Client(sb.token, sb.url, max_retries=0) as c:
-        yield c
+pytestmark = [pytest.mark.sandbox(sources=40, seed=3), pytest.mark.client(max_retries=0)]
 
 
 @pytest.fixture
@@ -35,10 +25,6 @@ def form(client: Client, sb: Sandbox) -> SourceForm:
     f = client.sources.form(1)
     sb.clear_log()
     return f
-
-
-def patches(sb: Sandbox) -> list[dict[str, Any]]:
-    return [r.body for r in sb.requests("PATCH")]
 
 
 def flip(form: SourceForm, name: str) -> bool:
@@ -120,7 +106,7 @@ def test_sections_follow_the_groups(form: SourceForm) -> None:
 
 
 # ---- save ------------------------------------------------------------------------
-def test_save_sends_exactly_the_changed_fields(form: SourceForm, sb: Sandbox) -> None:
+def test_save_sends_exactly_the_changed_fields(form: SourceForm, sb: Sandbox, patches) -> None:
     pps = flip(form, "use_pps_time")
     form.inputs["identify_facesize_threshold"].value = 4321
     assert form.changes() == {"use_pps_time": pps, "identify_facesize_threshold": 4321}
@@ -131,7 +117,7 @@ def test_save_sends_exactly_the_changed_fields(form: SourceForm, sb: Sandbox) ->
 
     form.save_button.click()
 
-    assert patches(sb) == [{"use_pps_time": pps, "identify_facesize_threshold": 4321}]
+    assert patches() == {1: [{"use_pps_time": pps, "identify_facesize_threshold": 4321}]}
     assert sb.requests("PATCH")[-1].path == "/v1/sources/1/"
     assert "saved: identify_facesize_threshold, use_pps_time" in form.status.value
     assert "no unsaved changes" in form.status.value
@@ -165,7 +151,7 @@ def test_save_button_is_disabled_while_saving(client: Client, sb: Sandbox) -> No
     assert not form.save_button.disabled
 
 
-def test_store_images_is_a_set(client: Client, sb: Sandbox) -> None:
+def test_store_images_is_a_set(client: Client, sb: Sandbox, patches) -> None:
     sb.external_edit(3, store_images_for_results=["ha", "new"])
     form = client.sources.form(3)
     images = form.inputs["store_images_for_results"]
@@ -173,10 +159,10 @@ def test_store_images_is_a_set(client: Client, sb: Sandbox) -> None:
     assert form.changes() == {}
     images.value = ("junk", "new", "ha")
     form.save_button.click()
-    assert patches(sb) == [{"store_images_for_results": ["new", "ha", "junk"]}]
+    assert patches() == {3: [{"store_images_for_results": ["new", "ha", "junk"]}]}
 
 
-def test_license_id_keeps_its_type(client: Client, sb: Sandbox) -> None:
+def test_license_id_keeps_its_type(client: Client, sb: Sandbox, patches) -> None:
     sb.external_edit(4, license_id="lic-00ab")
     sb.external_edit(5, license_id=1001)
     text_form, number_form = client.sources.form(4), client.sources.form(5)
@@ -184,18 +170,18 @@ def test_license_id_keeps_its_type(client: Client, sb: Sandbox) -> None:
     number_form.inputs["license_id"].value = "1002"
     text_form.save_button.click()
     number_form.save_button.click()
-    assert patches(sb) == [{"license_id": "lic-00ac"}, {"license_id": 1002}]
+    assert patches() == {4: [{"license_id": "lic-00ac"}], 5: [{"license_id": 1002}]}
 
 
-def test_name_is_editable(form: SourceForm, sb: Sandbox) -> None:
+def test_name_is_editable(form: SourceForm, sb: Sandbox, patches) -> None:
     form.inputs["name"].value = "Brand new name"
     form.save_button.click()
-    assert patches(sb) == [{"name": "Brand new name"}]
+    assert patches() == {1: [{"name": "Brand new name"}]}
     assert "Brand new name" in form.title.value
 
 
 # ---- refused: locally, then by the server ---------------------------------------
-def test_negative_threshold_is_refused_before_sending(form: SourceForm, sb: Sandbox) -> None:
+def test_negative_threshold_is_refused_before_sending(form: SourceForm, sb: Sandbox, patches) -> None:
     form.inputs["manual_create_facesize_threshold"].value = -5
     assert "must be >= 0" in text(form.errors["manual_create_facesize_threshold"])
     form.save_button.click()
@@ -205,7 +191,7 @@ def test_negative_threshold_is_refused_before_sending(form: SourceForm, sb: Sand
     form.inputs["manual_create_facesize_threshold"].value = 26000
     assert form.errors["manual_create_facesize_threshold"].value == ""
     form.save_button.click()
-    assert patches(sb) == [{"manual_create_facesize_threshold": 26000}]
+    assert patches() == {1: [{"manual_create_facesize_threshold": 26000}]}
 
 
 @pytest.mark.parametrize("value,message", [("", "must not be empty"), ("   ", "must not be empty")])
@@ -307,15 +293,15 @@ def test_reload_with_unsaved_edits_keeps_them_and_names_server_changes(form: Sou
     assert form.changes() == {}
 
 
-def test_reload_then_save_writes_mine(form: SourceForm, sb: Sandbox) -> None:
+def test_reload_then_save_writes_mine(form: SourceForm, sb: Sandbox, patches) -> None:
     form.inputs["identify_facesize_threshold"].value = 5555
     sb.external_edit(1, identify_facesize_threshold=8888)
     form.reload_button.click()
     form.save_button.click()
-    assert patches(sb) == [{"identify_facesize_threshold": 5555}]
+    assert patches() == {1: [{"identify_facesize_threshold": 5555}]}
 
 
-def test_save_does_not_silently_overwrite_a_server_change(form: SourceForm, sb: Sandbox) -> None:
+def test_save_does_not_silently_overwrite_a_server_change(form: SourceForm, sb: Sandbox, patches) -> None:
     form.inputs["auto_create_facesize_threshold"].value = 11111
     sb.external_edit(1, auto_create_facesize_threshold=22222)
     form.save_button.click()
@@ -323,15 +309,15 @@ def test_save_does_not_silently_overwrite_a_server_change(form: SourceForm, sb: 
     assert "changed on the server meanwhile: auto_create_facesize_threshold" in form.status.value
     assert "22222" in text(form.errors["auto_create_facesize_threshold"])
     form.save_button.click()                      # told once: the second Save overwrites
-    assert patches(sb) == [{"auto_create_facesize_threshold": 11111}]
+    assert patches() == {1: [{"auto_create_facesize_threshold": 11111}]}
     assert sb.source(1)["auto_create_facesize_threshold"] == 11111
 
 
-def test_save_mentions_other_server_changes(form: SourceForm, sb: Sandbox) -> None:
+def test_save_mentions_other_server_changes(form: SourceForm, sb: Sandbox, patches) -> None:
     flip(form, "use_pps_time")
     sb.external_edit(1, auto_identify_asm=not sb.source(1)["auto_identify_asm"])
     form.save_button.click()
-    assert patches(sb) == [{"use_pps_time": form.inputs["use_pps_time"].value}]
+    assert patches() == {1: [{"use_pps_time": form.inputs["use_pps_time"].value}]}
     assert "also changed on the server meanwhile: auto_identify_asm" in form.status.value
     assert form.inputs["auto_identify_asm"].value is sb.source(1)["auto_identify_asm"]
 
@@ -468,7 +454,7 @@ def test_notebook_form_widget_protocol(kernel_env: Path, monkeypatch: pytest.Mon
         send(save, {"method": "custom", "content": {"event": "click"}})
         deadline = time.monotonic() + 30
         text = ""
-        while "saved:" not in text:   # read iopub until the status line says saved (pitfall 10)
+        while "saved:" not in text:   # the save runs after the click message: read iopub until the status says saved
             assert time.monotonic() < deadline, f"status never said saved: {text!r}"
             msg = run_sync(client.kc.get_iopub_msg)(timeout=deadline - time.monotonic())
             content = msg["content"]

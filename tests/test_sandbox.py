@@ -1,15 +1,9 @@
 """The embedded sandbox, exercised over real HTTP on loopback with plain requests."""
 from __future__ import annotations
 
-import os
-import queue
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections import Counter
-from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
@@ -20,17 +14,13 @@ from neuroio_nb.sandbox import EXTRA_FIELDS, RequestRecord, Sandbox, generate_so
 
 LIST = "/v1/sources/"
 
+pytestmark = pytest.mark.sandbox(sources=60, seed=1)
+
 
 def session(sb: Sandbox) -> requests.Session:
     s = requests.Session()
     s.headers["Authorization"] = f"Token {sb.token}"
     return s
-
-
-@pytest.fixture
-def sb() -> Iterator[Sandbox]:
-    with Sandbox(sources=60, seed=1) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture
@@ -412,30 +402,3 @@ def test_a_list_of_sources_becomes_the_state() -> None:
     with Sandbox(mine) as sb, session(sb) as http:
         assert http.get(sb.url + LIST).json()["results"] == mine
         assert http.post(sb.url + LIST, json={"name": "Two"}).json()["id"] == 11
-
-
-# -- the command line ----------------------------------------------------------------------------
-
-def test_command_line_prints_url_and_token_and_stops_on_ctrl_c() -> None:
-    root = Path(__file__).resolve().parents[1]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(root)] + [p for p in [os.environ.get("PYTHONPATH")] if p])}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "neuroio_nb.sandbox", "--port", "0", "--sources", "30"],
-        cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()],
-                     daemon=True).start()
-    try:
-        printed = dict(lines.get(timeout=10).strip().split("=", 1) for _ in range(2))
-        r = requests.get(printed["NEUROIO_API_URL"] + LIST,
-                         headers={"Authorization": f"Token {printed['NEUROIO_API_TOKEN']}"})
-        assert r.status_code == 200 and r.json()["count"] == 30
-        assert "Ctrl-C" in lines.get(timeout=5)
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
-        assert "Traceback" not in (proc.stderr.read() if proc.stderr else "")
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import _thread
 import json
 import logging
-import socket
 import threading
 import traceback
 import warnings
@@ -91,12 +90,6 @@ def json_answer(path: str) -> tuple[int, dict[str, str], bytes]:
     return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
 
-def closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def everything_shown(exc: BaseException) -> str:
     """All a user can see of an exception: message, repr, args, attributes and the full traceback."""
     return "\n".join([str(exc), repr(exc), repr(exc.args), repr(vars(exc)),
@@ -124,7 +117,7 @@ def raised(call: Callable[[], Any]) -> BaseException:
     raise AssertionError("nothing was raised")
 
 
-def test_no_exception_shows_the_token(make_sandbox, client_for):
+def test_no_exception_shows_the_token(make_sandbox, client_for, free_port):
     sb = make_sandbox(sources=30)
     token = sb.token
     c = client_for(sb, max_retries=0)
@@ -136,7 +129,7 @@ def test_no_exception_shows_the_token(make_sandbox, client_for):
         raised(lambda: c.sources.update(2, name=taken)),
         raised(lambda: c.sources.update(2, use_pps_time="yes")),
         raised(lambda: c.sources.plan(frame.assign(colour="red"), base=frame)),
-        raised(lambda: Client(token, f"http://127.0.0.1:{closed_port()}", max_retries=0).sources.get(1)),
+        raised(lambda: Client(token, f"http://127.0.0.1:{free_port}", max_retries=0).sources.get(1)),
         raised(lambda: Client(token, "http://api.neuroio.com")),
         raised(lambda: Client(token + " extra", sb.url)),
         raised(lambda: Client(token, "https://ops:" + token + "@api.neuroio.com")),

@@ -75,11 +75,11 @@ def test_zero_one_and_exact_multiples(make_sandbox, client_for, n):
         assert frame["use_pps_time"].dtype == "boolean"
 
 
-def test_filters_by_name_and_space(sandbox, client):
+def test_filters_by_name_and_space(sb, client):
     frame = client.sources.to_frame(q="CAM", spaces_ids=[1, 2], progress=False)
-    expected = {i for i, s in sandbox.sources.items() if "cam" in s["name"].lower() and s["space_id"] in (1, 2)}
+    expected = {i for i, s in sb.sources.items() if "cam" in s["name"].lower() and s["space_id"] in (1, 2)}
     assert set(frame.index) == expected and expected
-    assert sandbox.requests("GET")[0].params["spaces_ids"] == "1,2"
+    assert sb.requests("GET")[0].params["spaces_ids"] == "1,2"
 
 
 def test_iter_yields_every_source(make_sandbox, client_for):
@@ -96,34 +96,34 @@ def test_garbage_pages_are_api_errors(make_sandbox, client_for, mode):
     assert isinstance(info.value, MalformedResponseError)
 
 
-def test_crud_roundtrip(sandbox, client):
+def test_crud_roundtrip(sb, client):
     made = client.sources.create("Loading dock cam", license="lic-9", auto_create_persons=True)
     assert made["name"] == "Loading dock cam" and made["license_id"] == "lic-9"
     assert made["auto_create_persons"] is True and made["identify_facesize_threshold"] == 7000
     assert client.sources.get(made["id"]) == made
     changed = client.sources.update(made["id"], identify_facesize_threshold=9000)
     assert changed["identify_facesize_threshold"] == 9000
-    assert sandbox.requests("PATCH")[-1].body == {"identify_facesize_threshold": 9000}
+    assert sb.requests("PATCH")[-1].body == {"identify_facesize_threshold": 9000}
     client.sources.delete(made["id"])
     with pytest.raises(NotFoundError):
         client.sources.get(made["id"])
 
 
-def test_server_validation_error_is_typed(sandbox, client):
-    taken = sandbox.source(2)["name"]
-    same_space = [i for i, s in sandbox.sources.items() if s["space_id"] == sandbox.source(2)["space_id"] and i != 2]
+def test_server_validation_error_is_typed(sb, client):
+    taken = sb.source(2)["name"]
+    same_space = [i for i, s in sb.sources.items() if s["space_id"] == sb.source(2)["space_id"] and i != 2]
     with pytest.raises(APIError) as info:
         client.sources.update(same_space[0], name=taken)
     assert info.value.status_code == 400 and "name" in info.value.field_errors
 
 
-def test_bad_token_and_token_never_shown(sandbox):
-    c = Client("wrong-token", sandbox.url)
+def test_bad_token_and_token_never_shown(sb):
+    c = Client("wrong-token", sb.url)
     with pytest.raises(APIError) as info:
         c.sources.to_frame(progress=False)
     assert info.value.status_code == 401
-    good = Client(sandbox.token, sandbox.url)
-    assert sandbox.token not in repr(good) and sandbox.token not in str(info.value)
+    good = Client(sb.token, sb.url)
+    assert sb.token not in repr(good) and sb.token not in str(info.value)
 
 
 def test_user_agent_and_keepalive(make_sandbox, client_for):

@@ -3,7 +3,9 @@
     with Sandbox(sources=500, latency=0.02, fault_rate=0.1) as sb:
         client = Client(sb.token, sb.url)
 
-It serves ``neuroio-api.md`` on loopback and can add latency, fail a share of
+It serves NeuroIO's sources API on loopback (``/v1/sources/``: listing with
+``limit``/``offset`` pages, ``q`` and ``spaces_ids`` filters; get, create, update
+and delete one source; token auth; JSON errors) and can add latency, fail a share of
 requests, limit the request rate, cap the page size, break list pages, and
 record every request it saw. ``python -m neuroio_nb.sandbox`` runs one.
 """

@@ -1,7 +1,7 @@
 """The command line: ``python -m neuroio_nb.sandbox [options]``.
 
-:func:`add_arguments` and :func:`run` let another command (a future
-``neuroio-nb sandbox``) offer the same options.
+:func:`add_arguments` and :func:`run` let ``neuroio-nb sandbox`` offer the same
+options.
 """
 from __future__ import annotations
 

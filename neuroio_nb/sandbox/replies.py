@@ -1,7 +1,7 @@
 """What the sandbox answers: replies, and the API's error format.
 
-Every status >= 400 carries ``{"error_codes": [...], "message": ..., "fields": [...]}``
-(see ``neuroio-api.md``); only the injected proxy page (502) is HTML.
+Every status >= 400 carries ``{"error_codes": [...], "message": ..., "fields": [...]}``,
+as NeuroIO's API does; only the injected proxy page (502) is HTML.
 """
 from __future__ import annotations
 
