@@ -17,5 +17,13 @@ from .faults import FAULT_KINDS
 from .fields import EXTRA_FIELDS
 from .sandbox import RequestRecord, Sandbox
 
-__all__ = ["Sandbox", "RequestRecord", "generate_sources", "EXTRA_FIELDS", "FAULT_KINDS",
-           "add_arguments", "build_parser", "main"]
+__all__ = [
+           "EXTRA_FIELDS",
+           "FAULT_KINDS",
+           "RequestRecord",
+           "Sandbox",
+           "add_arguments",
+           "build_parser",
+           "generate_sources",
+           "main",
+]

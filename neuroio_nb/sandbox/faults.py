@@ -9,7 +9,7 @@ import math
 import random
 import threading
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 from .replies import DROP, THROTTLED, UNAVAILABLE, Reply, error_reply
 

@@ -6,8 +6,9 @@ as NeuroIO's API does; only the injected proxy page (502) is HTML.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 #: Error codes. 1001, 1002 and 1004 are the API's; the others are the sandbox's own.
 INTERNAL = 1000

@@ -5,8 +5,9 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from .api import CORRUPT_MODES, INVALID_JSON, PageOptions, handle, parse_body

@@ -6,13 +6,15 @@ writes bytes, so everything the API means lives elsewhere.
 """
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
 
 from .replies import VALIDATION, Reply, error_reply
 
@@ -57,10 +59,8 @@ class SandboxServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """Stay quiet about clients that went away; report anything else."""

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import copy
 import threading
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from .. import schema
 from .fields import field_problems, server_fields
