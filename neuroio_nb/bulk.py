@@ -1,32 +1,69 @@
-"""Applying a plan: conflict check, concurrent PATCHes, one report row per source.
+"""Applying a plan: conflict check, concurrent writes, one report row per source.
 
-Per-source failures never raise: they become report rows carrying the
-server's message. Ctrl-C stops sending, lets requests in flight finish and
-raises :class:`BulkInterrupted` with the partial report.
+Per-source failures never raise: any exception while one source is sent (a
+server error, a dropped connection, a bug) becomes a ``failed`` row carrying
+its message. Ctrl-C stops sending, lets requests in flight finish (however
+often it is pressed again meanwhile) and raises :class:`BulkInterrupted`
+with the exact partial report.
 """
 from __future__ import annotations
 
 import json
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass, field
+from typing import Any, Callable, Hashable, Iterable, Protocol, Sequence
 
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .errors import BulkInterrupted, NeuroIOError, Problem, ValidationError
+from .errors import BulkInterrupted, Problem, ValidationError
 from .values import same, three_way, to_python
 from .views import empty, report_html
 
-if TYPE_CHECKING:
-    from .plan import Plan
-    from .sources import Sources
+STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned")
+ACTIONS = ("delete", "create", "update")
+Changes = dict[str, tuple[Any, Any]]
 
-STATUSES = ("updated", "conflict", "failed", "planned")
-Row = tuple[str, dict[str, tuple[Any, Any]], Any]
+
+class SourceCalls(Protocol):
+    """What the jobs need of the REST layer (``client.sources`` provides it)."""
+
+    @property
+    def client(self) -> Any: ...
+
+    def get(self, source_id: int) -> dict[str, Any]: ...
+
+    def create(self, name: str, **fields: Any) -> dict[str, Any]: ...
+
+    def update(self, source_id: int, **fields: Any) -> dict[str, Any]: ...
+
+    def delete(self, source_id: int) -> None: ...
+
+    def current(self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None) -> dict[int, dict | None]: ...
+
+    def records(self, q: str | None = None, spaces_ids: Any = None, progress: bool | None = None,
+                *, first: dict | None = None) -> tuple[list[dict], bool]: ...
+
+
+@dataclass
+class Outcome:
+    """One report row. ``replaced``: field -> the server's value that a write replaced
+    (as read just before sending); empty when nothing was sent."""
+
+    action: str
+    status: str
+    changes: Changes
+    error: str | None = None
+    name: Any = None
+    id: int | None = None
+    replaced: dict[str, Any] = field(default_factory=dict)
+    row: Any = None
+    old_id: int | None = None
 
 
 class Report(pd.DataFrame):
-    """The outcome of a bulk update: index ``id``; ``status``, ``changes``, ``error``."""
+    """The outcome of a bulk job: index ``id``; ``action``, ``status``, ``name``, ``changes``,
+    ``replaced``, ``error`` (and ``row``, ``old_id`` when sources were created)."""
 
     _metadata: list[str] = []
 
@@ -51,16 +88,23 @@ class Report(pd.DataFrame):
         return report_html(self.summary(), rows, where="report")
 
 
-def make_report(rows: dict[int, Row], order: list[int], names: dict[int, Any] | None = None) -> Report:
-    ids = [i for i in order if i in rows] + [i for i in rows if i not in set(order)]
-    names = names or {}
-    report = Report({
-        "name": pd.Series([names.get(i) for i in ids], dtype=object),
-        "status": pd.Series([rows[i][0] for i in ids], dtype="string"),
-        "changes": pd.Series([rows[i][1] for i in ids], dtype=object),
-        "error": pd.Series([rows[i][2] for i in ids], dtype=object),
-    })
-    report.index = pd.Index(ids, dtype="int64", name="id")
+def make_report(outcomes: Iterable[Outcome]) -> Report:
+    """A report with one row per outcome, in the order given."""
+    rows = list(outcomes)
+    ids = [o.id for o in rows]
+    columns: dict[str, pd.Series] = {
+        "action": pd.Series([o.action for o in rows], dtype="string"),
+        "status": pd.Series([o.status for o in rows], dtype="string"),
+        "name": pd.Series([to_python(o.name) for o in rows], dtype=object),
+        "changes": pd.Series([o.changes for o in rows], dtype=object),
+        "replaced": pd.Series([o.replaced for o in rows], dtype=object),
+        "error": pd.Series([o.error for o in rows], dtype=object),
+    }
+    if any(o.action == "create" for o in rows):
+        columns["row"] = pd.Series([o.row for o in rows], dtype=object)
+        columns["old_id"] = pd.Series([o.old_id for o in rows], dtype="Int64")
+    report = Report(columns)
+    report.index = pd.Index(ids, dtype="Int64" if None in ids else "int64", name="id")
     return report
 
 
@@ -70,41 +114,68 @@ def check_on_conflict(on_conflict: Any) -> None:
                               what="arguments")
 
 
-def apply_plan(plan: Plan, *, dry_run: bool = False, on_conflict: str = "skip",
-               progress: bool | None = None) -> Report:
+def apply_updates(sources: SourceCalls, by_source: dict[int, Changes], *, names: dict[Any, Any],
+                  missing: dict[int, str], check_conflicts: bool, dry_run: bool = False,
+                  on_conflict: str = "skip", progress: bool | None = None) -> Report:
+    """Send updates: one PATCH per changed source (``by_source``: id -> field -> (old, new))."""
     check_on_conflict(on_conflict)
-    by_source = plan.by_source()
-    _check_sendable(by_source)
-    order = list(by_source) + list(plan.missing)
-    rows: dict[int, Row] = {sid: ("failed", {}, reason) for sid, reason in plan.missing.items()}
+    check_sendable(by_source)
+    not_found = [Outcome("update", "failed", {}, reason, names.get(sid), sid) for sid, reason in missing.items()]
     if dry_run:
-        rows.update({sid: ("planned", changes, None) for sid, changes in by_source.items()})
-        return make_report(rows, order, plan.names)
-    bodies: dict[int, dict[str, Any]] = {}
-    current = plan.sources.current(list(by_source)) if plan.check_conflicts and by_source else {}
+        return make_report([*(Outcome("update", "planned", changes, None, names.get(sid), sid)
+                              for sid, changes in by_source.items()), *not_found])
+    current = sources.current(list(by_source)) if check_conflicts and by_source else {}
+    decided: dict[Hashable, Outcome] = {}
+    tasks: dict[Hashable, Callable[[], Outcome]] = {}
     for sid, changes in by_source.items():
-        body = {f: new for f, (old, new) in changes.items()}
-        if plan.check_conflicts:
-            server = current.get(sid)
-            if server is None:
-                rows[sid] = ("failed", changes, "not found on the server")
+        name = names.get(sid)
+        if check_conflicts:
+            outcome_or_body = checked_update(sid, changes, current.get(sid), on_conflict, name)
+            if isinstance(outcome_or_body, Outcome):
+                decided[sid] = outcome_or_body
                 continue
-            sides = {f: three_way(f, old, new, server.get(f)) for f, (old, new) in changes.items()}
-            moved = {f: server.get(f) for f, side in sides.items() if side == "conflict"}
-            body = {f: v for f, v in body.items() if sides[f] != "agree"}
-            if moved and on_conflict == "skip":
-                rows[sid] = ("conflict", changes, "changed on the server since the base was read: " + ", ".join(
-                    f"{f} is now {v!r} (base had {changes[f][0]!r})" for f, v in moved.items()))
-                continue
-            if not body:
-                rows[sid] = ("updated", changes, None)
-                continue
-        bodies[sid] = body
-    rows.update(_send_all(plan.sources, bodies, by_source, progress, rows, order, plan.names))
-    return make_report(rows, order, plan.names)
+            body, replaced = outcome_or_body
+        else:
+            body = {f: new for f, (old, new) in changes.items()}
+            replaced = {f: old for f, (old, new) in changes.items()}
+        tasks[sid] = update_task(sources, sid, changes, body, replaced, name)
+    order: list[Hashable] = [*by_source, *missing]
+    done = send_all(sources.client.max_workers, tasks, decided, order, progress, "updating",
+                    fallback=lambda sid: Outcome("update", "failed", by_source[sid], None, names.get(sid), sid))
+    return make_report([*(done.get(k) or decided[k] for k in by_source), *not_found])
 
 
-def _check_sendable(by_source: dict[int, dict[str, tuple[Any, Any]]]) -> None:
+def checked_update(sid: int, changes: Changes, server: dict | None, on_conflict: str,
+                   name: Any = None, action: str = "update") -> Outcome | tuple[dict[str, Any], dict[str, Any]]:
+    """The outcome decided without sending (gone, conflict, already there), or the body to send
+    and the server's values it replaces."""
+    if server is None:
+        return Outcome(action, "failed", changes, "not found on the server", name, sid)
+    sides = {f: three_way(f, old, new, server.get(f)) for f, (old, new) in changes.items()}
+    moved = {f: server.get(f) for f, side in sides.items() if side == "conflict"}
+    if moved and on_conflict == "skip":
+        return Outcome(action, "conflict", changes, "changed on the server since the base was read: " + ", ".join(
+            f"{f} is now {v!r} (base had {changes[f][0]!r})" for f, v in moved.items()), name, sid)
+    body = {f: new for f, (old, new) in changes.items() if sides[f] != "agree"}
+    if not body:
+        return Outcome(action, "updated", changes, None, name, sid)
+    return body, {f: server.get(f) for f in body}
+
+
+def update_task(sources: SourceCalls, sid: int, changes: Changes, body: dict[str, Any],
+                replaced: dict[str, Any], name: Any, action: str = "update") -> Callable[[], Outcome]:
+    """A PATCH of ``body``; its outcome says what it replaced."""
+    def send() -> Outcome:
+        result = sources.update(sid, **body)
+        lost = [f for f, v in body.items() if not same(f, result.get(f), v)]
+        if lost:
+            return Outcome(action, "failed", changes, "the server answered but did not keep: " + ", ".join(
+                f"{f} (sent {body[f]!r}, has {result.get(f)!r})" for f in lost), name, sid, replaced)
+        return Outcome(action, "updated", changes, None, name, sid, replaced)
+    return send
+
+
+def check_sendable(by_source: dict[Any, Changes]) -> None:
     """Every new value must be JSON: checked for the whole plan before anything is sent."""
     problems = []
     for sid, changes in by_source.items():
@@ -118,59 +189,54 @@ def _check_sendable(by_source: dict[int, dict[str, tuple[Any, Any]]]) -> None:
         raise ValidationError(problems)
 
 
-def _send_all(sources: Sources, bodies: dict[int, dict[str, Any]], by_source: dict[int, dict],
-              progress: bool | None, rows: dict[int, Row], order: list[int],
-              names: dict[int, Any]) -> dict[int, Row]:
+def send_all(workers: int, tasks: dict[Hashable, Callable[[], Outcome]], decided: dict[Hashable, Outcome],
+             order: Sequence[Hashable], progress: bool | None, desc: str,
+             fallback: Callable[[Any], Outcome]) -> dict[Hashable, Outcome]:
+    """Run ``tasks`` concurrently; their outcomes by key.
+
+    ``fallback(key)``: the outcome of a task that raised, completed with its error.
+    On Ctrl-C, raises :class:`BulkInterrupted` whose report holds ``decided`` and every
+    task that finished, in ``order``.
+    """
     # Each worker records its own outcome, so a run cut short at any line (even while
     # the work is being queued) still knows exactly what was sent.
-    done: dict[int, Row] = {}
+    done: dict[Hashable, Outcome] = {}
 
-    def send(sid: int) -> None:
-        changes = by_source[sid]
+    def run(key: Hashable) -> None:
         try:
-            result = sources.update(sid, **bodies[sid])
-        except NeuroIOError as exc:
-            done[sid] = ("failed", changes, str(exc))
-            return
-        lost = [f for f, v in bodies[sid].items() if not same(f, result.get(f), v)]
-        if lost:
-            done[sid] = ("failed", changes, "the server answered but did not keep: " + ", ".join(
-                f"{f} (sent {bodies[sid][f]!r}, has {result.get(f)!r})" for f in lost))
-        else:
-            done[sid] = ("updated", changes, None)
+            done[key] = tasks[key]()
+        except Exception as exc:  # noqa: BLE001 - one source's trouble never aborts the run
+            outcome = fallback(key)
+            outcome.error = str(exc) or type(exc).__name__
+            done[key] = outcome
 
-    if not bodies:
+    if not tasks:
         return done
-    bar = tqdm(total=len(bodies), desc="updating", unit="source", leave=False,
-               disable=progress is False or (progress is None and len(bodies) < 2))
-    pool = ThreadPoolExecutor(sources.client.max_workers)
+    bar = tqdm(total=len(tasks), desc=desc, unit="source", leave=False,
+               disable=progress is False or (progress is None and len(tasks) < 2))
+    pool = ThreadPoolExecutor(workers)
     try:
-        pending: set[Future] = {pool.submit(send, sid) for sid in bodies}
+        pending: set[Future[None]] = {pool.submit(run, key) for key in tasks}
         while pending:
             finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
             for future in finished:
                 future.result()
                 bar.update(1)
     except KeyboardInterrupt:
-        pool.shutdown(wait=True, cancel_futures=True)  # nothing new starts; requests in flight finish
-        raise BulkInterrupted(make_report({**rows, **done}, order, names)) from None
+        report = _finish_in_flight(pool, lambda: make_report(
+            [o for k in order if (o := done.get(k) or decided.get(k)) is not None]))
+        raise BulkInterrupted(report) from None
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-        bar.close()
+        _finish_in_flight(pool, lambda: bar.close())
     return done
 
 
-def undo(sources: Sources, report: pd.DataFrame, *, on_conflict: str = "skip",
-         progress: bool | None = None) -> Report:
-    """Put back the old values of every ``updated`` row, conflict-checked against what was written."""
-    from .plan import CHANGE_COLUMNS, Plan
-
-    if not isinstance(report, pd.DataFrame) or not {"status", "changes"} <= set(report.columns):
-        raise ValidationError([Problem(None, None, type(report).__name__, "undo needs the report that "
-                                       "bulk_update or plan.apply returned (columns status and changes)")],
-                              what="report")
-    records = [(sid, f, new, old)
-               for sid, status, changes in report[["status", "changes"]].itertuples(name=None)
-               if status == "updated" for f, (old, new) in (changes or {}).items()]
-    changes = pd.DataFrame(records, columns=CHANGE_COLUMNS).astype({"id": "int64", "old": object, "new": object})
-    return Plan(sources, changes, check_conflicts=True).apply(on_conflict=on_conflict, progress=progress)
+def _finish_in_flight(pool: ThreadPoolExecutor, then: Callable[[], Any]) -> Any:
+    """Let requests in flight finish (nothing new starts), then ``then()``: both
+    carried through however many more Ctrl-Cs arrive meanwhile."""
+    while True:
+        try:
+            pool.shutdown(wait=True, cancel_futures=True)
+            return then()
+        except KeyboardInterrupt:
+            continue

@@ -278,7 +278,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 def _print_plan(plan: Any) -> None:
     rows = [[str(sid), _text(plan.names.get(sid)), field, f"{_text(old)} → {_text(new)}"]
-            for sid, field, old, new in plan.changes.itertuples(index=False, name=None)]
+            for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)]
     if rows:
         print(_table(["id", "name", "field", "old → new"], rows))
         print(f"{_plural(len(plan), 'source')} would change, {_plural(len(rows), 'value')} in all.")

@@ -7,11 +7,12 @@ per column: NA equals NA, and ``store_images_for_results`` compares as a set.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 
+from .bulk import Report, SourceCalls, apply_updates
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
@@ -19,17 +20,14 @@ from .validate import checked_frame
 from .values import to_python
 from .views import changes_html, empty, esc, ids_text, plural, showing, shown, window
 
-if TYPE_CHECKING:
-    from .sources import Sources
-
-CHANGE_COLUMNS = ["id", "field", "old", "new"]
+CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
 
 
 @dataclass
 class Plan:
     """The changes an edited frame makes. ``len(plan)`` is how many sources change."""
 
-    sources: Sources
+    sources: SourceCalls
     changes: pd.DataFrame
     check_conflicts: bool = False
     missing: dict[int, str] = field(default_factory=dict)
@@ -49,16 +47,16 @@ class Plan:
     def by_source(self) -> dict[int, dict[str, tuple[Any, Any]]]:
         """id -> {field: (old, new)}, fields in schema order."""
         out: dict[int, dict[str, tuple[Any, Any]]] = {}
-        for sid, fname, old, new in self.changes.itertuples(index=False, name=None):
+        for sid, fname, old, new in self.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None):
             out.setdefault(sid, {})[fname] = (old, new)
         return out
 
     def apply(self, *, dry_run: bool = False, on_conflict: str = "skip",
-              progress: bool | None = None) -> pd.DataFrame:
+              progress: bool | None = None) -> Report:
         """Send the plan: one PATCH per changed source; returns the report."""
-        from .bulk import apply_plan
-
-        return apply_plan(self, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
+        return apply_updates(self.sources, self.by_source(), names=self.names, missing=self.missing,
+                             check_conflicts=self.check_conflicts, dry_run=dry_run,
+                             on_conflict=on_conflict, progress=progress)
 
     def summary(self) -> str:
         """``3 sources to update (5 values); 1 id not found``."""
@@ -99,7 +97,7 @@ def _change_line(sid: int, changes: dict[str, tuple[Any, Any]]) -> str:
     return f"  {sid}: " + ", ".join(f"{k}: {shown(o)} -> {shown(n)}" for k, (o, n) in changes.items())
 
 
-def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:
+def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> Plan:
     """Validate ``edited``, fetch the server's values if no base, and compare."""
     try:
         edited = checked_frame(edited)
@@ -133,9 +131,19 @@ def make_plan(sources: Sources, edited: Any, base: pd.DataFrame | None) -> Plan:
             olds += _plain(before, where)
             news += _plain(known[column], where)
     changes = _changes_frame(known, rows, fields, olds, news)
-    changed_ids = changes["id"].unique()
-    return Plan(sources, changes, check_conflicts=base is not None, missing=missing,
-                names=_names(known if "name" in known.columns else base_frame, changed_ids))
+    names = _names(known if "name" in known.columns else base_frame, changes["id"].unique())
+    changes.insert(1, "name", changes["id"].map(names).astype(object))
+    return Plan(sources, changes, check_conflicts=base is not None, missing=missing, names=names)
+
+
+def update_plan(sources: SourceCalls, records: list[tuple[int, str, Any, Any]],
+                names: dict[Any, Any] | None = None) -> Plan:
+    """A conflict-checked plan from (id, field, old, new) records, as undo makes one."""
+    names = names or {}
+    changes = pd.DataFrame([(sid, names.get(sid), f, old, new) for sid, f, old, new in records],
+                           columns=CHANGE_COLUMNS)
+    changes = changes.astype({"id": "int64", "name": object, "old": object, "new": object})
+    return Plan(sources, changes, check_conflicts=True, names={sid: names.get(sid) for sid in changes["id"]})
 
 
 def _names(frame: pd.DataFrame, ids: np.ndarray) -> dict[int, Any]:
@@ -154,8 +162,8 @@ def _changes_frame(known: pd.DataFrame, rows: list[np.ndarray], fields: list[np.
                    olds: list[Any], news: list[Any]) -> pd.DataFrame:
     """The long frame of changes, in row order then column order."""
     if not rows:
-        return pd.DataFrame({c: pd.Series([], dtype=object if c in ("old", "new") else None)
-                             for c in CHANGE_COLUMNS}).astype({"id": "int64", "field": object})
+        return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "id" else object)
+                             for c in CHANGE_COLUMNS if c != "name"})
     row, field_no = np.concatenate(rows), np.concatenate(fields)
     order = np.lexsort((field_no, row))
     return pd.DataFrame({

@@ -258,8 +258,8 @@ class Sources:
 
     def undo(self, report: pd.DataFrame, *, on_conflict: str = "skip",
              progress: bool | None = None) -> pd.DataFrame:
-        """Restore the previous values of every ``updated`` row of a report."""
-        from .bulk import undo
+        """Put back what a report's writes replaced (see :func:`neuroio_nb.sync.undo`)."""
+        from .sync import undo
 
         return undo(self, report, on_conflict=on_conflict, progress=progress)
 

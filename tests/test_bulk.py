@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import _thread
+import threading
+import time
 
 import numpy as np
 import pandas as pd
@@ -41,7 +43,8 @@ def test_apply_200_of_1000(big):
     edited, expected = edit_200(frame)
     plan = c.sources.plan(edited, base=frame)
     assert len(plan) == 200
-    assert set(plan.changes.columns) == {"id", "field", "old", "new"}
+    assert list(plan.changes.columns) == ["id", "name", "field", "old", "new"]
+    assert (plan.changes["name"] == plan.changes["id"].map(frame["name"])).all()
     sb.clear_log()
     report = plan.apply(progress=False)
     assert report["status"].eq("updated").all() and len(report) == 200
@@ -301,3 +304,93 @@ def test_edited_subset_of_columns_only_compares_those(big):
     plan = c.sources.plan(edited, base=frame)
     assert len(plan) == 1000 and set(plan.changes["field"]) == {"identify_facesize_threshold"}
     assert all(to_python(v) is not None for v in plan.changes["new"])
+
+
+# ---- undo puts back what each write replaced (issue 10, item 4) ---------------------------
+
+def test_undo_after_overwrite_puts_back_the_colleagues_value(big):
+    sb, c, frame = big
+    edited = frame.copy()
+    edited.loc[[7, 9], "identify_facesize_threshold"] = 111
+    sb.external_edit(7, identify_facesize_threshold=999)  # a colleague, after our base was read
+    report = c.sources.bulk_update(edited, base=frame, on_conflict="overwrite", progress=False)
+    assert report.loc[7, "status"] == "updated" and sb.source(7)["identify_facesize_threshold"] == 111
+    assert report.loc[7, "replaced"] == {"identify_facesize_threshold": 999}
+    undone = c.sources.undo(report, progress=False)
+    assert undone.counts() == {"updated": 2}
+    assert sb.source(7)["identify_facesize_threshold"] == 999  # the colleague's value, not the base's
+    assert sb.source(9)["identify_facesize_threshold"] == frame.loc[9, "identify_facesize_threshold"]
+
+
+def test_undo_skips_rows_where_nothing_was_sent(big):
+    sb, c, frame = big
+    edited = frame.copy()
+    edited.loc[[11, 12], "identify_facesize_threshold"] = 222
+    sb.external_edit(11, identify_facesize_threshold=222)  # the server already has our value
+    sb.clear_log()
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report.counts() == {"updated": 2}
+    assert [r.path for r in sb.requests("PATCH")] == ["/v1/sources/12/"]
+    assert report.loc[11, "replaced"] == {}
+    sb.clear_log()
+    undone = c.sources.undo(report, progress=False)
+    assert list(undone.index) == [12]
+    assert [r.path for r in sb.requests("PATCH")] == ["/v1/sources/12/"]
+    assert sb.source(11)["identify_facesize_threshold"] == 222  # left as the colleague set it
+
+
+# ---- Ctrl-C pressed again, any exception while sending (issue 10, items 12 and 13) ---------
+
+def test_a_second_and_third_ctrl_c_keep_the_partial_report(make_sandbox, client_for):
+    sb = make_sandbox(sources=200)
+    c = client_for(sb, max_workers=4)
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["auto_check_liveness"] = ~frame["auto_check_liveness"]
+    seen = {"n": 0}
+    lock = threading.Lock()
+
+    def keep_pressing() -> None:
+        for _ in range(3):  # the impatient user, while the requests in flight finish
+            time.sleep(0.05)
+            _thread.interrupt_main()
+
+    def hook(method, path):
+        if method != "PATCH":
+            return
+        with lock:
+            seen["n"] += 1
+            n = seen["n"]
+        if n == 20:
+            _thread.interrupt_main()
+            threading.Thread(target=keep_pressing, daemon=True).start()
+        elif n > 20:
+            time.sleep(0.4)  # still in flight when the next Ctrl-Cs land
+
+    sb.before_request = hook
+    with pytest.raises(BulkInterrupted) as info:
+        c.sources.bulk_update(edited, base=frame, progress=False)
+    time.sleep(0.3)  # let any stray interrupt land here, not in the next test
+    sb.before_request = None
+    applied = {int(r.path.rstrip("/").rsplit("/", 1)[1]) for r in sb.requests("PATCH") if r.status == 200}
+    partial = info.value.report
+    assert 20 <= len(applied) < 200
+    assert set(partial.index) == applied and partial.counts() == {"updated": len(applied)}
+
+
+def test_an_unexpected_error_while_sending_one_source_is_a_failed_row(big, monkeypatch):
+    sb, c, frame = big
+    edited = frame.copy()
+    edited["identify_facesize_threshold"] = 4321
+    real_update = type(c.sources).update
+
+    def update_that_breaks_on_40(self, source_id, **fields):
+        if source_id == 40:  # a bug deep in the stack, as a scalar error_codes once gave
+            raise TypeError("'int' object is not iterable")
+        return real_update(self, source_id, **fields)
+
+    monkeypatch.setattr(type(c.sources), "update", update_that_breaks_on_40)
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report.counts() == {"updated": 999, "failed": 1}
+    assert report.loc[40, "status"] == "failed" and "not iterable" in report.loc[40, "error"]
+    assert sum(s["identify_facesize_threshold"] == 4321 for s in sb.sources.values()) == 999
