@@ -9,9 +9,10 @@ with the exact partial report.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any, Callable, Hashable, Iterable, Protocol, Sequence
+from typing import Any, ClassVar, Protocol
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -39,10 +40,11 @@ class SourceCalls(Protocol):
 
     def delete(self, source_id: int) -> None: ...
 
-    def current(self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None) -> dict[int, dict | None]: ...
+    def current(self, ids: Sequence[int],
+                spaces_ids: Iterable[int] | None = None) -> dict[int, dict[str, Any] | None]: ...
 
     def records(self, q: str | None = None, spaces_ids: Any = None, progress: bool | None = None,
-                *, first: dict | None = None) -> tuple[list[dict], bool]: ...
+                *, first: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], bool]: ...
 
 
 @dataclass
@@ -65,7 +67,7 @@ class Report(pd.DataFrame):
     """The outcome of a bulk job: index ``id``; ``action``, ``status``, ``name``, ``changes``,
     ``replaced``, ``error`` (and ``row``, ``old_id`` when sources were created)."""
 
-    _metadata: list[str] = []
+    _metadata: ClassVar[list[str]] = []
 
     @property
     def _constructor(self) -> type[Report]:
@@ -79,12 +81,12 @@ class Report(pd.DataFrame):
         counts = self.counts()
         return ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to change"
 
-    def _repr_html_(self) -> str:  # type: ignore[override]
+    def _repr_html_(self) -> str:
         if not len(self):
             return empty("Nothing was changed: the plan had no changes.")
         names = self["name"] if "name" in self.columns else pd.Series(None, index=self.index, dtype=object)
         rows = list(zip(self.index.tolist(), names.tolist(), self["status"].tolist(),
-                        self["changes"].tolist(), self["error"].tolist()))
+                        self["changes"].tolist(), self["error"].tolist(), strict=False))
         return report_html(self.summary(), rows, where="report")
 
 
@@ -103,7 +105,7 @@ def make_report(outcomes: Iterable[Outcome]) -> Report:
     if any(o.action == "create" for o in rows):
         columns["row"] = pd.Series([o.row for o in rows], dtype=object)
         columns["old_id"] = pd.Series([o.old_id for o in rows], dtype="Int64")
-    report = Report(columns)
+    report: Report = Report(columns)
     report.index = pd.Index(ids, dtype="Int64" if None in ids else "int64", name="id")
     return report
 
@@ -145,7 +147,7 @@ def apply_updates(sources: SourceCalls, by_source: dict[int, Changes], *, names:
     return make_report([*(done.get(k) or decided[k] for k in by_source), *not_found])
 
 
-def checked_update(sid: int, changes: Changes, server: dict | None, on_conflict: str,
+def checked_update(sid: int, changes: Changes, server: dict[str, Any] | None, on_conflict: str,
                    name: Any = None, action: str = "update") -> Outcome | tuple[dict[str, Any], dict[str, Any]]:
     """The outcome decided without sending (gone, conflict, already there), or the body to send
     and the server's values it replaces."""
@@ -205,7 +207,7 @@ def send_all(workers: int, tasks: dict[Hashable, Callable[[], Outcome]], decided
     def run(key: Hashable) -> None:
         try:
             done[key] = tasks[key]()
-        except Exception as exc:  # noqa: BLE001 - one source's trouble never aborts the run
+        except Exception as exc:
             outcome = fallback(key)
             outcome.error = str(exc) or type(exc).__name__
             done[key] = outcome

@@ -6,8 +6,9 @@ per column: NA equals NA, and ``store_images_for_results`` compares as a set.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -115,7 +116,7 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
     else:
         base_frame = _typed_base(base)
         absent = ~edited.index.isin(base_frame.index)
-        missing = {i: "not in base" for i in edited.index[absent].tolist()}
+        missing = dict.fromkeys(edited.index[absent].tolist(), "not in base")
     known = edited[~absent] if absent.any() else edited
     old = base_frame if base_frame.index.equals(known.index) else base_frame.loc[known.index]
     _check_columns(known, old, base_frame)
@@ -149,10 +150,10 @@ def update_plan(sources: SourceCalls, records: list[tuple[int, str, Any, Any]],
 def _names(frame: pd.DataFrame, ids: np.ndarray) -> dict[int, Any]:
     """id -> the name in ``frame`` (None where it has none), for ``ids``."""
     if "name" not in frame.columns:
-        return {i: None for i in ids}
+        return dict.fromkeys(ids)
     names = frame["name"][frame.index.isin(ids)]
     if isinstance(names.dtype, pd.StringDtype):  # what to_dict() gives, without boxing cell by cell
-        found = dict(zip(names.index.tolist(), names.to_numpy(dtype=object).tolist()))
+        found = dict(zip(names.index.tolist(), names.to_numpy(dtype=object).tolist(), strict=False))
     else:
         found = names.to_dict()
     return {i: found.get(i) for i in ids}
@@ -214,7 +215,7 @@ def _changed_cells(old: pd.Series, new: pd.Series, differ: Callable[[Any, Any], 
     except (TypeError, ValueError):  # a cell that cannot say if it is equal (NA, an array)
         unsure = np.arange(len(a))
     mask = np.zeros(len(a), dtype=bool)
-    mask[unsure] = [differ(x, y) for x, y in zip(a[unsure], b[unsure])]
+    mask[unsure] = [differ(x, y) for x, y in zip(a[unsure], b[unsure], strict=False)]
     return mask
 
 

@@ -22,7 +22,7 @@ def undo(sources: SourceCalls, report: pd.DataFrame, *, on_conflict: str = "skip
                               what="report")
     replaced = report["replaced"] if "replaced" in report.columns else pd.Series(None, index=report.index)
     records = []
-    for (sid, status, changes), before in zip(report[["status", "changes"]].itertuples(name=None), replaced):
+    for (sid, status, changes), before in zip(report[["status", "changes"]].itertuples(name=None), replaced, strict=False):
         if status != "updated":
             continue
         for fname, (old, new) in (changes or {}).items():
@@ -31,5 +31,5 @@ def undo(sources: SourceCalls, report: pd.DataFrame, *, on_conflict: str = "skip
                     records.append((sid, fname, new, before[fname]))
             else:  # a report written before the replaced values were recorded
                 records.append((sid, fname, new, old))
-    names = dict(zip(report.index, report["name"])) if "name" in report.columns else {}
+    names = dict(zip(report.index, report["name"], strict=False)) if "name" in report.columns else {}
     return update_plan(sources, records, names).apply(on_conflict=on_conflict, progress=progress)
