@@ -89,7 +89,8 @@ def test_base_none_compares_with_server(big):
     sb.external_edit(4, identify_facesize_threshold=4242)  # the frame still holds the old value
     sb.clear_log()
     plan = c.sources.plan(edited)
-    changes = {(sid, field): (old, new) for sid, field, old, new in plan.changes.itertuples(index=False)}
+    changes = {(sid, field): (old, new)
+               for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False)}
     assert changes == {
         (3, "use_pps_time"): (sb.source(3)["use_pps_time"], not sb.source(3)["use_pps_time"]),
         (4, "identify_facesize_threshold"): (4242, frame.loc[4, "identify_facesize_threshold"]),
