@@ -5,8 +5,7 @@ reviewed plan, edit one source in a form, and keep CSV exports.
 """
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .client import Client  # noqa: E402
 from .csvio import read_csv  # noqa: E402
 from .schema import EntryResult  # noqa: E402

@@ -23,7 +23,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
 
-from . import __version__
+from ._version import __version__
 from .client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
 from .csvio import read_csv
 from .errors import (

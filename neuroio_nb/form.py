@@ -27,7 +27,7 @@ from .schema import BY_NAME, FIELDS, GROUPS, Field
 from .values import check_value, same
 
 if TYPE_CHECKING:
-    from .sources import Sources
+    from .rest import SourcesAPI as Sources
 
 UNSAVED_CLASS = "neuroio-unsaved"
 #: Heading of the section that shows fields the schema does not know.

@@ -1,140 +1,29 @@
-"""The sources resource: ``client.sources``.
+"""``client.sources``: the facade over every layer (layer 5).
 
-One page (:meth:`Sources.list`), every source (:meth:`Sources.iter`,
-:meth:`Sources.to_frame`), one source (get/create/update/delete), and the
-bulk jobs built on them (plan, bulk_update, undo, export_csv, form).
+:class:`Sources` is the REST resource (:class:`~neuroio_nb.rest.SourcesAPI`: list,
+iter, get, create, update, delete, ...) plus the jobs built on it, each delegated to
+its own module: the typed frame (``frames``), plan, bulk update and undo (``plan``,
+``bulk``), CSV export (``csvio``) and the form (``form``).
 """
 from __future__ import annotations
 
-import operator
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, Iterable, Iterator, Sequence
+from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
-from .errors import (
-    APIError,
-    MalformedResponseError,
-    NeuroIOError,
-    NotFoundError,
-    Problem,
-    TransportError,
-    ValidationError,
-)
+from .bulk import check_on_conflict
+from .csvio import write_csv
+from .form import source_form
 from .frames import frame_from_records
-from .schema import ALIASES, BY_NAME, create_defaults
-from .values import check_value, same
-
-if TYPE_CHECKING:
-    from .client import Client
-    from .plan import Plan
-
-PATH = "v1/sources/"
+from .paging import ListingChangedWarning
+from .plan import Plan, make_plan
+from .rest import SourcesAPI
+from .sync import undo as undo_report
 
 
-class ListingChangedWarning(UserWarning):
-    """Sources were added or deleted while the listing was being read."""
-
-
-class Sources:
+class Sources(SourcesAPI):
     """Every call about sources. Get it as ``client.sources``."""
-
-    def __init__(self, client: Client) -> None:
-        self.client = client
-
-    def __repr__(self) -> str:
-        return f"<Sources of {self.client!r}>"
-
-    # ---- one page, every page -------------------------------------------------
-    def list(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
-             limit: int = 20, offset: int = 0) -> dict[str, Any]:
-        """One page, as the API sends it: ``{"count", "next", "previous", "results"}``."""
-        params: dict[str, Any] = {"limit": _count_param("limit", limit), "offset": _count_param("offset", offset)}
-        if q is not None:
-            params["q"] = q
-        if spaces_ids is not None:
-            params["spaces_ids"] = _spaces_param(spaces_ids)
-        return _checked_page(self.client.request("GET", PATH, params=params), PATH)
-
-    def iter(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None) -> Iterator[dict]:
-        """Every source, page after page, as dicts (duplicates across pages skipped)."""
-        seen: set[int] = set()
-        for page in self._pages_from(0, None, q, spaces_ids):
-            for row in page["results"]:
-                if row["id"] not in seen:
-                    seen.add(row["id"])
-                    yield row
-
-    def _pages_from(self, offset: int, stop: int | None, q: str | None, spaces_ids: Any) -> Iterator[dict]:
-        """Pages read one after another from ``offset``, advancing by the rows received."""
-        size = self.client.page_size
-        while stop is None or offset < stop:
-            limit = size if stop is None else min(size, stop - offset)
-            page = self.list(q, spaces_ids, limit=limit, offset=offset)
-            rows = page["results"]
-            if not rows:
-                return
-            yield page
-            offset += len(rows)
-            count = page.get("count")
-            if isinstance(count, int) and offset >= count and stop is None:
-                return
-            if "next" in page and page["next"] is None and stop is None:
-                return
-
-    def records(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
-                progress: bool | None = None, *, first: dict | None = None) -> tuple[list[dict], bool]:
-        """Every source as dicts, pages fetched concurrently; and whether the listing changed.
-
-        ``first``: the first page (offset 0, the client's page size), if already read.
-        """
-        if first is None:
-            first = self.list(q, spaces_ids, limit=self.client.page_size, offset=0)
-        rows: list[dict] = list(first["results"])
-        count = first.get("count")
-        counts = {count}
-        if not rows:
-            return rows, False
-        if not isinstance(count, int):
-            for page in self._pages_from(len(rows), None, q, spaces_ids):
-                rows += page["results"]
-            return _dedupe(rows)
-        # Each later page starts one row early: that row must be the previous page's
-        # last, so a source added or deleted before it (a shift) cannot go unseen.
-        size = len(rows)
-        step = size - 1 if size > 1 else size
-        offsets = list(range(step, count - (size - step), step))
-        bar = tqdm(total=len(offsets) + 1, desc="sources", unit="page", leave=False,
-                   disable=progress is False or (progress is None and not offsets))
-        bar.update(1)
-        chunks: dict[int, list[dict]] = {}
-
-        def fetch(offset: int) -> dict:
-            page = self.list(q, spaces_ids, limit=min(size, count - offset), offset=offset)
-            bar.update(1)
-            return page
-
-        try:
-            with ThreadPoolExecutor(self.client.max_workers) as pool:
-                for offset, page in zip(offsets, pool.map(fetch, offsets)):
-                    chunks[offset] = page["results"]
-                    counts.add(page.get("count"))
-        finally:
-            bar.close()
-        shifted = False
-        for offset, chunk in [*sorted(chunks.items()), (count, [])]:
-            if len(rows) < offset:  # a page came back short: read the gap one page at a time
-                for page in self._pages_from(len(rows), offset, q, spaces_ids):
-                    rows += page["results"]
-                    counts.add(page.get("count"))
-            if len(rows) > offset and chunk and rows[offset]["id"] != chunk[0]["id"]:
-                shifted = True
-            rows += chunk[max(0, len(rows) - offset):] if len(rows) >= offset else chunk
-        result, duplicated = _dedupe(rows)
-        return result, shifted or duplicated or len(counts) > 1 or len(result) != count
 
     def to_frame(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
                  progress: bool | None = None, *, consistent: bool = False,
@@ -160,217 +49,30 @@ class Sources:
                 ListingChangedWarning, stacklevel=2)
         return frame_from_records(rows)
 
-    # ---- one source -----------------------------------------------------------
-    def get(self, source_id: int) -> dict[str, Any]:
-        return _checked_source(self.client.request("GET", _path(source_id)), _path(source_id))
-
-    def create(self, name: str, **fields: Any) -> dict[str, Any]:
-        """Create a source; fields not given get the SDK's defaults.
-
-        A create whose outcome is unknown (the connection dropped after
-        sending) is only retried after checking by name that it was not made.
-        """
-        body = {**create_defaults(), **_writable(dict(fields, name=name))}
-        for attempt in range(self.client.max_retries + 1):
-            try:
-                return _checked_source(self.client.request("POST", PATH, json_body=body), PATH)
-            except (TransportError, APIError) as exc:
-                if not _outcome_unknown(exc) or attempt == self.client.max_retries:
-                    raise
-                made = self._find_created(body)
-                if made is not None:
-                    return made
-        raise AssertionError("unreachable")
-
-    def _find_created(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        for source in self.iter(q=body["name"]):
-            if source.get("name") == body["name"] and all(
-                    same(k, source.get(k), v) for k, v in body.items() if k in BY_NAME):
-                return source
-        return None
-
-    def update(self, source_id: int, **fields: Any) -> dict[str, Any]:
-        """PATCH only the given fields (checked against the schema first)."""
-        path = _path(source_id)
-        body = _writable(fields, source_id)
-        return _checked_source(self.client.request("PATCH", path, json_body=body), path)
-
-    def delete(self, source_id: int) -> None:
-        """Delete a source. A retry after an answer was lost finds it gone: that is success."""
-        path = _path(source_id)
-        sent_unanswered = False
-        for attempt in range(self.client.max_retries + 1):
-            try:
-                self.client.request("DELETE", path, retry_unknown=False)
-                return
-            except NotFoundError:
-                if sent_unanswered:  # an earlier attempt did delete it; only its answer was lost
-                    return
-                raise
-            except (TransportError, APIError) as exc:
-                if not _outcome_unknown(exc) or attempt == self.client.max_retries:
-                    raise
-                sent_unanswered = True
-
-    def current(self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
-        """The server's sources for ``ids`` (None where there is none), in few requests.
-
-        Few ids: one GET each, concurrently. Many: the listing (of the given
-        spaces, when known), and a GET for any id the listing did not have.
-        """
-        ids = list(dict.fromkeys(int(i) for i in ids))
-        found: dict[int, dict | None] = {}
-        if len(ids) > self.client.max_workers:
-            first = self.list(spaces_ids=spaces_ids, limit=self.client.page_size)
-            count = first.get("count")
-            pages_left = (count - len(first["results"])) / max(1, len(first["results"])) \
-                if isinstance(count, int) else float("inf")
-            if pages_left < len(ids):
-                wanted = set(ids)
-                rows, _ = self.records(spaces_ids=spaces_ids, progress=False, first=first)
-                found = {r["id"]: r for r in rows if r["id"] in wanted}
-        missing = [i for i in ids if i not in found]
-
-        def get_or_none(source_id: int) -> dict | None:
-            try:
-                return self.get(source_id)
-            except NotFoundError:
-                return None
-
-        with ThreadPoolExecutor(self.client.max_workers) as pool:
-            found.update(zip(missing, pool.map(get_or_none, missing)))
-        return found
-
-    # ---- bulk jobs ------------------------------------------------------------
     def plan(self, edited: pd.DataFrame, base: pd.DataFrame | None = None) -> Plan:
         """What applying ``edited`` would change (against ``base``, or the server now)."""
-        from .plan import make_plan
-
         return make_plan(self, edited, base)
 
     def bulk_update(self, edited: pd.DataFrame, base: pd.DataFrame | None = None, *, dry_run: bool = False,
                     on_conflict: str = "skip", progress: bool | None = None) -> pd.DataFrame:
         """Apply ``edited``: one PATCH per changed source; a report row per source."""
-        from .bulk import check_on_conflict
-
         check_on_conflict(on_conflict)
         return self.plan(edited, base).apply(dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def undo(self, report: pd.DataFrame, *, on_conflict: str = "skip",
              progress: bool | None = None) -> pd.DataFrame:
         """Put back what a report's writes replaced (see :func:`neuroio_nb.sync.undo`)."""
-        from .sync import undo
-
-        return undo(self, report, on_conflict=on_conflict, progress=progress)
+        return undo_report(self, report, on_conflict=on_conflict, progress=progress)
 
     def export_csv(self, path: Any, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         """Write every source (or ``frame``) to CSV; returns the frame written."""
-        from .csvio import write_csv
-
         frame = self.to_frame() if frame is None else frame
         write_csv(frame, path)
         return frame
 
     def form(self, source_id: int | None = None) -> Any:
         """An ipywidgets form for one source (a searchable picker when no id)."""
-        from .form import source_form
-
         return source_form(self, source_id)
 
 
-def _whole(value: Any) -> int | None:
-    """``value`` as a whole number >= 0 (digit strings too), or None if it is not one."""
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    try:
-        number = operator.index(value)
-    except TypeError:
-        return None
-    return number if number >= 0 else None
-
-
-def _outcome_unknown(exc: NeuroIOError) -> bool:
-    """Did the request perhaps reach the server and act, though no answer says so?"""
-    return (isinstance(exc, TransportError) and exc.maybe_sent) or (
-        isinstance(exc, APIError) and exc.status_code in (502, 504))
-
-
-def _path(source_id: Any) -> str:
-    number = _whole(source_id)
-    if number is None:
-        raise ValidationError([Problem(source_id, "id", source_id, "a source id is a whole number >= 0")],
-                              what="request")
-    return f"{PATH}{number}/"
-
-
-def _count_param(name: str, value: Any) -> int:
-    number = _whole(value)
-    if number is None:
-        raise ValidationError([Problem(None, name, value, "must be a whole number >= 0")], what="request")
-    return number
-
-
-def _spaces_param(spaces_ids: Iterable[int] | int | str) -> str:
-    """``spaces_ids`` as the API's comma-joined list: from ints, digit strings or ``"1,2"``."""
-    if isinstance(spaces_ids, str):
-        parts: list[Any] = [part.strip() for part in spaces_ids.split(",")]
-    elif isinstance(spaces_ids, Iterable):
-        parts = list(spaces_ids)
-    else:
-        parts = [spaces_ids]
-    numbers = [_whole(part) for part in parts]
-    if not numbers or None in numbers:
-        raise ValidationError([Problem(None, "spaces_ids", spaces_ids,
-                                       "must be space ids: whole numbers, e.g. [1, 2]")], what="request")
-    return ",".join(str(n) for n in numbers)
-
-
-def _writable(fields: dict[str, Any], source_id: Any = None) -> dict[str, Any]:
-    """Fields checked against the schema, aliases resolved; ValidationError lists all problems."""
-    body: dict[str, Any] = {}
-    problems = []
-    for key, value in fields.items():
-        name = ALIASES.get(key, key)
-        if name in ALIASES.values() and key != name and name in fields:
-            problems.append(Problem(source_id, key, value, f"give either {key!r} or {name!r}, not both"))
-            continue
-        field = BY_NAME.get(name)
-        if field is not None:
-            if not field.writable:
-                problems.append(Problem(source_id, name, value, "is read-only"))
-                continue
-            reason = check_value(field, value)
-            if reason:
-                problems.append(Problem(source_id, name, value, reason))
-                continue
-        body[name] = value.item() if isinstance(value, np.generic) else value  # a frame cell
-    if problems:
-        raise ValidationError(problems, what="fields")
-    return body
-
-
-def _checked_page(body: Any, path: str) -> dict[str, Any]:
-    if not isinstance(body, dict) or not isinstance(body.get("results"), list):
-        raise MalformedResponseError(200, "the server's page has no list of results", method="GET", path=path)
-    for row in body["results"]:
-        _checked_source(row, path)
-    return body
-
-
-def _checked_source(body: Any, path: str) -> dict[str, Any]:
-    if not isinstance(body, dict) or not isinstance(body.get("id"), int) or isinstance(body.get("id"), bool):
-        raise MalformedResponseError(200, "the server sent a source without a whole-number id",
-                                     path=path)
-    return body
-
-
-def _dedupe(rows: list[dict]) -> tuple[list[dict], bool]:
-    seen: set[int] = set()
-    out = []
-    for row in rows:
-        if row["id"] not in seen:
-            seen.add(row["id"])
-            out.append(row)
-    return out, len(out) != len(rows)
+__all__ = ["ListingChangedWarning", "Sources"]

@@ -1,0 +1,98 @@
+"""The package's layers import downward only (no module imports one above it).
+
+Every import counts: at the top of a module, inside a function, and under
+``if TYPE_CHECKING:``. A new module must be given its layer here (and in the
+README's layout table); the test fails until it is.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "neuroio_nb"
+
+#: Bottom to top. A module may import from its own layer or any layer below.
+LAYERS: dict[int, set[str]] = {
+    0: {"_version", "schema", "errors", "values", "throttle", "views"},
+    1: {"transport", "journal", "sandbox"},
+    2: {"rest", "paging"},
+    3: {"frames", "validate", "plan", "bulk", "sync", "csvio", "history"},
+    4: {"form_state", "form", "explore"},
+    5: {"sources", "client"},
+    # Entry points: they start a Client (layer 5), so they sit above it.
+    6: {"cli", "__init__", "__main__"},
+}
+LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
+
+
+def module_name(path: Path) -> str:
+    """``neuroio_nb.sandbox.api`` for ``neuroio_nb/sandbox/api.py``."""
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def layer(module: str) -> int:
+    """The layer of a module of the package: its top-level part below ``neuroio_nb``."""
+    parts = module.split(".")
+    top = parts[1] if len(parts) > 1 else "__init__"
+    if top not in LAYER_OF:
+        raise AssertionError(f"neuroio_nb.{top} has no layer: add it to LAYERS in {Path(__file__).name} "
+                             "and to the README's layout table")
+    return LAYER_OF[top]
+
+
+def imports(path: Path, here: str | None = None) -> list[tuple[int, str]]:
+    """(line, module) for every import of the package's own modules in ``path``, wherever it is.
+
+    ``here``: the module ``path`` is, if not the one its place in the package says.
+    """
+    here = here or module_name(path)
+    package = here if path.name == "__init__.py" else here.rpartition(".")[0]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, a.name) for a in node.names if a.name.split(".")[0] == "neuroio_nb"]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")
+                base = base[:len(base) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module or ""
+            if target.split(".")[0] != "neuroio_nb":
+                continue
+            for alias in node.names:  # "from . import schema" imports the module schema
+                sub = f"{target}.{alias.name}"
+                is_module = (PACKAGE.parent / sub.replace(".", "/")).with_suffix(".py").exists() or (
+                    PACKAGE.parent / sub.replace(".", "/") / "__init__.py").exists()
+                found.append((node.lineno, sub if is_module else target))
+    return found
+
+
+SOURCES = sorted(PACKAGE.rglob("*.py"))
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGE.parent)))
+def test_no_module_imports_one_above_it(path: Path) -> None:
+    here = module_name(path)
+    mine = layer(here) if path.name != "__init__.py" or here != "neuroio_nb" else LAYER_OF["__init__"]
+    upward = [f"line {line}: imports {target} (layer {layer(target)}), above {here} (layer {mine})"
+              for line, target in imports(path) if target != "neuroio_nb" and layer(target) > mine]
+    package_init = [f"line {line}: imports the package itself (its __init__ is the top layer)"
+                    for line, target in imports(path) if target == "neuroio_nb" and here != "neuroio_nb"]
+    assert not upward + package_init, "\n".join(upward + package_init)
+
+
+def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
+    """Function-local, TYPE_CHECKING and ``from . import module`` imports are all seen as upward."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("from typing import TYPE_CHECKING\n"
+                     "from .schema import FIELDS\n"
+                     "if TYPE_CHECKING:\n    from .sources import Sources\n"
+                     "def f():\n    from .form import source_form\n    from . import plan\n", encoding="utf-8")
+    seen = {target for _, target in imports(probe, here="neuroio_nb.paging")}
+    assert seen == {"neuroio_nb.schema", "neuroio_nb.sources", "neuroio_nb.form", "neuroio_nb.plan"}
+    assert [t for t in sorted(seen) if layer(t) > layer("neuroio_nb.paging")] == [
+        "neuroio_nb.form", "neuroio_nb.plan", "neuroio_nb.sources"]
