@@ -47,13 +47,14 @@ EXIT_INTERRUPTED = 130
 
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (plan: nothing would change)",
-    EXIT_ROWS_FAILED: "apply: some sources failed or conflicted (see the report); "
-                      "sandbox: could not listen",
+    EXIT_ROWS_FAILED: "apply: some sources failed or conflicted (see the report)",
     EXIT_DRIFT: "plan: the CSV differs from the server (something would change)",
     EXIT_USAGE: "bad usage or input: unknown option, unreadable or invalid CSV, file not found",
     EXIT_AUTH: f"authentication or configuration: no {TOKEN_ENV}, token refused (401/403), bad URL",
     EXIT_API: "the API failed: an error answer (404, 5xx, ...) or no connection after retries",
     EXIT_NOT_CONFIRMED: "apply: not confirmed (answered no, or stdin is not a terminal and no --yes)",
+    sandbox_cli.EXIT_CANNOT_SERVE: "sandbox: cannot listen there (the port is taken, or the "
+                                   "address is not this machine's)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); apply prints and writes the partial report",
 }
 

@@ -9,6 +9,7 @@ import pty
 import queue
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -385,3 +386,16 @@ def test_sandbox_command_prints_url_and_token_and_serves_until_interrupted(
         code, err = served.interrupt()
         assert code == 0
         assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", SANDBOX_COMMANDS)
+def test_sandbox_on_a_taken_port_exits_7(command: str) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        argv = [*SANDBOX_COMMANDS[command], "--port", str(taken.getsockname()[1]), "--sources", "5"]
+        proc = subprocess.run(argv, env=cli_env(None), stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=60)
+    assert proc.returncode == 7, proc.stderr
+    assert "cannot serve on 127.0.0.1:" in proc.stderr and "in use" in proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from neuroio_nb import schema, values
-from neuroio_nb.sandbox import EXTRA_FIELDS, RequestRecord, Sandbox, generate_sources
+from neuroio_nb.sandbox import EXTRA_FIELDS, VARIETY_FIELDS, RequestRecord, Sandbox, generate_sources
 
 LIST = "/v1/sources/"
 
@@ -403,3 +403,99 @@ def test_a_list_of_sources_becomes_the_state() -> None:
     with Sandbox(mine) as sb, session(sb) as http:
         assert http.get(sb.url + LIST).json()["results"] == mine
         assert http.post(sb.url + LIST, json={"name": "Two"}).json()["id"] == 11
+
+
+# -- the variety a real server has ---------------------------------------------------------------
+
+def test_integer_license_ids_only_and_some_sources_unlicensed() -> None:
+    sources = generate_sources(400, seed=2, license_ids="int")
+    assert {type(s["license_id"]) for s in sources} == {int, type(None)}
+    assert 10 < sum(s["license_id"] is None for s in sources) < 80
+    assert all(s["license"]["id"] == s["license_id"] for s in sources if "license" in s)
+    assert not any("license" in s for s in sources if s["license_id"] is None)
+    plain = generate_sources(400, seed=2)
+    assert [s["name"] for s in sources] == [s["name"] for s in plain]  # only license ids differ
+    with Sandbox(20, license_ids="int") as sb, session(sb) as http:
+        refused = http.patch(item(sb, 1), json={"license_id": "lic-00aa"})
+        assert refused.status_code == 400
+        assert refused.json()["fields"][0]["name"] == "license_id"
+        assert http.patch(item(sb, 1), json={"license_id": 1234}).status_code == 200
+        assert http.patch(item(sb, 2), json={"license_id": None}).json()["license_id"] is None
+
+
+def test_unknown_fields_hold_text_that_looks_like_numbers_and_some_sources_lack_some() -> None:
+    sources = generate_sources(300, seed=4, unknown_fields=True)
+    codes = [s["site_code"] for s in sources]
+    for tricky in ("007", "0420", "true", "1.50", ""):
+        assert tricky in codes
+    assert None in codes and all(c is None or isinstance(c, str) for c in codes)
+    for name in ("retention_days", "night_mode"):
+        assert 20 < sum(name not in s for s in sources) < 100, name
+    assert {type(s["night_mode"]) for s in sources if "night_mode" in s} == {bool}
+    assert {type(s["retention_days"]) for s in sources if "retention_days" in s} == {int}
+    assert [s["name"] for s in sources] == [s["name"] for s in generate_sources(300, seed=4)]
+
+    with Sandbox(30, unknown_fields=True) as sb, session(sb) as http:
+        assert http.get(sb.url + LIST).json()["results"][0]["site_code"] == sb.source(1)["site_code"]
+        ok = http.patch(item(sb, 1), json={"site_code": "0042", "retention_days": 45, "night_mode": True})
+        assert ok.status_code == 200 and sb.source(1)["site_code"] == "0042"
+        refused = http.patch(item(sb, 2), json={"site_code": 42, "retention_days": 45.0,
+                                                "night_mode": "true"})
+        assert refused.status_code == 400
+        assert {f["name"] for f in refused.json()["fields"]} == {"site_code", "retention_days",
+                                                                "night_mode"}
+        assert set(VARIETY_FIELDS) <= set(http.post(sb.url + LIST, json={"name": "New"}).json())
+
+
+def test_seeded_records_keep_their_own_fields_and_their_json_types(sb: Sandbox) -> None:
+    records = [{"id": 5, "space_id": 2, "name": "Gate", "zone": "0042", "weight": 3, "tags": None},
+               {"id": 2**40, "space_id": 2, "name": "Dock", "zone": "", "weight": 7, "tags": None}]
+    sb.reset(records)
+    assert sb.log == [] and sb.sources == {r["id"]: r for r in records}
+    with session(sb) as http:
+        assert http.get(sb.url + LIST).json()["results"] == records
+        assert http.patch(item(sb, 5), json={"zone": "7", "weight": 8, "tags": ["x"]}).status_code == 200
+        refused = http.patch(item(sb, 5), json={"zone": 7, "weight": 8.0, "colour": "red"}).json()
+        assert {f["name"]: f["message"] for f in refused["fields"]} == {
+            "zone": "must be string, not integer", "weight": "must be integer, not number",
+            "colour": "Unknown field."}
+        assert sb.source(5) == {**records[0], "zone": "7", "weight": 8, "tags": ["x"]}
+    sb.reset(3)
+    assert sorted(sb.sources) == [1, 2, 3]
+
+
+def test_error_page_that_echoes_the_request_headers(sb: Sandbox, http: requests.Session) -> None:
+    sb.faults = {"echo_headers": 1.0}
+    before = sb.source(1)
+    r = http.patch(item(sb, 1), json={"use_pps_time": True}, headers={"User-Agent": "probe/2"})
+    assert r.status_code == 400 and r.headers["Content-Type"].startswith("text/html")
+    assert f"Authorization: Token {sb.token}" in r.text and "User-Agent: probe/2" in r.text
+    assert "PATCH /v1/sources/1/" in r.text
+    assert sb.source(1) == before and sb.log[-1].fault == "echo_headers"
+
+
+def test_error_body_with_scalar_error_codes_and_fields(sb: Sandbox, http: requests.Session) -> None:
+    sb.faults = {"scalar_error": 1.0}
+    before = sb.source(1)
+    r = http.patch(item(sb, 1), json={"use_pps_time": True})
+    assert r.status_code == 400
+    body = r.json()
+    assert body["error_codes"] == 1007 and isinstance(body["fields"], str) and body["message"]
+    assert sb.source(1) == before
+
+
+def test_fault_rate_splits_over_the_transient_kinds_only() -> None:
+    sb = Sandbox(5, fault_rate=0.4)
+    assert sb.faults == {"503": 0.1, "429": 0.1, "502": 0.1, "drop": 0.1}
+
+
+def test_applied_then_answered_by_a_proxy_502() -> None:
+    with Sandbox(5, gateway_after_apply=1.0) as sb, session(sb) as http:
+        r = http.patch(item(sb, 1), json={"identify_facesize_threshold": 4343})
+        assert r.status_code == 502 and b"Bad Gateway" in r.content
+        assert sb.source(1)["identify_facesize_threshold"] == 4343
+        r = http.post(sb.url + LIST, json={"name": "Answered 502"})
+        assert r.status_code == 502
+        assert any(s["name"] == "Answered 502" for s in sb.sources.values())
+        assert http.get(item(sb, 1)).status_code == 200  # reads are answered as usual
+        assert [(r.status, r.fault) for r in sb.log] == [(502, "502_after_apply")] * 2 + [(200, None)]

@@ -13,17 +13,21 @@ from __future__ import annotations
 
 from .cli import add_arguments, build_parser, main
 from .data import generate_sources
-from .faults import FAULT_KINDS
-from .fields import EXTRA_FIELDS
-from .sandbox import RequestRecord, Sandbox
+from .faults import FAULT_KINDS, TRANSIENT_KINDS
+from .fields import EXTRA_FIELDS, TRICKY_TEXTS, VARIETY_FIELDS
+from .log import RequestRecord
+from .sandbox import Sandbox
 
 __all__ = [
-           "EXTRA_FIELDS",
-           "FAULT_KINDS",
-           "RequestRecord",
-           "Sandbox",
-           "add_arguments",
-           "build_parser",
-           "generate_sources",
-           "main",
+    "EXTRA_FIELDS",
+    "FAULT_KINDS",
+    "TRANSIENT_KINDS",
+    "TRICKY_TEXTS",
+    "VARIETY_FIELDS",
+    "RequestRecord",
+    "Sandbox",
+    "add_arguments",
+    "build_parser",
+    "generate_sources",
+    "main",
 ]

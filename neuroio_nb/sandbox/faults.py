@@ -1,19 +1,34 @@
 """Trouble on demand: injected faults, and a rate limit.
 
+The kinds (:data:`FAULT_KINDS`), each answered before the request is processed:
+
+- ``"503"``: a JSON "unavailable"; ``"429"``: throttled, with ``Retry-After``;
+  ``"502"``: a proxy's HTML page; ``"drop"``: the connection closes unanswered.
+  ``fault_rate`` splits evenly over these four (:data:`TRANSIENT_KINDS`).
+- ``"echo_headers"``: a 400 HTML page from a firewall or debug proxy that shows the
+  request's headers, ``Authorization`` included, as such pages do.
+- ``"scalar_error"``: a 400 whose JSON body has a scalar ``error_codes`` (``1007``)
+  and a scalar ``fields`` instead of lists.
+
 Faults are drawn from one seeded ``random.Random`` under a lock, so a run that
 sends the same requests in the same order sees the same faults.
 """
 from __future__ import annotations
 
+import html
 import math
 import random
 import threading
 import time
 from collections.abc import Mapping
 
-from .replies import DROP, THROTTLED, UNAVAILABLE, Reply, error_reply
+from .replies import DROP, THROTTLED, UNAVAILABLE, Reply, error_reply, json_reply
+from .server import Request
 
-FAULT_KINDS = ("503", "429", "502", "drop")
+TRANSIENT_KINDS = ("503", "429", "502", "drop")
+FAULT_KINDS = (*TRANSIENT_KINDS, "echo_headers", "scalar_error")
+#: The error code of the ``"scalar_error"`` fault.
+LOCKED = 1007
 
 _PROXY_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
                b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
@@ -21,8 +36,8 @@ _PROXY_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>
 
 
 def even_split(rate: float) -> dict[str, float]:
-    """``rate`` shared evenly by every fault kind."""
-    return {kind: rate / len(FAULT_KINDS) for kind in FAULT_KINDS} if rate else {}
+    """``rate`` shared evenly by the transient fault kinds."""
+    return {kind: rate / len(TRANSIENT_KINDS) for kind in TRANSIENT_KINDS} if rate else {}
 
 
 def checked_faults(faults: Mapping[str, float]) -> dict[str, float]:
@@ -35,14 +50,32 @@ def checked_faults(faults: Mapping[str, float]) -> dict[str, float]:
     return {kind: float(share) for kind, share in faults.items() if share}
 
 
-def fault_reply(kind: str, retry_after: int) -> Reply:
+def fault_reply(kind: str, retry_after: int, request: Request) -> Reply:
     if kind == "503":
         return error_reply(503, UNAVAILABLE, "Service temporarily unavailable.")
     if kind == "429":
         return throttled(retry_after)
     if kind == "502":
-        return Reply(502, _PROXY_PAGE, "text/html")
+        return bad_gateway()
+    if kind == "echo_headers":
+        return echo_page(request)
+    if kind == "scalar_error":
+        return json_reply(400, {"error_codes": LOCKED, "fields": "settings",
+                                "message": "Source is locked by another operation."})
     return DROP
+
+
+def bad_gateway() -> Reply:
+    return Reply(502, _PROXY_PAGE, "text/html")
+
+
+def echo_page(request: Request) -> Reply:
+    """A firewall's "request rejected" page that shows the request, headers and all."""
+    shown = "\n".join(f"{name}: {html.escape(value)}" for name, value in request.headers)
+    page = (f"<html><head><title>400 Request Rejected</title></head><body>"
+            f"<h1>Request Rejected</h1><p>Support ID: 1446-{len(request.body):04d}</p>"
+            f"<pre>{request.method} {html.escape(request.target)} HTTP/1.1\n{shown}</pre></body></html>")
+    return Reply(400, page.encode(), "text/html")
 
 
 def throttled(retry_after: int) -> Reply:

@@ -2,13 +2,20 @@
 
 Everything comes from :mod:`neuroio_nb.schema`, plus :data:`EXTRA_FIELDS`:
 fields real servers have sent that the client's schema does not know, so that
-a client's handling of unknown fields is always exercised.
+a client's handling of unknown fields is always exercised. With
+``unknown_fields=True`` a sandbox also knows :data:`VARIETY_FIELDS`, and one
+seeded with records learns any other field they carry (:class:`ServerFields`).
+
+The checks are the server's own, as strict as JSON: ``7000.0`` is not a whole
+number, ``"true"`` is not a switch. They do not reuse the client's validation, so
+that a mistake there is not mirrored here.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .. import schema, values
+from .. import schema
 from .replies import field_error
 
 EXTRA_FIELDS: dict[str, schema.Field] = {
@@ -19,37 +26,116 @@ EXTRA_FIELDS: dict[str, schema.Field] = {
     ),
 }
 
+#: Fields of a newer server: text that looks like numbers or booleans, and a number
+#: and a switch that some sources lack (``Sandbox(unknown_fields=True)``).
+VARIETY_FIELDS: dict[str, schema.Field] = {
+    "site_code": schema.Field(
+        "site_code", "str", schema.GROUPS[0], "Site code",
+        "The operator's own code for the site (text, often digits)."),
+    "retention_days": schema.Field(
+        "retention_days", "int", schema.GROUPS[3], "Retention days",
+        "Days images are kept; sources on older firmware lack it.", minimum=1, maximum=3650),
+    "night_mode": schema.Field(
+        "night_mode", "bool", schema.GROUPS[2], "Night mode",
+        "Infrared mode; sources on older firmware lack it."),
+}
+
+#: Text a CSV reader or a type-guesser is tempted to turn into something else.
+TRICKY_TEXTS = ("007", "0420", "true", "False", "1.50", "", "1e3", "NaN", "null", "None",
+                "-0", " 42", "TRUE", "N/A", "0x1F", "12,5", "A-17", "=1+2")
+
+_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+               dict: "object", type(None): "null"}
+
 
 def server_fields() -> tuple[schema.Field, ...]:
-    """Every field a source can carry on this server, schema order first."""
+    """Every field a source of a plain sandbox carries, schema order first."""
     return schema.FIELDS + tuple(EXTRA_FIELDS.values())
 
 
-def server_field(name: str) -> schema.Field | None:
-    return schema.BY_NAME.get(name) or EXTRA_FIELDS.get(name)
+def json_type(value: Any) -> str:
+    return _JSON_TYPES.get(type(value), type(value).__name__)
 
 
-def field_problems(body: dict[str, Any], *, creating: bool) -> list[dict[str, Any]]:
-    """Every problem with a create/update body, as API field errors."""
-    found = [field_error(name, message)
-             for name, value in body.items() if (message := _problem(name, value))]
-    if creating:
-        found += [field_error(f.name, values.check_value(f, None) or "is required")
-                  for f in server_fields() if f.required and f.writable and f.name not in body]
-    return found
+class ServerFields:
+    """The fields one sandbox knows and how it checks a write to them.
+
+    ``license_ids="int"`` accepts whole-number license ids only; fields the seeded
+    records carry that no registry knows are learned with the JSON types they had.
+    """
+
+    def __init__(self, *, license_ids: str = "mixed", unknown_fields: bool = False,
+                 seeded: Iterable[Mapping[str, Any]] = ()) -> None:
+        known = {f.name: f for f in server_fields()}
+        if unknown_fields:
+            known.update(VARIETY_FIELDS)
+        self.known = known
+        self.license_ids = license_ids
+        self.learned: dict[str, set[str]] = {}
+        for record in seeded:
+            for name, value in record.items():
+                if name not in known:
+                    self.learned.setdefault(name, set()).add(json_type(value))
+
+    def filled_on_create(self) -> tuple[schema.Field, ...]:
+        """The fields a new source gets (from the body, or their defaults)."""
+        return tuple(self.known.values())
+
+    def problems(self, body: Mapping[str, Any], *, creating: bool) -> list[dict[str, Any]]:
+        """Every problem with a create/update body, as API field errors."""
+        found = [field_error(name, message)
+                 for name, value in body.items() if (message := self._problem(name, value))]
+        if creating:
+            found += [field_error(f.name, "This field is required.") for f in self.known.values()
+                      if f.required and f.writable and f.name not in body]
+        return found
+
+    def _problem(self, name: str, value: Any) -> str | None:
+        field = self.known.get(name)
+        if field is None:
+            return self._learned_problem(name, value)
+        if not field.writable:
+            return "This field is read-only."
+        if value is None:
+            return "This field may not be null." if field.required or field.default is not None \
+                else None
+        return _kind_problem(field, value, whole_license_ids=self.license_ids == "int")
+
+    def _learned_problem(self, name: str, value: Any) -> str | None:
+        seen = self.learned.get(name)
+        if seen is None:
+            return "Unknown field."
+        if seen <= {"null"} or json_type(value) in seen:
+            return None
+        return f"must be {' or '.join(sorted(seen))}, not {json_type(value)}"
 
 
-def _problem(name: str, value: Any) -> str | None:
-    field = server_field(name)
-    if field is None:
-        return "Unknown field."
-    if not field.writable:
-        return "This field is read-only."
-    if value is None and not field.required and field.default is not None:
-        return "This field may not be null."
-    # check_value accepts integral floats such as 7000.0; a JSON API does not.
-    if isinstance(value, float) and field.kind == "int":
-        return "must be a whole number"
-    if isinstance(value, float) and field.kind == "license":
-        return "must be a number or text"
-    return values.check_value(field, value)
+def _kind_problem(field: schema.Field, value: Any, *, whole_license_ids: bool) -> str | None:
+    kind = field.kind
+    if kind == "bool":
+        return None if isinstance(value, bool) else "must be true or false"
+    if kind == "int":
+        if type(value) is not int:
+            return "must be a whole number"
+        if field.minimum is not None and value < field.minimum:
+            return f"must be >= {field.minimum}"
+        if field.maximum is not None and value > field.maximum:
+            return f"must be <= {field.maximum}"
+        return None
+    if kind == "str":
+        if not isinstance(value, str):
+            return "must be text"
+        return "must not be empty" if field.required and not value.strip() else None
+    if kind == "license":
+        if type(value) is int:
+            return None
+        if whole_license_ids:
+            return "must be a whole number"
+        return None if isinstance(value, str) else "must be a number or text"
+    if kind == "list":
+        if not isinstance(value, list):
+            return "must be a list"
+        bad = [v for v in value if not isinstance(v, str) or (field.choices and v not in field.choices)]
+        if bad:
+            return f"unknown value(s) {bad!r}; allowed: {', '.join(field.choices or ())}"
+    return None

@@ -18,7 +18,7 @@ class RequestRecord:
     body: Any
     #: None when the connection was closed without an answer.
     status: int | None
-    #: The fault kind injected, "drop_after_apply", "rate_limit", or None.
+    #: The fault kind injected, "drop_after_apply", "502_after_apply", "rate_limit", or None.
     fault: str | None
     authorized: bool
     user_agent: str | None

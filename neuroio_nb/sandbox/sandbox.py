@@ -7,25 +7,35 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
 from .api import CORRUPT_MODES, INVALID_JSON, PageOptions, handle, parse_body
-from .data import generate_sources
-from .faults import Dice, TokenBucket, checked_faults, even_split, fault_reply, throttled
+from .data import LicenseIds, generate_sources
+from .faults import Dice, TokenBucket, bad_gateway, checked_faults, even_split, fault_reply, throttled
+from .fields import ServerFields
 from .log import RequestLog, RequestRecord
 from .replies import AUTH, DROP, INTERNAL, ApiFailure, Reply, error_reply
 from .server import Request, SandboxServer
 from .store import Store
 
+_T = TypeVar("_T")
 _WRITES = frozenset({"POST", "PATCH", "DELETE"})
 
 
 class Sandbox:
     """Serves the sources API on ``host:port`` (a free port by default) until stopped.
 
-    Every knob but ``sources``, ``seed``, ``host`` and ``port`` is an attribute
-    that may be changed while the sandbox runs; requests read them as they arrive.
+    Every knob but ``sources``, ``seed``, ``host``, ``port``, ``license_ids`` and
+    ``unknown_fields`` is an attribute that may be changed while the sandbox runs;
+    requests read them as they arrive. :meth:`reset` replaces the state.
+
+    ``sources`` is a number to generate (see :func:`generate_sources`, which also
+    explains ``license_ids`` and ``unknown_fields``) or the records themselves: any
+    fields they carry that the server does not know are learned, and writes to them
+    must keep the JSON types the records had. ``drop_after_apply`` and
+    ``gateway_after_apply`` are the shares of writes that are applied and then
+    answered by a dropped connection, or by a proxy's HTML 502.
     """
 
     def __init__(
@@ -44,13 +54,18 @@ class Sandbox:
         rate_limit: float | None = None,
         rate_burst: int | None = None,
         drop_after_apply: float = 0.0,
+        gateway_after_apply: float = 0.0,
+        license_ids: LicenseIds = "mixed",
+        unknown_fields: bool = False,
         omit_count: bool = False,
         next_base: str | None = None,
         corrupt: str | None = None,
         before_request: Callable[[str, str], None] | None = None,
     ) -> None:
-        initial = generate_sources(sources, seed) if isinstance(sources, int) else sources
-        self._store = Store(initial)
+        self._seed = seed
+        self.license_ids = license_ids
+        self.unknown_fields = unknown_fields
+        self._store = self._new_store(sources)
         self.token = token or secrets.token_urlsafe(24)
         self.host = host
         self._port = port
@@ -62,6 +77,7 @@ class Sandbox:
         self._rate_burst = rate_burst
         self.rate_limit = rate_limit
         self.drop_after_apply = drop_after_apply
+        self.gateway_after_apply = gateway_after_apply
         self.omit_count = omit_count
         self.next_base = next_base
         self.corrupt = corrupt
@@ -163,6 +179,23 @@ class Sandbox:
 
     # -- state, changed as another user would -----------------------------------
 
+    def _new_store(self, sources: int | list[dict[str, Any]]) -> Store:
+        if isinstance(sources, int):
+            generated = generate_sources(sources, self._seed, license_ids=self.license_ids,
+                                         unknown_fields=self.unknown_fields)
+            return Store(generated, ServerFields(license_ids=self.license_ids,
+                                                 unknown_fields=self.unknown_fields))
+        return Store(sources, ServerFields(license_ids=self.license_ids,
+                                           unknown_fields=self.unknown_fields, seeded=sources))
+
+    def reset(self, sources: int | list[dict[str, Any]]) -> None:
+        """Replace every source (a number to generate, or the records) and clear the log.
+
+        For tests that try many servers' data on one running sandbox (hypothesis).
+        """
+        self._store = self._new_store(sources)
+        self.clear_log()
+
     @property
     def sources(self) -> dict[int, dict[str, Any]]:
         """A deep copy of the state: id -> source."""
@@ -183,7 +216,7 @@ class Sandbox:
         self._call(self._store.delete, source_id)
 
     @staticmethod
-    def _call(method: Callable[..., Any], *args: Any) -> Any:
+    def _call(method: Callable[..., _T], *args: Any) -> _T:
         """Run a store method, raising KeyError / ValueError as Python callers expect."""
         try:
             return method(*args)
@@ -222,7 +255,7 @@ class Sandbox:
         body = parse_body(request.body)
         authorized = self._authorized(request.authorization)
         try:
-            reply, fault = self._answer(request.method, target.path, params, body, authorized)
+            reply, fault = self._answer(request, target.path, params, body, authorized)
         except Exception as exc:  # a failing before_request hook, say: answer, never hang
             reply, fault = error_reply(500, INTERNAL, f"Sandbox error: {exc!r}"), None
         record = RequestRecord(request.method, target.path, params,
@@ -231,13 +264,14 @@ class Sandbox:
         self._log.end(record)
         return reply
 
-    def _answer(self, method: str, path: str, params: dict[str, str], body: Any,
+    def _answer(self, request: Request, path: str, params: dict[str, str], body: Any,
                 authorized: bool) -> tuple[Reply, str | None]:
         """The reply and the fault behind it, if any.
 
         In order: latency, rate limit, injected fault, auth, ``before_request``,
-        the API, then maybe dropping a write's answer once it is applied.
+        the API, then maybe losing a write's answer once it is applied.
         """
+        method = request.method
         if self.latency > 0:
             time.sleep(self.latency)
         bucket = self._bucket
@@ -247,7 +281,7 @@ class Sandbox:
         kind = self._dice.fault(self._faults)
         if kind is not None:
             retry_after = self._dice.retry_after(*self.retry_after) if kind == "429" else 0
-            return fault_reply(kind, retry_after), kind
+            return fault_reply(kind, retry_after, request), kind
         if not authorized:
             return error_reply(401, AUTH, "Invalid token."), None
         hook = self.before_request
@@ -255,9 +289,11 @@ class Sandbox:
             hook(method, path)
         reply = handle(self._store, method, path, params, body, PageOptions(
             self.next_base or self.url, self.page_cap, self.omit_count, self._corrupt))
-        if (method in _WRITES and reply.status is not None and reply.status < 300
-                and self._dice.chance(self.drop_after_apply)):
-            return DROP, "drop_after_apply"
+        if method in _WRITES and reply.status is not None and reply.status < 300:
+            if self._dice.chance(self.drop_after_apply):
+                return DROP, "drop_after_apply"
+            if self._dice.chance(self.gateway_after_apply):
+                return bad_gateway(), "502_after_apply"
         return reply, None
 
     def _authorized(self, header: str | None) -> bool:

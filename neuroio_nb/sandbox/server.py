@@ -26,6 +26,8 @@ class Request:
     authorization: str | None
     user_agent: str | None
     body: bytes
+    #: Every header as received, in order (an echoing error page shows them).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 App = Callable[[Request], Reply]
@@ -48,7 +50,8 @@ class SandboxServer(ThreadingHTTPServer):
     def server_bind(self) -> None:
         # HTTPServer.server_bind looks the host up in DNS (getfqdn): slow, and not needed.
         socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
 
     def track(self, connection: socket.socket, open_: bool) -> None:
         with self._connections_lock:
@@ -105,7 +108,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         body = self.rfile.read(length) if length else b""
         reply = self.server.app(Request(self.command, self.path, self.headers.get("Authorization"),
-                                        self.headers.get("User-Agent"), body))
+                                        self.headers.get("User-Agent"), body,
+                                        tuple(self.headers.items())))
         if reply.status is None:
             self.close_connection = True
             return

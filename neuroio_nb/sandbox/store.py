@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import schema
-from .fields import field_problems, server_fields
+from .fields import ServerFields
 from .replies import ApiFailure, field_error
 
 _DUPLICATE = "source with this name already exists in the space"
@@ -20,9 +20,10 @@ _DUPLICATE = "source with this name already exists in the space"
 class Store:
     """Sources by id, kept in id order (new ids only ever grow)."""
 
-    def __init__(self, sources: Iterable[dict[str, Any]]) -> None:
+    def __init__(self, sources: Iterable[dict[str, Any]], fields: ServerFields | None = None) -> None:
         self._lock = threading.Lock()
         rows = [copy.deepcopy(dict(s)) for s in sources]
+        self.fields = fields or ServerFields(seeded=rows)
         next_id = max((r["id"] for r in rows if isinstance(r.get("id"), int)), default=0) + 1
         for row in rows:
             if not isinstance(row.get("id"), int):
@@ -56,7 +57,7 @@ class Store:
             self._check(body, creating=True, space=self.default_space, own_id=None)
             defaults = schema.create_defaults()
             source: dict[str, Any] = {}
-            for field in server_fields():
+            for field in self.fields.filled_on_create():
                 if field.name == "id":
                     source[field.name] = self._next_id
                 elif field.kind == "id":
@@ -88,7 +89,7 @@ class Store:
 
     def _check(self, body: dict[str, Any], *, creating: bool, space: Any,
                own_id: int | None) -> None:
-        problems = field_problems(body, creating=creating)
+        problems = self.fields.problems(body, creating=creating)
         name = body.get("name")
         name_ok = not any(p["name"] == "name" for p in problems)
         if name_ok and "name" in body and any(
