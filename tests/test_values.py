@@ -86,16 +86,16 @@ def test_numpy_scalars_from_a_frame_cell_are_accepted(field: str, value: Any) ->
     assert check_value(BY_NAME[field], value) is None
 
 
-def test_update_and_create_take_numpy_scalars_from_a_frame(sandbox, client) -> None:
+def test_update_and_create_take_numpy_scalars_from_a_frame(sb, client) -> None:
     """Issue 10 item 8: frame.at[i, col] is a numpy scalar; update() and create() take it as is."""
     frame = client.sources.to_frame()
     sid = int(frame.index[0])
     flag = np.bool_(not frame.at[sid, "use_pps_time"])
     threshold = np.int64(frame.at[sid, "identify_facesize_threshold"] + 1)
     client.sources.update(sid, use_pps_time=flag, identify_facesize_threshold=threshold)
-    assert sandbox.sources[sid]["use_pps_time"] is bool(flag)
-    assert sandbox.sources[sid]["identify_facesize_threshold"] == int(threshold)
+    assert sb.sources[sid]["use_pps_time"] is bool(flag)
+    assert sb.sources[sid]["identify_facesize_threshold"] == int(threshold)
     made = client.sources.create("numpy-made", auto_create_persons=np.bool_(True),
                                  auto_create_facesize_threshold=np.int64(30000))
-    assert sandbox.sources[made["id"]]["auto_create_persons"] is True
-    assert sandbox.sources[made["id"]]["auto_create_facesize_threshold"] == 30000
+    assert sb.sources[made["id"]]["auto_create_persons"] is True
+    assert sb.sources[made["id"]]["auto_create_facesize_threshold"] == 30000
