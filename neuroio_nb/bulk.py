@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .errors import BulkInterrupted, Problem, ValidationError
-from .values import id_index, same, three_way, to_python
+from .values import same, three_way, to_python
 from .views import empty, report_html
 
 STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned")
@@ -73,11 +73,19 @@ class Report(pd.DataFrame):
     def _constructor(self) -> type[Report]:
         return Report
 
+    def _constructor_from_mgr(self, mgr: Any, axes: Any) -> Report:
+        # pandas >= 2.1 builds results from a block manager; building a subclass from one
+        # through __init__ is deprecated (pandas 2.2 warns), so skip __init__ as pandas does.
+        report: Report = Report._from_mgr(mgr, axes=axes)  # type: ignore[attr-defined]  # private pandas API, not in pandas-stubs
+        return report
+
     def counts(self) -> dict[str, int]:
+        """How many sources ended in each status, e.g. ``{"updated": 297, "conflict": 2}``."""
         found = self["status"].value_counts().to_dict() if "status" in self else {}
         return {s: int(found[s]) for s in STATUSES if found.get(s)}
 
     def summary(self) -> str:
+        """The counts in words: ``"297 updated, 2 conflict"`` (``"nothing to change"`` when empty)."""
         counts = self.counts()
         return ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to change"
 
@@ -106,7 +114,7 @@ def make_report(outcomes: Iterable[Outcome]) -> Report:
         columns["row"] = pd.Series([o.row for o in rows], dtype=object)
         columns["old_id"] = pd.Series([o.old_id for o in rows], dtype="Int64")
     report: Report = Report(columns)
-    report.index = pd.Index(ids, dtype="Int64", name="id") if None in ids else id_index(ids)
+    report.index = pd.Index(ids, dtype="Int64" if None in ids else "int64", name="id")
     return report
 
 

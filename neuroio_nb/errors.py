@@ -114,6 +114,7 @@ class ValidationError(NeuroIOError, ValueError):
         return problems_text(self.problems, self.what)
 
     def to_frame(self) -> Any:
+        """The problems as a frame: one row per problem, a column per field of :class:`Problem`."""
         import pandas as pd
 
         return pd.DataFrame(self.problems, columns=list(Problem._fields))

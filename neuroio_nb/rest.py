@@ -121,6 +121,7 @@ class SourcesAPI:
 
     # ---- one source -----------------------------------------------------------
     def get(self, source_id: int) -> dict[str, Any]:
+        """One source, as the API sends it (``NotFoundError`` when there is none)."""
         return _checked_source(self.client.request("GET", _path(source_id)), _path(source_id))
 
     def create(self, name: str, **fields: Any) -> dict[str, Any]:

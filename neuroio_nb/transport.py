@@ -114,9 +114,11 @@ class Transport:
         self.close()
 
     def close(self) -> None:
+        """Close the HTTP session and its pooled connections."""
         self.session.close()
 
     def url(self, path: str) -> str:
+        """The absolute URL of an API path on this client's server."""
         return self.base_url + "/" + path.lstrip("/")
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,

@@ -90,6 +90,7 @@ class Sandbox:
     # -- life cycle -----------------------------------------------------------
 
     def start(self) -> Sandbox:
+        """Start serving in a background thread (a no-op when already serving); returns the sandbox."""
         if self._server is None:
             self._server = SandboxServer((self.host, self._port), self._respond)
             self._port = self._server.server_address[1]
@@ -100,6 +101,7 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
+        """Stop serving and close the listening socket (a no-op when not serving)."""
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -117,12 +119,14 @@ class Sandbox:
 
     @property
     def url(self) -> str:
+        """``http://host:port`` of the running sandbox, for ``Client(sandbox.token, sandbox.url)``."""
         if self._server is None:
             raise RuntimeError("the sandbox is not running; call start() or use `with`")
         return f"http://{self.host}:{self._port}"
 
     @property
     def port(self) -> int:
+        """The port served on (the one picked when started with port 0)."""
         return self._port
 
     # -- knobs that need checking ------------------------------------------------
@@ -159,6 +163,7 @@ class Sandbox:
 
     @property
     def rate_burst(self) -> int | None:
+        """How many requests may come at once before ``rate_limit`` paces them (None: a tenth of a second's worth)."""
         return self._bucket.burst if self._bucket else self._rate_burst
 
     @rate_burst.setter
@@ -202,6 +207,7 @@ class Sandbox:
         return self._store.snapshot()
 
     def source(self, source_id: int) -> dict[str, Any]:
+        """A copy of one source as the server holds it now."""
         return self._call(self._store.get, source_id)
 
     def external_edit(self, source_id: int, **fields: Any) -> dict[str, Any]:
@@ -213,6 +219,7 @@ class Sandbox:
         return self._call(self._store.create, fields)
 
     def remove_source(self, source_id: int) -> None:
+        """Delete a source on the server side, as another user would."""
         self._call(self._store.delete, source_id)
 
     @staticmethod
@@ -233,10 +240,12 @@ class Sandbox:
         return self._log.records()
 
     def requests(self, method: str | None = None) -> list[RequestRecord]:
+        """The request log, or the requests of one method (``"PATCH"``), oldest first."""
         records = self._log.records()
         return records if method is None else [r for r in records if r.method == method.upper()]
 
     def clear_log(self) -> None:
+        """Forget the requests seen so far; the in-flight high-water mark restarts from now."""
         self._log.clear()
 
     @property
