@@ -17,7 +17,8 @@ from typing import Any, ClassVar, Protocol
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .errors import BulkInterrupted, Problem, ValidationError
+from .errors import APIError, BulkInterrupted, NotFoundError, Problem, ValidationError
+from .schema import READ_ONLY
 from .values import same, three_way, to_python
 from .views import empty, report_html
 
@@ -124,35 +125,181 @@ def check_on_conflict(on_conflict: Any) -> None:
                               what="arguments")
 
 
+@dataclass
+class Job:
+    """Everything a plan asks to send, and what its conflict checks compare with.
+
+    ``updates``: id -> field -> (old, new). ``creates``: row label -> the body to POST.
+    ``deletes``: id -> the source's settings as planned (base). ``seen``: the ids in
+    ``scope`` (q, spaces_ids) when planned; a create whose name is held by a source in
+    scope that was not seen then is a conflict. ``scope`` None: no such check.
+    """
+
+    updates: dict[int, Changes]
+    names: dict[Any, Any] = field(default_factory=dict)
+    missing: dict[int, str] = field(default_factory=dict)
+    check_conflicts: bool = False
+    creates: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    deletes: dict[int, dict[str, Any]] = field(default_factory=dict)
+    old_ids: dict[Any, int] = field(default_factory=dict)
+    scope: tuple[str | None, Any] | None = None
+    seen: frozenset[int] = frozenset()
+
+
 def apply_updates(sources: SourceCalls, by_source: dict[int, Changes], *, names: dict[Any, Any],
                   missing: dict[int, str], check_conflicts: bool, dry_run: bool = False,
                   on_conflict: str = "skip", progress: bool | None = None) -> Report:
     """Send updates: one PATCH per changed source (``by_source``: id -> field -> (old, new))."""
+    return apply_job(sources, Job(by_source, names, missing, check_conflicts), dry_run=dry_run,
+                     on_conflict=on_conflict, progress=progress)
+
+
+def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_conflict: str = "skip",
+              progress: bool | None = None) -> Report:
+    """Send a job: deletes first, then updates and creates; one report row per source."""
     check_on_conflict(on_conflict)
-    check_sendable(by_source)
-    not_found = [Outcome("update", "failed", {}, reason, names.get(sid), sid) for sid, reason in missing.items()]
+    check_sendable(job.updates)
+    check_sendable({label: {f: (None, v) for f, v in body.items()} for label, body in job.creates.items()})
+    names = job.names
+    not_found = [Outcome("update", "failed", {}, reason, names.get(sid), sid) for sid, reason in job.missing.items()]
+    delete_changes = {sid: {f: (v, None) for f, v in settings.items()} for sid, settings in job.deletes.items()}
+    create_changes = {label: {f: (None, v) for f, v in body.items()} for label, body in job.creates.items()}
+    order: list[Hashable] = [("delete", sid) for sid in job.deletes] + [("create", label) for label in job.creates] \
+        + [("update", sid) for sid in job.updates]
     if dry_run:
-        return make_report([*(Outcome("update", "planned", changes, None, names.get(sid), sid)
-                              for sid, changes in by_source.items()), *not_found])
-    current = sources.current(list(by_source)) if check_conflicts and by_source else {}
+        planned = {("delete", sid): Outcome("delete", "planned", delete_changes[sid], None, names.get(sid), sid)
+                   for sid in job.deletes}
+        planned.update({("create", label): Outcome("create", "planned", create_changes[label], None,
+                                                   body.get("name"), None, row=label, old_id=job.old_ids.get(label))
+                        for label, body in job.creates.items()})
+        planned.update({("update", sid): Outcome("update", "planned", changes, None, names.get(sid), sid)
+                        for sid, changes in job.updates.items()})
+        return make_report([*(planned[k] for k in order), *not_found])
+    current, holders = _read_before_sending(sources, job)
     decided: dict[Hashable, Outcome] = {}
     tasks: dict[Hashable, Callable[[], Outcome]] = {}
-    for sid, changes in by_source.items():
+    for sid, settings in job.deletes.items():
+        key = ("delete", sid)
+        outcome = checked_delete(sid, settings, current.get(sid), on_conflict, names.get(sid))
+        if isinstance(outcome, Outcome):
+            decided[key] = outcome
+        else:
+            tasks[key] = delete_task(sources, sid, delete_changes[sid], outcome, names.get(sid))
+    for label, body in job.creates.items():
+        tasks[("create", label)] = create_task(sources, label, body, holders.get(body.get("name")), on_conflict,
+                                               job.old_ids.get(label), job.seen if job.scope is not None else None)
+    for sid, changes in job.updates.items():
+        key = ("update", sid)
         name = names.get(sid)
-        if check_conflicts:
+        if job.check_conflicts:
             outcome_or_body = checked_update(sid, changes, current.get(sid), on_conflict, name)
             if isinstance(outcome_or_body, Outcome):
-                decided[sid] = outcome_or_body
+                decided[key] = outcome_or_body
                 continue
             body, replaced = outcome_or_body
         else:
             body = {f: new for f, (old, new) in changes.items()}
             replaced = {f: old for f, (old, new) in changes.items()}
-        tasks[sid] = update_task(sources, sid, changes, body, replaced, name)
-    order: list[Hashable] = [*by_source, *missing]
-    done = send_all(sources.client.max_workers, tasks, decided, order, progress, "updating",
-                    fallback=lambda sid: Outcome("update", "failed", by_source[sid], None, names.get(sid), sid))
-    return make_report([*(done.get(k) or decided[k] for k in by_source), *not_found])
+        tasks[key] = update_task(sources, sid, changes, body, replaced, name)
+
+    def fallback(key: Any) -> Outcome:
+        action, ref = key
+        if action == "create":
+            return Outcome("create", "failed", create_changes[ref], None, job.creates[ref].get("name"),
+                           row=ref, old_id=job.old_ids.get(ref))
+        changes = delete_changes[ref] if action == "delete" else job.updates[ref]
+        return Outcome(action, "failed", changes, None, names.get(ref), ref)
+
+    desc = "updating" if not job.creates and not job.deletes else "sending"
+    done = send_all(sources.client.max_workers, tasks, decided, order, progress, desc, fallback=fallback)
+    return make_report([*(done.get(k) or decided[k] for k in order), *not_found])
+
+
+def _read_before_sending(sources: SourceCalls, job: Job) -> tuple[dict[int, dict[str, Any] | None],
+                                                                      dict[Any, dict[str, Any]]]:
+    """The server's sources the conflict checks need (by id), and the sources now holding
+    a name to create that were not in scope when planned (by name)."""
+    wanted = list(job.deletes) + (list(job.updates) if job.check_conflicts else [])
+    current: dict[int, dict[str, Any] | None] = {}
+    holders: dict[Any, dict[str, Any]] = {}
+    if job.creates and job.scope is not None:
+        q, spaces_ids = job.scope
+        listing, _ = sources.records(q, spaces_ids, progress=False)
+        names = {body.get("name") for body in job.creates.values()}
+        holders = {r.get("name"): r for r in listing if r.get("name") in names and r["id"] not in job.seen}
+        in_listing = {r["id"]: r for r in listing}
+        current = {sid: in_listing[sid] for sid in wanted if sid in in_listing}
+    rest = [sid for sid in wanted if sid not in current]
+    if rest:
+        current.update(sources.current(rest))
+    return current, holders
+
+
+def checked_delete(sid: int, settings: dict[str, Any], server: dict[str, Any] | None, on_conflict: str,
+                   name: Any) -> Outcome | dict[str, Any]:
+    """The outcome decided without sending (already gone, conflict), or the server's settings
+    that the delete will remove."""
+    changes = {f: (v, None) for f, v in settings.items()}
+    if server is None:
+        return Outcome("delete", "deleted", changes, None, name, sid)
+    moved = {f: server.get(f) for f, v in settings.items() if not same(f, server.get(f), v)}
+    if moved and on_conflict == "skip":
+        return Outcome("delete", "conflict", changes, "changed on the server since it was planned: " + ", ".join(
+            f"{f} is now {v!r} (planned with {settings[f]!r})" for f, v in moved.items()), name, sid)
+    return settings_of(server)
+
+
+def settings_of(source: dict[str, Any]) -> dict[str, Any]:
+    """What re-creating a source needs: its writable and unknown fields that have a value."""
+    return {f: v for f, v in source.items() if f not in READ_ONLY and v is not None}
+
+
+def delete_task(sources: SourceCalls, sid: int, changes: Changes, settings: dict[str, Any],
+                name: Any) -> Callable[[], Outcome]:
+    """A DELETE; its outcome keeps the settings it removed (``replaced``) for undo."""
+    def send() -> Outcome:
+        try:
+            sources.delete(sid)
+        except NotFoundError:  # gone meanwhile: what was asked holds, and nothing was removed by us
+            return Outcome("delete", "deleted", changes, None, name, sid)
+        return Outcome("delete", "deleted", changes, None, name, sid, settings)
+    return send
+
+
+def create_task(sources: SourceCalls, label: Any, body: dict[str, Any], holder: dict[str, Any] | None,
+                on_conflict: str, old_id: int | None, seen: frozenset[int] | None) -> Callable[[], Outcome]:
+    """A POST, unless the name was taken meanwhile (a conflict, or an update of its holder
+    under ``on_conflict="overwrite"``). ``seen``: sources known when planned, which do not
+    count as taking the name (the server's refusal is then a failure, with its message)."""
+    name = body.get("name")
+    changes = {f: (None, v) for f, v in body.items()}
+
+    def taken(by: dict[str, Any], error: str) -> Outcome:
+        if on_conflict == "skip":
+            return Outcome("create", "conflict", changes, error, name, by.get("id"), row=label, old_id=old_id)
+        update = {f: (by.get(f), v) for f, v in body.items() if not same(f, by.get(f), v)}
+        if not update:
+            return Outcome("create", "updated", update, None, name, by["id"], row=label, old_id=old_id)
+        outcome = update_task(sources, by["id"], update, {f: v for f, (o, v) in update.items()},
+                              {f: o for f, (o, v) in update.items()}, name, "create")()
+        outcome.row, outcome.old_id = label, old_id
+        return outcome
+
+    def send() -> Outcome:
+        if holder is not None:
+            return taken(holder, f"the name {name!r} was taken since the plan, by source {holder['id']}")
+        try:
+            made = sources.create(**body)
+        except APIError as exc:
+            if exc.status_code != 400 or "name" not in exc.field_errors:
+                raise
+            holders = [s for s in sources.records(name, None, progress=False)[0] if s.get("name") == name]
+            if len(holders) != 1 or (seen is not None and holders[0]["id"] in seen):
+                raise
+            return taken(holders[0], str(exc))
+        made_with = {f: (None, v) for f, v in settings_of(made).items()}  # the server's defaults too: undo checks them
+        return Outcome("create", "created", made_with, None, name, made["id"], row=label, old_id=old_id)
+    return send
 
 
 def checked_update(sid: int, changes: Changes, server: dict[str, Any] | None, on_conflict: str,

@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import sys
 import warnings
 from pathlib import Path
 from typing import Any, Callable, NoReturn, Sequence
+
+import pandas as pd
 
 from ._version import __version__
 from .client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
@@ -88,29 +91,68 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _read_desired(path: str, key: str) -> Any:
+    """The CSV as a frame; with ``--key name`` it may have no ``id`` column (a new site's
+    names and settings): its rows are then numbered from 0."""
+    if key != "name":
+        return read_csv(path)
+    with open(path, newline="", encoding="utf-8-sig") as fh:
+        rows = list(csv.reader(fh))
+    header = next((row for row in rows if any(cell.strip() for cell in row)), None)
+    if header is None or "id" in [cell.strip() for cell in header]:
+        return read_csv(path)
+    numbered = io.StringIO()
+    writer = csv.writer(numbered, lineterminator="\n")
+    body = [row for row in rows if any(cell.strip() for cell in row)]
+    writer.writerows([["id", *body[0]], *([str(n), *row] for n, row in enumerate(body[1:]))])
+    numbered.seek(0)
+    frame = read_csv(numbered)
+    frame.index = pd.RangeIndex(len(frame))
+    return frame
+
+
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show what the edited CSV would change; exit 2 if anything would."""
-    edited = read_csv(args.path)
+    edited = _read_desired(args.path, args.key)
     base = read_csv(args.base) if args.base else None
     with _client(args) as client:
-        plan = client.sources.plan(edited, base)
+        plan = _plan(client, edited, base, args)
     _print_plan(plan)
     return EXIT_DRIFT if plan else EXIT_OK
 
 
+def _plan(client: Client, edited: Any, base: Any, args: argparse.Namespace) -> Any:
+    return client.sources.plan(edited, base, key=args.key, create=args.create, delete=args.delete,
+                               q=args.q, spaces_ids=args.space)
+
+
 def cmd_apply(args: argparse.Namespace) -> int:
     """Show the plan, confirm, apply it, print (and maybe write) the report."""
-    edited = read_csv(args.path)
+    edited = _read_desired(args.path, args.key)
     base = read_csv(args.base) if args.base else None
     if args.report:
         _check_writable(args.report)
     with _client(args) as client:
-        plan = client.sources.plan(edited, base)
+        plan = _plan(client, edited, base, args)
         _print_plan(plan)
         if not plan:
             return EXIT_OK
-        if len(plan) and not args.yes:
-            question = f"Apply {_plural(len(plan.changes), 'change')} to {_plural(len(plan), 'source')}? [y/N] "
+        if len(plan.deletes) and not args.yes:  # deletions are confirmed on their own
+            confirmed = _confirm(f"Delete the {_plural(len(plan.deletes), 'source')} listed above? [y/N] ")
+            if confirmed is None:
+                _error("refusing to delete without confirmation: stdin is not a terminal. "
+                       "Review the plan above and pass --yes to apply it.")
+                return EXIT_NOT_CONFIRMED
+            if not confirmed:
+                print("Not applied: nothing was deleted, created or updated.")
+                return EXIT_NOT_CONFIRMED
+        rest = len(plan) - len(plan.deletes)
+        if rest and not args.yes:
+            parts = [f"create {_plural(len(plan.creates), 'source')}"] if len(plan.creates) else []
+            if len(plan.changes):
+                parts.append(f"apply {_plural(len(plan.changes), 'change')} to "
+                             f"{_plural(plan.changes['id'].nunique(), 'source')}")
+            question = f"{' and '.join(parts).capitalize()}? [y/N] "
             confirmed = _confirm(question)
             if confirmed is None:
                 _error("refusing to apply without confirmation: stdin is not a terminal. "
@@ -212,16 +254,26 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
     p.add_argument("path", metavar="CSV", help="the file to write")
 
+    edits.add_argument("--key", choices=("id", "name"), default="id",
+                       help="match rows to sources by id (default) or by name (then the CSV's ids may be "
+                            "anything, e.g. a backup's)")
+    edits.add_argument("--create", action="store_true",
+                       help="with --key name: create the rows that match no source")
+    edits.add_argument("--delete", action="store_true",
+                       help="delete the sources in scope (--q, --space; default every source) that no row "
+                            "matches; apply lists them and asks about them on their own")
     command("plan", cmd_plan, "Show what an edited CSV would change (exit 2 if anything would).",
-            [connection, edits])
+            [connection, selection, edits])
 
-    p = command("apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.", [connection, edits])
-    p.add_argument("--yes", "-y", action="store_true", help="apply without asking")
+    p = command("apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.",
+                [connection, selection, edits])
+    p.add_argument("--yes", "-y", action="store_true", help="apply without asking (deletions included)")
     p.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip",
                    help="with --base: what to do with a source changed on the server meanwhile "
                         "(default: skip and report it)")
     p.add_argument("--report", metavar="CSV",
-                   help="write the report here (columns id,status,changes,error; changes as JSON)")
+                   help="write the report here (columns id,action,status,name,changes,replaced,error; "
+                        "changes and replaced as JSON)")
 
     p = command("get", cmd_get, "Print one source.", [connection])
     p.add_argument("id", type=int, help="the source's id")
@@ -278,6 +330,18 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _print_plan(plan: Any) -> None:
+    if len(plan.deletes):
+        print(f"To delete ({_plural(len(plan.deletes), 'source')}):")
+        print(_table(["", "id", "space", "name"], [["-", str(sid), _text(space), _text(name)] for sid, space, name
+                                                   in plan.deletes[["id", "space_id", "name"]].itertuples(
+                                                       index=False, name=None)]))
+    if len(plan.creates):
+        print(f"To create ({_plural(len(plan.creates), 'source')}):")
+        print(_table(["", "name", "settings"], [
+            ["+", _text(body.get("name")), ", ".join(f"{f}={_text(v)}" for f, v in body.items() if f != "name")]
+            for body in plan.create_bodies().values()]))
+    if (len(plan.deletes) or len(plan.creates)) and not len(plan.changes):
+        return
     rows = [[str(sid), _text(plan.names.get(sid)), field, f"{_text(old)} → {_text(new)}"]
             for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)]
     if rows:
@@ -291,10 +355,12 @@ def _print_plan(plan: Any) -> None:
 
 
 def _print_not_updated(report: Any, names: dict[int, Any]) -> None:
-    left = report[report["status"] != "updated"]
-    for sid, status, error in left[["status", "error"]].itertuples(name=None):
-        name = names.get(sid)
-        head = f"  {sid}" + (f" ({name})" if name else "") + f": {status}"
+    left = report[~report["status"].isin(["updated", "created", "deleted"])]
+    report_names = left["name"] if "name" in left.columns else pd.Series(None, index=left.index, dtype=object)
+    for (sid, status, error), known in zip(left[["status", "error"]].itertuples(name=None), report_names,
+                                           strict=True):
+        name = known if known is not None else names.get(sid)
+        head = f"  {'' if pd.isna(sid) else sid}" + (f" ({name})" if name else "") + f": {status}"
         lines = str(error or "").splitlines() or [""]
         print(f"{head}: {lines[0]}" if lines[0] else head)
         for line in lines[1:]:
@@ -304,10 +370,13 @@ def _print_not_updated(report: Any, names: dict[int, Any]) -> None:
 def _write_report(report: Any, path: str) -> None:
     with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, lineterminator="\n")
-        writer.writerow(["id", "status", "changes", "error"])
-        for sid, status, changes, error in report[["status", "changes", "error"]].itertuples(name=None):
+        writer.writerow(["id", "action", "status", "name", "changes", "replaced", "error"])
+        for sid, action, status, name, changes, replaced, error in report[
+                ["action", "status", "name", "changes", "replaced", "error"]].itertuples(name=None):
             as_json = {field: [to_python(old), to_python(new)] for field, (old, new) in (changes or {}).items()}
-            writer.writerow([sid, status, json.dumps(as_json, ensure_ascii=False, default=str), error or ""])
+            writer.writerow(["" if pd.isna(sid) else sid, action, status, "" if name is None else name,
+                             json.dumps(as_json, ensure_ascii=False, default=str),
+                             json.dumps(to_python(replaced or {}), ensure_ascii=False, default=str), error or ""])
     print(f"Report written to {path}")
 
 

@@ -13,13 +13,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bulk import Report, SourceCalls, apply_updates
+from .bulk import Job, Report, SourceCalls, apply_job
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
 from .validate import checked_frame
 from .values import to_python
-from .views import changes_html, empty, esc, ids_text, plural, showing, shown, window
+from .views import changes_html, empty, esc, ids_text, number, plural, showing, shown, window
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
 
@@ -33,9 +33,24 @@ class Plan:
     check_conflicts: bool = False
     missing: dict[int, str] = field(default_factory=dict)
     names: dict[int, Any] = field(default_factory=dict)
+    #: Rows to create (index: the desired frame's labels; one column per field sent).
+    creates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name"], dtype=object))
+    #: Server sources to delete: ``id``, ``space_id``, ``name``.
+    deletes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
+        {"id": pd.Series([], dtype="int64"), "space_id": pd.Series([], dtype="Int64"),
+         "name": pd.Series([], dtype=object)}))
+    #: id -> the settings each delete was planned with (compared with the server before deleting).
+    deleted: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
+    #: create label -> the id a re-created source had (undo of a delete).
+    old_ids: dict[Any, int] = field(default_factory=dict, repr=False)
+    #: (q, spaces_ids) read when planned, and the ids it held: a create whose name was
+    #: taken since by a source in scope is a conflict. None: the server alone decides.
+    scope: tuple[str | None, Any] | None = field(default=None, repr=False)
+    seen: frozenset[int] = field(default_factory=frozenset, repr=False)
 
     def __len__(self) -> int:
-        return int(self.changes["id"].nunique())
+        """How many sources change: updated, created and deleted."""
+        return int(self.changes["id"].nunique()) + len(self.creates) + len(self.deletes)
 
     def __bool__(self) -> bool:
         return len(self) > 0 or bool(self.missing)
@@ -55,15 +70,32 @@ class Plan:
     def apply(self, *, dry_run: bool = False, on_conflict: str = "skip",
               progress: bool | None = None) -> Report:
         """Send the plan: one PATCH per changed source; returns the report."""
-        return apply_updates(self.sources, self.by_source(), names=self.names, missing=self.missing,
-                             check_conflicts=self.check_conflicts, dry_run=dry_run,
-                             on_conflict=on_conflict, progress=progress)
+        job = Job(self.by_source(), {**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))},
+                  self.missing, self.check_conflicts, self.create_bodies(), self.deleted, self.old_ids,
+                  self.scope, self.seen)
+        return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
+
+    def create_bodies(self) -> dict[Any, dict[str, Any]]:
+        """Row label -> the fields a create sends (missing cells left to the server's defaults)."""
+        bodies = {}
+        for label, row in zip(self.creates.index, self.creates.to_dict("records"), strict=True):
+            bodies[label] = {f: v for f, v in ((f, to_python(v)) for f, v in row.items()) if v is not None}
+        return bodies
 
     def summary(self) -> str:
-        """``3 sources to update (5 values); 1 id not found``."""
-        if not len(self.changes) and not self.missing:
+        """``3 sources to update (5 values); 1 id not found``; deletions and creations lead:
+        ``1 source to delete, 2 to create, 269 to update (283 values)``."""
+        if not len(self) and not self.missing:
             return "nothing to change"
-        text = f"{plural(len(self), 'source')} to update ({plural(len(self.changes), 'value')})"
+        n_updates = int(self.changes["id"].nunique())
+        updates = f"to update ({plural(len(self.changes), 'value')})"
+        if len(self.deletes) or len(self.creates):
+            parts = [(len(self.deletes), "to delete"), (len(self.creates), "to create"), (n_updates, updates)]
+            kept = [(n, what) for n, what in parts if n]
+            text = ", ".join(f"{plural(n, 'source') if k == 0 else number(n)} {what}"
+                             for k, (n, what) in enumerate(kept))
+        else:
+            text = f"{plural(n_updates, 'source')} {updates}"
         if self.missing:
             text += f"; {plural(len(self.missing), 'id')} not found"
         return text
@@ -73,6 +105,9 @@ class Plan:
         win = window(len(by_source))
         note = showing(win, "plan.changes", "sources")
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
+        lines += [f"  - {sid} {shown(name)}" for sid, name in zip(self.deletes["id"], self.deletes["name"],
+                                                                  strict=True)][:20]
+        lines += [f"  + {shown(body.get('name'))}" for body in self.create_bodies().values()][:20]
         for k in win.head:
             lines.append(_change_line(*by_source[k]))
         if win.truncated:
@@ -84,14 +119,28 @@ class Plan:
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        if not len(self.changes) and not self.missing:
+        if not len(self) and not self.missing:
             return empty("Nothing to change: every edited value already equals the current one.")
-        by_source = self.by_source()
-        fields = [c for c in ["name", *COLUMNS] if c in set(self.changes["field"])]
-        fields += sorted(set(self.changes["field"]) - set(fields))
-        rows = [(sid, self.names.get(sid), changes) for sid, changes in by_source.items()]
+        rows = self.rows()
+        fields = [c for c in ["name", *COLUMNS] if any(c in changes for _, _, _, changes in rows)]
+        fields += sorted({f for _, _, _, changes in rows for f in changes} - set(fields))
         footer = f"<p>Not found: {esc(ids_text(list(self.missing)))}</p>" if self.missing else ""
-        return changes_html("Plan", self.summary(), rows, fields, where="plan.changes", footer=footer)
+        if not len(self.creates) and not len(self.deletes):
+            return changes_html("Plan", self.summary(), [r[1:] for r in rows], fields, where="plan.changes",
+                                footer=footer)
+        return changes_html("Plan", self.summary(), [r[1:] for r in rows], fields,
+                            where="plan.deletes, plan.creates and plan.changes", mark_header="",
+                            marks=[r[0] for r in rows], footer=footer)
+
+    def rows(self) -> list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]]:
+        """One ``(mark, id, name, {field: (old, new)})`` per source: ``-`` deletes first,
+        then ``+`` creates (no id yet), then ``~`` updates."""
+        out: list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]] = [
+            ("-", sid, name, {}) for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)]
+        out += [("+", "", body.get("name"), {f: (None, v) for f, v in body.items() if f != "name"})
+                for body in self.create_bodies().values()]
+        out += [("~", sid, self.names.get(sid), changes) for sid, changes in self.by_source().items()]
+        return out
 
 
 def _change_line(sid: int, changes: dict[str, tuple[Any, Any]]) -> str:

@@ -17,8 +17,9 @@ from .csvio import write_csv
 from .form import source_form
 from .frames import frame_from_records
 from .paging import ListingChangedWarning
-from .plan import Plan, make_plan
+from .plan import Plan
 from .rest import SourcesAPI
+from .sync import make_sync_plan
 from .sync import undo as undo_report
 
 
@@ -49,9 +50,17 @@ class Sources(SourcesAPI):
                 ListingChangedWarning, stacklevel=2)
         return frame_from_records(rows)
 
-    def plan(self, edited: pd.DataFrame, base: pd.DataFrame | None = None) -> Plan:
-        """What applying ``edited`` would change (against ``base``, or the server now)."""
-        return make_plan(self, edited, base)
+    def plan(self, edited: pd.DataFrame, base: pd.DataFrame | None = None, *, key: str = "id",
+             create: bool = False, delete: bool = False, q: str | None = None,
+             spaces_ids: Iterable[int] | int | None = None) -> Plan:
+        """What applying ``edited`` would change (against ``base``, or the server now).
+
+        ``key="name"`` matches rows to sources by name; ``create=True`` creates the rows
+        that match none; ``delete=True`` deletes the sources in scope (``q``,
+        ``spaces_ids``) that no row matches. See :mod:`neuroio_nb.sync`.
+        """
+        return make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q,
+                              spaces_ids=spaces_ids)
 
     def bulk_update(self, edited: pd.DataFrame, base: pd.DataFrame | None = None, *, dry_run: bool = False,
                     on_conflict: str = "skip", progress: bool | None = None) -> pd.DataFrame:

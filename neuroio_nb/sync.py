@@ -1,35 +1,296 @@
-"""Desired state: create, update and delete sources so that the server matches a frame,
-and undo of any report.
+"""Desired state: the sources a frame describes, matched to the server by id or by name.
+
+:func:`make_sync_plan` builds a :class:`~neuroio_nb.plan.Plan` that may also create
+(rows that match no source, when ``create=True``) and delete (sources in scope that
+no row matches, when ``delete=True``); :func:`undo` reverses any report.
+
+Matching by name. An empty cell means "leave it as it is" (a site's CSV need not
+list every setting); a row matches the source of its name within the scope (``q``,
+``spaces_ids``). Names are unique per space, so when the frame has a ``space_id``
+column a row first matches the source of its name in its own space; a row left over
+matches the one remaining source of its name, whatever its space (a source created
+again lands in the token's own space). A name that still points at two sources, or
+that two rows claim, is an error: nothing is guessed.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import Any
+
 import pandas as pd
 
-from .bulk import Report, SourceCalls
+from .bulk import Report, SourceCalls, settings_of
 from .errors import Problem, ValidationError
-from .plan import update_plan
+from .frames import INDEX, frame_from_records
+from .plan import CHANGE_COLUMNS, Plan, make_plan, update_plan
+from .schema import BY_NAME, READ_ONLY
+from .validate import column_problems
+from .values import is_missing, to_python, whole_number
+
+KEYS = ("id", "name")
+#: Re-reads of the scope before giving up on a listing that keeps changing.
+READS = 3
+
+
+def make_sync_plan(sources: SourceCalls, desired: Any, base: pd.DataFrame | None = None, *, key: str = "id",
+                   create: bool = False, delete: bool = False, q: str | None = None,
+                   spaces_ids: Iterable[int] | int | None = None) -> Plan:
+    """What making the server match ``desired`` would do (see the module doc)."""
+    _check_arguments(desired, key, create, delete, q)
+    spaces = None if spaces_ids is None else _spaces(spaces_ids)
+    if key == "id" and not delete:
+        return make_plan(sources, desired, base)
+    if key == "id":
+        plan = make_plan(sources, desired, base)
+        scope = _read_scope(sources, q, spaces)
+        wanted = set(desired.index if desired.index.name == INDEX or INDEX not in desired.columns
+                     else desired[INDEX])
+        return _with_deletes(plan, [sid for sid in scope if sid not in wanted], scope, base)
+    problems = _named_frame_problems(desired, create, q)  # every problem, in one error, before any write
+    scope = _read_scope(sources, q, spaces)
+    matched, to_create, ambiguous = _match(desired, scope)
+    problems += ambiguous
+    server = frame_from_records(scope.values())
+    if create and len(server.columns):
+        problems += [Problem(None, c, None, "unknown column: not a field of the schema nor of the server's sources")
+                     for c in desired.columns if c not in BY_NAME and c != INDEX and c not in server.columns]
+    frame = desired.loc[list(matched)].drop(columns=[c for c in desired.columns if c in READ_ONLY or c == INDEX])
+    frame.index = pd.Index([matched[label] for label in frame.index], name=INDEX)
+    frame = _unspecified_kept(frame, server if base is None else base)
+    plan = _empty_plan(sources)
+    if len(frame):
+        try:
+            plan = make_plan(sources, frame, server if base is None else base)
+        except ValidationError as exc:
+            problems += exc.problems
+    if problems:
+        raise ValidationError(problems)
+    plan.check_conflicts = True
+    if create:
+        plan.creates = _creates(desired.loc[to_create], server)
+        plan.scope, plan.seen = (q, spaces), frozenset(scope)
+    claimed = set(matched.values())
+    return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
+
+
+def _check_arguments(desired: Any, key: Any, create: Any, delete: Any, q: Any) -> None:
+    problems = []
+    if key not in KEYS:
+        problems.append(Problem(None, "key", key, "must be 'id' or 'name'"))
+    for name, value in (("create", create), ("delete", delete)):
+        if not isinstance(value, bool):
+            problems.append(Problem(None, name, value, "must be True or False"))
+    if key == "id" and create is True:
+        problems.append(Problem(None, "create", create, "creating needs key='name': a new source gets a new id, "
+                                "so matching by id would create it again on every apply"))
+    if q is not None and not isinstance(q, str):
+        problems.append(Problem(None, "q", q, "must be text (part of a name)"))
+    if not isinstance(desired, pd.DataFrame):
+        problems.append(Problem(None, None, type(desired).__name__, "expected a pandas DataFrame"))
+    if problems:
+        raise ValidationError(problems, what="arguments")
+
+
+def _spaces(spaces_ids: Iterable[int] | int) -> list[int]:
+    parts = list(spaces_ids) if isinstance(spaces_ids, Iterable) and not isinstance(spaces_ids, str) \
+        else [spaces_ids]
+    numbers = [whole_number(p, text=True) for p in parts]
+    if not numbers or any(n is None or n < 0 for n in numbers):
+        raise ValidationError([Problem(None, "spaces_ids", spaces_ids, "must be space ids: whole numbers, "
+                                       "e.g. [1, 2]")], what="arguments")
+    return [n for n in numbers if n is not None]
+
+
+def _named_frame_problems(desired: pd.DataFrame, create: bool, q: str | None) -> list[Problem]:
+    """Every problem of a frame matched by name: no name, a name twice, bad values to create."""
+    if "name" not in desired.columns:
+        raise ValidationError([Problem(None, "name", None, "key='name' needs a 'name' column")])
+    if desired.empty:
+        raise ValidationError([Problem(None, None, None, "the frame has no rows: nothing to compare")])
+    if desired.columns.duplicated().any():
+        raise ValidationError([Problem(None, None, sorted(set(desired.columns[desired.columns.duplicated()])),
+                                       "duplicated column names")])
+    problems = []
+    if not desired.index.is_unique:
+        problems.append(Problem(None, None, None, "the index labels rows and must not repeat "
+                                "(frame.reset_index(drop=True) makes it unique)"))
+    names = desired["name"]
+    for label, value in names.items():
+        if is_missing(value) or not isinstance(to_python(value), str) or not str(value).strip():
+            problems.append(Problem(label, "name", to_python(value), "a row without a name cannot be matched "
+                                    "(key='name')"))
+    spaces = desired["space_id"] if "space_id" in desired.columns else pd.Series(None, index=desired.index)
+    seen: dict[Any, list[tuple[Any, Any]]] = {}
+    for label, name, space in zip(desired.index, names, spaces, strict=True):
+        if not is_missing(name):
+            seen.setdefault(name, []).append((label, None if is_missing(space) else to_python(space)))
+    for name, rows in seen.items():
+        in_spaces = [space for _, space in rows]
+        if len(rows) > 1 and (None in in_spaces or len(set(in_spaces)) < len(in_spaces)):
+            problems.append(Problem(rows[1][0], "name", name, f"the name appears {len(rows)} times in the frame "
+                                    f"(rows {', '.join(repr(label) for label, _ in rows)})"))
+    if create:
+        for column in desired.columns:
+            field = BY_NAME.get(column)
+            if field is not None and field.writable and column != "name":
+                problems += column_problems(field, desired[column])
+    if q:
+        problems += [Problem(label, "name", name, f"is outside the scope q={q!r}: planning again with it "
+                             "would not see this source")
+                     for label, name in names.items()
+                     if create and isinstance(name, str) and q.casefold() not in name.casefold()]
+    return problems
+
+
+def _read_scope(sources: SourceCalls, q: str | None, spaces: list[int] | None) -> dict[int, dict[str, Any]]:
+    """The sources in scope by id, read until a read sees no change (at most :data:`READS`)."""
+    for _ in range(READS):
+        rows, changed = sources.records(q, spaces, progress=False)
+        if not changed:
+            break
+    return {r["id"]: r for r in rows}
+
+
+def _match(desired: pd.DataFrame, scope: dict[int, dict[str, Any]]
+           ) -> tuple[dict[Any, int], list[Any], list[Problem]]:
+    """Row label -> server id for the rows that match, the labels that match nothing, and
+    the names that point at several sources."""
+    by_name: dict[Any, list[dict[str, Any]]] = {}
+    for source in scope.values():
+        by_name.setdefault(source.get("name"), []).append(source)
+    spaces = desired["space_id"] if "space_id" in desired.columns else pd.Series(None, index=desired.index)
+    matched: dict[Any, int] = {}
+    claimed: set[int] = set()
+    for label, name, space in zip(desired.index, desired["name"], spaces, strict=True):
+        if not is_missing(space):
+            same_space = [s for s in by_name.get(name, []) if s.get("space_id") == to_python(space)]
+            if same_space:
+                matched[label] = same_space[0]["id"]
+                claimed.add(same_space[0]["id"])
+    problems = []
+    to_create = []
+    for label, name in desired["name"].items():
+        if label in matched or is_missing(name):
+            continue
+        candidates = [s for s in by_name.get(name, []) if s["id"] not in claimed]
+        if not candidates:
+            to_create.append(label)
+        elif len(candidates) == 1:
+            matched[label] = candidates[0]["id"]
+            claimed.add(candidates[0]["id"])
+        else:
+            held = ", ".join(f"{s['id']} (space {s.get('space_id')})" for s in candidates)
+            problems.append(Problem(label, "name", name, f"is held by {len(candidates)} sources in scope: {held}; "
+                                    "narrow the scope (q, spaces_ids) or give the row a space_id"))
+    return matched, to_create, problems
+
+
+def _unspecified_kept(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
+    """An empty cell of a row matched by name means "as it is": filled from ``reference``."""
+    if INDEX in reference.columns:
+        reference = reference.set_index(INDEX)
+    known = frame.index.isin(reference.index)
+    out = frame.copy()
+    for column in frame.columns:
+        if column not in reference.columns:
+            continue
+        empty = (frame[column].isna().to_numpy() & known)
+        if empty.any():
+            cells = out[column].astype(object)
+            cells[empty] = reference.loc[frame.index[empty], column].astype(object).to_numpy()
+            out[column] = cells
+    return out
+
+
+def _creates(rows: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
+    """The rows to create, as the values to send: writable fields, and fields the schema
+    does not know that the server sends (they are part of a backup)."""
+    unknown_ok = set(server.columns)
+    columns = [c for c in rows.columns if c not in READ_ONLY and c != INDEX
+               and (c in BY_NAME or c in unknown_ok or not len(server.columns))]
+    out = {c: pd.Series([_sendable(c, v) for v in rows[c]], index=rows.index, dtype=object) for c in columns}
+    frame = pd.DataFrame(out, index=rows.index, columns=columns)
+    frame.index.name = "row"
+    return frame
+
+
+def _sendable(column: str, value: Any) -> Any:
+    """A cell as a create sends it: NA as None, whole floats of number fields as integers."""
+    value = to_python(value)
+    field = BY_NAME.get(column)
+    if isinstance(value, float) and (field is None or field.kind in ("int", "license")) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _with_deletes(plan: Plan, ids: list[int], scope: dict[int, dict[str, Any]], base: pd.DataFrame | None) -> Plan:
+    """``plan`` that also deletes ``ids``, each conflict-checked against the base (else the scope as read)."""
+    based = _base_records(base, ids)
+    plan.deleted = {sid: settings_of(based.get(sid) or scope[sid]) for sid in ids}
+    plan.deletes = pd.DataFrame({
+        "id": pd.Series(ids, dtype="int64"),
+        "space_id": pd.Series([scope[sid].get("space_id") for sid in ids], dtype="Int64"),
+        "name": pd.Series([scope[sid].get("name") for sid in ids], dtype=object)})
+    plan.check_conflicts = plan.check_conflicts or base is not None
+    return plan
+
+
+def _base_records(base: pd.DataFrame | None, ids: list[int]) -> dict[int, dict[str, Any]]:
+    if base is None or not ids:
+        return {}
+    frame = base if base.index.name == INDEX else base.set_index(INDEX)
+    rows = frame[frame.index.isin(ids)]
+    return {int(sid): {c: to_python(v) for c, v in row.items()} for sid, row in zip(rows.index, rows.to_dict(
+        "records"), strict=True)}
+
+
+def _empty_plan(sources: SourceCalls) -> Plan:
+    return update_plan(sources, [])
 
 
 def undo(sources: SourceCalls, report: pd.DataFrame, *, on_conflict: str = "skip",
          progress: bool | None = None) -> Report:
-    """Put back what each ``updated`` row's write replaced, conflict-checked against what was written.
+    """Reverse what a report's writes did, conflict-checked against what they wrote.
 
-    Rows where nothing was sent (the server already had the value) are left alone.
+    ``updated``: puts back each value the write replaced. ``created``: deletes the source.
+    ``deleted``: creates it again with the settings it had (the undo report's ``old_id``
+    says which source each new id replaces). Rows where nothing was sent are left alone.
     """
     if not isinstance(report, pd.DataFrame) or not {"status", "changes"} <= set(report.columns):
         raise ValidationError([Problem(None, None, type(report).__name__, "undo needs the report that "
                                        "bulk_update or plan.apply returned (columns status and changes)")],
                               what="report")
     replaced = report["replaced"] if "replaced" in report.columns else pd.Series(None, index=report.index)
+    names = report["name"] if "name" in report.columns else pd.Series(None, index=report.index)
     records = []
-    for (sid, status, changes), before in zip(report[["status", "changes"]].itertuples(name=None), replaced, strict=False):
-        if status != "updated":
-            continue
-        for fname, (old, new) in (changes or {}).items():
-            if isinstance(before, dict):
-                if fname in before:
-                    records.append((sid, fname, new, before[fname]))
-            else:  # a report written before the replaced values were recorded
-                records.append((sid, fname, new, old))
-    names = dict(zip(report.index, report["name"], strict=False)) if "name" in report.columns else {}
-    return update_plan(sources, records, names).apply(on_conflict=on_conflict, progress=progress)
+    recreate: dict[int, dict[str, Any]] = {}
+    remove: dict[int, dict[str, Any]] = {}
+    remove_names: dict[int, Any] = {}
+    for (sid, status, changes), before, name in zip(report[["status", "changes"]].itertuples(name=None), replaced,
+                                                    names, strict=True):
+        if status == "updated":
+            for fname, (old, new) in (changes or {}).items():
+                if isinstance(before, dict):
+                    if fname in before:
+                        records.append((sid, fname, new, before[fname]))
+                else:  # a report written before the replaced values were recorded
+                    records.append((sid, fname, new, old))
+        elif status == "created" and not is_missing(sid):
+            remove[int(sid)] = {f: new for f, (old, new) in (changes or {}).items()}
+            remove_names[int(sid)] = name
+        elif status == "deleted" and isinstance(before, dict) and before:
+            recreate[int(sid)] = before
+    plan = update_plan(sources, records, dict(zip(report.index, names, strict=True)))
+    plan.deleted = remove
+    plan.deletes = pd.DataFrame({"id": pd.Series(list(remove), dtype="int64"),
+                                 "space_id": pd.Series([None] * len(remove), dtype="Int64"),
+                                 "name": pd.Series(list(remove_names.values()), dtype=object)})
+    columns = list(dict.fromkeys(f for body in recreate.values() for f in body))
+    rows = pd.Index(list(recreate), name="row")
+    plan.creates = pd.DataFrame({c: pd.Series([body.get(c) for body in recreate.values()], index=rows, dtype=object)
+                                 for c in columns}, index=rows, columns=columns)
+    plan.old_ids = {sid: sid for sid in recreate}
+    return plan.apply(on_conflict=on_conflict, progress=progress)
+
+
+__all__ = ["CHANGE_COLUMNS", "make_sync_plan", "undo"]

@@ -79,7 +79,7 @@ def bumped(sb: Sandbox, *ids: int) -> dict[tuple[int, str], str]:
 def read_report(path: Path) -> dict[int, dict[str, str]]:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
-    assert rows == [] or list(rows[0]) == ["id", "status", "changes", "error"]
+    assert rows == [] or list(rows[0]) == ["id", "action", "status", "name", "changes", "replaced", "error"]
     return {int(r["id"]): r for r in rows}
 
 
