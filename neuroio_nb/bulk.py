@@ -167,7 +167,7 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
     order: list[Hashable] = [("delete", sid) for sid in job.deletes] + [("create", label) for label in job.creates] \
         + [("update", sid) for sid in job.updates]
     if dry_run:
-        planned = {("delete", sid): Outcome("delete", "planned", delete_changes[sid], None, names.get(sid), sid)
+        planned: dict[Hashable, Outcome] = {("delete", sid): Outcome("delete", "planned", delete_changes[sid], None, names.get(sid), sid)
                    for sid in job.deletes}
         planned.update({("create", label): Outcome("create", "planned", create_changes[label], None,
                                                    body.get("name"), None, row=label, old_id=job.old_ids.get(label))

@@ -170,14 +170,14 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
     old = base_frame if base_frame.index.equals(known.index) else base_frame.loc[known.index]
     _check_columns(known, old, base_frame)
     rows, fields, olds, news = [], [], [], []
-    for number, column in enumerate(known.columns):
+    for position, column in enumerate(known.columns):
         if column in READ_ONLY:
             continue
         before = old[column] if column in old.columns else pd.Series(None, index=old.index, dtype=object)
         where = np.flatnonzero(changed(column, before, known[column]))
         if len(where):
             rows.append(where)
-            fields.append(np.full(len(where), number))
+            fields.append(np.full(len(where), position))
             olds += _plain(before, where)
             news += _plain(known[column], where)
     changes = _changes_frame(known, rows, fields, olds, news)

@@ -85,13 +85,13 @@ def _check_arguments(desired: Any, key: Any, create: Any, delete: Any, q: Any) -
                                 "so matching by id would create it again on every apply"))
     if q is not None and not isinstance(q, str):
         problems.append(Problem(None, "q", q, "must be text (part of a name)"))
-    if not isinstance(desired, pd.DataFrame):
-        problems.append(Problem(None, None, type(desired).__name__, "expected a pandas DataFrame"))
     if problems:
         raise ValidationError(problems, what="arguments")
+    if key == "name" and not isinstance(desired, pd.DataFrame):
+        raise ValidationError([Problem(None, None, type(desired).__name__, "expected a pandas DataFrame")])
 
 
-def _spaces(spaces_ids: Iterable[int] | int) -> list[int]:
+def _spaces(spaces_ids: Any) -> list[int]:
     parts = list(spaces_ids) if isinstance(spaces_ids, Iterable) and not isinstance(spaces_ids, str) \
         else [spaces_ids]
     numbers = [whole_number(p, text=True) for p in parts]
@@ -199,7 +199,7 @@ def _unspecified_kept(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
             cells = out[column].astype(object)
             cells[empty] = reference.loc[frame.index[empty], column].astype(object).to_numpy()
             out[column] = cells
-    return out
+    return out  # type: ignore[no-any-return]
 
 
 def _creates(rows: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
@@ -209,7 +209,7 @@ def _creates(rows: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
     columns = [c for c in rows.columns if c not in READ_ONLY and c != INDEX
                and (c in BY_NAME or c in unknown_ok or not len(server.columns))]
     out = {c: pd.Series([_sendable(c, v) for v in rows[c]], index=rows.index, dtype=object) for c in columns}
-    frame = pd.DataFrame(out, index=rows.index, columns=columns)
+    frame: pd.DataFrame = pd.DataFrame(out, index=rows.index, columns=columns)
     frame.index.name = "row"
     return frame
 
