@@ -50,6 +50,8 @@ def make_sync_plan(sources: SourceCalls, desired: Any, base: pd.DataFrame | None
     scope = _read_scope(sources, q, spaces)
     matched, to_create, ambiguous = _match(desired, scope)
     problems += ambiguous
+    if create:
+        problems += _create_problems(desired.loc[to_create])
     server = frame_from_records(scope.values())
     if create and len(server.columns):
         problems += [Problem(None, c, None, "unknown column: not a field of the schema nor of the server's sources")
@@ -129,16 +131,22 @@ def _named_frame_problems(desired: pd.DataFrame, create: bool, q: str | None) ->
         if len(rows) > 1 and (None in in_spaces or len(set(in_spaces)) < len(in_spaces)):
             problems.append(Problem(rows[1][0], "name", name, f"the name appears {len(rows)} times in the frame "
                                     f"(rows {', '.join(repr(label) for label, _ in rows)})"))
-    if create:
-        for column in desired.columns:
-            field = BY_NAME.get(column)
-            if field is not None and field.writable and column != "name":
-                problems += column_problems(field, desired[column])
     if q:
         problems += [Problem(label, "name", name, f"is outside the scope q={q!r}: planning again with it "
                              "would not see this source")
                      for label, name in names.items()
                      if create and isinstance(name, str) and q.casefold() not in name.casefold()]
+    return problems
+
+
+def _create_problems(rows: pd.DataFrame) -> list[Problem]:
+    """Bad values in rows to create; an empty cell is left to the server's default."""
+    problems = []
+    for column in rows.columns:
+        field = BY_NAME.get(column)
+        if field is not None and field.writable and column != "name":
+            given = rows[column][rows[column].map(lambda v: not is_missing(v))]
+            problems += column_problems(field, given)
     return problems
 
 
