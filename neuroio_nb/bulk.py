@@ -91,6 +91,8 @@ class Report(pd.DataFrame):
         return ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to change"
 
     def _repr_html_(self) -> str:
+        if not {"status", "changes", "error"} <= set(self.columns):  # a selection of columns: a plain table
+            return str(pd.DataFrame(self)._repr_html_())
         if not len(self):
             return empty("Nothing was changed: the plan had no changes.")
         names = self["name"] if "name" in self.columns else pd.Series(None, index=self.index, dtype=object)

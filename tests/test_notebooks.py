@@ -12,7 +12,7 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
-EXPECTED = ["01_explore_sources", "02_bulk_edit", "03_edit_one_source", "04_export_csv"]
+EXPECTED = ["01_explore_sources", "02_bulk_edit", "03_edit_one_source", "04_export_csv", "05_provision_and_restore"]
 
 
 def test_every_notebook_is_there():
@@ -51,7 +51,7 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("name", ["01_explore_sources", "02_bulk_edit", "04_export_csv"])
+@pytest.mark.parametrize("name", ["01_explore_sources", "02_bulk_edit", "04_export_csv", "05_provision_and_restore"])
 def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
     monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
     monkeypatch.delenv("NEUROIO_API_URL", raising=False)

@@ -326,3 +326,33 @@ def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirm
         assert len(sb.requests("DELETE")) == deleted
     assert [s["name"] for s in sb.sources.values()].count("Zeta cam 2") == 0
     assert [s["name"] for s in sb.sources.values()].count("Zeta cam 1") == 1
+
+
+# ---- notebook 05 -----------------------------------------------------------------------------
+
+@pytest.mark.notebook
+def test_notebook_05_provisions_restores_and_undoes_on_its_sandbox(tmp_path, monkeypatch):
+    from test_notebooks import NOTEBOOKS, execute, outputs_text
+
+    monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
+    monkeypatch.delenv("NEUROIO_API_URL", raising=False)
+    nb = execute(NOTEBOOKS / "05_provision_and_restore.ipynb", tmp_path, {
+        "IPYTHONDIR": str(tmp_path / "ipython"), "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    text = outputs_text(nb)
+    assert '"output_type": "error"' not in text
+    assert "8 sources to create" in text and "3 created, 2 updated" in text and "2 sources to delete" in text
+    assert text.count("nothing to change") == 2  # planning again after provisioning and after restoring
+
+
+@pytest.mark.notebook
+def test_notebook_05_with_a_token_writes_nothing_and_says_where_it_would(tmp_path, make_sandbox):
+    from test_notebooks import NOTEBOOKS, execute, outputs_text
+
+    sb = make_sandbox(sources=120, token="account-token-must-not-leak")
+    nb = execute(NOTEBOOKS / "05_provision_and_restore.ipynb", tmp_path, {
+        "NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url, "IPYTHONDIR": str(tmp_path / "ipython"),
+        "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    text = outputs_text(nb)
+    assert '"output_type": "error"' not in text and sb.token not in text
+    assert f"this would write to {sb.url}" in text and "APPLY = True" in text
+    assert any(r.method == "GET" for r in sb.log) and writes(sb) == []
