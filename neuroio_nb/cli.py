@@ -15,14 +15,18 @@ and each kind has its exit code (:data:`EXIT_CODES`).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import json
 import os
+import signal
 import sys
+import threading
 import warnings
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, NoReturn, Sequence
+from typing import Any, NoReturn
 
 import pandas as pd
 
@@ -36,8 +40,8 @@ from .errors import (
     NeuroIOError,
     ValidationError,
 )
-from .values import to_python
 from .sandbox import cli as sandbox_cli
+from .values import to_python
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -82,12 +86,18 @@ class _Parser(argparse.ArgumentParser):
 # ---- the commands ---------------------------------------------------------------
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """Write every source (matching --q / --space) to a CSV file."""
-    _check_writable(args.path)
+    """Write every source (matching --q / --space) to a CSV file, or to stdout for ``-``."""
+    to_stdout = args.path == "-"
+    if not to_stdout:
+        _check_writable(args.path)
     with _client(args) as client:
-        frame = client.sources.to_frame(q=args.q, spaces_ids=args.space)
-        client.sources.export_csv(args.path, frame)
-    print(f"Wrote {_plural(len(frame), 'source')} to {args.path}")
+        frame = client.sources.to_frame(q=args.q, spaces_ids=args.space, progress=_progress())
+        if to_stdout:
+            _write_csv_to_stdout(client, frame)
+        else:
+            client.sources.export_csv(args.path, frame)
+    where = "stdout" if to_stdout else args.path
+    print(f"Wrote {_plural(len(frame), 'source')} to {where}", file=sys.stderr if to_stdout else sys.stdout)
     return EXIT_OK
 
 
@@ -162,18 +172,21 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 print("Not applied.")
                 return EXIT_NOT_CONFIRMED
         try:
-            report = plan.apply(on_conflict=args.on_conflict, progress=True)
+            report = plan.apply(on_conflict=args.on_conflict, progress=_progress())
         except BulkInterrupted as exc:
-            done = exc.report.summary() if len(exc.report) else "no source was updated"
-            print(f"Interrupted: {done}; the other sources were not sent (plan again to see what is left).")
-            _print_not_updated(exc.report, plan.names)
-            if args.report:
-                _write_report(exc.report, args.report)
+            with _interrupts_deferred():  # more Ctrl-Cs must not lose the partial report
+                done = exc.report.summary() if len(exc.report) else "no source was updated"
+                if args.report:
+                    _write_report(exc.report, args.report)
+                print(f"Interrupted: {done}; the other sources were not sent "
+                      "(plan again to see what is left).")
+                _print_not_updated(exc.report, plan.names)
             return EXIT_INTERRUPTED
-    print(report.summary())
-    _print_not_updated(report, plan.names)
-    if args.report:
-        _write_report(report, args.report)
+    with _interrupts_deferred():  # everything was sent: keep its report whatever comes
+        if args.report:
+            _write_report(report, args.report)
+        print(report.summary())
+        _print_not_updated(report, plan.names)
     failed = report["status"].isin(["failed", "conflict"]).any()
     return EXIT_ROWS_FAILED if failed else EXIT_OK
 
@@ -183,7 +196,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     with _client(args) as client:
         source = client.sources.get(args.id)
     if args.format == "json":
-        print(json.dumps(source, indent=2, ensure_ascii=False))
+        print(json.dumps(source, indent=2, ensure_ascii=not _stdout_is_unicode()))
     else:
         print(_table(["field", "value"], [[k, _text(v)] for k, v in source.items()]))
     return EXIT_OK
@@ -193,12 +206,12 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Print every source (matching --q / --space) as a table, JSON or CSV."""
     with _client(args) as client:
         if args.format == "json":
-            rows = list(client.sources.iter(q=args.q, spaces_ids=args.space))
-            print(json.dumps(rows, indent=2, ensure_ascii=False))
+            records = list(client.sources.iter(q=args.q, spaces_ids=args.space))
+            print(json.dumps(records, indent=2, ensure_ascii=not _stdout_is_unicode()))
             return EXIT_OK
-        frame = client.sources.to_frame(q=args.q, spaces_ids=args.space)
+        frame = client.sources.to_frame(q=args.q, spaces_ids=args.space, progress=_progress())
         if args.format == "csv":
-            client.sources.export_csv(sys.stdout, frame)
+            _write_csv_to_stdout(client, frame)
             return EXIT_OK
     columns = list(frame.columns) if args.columns == ["all"] else args.columns or list(LIST_COLUMNS)
     unknown = [c for c in columns if c not in frame.columns and c != "id"]
@@ -233,26 +246,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     connection.add_argument("--url", help=f"API base URL (default: ${URL_ENV}, else {DEFAULT_URL})")
-    selection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--allow-insecure", action="store_true",
+                            help="allow a plain http:// URL that is not this machine (the token "
+                                 "then crosses the network unencrypted)")
+    selection = _Parser(add_help=False)
     selection.add_argument("--q", metavar="TEXT", help="only sources whose name contains TEXT")
     selection.add_argument("--space", metavar="ID", type=int, nargs="+", action="extend",
                            help="only sources of these spaces (repeatable)")
-    edits = argparse.ArgumentParser(add_help=False)
+    edits = _Parser(add_help=False)
     edits.add_argument("path", metavar="EDITED_CSV", help="a CSV as export writes it, edited")
     edits.add_argument("--base", metavar="CSV",
                        help="the export the edits started from: compare with it instead of the "
                             "server now, so that values changed on the server meanwhile are conflicts")
 
     def command(name: str, handler: Callable[[argparse.Namespace], int], text: str,
-                parents: list[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+                parents: list[_Parser]) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, parents=parents)
         p.set_defaults(handler=handler)
         return p
 
     p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
-    p.add_argument("path", metavar="CSV", help="the file to write")
+    p.add_argument("path", metavar="CSV", help="the file to write; - writes to stdout (UTF-8)")
 
     edits.add_argument("--key", choices=("id", "name"), default="id",
                        help="match rows to sources by id (default) or by name (then the CSV's ids may be "
@@ -290,11 +306,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    _never_fail_on_characters()
     args = build_parser().parse_args(argv)
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
-            return args.handler(args)
+            code: int = args.handler(args)
+            return code
         except KeyboardInterrupt:
             _error("interrupted")
             return EXIT_INTERRUPTED
@@ -302,7 +320,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             _error(str(exc))
             return EXIT_USAGE
         except ConfigurationError as exc:
-            _error(str(exc))
+            _error(str(exc).replace("pass allow_insecure=True", "pass --allow-insecure"))
             return EXIT_AUTH
         except AuthenticationError as exc:
             first, *rest = str(exc).splitlines()
@@ -326,7 +344,7 @@ def _client(args: argparse.Namespace) -> Client:
         raise ConfigurationError(
             f"no API token: set the {TOKEN_ENV} environment variable "
             "(there is no --token option: it would end up in the shell history)")
-    return Client(base_url=args.url)
+    return Client(base_url=args.url, allow_insecure=args.allow_insecure)
 
 
 def _print_plan(plan: Any) -> None:
@@ -342,10 +360,11 @@ def _print_plan(plan: Any) -> None:
             for body in plan.create_bodies().values()]))
     if (len(plan.deletes) or len(plan.creates)) and not len(plan.changes):
         return
-    rows = [[str(sid), _text(plan.names.get(sid)), field, f"{_text(old)} → {_text(new)}"]
+    arrow = _arrow()
+    rows = [[str(sid), _text(plan.names.get(sid)), field, f"{_text(old)} {arrow} {_text(new)}"]
             for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)]
     if rows:
-        print(_table(["id", "name", "field", "old → new"], rows))
+        print(_table(["id", "name", "field", f"old {arrow} new"], rows))
         print(f"{_plural(len(plan), 'source')} would change, {_plural(len(rows), 'value')} in all.")
     else:
         print("Nothing would change.")
@@ -402,7 +421,7 @@ def _check_writable(path: str) -> None:
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [headers, *rows]]
+    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -434,6 +453,57 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 def _redacted(text: str) -> str:
     token = os.environ.get(TOKEN_ENV)
     return text.replace(token, "***") if token else text
+
+
+def _progress() -> bool:
+    """Progress bars only for a person watching: never into a file, a pipe or a CI log."""
+    return bool(sys.stderr and sys.stderr.isatty())
+
+
+def _stdout_is_unicode() -> bool:
+    return _encodable("\u2192\u00e9\u6771", sys.stdout)
+
+
+def _encodable(text: str, stream: Any) -> bool:
+    try:
+        text.encode(getattr(stream, "encoding", None) or "ascii")
+    except (UnicodeEncodeError, LookupError):
+        return False
+    return True
+
+
+def _arrow() -> str:
+    """"→" where stdout can show it, else "->"."""
+    return "\u2192" if _encodable("\u2192", sys.stdout) else "->"
+
+
+def _never_fail_on_characters() -> None:
+    """A terminal or pipe that is not UTF-8 (``LANG=C``, a Windows code page) gets
+    ``?`` for a character it cannot show, never a ``UnicodeEncodeError``. Data
+    (``export -``, ``list --format csv``) goes out as UTF-8 bytes, losslessly; JSON
+    escapes what the stream cannot carry."""
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="replace")
+
+
+def _write_csv_to_stdout(client: Client, frame: Any) -> None:
+    sys.stdout.flush()
+    client.sources.export_csv(getattr(sys.stdout, "buffer", sys.stdout), frame)
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Ctrl-C is ignored inside (the main thread only; elsewhere nothing to do)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _silence_stdout() -> None:

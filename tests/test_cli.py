@@ -13,13 +13,16 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import requests
 
-from neuroio_nb import read_csv
+from pandas.testing import assert_frame_equal
+
+from neuroio_nb import cli, read_csv
 from neuroio_nb.sandbox import Sandbox
 
 SCRIPT = Path(sys.executable).parent / "neuroio-nb"
@@ -40,9 +43,13 @@ def cli_env(sb: Sandbox | None, **extra: str) -> dict[str, str]:
 
 def run(sb: Sandbox | None, *args: str, env: dict[str, str] | None = None,
         cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the console script (stdin not a terminal); no traceback, no token in any output."""
-    proc = subprocess.run([str(SCRIPT), *args], env=env or cli_env(sb), cwd=cwd, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60)
+    """Run the console script (stdin not a terminal); no traceback, no token in any output.
+
+    Its output is read in the encoding it was told to use (``PYTHONIOENCODING``), else UTF-8."""
+    env = env or cli_env(sb)
+    proc = subprocess.run([str(SCRIPT), *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
+                          capture_output=True, encoding=env.get("PYTHONIOENCODING", "utf-8"),
+                          timeout=60)
     assert_clean(proc.stdout, proc.stderr, sb, env)
     return proc
 
@@ -256,20 +263,33 @@ def test_with_base_a_value_changed_meanwhile_is_a_conflict(sb: Sandbox, tmp_path
     assert sb.source(2)[THRESHOLD] != 4242
 
 
-def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(sb: Sandbox, tmp_path: Path) -> None:
+@pytest.mark.parametrize("interrupts", [1, 4], ids=["one-ctrl-c", "more-while-requests-finish"])
+def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(
+        sb: Sandbox, tmp_path: Path, interrupts: int) -> None:
+    """Ctrl-C stops the run; more Ctrl-Cs while the requests in flight finish (each held
+    open a moment by the server) still leave the partial report, exact, on disk."""
     edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, *sb.sources))
     report_path = tmp_path / "partial.csv"
-    started: queue.Queue[subprocess.Popen[str]] = queue.Queue()
-    interrupted = threading.Event()
+    started: queue.Queue[subprocess.Popen[str]] = queue.Queue(maxsize=1)
+    arrived = {"patches": 0}
+    lock = threading.Lock()
 
-    def interrupt_on_first_patch(method: str, path: str) -> None:
-        if method == "PATCH" and not interrupted.is_set():
-            interrupted.set()
-            started.get(timeout=10).send_signal(signal.SIGINT)
+    def interrupt_while_in_flight(method: str, path: str) -> None:
+        if method != "PATCH":
+            return
+        with lock:
+            arrived["patches"] += 1
+            n = arrived["patches"]
+        if n <= interrupts:
+            proc = started.get(timeout=10)
+            started.put(proc)
+            proc.send_signal(signal.SIGINT)
+            if interrupts > 1:
+                time.sleep(0.3)  # still in flight when the next Ctrl-C comes
 
     sb.clear_log()
     sb.latency = 0.1
-    sb.before_request = interrupt_on_first_patch
+    sb.before_request = interrupt_while_in_flight
     proc = subprocess.Popen([str(SCRIPT), "apply", str(edited), "--yes", "--report", str(report_path)],
                             env=cli_env(sb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
@@ -278,10 +298,66 @@ def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(sb: Sandbox
     assert_clean(out, err, sb)
     assert proc.returncode == 130, err
     assert "Interrupted:" in out
+    assert arrived["patches"] >= interrupts
     report = read_report(report_path)
     applied = {int(r.path.strip("/").split("/")[-1]) for r in sb.requests("PATCH") if r.status == 200}
     assert 0 < len(report) < 60
     assert set(report) == applied and {r["status"] for r in report.values()} == {"updated"}
+
+
+def read_pipe_until_the_writer_exits(pipe: Path, proc: subprocess.Popen[str]) -> str:
+    """Everything written to the named pipe, read without blocking on a writer that died."""
+    fd = os.open(pipe, os.O_RDONLY | os.O_NONBLOCK)
+    chunks: list[bytes] = []
+    try:
+        for _ in range(600):
+            try:
+                chunk = os.read(fd, 65536)
+            except BlockingIOError:  # a writer holds the pipe open: more may come
+                time.sleep(0.05)
+                continue
+            if chunk:
+                chunks.append(chunk)
+            elif proc.poll() is not None:
+                break
+            else:
+                time.sleep(0.05)
+    finally:
+        os.close(fd)
+    return b"".join(chunks).decode("utf-8")
+
+
+def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(sb: Sandbox, tmp_path: Path) -> None:
+    """The report goes to a pipe nobody reads yet, so the CLI is stuck writing it when the
+    Ctrl-Cs come: every source was sent, and the whole report still arrives."""
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2, 3, 4))
+    pipe = tmp_path / "report.pipe"
+    os.mkfifo(pipe)
+    sb.clear_log()
+    proc = subprocess.Popen([str(SCRIPT), "apply", str(edited), "--yes", "--report", str(pipe)],
+                            env=cli_env(sb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wchan = Path(f"/proc/{proc.pid}/wchan")
+        for _ in range(200):  # until it waits for a reader of the pipe
+            if len(sb.requests("PATCH")) == 3 and (not wchan.exists() or "fifo" in wchan.read_text()):
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
+        for _ in range(3):
+            proc.send_signal(signal.SIGINT)
+            time.sleep(0.05)
+        written = read_pipe_until_the_writer_exits(pipe, proc)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert_clean(out, err, sb)
+    assert proc.returncode == 0, err
+    rows = list(csv.DictReader(io.StringIO(written)))
+    assert {int(r["id"]): r["status"] for r in rows} == {2: "updated", 3: "updated", 4: "updated"}
+    assert "3 updated" in out
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -366,6 +442,67 @@ def test_list_as_table_json_and_csv(sb: Sandbox) -> None:
     proc = run(sb, "list", "--columns", f"name,{THRESHOLD}")
     assert proc.stdout.splitlines()[0].split() == ["id", "name", THRESHOLD]
     assert run(sb, "list", "--columns", "nope").returncode == 3
+
+
+# -- terminals, pipes and encodings ------------------------------------------------------
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_a_stdout_that_is_not_utf8_gets_no_traceback_and_loses_no_data(
+        sb: Sandbox, tmp_path: Path, encoding: str) -> None:
+    name = "Caf\u00e9 \u6771\u4eac \u2192 gate"
+    sb.external_edit(7, name=name)
+    env = cli_env(sb, PYTHONIOENCODING=encoding)
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 7))
+
+    plan = run(sb, "plan", str(edited), env=env)
+    assert plan.returncode == 2, plan.stderr
+    assert plan.stdout.splitlines()[0].split() == ["id", "name", "field", "old", "->", "new"]
+    assert f"{sb.source(7)[THRESHOLD]} -> {sb.source(7)[THRESHOLD] + 1}" in plan.stdout
+
+    table = run(sb, "list", env=env)
+    assert table.returncode == 0 and "gate" in table.stdout  # what it cannot show is a "?"
+
+    got = run(sb, "get", "7", env=env)
+    assert got.returncode == 0 and json.loads(got.stdout)["name"] == name  # JSON escapes it
+
+    for args in (["list", "--format", "csv"], ["export", "-"]):
+        proc = subprocess.run([str(SCRIPT), *args], env=env, stdin=subprocess.DEVNULL,
+                              capture_output=True, timeout=60)
+        assert proc.returncode == 0 and b"Traceback" not in proc.stderr
+        assert read_csv(io.BytesIO(proc.stdout)).loc[7, "name"] == name  # data stays UTF-8
+
+
+def test_export_to_stdout_writes_the_csv_and_says_so_on_stderr(sb: Sandbox, tmp_path: Path) -> None:
+    proc = run(sb, "export", "-")
+    assert proc.returncode == 0, proc.stderr
+    assert_frame_equal(read_csv(io.StringIO(proc.stdout)), read_csv(exported(sb, tmp_path)))
+    assert proc.stderr == "Wrote 60 sources to stdout\n"
+    assert not Path("-").exists()
+
+
+def test_progress_bars_stay_off_a_stderr_that_is_not_a_terminal(sb: Sandbox, tmp_path: Path) -> None:
+    sb.page_cap = 10  # many pages: a bar would be drawn for them
+    source = exported(sb, tmp_path)
+    edited = edit_csv(source, tmp_path / "edited.csv", bumped(sb, *range(1, 31)))
+    for args in (["export", str(tmp_path / "again.csv")], ["list"], ["list", "--format", "csv"],
+                 ["apply", str(edited), "--yes"]):
+        proc = run(sb, *args)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stderr == "", (args, proc.stderr)
+    assert run(sb, "plan", str(edited)).returncode == 0
+
+
+def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    proc = run(None, "list", "--url", "http://sources.example", env=cli_env(None, NEUROIO_API_TOKEN="t"))
+    assert proc.returncode == 4
+    assert "--allow-insecure" in proc.stderr and "allow_insecure=True" not in proc.stderr
+    assert "--allow-insecure" in run(None, "list", "--help").stdout
+
+    monkeypatch.setenv("NEUROIO_API_TOKEN", "t")
+    args = cli.build_parser().parse_args(["list", "--url", "http://sources.example", "--allow-insecure"])
+    with cli._client(args) as client:  # built without a request: nothing leaves loopback
+        assert client.base_url == "http://sources.example"
 
 
 # -- sandbox ---------------------------------------------------------------------------------
