@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .errors import APIError, BulkInterrupted, NotFoundError, Problem, ValidationError
 from .schema import READ_ONLY
-from .values import same, three_way, to_python
+from .values import id_index, same, three_way, to_python
 from .views import empty, report_html
 
 STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned")
@@ -117,7 +117,7 @@ def make_report(outcomes: Iterable[Outcome]) -> Report:
         columns["row"] = pd.Series([o.row for o in rows], dtype=object)
         columns["old_id"] = pd.Series([o.old_id for o in rows], dtype="Int64")
     report: Report = Report(columns)
-    report.index = pd.Index(ids, dtype="Int64" if None in ids else "int64", name="id")
+    report.index = pd.Index(ids, dtype="Int64", name="id") if None in ids else id_index(ids)
     return report
 
 

@@ -7,8 +7,19 @@ The encoding, cell by cell:
 - a missing value is an empty cell;
 - lists and nested objects are JSON (``["new", "exact"]``, ``{"id": 3}``);
   ``store_images_for_results`` also reads ``new, exact`` or ``new;exact``;
-- fields the schema does not know are written as they are and read back by
-  inference per column (whole numbers, numbers, booleans, JSON, else text).
+- fields the schema does not know are read back cell by cell, exactly as the
+  server sent them: a cell that is valid JSON is that JSON value (``45`` a
+  number, ``true`` a boolean, ``"007"`` the text 007), any other cell is text
+  as written (``007``, ``Gate 3``). So text is written bare unless it would
+  read back as something else: ``007`` stays bare, the texts ``true``,
+  ``1.50``, ``45`` and the empty text are written as JSON strings
+  (``"true"``, ``"1.50"``, ``"45"``, ``""``);
+- text that a spreadsheet would run as a formula (starting with ``=``, ``+``,
+  ``-``, ``@``, a tab or a carriage return) is written with a leading ``'``
+  (OWASP's advice), and so is text that already starts with ``'`` before such
+  a character; reading takes exactly one ``'`` off again;
+- the separator is ``,``; a file whose header is separated by ``;`` or tabs
+  (Excel in many locales) is read with that separator.
 
 Reading checks every cell and raises one :class:`ValidationError` naming the
 line and column of each cell it cannot read.
@@ -20,33 +31,77 @@ import io
 import json
 import os
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
 from .schema import BY_NAME
-from .values import to_python
+from .values import to_python, whole_number
 
 TRUE = frozenset({"true", "1"})
 FALSE = frozenset({"false", "0"})
 _INT = re.compile(r"^[+-]?\d+$")
 _INT64 = 2**63
+_UINT64 = 2**64  # ids go up to 2**64 - 1
+#: Text a spreadsheet runs as a formula (after any quotes a previous neutralising added).
+_FORMULA = re.compile(r"^'*[=+\-@\t\r]")
 
 
 def write_csv(frame: pd.DataFrame, path: Any) -> None:
     """Write ``frame`` (index ``id``) in the encoding above."""
-    encoded = {c: _encode_column(frame[c]) for c in frame.columns}
+    encoded = {c: _encode_column(frame[c]) if c in BY_NAME else _encode_unknown(frame[c]) for c in frame.columns}
     out = pd.DataFrame(encoded, index=frame.index, columns=list(frame.columns))
-    out.to_csv(path, index=True, index_label=INDEX, lineterminator="\n", encoding="utf-8")
+    # A carriage return inside a cell is only safe quoted, and pandas quotes it only if every cell is.
+    carriage = any(out[c].dtype == object and out[c].str.contains("\r", regex=False).any() for c in out.columns)
+    out.to_csv(path, index=True, index_label=INDEX, lineterminator="\n", encoding="utf-8",
+               quoting=csv.QUOTE_ALL if carriage else csv.QUOTE_MINIMAL)
 
 
 def _encode_column(column: pd.Series) -> pd.Series:
-    if column.dtype == object or column.dtype in ("boolean", bool):
+    if column.dtype == object or column.dtype in ("boolean", bool) or isinstance(column.dtype, pd.StringDtype):
         return pd.Series([_encode_cell(v) for v in column.to_numpy(dtype=object)],
                          index=column.index, dtype=object)
     return column
+
+
+def _encode_unknown(column: pd.Series) -> pd.Series:
+    """A column the schema does not know: numbers as they are, every other cell as it reads back."""
+    if column.dtype.kind in "iuf":
+        return column
+    return pd.Series([_encode_unknown_cell(v) for v in column.to_numpy(dtype=object)],
+                     index=column.index, dtype=object)
+
+
+def _encode_unknown_cell(value: Any) -> str:
+    value = to_python(value)
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return json.dumps(value, ensure_ascii=False) if _reads_as_json(value) else neutralised(value)
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _reads_as_json(text: str) -> bool:
+    if not text:
+        return True
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def neutralised(text: str) -> str:
+    """``text`` as a spreadsheet shows it without running it: a ``'`` before a would-be formula."""
+    return "'" + text if _FORMULA.match(text) else text
+
+
+def restored(text: str) -> str:
+    """The inverse of :func:`neutralised`."""
+    return text[1:] if text.startswith("'") and _FORMULA.match(text[1:]) else text
 
 
 def _encode_cell(value: Any) -> str:
@@ -57,6 +112,8 @@ def _encode_cell(value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (list, dict)):
         return json.dumps(value, ensure_ascii=False)
+    if isinstance(value, str):
+        return neutralised(value)
     return str(value)
 
 
@@ -68,7 +125,7 @@ def read_csv(path: Any) -> pd.DataFrame:
     what = f"CSV {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else "CSV"
     text = _read_text(path, what)
     # strict: a stray or unclosed quote is an error, not cells silently merged across lines
-    reader = csv.reader(io.StringIO(text), strict=True)
+    reader = csv.reader(io.StringIO(text), delimiter=_separator(text), strict=True)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
     problems: list[Problem] = []
@@ -93,17 +150,16 @@ def read_csv(path: Any) -> pd.DataFrame:
     if dups or "" in header:
         raise ValidationError([Problem(None, None, dups or header, "column names must be unique and not empty")],
                               what=what)
-    parsers = {name: _parser_for(name, [r[header.index(name)] for _, r in rows if len(r) == len(header)])
-               for name in header}
+    parsers = {name: _parser_for(name) for name in header}
     records = []
     for line, row in rows:
         if len(row) != len(header):
-            cells = dict(zip(header, row))
+            cells = dict(zip(header, row, strict=False))
             sid = (cells.get(INDEX) or "").strip() or None
             problems.append(Problem(sid, None, None, f"line {line} has {len(row)} cells, the header has {len(header)}"))
             continue
         record: dict[str, Any] = {}
-        for col, (name, cell) in enumerate(zip(header, row), start=1):
+        for col, (name, cell) in enumerate(zip(header, row, strict=True), start=1):
             try:
                 record[name] = parsers[name](cell)
             except ValueError as exc:
@@ -123,6 +179,15 @@ def read_csv(path: Any) -> pd.DataFrame:
     return frame_from_records(records)
 
 
+def _separator(text: str) -> str:
+    """``,`` unless the header names ``id`` only when split by ``;`` or a tab (Excel's habit in many locales)."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    cells = {delimiter: [c.strip().strip('"') for c in first.split(delimiter)] for delimiter in (",", ";", "\t")}
+    if INDEX in cells[","]:
+        return ","
+    return next((d for d in (";", "\t") if INDEX in cells[d]), ",")
+
+
 def _read_text(path: Any, what: str) -> str:
     if hasattr(path, "read"):
         data = path.read()
@@ -139,10 +204,10 @@ def _read_text(path: Any, what: str) -> str:
                                        f"at offset {exc.start}); save the file as CSV UTF-8")], what=what) from None
 
 
-def _parser_for(name: str, cells: list[str]) -> Callable[[str], Any]:
+def _parser_for(name: str) -> Callable[[str], Any]:
     field = BY_NAME.get(name)
     if field is None:
-        return _infer(cells)
+        return _parse_unknown
     return {"id": _parse_int, "int": _parse_int, "bool": _parse_bool, "str": _parse_text,
             "license": _parse_text, "list": _parse_list, "object": _parse_json}[field.kind]
 
@@ -163,27 +228,32 @@ def _parse_int(cell: str) -> int | None:
     if not text:
         return None
     if _INT.match(text):
-        if not -_INT64 <= int(text) < _INT64:
+        if not -_INT64 <= int(text) < _UINT64:
             raise ValueError("too large a number")
         return int(text)
     try:
         number = float(text)
     except ValueError:
         raise ValueError("not a number") from None
-    if not number.is_integer():
-        raise ValueError("not a whole number")
-    if not -_INT64 <= number < _INT64:
-        raise ValueError("too large a number")
-    return int(number)
-
-
-def _parse_float(cell: str) -> float | None:
-    text = cell.strip()
-    return float(text) if text else None
+    whole = whole_number(number)
+    if whole is None:
+        raise ValueError("not a whole number" if not number.is_integer() else
+                         "too large a number to be exact in this notation; write its digits")
+    return whole
 
 
 def _parse_text(cell: str) -> str | None:
-    return cell if cell.strip() else None
+    return restored(cell) if cell.strip() else None
+
+
+def _parse_unknown(cell: str) -> Any:
+    """A cell of a column the schema does not know: JSON if it is valid JSON, else text as written."""
+    if not cell:
+        return None
+    try:
+        return json.loads(cell)
+    except ValueError:
+        return restored(cell)
 
 
 def _parse_json(cell: str) -> Any:
@@ -205,27 +275,3 @@ def _parse_list(cell: str) -> list | None:
             raise ValueError("not a JSON list")
         return value
     return [part.strip() for part in re.split(r"[,;]", text) if part.strip()]
-
-
-def _infer(cells: list[str]) -> Callable[[str], Any]:
-    """The parser that reads every non-empty cell of an unknown column."""
-    present = [c.strip() for c in cells if c.strip()]
-    if not present:
-        return _parse_text
-    for parser in (_parse_int, _parse_float, _parse_bool):
-        try:
-            for cell in present:
-                parser(cell)
-        except ValueError:
-            continue
-        if parser is _parse_bool and not all(c.lower() in ("true", "false") for c in present):
-            continue
-        return parser
-    if all(c[0] in "[{" for c in present):
-        try:
-            for cell in present:
-                json.loads(cell)
-            return _parse_json
-        except json.JSONDecodeError:
-            pass
-    return _parse_text

@@ -6,13 +6,14 @@ A frame has the index ``id``, the schema's fields in schema order (typed by
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from .schema import BY_NAME, COLUMNS, Field
-from .values import is_missing
+from .values import is_missing, whole_number
 
 INDEX = "id"
 
@@ -42,7 +43,12 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 
 
 def _as_came(values: np.ndarray) -> pd.Series:
-    """An object array inferred exactly as ``DataFrame.from_records`` infers a column."""
+    """An object array inferred as ``DataFrame.from_records`` infers a column.
+
+    One difference: in a column left as objects, every missing cell is None
+    (a source that lacks the field and one that sent null read alike, as a CSV
+    reads them back).
+    """
     kind = pd.api.types.infer_dtype(values, skipna=False)
     if kind == "boolean":
         return pd.Series(values.astype(bool))
@@ -51,17 +57,26 @@ def _as_came(values: np.ndarray) -> pd.Series:
             return pd.Series(values.astype(np.int64))
         except OverflowError:  # from_records makes these uint64 or leaves them as objects
             pass
-    return pd.Series(values).infer_objects()
+    column = pd.Series(values).infer_objects()
+    if column.dtype == object:
+        cells = column.to_numpy(dtype=object, copy=True)
+        cells[_missing_mask(cells)] = None
+        column = pd.Series(cells, dtype=object)
+    return column
 
 
 def _id_values(values: np.ndarray | None, n: int) -> np.ndarray:
+    """The ids as int64, or as uint64 when one is 2**63 or more (never wrapped to a negative)."""
     if values is not None and pd.api.types.infer_dtype(values, skipna=False) == "integer":
         try:
             return values.astype("int64")
         except OverflowError:
-            pass
+            try:
+                return values.astype("uint64")
+            except OverflowError:
+                pass
     ids = _as_came(values) if values is not None else pd.Series([None] * n)
-    return ids.to_numpy(dtype="int64")
+    return ids.to_numpy(dtype="uint64" if ids.dtype == "uint64" else "int64")
 
 
 #: Per dtype, what ``pandas.api.types.infer_dtype`` says of a column the fast path can type.
@@ -135,11 +150,32 @@ def typed_column(field: Field, column: pd.Series) -> pd.Series:
             return _boolean(column)
         if dtype == "Int64":
             return _int64(column)
+        if field.kind == "license":
+            return _license_text(column)
         return column.astype("string")
     except (TypeError, ValueError, OverflowError):
         warnings.warn(f"column {field.name!r}: values the schema does not expect; kept as they came",
                       stacklevel=3)
         return column
+
+
+def _license_text(column: pd.Series) -> pd.Series:
+    """License ids as text: a whole number (also a whole float, as plain ``pd.read_csv`` makes them
+    when one is missing) as its digits, ``204.0`` as ``"204"``; never a new text such as ``"204.0"``."""
+    if column.dtype.kind in "iu" or isinstance(column.dtype, pd.StringDtype):
+        return column.astype("string")
+    values = column.to_numpy(dtype=object)
+    out = np.empty(len(values), dtype=object)
+    for n, value in enumerate(values):
+        if is_missing(value):
+            out[n] = None
+        elif isinstance(value, str):
+            out[n] = value
+        elif (number := whole_number(value)) is not None:
+            out[n] = str(number)
+        else:
+            raise TypeError("not a license id")
+    return pd.Series(pd.array(out, dtype="string"), index=column.index, name=column.name)
 
 
 def _missing_mask(values: np.ndarray) -> np.ndarray:
@@ -165,11 +201,7 @@ def _int64(column: pd.Series) -> pd.Series:
     values = column.to_numpy(dtype=object)
     mask = pd.isna(values)
     present = values[~mask]
-    if any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer, float, np.floating))
-           for v in set(present.tolist())):
-        raise TypeError("not whole numbers")
-    as_float = present.astype(float)
-    if not np.all(np.mod(as_float, 1) == 0):
+    if not all(whole_number(v) is not None for v in set(present.tolist())):
         raise TypeError("not whole numbers")
     data = np.zeros(len(values), dtype="int64")
     data[~mask] = present.astype("int64")

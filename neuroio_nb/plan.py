@@ -6,6 +6,7 @@ per column: NA equals NA, and ``store_images_for_results`` compares as a set.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +18,8 @@ from .bulk import Job, Report, SourceCalls, apply_job
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
-from .validate import checked_frame
-from .values import to_python
+from .validate import checked_cells
+from .values import id_index, to_python, whole_number
 from .views import changes_html, empty, esc, ids_text, number, plural, showing, shown, window
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
@@ -150,12 +151,11 @@ def _change_line(sid: int, changes: dict[str, tuple[Any, Any]]) -> str:
 def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> Plan:
     """Validate ``edited``, fetch the server's values if no base, and compare."""
     try:
-        edited = checked_frame(edited)
+        edited, cell_problems = checked_cells(edited)
     except ValidationError as exc:
-        if base is not None and isinstance(edited, pd.DataFrame):
+        if base is not None and isinstance(edited, pd.DataFrame) and not isinstance(edited.columns, pd.MultiIndex):
             exc.problems += _unknown_columns(edited, _typed_base(base))
         raise ValidationError(exc.problems, what=exc.what) from None
-    edited.index = edited.index.astype("int64")
     if base is None:
         spaces = _spaces_of(edited)
         current = sources.current(edited.index.tolist(), spaces_ids=spaces)
@@ -168,7 +168,7 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
         missing = dict.fromkeys(edited.index[absent].tolist(), "not in base")
     known = edited[~absent] if absent.any() else edited
     old = base_frame if base_frame.index.equals(known.index) else base_frame.loc[known.index]
-    _check_columns(known, old, base_frame)
+    _check_columns(known, old, base_frame, read_only=base is not None)
     rows, fields, olds, news = [], [], [], []
     for position, column in enumerate(known.columns):
         if column in READ_ONLY:
@@ -178,9 +178,10 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
         if len(where):
             rows.append(where)
             fields.append(np.full(len(where), position))
-            olds += _plain(before, where)
-            news += _plain(known[column], where)
+            olds += _plain(column, before, where)
+            news += _plain(column, known[column], where)
     changes = _changes_frame(known, rows, fields, olds, news)
+    _refuse_bad_changes(cell_problems, changes)
     names = _names(known if "name" in known.columns else base_frame, changes["id"].unique())
     changes.insert(1, "name", changes["id"].map(names).astype(object))
     return Plan(sources, changes, check_conflicts=base is not None, missing=missing, names=names)
@@ -217,7 +218,7 @@ def _changes_frame(known: pd.DataFrame, rows: list[np.ndarray], fields: list[np.
     row, field_no = np.concatenate(rows), np.concatenate(fields)
     order = np.lexsort((field_no, row))
     return pd.DataFrame({
-        "id": known.index.to_numpy(dtype="int64")[row[order]],
+        "id": known.index.to_numpy()[row[order]],
         "field": pd.Series(known.columns.to_numpy(dtype=object)[field_no[order]], dtype=object),
         "old": _objects(olds, order),
         "new": _objects(news, order),
@@ -233,11 +234,33 @@ def _objects(values: list[Any], order: np.ndarray) -> pd.Series:
 _PLAIN_DTYPES = ("boolean", "Int64", "string", "bool", "int64")
 
 
-def _plain(column: pd.Series, where: np.ndarray) -> list[Any]:
-    """Chosen cells of a column as plain JSON values (as :func:`to_python` makes them)."""
+def _plain(name: str, column: pd.Series, where: np.ndarray) -> list[Any]:
+    """Chosen cells of a column as plain JSON values (as :func:`to_python` makes them).
+
+    In a column the schema does not know, a whole float is the integer it stands
+    for: such a column is float only because a source lacks the field.
+    """
     if any(column.dtype == pd.api.types.pandas_dtype(d) for d in _PLAIN_DTYPES):
         return column.array[where].to_numpy(dtype=object, na_value=None).tolist()
-    return [to_python(v) for v in column.to_numpy()[where]]
+    cells = [to_python(v) for v in column.to_numpy()[where]]
+    if name not in BY_NAME:
+        cells = [_whole_if_float(v) for v in cells]
+    return cells
+
+
+def _whole_if_float(value: Any) -> Any:
+    number = whole_number(value) if isinstance(value, float) else None
+    return value if number is None else number
+
+
+def _refuse_bad_changes(problems: list[Problem], changes: pd.DataFrame) -> None:
+    """Raise for the bad cells that change something; a bad value the server holds is carried through."""
+    if not problems:
+        return
+    changing = set(zip(changes["id"].tolist(), changes["field"].tolist(), strict=True))
+    found = [p for p in problems if p.id is None or p.field is None or (p.id, p.field) in changing]
+    if found:
+        raise ValidationError(found)
 
 
 def changed(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
@@ -269,14 +292,30 @@ def _changed_cells(old: pd.Series, new: pd.Series, differ: Callable[[Any, Any], 
 
 
 def _as_set(value: Any) -> frozenset | None:
+    """A list cell as a set; JSON text of a list (as plain ``pd.read_csv`` leaves it) as that list's set."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
-    return frozenset(value)
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return frozenset([value])
+        if not isinstance(value, list):
+            return frozenset([json.dumps(value)])
+    try:
+        return frozenset(value)
+    except TypeError:
+        return frozenset([repr(value)])
 
 
-def _check_columns(edited: pd.DataFrame, old: pd.DataFrame, base: pd.DataFrame) -> None:
+def _check_columns(edited: pd.DataFrame, old: pd.DataFrame, base: pd.DataFrame, *, read_only: bool) -> None:
+    """Unknown columns, and (``read_only``: against a base) edits of read-only columns.
+
+    Against the server now, a read-only column that differs was changed by the
+    server (a source moved to another space), not by the user: it is not compared.
+    """
     problems = _unknown_columns(edited, base)
-    for column in READ_ONLY:
+    for column in READ_ONLY if read_only else ():
         if column in edited.columns and column in old.columns:
             mask = changed(column, old[column], edited[column])
             problems += [Problem(i, column, to_python(v), "is read-only and cannot be changed")
@@ -286,7 +325,7 @@ def _check_columns(edited: pd.DataFrame, old: pd.DataFrame, base: pd.DataFrame) 
 
 
 def _unknown_columns(edited: pd.DataFrame, base: pd.DataFrame) -> list[Problem]:
-    if not len(base.columns):
+    if not len(base.columns) or not len(base):  # nothing to know the server's fields from
         return []
     return [Problem(None, column, None, "unknown column: not a field of the schema nor of the base")
             for column in edited.columns if column not in BY_NAME and column not in base.columns
@@ -301,7 +340,7 @@ def _typed_base(base: pd.DataFrame) -> pd.DataFrame:
             raise ValidationError([Problem(None, INDEX, None, "base needs an 'id' index")], what="base")
         base = base.set_index(INDEX)
     typed = {c: typed_column(BY_NAME[c], base[c]) if c in BY_NAME else base[c] for c in base.columns}
-    frame = pd.DataFrame(typed, index=base.index.astype("int64"), columns=list(base.columns), copy=False)
+    frame = pd.DataFrame(typed, index=id_index(base.index), columns=list(base.columns), copy=False)
     duplicated = frame.index.duplicated()
     return frame[~duplicated] if duplicated.any() else frame
 

@@ -1,8 +1,12 @@
 """Checking an edited frame against the schema before anything is sent.
 
-:func:`checked_frame` finds every problem at once and raises one
-:class:`ValidationError`; what passes comes back typed exactly like
-``to_frame()`` so the plan compares like with like.
+:func:`checked_cells` raises one :class:`ValidationError` for every problem
+with the frame's shape (its index, its columns) and returns the problems of
+its cells beside the frame, typed exactly like ``to_frame()`` where the cells
+allow, so that the plan compares like with like and refuses only the bad cells
+that change something: a value the server holds that the schema would refuse
+(a newer list value, a threshold above our cap, a null name) is carried
+through untouched. :func:`checked_frame` refuses every bad cell.
 """
 from __future__ import annotations
 
@@ -14,16 +18,32 @@ import pandas as pd
 from .errors import Problem, ValidationError
 from .frames import INDEX, typed_column
 from .schema import BY_NAME, Field
-from .values import check_value
+from .values import check_value, id_index, is_missing, whole_number
 
 
 def checked_frame(edited: Any, *, what: str = "edited frame") -> pd.DataFrame:
     """``edited`` checked and typed; raises ValidationError listing every problem."""
+    frame, problems = checked_cells(edited, what=what)
+    if problems:
+        raise ValidationError(problems, what=what)
+    return frame
+
+
+def checked_cells(edited: Any, *, what: str = "edited frame") -> tuple[pd.DataFrame, list[Problem]]:
+    """``edited`` typed, and the problems of its cells; raises ValidationError for problems of its shape.
+
+    A column with a bad cell is left as it came (not typed).
+    """
     if isinstance(edited, pd.Series):
         raise ValidationError([Problem(None, None, None, "got a Series (one row?); pass a DataFrame, "
                                        "e.g. frame.loc[[id]] rather than frame.loc[id]")], what=what)
     if not isinstance(edited, pd.DataFrame):
         raise ValidationError([Problem(None, None, type(edited).__name__, "expected a pandas DataFrame")],
+                              what=what)
+    if isinstance(edited.columns, pd.MultiIndex):
+        raise ValidationError([Problem(None, None, list(edited.columns[:3]),
+                                       "the columns have several levels (a MultiIndex); give one level of "
+                                       "field names, e.g. frame.columns = frame.columns.get_level_values(-1)")],
                               what=what)
     frame = _with_id_index(edited, what)
     problems = _index_problems(frame)
@@ -36,20 +56,17 @@ def checked_frame(edited: Any, *, what: str = "edited frame") -> pd.DataFrame:
         problems.append(Problem(None, None, dup, "duplicated column names"))
     if INDEX in frame.columns or frame.columns.duplicated().any():
         raise ValidationError(problems, what=what)
-    typed = {}
-    for name in frame.columns:
-        field = BY_NAME.get(name)
-        column = frame[name]
-        if field is None:
-            typed[name] = column
-            continue
-        found = column_problems(field, column)
-        problems += found
-        if not found:
-            typed[name] = typed_column(field, column) if column.dtype != field.dtype else column
-    if problems:
-        raise ValidationError(problems, what=what)
-    return pd.DataFrame(typed, index=frame.index, columns=list(frame.columns))
+    found = {name: column_problems(BY_NAME[name], frame[name]) for name in frame.columns if name in BY_NAME}
+    cells = [p for column in found.values() for p in column]
+    if problems:  # the shape is wrong: no plan, so every problem is reported at once
+        raise ValidationError(problems + cells, what=what)
+    typed = {name: frame[name] if found.get(name, True) or frame[name].dtype == BY_NAME[name].dtype
+             else typed_column(BY_NAME[name], frame[name]) for name in frame.columns}
+    checked = pd.DataFrame(typed, index=frame.index, columns=list(frame.columns))
+    checked.index = id_index(checked.index)
+    return checked, cells
+
+
 
 
 def _with_id_index(frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -67,10 +84,14 @@ def _index_problems(frame: pd.DataFrame) -> list[Problem]:
     ids = frame.index
     if ids.dtype.kind not in "iu":
         for value in ids:
-            if _cell(value) is None:
+            if is_missing(value):
                 problems.append(Problem(None, INDEX, None, "missing id"))
-            elif check_value(BY_NAME[INDEX], _py(value)) or _py(value) < 0:
-                problems.append(Problem(value, INDEX, _py(value), "a source id is a whole number >= 0"))
+            elif isinstance(value, (float, np.floating)) and float(value).is_integer() and whole_number(value) is None:
+                problems.append(Problem(_py(value), INDEX, _py(value), "this id passed through a float column "
+                                        "(a blank id cell, an outer merge) and may have been rounded to a "
+                                        "neighbour's: keep ids whole numbers (read the CSV with neuroio_nb.read_csv)"))
+            elif (number := whole_number(value)) is None or number < 0 or number >= 2**64:
+                problems.append(Problem(_py(value), INDEX, _py(value), "a source id is a whole number >= 0"))
     else:
         problems += [Problem(_py(v), INDEX, _py(v), "a source id is a whole number >= 0") for v in ids[ids < 0]]
     for value in ids[ids.duplicated()].dropna().unique():
@@ -80,42 +101,47 @@ def _index_problems(frame: pd.DataFrame) -> list[Problem]:
 
 def column_problems(field: Field, column: pd.Series) -> list[Problem]:
     """Every bad cell of one column, vectorised where the dtype allows."""
+    return _required(field, column) + _present_problems(field, column)
+
+
+def _present_problems(field: Field, column: pd.Series) -> list[Problem]:
+    """The bad cells that are not missing."""
     if field.dtype == "boolean" and column.dtype in ("boolean", bool):
-        return _required(field, column)
+        return []
     if field.dtype == "Int64" and (column.dtype.kind in "iu" or str(column.dtype) in ("Int64", "Int32")):
         bad = pd.Series(False, index=column.index)
         if field.minimum is not None:
             bad |= (column < field.minimum).fillna(False).astype(bool)
         if field.maximum is not None:
             bad |= (column > field.maximum).fillna(False).astype(bool)
-        return _required(field, column) + [
-            Problem(i, field.name, _py(v), check_value(field, int(v)) or "out of range")
-            for i, v in column[bad].items()]
+        return [Problem(i, field.name, _py(v), check_value(field, int(v)) or "out of range")
+                for i, v in column[bad].items()]
     if field.kind == "object":
-        return _required(field, column)
+        return []
     if field.dtype == "string" and isinstance(column.dtype, pd.StringDtype):
         if not field.required:
             return []
         blank = column.str.strip().eq("").fillna(False).astype(bool)
-        return _required(field, column) + [Problem(i, field.name, v, "must not be empty")
-                                           for i, v in column[blank].items()]
+        return [Problem(i, field.name, v, "must not be empty") for i, v in column[blank].items()]
     if field.kind == "list":
         return _list_problems(field, column)
     return [Problem(i, field.name, _py(v), reason) for i, v in column.items()
-            if (reason := check_value(field, _cell(v)))]
+            if not _is_na(v) and (reason := check_value(field, _cell(v)))]
 
 
 def _list_problems(field: Field, column: pd.Series) -> list[Problem]:
     """Like the generic check, but each distinct list is checked once (frames repeat a few)."""
     seen: dict[tuple, str | None] = {}
     problems = []
-    for i, v in zip(column.index, column.to_numpy(dtype=object)):
+    for i, v in zip(column.index, column.to_numpy(dtype=object), strict=True):
         if type(v) is list:
             try:
                 key = tuple(v)
                 reason = seen[key] if key in seen else seen.setdefault(key, check_value(field, v))
             except TypeError:
                 reason = check_value(field, v)
+        elif _is_na(v):
+            continue
         else:
             reason = check_value(field, _cell(v))
         if reason:
@@ -124,16 +150,36 @@ def _list_problems(field: Field, column: pd.Series) -> list[Problem]:
 
 
 def _required(field: Field, column: pd.Series) -> list[Problem]:
-    if not field.required:
+    """Missing cells where a value must be: a required field, or a setting that has a default.
+
+    The server keeps a value for every setting with a default and takes no null
+    for it (a slip such as ``frame["x"] = frame["space_id"].map({2: True})``).
+    """
+    if field.required:
+        reason = "is required"
+    elif field.default is not None and field.writable:
+        reason = f"may not be missing: the server takes no null for this setting (its default is {field.default!r})"
+    else:
         return []
-    return [Problem(i, field.name, None, "is required") for i in column.index[column.isna()]]
+    return [Problem(i, field.name, None, reason) for i in column.index[_na_mask(column)]]
+
+
+def _na_mask(column: pd.Series) -> np.ndarray:
+    if column.dtype == object:
+        return np.fromiter((_is_na(v) for v in column.to_numpy()), dtype=bool, count=len(column))
+    return np.asarray(column.isna(), dtype=bool)
+
+
+def _is_na(value: Any) -> bool:
+    """A missing cell (an empty list is a value)."""
+    return not isinstance(value, (list, tuple, set, frozenset, np.ndarray, dict)) and is_missing(value)
 
 
 def _cell(value: Any) -> Any:
     """A cell as check_value expects it: missing -> None."""
     if isinstance(value, (list, tuple, set, frozenset, np.ndarray, dict)):
         return list(value) if not isinstance(value, dict) else value
-    return None if pd.isna(value) else _py(value)
+    return None if is_missing(value) else _py(value)
 
 
 def _py(value: Any) -> Any:

@@ -109,6 +109,14 @@ def check_value(field: Field, value: Any) -> str | None:
     return None
 
 
+def id_index(ids: Any, name: str = "id") -> pd.Index:
+    """Whole-number source ids as an index: int64, or uint64 when one is 2**63 or more (never wrapped)."""
+    numbers = ids.to_numpy() if isinstance(ids, pd.Index) and ids.dtype.kind in "iu" else [int(i) for i in ids]
+    wide = len(numbers) > 0 and max(numbers) >= 2**63
+    index: pd.Index = pd.Index(numbers, dtype="uint64" if wide else "int64", name=name)
+    return index
+
+
 def same(field: str, a: Any, b: Any) -> bool:
     """Are two values the same setting of ``field``?
 
@@ -121,13 +129,13 @@ def same(field: str, a: Any, b: Any) -> bool:
     if spec is not None and a is not None and b is not None:
         if spec.kind == "list":
             try:
-                return set(a) == set(b)
+                return set(_json_or_text(a)) == set(_json_or_text(b))
             except TypeError:
                 return False
         if spec.kind == "license":
             return _license_text(a) == _license_text(b)
         if spec.kind == "object" and isinstance(a, str) != isinstance(b, str):
-            return _json_or_text(a) == _json_or_text(b)
+            return bool(_json_or_text(a) == _json_or_text(b))
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     try:
@@ -180,4 +188,4 @@ def shown(value: Any, *, missing: str = MISSING) -> str:
     return str(value)
 
 
-__all__ = ["MISSING", "EXACT_FLOAT", "is_missing", "to_python", "whole_number", "check_value", "same", "three_way", "shown"]
+__all__ = ["EXACT_FLOAT", "MISSING", "check_value", "id_index", "is_missing", "same", "shown", "three_way", "to_python", "whole_number"]

@@ -131,11 +131,16 @@ def test_bad_frame(world, sb, make, parts):
 
 
 def test_bad_frame_against_the_server_sends_nothing_either(world, sb):
-    """Without a base the plan reads the server, but only once the frame itself is sound."""
+    """Without a base the plan reads the server, but only once the frame's shape is sound; a bad cell
+    is refused once the server's values say it is an edit (a bad value the server holds is not one)."""
     _, client, frame = world
     with pytest.raises(ValidationError):
-        client.sources.bulk_update(set_cell(frame, 2, "use_pps_time", "yes"), progress=False)
+        client.sources.bulk_update(duplicated_id(frame), progress=False)
     assert sb.log == []
+    with pytest.raises(ValidationError) as info:
+        client.sources.bulk_update(set_cell(frame, 2, "use_pps_time", "yes"), progress=False)
+    assert [(p.id, p.field) for p in info.value.problems] == [(2, "use_pps_time")]
+    assert {r.method for r in sb.log} == {"GET"}
 
 
 def test_series_given_as_base(world, sb):
