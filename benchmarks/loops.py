@@ -11,8 +11,9 @@
 """
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import requests
@@ -71,6 +72,14 @@ def sdk_fetch(url: str, token: str) -> pd.DataFrame:
             return pd.DataFrame(rows)
 
 
+def sdk_create(url: str, token: str, bodies: list[dict]) -> int:
+    """One ``sources.create`` after another (the SDK sends its defaults for the rest)."""
+    client = sdk_client(url, token)
+    for body in bodies:
+        client.sources.create(**body).raise_for_status()
+    return len(bodies)
+
+
 def sdk_update(url: str, token: str, bodies: dict[int, dict]) -> int:
     client = sdk_client(url, token)
     for sid, body in bodies.items():
@@ -120,3 +129,21 @@ def floor_update(url: str, token: str, bodies: dict[int, dict], max_workers: int
             return reply.json()
 
         return sum(1 for _ in pool.map(patch, bodies.items()))
+
+
+def floor_writes(url: str, token: str, max_workers: int, *, posts: Sequence[dict] = (),
+                 patches: dict[int, dict] | None = None, listing: bool = False) -> int:
+    """The POSTs and PATCHes, all at once (after the whole listing when ``listing``)."""
+    with session(token) as http, ThreadPoolExecutor(max_workers) as pool:
+        if listing:
+            for _ in _listing(http, pool, url):
+                pass
+
+        def send(item: tuple[str, str, dict]) -> dict:
+            reply = http.request(item[0], item[1], json=item[2])
+            reply.raise_for_status()
+            return reply.json()
+
+        work = [("POST", url + PATH, body) for body in posts]
+        work += [("PATCH", f"{url}{PATH}{sid}/", body) for sid, body in (patches or {}).items()]
+        return sum(1 for _ in pool.map(send, work))

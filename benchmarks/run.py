@@ -1,7 +1,9 @@
 """How fast is neuroio-nb, next to what a user would write, the network's limit and the machine's?
 
-    .venv/bin/python benchmarks/run.py            # 3 repetitions of each (about 3.5 minutes)
-    .venv/bin/python benchmarks/run.py --quick    # 1 repetition (about 2 minutes)
+    .venv/bin/python benchmarks/run.py            # 3 repetitions of each (about 20 minutes)
+    .venv/bin/python benchmarks/run.py --quick    # 1 repetition (about 8 minutes; the SDK's
+                                                  # create loop alone takes 1-2 minutes)
+    .venv/bin/python benchmarks/run.py --only create --only restore   # some parts only
 
 Everything is measured in one run, against the embedded sandbox (served from a
 child process, with ``--latency`` seconds added to every request), and printed
@@ -22,9 +24,10 @@ import sys
 import time
 import tracemalloc
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -43,6 +46,7 @@ from neuroio_nb.schema import BY_NAME  # noqa: E402
 from neuroio_nb.validate import checked_frame  # noqa: E402
 
 WORKERS = 8  # Client's default max_workers
+PARTS = ("network", "limited", "cpu", "create", "stream", "restore", "big")
 FETCH_SOURCES = 2_000
 BULK_SOURCES = 300
 LIMITED_SOURCES = 1_000
@@ -101,7 +105,7 @@ def works(fn: Callable[[], Any]) -> str | None:
     """None if ``fn`` runs, else why not (for the SDK, which may not fit this machine's httpx)."""
     try:
         fn()
-    except Exception as exc:  # noqa: BLE001 - reported in the table instead
+    except Exception as exc:
         return f"the SDK loop failed: {type(exc).__name__}: {exc}"
     return None
 
@@ -313,6 +317,151 @@ def cpu(args: argparse.Namespace) -> list[Row]:
     ]
 
 
+# ---- 6-9: jobs at scale: create, a streamed update, a restore, a big frame --------------------
+
+CREATE_SOURCES = 1_000
+STREAM_ACCOUNT = 20_000
+STREAM_LATENCY = 0.05
+RESTORE_DELETED, RESTORE_CHANGED = 50, 100
+BIG_FRAME = 100_000
+SDK_CREATE_FIELDS = ("name", "license_id", "identify_facesize_threshold", "use_pps_time")
+
+
+def sent(server: SandboxProcess, method: str) -> list[Any]:
+    """The bodies of the requests of ``method`` the server acted on (answered 2xx)."""
+    return [r for r in server.log() if r.method == method and r.status is not None and r.status < 300]
+
+
+def sdk_row(label: str, times: dict[str, float], sdk: str | None) -> Row:
+    ours = times["ours"]
+    if "sdk" not in times:
+        return Row(label + ": vs neuroio SDK loop", ms(ours), "not measured: " + (sdk or ""), "", ">= 8x faster",
+                   None)
+    return Row(label + ": vs neuroio SDK loop", ms(ours), ms(times["sdk"]), f"{times['sdk'] / ours:.1f}x faster",
+               ">= 8x faster", times["sdk"] / ours >= 8)
+
+
+def floor_row(label: str, times: dict[str, float], limit: float, what: str = "bare floor") -> Row:
+    ratio = times["ours"] / times["floor"]
+    return Row(f"{label}: vs {what}", ms(times["ours"]), ms(times["floor"]), f"{ratio:.2f}x floor",
+               f"<= {limit:g}x", ratio <= limit)
+
+
+def creating(args: argparse.Namespace, sdk: str | None) -> list[Row]:
+    """1,000 new names (a site's CSV: no ids) planned with key="name", create=True, and applied."""
+    new = pd.DataFrame({"name": [f"Site 7 cam {n:04d}" for n in range(CREATE_SOURCES)],
+                        "identify_facesize_threshold": 9000, "use_pps_time": True})
+    with SandboxProcess(sources=FETCH_SOURCES, latency=args.latency) as server:
+        def ours() -> None:
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                report = client.sources.plan(new, key="name", create=True).apply(progress=False)
+            assert (report["status"] == "created").sum() == CREATE_SOURCES, report["status"].value_counts()
+
+        server.restart()
+        ours()
+        bodies = [r.body for r in sent(server, "POST")]
+        assert len(bodies) == CREATE_SOURCES
+        gets = sum(1 for r in server.log() if r.method == "GET")
+        contenders = {"ours": ours, "floor": lambda: loops.floor_writes(server.url, server.token, WORKERS,
+                                                                       posts=bodies)}
+        if sdk is None:
+            sdk_bodies = [{k: v for k, v in b.items() if k in SDK_CREATE_FIELDS} for b in bodies]
+            contenders["sdk"] = lambda: loops.sdk_create(server.url, server.token, sdk_bodies)
+        times = medians(contenders, args.reps, server.restart)
+    label = f"create {CREATE_SOURCES:,} sources (plan key=name, create=True; account of {FETCH_SOURCES:,})"
+    return [sdk_row(label, times, sdk),
+            floor_row(label, times, 1.3, f"bare floor ({CREATE_SOURCES:,} POSTs, 8 threads)"),
+            Row(label + ": listing GETs before the POSTs", str(gets),
+                f"{1 + len(loops.page_offsets(FETCH_SOURCES))} to read the account", "", "", None)]
+
+
+def streamed_update(args: argparse.Namespace) -> list[Row]:
+    """300 edited rows (with their base) in an account of 20,000, at 50 ms a request."""
+    with SandboxProcess(sources=STREAM_ACCOUNT, latency=STREAM_LATENCY) as server:
+        with Client(server.token, server.url, max_workers=WORKERS) as client:
+            everything = client.sources.to_frame(progress=False)
+        edited_all, bodies = edits(everything, BULK_SOURCES)
+        ids = sorted(bodies)
+        edited, base = edited_all.loc[ids], everything.loc[ids]
+
+        def ours() -> None:
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                report = client.sources.bulk_update(edited, base=base, progress=False)
+            assert (report["status"] == "updated").sum() == BULK_SOURCES, report["status"].value_counts()
+
+        server.restart()
+        ours()
+        patched = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in sent(server, "PATCH")}
+        assert patched == bodies, "ours sent other PATCH bodies than the floor does"
+        gets = sum(1 for r in server.log() if r.method == "GET")
+        times = medians({"ours": ours, "floor": lambda: loops.floor_writes(server.url, server.token, WORKERS,
+                                                                          patches=bodies)},
+                        args.reps, server.restart)
+    label = (f"bulk_update(base=), {BULK_SOURCES} of {STREAM_ACCOUNT:,}, conflict-checked, "
+             f"{STREAM_LATENCY * 1000:g} ms")
+    return [floor_row(label, times, 1.5, f"bare PATCH-only floor ({rounds(BULK_SOURCES)} rounds)"),
+            Row(label + ": GETs sent for the conflict check", str(gets),
+                f"{1 + len(loops.page_offsets(STREAM_ACCOUNT))} to list the account", "", "", None)]
+
+
+def restoring(args: argparse.Namespace) -> list[Row]:
+    """A backup of 2,000 restored (key="name", create=True) after 50 deletions and 100 changes."""
+    with SandboxProcess(sources=FETCH_SOURCES, latency=args.latency) as server:
+        with Client(server.token, server.url, max_workers=WORKERS) as client:
+            backup = client.sources.to_frame(progress=False)
+        home = backup[backup["space_id"] == backup["space_id"].min()]  # re-created sources land there
+        unique = home[~home["name"].isin(backup["name"][backup["name"].duplicated(keep=False)])]
+        picked = random.Random(3).sample(list(unique.index), RESTORE_DELETED)
+        changed = random.Random(4).sample([i for i in backup.index if i not in picked], RESTORE_CHANGED)
+
+        def damage() -> None:
+            server.restart()
+            for sid in picked:
+                server.call("remove_source", int(sid))
+            for sid in changed:
+                server.call("external_edit", int(sid),
+                            identify_facesize_threshold=int(backup.at[sid, "identify_facesize_threshold"]) + 5)
+            server.clear()
+
+        def ours() -> None:
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                report = client.sources.plan(backup, key="name", create=True).apply(progress=False)
+            counts = report["status"].value_counts().to_dict()
+            assert counts == {"created": RESTORE_DELETED, "updated": RESTORE_CHANGED}, counts
+
+        damage()
+        ours()
+        posts = [r.body for r in sent(server, "POST")]
+        patches = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in sent(server, "PATCH")}
+        gets = sum(1 for r in server.log() if r.method == "GET")
+        times = medians({"ours": ours, "floor": lambda: loops.floor_writes(
+            server.url, server.token, WORKERS, posts=posts, patches=patches, listing=True)}, args.reps, damage)
+    label = f"restore {RESTORE_DELETED} deleted + {RESTORE_CHANGED} changed of {FETCH_SOURCES:,} (key=name)"
+    return [floor_row(label, times, 1.3, "bare floor (the listing, then the same POSTs and PATCHes)"),
+            Row(label + ": GETs sent", str(gets), str(1 + len(loops.page_offsets(FETCH_SOURCES))), "", "", None)]
+
+
+def big_frame(args: argparse.Namespace) -> list[Row]:
+    """to_frame() of 100,000 sources vs the floor's decoded pages; the frame's memory."""
+    with SandboxProcess(sources=BIG_FRAME, latency=args.latency) as server:
+        def ours() -> pd.DataFrame:
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                return client.sources.to_frame(progress=False)
+
+        frame = ours()
+        assert len(frame) == BIG_FRAME
+        times = medians({"ours": ours, "floor": lambda: loops.floor_fetch(server.url, server.token, WORKERS)},
+                        args.reps)
+        tracemalloc.start()
+        ours()
+        _, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+    label = f"to_frame(), {BIG_FRAME:,} sources"
+    return [floor_row(label, times, 1.2, f"bare floor ({listing_rounds(BIG_FRAME)} rounds)"),
+            Row(label + ": memory", f"{frame.memory_usage(deep=True).sum() / 2**20:.1f} MiB frame",
+                f"tracemalloc peak while reading: {peak / 2**20:.0f} MiB", "memory_usage(deep=True)", "", None)]
+
+
 # ---- the table ----------------------------------------------------------------------------
 
 HEAD = ("metric", "ours", "baseline", "ratio", "target", "pass")
@@ -326,7 +475,7 @@ def cells(row: Row) -> tuple[str, ...]:
 def text_table(rows: list[Row]) -> str:
     table = [HEAD, *(cells(r) for r in rows)]
     widths = [max(len(line[i]) for line in table) for i in range(len(HEAD))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths)).rstrip() for line in table]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in table]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -364,12 +513,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, --quick 1)")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added per request (0.02)")
-    parser.add_argument("--only", choices=("network", "limited", "cpu"), action="append",
+    parser.add_argument("--only", choices=PARTS, action="append",
                         help="run only these parts (repeatable)")
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="markdown file to write")
     args = parser.parse_args(argv)
     args.reps = args.reps or (1 if args.quick else 3)
-    parts = args.only or ["network", "limited", "cpu"]
+    parts = args.only or list(PARTS)
     warnings.simplefilter("ignore", UserWarning)
     started = time.perf_counter()
     sdk = sdk_problem()
@@ -383,6 +532,18 @@ def main(argv: list[str] | None = None) -> int:
     if "cpu" in parts:
         print("5. CPU work ...", flush=True)
         rows += cpu(args)
+    if "create" in parts:
+        print(f"6. creating {CREATE_SOURCES:,} sources ...", flush=True)
+        rows += creating(args, sdk)
+    if "stream" in parts:
+        print(f"7. a conflict-checked update in an account of {STREAM_ACCOUNT:,} ...", flush=True)
+        rows += streamed_update(args)
+    if "restore" in parts:
+        print("8. a restore from a backup ...", flush=True)
+        rows += restoring(args)
+    if "big" in parts:
+        print(f"9. to_frame() of {BIG_FRAME:,} sources ...", flush=True)
+        rows += big_frame(args)
     seconds = time.perf_counter() - started
     print()
     print(text_table(rows))

@@ -5,7 +5,8 @@ benchmark's own process, the sandbox's request handling (HTTP parsing, copying
 and JSON-encoding pages) would compete with the client for the GIL and be
 charged to whichever contender happens to be running. So it runs in a child
 process, driven through a pipe: ``restart`` gives a fresh server (the
-original sources again, a new port), ``log`` what it saw since then.
+original sources again, a new port), ``log`` what it saw since then, ``call``
+changes the state as another user would.
 """
 from __future__ import annotations
 
@@ -28,13 +29,18 @@ class Seen:
 
 
 def _serve(conn: Any, knobs: dict[str, Any]) -> None:
-    from neuroio_nb.sandbox import Sandbox
+    from neuroio_nb.sandbox import Sandbox, generate_sources
 
+    if isinstance(knobs.get("sources"), int):  # generated once; each restart starts from a copy
+        knobs = {**knobs, "sources": generate_sources(knobs["sources"], knobs.get("seed", 0))}
     sandbox = Sandbox(**knobs).start()
     try:
         while True:
             command = conn.recv()
-            if command == "restart":
+            if isinstance(command, tuple):  # ("call", method name, args, kwargs): change the state
+                _, name, args, kwargs = command
+                conn.send(getattr(sandbox, name)(*args, **kwargs))
+            elif command == "restart":
                 sandbox.stop()
                 sandbox = Sandbox(**knobs).start()
                 conn.send((sandbox.url, sandbox.token))
@@ -81,7 +87,7 @@ class SandboxProcess:
             if self._process.is_alive():
                 self._process.terminate()
 
-    def _ask(self, command: str) -> Any:
+    def _ask(self, command: Any) -> Any:
         self._conn.send(command)
         return self._conn.recv()
 
@@ -91,6 +97,10 @@ class SandboxProcess:
 
     def clear(self) -> None:
         self._ask("clear")
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``sandbox.method(*args, **kwargs)`` in the child: another user changing sources."""
+        return self._ask(("call", method, args, kwargs))
 
     def log(self) -> list[Seen]:
         return self._ask("log")
