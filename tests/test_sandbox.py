@@ -499,3 +499,10 @@ def test_applied_then_answered_by_a_proxy_502() -> None:
         assert any(s["name"] == "Answered 502" for s in sb.sources.values())
         assert http.get(item(sb, 1)).status_code == 200  # reads are answered as usual
         assert [(r.status, r.fault) for r in sb.log] == [(502, "502_after_apply")] * 2 + [(200, None)]
+
+
+def test_faults_can_be_kept_to_some_methods(sb: Sandbox, http: requests.Session) -> None:
+    sb.faults, sb.fault_methods = {"503": 1.0}, {"PATCH"}
+    assert http.get(item(sb, 1)).status_code == 200
+    assert http.patch(item(sb, 1), json={"use_pps_time": True}).status_code == 503
+    assert [r.fault for r in sb.log] == [None, "503"]

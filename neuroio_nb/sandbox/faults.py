@@ -70,8 +70,10 @@ def bad_gateway() -> Reply:
 
 
 def echo_page(request: Request) -> Reply:
-    """A firewall's "request rejected" page that shows the request, headers and all."""
-    shown = "\n".join(f"{name}: {html.escape(value)}" for name, value in request.headers)
+    """A firewall's "request rejected" page that shows the request, headers and all
+    (in name order: ``Authorization`` comes early, within any excerpt of the page)."""
+    headers = sorted(request.headers, key=lambda header: header[0].lower())  # as debug pages list them
+    shown = "\n".join(f"{name}: {html.escape(value)}" for name, value in headers)
     page = (f"<html><head><title>400 Request Rejected</title></head><body>"
             f"<h1>Request Rejected</h1><p>Support ID: 1446-{len(request.body):04d}</p>"
             f"<pre>{request.method} {html.escape(request.target)} HTTP/1.1\n{shown}</pre></body></html>")

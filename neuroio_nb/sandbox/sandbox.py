@@ -50,6 +50,7 @@ class Sandbox:
         page_cap: int = 100,
         fault_rate: float = 0.0,
         faults: dict[str, float] | None = None,
+        fault_methods: frozenset[str] | set[str] | None = None,
         retry_after: tuple[float, float] = (0, 1),
         rate_limit: float | None = None,
         rate_burst: int | None = None,
@@ -72,6 +73,8 @@ class Sandbox:
         self.latency = latency
         self.page_cap = page_cap
         self.faults = even_split(fault_rate) if faults is None else faults
+        #: The methods that may get a fault (None: every method), e.g. ``{"PATCH", "POST"}``.
+        self.fault_methods = fault_methods
         self.retry_after = retry_after
         self._bucket: TokenBucket | None = None
         self._rate_burst = rate_burst
@@ -287,7 +290,8 @@ class Sandbox:
         wait = bucket.take() if bucket is not None else 0.0
         if wait > 0:
             return throttled(max(1, math.ceil(wait))), "rate_limit"
-        kind = self._dice.fault(self._faults)
+        methods = self.fault_methods
+        kind = self._dice.fault(self._faults) if methods is None or method in methods else None
         if kind is not None:
             retry_after = self._dice.retry_after(*self.retry_after) if kind == "429" else 0
             return fault_reply(kind, retry_after, request), kind
