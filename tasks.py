@@ -160,7 +160,10 @@ def matrix(args: list[str]) -> None:
     failed = []
     for name, version, constraints in STACKS:
         print(f"== matrix: {name} (Python {version}, {'minimum' if constraints else 'newest'} versions)", flush=True)
-        problem = matrix_stack(name, version, constraints, args)
+        try:
+            problem = matrix_stack(name, version, constraints, args)
+        except subprocess.CalledProcessError as exc:  # a failed install: say which, go on with the next stack
+            problem = f"{' '.join(map(str, exc.cmd))} exited with {exc.returncode}"
         if problem and problem.startswith("no Python") and not in_ci:
             print(f"matrix: skipped {name}: {problem}", flush=True)
         elif problem:
