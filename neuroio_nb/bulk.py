@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from .errors import APIError, BulkInterrupted, NotFoundError, Problem, ValidationError
+from .progress import progress_bar
 from .schema import READ_ONLY
 from .values import id_index, same, three_way, to_python
 from .views import empty, report_html
@@ -371,8 +371,7 @@ def send_all(workers: int, tasks: dict[Hashable, Callable[[], Outcome]], decided
 
     if not tasks:
         return done
-    bar = tqdm(total=len(tasks), desc=desc, unit="source", leave=False,
-               disable=progress is False or (progress is None and len(tasks) < 2))
+    bar = progress_bar(total=len(tasks), desc=desc, unit="source", progress=progress)
     pool = ThreadPoolExecutor(workers)
     try:
         pending: set[Future[None]] = {pool.submit(run, key) for key in tasks}

@@ -12,7 +12,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .errors import (
     APIError,
@@ -24,6 +23,7 @@ from .errors import (
     ValidationError,
 )
 from .paging import ListingChangedWarning, dedupe, is_last_page, join, overlapping_offsets
+from .progress import progress_bar
 from .schema import ALIASES, BY_NAME, create_defaults
 from .transport import Transport
 from .values import check_value, same
@@ -92,8 +92,7 @@ class SourcesAPI:
             return dedupe(rows)
         size = len(rows)
         offsets = overlapping_offsets(count, size)
-        bar = tqdm(total=len(offsets) + 1, desc="sources", unit="page", leave=False,
-                   disable=progress is False or (progress is None and not offsets))
+        bar = progress_bar(total=len(offsets) + 1, desc="sources", unit="page", progress=progress)
         bar.update(1)
         chunks: dict[int, list[dict]] = {}
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -79,3 +80,50 @@ def test_notebook_against_an_account_never_shows_the_token(name, tmp_path, make_
     assert any(r.path == "/v1/sources/" for r in sb.log)  # it really read the "account"
     if name == "04_export_csv":
         assert sb.token not in (tmp_path / "exports" / "sources.csv").read_text()
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+PROGRESS_CELLS = [
+    # quick: finishes well within half a second, so no bar at all
+    "frame = client.sources.to_frame()\nlen(frame)",
+    # slow: a bar appears, and leaves nothing behind when it is done
+    "edited = frame.copy()\nedited['identify_facesize_threshold'] += 1\n"
+    "report = client.sources.bulk_update(edited, base=frame)\nreport.summary()",
+]
+
+
+@pytest.mark.notebook
+def test_progress_bars_leave_nothing_in_executed_copies(tmp_path, make_sandbox):
+    """The executed copy (tools/run_notebooks.py) and its HTML keep no bar widget and no '0%' text;
+    a listing that takes less than half a second shows no bar at all."""
+    import sys
+
+    sys.path.insert(0, str(NOTEBOOKS.parent / "tools"))
+    try:
+        import run_notebooks
+    finally:
+        sys.path.pop(0)
+    sb = make_sandbox(sources=40, latency=0.12)
+    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                            "language": "python"}})
+    nb.cells = [nbformat.v4.new_code_cell(f"from neuroio_nb import Client\nclient = Client({sb.token!r}, {sb.url!r}, "
+                                          "max_workers=2)"),
+                *[nbformat.v4.new_code_cell(source) for source in PROGRESS_CELLS]]
+    path = tmp_path / "bars.ipynb"
+    nbformat.write(nb, path)
+    old = os.environ.get("IPYTHONDIR")
+    os.environ["IPYTHONDIR"] = str(tmp_path / "ipython")
+    try:
+        executed = run_notebooks.execute(path, tmp_path / "output")
+    finally:
+        os.environ.pop("IPYTHONDIR") if old is None else os.environ.__setitem__("IPYTHONDIR", old)
+    cells = nbformat.read(executed, as_version=4).cells
+    assert [o.get("data", {}).get("text/plain") for o in cells[1].outputs] == ["40"]  # no bar for the quick one
+    saved = outputs_text(nbformat.read(executed, as_version=4))
+    assert "40 updated" in saved and '"output_type": "error"' not in saved
+    assert WIDGET_VIEW not in saved
+    assert "0%" not in saved and "updating" not in saved
+    html = executed.with_suffix(".html").read_text(encoding="utf-8")
+    # nbclient keeps every model it saw (closed ones too) as invisible metadata; what is shown is the rest
+    html = re.sub(r'<script type="application/vnd.jupyter.widget-state\+json">.*?</script>', "", html, flags=re.S)
+    assert "0%|" not in html and "updating" not in html

@@ -252,7 +252,7 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, monke
             pass
 
     monkeypatch.setattr(bulk, "wait", busy_notebook_wait)
-    monkeypatch.setattr(bulk, "tqdm", CtrlCOnFirstResult)
+    monkeypatch.setattr(bulk, "progress_bar", CtrlCOnFirstResult)
     sb.clear_log()
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, base=frame, progress=False)
