@@ -425,12 +425,14 @@ IN_VIEW_JS = """(el) => {
 }"""
 
 
-def output_with(page: Any, selector: str, text: str | None = None) -> Any:
+def output_with(page: Any, selector: str) -> Any:
     """The output area (scoped: names are not unique page-wide) that holds ``selector``."""
-    inner = page.locator(selector)
-    if text is not None:
-        inner = inner.filter(has_text=text)
-    return page.locator(".jp-OutputArea-output").filter(has=inner).first
+    return page.locator(".jp-OutputArea-output").filter(has=page.locator(selector)).first
+
+
+def output_of_cell(page: Any, index: int) -> Any:
+    """The last output of a cell (its result; a progress bar's emptied output may come before it)."""
+    return page.locator(".jp-Notebook .jp-Cell").nth(index).locator(".jp-OutputArea-output").last
 
 
 def low_contrast(locator: Any) -> list[str]:
@@ -468,8 +470,8 @@ def test_views_readable(views_page: Any, theme: str, artifacts: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
     use_theme(page, theme)
     problems = []
-    for title in ("Plan", "Report", "ValidationError"):
-        out = output_with(page, ".neuroio-view", title)
+    for index, title in ((1, "Plan"), (2, "Report"), (3, "ValidationError")):
+        out = output_of_cell(page, index)
         out.scroll_into_view_if_needed()
         out.screenshot(path=str(artifacts / f"{title}-{theme.split()[-1]}.png"))
         problems += [f"{title}: {p}" for p in low_contrast(out)]
@@ -481,8 +483,10 @@ def form_parts(page: Any) -> tuple[Any, Any]:
     return form, form.locator(".neuroio-form").first
 
 
-def field_row(form: Any, name: str) -> Any:
-    return form.locator(f".neuroio-field-{name}").first
+def field_input(form: Any, label: str, nth: int = 0) -> tuple[Any, Any]:
+    """The input labelled ``label`` (the ``nth`` of that label) and its row."""
+    box = form.get_by_label(label, exact=True).nth(nth)
+    return box, box.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' neuroio-row ')][1]")
 
 
 @pytest.mark.parametrize("theme", THEMES)
@@ -504,18 +508,23 @@ def test_form_at_laptop_width(views_page: Any, theme: str, artifacts: Path) -> N
     if narrow > 1.6 * wide:
         problems.append(f"the form is {narrow:.0f} px tall at 900 px, {narrow / wide:.1f}x its {wide:.0f} px at 1280")
 
-    row = field_row(out, "auto_create_facesize_threshold")
-    box = row.locator("input").first
+    box, row = field_input(out, "Create face size", 1)       # Video stream > Create face size
     box.scroll_into_view_if_needed()
-    box.fill("30000")
+    box.fill("31234")
     box.press("Enter")
     expect(out.locator(".neuroio-status").first).to_contain_text("1 unsaved change")
     for part in ("neuroio-mark", "neuroio-help"):
         element = row.locator(f".{part}").first
         if not element.evaluate(SEEN_JS):
             problems.append(f"the {part} of an edited field is not visible")
-    if not out.locator(".neuroio-save-bar").first.evaluate(IN_VIEW_JS):
-        problems.append("Save and the status line are out of view while a field low in the form is edited")
+    for name, element in (("Save", out.get_by_role("button", name="Save", exact=True).first),
+                          ("the status line", out.locator(".neuroio-status").first)):
+        if not element.evaluate(IN_VIEW_JS):
+            chain = element.evaluate("(el) => { const o = []; for (let e = el; e; e = e.parentElement) {"
+                                     " const s = getComputedStyle(e); if (s.overflowY !== 'visible' || s.contain !== 'none')"
+                                     " o.push(e.className.toString().slice(0, 60) + ':' + s.overflowY + '/' + s.contain); }"
+                                     " return o.join(' < '); }")
+            problems.append(f"{name} is out of view while a field low in the form is edited ({chain})")
     problems += [f"form message: {p}" for p in low_contrast(form)]
     page.screenshot(path=str(artifacts / f"form-900-{theme.split()[-1]}.png"))
     out.get_by_role("button", name="Revert", exact=True).first.click()
@@ -534,15 +543,14 @@ def test_number_box_never_saves_a_wrong_number(views_page: Any, module_sandbox: 
     page.set_viewport_size({"width": 900, "height": 900})
     use_theme(page, theme)
     out, form = form_parts(page)
-    row = field_row(out, "identify_facesize_threshold")
-    box = row.locator("input").first
+    box, row = field_input(out, "Identify face size")
     status = out.locator(".neuroio-status").first
     sandbox.clear_log()
     for typed in ("7000.5", "1e5", "12abc"):
         box.fill(typed)
         box.press("Enter")
-        expect(row.locator(".neuroio-error")).to_contain_text("whole number")
-        assert row.locator(".neuroio-error").first.evaluate(SEEN_JS), f"the reason for {typed!r} is not visible"
+        expect(row.locator(".neuroio-errline")).to_contain_text("whole number")
+        assert row.locator(".neuroio-errline").first.evaluate(SEEN_JS), f"the reason for {typed!r} is not visible"
         out.get_by_role("button", name="Save", exact=True).first.click()
         expect(status).to_contain_text("not saved")
         expect(status.locator(".neuroio-error").first).to_be_visible()
@@ -553,9 +561,9 @@ def test_number_box_never_saves_a_wrong_number(views_page: Any, module_sandbox: 
     text, number = accepted
     box.fill(text)
     box.press("Enter")
-    expect(row.locator(".neuroio-error")).to_have_text("")
+    expect(row.locator(".neuroio-errline")).to_have_text("")
     out.get_by_role("button", name="Save", exact=True).first.click()
-    expect(status).to_contain_text("saved", timeout=30_000)
+    expect(status).to_contain_text("saved: General > Identify face size", timeout=30_000)
     patches = sandbox.requests("PATCH")
     assert [(p.path, p.body) for p in patches] == [(f"/v1/sources/{FORM_SOURCE}/",
                                                     {"identify_facesize_threshold": number})]
@@ -579,7 +587,7 @@ def test_no_progress_bar_left_behind(views_page: Any, lab: Lab, jupyter_home: di
     page.reload()
     page.wait_for_function(f"({KERNEL_STATUS})() === 'idle'", timeout=90_000)
     page.evaluate("async () => { await window.jupyterapp.restored; }")
-    page.locator(".neuroio-view").first.wait_for()
+    output_of_cell(page, 1).wait_for()
     reopened = "\n".join(page.locator(".jp-OutputArea-output").all_inner_texts())
     assert "Error displaying widget" not in reopened.split("Source 5")[0]
 
@@ -607,7 +615,7 @@ def test_jupyterlab_form_saves_one_patch(lab: Lab, browser: Browser, module_sand
         out.screenshot(path=str(artifacts / "form-unsaved.png"))
 
         out.get_by_role("button", name="Save", exact=True).first.click()
-        expect(out.locator(".neuroio-status").first).to_contain_text("saved", timeout=30_000)
+        expect(out.locator(".neuroio-status").first).to_contain_text("saved: ", timeout=30_000)
         expect(out.locator(".neuroio-status").first).to_contain_text("Identify face size")
         out.screenshot(path=str(artifacts / "form-saved.png"))
         assert sandbox.token not in page.content()

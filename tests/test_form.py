@@ -3,6 +3,7 @@ and notebook 03 executed in a real kernel (nbclient) and driven there."""
 from __future__ import annotations
 
 import html
+import json
 import re
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from neuroio_nb import Client, schema
 from neuroio_nb.form import UNSAVED_CLASS, SourceForm, SourcePicker
+from neuroio_nb.form_state import FormState, parse_whole_number
 from neuroio_nb.sandbox import EXTRA_FIELDS, Sandbox
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_edit_one_source.ipynb"
@@ -47,17 +49,20 @@ def test_every_field_comes_from_the_schema(form: SourceForm, sb: Sandbox) -> Non
     for field in schema.FIELDS:
         control = form.inputs[field.name]
         assert control.description == field.label
-        assert control.tooltip and field.help in control.tooltip
         assert html.escape(field.help) in _help_text(form, field.name)
         if not field.writable:
             assert control.disabled
-        elif field.kind == "bool":
+            assert control.tooltip == control.value       # a long value shows whole on hover
+            continue
+        assert control.tooltip and field.help in control.tooltip
+        if field.kind == "bool":
             assert isinstance(control, widgets.Checkbox) and control.value is source[field.name]
         elif field.kind == "int":
-            assert isinstance(control, widgets.IntText) and control.value == source[field.name]
+            # a text box that parses, never IntText (it reads "7000.5" as 70005 in the browser)
+            assert isinstance(control, widgets.Text) and control.value == str(source[field.name])
         elif field.kind == "list":
             assert isinstance(control, widgets.SelectMultiple)
-            assert tuple(control.options) == field.choices
+            assert tuple(v for _, v in control.options) == field.choices
             assert set(control.value) == set(source[field.name] or [])
     assert form.inputs["name"].value == source["name"]
     assert form.inputs["id"].value == "1" and form.inputs["id"].disabled
@@ -84,9 +89,9 @@ def test_fields_the_server_did_not_send(sb: Sandbox) -> None:
         other.external_edit(1, use_pps_time=True, auto_check_angle_threshold=45)
         form.reload_button.click()
         assert not form.inputs["use_pps_time"].disabled and form.inputs["use_pps_time"].value is True
-        assert form.errors["use_pps_time"].value == ""
+        assert text(form.errors["use_pps_time"]) == "changed on the server: — -> True"
         assert form.inputs["auto_check_angle_threshold"].value == "45"
-        assert "auto_check_angle_threshold" in form.status.value
+        assert text(form.errors["auto_check_angle_threshold"]) == "changed on the server: — -> 45"
         form.inputs["name"].value = "renamed"
         form.save_button.click()
         assert [r.body for r in other.requests("PATCH")] == [{"name": "renamed"}]
@@ -108,9 +113,9 @@ def test_sections_follow_the_groups(form: SourceForm) -> None:
 # ---- save ------------------------------------------------------------------------
 def test_save_sends_exactly_the_changed_fields(form: SourceForm, sb: Sandbox, patches) -> None:
     pps = flip(form, "use_pps_time")
-    form.inputs["identify_facesize_threshold"].value = 4321
+    form.inputs["identify_facesize_threshold"].value = "4321"
     assert form.changes() == {"use_pps_time": pps, "identify_facesize_threshold": 4321}
-    assert "2 unsaved changes" in form.status.value
+    assert "2 unsaved changes" in text(form.status)
     assert unsaved(form, "use_pps_time") and unsaved(form, "identify_facesize_threshold")
     assert UNSAVED_CLASS in form._rows["use_pps_time"]._dom_classes
     assert not unsaved(form, "name")
@@ -119,8 +124,8 @@ def test_save_sends_exactly_the_changed_fields(form: SourceForm, sb: Sandbox, pa
 
     assert patches() == {1: [{"use_pps_time": pps, "identify_facesize_threshold": 4321}]}
     assert sb.requests("PATCH")[-1].path == "/v1/sources/1/"
-    assert "saved: identify_facesize_threshold, use_pps_time" in form.status.value
-    assert "no unsaved changes" in form.status.value
+    assert "saved: General > Identify face size, General > Use PPS time" in text(form.status)
+    assert "no unsaved changes" in text(form.status)
     assert not unsaved(form, "use_pps_time") and form.changes() == {}
     assert sb.source(1)["identify_facesize_threshold"] == 4321
     assert not form.save_button.disabled
@@ -132,20 +137,20 @@ def test_changing_back_is_no_change(form: SourceForm, sb: Sandbox) -> None:
     assert form.changes() == {} and not unsaved(form, "auto_check_liveness")
     form.save_button.click()
     assert sb.log == []
-    assert "nothing to save" in form.status.value
+    assert "nothing to save" in text(form.status)
 
 
 def test_nothing_changed_sends_nothing(form: SourceForm, sb: Sandbox) -> None:
     form.save_button.click()
     assert sb.log == []
-    assert "nothing to save" in form.status.value
+    assert "nothing to save" in text(form.status)
 
 
 def test_save_button_is_disabled_while_saving(client: Client, sb: Sandbox) -> None:
     form = client.sources.form(2)
     seen: list[tuple[str, bool]] = []
     sb.before_request = lambda method, path: seen.append((method, form.save_button.disabled))
-    form.inputs["auto_create_facesize_threshold"].value = 31000
+    form.inputs["auto_create_facesize_threshold"].value = "31000"
     form.save_button.click()
     assert ("PATCH", True) in seen
     assert not form.save_button.disabled
@@ -182,13 +187,13 @@ def test_name_is_editable(form: SourceForm, sb: Sandbox, patches) -> None:
 
 # ---- refused: locally, then by the server ---------------------------------------
 def test_negative_threshold_is_refused_before_sending(form: SourceForm, sb: Sandbox, patches) -> None:
-    form.inputs["manual_create_facesize_threshold"].value = -5
+    form.inputs["manual_create_facesize_threshold"].value = "-5"
     assert "must be >= 0" in text(form.errors["manual_create_facesize_threshold"])
     form.save_button.click()
     assert sb.log == []
-    assert "nothing was sent" in form.status.value
+    assert "nothing was sent" in text(form.status)
     assert "must be >= 0" in text(form.errors["manual_create_facesize_threshold"])
-    form.inputs["manual_create_facesize_threshold"].value = 26000
+    form.inputs["manual_create_facesize_threshold"].value = "26000"
     assert form.errors["manual_create_facesize_threshold"].value == ""
     form.save_button.click()
     assert patches() == {1: [{"manual_create_facesize_threshold": 26000}]}
@@ -205,7 +210,7 @@ def test_empty_name_is_refused_before_sending(form: SourceForm, sb: Sandbox, val
 
 
 def test_too_large_threshold_is_refused(form: SourceForm, sb: Sandbox) -> None:
-    form.inputs["identify_facesize_threshold"].value = schema.MAX_THRESHOLD + 1
+    form.inputs["identify_facesize_threshold"].value = str(schema.MAX_THRESHOLD + 1)
     form.save_button.click()
     assert sb.log == []
     assert f"must be <= {schema.MAX_THRESHOLD}" in text(form.errors["identify_facesize_threshold"])
@@ -225,20 +230,20 @@ def test_server_field_error_shows_next_to_its_field(client: Client, sb: Sandbox)
     assert len(sb.requests("PATCH")) == 1 and sb.requests("PATCH")[0].status == 400
     assert "already exists" in text(form.errors["name"])
     assert form.errors["auto_create_persons"].value == ""
-    assert "not saved (400" in form.status.value and "see name" in form.status.value
+    assert "not saved (400" in text(form.status) and "see General > Name" in text(form.status)
     assert set(form.changes()) == {"name", "auto_create_persons"}      # the edits are kept
     assert sb.source(first["id"])["name"] == first["name"]
     form.inputs["name"].value = first["name"] + " (2)"                 # editing clears the error
     assert form.errors["name"].value == ""
     form.save_button.click()
-    assert "saved:" in form.status.value
+    assert "saved:" in text(form.status)
 
 
 def test_server_error_without_fields_goes_to_the_status(form: SourceForm, sb: Sandbox) -> None:
     flip(form, "use_pps_time")
     sb.faults = {"503": 1.0}
     form.save_button.click()
-    assert "not saved (503" in form.status.value
+    assert "not saved (503" in text(form.status)
     assert form.changes() and not form.save_button.disabled
 
 
@@ -250,37 +255,40 @@ def test_revert_restores_the_last_saved_values(form: SourceForm, sb: Sandbox) ->
     saved = sb.source(1)["manual_create_on_ha"]
     flip(form, "manual_create_on_ha")
     form.inputs["name"].value = "scratch"
-    form.inputs["identify_facesize_threshold"].value = -1
+    form.inputs["identify_facesize_threshold"].value = "-1"
     form.revert_button.click()
     assert form.changes() == {}
     assert form.inputs["manual_create_on_ha"].value is saved is not original["manual_create_on_ha"]
     assert form.inputs["name"].value == original["name"]
     assert form.errors["identify_facesize_threshold"].value == ""
-    assert "reverted 3 changes" in form.status.value
+    assert "reverted 3 changes" in text(form.status)
     assert len(sb.requests("PATCH")) == 1
 
 
 def test_reload_without_edits_takes_the_server(form: SourceForm, sb: Sandbox) -> None:
     sb.external_edit(1, identify_facesize_threshold=12345)
     form.reload_button.click()
-    assert form.inputs["identify_facesize_threshold"].value == 12345
+    assert form.inputs["identify_facesize_threshold"].value == "12345"
     assert form.changes() == {}
-    assert "changed on the server: identify_facesize_threshold" in form.status.value
+    assert "reloaded: 1 setting changed on the server" in text(form.status)
+    assert "changed on the server: " in text(form.errors["identify_facesize_threshold"])
+    assert "-> 12345" in text(form.errors["identify_facesize_threshold"])
 
 
 def test_reload_with_unsaved_edits_keeps_them_and_names_server_changes(form: SourceForm, sb: Sandbox) -> None:
     before = sb.source(1)
     mine = flip(form, "auto_check_face_angle")
-    form.inputs["identify_facesize_threshold"].value = 5555
+    form.inputs["identify_facesize_threshold"].value = "5555"
     sb.external_edit(1, identify_facesize_threshold=8888, auto_create_on_junk=not before["auto_create_on_junk"])
 
     form.reload_button.click()
 
     status = form.status.value
-    assert "server changed while you had unsaved edits" in status
-    assert "identify_facesize_threshold" in status and "auto_create_on_junk" in status
+    assert "reloaded: 2 settings changed on the server (see the notes); your 2 unsaved changes kept" in status
+    assert "\n" not in text(form.status)      # one line; the details are under each field
+    assert "-> " in text(form.errors["auto_create_on_junk"])
     # both sides survive: my edits stay, the setting I had not touched takes the server's value
-    assert form.inputs["identify_facesize_threshold"].value == 5555
+    assert form.inputs["identify_facesize_threshold"].value == "5555"
     assert form.inputs["auto_check_face_angle"].value is mine
     assert form.inputs["auto_create_on_junk"].value is (not before["auto_create_on_junk"])
     assert "8888" in text(form.errors["identify_facesize_threshold"])
@@ -288,13 +296,13 @@ def test_reload_with_unsaved_edits_keeps_them_and_names_server_changes(form: Sou
     assert sb.requests("PATCH") == []
 
     form.revert_button.click()                     # discard mine: the server's values
-    assert form.inputs["identify_facesize_threshold"].value == 8888
+    assert form.inputs["identify_facesize_threshold"].value == "8888"
     assert form.inputs["auto_check_face_angle"].value is before["auto_check_face_angle"]
     assert form.changes() == {}
 
 
 def test_reload_then_save_writes_mine(form: SourceForm, sb: Sandbox, patches) -> None:
-    form.inputs["identify_facesize_threshold"].value = 5555
+    form.inputs["identify_facesize_threshold"].value = "5555"
     sb.external_edit(1, identify_facesize_threshold=8888)
     form.reload_button.click()
     form.save_button.click()
@@ -302,11 +310,11 @@ def test_reload_then_save_writes_mine(form: SourceForm, sb: Sandbox, patches) ->
 
 
 def test_save_does_not_silently_overwrite_a_server_change(form: SourceForm, sb: Sandbox, patches) -> None:
-    form.inputs["auto_create_facesize_threshold"].value = 11111
+    form.inputs["auto_create_facesize_threshold"].value = "11111"
     sb.external_edit(1, auto_create_facesize_threshold=22222)
     form.save_button.click()
     assert sb.requests("PATCH") == []
-    assert "changed on the server meanwhile: auto_create_facesize_threshold" in form.status.value
+    assert "changed on the server meanwhile: Video stream > Create face size" in text(form.status)
     assert "22222" in text(form.errors["auto_create_facesize_threshold"])
     form.save_button.click()                      # told once: the second Save overwrites
     assert patches() == {1: [{"auto_create_facesize_threshold": 11111}]}
@@ -318,7 +326,7 @@ def test_save_mentions_other_server_changes(form: SourceForm, sb: Sandbox, patch
     sb.external_edit(1, auto_identify_asm=not sb.source(1)["auto_identify_asm"])
     form.save_button.click()
     assert patches() == {1: [{"use_pps_time": form.inputs["use_pps_time"].value}]}
-    assert "also changed on the server meanwhile: auto_identify_asm" in form.status.value
+    assert "also changed on the server meanwhile: Video stream > Estimate age, sex, mood" in text(form.status)
     assert form.inputs["auto_identify_asm"].value is sb.source(1)["auto_identify_asm"]
 
 
@@ -330,7 +338,7 @@ def test_picker_filters_and_opens_forms(client: Client, sb: Sandbox) -> None:
     target = sb.source(7)
     picker.filter.value = target["name"].upper()
     labels = [label for label, _ in picker.select.options]
-    assert f"{target['name']} (7)" in labels
+    assert f"{target['name']} - space {target['space_id']} (7)" in labels
     assert all(target["name"].casefold() in label.casefold() for label in labels)
     picker.filter.value = "(7)"
     assert [i for _, i in picker.select.options] == [7]
@@ -402,12 +410,12 @@ def test_notebook_form_python_objects(kernel_env: Path, monkeypatch: pytest.Monk
         sb.clear_log()
         nb.cells.append(nbformat.v4.new_code_cell(
             "form.inputs['use_pps_time'].value = not form.inputs['use_pps_time'].value\n"
-            "form.inputs['identify_facesize_threshold'].value = 4242\n"
+            "form.inputs['identify_facesize_threshold'].value = '4242'\n"
             "form.save_button.click()\n"
             "print(form.status.value)"))
         client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
-    assert "saved: identify_facesize_threshold, use_pps_time" in printed
+    assert "saved: General > Identify face size, General > Use PPS time" in html.unescape(printed)
     [patch] = sb.requests("PATCH")
     assert patch.path == "/v1/sources/1/"
     assert patch.body == {"use_pps_time": not before["use_pps_time"], "identify_facesize_threshold": 4242}
@@ -439,7 +447,7 @@ def test_notebook_form_widget_protocol(kernel_env: Path, monkeypatch: pytest.Mon
             return hits[0]
 
         checkbox = find("CheckboxModel", description="Use PPS time")
-        threshold = find("IntTextModel", description="Identify face size")
+        threshold = find("TextModel", description="Identify face size")
         save = find("ButtonModel", description="Save")
         status = next(m for m in models if "neuroio-status" in states[m].get("_dom_classes", ()))
         assert states[checkbox]["value"] is before["use_pps_time"]
@@ -450,7 +458,7 @@ def test_notebook_form_widget_protocol(kernel_env: Path, monkeypatch: pytest.Mon
             client.kc.shell_channel.send(msg)
 
         send(checkbox, {"method": "update", "state": {"value": not before["use_pps_time"]}, "buffer_paths": []})
-        send(threshold, {"method": "update", "state": {"value": 4343}, "buffer_paths": []})
+        send(threshold, {"method": "update", "state": {"value": "4343"}, "buffer_paths": []})
         send(save, {"method": "custom", "content": {"event": "click"}})
         deadline = time.monotonic() + 30
         text = ""
@@ -460,7 +468,7 @@ def test_notebook_form_widget_protocol(kernel_env: Path, monkeypatch: pytest.Mon
             content = msg["content"]
             if msg["header"]["msg_type"] == "comm_msg" and content.get("comm_id") == status:
                 text = content["data"].get("state", {}).get("value", text)
-    assert "saved: identify_facesize_threshold, use_pps_time" in text
+    assert "saved: General > Identify face size, General > Use PPS time" in html.unescape(text)
     [patch] = sb.requests("PATCH")
     assert patch.body == {"use_pps_time": not before["use_pps_time"], "identify_facesize_threshold": 4343}
 
@@ -475,3 +483,80 @@ def _descendants(states: dict[str, dict[str, Any]], root: str) -> list[str]:
         seen.append(model)
         todo += [c.removeprefix("IPY_MODEL_") for c in states[model].get("children", [])]
     return seen
+
+
+# ---- numbers typed into a box (no widgets needed) -------------------------------------
+@pytest.mark.parametrize("typed,number", [("7000", 7000), ("7 000", 7000), ("7,000", 7000), (" 12 345 ", 12345),
+                                          ("1,234,567", 1234567), ("-5", -5), ("0", 0), ("7\u202f000", 7000)])
+def test_whole_numbers_are_read(typed: str, number: int) -> None:
+    assert parse_whole_number(typed) == number
+
+
+@pytest.mark.parametrize("typed", ["7000.5", "1e5", "12abc", "", "  ", "7,00", "7 000,000", "1.000", "0x10",
+                                   "٣", "7000.0", "+", "--5"])
+def test_anything_else_is_refused(typed: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_whole_number(typed)
+    assert "whole number" in str(info.value)
+
+
+@pytest.mark.parametrize("typed", ["7000.5", "1e5", "12abc"])
+def test_a_number_box_refuses_with_the_reason_and_sends_nothing(form: SourceForm, sb: Sandbox, typed: str) -> None:
+    form.inputs["identify_facesize_threshold"].value = typed
+    assert "not a whole number" in text(form.errors["identify_facesize_threshold"])
+    assert "identify_facesize_threshold" in form.state.unsaved()
+    form.save_button.click()
+    assert sb.log == []
+    assert "<span class='neuroio-error'>not saved: 1 problem (General &gt; Identify face size)" in form.status.value
+    assert form.state.first_in_error() == "identify_facesize_threshold"
+    assert form.inputs["identify_facesize_threshold"].value == typed          # what was typed stays to fix
+
+
+def test_grouped_thousands_are_saved_as_the_number(form: SourceForm, patches) -> None:
+    form.inputs["identify_facesize_threshold"].value = "12 345"
+    form.inputs["auto_create_facesize_threshold"].value = "30,000"
+    form.save_button.click()
+    assert patches() == {1: [{"identify_facesize_threshold": 12345, "auto_create_facesize_threshold": 30000}]}
+    assert form.inputs["identify_facesize_threshold"].value == "12345"
+
+
+def test_state_works_without_widgets(client: Client, sb: Sandbox, patches) -> None:
+    """FormState alone: edits, problems, the refused save and the three-way rule, no widget involved."""
+    state = FormState(client.sources, 2)
+    sb.clear_log()
+    state.set("manual_create_facesize_threshold", None, "'1e5' is not a whole number")
+    state.set("name", "   ")
+    assert set(state.problems()) == {"manual_create_facesize_threshold", "name"}
+    assert not state.save() and sb.log == [] and state.message_is_error
+    assert "Photo uploads > Create face size" in state.message and "General > Name" in state.message
+    assert state.first_in_error() == "name"
+    state.set("manual_create_facesize_threshold", 26000)
+    state.set("name", "Gate 2")
+    sb.external_edit(2, use_pps_time=not sb.source(2)["use_pps_time"])    # a field I did not touch
+    assert state.save()
+    assert patches() == {2: [{"name": "Gate 2", "manual_create_facesize_threshold": 26000}]}
+    assert "also changed on the server meanwhile: General > Use PPS time" in state.message
+
+
+def test_read_only_long_values_show_whole_on_hover_and_codes_are_explained(client: Client, sb: Sandbox) -> None:
+    long_licence = {"id": 1001, "name": "Enterprise site licence, 500 cameras", "valid_until": "2031-12-31",
+                    "features": ["identify", "liveness", "age-sex-mood"]}
+    row = {**sb.source(1), "license": long_licence}
+    with Sandbox(sources=[row]) as other, Client(other.token, other.url) as c:
+        form = c.sources.form(1)
+    licence = form.inputs["license"]
+    assert licence.disabled and licence.tooltip == licence.value
+    assert json.loads(licence.value) == long_licence
+    images = form.inputs["store_images_for_results"]
+    assert ("nm: no match", "nm") in images.options
+    assert "nm: no match" in _help_text(form, "store_images_for_results")
+
+
+def test_picker_says_when_the_filter_hides_the_open_source(client: Client, sb: Sandbox) -> None:
+    picker = client.sources.form()
+    picker.select.value = 7
+    picker.filter.value = "no source is called this"
+    label = f"{sb.source(7)['name']} - space {sb.source(7)['space_id']} (7)"
+    assert f"The open form ({label}) is hidden by this filter" in text(picker.count)
+    picker.filter.value = ""
+    assert "hidden" not in text(picker.count)

@@ -127,3 +127,34 @@ def test_progress_bars_leave_nothing_in_executed_copies(tmp_path, make_sandbox):
     # nbclient keeps every model it saw (closed ones too) as invisible metadata; what is shown is the rest
     html = re.sub(r'<script type="application/vnd.jupyter.widget-state\+json">.*?</script>', "", html, flags=re.S)
     assert "0%|" not in html and "updating" not in html
+
+
+@pytest.mark.notebook
+def test_bulk_edit_against_an_account_stops_before_writing(tmp_path, make_sandbox):
+    """Run All of 02 with NEUROIO_API_TOKEN set writes nothing unless APPLY = True, and says where it
+    would have written."""
+    from nbclient.exceptions import CellExecutionError
+
+    sb = make_sandbox(sources=200, token="account-token-must-not-leak")
+    env = {"NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url, "IPYTHONDIR": str(tmp_path / "ipython")}
+    with pytest.raises(CellExecutionError) as info:
+        execute(NOTEBOOKS / "02_bulk_edit.ipynb", tmp_path, env)
+    assert "Stopped before writing: applying would change" in str(info.value)
+    assert sb.url in str(info.value) and sb.token not in str(info.value)
+    assert [r for r in sb.log if r.method != "GET"] == []
+    assert any(r.path == "/v1/sources/" for r in sb.log)        # it did read the account and plan
+
+    flipped = nbformat.read(NOTEBOOKS / "02_bulk_edit.ipynb", as_version=4)
+    flipped.cells[1].source = flipped.cells[1].source.replace("APPLY = False", "APPLY = True")
+    (tmp_path / "flipped").mkdir()
+    nbformat.write(flipped, tmp_path / "flipped" / "02_bulk_edit.ipynb")
+    nb = execute(tmp_path / "flipped" / "02_bulk_edit.ipynb", tmp_path, env)
+    assert '"output_type": "error"' not in outputs_text(nb)
+    assert sb.requests("PATCH")
+
+
+@pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
+def test_no_notebook_stops_the_sandbox_under_the_user(path):
+    """Re-running any cell after Run All works: no cell stops the sandbox."""
+    nb = nbformat.read(path, as_version=4)
+    assert not any(".stop()" in c.source for c in nb.cells if c.cell_type == "code")
