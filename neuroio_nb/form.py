@@ -189,7 +189,7 @@ def _choice_label(code: str) -> str:
 
 
 # ---- the form ------------------------------------------------------------------------
-class SourceForm(widgets.VBox):
+class SourceForm(widgets.VBox):  # type: ignore[misc]
     """The form of one source. Parts tests and users may reach:
 
     ``state`` (the :class:`FormState`), ``inputs`` (field name -> input widget, unknown
@@ -387,7 +387,7 @@ class SourceForm(widgets.VBox):
         self._show(only_values_of=[f.name for f in FIELDS if f.name not in kept])
 
 
-class SourcePicker(widgets.VBox):
+class SourcePicker(widgets.VBox):  # type: ignore[misc]
     """A filter box and a list of "name - space S (id)"; the chosen source's form below.
 
     Forms are kept per source, so choosing another source and coming back
@@ -495,4 +495,4 @@ def _line(kind: str, text: str) -> str:
     return f"<span class='neuroio-{kind}'>{html.escape(text)}</span>"
 
 
-__all__ = ["SourceForm", "SourcePicker", "source_form", "UNSAVED_CLASS", "CONTROLS", "control_for", "field_title"]
+__all__ = ["CONTROLS", "UNSAVED_CLASS", "SourceForm", "SourcePicker", "control_for", "field_title", "source_form"]

@@ -249,4 +249,4 @@ class FormState:
         return True
 
 
-__all__ = ["FormState", "SourceCalls", "parse_whole_number", "field_title"]
+__all__ = ["FormState", "SourceCalls", "field_title", "parse_whole_number"]

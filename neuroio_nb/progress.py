@@ -12,6 +12,7 @@
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tqdm import tqdm as terminal_tqdm
@@ -51,9 +52,11 @@ _NotebookBar: Any = None
 
 
 def _make_notebook_class(base: Any) -> Any:
-    from IPython.display import display
+    from IPython.display import display as ipython_display
 
-    class NotebookBar(base):  # type: ignore[misc, valid-type]
+    display: Callable[..., Any] = ipython_display
+
+    class NotebookBar(base):  # type: ignore[misc]
         """tqdm's notebook bar, displayed through a handle that is emptied on close."""
 
         _handle: Any = None

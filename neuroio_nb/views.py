@@ -16,8 +16,9 @@ reports. Everything here follows two rules a notebook user relies on:
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from . import values
 
@@ -225,7 +226,7 @@ def table(header: Sequence[str], rows: Sequence[str], win: Window, *,
     ``rows`` may hold only the shown rows (``len(rows) == win.shown``) or all of them.
     """
     aligns = aligns or ["left"] * len(header)
-    head = "".join(th(h, a) for h, a in zip(header, aligns))
+    head = "".join(th(h, a) for h, a in zip(header, aligns, strict=False))
     if len(rows) == win.shown:
         picked = list(rows)
         cut = len(win.head)

@@ -27,6 +27,7 @@ that is a failure.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -35,8 +36,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import nbformat
@@ -186,10 +188,8 @@ def lab(jupyter_home: dict[str, Path], module_sandbox: Sandbox, lab_dir: Path) -
         _wait_ready(server, jupyter_home["runtime"])
         yield server
     finally:
-        try:
+        with contextlib.suppress(requests.RequestException):
             requests.post(f"{server.url}/api/shutdown", params={"token": token}, timeout=10)
-        except requests.RequestException:
-            pass
         stop_process_tree(proc)
         print(f"jupyterlab log: {log}")
         leftovers = _processes_mentioning(lab_dir)
@@ -221,14 +221,10 @@ def stop_process_tree(proc: subprocess.Popen) -> None:
     """SIGTERM to the server, then SIGKILL to the process group made for it (it and its kernels)."""
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(15)
-        except subprocess.TimeoutExpired:
-            pass
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     if proc.poll() is None:
         proc.wait(10)
 
@@ -411,17 +407,20 @@ CLIPPED_INPUTS_JS = """(form) => {""" + CLIP_JS + """
 
 SEEN_JS = """(el) => {""" + CLIP_JS + """ return seen(el); }"""
 
-#: Is ``el`` inside the notebook's visible area (vertically), as the user scrolls?
+#: Is ``el`` (three quarters of it at least) inside the notebook's visible area, as the user scrolls?
 IN_VIEW_JS = """(el) => {
     const b = el.getBoundingClientRect();
     let top = 0, bottom = window.innerHeight;
+    // up to the notebook's scroller (the application shell above it does not scroll)
     for (let e = el.parentElement; e; e = e.parentElement) {
         const s = getComputedStyle(e);
         if (s.overflowY !== 'visible') {
             const r = e.getBoundingClientRect(); top = Math.max(top, r.top); bottom = Math.min(bottom, r.bottom);
         }
+        if (e.classList.contains('jp-WindowedPanel-outer')) break;
     }
-    return b.height > 0 && b.top >= top - 1 && b.bottom <= bottom + 1;
+    const seen = Math.min(b.bottom, bottom) - Math.max(b.top, top);
+    return b.height > 0 && seen >= 0.75 * b.height;
 }"""
 
 

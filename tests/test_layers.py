@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "neuroio_nb"
 
 #: Bottom to top. A module may import from its own layer or any layer below.
 LAYERS: dict[int, set[str]] = {
-    0: {"_version", "schema", "errors", "values", "throttle", "views"},
+    0: {"_version", "schema", "errors", "values", "throttle", "views", "progress"},
     1: {"transport", "journal", "sandbox"},
     2: {"rest", "paging"},
     3: {"frames", "validate", "plan", "bulk", "sync", "csvio", "history"},
