@@ -54,6 +54,7 @@ def write_csv(frame: pd.DataFrame, path: Any) -> None:
     """Write ``frame`` (index ``id``) in the encoding above."""
     encoded = {c: _encode_column(frame[c]) if c in BY_NAME else _encode_unknown(frame[c]) for c in frame.columns}
     out = pd.DataFrame(encoded, index=frame.index, columns=list(frame.columns))
+    out.columns = [neutralised(str(c)) for c in out.columns]  # a header cell is a cell too
     # A carriage return inside a cell is only safe quoted, and pandas quotes it only if every cell is.
     carriage = any(out[c].dtype == object and out[c].str.contains("\r", regex=False).any() for c in out.columns)
     out.to_csv(path, index=True, index_label=INDEX, lineterminator="\n", encoding="utf-8",
@@ -134,7 +135,7 @@ def read_csv(path: Any) -> pd.DataFrame:
             if not any(cell.strip() for cell in row):
                 continue
             if header is None:
-                header = [cell.strip() for cell in row]
+                header = [restored(cell.strip()) for cell in row]
                 continue
             rows.append((reader.line_num, row))
     except csv.Error as exc:

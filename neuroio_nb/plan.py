@@ -15,11 +15,12 @@ import numpy as np
 import pandas as pd
 
 from .bulk import Job, Report, SourceCalls, apply_job
+from .csvio import neutralised
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
 from .validate import checked_cells
-from .values import id_index, to_python, whole_number
+from .values import id_index, same, to_python, whole_number
 from .views import changes_html, empty, esc, ids_text, number, plural, showing, shown, window
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
@@ -192,8 +193,8 @@ def update_plan(sources: SourceCalls, records: list[tuple[int, str, Any, Any]],
     """A conflict-checked plan from (id, field, old, new) records, as undo makes one."""
     names = names or {}
     changes = pd.DataFrame([(sid, names.get(sid), f, old, new) for sid, f, old, new in records],
-                           columns=CHANGE_COLUMNS)
-    changes = changes.astype({"id": "int64", "name": object, "old": object, "new": object})
+                           columns=CHANGE_COLUMNS, dtype=object)  # objects: None stays None, not NaN
+    changes = changes.astype({"id": id_index(changes["id"]).dtype, "name": object, "old": object, "new": object})
     return Plan(sources, changes, check_conflicts=True, names={sid: names.get(sid) for sid in changes["id"]})
 
 
@@ -238,14 +239,25 @@ def _plain(name: str, column: pd.Series, where: np.ndarray) -> list[Any]:
     """Chosen cells of a column as plain JSON values (as :func:`to_python` makes them).
 
     In a column the schema does not know, a whole float is the integer it stands
-    for: such a column is float only because a source lacks the field.
+    for: such a column is float only because a source lacks the field. A license
+    id written in plain digits (``"204"``, as the frame holds every license id)
+    goes out as the integer 204; other texts (``"lic-7"``, ``"007"``) as text.
     """
     if any(column.dtype == pd.api.types.pandas_dtype(d) for d in _PLAIN_DTYPES):
-        return column.array[where].to_numpy(dtype=object, na_value=None).tolist()
-    cells = [to_python(v) for v in column.to_numpy()[where]]
+        cells = column.array[where].to_numpy(dtype=object, na_value=None).tolist()
+    else:
+        cells = [to_python(v) for v in column.to_numpy()[where]]
     if name not in BY_NAME:
-        cells = [_whole_if_float(v) for v in cells]
+        return [_whole_if_float(v) for v in cells]
+    if BY_NAME[name].kind == "license":
+        return [_license_out(v) for v in cells]
     return cells
+
+
+def _license_out(value: Any) -> Any:
+    if isinstance(value, str) and value.isascii() and value.isdigit() and str(int(value)) == value:
+        return int(value)
+    return value
 
 
 def _whole_if_float(value: Any) -> Any:
@@ -264,10 +276,29 @@ def _refuse_bad_changes(problems: list[Problem], changes: pd.DataFrame) -> None:
 
 
 def changed(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
-    """Per row: does ``new`` differ from ``old``? NA equals NA; lists compare as sets."""
+    """Per row: does ``new`` differ from ``old``? NA equals NA; lists compare as sets.
+
+    Text that differs only by the ``'`` an export put before a would-be formula
+    (``'=Gate`` for ``=Gate``, as plain ``pd.read_csv`` reads it back) is no change.
+    """
     spec = BY_NAME.get(column)
     if spec is not None and spec.kind == "list":
-        return _changed_cells(old, new, lambda a, b: _as_set(a) != _as_set(b))
+        mask = _changed_cells(old, new, lambda a, b: _as_set(a) != _as_set(b))
+    else:
+        mask = _changed_values(column, old, new)
+    return _not_only_neutralised(old, new, mask)
+
+
+def _not_only_neutralised(old: pd.Series, new: pd.Series, mask: np.ndarray) -> np.ndarray:
+    where = np.flatnonzero(mask)
+    if len(where):
+        before, after = old.to_numpy(dtype=object)[where], new.to_numpy(dtype=object)[where]
+        mask[where] = [not (isinstance(a, str) and isinstance(b, str) and a.startswith("'") and a == neutralised(b))
+                       for b, a in zip(before, after, strict=True)]
+    return mask
+
+
+def _changed_values(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
     old_na = old.isna().to_numpy()
     new_na = new.isna().to_numpy()
     if old.dtype != object and new.dtype != object:
@@ -276,7 +307,7 @@ def changed(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
             return ~((old_na & new_na) | (equal & ~old_na & ~new_na))
         except (TypeError, ValueError):
             pass
-    return _changed_cells(old, new, lambda a, b: to_python(a) != to_python(b))
+    return _changed_cells(old, new, lambda a, b: not same(column, a, b))
 
 
 def _changed_cells(old: pd.Series, new: pd.Series, differ: Callable[[Any, Any], bool]) -> np.ndarray:

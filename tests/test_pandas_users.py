@@ -95,6 +95,9 @@ def test_formulas_are_neutralised_and_read_back(make_sandbox, client_for, tmp_pa
     assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r") for cell in cells)
     assert cells[:4] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)"]
     pd.testing.assert_frame_equal(read_csv(path), frame)
+    plain = pd.read_csv(path, index_col="id")  # keeps the quotes: still no change, nothing renamed
+    assert plain.loc[1, "name"] == "'=HYPERLINK(\"http://x\")"
+    assert len(c.sources.plan(plain)) == 0 and len(c.sources.plan(plain, base=frame)) == 0
 
 
 def test_semicolon_separated_csv_is_read(make_sandbox, client_for, tmp_path):
@@ -249,3 +252,18 @@ def test_csv_from_a_string_buffer_with_every_shape(make_sandbox, client_for):
     frame = read_csv(io.StringIO(text))
     assert frame["colour"].tolist() == ["red", "007", "true"]
     assert frame.loc[1, "size"] == 45 and np.isnan(frame.loc[2, "size"]) and frame.loc[3, "size"] == 1.5
+
+
+def test_undo_puts_a_null_back(make_sandbox, client_for):
+    """Found by tests/test_properties.py: undo of a change from null sent NaN (pandas 3 made the
+    undo's old values a text column) and failed the row."""
+    _, c = seeded(make_sandbox, client_for, rows=3, **{"2": {"store_images_for_results": None}})
+    sb_sources = c.sources.to_frame()
+    edited = sb_sources.copy()
+    edited.at[2, "store_images_for_results"] = ["new"]
+    edited.at[2, "name"] = "Renamed"
+    report = c.sources.bulk_update(edited, progress=False)
+    undone = c.sources.undo(report, progress=False)
+    assert undone.counts() == {"updated": 1}, undone["error"].tolist()
+    assert c.sources.get(2)["store_images_for_results"] is None
+    assert c.sources.get(2)["name"] == sb_sources.loc[2, "name"]
