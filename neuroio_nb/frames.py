@@ -52,6 +52,9 @@ def _as_came(values: np.ndarray) -> pd.Series:
     kind = pd.api.types.infer_dtype(values, skipna=False)
     if kind == "boolean":
         return pd.Series(values.astype(bool))
+    missing = np.asarray(pd.isna(values), dtype=bool)
+    if missing.all():  # null or absent alike: no values to infer a type from
+        return pd.Series([None] * len(values), dtype=object)
     if kind == "integer":
         try:
             return pd.Series(values.astype(np.int64))
@@ -60,7 +63,7 @@ def _as_came(values: np.ndarray) -> pd.Series:
     column = pd.Series(values).infer_objects()
     if column.dtype == object:
         cells = column.to_numpy(dtype=object, copy=True)
-        cells[_missing_mask(cells)] = None
+        cells[missing] = None
         column = pd.Series(cells, dtype=object)
     return column
 
