@@ -4,11 +4,14 @@ Every error the toolkit raises is a :class:`NeuroIOError`. Errors that come
 from the server are :class:`APIError` (refined by status); a connection that
 could not be made or kept once retries were spent is :class:`TransportError`;
 an edited frame that does not pass the schema is :class:`ValidationError`.
-None of them ever carries the API token.
+None of them ever carries the API token: :func:`scrub` takes it (and any start
+of it that an excerpt cut off) out of an error's every text, once, where the
+error is made.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, NamedTuple
+from collections.abc import Iterable
+from typing import Any, NamedTuple
 
 from .views import problems_html, problems_text
 
@@ -133,4 +136,37 @@ class BulkInterrupted(NeuroIOError, KeyboardInterrupt):
         self.report = report
         super().__init__("bulk update interrupted; the partial report is in .report "
                          "and planning again shows what was not applied")
+
+
+#: What an excerpt of a long body ends with where it was cut.
+CUT = "..."
+#: The shortest start of a secret that :func:`redact` hides where an excerpt was cut.
+_SHORTEST_CUT_SECRET = 3
+
+
+def redact(text: str, secret: str | None, *, mask: str = "***") -> str:
+    """``text`` without ``secret``, nor the start of it that ends ``text`` or an excerpt (``CUT``)."""
+    if not secret:
+        return text
+    text = text.replace(secret, mask)
+    for n in range(len(secret) - 1, _SHORTEST_CUT_SECRET - 1, -1):
+        start = secret[:n]
+        text = text.replace(start + CUT, mask + CUT)
+        if text.endswith(start):
+            text = text[:-n] + mask
+    return text
+
+
+def scrub(error: NeuroIOError, secret: str | None) -> NeuroIOError:
+    """``error`` with ``secret`` redacted from its message, its field errors and its args."""
+    if not secret:
+        return error
+    if isinstance(error, APIError):
+        error.message = redact(error.message, secret)
+        error.fields = [{k: redact(v, secret) if isinstance(v, str) else v for k, v in f.items()}
+                        for f in error.fields]
+        error.args = (error._describe(),)
+    else:
+        error.args = tuple(redact(a, secret) if isinstance(a, str) else a for a in error.args)
+    return error
 

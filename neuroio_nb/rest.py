@@ -8,13 +8,13 @@ frames, plans, bulk jobs, CSV and the form live in the layers above.
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from .errors import (
-    APIError,
     MalformedResponseError,
     NeuroIOError,
     NotFoundError,
@@ -25,7 +25,7 @@ from .errors import (
 from .paging import ListingChangedWarning, dedupe, is_last_page, join, overlapping_offsets
 from .progress import progress_bar
 from .schema import ALIASES, BY_NAME, create_defaults
-from .transport import Transport
+from .transport import IfUnknown, Settled, Transport
 from .values import check_value, same
 
 PATH = "v1/sources/"
@@ -126,50 +126,58 @@ class SourcesAPI:
     def create(self, name: str, **fields: Any) -> dict[str, Any]:
         """Create a source; fields not given get the SDK's defaults.
 
-        A create whose outcome is unknown (the connection dropped after
-        sending) is only retried after checking by name that it was not made.
+        A create whose outcome is unknown (the connection dropped after sending,
+        a 502/504) is settled by reading the server: a source of that name and
+        those settings that was not there before the POST is the one made;
+        with none, the create is sent again. Never two sources for one call.
         """
         body = {**create_defaults(), **_writable(dict(fields, name=name))}
-        for attempt in range(self.client.max_retries + 1):
-            try:
-                return _checked_source(self.client.request("POST", PATH, json_body=body), PATH)
-            except (TransportError, APIError) as exc:
-                if not _outcome_unknown(exc) or attempt == self.client.max_retries:
-                    raise
-                made = self._find_created(body)
-                if made is not None:
-                    return made
-        raise AssertionError("unreachable")
+        before = {source["id"] for source in self._named(body["name"])}
 
-    def _find_created(self, body: dict[str, Any]) -> dict[str, Any] | None:
-        for source in self.iter(q=body["name"]):
-            if source.get("name") == body["name"] and all(
-                    same(k, source.get(k), v) for k, v in body.items() if k in BY_NAME):
-                return source
-        return None
+        def if_unknown(error: NeuroIOError) -> Settled | None:
+            made = self._created_since(body, before)
+            return None if made is None else Settled(made)
+
+        return _checked_source(self._write("POST", PATH, body, if_unknown=if_unknown), PATH)
+
+    def _named(self, name: str) -> list[dict[str, Any]]:
+        return [source for source in self.iter(q=name) if source.get("name") == name]
+
+    def _created_since(self, body: dict[str, Any], before: set[int]) -> dict[str, Any] | None:
+        """The source ``body`` made, if it is there: one that was not among ``before`` (ids)."""
+        new = [source for source in self._named(body["name"]) if source["id"] not in before
+               and all(same(k, source.get(k), v) for k, v in body.items() if k in BY_NAME)]
+        if len(new) > 1:
+            raise TransportError(f"{len(new)} sources named {body['name']!r} with these settings appeared "
+                                 f"meanwhile (ids {', '.join(str(s['id']) for s in new)}); "
+                                 "one of them may be the one this create made")
+        return new[0] if new else None
 
     def update(self, source_id: int, **fields: Any) -> dict[str, Any]:
         """PATCH only the given fields (checked against the schema first)."""
         path = _path(source_id)
         body = _writable(fields, source_id)
-        return _checked_source(self.client.request("PATCH", path, json_body=body), path)
+        return _checked_source(self._write("PATCH", path, body), path)
 
     def delete(self, source_id: int) -> None:
         """Delete a source. A retry after an answer was lost finds it gone: that is success."""
         path = _path(source_id)
-        sent_unanswered = False
-        for attempt in range(self.client.max_retries + 1):
-            try:
-                self.client.request("DELETE", path, retry_unknown=False)
-                return
-            except NotFoundError:
-                if sent_unanswered:  # an earlier attempt did delete it; only its answer was lost
-                    return
+        unanswered: list[NeuroIOError] = []
+
+        def if_unknown(error: NeuroIOError) -> Settled | None:
+            unanswered.append(error)
+            return None  # send it again: a 404 then means this call deleted it
+
+        try:
+            self._write("DELETE", path, if_unknown=if_unknown)
+        except NotFoundError:
+            if not unanswered:
                 raise
-            except (TransportError, APIError) as exc:
-                if not _outcome_unknown(exc) or attempt == self.client.max_retries:
-                    raise
-                sent_unanswered = True
+
+    def _write(self, method: str, path: str, body: dict[str, Any] | None = None, *,
+               if_unknown: IfUnknown | None = None) -> Any:
+        """Send one write (POST, PATCH or DELETE): every change this package makes goes through here."""
+        return self.client.request(method, path, json_body=body, if_unknown=if_unknown)
 
     def current(self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
         """The server's sources for ``ids`` (None where there is none), in few requests.
@@ -212,12 +220,6 @@ def _whole(value: Any) -> int | None:
     except TypeError:
         return None
     return number if number >= 0 else None
-
-
-def _outcome_unknown(exc: NeuroIOError) -> bool:
-    """Did the request perhaps reach the server and act, though no answer says so?"""
-    return (isinstance(exc, TransportError) and exc.maybe_sent) or (
-        isinstance(exc, APIError) and exc.status_code in (502, 504))
 
 
 def _path(source_id: Any) -> str:

@@ -8,7 +8,8 @@ its own module: the typed frame (``frames``), plan, bulk update and undo (``plan
 from __future__ import annotations
 
 import warnings
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import pandas as pd
 

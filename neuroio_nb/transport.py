@@ -7,12 +7,18 @@ nothing of sources; :class:`neuroio_nb.client.Client` adds them on top.
 from __future__ import annotations
 
 import datetime as dt
+import enum
+import functools
 import ipaddress
 import json
 import logging
 import numbers
 import os
+import random
 import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -20,20 +26,23 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions as u3
 from requests.adapters import HTTPAdapter
-from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from ._version import __version__
+from .errors import CUT as EXCERPT_CUT
 from .errors import (
     APIError,
     AuthenticationError,
     ConfigurationError,
     MalformedResponseError,
+    NeuroIOError,
     NotFoundError,
     Problem,
     RateLimitError,
     ServerError,
     TransportError,
     ValidationError,
+    scrub,
 )
 from .throttle import AdaptiveLimit
 
@@ -43,9 +52,123 @@ DEFAULT_URL = "https://api.neuroio.com"
 TOKEN_ENV = "NEUROIO_API_TOKEN"
 URL_ENV = "NEUROIO_API_URL"
 _Self = TypeVar("_Self", bound="Transport")
-RETRY_STATUSES = frozenset({429, 502, 503, 504})
-#: Statuses after which a create is retried: the server certainly did not act on it.
-CREATE_RETRY_STATUSES = frozenset({429, 503})
+#: Methods that may simply be sent again when their outcome is unknown: sending them twice
+#: leaves the server as sending them once, and answers the same.
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH"})
+#: Statuses after which the server certainly did not act: 429 too many requests, 503 unavailable.
+NOT_ACTED_STATUSES = frozenset({429, 503})
+#: Statuses from a proxy whose request may or may not have reached the API.
+UNKNOWN_OUTCOME_STATUSES = frozenset({502, 504})
+
+
+class Verdict(enum.Enum):
+    """What to do after a failed attempt."""
+
+    RETRY = "send again"
+    ASK = "ask the server whether it acted"
+    STOP = "raise the error"
+
+
+def outcome_unknown(error: BaseException) -> bool:
+    """Did the request perhaps reach the server and act, though no answer says so?
+
+    The one definition: a connection lost after sending (or a read timeout), or a
+    502/504 from a proxy.
+    """
+    return (isinstance(error, TransportError) and error.maybe_sent) or (
+        isinstance(error, APIError) and error.status_code in UNKNOWN_OUTCOME_STATUSES)
+
+
+def should_retry(error: BaseException, method: str, *, can_ask: bool = False) -> Verdict:
+    """Send ``method`` again after ``error``, ask the server first, or give up?"""
+    if isinstance(error, TransportError) and not error.maybe_sent:
+        return Verdict.RETRY
+    if isinstance(error, APIError) and error.status_code in NOT_ACTED_STATUSES:
+        return Verdict.RETRY
+    if outcome_unknown(error):
+        if method.upper() in IDEMPOTENT:
+            return Verdict.RETRY
+        return Verdict.ASK if can_ask else Verdict.STOP
+    return Verdict.STOP
+
+
+def retry_delay(attempt: int, retry_after: float | None = None, *, max_retry_after: float = 30.0,
+                base: float = 0.2, max_backoff: float = 10.0,
+                rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before attempt ``attempt + 1``.
+
+    With the server's ``Retry-After``: that (at most ``max_retry_after``) plus a
+    jitter of up to a quarter of it (at least 0.1 s, at most 1 s), so that clients
+    told the same time do not all come back at once. Without: exponential backoff
+    with full jitter, ``base * 2**(attempt-1)`` capped at ``max_backoff``.
+    """
+    if retry_after is not None:
+        wait = min(max(retry_after, 0.0), max_retry_after)
+        return wait + rand() * min(1.0, 0.1 + 0.25 * wait)
+    return rand() * min(max_backoff, base * 2 ** max(0, attempt - 1))
+
+
+def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
+    """A ``Retry-After`` header as seconds from ``now``: delta-seconds or an HTTP date; None if unreadable."""
+    if value is None or not value.strip():
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=dt.timezone.utc)
+        seconds = (when - (now or dt.datetime.now(dt.timezone.utc))).total_seconds()
+    return max(0.0, seconds) if seconds == seconds and seconds != float("inf") else None
+
+
+@dataclass(frozen=True)
+class Settled:
+    """The server shows that a request whose answer was lost did act; ``value`` stands for its answer."""
+
+    value: Any
+
+
+#: Asked when a request's outcome is unknown: :class:`Settled` if it acted, None to send it again.
+IfUnknown = Callable[[NeuroIOError], "Settled | None"]
+
+
+@dataclass
+class _Budget:
+    """What one request has spent: failures (against ``max_retries``) and seconds waited on 429s."""
+
+    failures: int = 0
+    throttled_wait: float = 0.0
+
+
+class _Again(Exception):
+    """Inside the engine only: this attempt failed and may be retried."""
+
+    def __init__(self, error: NeuroIOError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+def _error_of(state: RetryCallState) -> NeuroIOError | None:
+    exc = state.outcome.exception() if state.outcome else None
+    return exc.error if isinstance(exc, _Again) else None
+
+
+def _ask(if_unknown: IfUnknown, error: NeuroIOError) -> Settled | None:
+    """``if_unknown(error)``; if that check fails too, the request's own error says so."""
+    try:
+        return if_unknown(error)
+    except NeuroIOError as check_error:
+        note = f"whether it was applied could not be checked: {check_error}"
+        if isinstance(error, APIError):
+            error.message = f"{error.message} ({note})"
+            error.args = (error._describe(),)
+        else:
+            error.args = (f"{error.args[0] if error.args else error} ({note})", *error.args[1:])
+        raise error from None
 
 
 class _TokenAuth(requests.auth.AuthBase):
@@ -71,7 +194,10 @@ class Transport:
     ``api_token`` defaults to ``$NEUROIO_API_TOKEN`` and ``base_url`` to
     ``$NEUROIO_API_URL`` or ``https://api.neuroio.com``. ``max_workers`` bounds
     concurrent requests (and sizes the connection pool); ``max_retries`` is how
-    many times a retryable failure is retried.
+    many times a retryable failure is retried. Answers "429 too many requests"
+    do not count against ``max_retries``: a request waits them out (as long as
+    each ``Retry-After`` says, capped at ``max_retry_after``) for up to
+    ``max_throttled_wait`` seconds in all.
     """
 
     def __init__(
@@ -84,6 +210,7 @@ class Transport:
         max_workers: int = 8,
         page_size: int = 100,
         max_retry_after: float = 30.0,
+        max_throttled_wait: float = 300.0,
         allow_insecure: bool = False,
     ) -> None:
         self._token = _check_token(api_token if api_token is not None else os.environ.get(TOKEN_ENV))
@@ -93,8 +220,10 @@ class Transport:
         self.max_workers = max(1, int(_check_number("max_workers", max_workers, minimum=0, whole=True)))
         self.page_size = int(_check_number("page_size", page_size, minimum=1, whole=True))
         self.max_retry_after = _check_number("max_retry_after", max_retry_after, minimum=0)
+        self.max_throttled_wait = _check_number("max_throttled_wait", max_throttled_wait, minimum=0)
         self.limit = AdaptiveLimit(self.max_workers)
         parts = urlsplit(self.base_url)
+        self._loopback = _is_loopback(parts.hostname or "")
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"neuroio-nb/{__version__}"
         self.session.headers["Accept"] = "application/json"
@@ -122,42 +251,66 @@ class Transport:
         return self.base_url + "/" + path.lstrip("/")
 
     def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                json_body: Any = None, retry_unknown: bool | None = None) -> Any:
+                json_body: Any = None, if_unknown: IfUnknown | None = None) -> Any:
         """Send one API request, retried as the API allows; return the decoded body.
 
-        ``retry_unknown``: may a request whose outcome is unknown (the connection
-        dropped after sending, a 502/504) be sent again? Default: yes except POST.
+        A request whose outcome is unknown (the connection dropped after sending,
+        a 502/504) is sent again if it is idempotent (every method but POST);
+        otherwise ``if_unknown(error)`` asks the server: it returns
+        :class:`Settled` when the request did act (its value is the answer), or
+        None when it did not (the request is then sent again). Without
+        ``if_unknown`` such a POST is not sent again: its error is raised.
         """
         if not self._token:
             raise ConfigurationError(
                 f"No API token: pass Client(api_token=...) or set the {TOKEN_ENV} environment variable.")
         method = method.upper()
         data = None if json_body is None else _encode_json(json_body, method, path)
-        if retry_unknown is None:
-            retry_unknown = method != "POST"
+        budget = _Budget()
 
-        def retryable(exc: BaseException) -> bool:
-            if isinstance(exc, TransportError):
-                return retry_unknown or not exc.maybe_sent
-            if isinstance(exc, APIError) and exc.status_code is not None:
-                allowed = RETRY_STATUSES if retry_unknown else CREATE_RETRY_STATUSES
-                return exc.status_code in allowed
-            return False
+        def attempt() -> Any:
+            try:
+                return self._send_once(method, path, params, data)
+            except NeuroIOError as sent_error:
+                error = scrub(sent_error, self._token)
+            verdict = should_retry(error, method, can_ask=if_unknown is not None)
+            if verdict is Verdict.ASK and if_unknown is not None:
+                settled = _ask(if_unknown, error)
+                if settled is not None:
+                    return settled.value
+                verdict = Verdict.RETRY
+            if verdict is Verdict.RETRY:
+                raise _Again(error)
+            raise error
 
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_retries + 1),
-            wait=self._wait,
-            retry=retry_if_exception(retryable),
-            reraise=True,
-        )
-        return retrying(self._send_once, method, path, params, data)
+        retrying = Retrying(stop=functools.partial(self._stop, budget), wait=functools.partial(self._wait, budget),
+                            retry=retry_if_exception_type(_Again), sleep=self._sleep, reraise=True)
+        try:
+            return retrying(attempt)
+        except _Again as spent:  # retries spent: the last error, with a traceback that starts here
+            raise spent.error.with_traceback(None) from None
+        except NeuroIOError as error:
+            raise error.with_traceback(None) from None
 
-    def _wait(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if retry_after is not None:
-            return min(max(retry_after, 0.0), self.max_retry_after)
-        return wait_random_exponential(multiplier=0.2, max=10)(state)
+    def _stop(self, budget: _Budget, state: RetryCallState) -> bool:
+        """Retries spent? 429s draw on their own budget (waited seconds), everything else on ``max_retries``."""
+        error = _error_of(state)
+        if isinstance(error, RateLimitError):
+            return budget.throttled_wait >= self.max_throttled_wait
+        budget.failures += 1
+        return budget.failures > self.max_retries
+
+    def _wait(self, budget: _Budget, state: RetryCallState) -> float:
+        error = _error_of(state)
+        retry_after = error.retry_after if isinstance(error, RateLimitError) else None
+        delay = retry_delay(state.attempt_number, retry_after, max_retry_after=self.max_retry_after)
+        if isinstance(error, RateLimitError):
+            budget.throttled_wait += delay
+        return delay
+
+    @staticmethod
+    def _sleep(seconds: float) -> None:
+        time.sleep(seconds)
 
     def _send_once(self, method: str, path: str, params: dict[str, Any] | None, data: bytes | None) -> Any:
         url = self.url(path)
@@ -170,13 +323,17 @@ class Transport:
                 raise TransportError(f"{method} {path}: connection timed out ({self.base_url})",
                                      maybe_sent=False) from None
             except requests.exceptions.ConnectionError as e:
-                raise TransportError(f"{method} {path}: {_connection_reason(e)} ({self.base_url})",
-                                     maybe_sent=not _never_sent(e)) from None
+                never_sent = _never_sent(e)
+                reason = "could not connect" if never_sent else "the connection was lost before an answer came"
+                hint = "; is the sandbox still running?" if never_sent and self._loopback else ""
+                raise TransportError(f"{method} {path}: {reason} ({self.base_url}){hint}"
+                                     + ("" if never_sent else _may_have_acted(method)),
+                                     maybe_sent=not never_sent) from None
             except requests.exceptions.Timeout:
-                raise TransportError(f"{method} {path}: no answer within {self.timeout} s") from None
+                raise TransportError(f"{method} {path}: no answer within {self.timeout} s"
+                                     + _may_have_acted(method)) from None
             except requests.exceptions.RequestException as e:
-                text = str(e).replace(self._token, "***") if self._token else str(e)
-                raise TransportError(f"{method} {path}: {type(e).__name__}: {text}") from None
+                raise TransportError(f"{method} {path}: {type(e).__name__}: {e}" + _may_have_acted(method)) from None
             if resp.status_code == 429:
                 self.limit.throttled()
             elif resp.status_code < 400:
@@ -208,8 +365,10 @@ def error_from_response(resp: requests.Response, method: str, path: str) -> APIE
         body = None
     if isinstance(body, dict) and ("message" in body or "fields" in body or "error_codes" in body):
         message = str(body.get("message") or "")
-        codes = [c for c in body.get("error_codes") or [] if isinstance(c, int)]
-        fields = [f for f in body.get("fields") or [] if isinstance(f, dict)]
+        codes = [int(c) for c in _as_list(body.get("error_codes"))
+                 if (isinstance(c, int) and not isinstance(c, bool)) or (isinstance(c, str) and c.isdigit())]
+        fields = [f if isinstance(f, dict) else {"name": None, "message": str(f)}
+                  for f in _as_list(body.get("fields"))]
     else:
         text = _excerpt(resp.text)
         message = f"{resp.reason or 'error'}" + (f" (body: {text!r})" if text else " (empty body)")
@@ -225,28 +384,26 @@ def error_from_response(resp: requests.Response, method: str, path: str) -> APIE
     err = cls(status, message or resp.reason or "error", error_codes=codes, fields=fields,
               method=method, path=path)
     if isinstance(err, RateLimitError):
-        err.retry_after = _retry_after(resp.headers.get("Retry-After"))
+        err.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     return err
 
 
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        try:
-            when = parsedate_to_datetime(value)
-        except (TypeError, ValueError):
-            return None
-        return max(0.0, (when - dt.datetime.now(dt.timezone.utc)).total_seconds())
+def _as_list(value: Any) -> list[Any]:
+    """A body's list member as a list, whatever came: nothing, one item, or a list."""
+    if value is None:
+        return []
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def _may_have_acted(method: str) -> str:
+    return "" if method in ("GET", "HEAD") else "; the change may have been applied (read it back to see)"
 
 
 def _excerpt(text: str, n: int = 200) -> str:
     """A short, single-line excerpt of an HTML or text body."""
     flat = re.sub(r"<[^>]+>", " ", text or "")
     flat = " ".join(flat.split())
-    return flat[:n] + ("..." if len(flat) > n else "")
+    return flat[:n] + (EXCERPT_CUT if len(flat) > n else "")
 
 
 def _never_sent(e: requests.exceptions.ConnectionError) -> bool:
@@ -262,12 +419,6 @@ def _never_sent(e: requests.exceptions.ConnectionError) -> bool:
             continue
         cur = cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else cur.__context__
     return False
-
-
-def _connection_reason(e: requests.exceptions.ConnectionError) -> str:
-    if _never_sent(e):
-        return "could not connect"
-    return "the connection was lost before an answer came"
 
 
 def _encode_json(body: Any, method: str, path: str) -> bytes:

@@ -1,6 +1,7 @@
 """The one request path, with requests-mock: retries, errors, auth, URLs."""
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import pytest
@@ -17,6 +18,7 @@ from neuroio_nb.errors import (
     TransportError,
     ValidationError,
 )
+from neuroio_nb.transport import Verdict, outcome_unknown, parse_retry_after, retry_delay, should_retry
 
 URL = "https://api.test.example"
 TOKEN = "tok-SECRET-123"
@@ -28,7 +30,7 @@ SOURCE = {"id": 7, "space_id": 1, "name": "Gate"}
 @pytest.fixture
 def client(monkeypatch):
     c = Client(TOKEN, URL, max_retries=3)
-    monkeypatch.setattr(c, "_wait", lambda state: 0)  # no sleeping between retries in unit tests
+    monkeypatch.setattr(c, "_sleep", lambda seconds: None)  # no sleeping between retries in unit tests
     return c
 
 
@@ -68,49 +70,54 @@ def test_timeout_retried(client, requests_mock):
     assert client.sources.get(7)["id"] == 7
 
 
-def test_retry_after_honoured_and_capped():
-    c = Client(TOKEN, URL, max_retries=2, max_retry_after=5)
-    waits = []
-    original = c._wait
-
-    def spy(state):
-        waits.append(original(state))
-        return 0
-
-    c._wait = spy
-    import requests_mock as rm
-
-    with rm.Mocker() as m:
-        m.get(ONE, [{"status_code": 429, "headers": {"Retry-After": "3"}, "json": {}},
-                    {"status_code": 429, "headers": {"Retry-After": "120"}, "json": {}},
-                    {"json": SOURCE}])
-        c.sources.get(7)
-    assert waits == [3.0, 5.0]
+def test_retry_after_honoured_capped_and_jittered(requests_mock):
+    c = Client(TOKEN, URL, max_retries=0, max_retry_after=5)
+    slept: list[float] = []
+    c._sleep = slept.append
+    requests_mock.get(ONE, [{"status_code": 429, "headers": {"Retry-After": "3"}, "json": {}},
+                            {"status_code": 429, "headers": {"Retry-After": "120"}, "json": {}},
+                            {"json": SOURCE}])
+    assert c.sources.get(7) == SOURCE  # 429s do not spend max_retries (0 here)
+    assert len(slept) == 2
+    assert 3.0 <= slept[0] <= 3.0 + 0.85 and 5.0 <= slept[1] <= 5.0 + 1.0
 
 
 def test_rate_limit_error_carries_retry_after(client, requests_mock):
-    client.max_retries = 0
+    client.max_throttled_wait = 0  # give up at the first 429
     requests_mock.get(ONE, status_code=429, headers={"Retry-After": "2"}, json={"message": "slow down"})
     with pytest.raises(RateLimitError) as info:
         client.sources.get(7)
     assert info.value.retry_after == 2.0
 
 
-def test_post_not_retried_on_502_when_outcome_unknown(client, requests_mock):
-    requests_mock.post(LIST, status_code=502, text="<html><body><h1>502 Bad Gateway</h1></body></html>")
-    requests_mock.get(LIST, json={"count": 0, "next": None, "results": []})
+BAD_GATEWAY = "<html><body><h1>502 Bad Gateway</h1></body></html>"
+EMPTY_PAGE = {"count": 0, "next": None, "results": []}
+
+
+def test_post_with_unknown_outcome_is_not_sent_again_when_retries_are_spent(client, requests_mock):
+    requests_mock.post(LIST, status_code=502, text=BAD_GATEWAY)
+    requests_mock.get(LIST, json=EMPTY_PAGE)
     client.max_retries = 0
     with pytest.raises(ServerError) as info:
         client.sources.create("Gate")
-    assert [r.method for r in requests_mock.request_history] == ["POST"]
+    assert [r.method for r in requests_mock.request_history] == ["GET", "POST", "GET"]  # before, send, check
     assert "502 Bad Gateway" in str(info.value)
 
 
+def test_post_with_unknown_outcome_is_sent_again_only_after_the_server_shows_it_did_not_act(
+        client, requests_mock):
+    requests_mock.post(LIST, [{"status_code": 502, "text": BAD_GATEWAY}, {"status_code": 201, "json": SOURCE}])
+    requests_mock.get(LIST, json=EMPTY_PAGE)
+    assert client.sources.create("Gate") == SOURCE
+    assert [r.method for r in requests_mock.request_history] == ["GET", "POST", "GET", "POST"]
+
+
 def test_post_retried_on_503(client, requests_mock):
+    requests_mock.get(LIST, json=EMPTY_PAGE)
     requests_mock.post(LIST, [{"status_code": 503, "json": {"message": "busy"}},
                               {"status_code": 201, "json": SOURCE}])
     assert client.sources.create("Gate")["id"] == 7
-    assert requests_mock.call_count == 2
+    assert [r.method for r in requests_mock.request_history] == ["GET", "POST", "POST"]
 
 
 def test_spaces_ids_query_encoding(client, requests_mock):
@@ -225,6 +232,7 @@ def test_update_validated_before_sending(client, requests_mock):
 
 
 def test_create_license_alias(client, requests_mock):
+    requests_mock.get(LIST, json=EMPTY_PAGE)
     requests_mock.post(LIST, status_code=201, json=SOURCE)
     client.sources.create("Gate", license=42)
     body = requests_mock.last_request.json()
@@ -242,3 +250,67 @@ def test_no_redirects_followed(client, requests_mock):
     with pytest.raises(APIError):
         client.sources.get(7)
     assert all("evil" not in r.url for r in requests_mock.request_history)
+
+
+# ---- the retry engine's decisions, as pure functions --------------------------------------------
+NOW = dt.datetime(2026, 11, 29, 9, 0, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.mark.parametrize("header,seconds", [
+    ("3", 3.0), ("0", 0.0), ("2.5", 2.5), (" 7 ", 7.0), ("-4", 0.0),
+    ("Sun, 29 Nov 2026 09:00:10 GMT", 10.0),   # an HTTP date 10 s ahead
+    ("Sun, 29 Nov 2026 08:59:00 GMT", 0.0),    # a date in the past: no wait
+    ("Sunday, 29-Nov-26 09:01:00 GMT", 60.0),  # the obsolete RFC 850 form
+    (None, None), ("", None), ("soon", None), ("nan", None), ("inf", None),
+])
+def test_retry_after_header_read_as_seconds(header, seconds):
+    assert parse_retry_after(header, now=NOW) == seconds
+
+
+@pytest.mark.parametrize("attempt,retry_after,cap,rand,expected", [
+    # With Retry-After: that, capped, plus a jitter of up to a quarter (>= 0.1 s, <= 1 s).
+    (1, 3.0, 30.0, 0.0, 3.0),
+    (1, 3.0, 30.0, 1.0, 3.85),
+    (1, 0.0, 30.0, 1.0, 0.1),           # "now" still spreads clients over 0.1 s
+    (1, 120.0, 5.0, 0.0, 5.0),          # capped at max_retry_after
+    (1, 120.0, 5.0, 1.0, 6.0),          # the jitter never exceeds 1 s
+    (4, 2.0, 30.0, 0.5, 2.3),           # the attempt number does not matter
+    # Without: full-jitter exponential backoff from 0.2 s, at most 10 s.
+    (1, None, 30.0, 1.0, 0.2),
+    (2, None, 30.0, 1.0, 0.4),
+    (3, None, 30.0, 0.5, 0.4),
+    (10, None, 30.0, 1.0, 10.0),
+    (60, None, 30.0, 1.0, 10.0),        # no overflow far out
+    (3, None, 30.0, 0.0, 0.0),
+])
+def test_retry_delay_table(attempt, retry_after, cap, rand, expected):
+    assert retry_delay(attempt, retry_after, max_retry_after=cap, rand=lambda: rand) == pytest.approx(expected)
+
+
+LOST = TransportError("connection lost after sending", maybe_sent=True)
+REFUSED = TransportError("could not connect", maybe_sent=False)
+
+
+@pytest.mark.parametrize("error,method,can_ask,verdict", [
+    (REFUSED, "POST", False, Verdict.RETRY),                       # never reached the server
+    (APIError(503, "busy"), "POST", False, Verdict.RETRY),
+    (RateLimitError(429, "slow down"), "POST", False, Verdict.RETRY),
+    (LOST, "GET", False, Verdict.RETRY),                           # idempotent: just send again
+    (LOST, "PATCH", False, Verdict.RETRY),
+    (ServerError(502, "bad gateway"), "PATCH", False, Verdict.RETRY),
+    (LOST, "POST", True, Verdict.ASK),                             # may have acted: ask first
+    (ServerError(504, "gateway timeout"), "POST", True, Verdict.ASK),
+    (LOST, "DELETE", True, Verdict.ASK),
+    (LOST, "POST", False, Verdict.STOP),                           # nobody to ask: never twice
+    (ServerError(500, "oops"), "GET", False, Verdict.STOP),
+    (NotFoundError(404, "gone"), "GET", False, Verdict.STOP),
+    (APIError(400, "invalid"), "PATCH", True, Verdict.STOP),
+])
+def test_retry_verdict_table(error, method, can_ask, verdict):
+    assert should_retry(error, method, can_ask=can_ask) is verdict
+
+
+def test_one_definition_of_an_unknown_outcome():
+    unknown = [LOST, ServerError(502, "x"), ServerError(504, "x")]
+    known = [REFUSED, APIError(503, "x"), RateLimitError(429, "x"), ServerError(500, "x"), APIError(400, "x")]
+    assert [outcome_unknown(e) for e in unknown + known] == [True] * 3 + [False] * 5
