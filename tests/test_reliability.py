@@ -19,6 +19,7 @@ import pytest
 from neuroio_nb import bulk
 from neuroio_nb.errors import APIError, BulkInterrupted, MalformedResponseError, NotFoundError, TransportError
 from neuroio_nb.frames import frame_from_records
+from neuroio_nb.schema import create_defaults
 from neuroio_nb.sources import ListingChangedWarning
 
 #: The issue's weather: 20% 503, 5% 429 (Retry-After 0-1 s), 5% HTML 502, 3% dropped connections.
@@ -178,6 +179,61 @@ def test_creates_under_faults_never_duplicate(make_sandbox, client_for):
     assert [m["name"] for m in made] == names and all(m == sb.source(m["id"]) for m in made)
     unknown = Counter(r.fault for r in sb.requests("POST") if r.fault in ("502", "drop", "drop_after_apply"))
     assert unknown["502"] + unknown["drop"] and unknown["drop_after_apply"]  # unknown outcomes of both kinds
+
+
+def test_create_never_adopts_a_source_that_existed_before_it(make_sandbox, client_for):
+    """The POST times out and the server did not act; a same-named source with the same settings
+    already sat in another space. That one is not "the source this create made": it is sent again."""
+    sb = make_sandbox(sources=[{"id": 1, "space_id": 1, "name": "Lobby", **create_defaults()},
+                               {"id": 2, "space_id": 2, "name": "Dock upload", **create_defaults()}])
+    c = client_for(sb, timeout=0.5)
+    posts = {"n": 0}
+
+    def first_post_times_out_unapplied(method, path):
+        if method == "POST":
+            posts["n"] += 1
+            if posts["n"] == 1:
+                time.sleep(1.0)  # past the client's timeout ...
+                raise RuntimeError("... and then failed: nothing was created")
+
+    sb.before_request = first_post_times_out_unapplied
+    made = c.sources.create("Dock upload")
+    assert made["id"] == 3 and made == sb.source(3) and made["space_id"] == 1  # new, in the default space
+    assert sorted(s["space_id"] for s in sb.sources.values() if s["name"] == "Dock upload") == [1, 2]
+    assert posts["n"] == 2
+
+
+def test_timeout_on_a_write_says_it_may_have_been_applied(make_sandbox, client_for):
+    sb = make_sandbox(sources=10)
+    c = client_for(sb, timeout=0.3, max_retries=0)
+
+    def slow_writes(method, path):
+        if method != "GET":
+            time.sleep(0.8)
+
+    sb.before_request = slow_writes
+    with pytest.raises(TransportError, match="may have been applied") as info:
+        c.sources.update(3, identify_facesize_threshold=4321)
+    assert "PATCH" in str(info.value)
+    with pytest.raises(TransportError, match="may have been applied") as info:
+        c.sources.create("Slow lane cam")
+    assert str(info.value).startswith("POST")  # the create's own error, not its check's GET
+
+
+def test_throttling_alone_never_fails_a_row(make_sandbox, client_for):
+    """A plain rate limit answers 429 with Retry-After: waited out on its own budget, even with
+    max_retries=0, so every row is updated and none fails for throttling alone."""
+    sb = make_sandbox(sources=200, seed=8)
+    c = client_for(sb, max_retries=0)
+    frame = c.sources.to_frame(progress=False)
+    edited = edit_every_source(frame)
+    sb.rate_limit, sb.rate_burst = 50, 5
+    sb.clear_log()
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report.counts() == {"updated": 200}
+    assert any(r.fault == "rate_limit" for r in sb.log)  # the limit really was hit
+    sb.rate_limit = None
+    pd.testing.assert_frame_equal(server_frame(sb), edited)
 
 
 # ---- a run interrupted halfway ---------------------------------------------------------------------
