@@ -142,11 +142,13 @@ class BulkInterrupted(NeuroIOError, KeyboardInterrupt):
 CUT = "..."
 #: The shortest start of a secret that :func:`redact` hides where an excerpt was cut.
 _SHORTEST_CUT_SECRET = 3
+#: Shorter "secrets" (a test's "t") cannot be told apart from the words around them: left alone.
+_SHORTEST_SECRET = 8
 
 
 def redact(text: str, secret: str | None, *, mask: str = "***") -> str:
     """``text`` without ``secret``, nor the start of it that ends ``text`` or an excerpt (``CUT``)."""
-    if not secret:
+    if not secret or len(secret) < _SHORTEST_SECRET:
         return text
     text = text.replace(secret, mask)
     for n in range(len(secret) - 1, _SHORTEST_CUT_SECRET - 1, -1):
