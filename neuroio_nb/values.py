@@ -86,9 +86,9 @@ def check_value(field: Field, value: Any) -> str | None:
         if number is None:
             return "must be a whole number"
         if field.minimum is not None and number < field.minimum:
-            return f"must be >= {field.minimum}"
+            return f"must be {field.minimum:,} or more"
         if field.maximum is not None and number > field.maximum:
-            return f"must be <= {field.maximum}"
+            return f"must be at most {field.maximum:,}"
     elif kind == "str":
         if not isinstance(value, str):
             return "must be text"

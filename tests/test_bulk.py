@@ -238,7 +238,7 @@ def bad(frame: pd.DataFrame, column: str, value, sid: int = 1) -> pd.DataFrame:
     ("use_pps_time", 2, "true or false"),
     ("identify_facesize_threshold", 7000.5, "whole number"),
     ("identify_facesize_threshold", "big", "whole number"),
-    ("identify_facesize_threshold", -1, ">= 0"),
+    ("identify_facesize_threshold", -1, "must be 0 or more"),
     ("store_images_for_results", ["new", "everything"], "unknown value"),
     ("name", None, "required"),
 ])

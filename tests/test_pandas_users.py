@@ -155,7 +155,7 @@ def test_bad_values_the_server_holds_do_not_block_other_edits(make_sandbox, clie
     assert plan.apply(progress=False).counts() == {"updated": 1}
     assert sb.sources[1]["store_images_for_results"] == ["new", "face_mask"]
     edited.loc[2, "identify_facesize_threshold"] = 30_000_000  # an edit to a bad value is still refused
-    with pytest.raises(ValidationError, match="<= 10000000"):
+    with pytest.raises(ValidationError, match="must be at most 10,000,000"):
         c.sources.plan(edited)
 
 
