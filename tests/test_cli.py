@@ -444,6 +444,35 @@ def test_list_as_table_json_and_csv(sb: Sandbox) -> None:
     assert run(sb, "list", "--columns", "nope").returncode == 3
 
 
+def test_error_pages_that_echo_the_token_and_scalar_error_codes_are_failed_rows(
+        sb: Sandbox, tmp_path: Path) -> None:
+    """A firewall page that shows the request's headers (the token among them) and an error
+    body with scalar codes: each is a failed row with what the server said, the run goes on,
+    and neither the token nor any start of it is printed or written."""
+    ids = list(range(1, 31))
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, *ids))
+    before = sb.sources
+    sb.fault_methods = {"PATCH"}
+    sb.faults = {"echo_headers": 0.3, "scalar_error": 0.3}
+    report_path = tmp_path / "report.csv"
+    proc = run(sb, "apply", str(edited), "--yes", "--report", str(report_path))
+    assert proc.returncode == 1, proc.stderr
+    written = report_path.read_text(encoding="utf-8")
+    for shown in (proc.stdout, proc.stderr, written):
+        assert not any(sb.token[:n] in shown for n in range(8, len(sb.token) + 1))
+    report = read_report(report_path)
+    assert set(report) == set(ids)
+    failed = {i: r["error"] for i, r in report.items() if r["status"] == "failed"}
+    assert any("Source is locked by another operation." in e for e in failed.values())
+    assert any("Request Rejected" in e for e in failed.values())
+    assert {r["status"] for r in report.values()} == {"updated", "failed"}
+    faulted = {int(r.path.strip("/").split("/")[-1]) for r in sb.requests("PATCH") if r.fault}
+    assert set(failed) <= faulted
+    for sid in ids:
+        expected = before[sid][THRESHOLD] + (0 if sid in failed else 1)
+        assert sb.source(sid)[THRESHOLD] == expected, sid
+
+
 # -- terminals, pipes and encodings ------------------------------------------------------
 
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
