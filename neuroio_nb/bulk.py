@@ -9,14 +9,16 @@ with the exact partial report.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+import queue
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import pandas as pd
 
 from .errors import APIError, BulkInterrupted, NotFoundError, Problem, ValidationError
+from .paging import overlapping_offsets
 from .progress import progress_bar
 from .schema import READ_ONLY
 from .values import id_index, same, three_way, to_python
@@ -25,6 +27,7 @@ from .views import empty, report_html
 STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned")
 ACTIONS = ("delete", "create", "update")
 Changes = dict[str, tuple[Any, Any]]
+Task = Callable[[], 'Outcome']
 
 
 class SourceCalls(Protocol):
@@ -46,6 +49,9 @@ class SourceCalls(Protocol):
 
     def records(self, q: str | None = None, spaces_ids: Any = None, progress: bool | None = None,
                 *, first: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], bool]: ...
+
+    def list(self, q: str | None = None, spaces_ids: Any = None, limit: int = 20,
+             offset: int = 0) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -92,7 +98,7 @@ class Report(pd.DataFrame):
 
     def _repr_html_(self) -> str:
         if not {"status", "changes", "error"} <= set(self.columns):  # a selection of columns: a plain table
-            return str(pd.DataFrame(self)._repr_html_())
+            return str(cast(Any, pd.DataFrame(self))._repr_html_())
         if not len(self):
             return empty("Nothing was changed: the plan had no changes.")
         names = self["name"] if "name" in self.columns else pd.Series(None, index=self.index, dtype=object)
@@ -146,13 +152,16 @@ class Job:
     old_ids: dict[Any, int] = field(default_factory=dict)
     scope: tuple[str | None, Any] | None = None
     seen: frozenset[int] = frozenset()
+    #: The spaces of the sources to update, when known: the conflict check reads only those.
+    spaces: list[int] | None = None
 
 
 def apply_updates(sources: SourceCalls, by_source: dict[int, Changes], *, names: dict[Any, Any],
                   missing: dict[int, str], check_conflicts: bool, dry_run: bool = False,
-                  on_conflict: str = "skip", progress: bool | None = None) -> Report:
+                  on_conflict: str = "skip", progress: bool | None = None,
+                  spaces: list[int] | None = None) -> Report:
     """Send updates: one PATCH per changed source (``by_source``: id -> field -> (old, new))."""
-    return apply_job(sources, Job(by_source, names, missing, check_conflicts), dry_run=dry_run,
+    return apply_job(sources, Job(by_source, names, missing, check_conflicts, spaces=spaces), dry_run=dry_run,
                      on_conflict=on_conflict, progress=progress)
 
 
@@ -177,7 +186,8 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
         planned.update({("update", sid): Outcome("update", "planned", changes, None, names.get(sid), sid)
                         for sid, changes in job.updates.items()})
         return make_report([*(planned[k] for k in order), *not_found])
-    current, holders = _read_before_sending(sources, job)
+    stream = job.check_conflicts and not job.creates and len(job.updates) > 0
+    current, holders = _read_before_sending(sources, job, updates=not stream)
     decided: dict[Hashable, Outcome] = {}
     tasks: dict[Hashable, Callable[[], Outcome]] = {}
     for sid, settings in job.deletes.items():
@@ -190,19 +200,25 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
     for label, body in job.creates.items():
         tasks[("create", label)] = create_task(sources, label, body, holders.get(body.get("name")), on_conflict,
                                                job.old_ids.get(label), job.seen if job.scope is not None else None)
-    for sid, changes in job.updates.items():
-        key = ("update", sid)
-        name = names.get(sid)
+    def update_of(sid: int, server: dict[str, Any] | None) -> tuple[Hashable, Task] | None:
+        """The PATCH of ``sid``, or None when its outcome is decided without sending."""
+        changes, name = job.updates[sid], names.get(sid)
         if job.check_conflicts:
-            outcome_or_body = checked_update(sid, changes, current.get(sid), on_conflict, name)
+            outcome_or_body = checked_update(sid, changes, server, on_conflict, name)
             if isinstance(outcome_or_body, Outcome):
-                decided[key] = outcome_or_body
-                continue
+                decided[("update", sid)] = outcome_or_body
+                return None
             body, replaced = outcome_or_body
         else:
             body = {f: new for f, (old, new) in changes.items()}
             replaced = {f: old for f, (old, new) in changes.items()}
-        tasks[key] = update_task(sources, sid, changes, body, replaced, name)
+        return ("update", sid), update_task(sources, sid, changes, body, replaced, name)
+
+    if not stream:
+        for sid in job.updates:
+            item = update_of(sid, current.get(sid))
+            if item is not None:
+                tasks[item[0]] = item[1]
 
     def fallback(key: Any) -> Outcome:
         action, ref = key
@@ -213,15 +229,27 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
         return Outcome(action, "failed", changes, None, names.get(ref), ref)
 
     desc = "updating" if not job.creates and not job.deletes else "sending"
-    done = send_all(sources.client.max_workers, tasks, decided, order, progress, desc, fallback=fallback)
+    workers = sources.client.max_workers
+    if stream:  # each PATCH starts as soon as the page holding its source arrives
+        def as_read() -> Iterator[tuple[Hashable, Task]]:
+            yield from tasks.items()
+            for sid, server in current_as_read(sources, list(job.updates), job.spaces):
+                item = update_of(sid, server)
+                if item is not None:
+                    yield item
+        done = send_all(workers, as_read(), decided, order, progress, desc, fallback=fallback,
+                        total=len(tasks) + len(job.updates))
+    else:
+        done = send_all(workers, tasks, decided, order, progress, desc, fallback=fallback)
     return make_report([*(done.get(k) or decided[k] for k in order), *not_found])
 
 
-def _read_before_sending(sources: SourceCalls, job: Job) -> tuple[dict[int, dict[str, Any] | None],
-                                                                      dict[Any, dict[str, Any]]]:
-    """The server's sources the conflict checks need (by id), and the sources now holding
-    a name to create that were not in scope when planned (by name)."""
-    wanted = list(job.deletes) + (list(job.updates) if job.check_conflicts else [])
+def _read_before_sending(sources: SourceCalls, job: Job, *, updates: bool = True
+                         ) -> tuple[dict[int, dict[str, Any] | None], dict[Any, dict[str, Any]]]:
+    """The server's sources the conflict checks need (by id; the updates' too when
+    ``updates``), and the sources now holding a name to create that were not in scope
+    when planned (by name)."""
+    wanted = list(job.deletes) + (list(job.updates) if job.check_conflicts and updates else [])
     current: dict[int, dict[str, Any] | None] = {}
     holders: dict[Any, dict[str, Any]] = {}
     if job.creates and job.scope is not None:
@@ -235,6 +263,52 @@ def _read_before_sending(sources: SourceCalls, job: Job) -> tuple[dict[int, dict
     if rest:
         current.update(sources.current(rest))
     return current, holders
+
+
+def current_as_read(sources: SourceCalls, ids: list[int], spaces: list[int] | None = None
+                    ) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    """``(id, the server's source or None)`` for each of ``ids``, each as soon as it is read.
+
+    Few ids: a GET each. Many: the listing (of ``spaces`` when known: a source there
+    cannot be elsewhere unless it moved, and then its GET finds it), pages read
+    concurrently and handed on as each arrives; then a GET for any id no page had
+    (a shifted listing, a failed page, a moved source).
+    """
+    remaining = dict.fromkeys(ids)
+    workers = sources.client.max_workers
+    pool = ThreadPoolExecutor(workers)
+
+    def seen(rows: list[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any] | None]]:
+        for row in rows:
+            if row["id"] in remaining:
+                del remaining[row["id"]]
+                yield row["id"], row
+
+    def get_or_none(source_id: int) -> dict[str, Any] | None:
+        try:
+            return sources.get(source_id)
+        except NotFoundError:
+            return None
+
+    try:
+        if len(ids) > workers:
+            size = sources.client.page_size
+            first = sources.list(spaces_ids=spaces, limit=size)
+            yield from seen(first["results"])
+            count, got = first.get("count"), len(first["results"])
+            if isinstance(count, int) and got and (count - got) / got < len(remaining):
+                pages = [pool.submit(sources.list, None, spaces, min(got, count - offset), offset)
+                         for offset in overlapping_offsets(count, got)]
+                for page in as_completed(pages):
+                    try:
+                        rows = page.result()["results"]
+                    except Exception:  # its sources are read one by one below
+                        continue
+                    yield from seen(rows)
+        left = list(remaining)
+        yield from zip(left, pool.map(get_or_none, left), strict=True)
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def checked_delete(sid: int, settings: dict[str, Any], server: dict[str, Any] | None, on_conflict: str,
@@ -348,45 +422,71 @@ def check_sendable(by_source: dict[Any, Changes]) -> None:
         raise ValidationError(problems)
 
 
-def send_all(workers: int, tasks: dict[Hashable, Callable[[], Outcome]], decided: dict[Hashable, Outcome],
-             order: Sequence[Hashable], progress: bool | None, desc: str,
-             fallback: Callable[[Any], Outcome]) -> dict[Hashable, Outcome]:
-    """Run ``tasks`` concurrently; their outcomes by key.
+def send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
+             decided: dict[Hashable, Outcome], order: Sequence[Hashable], progress: bool | None, desc: str,
+             fallback: Callable[[Any], Outcome], total: int | None = None) -> dict[Hashable, Outcome]:
+    """Run ``tasks`` concurrently, each as soon as it is known; their outcomes by key.
 
-    ``fallback(key)``: the outcome of a task that raised, completed with its error.
-    On Ctrl-C, raises :class:`BulkInterrupted` whose report holds ``decided`` and every
-    task that finished, in ``order``.
+    ``tasks``: a mapping, or an iterator of ``(key, task)`` that may still be reading
+    the server (each task starts when it is yielded). ``fallback(key)``: the outcome of
+    a task that raised, completed with its error. On Ctrl-C, raises
+    :class:`BulkInterrupted` whose report holds ``decided`` and every task that
+    finished, in ``order``.
     """
     # Each worker records its own outcome, so a run cut short at any line (even while
     # the work is being queued) still knows exactly what was sent.
     done: dict[Hashable, Outcome] = {}
+    items = iter(tasks.items()) if isinstance(tasks, Mapping) else tasks
+    total = len(tasks) if isinstance(tasks, Mapping) else total
 
-    def run(key: Hashable) -> None:
+    def run(key: Hashable, task: Task) -> None:
         try:
-            done[key] = tasks[key]()
-        except Exception as exc:
+            done[key] = task()
+        except Exception as exc:  # one source's trouble never aborts the run
             outcome = fallback(key)
             outcome.error = str(exc) or type(exc).__name__
             done[key] = outcome
 
-    if not tasks:
+    if isinstance(tasks, Mapping) and not tasks:
         return done
-    bar = progress_bar(total=len(tasks), desc=desc, unit="source", progress=progress)
+    bar = progress_bar(total=total or 0, desc=desc, unit="source", progress=progress)
     pool = ThreadPoolExecutor(workers)
+    pending: set[Future[None]] = set()
+    early: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()  # finished while tasks are still coming
+
     try:
-        pending: set[Future[None]] = {pool.submit(run, key) for key in tasks}
+        for key, task in items:
+            future = pool.submit(run, key, task)
+            pending.add(future)
+            future.add_done_callback(early.put)
+            while not early.empty():
+                finished = early.get()
+                pending.discard(finished)
+                bar.update(1)
         while pending:
-            finished, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for future in finished:
-                future.result()
+            done_now, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            for finished in done_now:
+                finished.result()
                 bar.update(1)
     except KeyboardInterrupt:
+        _close(items)
         report = _finish_in_flight(pool, lambda: make_report(
             [o for k in order if (o := done.get(k) or decided.get(k)) is not None]))
         raise BulkInterrupted(report) from None
     finally:
         _finish_in_flight(pool, lambda: bar.close())
     return done
+
+
+def _close(items: Iterator[Any]) -> None:
+    """Stop a generator of tasks (its reads of the server), however many Ctrl-Cs arrive."""
+    close = getattr(items, "close", None)
+    while close is not None:
+        try:
+            close()
+            return
+        except KeyboardInterrupt:
+            continue
 
 
 def _finish_in_flight(pool: ThreadPoolExecutor, then: Callable[[], Any]) -> Any:

@@ -49,6 +49,8 @@ class Plan:
     #: taken since by a source in scope is a conflict. None: the server alone decides.
     scope: tuple[str | None, Any] | None = field(default=None, repr=False)
     seen: frozenset[int] = field(default_factory=frozenset, repr=False)
+    #: The spaces of the sources to update, when known: applying reads only those.
+    spaces: list[int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         """How many sources change: updated, created and deleted."""
@@ -74,14 +76,14 @@ class Plan:
         """Send the plan: one PATCH per changed source; returns the report."""
         job = Job(self.by_source(), {**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))},
                   self.missing, self.check_conflicts, self.create_bodies(), self.deleted, self.old_ids,
-                  self.scope, self.seen)
+                  self.scope, self.seen, self.spaces)
         return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def create_bodies(self) -> dict[Any, dict[str, Any]]:
         """Row label -> the fields a create sends (missing cells left to the server's defaults)."""
-        bodies = {}
+        bodies: dict[Any, dict[str, Any]] = {}
         for label, row in zip(self.creates.index, self.creates.to_dict("records"), strict=True):
-            bodies[label] = {f: v for f, v in ((f, to_python(v)) for f, v in row.items()) if v is not None}
+            bodies[label] = {str(f): v for f, v in ((f, to_python(v)) for f, v in row.items()) if v is not None}
         return bodies
 
     def summary(self) -> str:
@@ -185,7 +187,18 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
     _refuse_bad_changes(cell_problems, changes)
     names = _names(known if "name" in known.columns else base_frame, changes["id"].unique())
     changes.insert(1, "name", changes["id"].map(names).astype(object))
-    return Plan(sources, changes, check_conflicts=base is not None, missing=missing, names=names)
+    return Plan(sources, changes, check_conflicts=base is not None, missing=missing, names=names,
+                spaces=_spaces_of_ids(base_frame, changes["id"].unique()))
+
+
+def _spaces_of_ids(frame: pd.DataFrame, ids: np.ndarray) -> list[int] | None:
+    """The spaces of ``ids`` in ``frame``, when it says for every one."""
+    if "space_id" not in frame.columns or not len(ids):
+        return None
+    spaces = frame["space_id"][frame.index.isin(ids)]
+    if len(spaces) != len(ids) or spaces.isna().any():
+        return None
+    return sorted(int(s) for s in spaces.unique())
 
 
 def update_plan(sources: SourceCalls, records: list[tuple[int, str, Any, Any]],

@@ -207,7 +207,7 @@ def _unspecified_kept(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
             cells = out[column].astype(object)
             cells[empty] = reference.loc[frame.index[empty], column].astype(object).to_numpy()
             out[column] = cells
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def _creates(rows: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
@@ -248,7 +248,7 @@ def _base_records(base: pd.DataFrame | None, ids: list[int]) -> dict[int, dict[s
         return {}
     frame = base if base.index.name == INDEX else base.set_index(INDEX)
     rows = frame[frame.index.isin(ids)]
-    return {int(sid): {c: to_python(v) for c, v in row.items()} for sid, row in zip(rows.index, rows.to_dict(
+    return {int(sid): {str(c): to_python(v) for c, v in row.items()} for sid, row in zip(rows.index, rows.to_dict(
         "records"), strict=True)}
 
 

@@ -395,3 +395,38 @@ def test_an_unexpected_error_while_sending_one_source_is_a_failed_row(big, monke
     assert report.counts() == {"updated": 999, "failed": 1}
     assert report.loc[40, "status"] == "failed" and "not iterable" in report.loc[40, "error"]
     assert sum(s["identify_facesize_threshold"] == 4321 for s in sb.sources.values()) == 999
+
+
+# ---- the conflict check's reads: as few as needed, and not in the way (issue 13, speed) ----
+
+def test_patches_start_while_the_listing_is_still_being_read(make_sandbox, client_for):
+    sb = make_sandbox(sources=3000, page_cap=50, latency=0.01)
+    c = client_for(sb, max_workers=4)
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited.loc[frame.index[::10], "identify_facesize_threshold"] += 5
+    sb.clear_log()
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report.counts() == {"updated": 300}
+    listing = [r for r in sb.log if r.method == "GET"]
+    patches = [r for r in sb.log if r.method == "PATCH"]
+    assert min(p.started for p in patches) < max(g.started for g in listing)  # no wait for the whole listing
+    assert len(listing) <= 3000 // 49 + 2 and all(g.path == "/v1/sources/" for g in listing)
+    pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)
+
+
+def test_the_conflict_check_reads_only_the_spaces_the_plan_touches(make_sandbox, client_for):
+    sb = make_sandbox(sources=2000, page_cap=50)
+    c = client_for(sb)
+    frame = c.sources.to_frame(progress=False)
+    smallest = int(frame["space_id"].value_counts().idxmin())
+    in_space = frame.index[frame["space_id"] == smallest]
+    edited = frame.copy()
+    edited.loc[in_space[:60], "identify_facesize_threshold"] += 5
+    sb.external_edit(int(in_space[0]), identify_facesize_threshold=4242)  # a conflict: seen in the spaces read
+    sb.clear_log()
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report.counts() == {"updated": 59, "conflict": 1}
+    listing = [r for r in sb.log if r.method == "GET"]
+    assert {r.params.get("spaces_ids") for r in listing} == {str(smallest)}
+    assert len(listing) <= len(in_space) // 49 + 2 < 2000 // 50
