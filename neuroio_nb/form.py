@@ -52,7 +52,8 @@ RESULT_MEANINGS = {
 _STYLE = f"""<style>
 .neuroio-form {{ max-width: 62em; }}
 .neuroio-form .neuroio-save-bar {{ position: sticky !important; top: 0; z-index: 2; padding: 4px 0;
-  background: var(--jp-layout-color0, #fff); border-bottom: 1px solid var(--jp-border-color2, #ccc);
+  background: var(--jp-layout-color0, var(--vscode-editor-background, Canvas));
+  border-bottom: 1px solid var(--jp-border-color2, rgba(128, 128, 128, 0.4));
   flex-wrap: wrap; align-items: center; gap: 4px; }}
 .neuroio-form .neuroio-status {{ flex: 1 1 14em; min-width: 0; }}
 .neuroio-form .neuroio-row {{ border-left: 3px solid transparent; padding-left: 4px; }}
