@@ -1,5 +1,6 @@
-"""Limit/offset paging as pure arithmetic (layer 2, no I/O): which pages to ask for, and
-how to join them so that a listing that shifts while it is read is noticed.
+"""Limit/offset paging as pure arithmetic (layer 2, no I/O): which pages to ask for, when a
+listing ends, and how to walk it so that a listing that shifts while it is read loses no
+source and is noticed.
 
 A server may cap ``limit`` silently and may omit ``count`` and ``next``, so readers
 advance by the rows they actually got. Each page but the first starts one row early:
@@ -15,6 +16,12 @@ class ListingChangedWarning(UserWarning):
     """Sources were added or deleted while the listing was being read."""
 
 
+#: What a reader says when the listing changed under it.
+LISTING_CHANGED = ("The listing changed while it was read (sources added or deleted meanwhile): "
+                   "each source is listed once, but one added or deleted during the read may be "
+                   "missing or still listed. Read it again for a settled list.")
+
+
 def overlap_step(size: int) -> int:
     """How far apart pages of ``size`` rows start, so that neighbours share one row."""
     return size - 1 if size > 1 else size
@@ -26,39 +33,94 @@ def overlapping_offsets(count: int, size: int) -> list[int]:
     return list(range(step, count - (size - step), step))
 
 
-def join(rows: list[dict[str, Any]], offset: int, chunk: list[dict[str, Any]]) -> bool:
-    """Append ``chunk`` (a page read at ``offset``) to ``rows`` (read from 0); True if it shifted.
+def is_last_page(page: dict[str, Any], offset_after: int) -> bool:
+    """Does reading end after ``page``, which brought the read to ``offset_after`` rows?
 
-    The part of ``chunk`` that ``rows`` already covers is the overlap, and its first row
-    must be the one ``rows`` holds there. Rows that end before ``offset`` (a gap the
-    server would not fill) also count as a shift: sources went missing meanwhile.
+    An empty page ends it; so does ``next`` being null. A ``next`` link that is not
+    null goes on even past ``count`` (a count that is too low must not end a read
+    silently); without ``next``, reading ``count`` rows ends it.
     """
-    if len(rows) < offset:
-        rows += chunk
-        return True
-    shifted = len(rows) > offset and bool(chunk) and rows[offset]["id"] != chunk[0]["id"]
-    rows += chunk[len(rows) - offset:]
-    return shifted
-
-
-def dedupe(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], bool]:
-    """``rows`` without repeated ids (first kept), and whether any was repeated."""
-    seen: set[int] = set()
-    out = []
-    for row in rows:
-        if row["id"] not in seen:
-            seen.add(row["id"])
-            out.append(row)
-    return out, len(out) != len(rows)
-
-
-def is_last_page(page: dict[str, Any], offset_after: int, stop: int | None) -> bool:
-    """Does reading end after ``page``, which brought the read to ``offset_after`` rows?"""
-    if stop is not None:
-        return offset_after >= stop
     if not page["results"]:
         return True
+    if "next" in page:
+        return page["next"] is None
     count = page.get("count")
-    if isinstance(count, int) and offset_after >= count:
-        return True
-    return "next" in page and page["next"] is None
+    return isinstance(count, int) and offset_after >= count
+
+
+class Walk:
+    """Reading a listing one page after another, as pure bookkeeping (no I/O).
+
+    Ask :meth:`next_request` for the ``(offset, limit)`` of the next page and give
+    the page to :meth:`take`, until ``next_request`` says None. Each page after the
+    first starts one row early, at the last row already read (the anchor):
+
+    - the anchor first on the page: nothing moved;
+    - the anchor later on the page: sources were added before it; the rows before
+      it are new arrivals or rows already read (kept once);
+    - the anchor not on the page: sources before it (or it) were deleted, so rows
+      slid back past the read: one page further back is read again.
+
+    Any of these, a repeated row, or more rows than ``count`` sets :attr:`changed`.
+    :attr:`rows` holds every source read, each once. ``rows`` given at the start
+    were read already, from offset 0 (the walk goes on after them); ``after``: the
+    page they came in, which may say that the listing ends there.
+    """
+
+    def __init__(self, size: int, *, rows: list[dict[str, Any]] | None = None,
+                 after: dict[str, Any] | None = None) -> None:
+        self.size = max(1, size)
+        self.rows: list[dict[str, Any]] = []
+        self.changed = False
+        self._seen: set[Any] = set()
+        self._keep(rows or [])
+        self.changed = len(self.rows) != len(rows or [])
+        self._end = len(rows or [])  # where the next page starts, before its one row of overlap
+        self._anchor: Any = self.rows[-1]["id"] if self.rows else None
+        self._overlap = self.size > 1
+        self._back: int | None = None  # an offset to read again after rows slid back
+        self._done = after is not None and is_last_page(after, self._end)
+
+    def next_request(self) -> tuple[int, int] | None:
+        """The next page to read, as ``(offset, limit)``; None when the listing is read."""
+        if self._back is not None:
+            return self._back, self.size
+        if self._done:
+            return None
+        offset = self._end - 1 if self._overlap and self._anchor is not None else self._end
+        return offset, self.size
+
+    def take(self, offset: int, page: dict[str, Any]) -> list[dict[str, Any]]:
+        """Record the page read at ``offset``; return its sources not read before."""
+        rows: list[dict[str, Any]] = page["results"]
+        if offset == self._back:
+            self._back = None
+            return self._keep(rows)
+        ids = [row["id"] for row in rows]
+        overlapping = offset < self._end and self._anchor is not None
+        if overlapping and ids == [self._anchor]:  # nothing after the last row read: the end
+            self._done = True
+            return []
+        if overlapping and self._anchor not in ids:
+            self.changed = True
+            self._back = max(0, offset - (self.size - 1))
+        elif overlapping and ids.index(self._anchor) > 0:
+            self.changed = True
+        if any(i in self._seen and i != self._anchor for i in ids):
+            self.changed = True
+        new = self._keep(rows)
+        self._end = offset + len(rows)
+        if rows:
+            self._anchor = ids[-1]
+        self._overlap = self.size > 1 and len(rows) > 1
+        count = page.get("count")
+        if isinstance(count, int) and len(self.rows) > count:
+            self.changed = True
+        self._done = is_last_page(page, self._end)
+        return new
+
+    def _keep(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        new = [row for row in rows if row["id"] not in self._seen]
+        self._seen.update(row["id"] for row in new)
+        self.rows += new
+        return new

@@ -7,7 +7,9 @@ frames, plans, bulk jobs, CSV and the form live in the layers above.
 """
 from __future__ import annotations
 
+import builtins
 import operator
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,13 +24,18 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from .paging import ListingChangedWarning, dedupe, is_last_page, join, overlapping_offsets
+from .paging import LISTING_CHANGED, ListingChangedWarning, Walk, overlapping_offsets
 from .progress import progress_bar
 from .schema import ALIASES, BY_NAME, create_defaults
 from .transport import IfUnknown, Settled, Transport
 from .values import check_value, same
 
 PATH = "v1/sources/"
+#: One source, as the API sends it.
+Source = dict[str, Any]
+#: One page of the listing, as the API sends it: ``{"count", "next", "previous", "results"}``.
+Page = dict[str, Any]
+SourceList = list[Source]
 
 
 class SourcesAPI:
@@ -51,72 +58,74 @@ class SourcesAPI:
             params["spaces_ids"] = _spaces_param(spaces_ids)
         return _checked_page(self.client.request("GET", PATH, params=params), PATH)
 
-    def iter(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None) -> Iterator[dict]:
-        """Every source, page after page, as dicts (duplicates across pages skipped)."""
-        seen: set[int] = set()
-        for page in self._pages_from(0, None, q, spaces_ids):
-            for row in page["results"]:
-                if row["id"] not in seen:
-                    seen.add(row["id"])
-                    yield row
+    def iter(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None) -> Iterator[Source]:
+        """Every source, page after page, as dicts, each once.
 
-    def _pages_from(self, offset: int, stop: int | None, q: str | None, spaces_ids: Any) -> Iterator[dict]:
-        """Pages read one after another from ``offset``, advancing by the rows received."""
-        size = self.client.page_size
-        while stop is None or offset < stop:
-            limit = size if stop is None else min(size, stop - offset)
-            page = self.list(q, spaces_ids, limit=limit, offset=offset)
-            if not page["results"]:
-                return
-            yield page
-            offset += len(page["results"])
-            if is_last_page(page, offset, stop):
-                return
+        Pages overlap by one row, so sources added or deleted while the listing is
+        read cannot make others go unseen; a :class:`ListingChangedWarning` says
+        when that happened (once the last page is read).
+        """
+        walk = Walk(self.client.page_size)
+        yield from self._walked(walk, q, spaces_ids)
+
+    def _walked(self, walk: Walk, q: str | None, spaces_ids: Any, *, warn: bool = True,
+                fetched: dict[int, Page] | None = None) -> Iterator[Source]:
+        """The new sources of each page ``walk`` asks for: from ``fetched`` (pages by offset), else read."""
+        fetched = dict(fetched or {})
+        while (ask := walk.next_request()) is not None:
+            offset, limit = ask
+            page = fetched.pop(offset, None) or self.list(q, spaces_ids, limit=limit, offset=offset)
+            yield from walk.take(offset, page)
+        if warn and walk.changed:
+            warnings.warn(LISTING_CHANGED, ListingChangedWarning, stacklevel=3)
 
     def records(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
-                progress: bool | None = None, *, first: dict | None = None) -> tuple[list[dict], bool]:
-        """Every source as dicts, pages fetched concurrently; and whether the listing changed.
+                progress: bool | None = None, *, first: Page | None = None) -> tuple[SourceList, bool]:
+        """Every source as dicts, each once; and whether the listing changed while it was read.
 
-        ``first``: the first page (offset 0, the client's page size), if already read.
+        With a ``count``, the pages after the first are fetched at once; then they
+        are walked as :class:`~neuroio_nb.paging.Walk` reads a listing page after
+        page (each one row early, so a seam shows any shift), any page the walk
+        needs that was not fetched (a shift, a short page, a ``count`` too low
+        while ``next`` goes on) read then. ``first``: the first page (offset 0,
+        the client's page size), if already read.
         """
         if first is None:
             first = self.list(q, spaces_ids, limit=self.client.page_size, offset=0)
-        rows: list[dict] = list(first["results"])
+        rows: SourceList = list(first["results"])
         count = first.get("count")
-        counts = {count}
         if not rows:
             return rows, False
+        walk = Walk(len(rows), rows=rows, after=first)
         if not isinstance(count, int):
-            for page in self._pages_from(len(rows), None, q, spaces_ids):
-                rows += page["results"]
-            return dedupe(rows)
-        size = len(rows)
-        offsets = overlapping_offsets(count, size)
+            for _ in self._walked(walk, q, spaces_ids, warn=False):
+                pass
+            return walk.rows, walk.changed
+        fetched = self._concurrently(overlapping_offsets(count, len(rows)), q, spaces_ids, len(rows), count,
+                                     progress)
+        counts = {page.get("count") for page in fetched.values()}
+        for _ in self._walked(walk, q, spaces_ids, warn=False, fetched=fetched):
+            pass
+        return walk.rows, walk.changed or counts - {count} != set() or len(walk.rows) != count
+
+    def _concurrently(self, offsets: Sequence[int], q: str | None, spaces_ids: Any, size: int, count: int,
+                      progress: bool | None) -> dict[int, Page]:
+        """The pages at ``offsets``, fetched at once; an error ends the read at the caller."""
         bar = progress_bar(total=len(offsets) + 1, desc="sources", unit="page", progress=progress)
         bar.update(1)
-        chunks: dict[int, list[dict]] = {}
 
-        def fetch(offset: int) -> dict:
+        def fetch(offset: int) -> Page:
             page = self.list(q, spaces_ids, limit=min(size, count - offset), offset=offset)
             bar.update(1)
             return page
 
         try:
             with ThreadPoolExecutor(self.client.max_workers) as pool:
-                for offset, page in zip(offsets, pool.map(fetch, offsets)):
-                    chunks[offset] = page["results"]
-                    counts.add(page.get("count"))
+                return dict(zip(offsets, pool.map(fetch, offsets), strict=True))
+        except NeuroIOError as error:  # the traceback ends here, not in the pool's threads
+            raise error.with_traceback(None) from None
         finally:
             bar.close()
-        shifted = False
-        for offset, chunk in [*sorted(chunks.items()), (count, [])]:
-            if len(rows) < offset:  # a page came back short: read the gap one page at a time
-                for page in self._pages_from(len(rows), offset, q, spaces_ids):
-                    rows += page["results"]
-                    counts.add(page.get("count"))
-            shifted = join(rows, offset, chunk) or shifted
-        result, duplicated = dedupe(rows)
-        return result, shifted or duplicated or len(counts) > 1 or len(result) != count
 
     # ---- one source -----------------------------------------------------------
     def get(self, source_id: int) -> dict[str, Any]:
@@ -140,7 +149,7 @@ class SourcesAPI:
 
         return _checked_source(self._write("POST", PATH, body, if_unknown=if_unknown), PATH)
 
-    def _named(self, name: str) -> list[dict[str, Any]]:
+    def _named(self, name: str) -> SourceList:
         return [source for source in self.iter(q=name) if source.get("name") == name]
 
     def _created_since(self, body: dict[str, Any], before: set[int]) -> dict[str, Any] | None:
@@ -162,7 +171,7 @@ class SourcesAPI:
     def delete(self, source_id: int) -> None:
         """Delete a source. A retry after an answer was lost finds it gone: that is success."""
         path = _path(source_id)
-        unanswered: list[NeuroIOError] = []
+        unanswered: builtins.list[NeuroIOError] = []
 
         def if_unknown(error: NeuroIOError) -> Settled | None:
             unanswered.append(error)
@@ -179,14 +188,14 @@ class SourcesAPI:
         """Send one write (POST, PATCH or DELETE): every change this package makes goes through here."""
         return self.client.request(method, path, json_body=body, if_unknown=if_unknown)
 
-    def current(self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None) -> dict[int, dict | None]:
+    def current(self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None) -> dict[int, Source | None]:
         """The server's sources for ``ids`` (None where there is none), in few requests.
 
         Few ids: one GET each, concurrently. Many: the listing (of the given
         spaces, when known), and a GET for any id the listing did not have.
         """
         ids = list(dict.fromkeys(int(i) for i in ids))
-        found: dict[int, dict | None] = {}
+        found: dict[int, Source | None] = {}
         if len(ids) > self.client.max_workers:
             first = self.list(spaces_ids=spaces_ids, limit=self.client.page_size)
             count = first.get("count")
@@ -198,14 +207,17 @@ class SourcesAPI:
                 found = {r["id"]: r for r in rows if r["id"] in wanted}
         missing = [i for i in ids if i not in found]
 
-        def get_or_none(source_id: int) -> dict | None:
+        def get_or_none(source_id: int) -> Source | None:
             try:
                 return self.get(source_id)
             except NotFoundError:
                 return None
 
-        with ThreadPoolExecutor(self.client.max_workers) as pool:
-            found.update(zip(missing, pool.map(get_or_none, missing)))
+        try:
+            with ThreadPoolExecutor(self.client.max_workers) as pool:
+                found.update(zip(missing, pool.map(get_or_none, missing), strict=True))
+        except NeuroIOError as error:  # the traceback ends here, not in the pool's threads
+            raise error.with_traceback(None) from None
         return found
 
 

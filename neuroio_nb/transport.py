@@ -105,7 +105,7 @@ def retry_delay(attempt: int, retry_after: float | None = None, *, max_retry_aft
     if retry_after is not None:
         wait = min(max(retry_after, 0.0), max_retry_after)
         return wait + rand() * min(1.0, 0.1 + 0.25 * wait)
-    return rand() * min(max_backoff, base * 2 ** max(0, attempt - 1))
+    return rand() * min(max_backoff, base * 2.0 ** max(0, attempt - 1))
 
 
 def parse_retry_after(value: str | None, now: dt.datetime | None = None) -> float | None:
@@ -296,7 +296,7 @@ class Transport:
         """Retries spent? 429s draw on their own budget (waited seconds), everything else on ``max_retries``."""
         error = _error_of(state)
         if isinstance(error, RateLimitError):
-            return budget.throttled_wait >= self.max_throttled_wait
+            return bool(budget.throttled_wait >= self.max_throttled_wait)
         budget.failures += 1
         return budget.failures > self.max_retries
 
@@ -461,7 +461,7 @@ def _check_timeout(timeout: Any) -> Any:
 def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = False,
                   whole: bool = False) -> Any:
     """A client option that must be a (whole) number >= minimum (> minimum if exclusive)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and value == value
+    ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and value == value
     if ok and whole:
         ok = float(value).is_integer()
     if ok:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import traceback
 
 import pytest
 import requests
@@ -314,3 +315,21 @@ def test_one_definition_of_an_unknown_outcome():
     unknown = [LOST, ServerError(502, "x"), ServerError(504, "x")]
     known = [REFUSED, APIError(503, "x"), RateLimitError(429, "x"), ServerError(500, "x"), APIError(400, "x")]
     assert [outcome_unknown(e) for e in unknown + known] == [True] * 3 + [False] * 5
+
+
+# ---- what a user sees when the server is gone ------------------------------------------------------
+
+@pytest.mark.parametrize("call", ["get", "to_frame", "update"])
+def test_a_stopped_sandbox_says_so_and_the_traceback_ends_at_the_call(free_port, call):
+    """A loopback URL that refuses connections: the TransportError asks whether the sandbox is
+    still running, and its traceback is the user's call and a frame or two of ours, never the
+    retry library's or the thread pool's."""
+    c = Client(TOKEN, f"http://127.0.0.1:{free_port}", max_retries=1)
+    c._sleep = lambda seconds: None
+    calls = {"get": lambda: c.sources.get(1), "to_frame": lambda: c.sources.to_frame(progress=False),
+             "update": lambda: c.sources.update(1, use_pps_time=True)}
+    with pytest.raises(TransportError, match=r"could not connect .*is the sandbox still running") as info:
+        calls[call]()
+    files = [frame.filename for frame in traceback.extract_tb(info.value.__traceback__)]
+    assert not [f for f in files if "tenacity" in f or "concurrent" in f], files
+    assert len(files) <= 6, files

@@ -1,6 +1,7 @@
 """Paging, CRUD and the typed frame against the sandbox over real HTTP."""
 from __future__ import annotations
 
+import itertools
 
 import pandas as pd
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from neuroio_nb import Client
 from neuroio_nb.errors import APIError, MalformedResponseError, NotFoundError
 from neuroio_nb.schema import BY_NAME, COLUMNS
+from neuroio_nb.sources import ListingChangedWarning
 
 
 def listed_offsets(sb):
@@ -33,7 +35,7 @@ def test_to_frame_1234_sources_page_cap_100(make_sandbox, client_for):
         assert row["auto_check_angle_threshold"] == server[sid]["auto_check_angle_threshold"]
     offsets = listed_offsets(sb)
     assert offsets[0] == 0
-    assert all(b - a == 99 for a, b in zip(offsets, offsets[1:]))  # each page overlaps the last by one row
+    assert all(b - a == 99 for a, b in itertools.pairwise(offsets))  # each page overlaps the last by one row
     assert offsets[-1] + 100 >= 1234 and len(offsets) == 13
 
 
@@ -61,7 +63,9 @@ def test_no_count_no_next(make_sandbox, client_for):
     frame = client_for(sb).sources.to_frame(progress=False)
     assert sorted(frame.index) == list(range(1, 231))
     offsets = listed_offsets(sb)
-    assert offsets == [0, 50, 100, 150, 200, 230]  # advanced by rows received, stopped on an empty page
+    # advanced by the rows received, each page one row early (so a shift shows), until a page
+    # held nothing after the last row read
+    assert offsets == [0, 49, 98, 147, 196, 229]
 
 
 @pytest.mark.parametrize("n", [0, 1, 100, 200])
@@ -163,3 +167,44 @@ def test_a_number_too_big_for_the_column_is_kept_with_a_warning():
         frame = frame_from_records([{"id": 1, "identify_facesize_threshold": 2**70},
                                     {"id": 2, "identify_facesize_threshold": 5}])
     assert frame.loc[1, "identify_facesize_threshold"] == 2**70
+
+
+# ---- reading page after page while the listing changes ---------------------------------------------
+
+def delete_early(source_id: int):
+    def act(sandbox):
+        sandbox.remove_source(source_id)
+    return act
+
+
+@pytest.mark.parametrize("reader", ["iter", "to_frame"])
+def test_a_sequential_read_loses_no_source_when_one_before_it_is_deleted(make_sandbox, client_for, churn,
+                                                                            reader):
+    """No ``count`` (so pages are read one after another, as iter(), ``list --format json``, the
+    picker and create's check always read): a source deleted before the read position makes the
+    rest slide back a row. Every source there all along is still read, once, and a warning says
+    the listing changed."""
+    sb = make_sandbox(sources=200, omit_count=True, page_cap=50)
+    c = client_for(sb)
+    churn(sb, {3: delete_early(10)})
+    with pytest.warns(ListingChangedWarning):
+        ids = [r["id"] for r in c.sources.iter()] if reader == "iter" else list(
+            c.sources.to_frame(progress=False).index)
+    assert len(ids) == len(set(ids))
+    assert set(ids) >= set(sb.sources)  # every source still there was read (10 may still be listed)
+
+
+def test_a_count_that_becomes_too_low_does_not_end_the_read(make_sandbox, client_for, churn):
+    """Sources added at the end while the pages are read: the first page's ``count`` is too low, and
+    the last page's ``next`` says there is more. The read goes on and gets them, and warns."""
+    sb = make_sandbox(sources=300, page_cap=50)
+    c = client_for(sb, max_workers=1)
+
+    def add_three(sandbox):
+        return [sandbox.add_source(name=f"Late arrival {n}")["id"] for n in range(3)]
+
+    added = churn(sb, {2: add_three})
+    with pytest.warns(ListingChangedWarning):
+        frame = c.sources.to_frame(progress=False)
+    assert len(added) == 3 and set(added) <= set(frame.index)
+    assert sorted(frame.index) == sorted(sb.sources)
