@@ -163,8 +163,8 @@ def edits(draw: st.DrawFn, records: list[dict[str, Any]]) -> list[tuple[int, str
         elif kind == "list":
             field = "store_images_for_results"
             value = draw(st.lists(st.sampled_from(KINDS), unique=True, min_size=1, max_size=3))
-            if set(value) == set(record[field] or []):
-                continue
+            if set(value) == set(record[field] or []) or "face_mask" in (record[field] or []):
+                continue  # (a newer kind the server holds: the API takes it from no client, nor from undo)
         else:
             field, old = kind, record[kind]
             value = draw(TEXTS) if isinstance(old, str) else draw(st.integers(-10**6, 10**6))
