@@ -20,7 +20,7 @@ from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
 from .validate import checked_cells
-from .values import id_index, same, to_python, whole_number
+from .values import id_index, same, sendable, to_python
 from .views import changes_html, empty, esc, ids_text, number, plural, showing, shown, window
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
@@ -259,23 +259,8 @@ def _plain(name: str, column: pd.Series, where: np.ndarray) -> list[Any]:
     if any(column.dtype == pd.api.types.pandas_dtype(d) for d in _PLAIN_DTYPES):
         cells = column.array[where].to_numpy(dtype=object, na_value=None).tolist()
     else:
-        cells = [to_python(v) for v in column.to_numpy()[where]]
-    if name not in BY_NAME:
-        return [_whole_if_float(v) for v in cells]
-    if BY_NAME[name].kind == "license":
-        return [_license_out(v) for v in cells]
-    return cells
-
-
-def _license_out(value: Any) -> Any:
-    if isinstance(value, str) and value.isascii() and value.isdigit() and str(int(value)) == value:
-        return int(value)
-    return value
-
-
-def _whole_if_float(value: Any) -> Any:
-    number = whole_number(value) if isinstance(value, float) else None
-    return value if number is None else number
+        cells = column.to_numpy()[where].tolist()
+    return [sendable(name, v) for v in cells]
 
 
 def _refuse_bad_changes(problems: list[Problem], changes: pd.DataFrame) -> None:

@@ -8,7 +8,6 @@ frames, plans, bulk jobs, CSV and the form live in the layers above.
 from __future__ import annotations
 
 import builtins
-import operator
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +27,7 @@ from .paging import LISTING_CHANGED, ListingChangedWarning, Walk, overlapping_of
 from .progress import progress_bar
 from .schema import ALIASES, BY_NAME, create_defaults
 from .transport import IfUnknown, Settled, Transport
-from .values import check_value, same
+from .values import check_value, same, whole_number
 
 PATH = "v1/sources/"
 #: One source, as the API sends it.
@@ -223,15 +222,8 @@ class SourcesAPI:
 
 def _whole(value: Any) -> int | None:
     """``value`` as a whole number >= 0 (digit strings too), or None if it is not one."""
-    if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        return int(value)
-    if isinstance(value, (bool, np.bool_)):
-        return None
-    try:
-        number = operator.index(value)
-    except TypeError:
-        return None
-    return number if number >= 0 else None
+    number = whole_number(value, text=True)
+    return number if number is not None and number >= 0 else None
 
 
 def _path(source_id: Any) -> str:

@@ -25,7 +25,7 @@ from .frames import INDEX, frame_from_records
 from .plan import CHANGE_COLUMNS, Plan, make_plan, update_plan
 from .schema import BY_NAME, READ_ONLY
 from .validate import column_problems
-from .values import is_missing, to_python, whole_number
+from .values import is_missing, sendable, to_python, whole_number
 
 KEYS = ("id", "name")
 #: Re-reads of the scope before giving up on a listing that keeps changing.
@@ -224,11 +224,7 @@ def _creates(rows: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
 
 def _sendable(column: str, value: Any) -> Any:
     """A cell as a create sends it: NA as None, whole floats of number fields as integers."""
-    value = to_python(value)
-    field = BY_NAME.get(column)
-    if isinstance(value, float) and (field is None or field.kind in ("int", "license")) and value.is_integer():
-        return int(value)
-    return value
+    return sendable(column, value)
 
 
 def _with_deletes(plan: Plan, ids: list[int], scope: dict[int, dict[str, Any]], base: pd.DataFrame | None) -> Plan:

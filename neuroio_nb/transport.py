@@ -45,6 +45,7 @@ from .errors import (
     scrub,
 )
 from .throttle import AdaptiveLimit
+from .values import whole_number
 
 log = logging.getLogger("neuroio_nb")
 
@@ -463,7 +464,7 @@ def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = Fa
     """A client option that must be a (whole) number >= minimum (> minimum if exclusive)."""
     ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and value == value
     if ok and whole:
-        ok = float(value).is_integer()
+        ok = whole_number(value) is not None
     if ok:
         ok = value > minimum if exclusive else value >= minimum
     if not ok:

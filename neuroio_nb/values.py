@@ -109,6 +109,26 @@ def check_value(field: Field, value: Any) -> str | None:
     return None
 
 
+def sendable(field: str, value: Any) -> Any:
+    """A cell as it is sent to the server: plain JSON (see :func:`to_python`), and
+
+    - a whole float in a number field, or in a field the schema does not know, as
+      the integer it stands for (pandas makes a column float when a cell is missing);
+    - a license id written in plain digits (``"204"``; a frame holds license ids as
+      text) as the integer; other texts (``"lic-7"``, ``"007"``) stay text.
+    """
+    value = to_python(value)
+    spec = BY_NAME.get(field)
+    kind = spec.kind if spec is not None else None
+    if isinstance(value, float) and kind in (None, "int", "id", "license"):
+        number = whole_number(value)
+        return value if number is None else number
+    if kind == "license" and isinstance(value, str) and value.isascii() and value.isdigit() \
+            and str(int(value)) == value:
+        return int(value)
+    return value
+
+
 def id_index(ids: Any, name: str = "id") -> pd.Index:
     """Whole-number source ids as an index: int64, or uint64 when one is 2**63 or more (never wrapped)."""
     numbers = ids.to_numpy() if isinstance(ids, pd.Index) and ids.dtype.kind in "iu" else [int(i) for i in ids]
@@ -188,4 +208,4 @@ def shown(value: Any, *, missing: str = MISSING) -> str:
     return str(value)
 
 
-__all__ = ["EXACT_FLOAT", "MISSING", "check_value", "id_index", "is_missing", "same", "shown", "three_way", "to_python", "whole_number"]
+__all__ = ["EXACT_FLOAT", "MISSING", "check_value", "id_index", "is_missing", "same", "sendable", "shown", "three_way", "to_python", "whole_number"]

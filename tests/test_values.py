@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from neuroio_nb.schema import BY_NAME
-from neuroio_nb.values import check_value, same, shown, three_way, to_python, whole_number
+from neuroio_nb.values import check_value, same, sendable, shown, three_way, to_python, whole_number
 
 WHOLE = [
     (7, 7), (np.int64(-3), -3), (np.uint64(2**64 - 1), 2**64 - 1), (7.0, 7), (np.float64(204.0), 204),
@@ -99,3 +99,14 @@ def test_update_and_create_take_numpy_scalars_from_a_frame(sb, client) -> None:
                                  auto_create_facesize_threshold=np.int64(30000))
     assert sb.sources[made["id"]]["auto_create_persons"] is True
     assert sb.sources[made["id"]]["auto_create_facesize_threshold"] == 30000
+
+
+@pytest.mark.parametrize(("field", "value", "sent"), [
+    ("license_id", "204", 204), ("license_id", 204.0, 204), ("license_id", "007", "007"),
+    ("license_id", "lic-7", "lic-7"), ("custom_unknown", 45.0, 45), ("custom_unknown", 1.5, 1.5),
+    ("custom_unknown", np.float64(2.0**60), 2.0**60), ("identify_facesize_threshold", np.float64(7000.0), 7000),
+    ("use_pps_time", np.bool_(True), True), ("name", "204", "204"), ("use_pps_time", pd.NA, None),
+])
+def test_sendable(field: str, value: Any, sent: Any) -> None:
+    out = sendable(field, value)
+    assert out == sent and type(out) is type(sent)
