@@ -198,7 +198,8 @@ def _read_text(path: Any, what: str) -> str:
     if isinstance(data, str):
         return data
     try:
-        return data.decode("utf-8-sig")
+        text: str = data.decode("utf-8-sig")
+        return text
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
         raise ValidationError([Problem(None, None, None, f"line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
@@ -266,7 +267,7 @@ def _parse_json(cell: str) -> Any:
         raise ValueError(f"not valid JSON ({exc.msg})") from None
 
 
-def _parse_list(cell: str) -> list | None:
+def _parse_list(cell: str) -> list[Any] | None:
     text = cell.strip()
     if not text:
         return None

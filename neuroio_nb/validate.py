@@ -131,7 +131,7 @@ def _present_problems(field: Field, column: pd.Series) -> list[Problem]:
 
 def _list_problems(field: Field, column: pd.Series) -> list[Problem]:
     """Like the generic check, but each distinct list is checked once (frames repeat a few)."""
-    seen: dict[tuple, str | None] = {}
+    seen: dict[tuple[Any, ...], str | None] = {}
     problems = []
     for i, v in zip(column.index, column.to_numpy(dtype=object), strict=True):
         if type(v) is list:

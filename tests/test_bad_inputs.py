@@ -5,7 +5,8 @@ assert, through its request log, that not a single request left the client.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,6 @@ from neuroio_nb.errors import (
     ValidationError,
 )
 from neuroio_nb.sandbox import Sandbox
-
 
 pytestmark = pytest.mark.sandbox(sources=40, seed=5, shared=True)
 
@@ -112,9 +112,9 @@ FRAMES: dict[str, tuple[Callable[[pd.DataFrame], Any], tuple[str, ...]]] = {
     "no-id-index": (lambda f: f.reset_index(drop=True), ("'id'", "index")),
     "id-both-index-and-column": (lambda f: f.assign(id=f.index), ("'id' is both the index and a column",)),
     "negative-id": (lambda f: f.rename(index={7: -7}), ("id -7", ">= 0")),
-    "id-not-a-number": (lambda f: f.set_axis(pd.Index(["gate"] + list(f.index[1:]), dtype=object,
+    "id-not-a-number": (lambda f: f.set_axis(pd.Index(["gate", *list(f.index[1:])], dtype=object,
                                                       name="id")), ("id 'gate'", "whole number")),
-    "missing-id": (lambda f: f.set_axis(pd.Index([np.nan] + list(f.index[1:]), name="id")), ("missing id",)),
+    "missing-id": (lambda f: f.set_axis(pd.Index([np.nan, *list(f.index[1:])], name="id")), ("missing id",)),
     "duplicated-column-names": (lambda f: pd.concat([f, f[["name"]]], axis=1), ("duplicated column", "name")),
     "series-not-frame": (lambda f: f.loc[1], ("got a Series",)),
     "records-not-frame": (lambda f: f.reset_index().to_dict("records"), ("expected a pandas DataFrame", "list")),
@@ -269,9 +269,8 @@ def test_csv_with_duplicate_ids_is_refused_when_planned(world, sb, tmp_path):
 # ---- the client: token, URL, options, reachability ----------------------------------------------
 
 def test_bad_token_is_an_authentication_error(world, sb):
-    with Client("not-the-token", sb.url, max_retries=2) as client:
-        with pytest.raises(AuthenticationError) as info:
-            client.sources.get(1)
+    with Client("not-the-token", sb.url, max_retries=2) as client, pytest.raises(AuthenticationError) as info:
+        client.sources.get(1)
     assert info.value.status_code == 401 and "401" in str(info.value)
     assert [r.authorized for r in sb.log] == [False]  # refused once, never retried
 
@@ -313,8 +312,8 @@ def test_token_with_trailing_newline_is_trimmed(world, sb):
 
 
 def test_unreachable_host_is_a_transport_error(free_port):
-    with Client("t", f"http://127.0.0.1:{free_port}", max_retries=1, timeout=2) as client:
-        with pytest.raises(TransportError) as info:
-            client.sources.get(1)
+    with Client("t", f"http://127.0.0.1:{free_port}", max_retries=1, timeout=2) as client, \
+            pytest.raises(TransportError) as info:
+        client.sources.get(1)
     assert "could not connect" in str(info.value) and info.value.maybe_sent is False
     assert isinstance(info.value, NeuroIOError)

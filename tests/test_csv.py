@@ -19,23 +19,23 @@ def exported(make_sandbox, client_for, tmp_path):
 
 
 def test_round_trip_is_exact(exported):
-    sb, c, frame, path = exported
+    _sb, c, frame, path = exported
     back = read_csv(path)
     pd.testing.assert_frame_equal(back, frame)
     assert len(c.sources.plan(back, base=frame)) == 0
 
 
 def test_export_without_frame_reads_every_source(exported, tmp_path):
-    sb, c, frame, _ = exported
+    _sb, c, frame, _ = exported
     path = tmp_path / "all.csv"
     c.sources.export_csv(path)
     pd.testing.assert_frame_equal(read_csv(path), frame)
 
 
 def test_encoding_is_documented_text(exported):
-    sb, c, frame, path = exported
+    _sb, _c, frame, path = exported
     text = path.read_text(encoding="utf-8")
-    header, first = text.splitlines()[:2]
+    header, _first = text.splitlines()[:2]
     assert header.startswith("id,space_id,name,license_id,license,")
     assert header.endswith(",auto_check_angle_threshold")  # the unknown field is kept
     assert ",true," in text and ",false," in text and "True" not in text
@@ -61,7 +61,7 @@ def test_missing_values_are_empty_cells(make_sandbox, client_for, tmp_path):
 
 
 def test_hand_edited_spreadsheet_csv(exported, tmp_path):
-    sb, c, frame, path = exported
+    _sb, c, frame, path = exported
     lines = path.read_text().splitlines()
     header = lines[0].split(",")
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
@@ -95,7 +95,7 @@ def test_hand_edited_spreadsheet_csv(exported, tmp_path):
 
 
 def test_unreadable_cells_name_line_and_column(exported, tmp_path):
-    sb, c, frame, path = exported
+    _sb, _c, _frame, path = exported
     raw = pd.read_csv(path, dtype=str, keep_default_na=False)
     col_bool = list(raw.columns).index("use_pps_time") + 1
     col_int = list(raw.columns).index("identify_facesize_threshold") + 1
