@@ -120,7 +120,7 @@ def raised(call: Callable[[], Any]) -> BaseException:
 def test_no_exception_shows_the_token(make_sandbox, client_for, free_port):
     sb = make_sandbox(sources=30)
     token = sb.token
-    c = client_for(sb, max_retries=0)
+    c = client_for(sb, max_retries=0, max_throttled_wait=0)  # a 429 is raised at once, not waited out
     frame = c.sources.to_frame(progress=False)
     taken = next(s["name"] for i, s in sb.sources.items() if i != 2 and s["space_id"] == sb.source(2)["space_id"])
     errors: list[BaseException] = [
