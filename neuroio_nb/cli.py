@@ -172,9 +172,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 print("Not applied.")
                 return EXIT_NOT_CONFIRMED
         try:
-            report = plan.apply(on_conflict=args.on_conflict, progress=_progress())
+            with _first_interrupt_only():  # the first Ctrl-C stops the run; more cannot cut it short
+                report = plan.apply(on_conflict=args.on_conflict, progress=_progress())
         except BulkInterrupted as exc:
-            with _interrupts_deferred():  # more Ctrl-Cs must not lose the partial report
+            with _interrupts_deferred():
                 done = exc.report.summary() if len(exc.report) else "no source was updated"
                 if args.report:
                     _write_report(exc.report, args.report)
@@ -504,6 +505,31 @@ def _interrupts_deferred() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
+
+
+@contextlib.contextmanager
+def _first_interrupt_only() -> Iterator[None]:
+    """The first Ctrl-C inside raises ``KeyboardInterrupt`` (the bulk run then stops and
+    hands back its partial report); every later one, until the report is written, is
+    ignored, so that none lands between the run's end and the writing of its report."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def first(signum: int, frame: Any) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, first)
+    interrupted = False
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted = True
+        raise
+    finally:
+        if not interrupted:  # after an interrupt, Ctrl-C stays ignored until the report is out
+            signal.signal(signal.SIGINT, previous)
 
 
 def _silence_stdout() -> None:
