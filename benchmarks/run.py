@@ -35,15 +35,15 @@ import pandas as pd
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import loops  # noqa: E402
-from server import SandboxProcess  # noqa: E402
+import loops
+from server import SandboxProcess
 
-from neuroio_nb import Client  # noqa: E402
-from neuroio_nb.frames import frame_from_records  # noqa: E402
-from neuroio_nb.plan import make_plan  # noqa: E402
-from neuroio_nb.sandbox import generate_sources  # noqa: E402
-from neuroio_nb.schema import BY_NAME  # noqa: E402
-from neuroio_nb.validate import checked_frame  # noqa: E402
+from neuroio_nb import Client
+from neuroio_nb.frames import frame_from_records
+from neuroio_nb.plan import make_plan
+from neuroio_nb.sandbox import generate_sources
+from neuroio_nb.schema import BY_NAME
+from neuroio_nb.validate import checked_frame
 
 WORKERS = 8  # Client's default max_workers
 PARTS = ("network", "limited", "cpu", "create", "stream", "restore", "big")

@@ -19,7 +19,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import requests
-
 from pandas.testing import assert_frame_equal
 
 from neuroio_nb import cli, read_csv
