@@ -21,6 +21,7 @@ import platform
 import random
 import statistics
 import sys
+import tempfile
 import time
 import tracemalloc
 import warnings
@@ -46,7 +47,7 @@ from neuroio_nb.schema import BY_NAME
 from neuroio_nb.validate import checked_frame
 
 WORKERS = 8  # Client's default max_workers
-PARTS = ("network", "limited", "cpu", "create", "stream", "restore", "big")
+PARTS = ("network", "limited", "cpu", "create", "stream", "restore", "big", "journal")
 FETCH_SOURCES = 2_000
 BULK_SOURCES = 300
 LIMITED_SOURCES = 1_000
@@ -203,6 +204,34 @@ def network(args: argparse.Namespace, sdk: str | None) -> list[Row]:
     rows.append(Row(f"bulk_update: listing GETs sent (floor: {1 + len(loops.page_offsets(FETCH_SOURCES))})",
                     str(gets_ours), str(1 + len(loops.page_offsets(FETCH_SOURCES))), "", "", None))
     return rows
+
+
+# ---- the journal's cost ----------------------------------------------------------------------
+
+JOURNAL_SOURCES = 1_000
+
+
+def journal_cost(args: argparse.Namespace) -> list[Row]:
+    """A 1,000-source bulk update with the journal on (intents fsynced before sending) vs off."""
+    with SandboxProcess(sources=JOURNAL_SOURCES, latency=args.latency) as server, \
+            tempfile.TemporaryDirectory() as folder:
+        with Client(server.token, server.url, max_workers=WORKERS) as client:
+            base = client.sources.to_frame(progress=False)
+        edited, _ = edits(base, JOURNAL_SOURCES)
+
+        def update(journal: Any) -> Callable[[], None]:
+            def run() -> None:
+                with Client(server.token, server.url, max_workers=WORKERS, journal=journal) as client:
+                    report = client.sources.bulk_update(edited, base=base, progress=False)
+                assert (report["status"] == "updated").sum() == JOURNAL_SOURCES
+            return run
+
+        update(folder)()  # warm up
+        server.restart()
+        times = medians({"on": update(folder), "off": update(False)}, args.reps, server.restart)
+    ratio = times["on"] / times["off"]
+    return [Row(f"bulk_update of {JOURNAL_SOURCES:,}: journal on vs off", ms(times["on"]), ms(times["off"]),
+                f"{ratio:.2f}x off", "<= 1.10x", ratio <= 1.10)]
 
 
 # ---- 4: a rate-limited server ---------------------------------------------------------------
@@ -520,6 +549,8 @@ def main(argv: list[str] | None = None) -> int:
     args.reps = args.reps or (1 if args.quick else 3)
     parts = args.only or list(PARTS)
     warnings.simplefilter("ignore", UserWarning)
+    journals = tempfile.TemporaryDirectory()  # the runs measured are journaled here, not in the user's folder
+    os.environ.setdefault("NEUROIO_NB_JOURNAL", journals.name)
     started = time.perf_counter()
     sdk = sdk_problem()
     rows: list[Row] = []
@@ -544,6 +575,9 @@ def main(argv: list[str] | None = None) -> int:
     if "big" in parts:
         print(f"9. to_frame() of {BIG_FRAME:,} sources ...", flush=True)
         rows += big_frame(args)
+    if "journal" in parts:
+        print("10. the journal's cost ...", flush=True)
+        rows += journal_cost(args)
     seconds = time.perf_counter() - started
     print()
     print(text_table(rows))

@@ -12,19 +12,22 @@ import json
 import queue
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, cast
 
 import pandas as pd
 
-from .errors import APIError, BulkInterrupted, NotFoundError, Problem, ValidationError
+from .errors import APIError, BulkInterrupted, NeuroIOError, NotFoundError, Problem, ValidationError
+from .journal import Intent, RunWriter, covered, start_run
 from .paging import overlapping_offsets
 from .progress import progress_bar
 from .schema import READ_ONLY
+from .transport import outcome_unknown
 from .values import id_index, same, three_way, to_python
 from .views import empty, report_html
 
-STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned")
+STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned", "unknown")
 ACTIONS = ("delete", "create", "update")
 Changes = dict[str, tuple[Any, Any]]
 Task = Callable[[], 'Outcome']
@@ -190,6 +193,7 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
     current, holders = _read_before_sending(sources, job, updates=not stream)
     decided: dict[Hashable, Outcome] = {}
     tasks: dict[Hashable, Callable[[], Outcome]] = {}
+    intents: dict[Hashable, Intent] = {}  # what each task sends, for the journal
     for sid, settings in job.deletes.items():
         key = ("delete", sid)
         outcome = checked_delete(sid, settings, current.get(sid), on_conflict, names.get(sid))
@@ -197,9 +201,12 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
             decided[key] = outcome
         else:
             tasks[key] = delete_task(sources, sid, delete_changes[sid], outcome, names.get(sid))
+            intents[key] = Intent("delete", sid, outcome, {}, names.get(sid), changes=delete_changes[sid])
     for label, body in job.creates.items():
         tasks[("create", label)] = create_task(sources, label, body, holders.get(body.get("name")), on_conflict,
                                                job.old_ids.get(label), job.seen if job.scope is not None else None)
+        intents[("create", label)] = Intent("create", None, {}, body, body.get("name"),
+                                            changes=create_changes[label])
     def update_of(sid: int, server: dict[str, Any] | None) -> tuple[Hashable, Task] | None:
         """The PATCH of ``sid``, or None when its outcome is decided without sending."""
         changes, name = job.updates[sid], names.get(sid)
@@ -212,6 +219,8 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
         else:
             body = {f: new for f, (old, new) in changes.items()}
             replaced = {f: old for f, (old, new) in changes.items()}
+        if not stream:
+            intents[("update", sid)] = Intent("update", sid, replaced, body, name, changes=changes)
         return ("update", sid), update_task(sources, sid, changes, body, replaced, name)
 
     if not stream:
@@ -219,6 +228,13 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
             item = update_of(sid, current.get(sid))
             if item is not None:
                 tasks[item[0]] = item[1]
+    else:  # checked as the pages arrive: every planned update is on record before the first is sent
+        for sid, changes in job.updates.items():
+            intents[("update", sid)] = Intent("update", sid, {f: old for f, (old, new) in changes.items()},
+                                              {f: new for f, (old, new) in changes.items()}, names.get(sid),
+                                              changes=changes)
+    run = journal_run(sources, "apply" if not job.creates and not job.deletes else "sync", intents,
+                      [*(decided[k] for k in order if k in decided), *not_found])
 
     def fallback(key: Any) -> Outcome:
         action, ref = key
@@ -238,10 +254,31 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
                 if item is not None:
                     yield item
         done = send_all(workers, as_read(), decided, order, progress, desc, fallback=fallback,
-                        total=len(tasks) + len(job.updates))
+                        total=len(tasks) + len(job.updates), run=run)
     else:
-        done = send_all(workers, tasks, decided, order, progress, desc, fallback=fallback)
-    return make_report([*(done.get(k) or decided[k] for k in order), *not_found])
+        done = send_all(workers, tasks, decided, order, progress, desc, fallback=fallback, run=run)
+    return with_run(make_report([*(done.get(k) or decided[k] for k in order), *not_found]), run)
+
+
+def journal_run(sources: SourceCalls, kind: str, intents: dict[Hashable, Intent],
+                decided: Iterable[Outcome]) -> RunWriter:
+    """A journal run holding every row of a job, fsynced before its first request goes.
+
+    ``intents``: what each task will send, by task key (``before``: what it replaces);
+    ``decided``: rows settled without a request (conflicts, not found, already there).
+    """
+    settled = {("decided", n): Intent(o.action, o.id, {}, {}, to_python(o.name), o.status, o.error,
+                                      changes=o.changes) for n, o in enumerate(decided)}
+    run = start_run(sources.client.journal if intents or settled else None, kind, sources.client.base_url)
+    run.intend_keyed({**settled, **intents})
+    return run
+
+
+def with_run(report: Report, run: RunWriter) -> Report:
+    """The report, its journal run id in ``report.attrs["run_id"]`` (for ``sources.undo(run_id)``)."""
+    if run.run_id:
+        report.attrs["run_id"] = run.run_id
+    return report
 
 
 def _read_before_sending(sources: SourceCalls, job: Job, *, updates: bool = True
@@ -424,28 +461,60 @@ def check_sendable(by_source: dict[Any, Changes]) -> None:
 
 def send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
              decided: dict[Hashable, Outcome], order: Sequence[Hashable], progress: bool | None, desc: str,
-             fallback: Callable[[Any], Outcome], total: int | None = None) -> dict[Hashable, Outcome]:
+             fallback: Callable[[Any], Outcome], total: int | None = None,
+             run: RunWriter | None = None) -> dict[Hashable, Outcome]:
     """Run ``tasks`` concurrently, each as soon as it is known; their outcomes by key.
 
     ``tasks``: a mapping, or an iterator of ``(key, task)`` that may still be reading
     the server (each task starts when it is yielded). ``fallback(key)``: the outcome of
     a task that raised, completed with its error. On Ctrl-C, raises
     :class:`BulkInterrupted` whose report holds ``decided`` and every task that
-    finished, in ``order``.
+    finished, in ``order``. ``run``: the journal run holding the tasks' intents (see
+    :func:`journal_run`); each outcome is recorded there, and the run is finished
+    (``complete``, or ``interrupted`` when this raises).
     """
+    try:
+        done = _send_all(workers, tasks, decided, order, progress, desc, fallback, total, run)
+    except BaseException:
+        if run is not None:
+            _finish_in_flight(None, lambda: _close_run(run, decided, "interrupted"))
+        raise
+    if run is not None:
+        _finish_in_flight(None, lambda: _close_run(run, decided, "complete"))
+    return done
+
+
+def _close_run(run: RunWriter, decided: dict[Hashable, Outcome], state: str) -> None:
+    """Record the outcomes decided while sending (streamed conflict checks), then end the run."""
+    for key, outcome in list(decided.items()):
+        run.outcome_of(key, outcome.status, error=outcome.error, source_id=outcome.id)
+    run.finish(state)
+
+
+def _send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
+              decided: dict[Hashable, Outcome], order: Sequence[Hashable], progress: bool | None, desc: str,
+              fallback: Callable[[Any], Outcome], total: int | None,
+              run: RunWriter | None) -> dict[Hashable, Outcome]:
     # Each worker records its own outcome, so a run cut short at any line (even while
     # the work is being queued) still knows exactly what was sent.
     done: dict[Hashable, Outcome] = {}
     items = iter(tasks.items()) if isinstance(tasks, Mapping) else tasks
     total = len(tasks) if isinstance(tasks, Mapping) else total
 
-    def run(key: Hashable, task: Task) -> None:
+    def send(key: Hashable, task: Task) -> None:
+        unknown = False
         try:
-            done[key] = task()
+            # A job without a journal run of its own leaves each write to journal itself.
+            with covered() if run is not None else nullcontext():
+                done[key] = task()
         except Exception as exc:  # one source's trouble never aborts the run
             outcome = fallback(key)
             outcome.error = str(exc) or type(exc).__name__
+            unknown = isinstance(exc, NeuroIOError) and outcome_unknown(exc)
             done[key] = outcome
+        if run is not None:
+            result = done[key]
+            run.outcome_of(key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown)
 
     if isinstance(tasks, Mapping) and not tasks:
         return done
@@ -456,7 +525,7 @@ def send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | Ite
 
     try:
         for key, task in items:
-            future = pool.submit(run, key, task)
+            future = pool.submit(send, key, task)
             pending.add(future)
             future.add_done_callback(early.put)
             while not early.empty():
@@ -472,7 +541,7 @@ def send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | Ite
         _close(items)
         report = _finish_in_flight(pool, lambda: make_report(
             [o for k in order if (o := done.get(k) or decided.get(k)) is not None]))
-        raise BulkInterrupted(report) from None
+        raise BulkInterrupted(with_run(report, run) if run is not None else report) from None
     finally:
         _finish_in_flight(pool, lambda: bar.close())
     return done
@@ -489,12 +558,13 @@ def _close(items: Iterator[Any]) -> None:
             continue
 
 
-def _finish_in_flight(pool: ThreadPoolExecutor, then: Callable[[], Any]) -> Any:
+def _finish_in_flight(pool: ThreadPoolExecutor | None, then: Callable[[], Any]) -> Any:
     """Let requests in flight finish (nothing new starts), then ``then()``: both
     carried through however many more Ctrl-Cs arrive meanwhile."""
     while True:
         try:
-            pool.shutdown(wait=True, cancel_futures=True)
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
             return then()
         except KeyboardInterrupt:
             continue

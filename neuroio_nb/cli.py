@@ -5,6 +5,9 @@
     neuroio-nb apply edited.csv              show the plan, confirm, apply, report
     neuroio-nb get ID / neuroio-nb list      one source / every source, as JSON, a table or CSV
     neuroio-nb sandbox                       serve the embedded sandbox until Ctrl-C
+    neuroio-nb history [RUN]                 the journal: every write run, or one run's report
+    neuroio-nb undo RUN|REPORT.csv           put back what a run (or an apply report) changed
+    neuroio-nb resume RUN                    finish an interrupted run
 
 The token comes only from ``$NEUROIO_API_TOKEN`` (an option would land in the
 shell history) and never appears in any output; the URL from ``--url``, else
@@ -40,6 +43,8 @@ from .errors import (
     NeuroIOError,
     ValidationError,
 )
+from .history import history_frame, prune, report_of, run_report
+from .journal import JournalError, open_journal
 from .sandbox import cli as sandbox_cli
 from .values import to_python
 
@@ -181,12 +186,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
                     _write_report(exc.report, args.report)
                 print(f"Interrupted: {done}; the other sources were not sent "
                       "(plan again to see what is left).")
+                _print_run(exc.report, interrupted=True)
                 _print_not_updated(exc.report, plan.names)
             return EXIT_INTERRUPTED
     with _interrupts_deferred():  # everything was sent: keep its report whatever comes
         if args.report:
             _write_report(report, args.report)
         print(report.summary())
+        _print_run(report)
         _print_not_updated(report, plan.names)
     failed = report["status"].isin(["failed", "conflict"]).any()
     return EXIT_ROWS_FAILED if failed else EXIT_OK
@@ -230,6 +237,105 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_sandbox(args: argparse.Namespace) -> int:
     """Serve the embedded sandbox until Ctrl-C, printing its URL and token."""
     return sandbox_cli.run(args)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """The journal: every run (newest first), one run's report, or pruning old runs."""
+    journal = open_journal(None)
+    if journal is None:  # open_journal(None) is never None; this satisfies the type checker
+        return EXIT_USAGE
+    if args.prune_before:
+        removed = prune(journal, args.prune_before)
+        print(f"Removed {_plural(len(removed), 'run')} started before {args.prune_before} from {journal.folder}.")
+        return EXIT_OK
+    if args.run:
+        report = run_report(journal.read(args.run))
+        print(f"Run {report.attrs['run_id']}: {report.summary()}")
+        for sid, status, changes, error in report[["status", "changes", "error"]].itertuples(name=None):
+            text = "; ".join(f"{f}: {_text(o)} -> {_text(n)}" for f, (o, n) in (changes or {}).items())
+            print(f"  {sid}: {status}" + (f": {text}" if text else "") + (f" ({error})" if error else ""))
+        return EXIT_OK
+    frame = history_frame(journal.runs())
+    if not len(frame):
+        print(f"No runs in the journal at {journal.folder}.")
+        return EXIT_OK
+    counted = [c for c in ("updated", "created", "deleted", "conflict", "failed", "unknown") if frame[c].any()]
+    rows = [[run, f"{r.started:%Y-%m-%d %H:%M:%S}", r.kind, r.state,
+             ", ".join(f"{r[c]} {c}" for c in counted if r[c]) or "-", r.base_url,
+             r.followed_by if isinstance(r.followed_by, str) else ""]
+            for run, r in frame.iterrows()]
+    print(_table(["run", "started (UTC)", "kind", "state", "counts", "url", "followed by"], rows))
+    print(f"\nJournal: {journal.folder}")
+    return EXIT_OK
+
+
+def cmd_undo(args: argparse.Namespace) -> int:
+    """Put back what a journaled run (or an apply report CSV) changed."""
+    target = args.target
+    report_file = target.lower().endswith(".csv")
+    with _client(args) as client:
+        if report_file:
+            report = _read_report(target)
+            what = f"the {_plural(int((report['status'] == 'updated').sum()), 'source')} updated in {target}"
+        else:
+            run = report_of(client.sources, target)
+            what = f"run {run.attrs['run_id']} ({run.summary()})"
+            target = run.attrs["run_id"]
+        if not _confirmed(args, f"Undo {what}? [y/N] "):
+            return EXIT_NOT_CONFIRMED
+        result = client.sources.undo(report if report_file else target, on_conflict=args.on_conflict,
+                                     progress=True)
+    print(f"Undone: {result.summary()}" + (f" (run {result.attrs['run_id']})" if "run_id" in result.attrs else ""))
+    _print_not_updated(result, {})
+    return EXIT_ROWS_FAILED if result["status"].isin(["failed", "conflict"]).any() else EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    """Finish an interrupted run: send exactly what it did not."""
+    with _client(args) as client:
+        run = report_of(client.sources, args.run)
+        if not _confirmed(args, f"Resume run {run.attrs['run_id']} ({run.summary()})? [y/N] "):
+            return EXIT_NOT_CONFIRMED
+        result = client.sources.resume(run.attrs["run_id"], on_conflict=args.on_conflict, progress=True)
+    print(f"Run {run.attrs['run_id']} now: {result.summary()}")
+    _print_not_updated(result, {})
+    return EXIT_ROWS_FAILED if result["status"].isin(["failed", "conflict"]).any() else EXIT_OK
+
+
+def _print_run(report: Any, interrupted: bool = False) -> None:
+    run_id = report.attrs.get("run_id")
+    if run_id:
+        then = f"neuroio-nb resume {run_id} sends the rest; " if interrupted else ""
+        print(f"Journal run {run_id}: {then}neuroio-nb undo {run_id} puts back what it changed.")
+
+
+def _confirmed(args: argparse.Namespace, question: str) -> bool:
+    if args.yes:
+        return True
+    answer = _confirm(question)
+    if answer is None:
+        _error("refusing without confirmation: stdin is not a terminal; pass --yes")
+    elif not answer:
+        print("Nothing was sent.")
+    return bool(answer)
+
+
+def _read_report(path: str) -> Any:
+    """A report CSV as ``apply --report`` writes it, back as a frame ``undo`` takes."""
+    import pandas as pd
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows or not {"id", "status", "changes"} <= set(rows[0]):
+        raise UsageError(f"{path} is not a report written by 'neuroio-nb apply --report' "
+                         "(columns id, status, changes, error)")
+    try:
+        changes = [{f: tuple(pair) for f, pair in json.loads(r["changes"] or "{}").items()} for r in rows]
+        ids = [int(r["id"]) for r in rows]
+    except (ValueError, TypeError, AttributeError):
+        raise UsageError(f"{path}: a row's id or changes cannot be read; was the report edited?") from None
+    return pd.DataFrame({"status": [r["status"] for r in rows], "changes": changes,
+                         "error": [r.get("error") or None for r in rows]}, index=pd.Index(ids, name="id"))
 
 
 # ---- the parser -----------------------------------------------------------------
@@ -301,6 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
                    help=f"table columns, comma-separated, or 'all' (default: {','.join(LIST_COLUMNS)})")
 
+    p = command("history", cmd_history, "List the journaled runs (newest first), or show one run.", [])
+    p.add_argument("run", metavar="RUN", nargs="?", help="a run id (or its start): show that run's report")
+    p.add_argument("--prune-before", metavar="DATE", help="remove the runs started before DATE (e.g. 2026-01-31)")
+
+    answering = argparse.ArgumentParser(add_help=False)
+    answering.add_argument("--yes", "-y", action="store_true", help="do it without asking")
+    answering.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip",
+                           help="a source changed on the server meanwhile: skip and report it (default), "
+                                "or overwrite it")
+    p = command("undo", cmd_undo, "Put back what a journaled run, or an apply report CSV, changed.",
+                [connection, answering])
+    p.add_argument("target", metavar="RUN|REPORT.csv", help="a run id from 'history', or a report CSV")
+    p = command("resume", cmd_resume, "Finish an interrupted run: send exactly what it did not send.",
+                [connection, answering])
+    p.add_argument("run", metavar="RUN", help="a run id from 'history'")
+
     p = command("sandbox", cmd_sandbox, "Serve a local NeuroIO sandbox until Ctrl-C.", [])
     sandbox_cli.add_arguments(p)
     return parser
@@ -317,7 +439,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except KeyboardInterrupt:
             _error("interrupted")
             return EXIT_INTERRUPTED
-        except (ValidationError, UsageError) as exc:
+        except (ValidationError, UsageError, JournalError) as exc:
             _error(str(exc))
             return EXIT_USAGE
         except ConfigurationError as exc:

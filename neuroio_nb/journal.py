@@ -26,18 +26,19 @@ import re
 import secrets
 import threading
 import warnings
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from .errors import NeuroIOError
+from .errors import ConfigurationError, NeuroIOError
 
 FORMAT = "neuroio-nb-journal"
 VERSION = 1
 ENV = "NEUROIO_NB_JOURNAL"
 SUFFIX = ".jsonl"
-RUN_ID = re.compile(r"^\d{8}T\d{6}\d{6}Z-[0-9a-f]{8}$")
+RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 #: Statuses that say the server did what the intent asked.
 APPLIED = frozenset({"updated", "created", "deleted"})
 
@@ -70,14 +71,18 @@ def open_journal(option: Any) -> Journal | None:
         return option
     if isinstance(option, (str, os.PathLike)):
         return Journal(Path(option).expanduser())
-    raise JournalError(f"journal must be None (the default folder), False (no journal) or a folder path, "
-                       f"not {type(option).__name__}")
+    raise ConfigurationError(f"Client option journal must be None (the default folder), False (no journal) "
+                             f"or a folder path, not {type(option).__name__}")
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
-    """A run id that sorts by start time and is unique across processes: ``20261129T092030123456Z-1f2e3d4c``."""
+    """A run id that says when it started (UTC) and, with a random tail, is unique: ``20261129-092030-1f2e3d``.
+
+    Two processes that draw the same id in the same second are kept apart by
+    ``O_EXCL`` when the file is made: the second draws again.
+    """
     now = now or dt.datetime.now(dt.timezone.utc)
-    return now.strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(4)
+    return now.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
 
 def _now() -> str:
@@ -85,7 +90,13 @@ def _now() -> str:
 
 
 def _plain(value: Any) -> Any:
-    """JSON fallback for values a caller forgot to make plain (numpy scalars and arrays, sets)."""
+    """JSON fallback for values a caller forgot to make plain (numpy scalars and arrays, sets).
+
+    Anything else is written as its repr: such a value is refused by the request
+    path before it is sent, so the journal only needs to say what was tried.
+    """
+    if type(value).__name__ in ("NAType", "NaTType"):  # pandas' missing values, without importing pandas
+        return None
     if hasattr(value, "item") and callable(value.item):
         try:
             return value.item()
@@ -95,11 +106,11 @@ def _plain(value: Any) -> Any:
         return value.tolist()
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=repr)
-    raise TypeError(f"a {type(value).__name__} value cannot be written to the journal")
+    return repr(value)
 
 
 def _line(record: Mapping[str, Any]) -> bytes:
-    return (json.dumps(record, default=_plain, allow_nan=False, ensure_ascii=False) + "\n").encode("utf-8")
+    return (json.dumps(record, default=_plain, ensure_ascii=False) + "\n").encode("utf-8")
 
 
 @dataclass
@@ -109,7 +120,7 @@ class Intent:
     ``before``/``after`` hold the fields it changes (a delete's ``before`` is the
     whole source, so that it can be made again; a create's ``after`` is its body).
     ``status``, when given, is an outcome decided without a request (a conflict
-    found before sending, say): it is written with the intent.
+    found before sending, say): it is written with the intent, and nothing is sent.
     """
 
     action: str
@@ -119,6 +130,8 @@ class Intent:
     name: Any = None
     status: str | None = None
     error: str | None = None
+    #: The plan's view, field -> (old, new), when it differs from before/after (for the report).
+    changes: dict[str, Any] | None = None
 
 
 class Journal:
@@ -184,21 +197,21 @@ class Journal:
             raise JournalError(f"{text!r} starts {len(matches)} run ids in the journal at {self.folder}: "
                                + ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
                                + "; give more of it")
-        raise JournalError(f"no run {text!r} in the journal at {self.folder} (see history() for the run ids)")
+        raise JournalError(f"no run {text!r} in the journal at {self.folder} (sources.history() or 'neuroio-nb history' lists them)")
 
     def read(self, run: str | os.PathLike[str]) -> RunRecord:
         return read_run(self.locate(run))
 
     def runs(self) -> list[RunRecord]:
         """Every readable run, newest first; a file that is not a run is named in a warning and skipped."""
-        found = []
+        found: list[RunRecord] = []
         for run_id in self.run_ids():
             try:
                 found.append(read_run(self.path_of(run_id)))
             except JournalError as exc:
                 warnings.warn(str(exc), TornLineWarning if "no complete header" in str(exc) else UserWarning,
                               stacklevel=2)
-        return found
+        return sorted(found, key=lambda r: (r.started, r.run_id), reverse=True)
 
     def remove(self, run_id: str) -> None:
         self.path_of(run_id).unlink()
@@ -213,6 +226,7 @@ class RunWriter:
         self._fd: int | None = fd
         self._lock = threading.Lock()
         self._seq = 0
+        self._keys: dict[Any, int] = {}
         self.counts: dict[str, int] = {}
 
     def __repr__(self) -> str:
@@ -230,8 +244,11 @@ class RunWriter:
             for intent in intents:
                 self._seq += 1
                 seqs.append(self._seq)
-                lines.append({"t": "intent", "seq": self._seq, "action": intent.action, "id": intent.source_id,
-                              "name": intent.name, "before": intent.before, "after": intent.after})
+                line = {"t": "intent", "seq": self._seq, "action": intent.action, "id": intent.source_id,
+                        "name": intent.name, "before": intent.before, "after": intent.after}
+                if intent.changes is not None:
+                    line["changes"] = {f: list(pair) for f, pair in intent.changes.items()}
+                lines.append(line)
                 if intent.status is not None:
                     lines.append({"t": "outcome", "seq": self._seq, "status": intent.status,
                                   "error": intent.error, "id": intent.source_id})
@@ -241,10 +258,28 @@ class RunWriter:
                 self._write_locked(encoded, sync=True)
         return seqs
 
-    def outcome(self, seq: int, status: str, *, error: str | None = None, source_id: int | None = None) -> None:
-        """Record what came of intent ``seq`` (written at once; fsynced at :meth:`finish`)."""
-        line = _line({"t": "outcome", "seq": seq, "status": status, "error": error, "id": source_id,
-                      "at": _now()})
+    def intend_keyed(self, intents: Mapping[Any, Intent]) -> None:
+        """:meth:`intend` for intents known by a key of the caller's (see :meth:`outcome_of`)."""
+        keys = list(intents)
+        self._keys.update(zip(keys, self.intend(intents[k] for k in keys), strict=True))
+
+    def outcome_of(self, key: Any, status: str, *, error: str | None = None, source_id: int | None = None,
+                   maybe_applied: bool = False) -> None:
+        """:meth:`outcome` of the intent written under ``key`` by :meth:`intend_keyed`."""
+        if key in self._keys:
+            self.outcome(self._keys[key], status, error=error, source_id=source_id, maybe_applied=maybe_applied)
+
+    def outcome(self, seq: int, status: str, *, error: str | None = None, source_id: int | None = None,
+                maybe_applied: bool = False) -> None:
+        """Record what came of intent ``seq`` (written at once; fsynced at :meth:`finish`).
+
+        ``maybe_applied``: it failed without an answer that says the server did
+        nothing (a lost connection), so undo settles it by reading the server.
+        """
+        record = {"t": "outcome", "seq": seq, "status": status, "error": error, "id": source_id, "at": _now()}
+        if maybe_applied:
+            record["maybe_applied"] = True
+        line = _line(record)
         with self._lock:
             self.counts[status] = self.counts.get(status, 0) + 1
             self._write_locked([line], sync=False)
@@ -283,6 +318,98 @@ class RunWriter:
             os.fsync(self._fd)
 
 
+class NoRun(RunWriter):
+    """Stands in for a run when the journal is off: writes nothing."""
+
+    def __init__(self) -> None:
+        super().__init__("", Path(), -1)
+        self._fd = None
+
+    def intend(self, intents: Iterable[Intent]) -> list[int]:
+        """Sequence numbers, as a real run would give them; nothing is written."""
+        first = self._seq + 1
+        self._seq += len(list(intents))
+        return list(range(first, self._seq + 1))
+
+    def outcome(self, seq: int, status: str, *, error: str | None = None, source_id: int | None = None,
+                maybe_applied: bool = False) -> None:
+        return None
+
+    def finish(self, state: str = "complete") -> None:
+        return None
+
+    def close(self) -> None:
+        return None
+
+
+_local = threading.local()
+
+
+@contextmanager
+def labelled(kind: str, parent: str | None = None) -> Iterator[None]:
+    """Runs started in this thread meanwhile are of ``kind`` (e.g. ``undo``), following run ``parent``."""
+    saved = getattr(_local, "label", None)
+    _local.label = (kind, parent)
+    try:
+        yield
+    finally:
+        _local.label = saved
+
+
+def start_run(journal: Journal | None, kind: str, base_url: str, *, parent: str | None = None) -> RunWriter:
+    """A new run (of the :func:`labelled` kind, if one is set in this thread); a :class:`NoRun` if no journal."""
+    if journal is None:
+        return NoRun()
+    label = getattr(_local, "label", None)
+    if label is not None:
+        return journal.start(label[0], base_url, parent=label[1])
+    return journal.start(kind, base_url, parent=parent)
+
+
+@contextmanager
+def covered() -> Iterator[None]:
+    """Writes sent from this thread meanwhile are journaled by the caller's run, not one of their own."""
+    depth = getattr(_local, "covered", 0)
+    _local.covered = depth + 1
+    try:
+        yield
+    finally:
+        _local.covered = depth
+
+
+def is_covered() -> bool:
+    """Is a write sent now from this thread already journaled by a run (see :func:`covered`)?"""
+    return bool(getattr(_local, "covered", 0))
+
+
+T = TypeVar("T")
+
+
+def journaled(journal: Journal | None, base_url: str, intent: Intent, send: Callable[[], T], *,
+              applied: str, result_id: Callable[[T], Any], unknown: Callable[[Any], bool]) -> T:
+    """Send one write as a run of its own: intent fsynced, ``send()``, outcome, end line.
+
+    ``applied`` is the status of a success (``updated``...); ``result_id(result)``
+    the source id to record; ``unknown(exc)`` tells a failure the server may still
+    have acted on (recorded as such, so undo settles it by reading the server).
+    """
+    run = start_run(journal, intent.action, base_url)
+    (seq,) = run.intend([intent])
+    try:
+        with covered():
+            result = send()
+    except Exception as exc:
+        run.outcome(seq, "failed", error=str(exc), source_id=intent.source_id, maybe_applied=unknown(exc))
+        run.finish("complete")
+        raise
+    except BaseException:
+        run.finish("interrupted")
+        raise
+    run.outcome(seq, applied, source_id=result_id(result))
+    run.finish("complete")
+    return result
+
+
 @dataclass
 class Entry:
     """One intent of a run, with its outcome if one was recorded (``status`` None: unknown)."""
@@ -296,6 +423,13 @@ class Entry:
     status: str | None = None
     error: str | None = None
     result_id: int | None = None
+    maybe_applied: bool = False
+    changes: dict[str, tuple[Any, Any]] | None = None
+
+    @property
+    def perhaps_applied(self) -> bool:
+        """Did (or may) the server act on it? Unknown outcomes count: readers settle them with the server."""
+        return self.status is None or self.status in APPLIED or self.maybe_applied
 
 
 @dataclass
@@ -383,11 +517,15 @@ def read_run(path: Path) -> RunRecord:
         if kind == "intent" and isinstance(seq, int):
             entries[seq] = Entry(seq, str(record.get("action")), record.get("id"), record.get("name"),
                                  dict(record.get("before") or {}), dict(record.get("after") or {}))
+            if isinstance(record.get("changes"), dict):
+                entries[seq].changes = {f: tuple(pair) if isinstance(pair, list) and len(pair) == 2 else (None, pair)
+                                        for f, pair in record["changes"].items()}
         elif kind == "outcome" and isinstance(seq, int) and seq in entries:
             entry = entries[seq]
             entry.status = record.get("status")
             entry.error = record.get("error")
             entry.result_id = record.get("id")
+            entry.maybe_applied = bool(record.get("maybe_applied"))
         elif kind == "end":
             end = record
     state = "interrupted"
@@ -400,5 +538,6 @@ def read_run(path: Path) -> RunRecord:
         entries=sorted(entries.values(), key=lambda e: e.seq), details=dict(header.get("details") or {}))
 
 
-__all__ = ["APPLIED", "ENV", "Entry", "Intent", "Journal", "JournalError", "RunRecord", "RunWriter",
-           "TornLineWarning", "default_folder", "new_run_id", "open_journal", "read_run"]
+__all__ = ["APPLIED", "ENV", "Entry", "Intent", "Journal", "JournalError", "NoRun", "RunRecord", "RunWriter",
+           "TornLineWarning", "covered", "default_folder", "is_covered", "journaled", "labelled", "new_run_id",
+           "open_journal", "read_run", "start_run"]

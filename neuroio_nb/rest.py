@@ -23,10 +23,11 @@ from .errors import (
     TransportError,
     ValidationError,
 )
+from .journal import Intent, is_covered, journaled
 from .paging import LISTING_CHANGED, ListingChangedWarning, Walk, overlapping_offsets
 from .progress import progress_bar
 from .schema import ALIASES, BY_NAME, create_defaults
-from .transport import IfUnknown, Settled, Transport
+from .transport import IfUnknown, Settled, Transport, _encode_json, outcome_unknown
 from .values import check_value, same, whole_number
 
 PATH = "v1/sources/"
@@ -140,6 +141,14 @@ class SourcesAPI:
         with none, the create is sent again. Never two sources for one call.
         """
         body = {**create_defaults(), **_writable(dict(fields, name=name))}
+        if self.client.journal is None or is_covered():
+            return self._create(body)
+        _encode_json(body, "POST", PATH)  # a body that cannot be sent is refused before anything is written
+        return journaled(self.client.journal, self.client.base_url, Intent("create", None, {}, body, name),
+                         lambda: self._create(body), applied="created", result_id=lambda made: made["id"],
+                         unknown=outcome_unknown)
+
+    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         before = {source["id"] for source in self._named(body["name"])}
 
         def if_unknown(error: NeuroIOError) -> Settled | None:
@@ -165,11 +174,30 @@ class SourcesAPI:
         """PATCH only the given fields (checked against the schema first)."""
         path = _path(source_id)
         body = _writable(fields, source_id)
-        return _checked_source(self._write("PATCH", path, body), path)
+
+        def send() -> dict[str, Any]:
+            return _checked_source(self._write("PATCH", path, body), path)
+
+        if self.client.journal is None or is_covered():
+            return send()
+        _encode_json(body, "PATCH", path)
+        was = self.get(source_id)  # the journal keeps the values this write replaces
+        intent = Intent("update", was["id"], {f: was.get(f) for f in body}, body, was.get("name"))
+        return journaled(self.client.journal, self.client.base_url, intent, send, applied="updated",
+                         result_id=lambda result: result["id"], unknown=outcome_unknown)
 
     def delete(self, source_id: int) -> None:
         """Delete a source. A retry after an answer was lost finds it gone: that is success."""
         path = _path(source_id)
+        if self.client.journal is None or is_covered():
+            return self._delete(path)
+        was = self.get(source_id)  # the whole source, so that undo can make it again
+        journaled(self.client.journal, self.client.base_url, Intent("delete", was["id"], was, {}, was.get("name")),
+                  lambda: self._delete(path), applied="deleted", result_id=lambda _: was["id"],
+                  unknown=outcome_unknown)
+        return None
+
+    def _delete(self, path: str) -> None:
         unanswered: builtins.list[NeuroIOError] = []
 
         def if_unknown(error: NeuroIOError) -> Settled | None:
@@ -184,7 +212,12 @@ class SourcesAPI:
 
     def _write(self, method: str, path: str, body: dict[str, Any] | None = None, *,
                if_unknown: IfUnknown | None = None) -> Any:
-        """Send one write (POST, PATCH or DELETE): every change this package makes goes through here."""
+        """Send one write (POST, PATCH or DELETE): every change this package makes goes through here.
+
+        The journal's hook sits one level up, in create/update/delete (or in the bulk job
+        that sends them): it records the verb's settled outcome (a retried delete that
+        finds the source gone is a success), and the values a write replaces.
+        """
         return self.client.request(method, path, json_body=body, if_unknown=if_unknown)
 
     def current(self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None) -> dict[int, Source | None]:

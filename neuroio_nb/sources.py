@@ -7,16 +7,21 @@ its own module: the typed frame (``frames``), plan, bulk update and undo (``plan
 """
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Iterable
 from typing import Any
 
 import pandas as pd
 
-from .bulk import check_on_conflict
+from .bulk import Report, check_on_conflict
 from .csvio import write_csv
 from .form import source_form
 from .frames import frame_from_records
+from .history import history
+from .history import resume as resume_run
+from .history import undo as undo_run
+from .journal import labelled
 from .paging import ListingChangedWarning
 from .plan import Plan
 from .rest import SourcesAPI
@@ -69,10 +74,23 @@ class Sources(SourcesAPI):
         check_on_conflict(on_conflict)
         return self.plan(edited, base).apply(dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
-    def undo(self, report: pd.DataFrame, *, on_conflict: str = "skip",
-             progress: bool | None = None) -> pd.DataFrame:
-        """Put back what a report's writes replaced (see :func:`neuroio_nb.sync.undo`)."""
-        return undo_report(self, report, on_conflict=on_conflict, progress=progress)
+    def undo(self, report: pd.DataFrame | str, *, on_conflict: str = "skip",
+             progress: bool | None = None) -> Report:
+        """Put back what a report's writes replaced (see :func:`neuroio_nb.sync.undo`), or what a
+        journaled run changed, given its id (see :func:`neuroio_nb.history.undo`)."""
+        if isinstance(report, (str, os.PathLike)):
+            return undo_run(self, os.fspath(report), on_conflict=on_conflict, progress=progress)
+        with labelled("undo"):
+            return undo_report(self, report, on_conflict=on_conflict, progress=progress)
+
+    def history(self, run_id: str | None = None, *, prune_before: Any = None) -> pd.DataFrame:
+        """The journal: every run, newest first; one run's report (``run_id``); or, with
+        ``prune_before``, remove the runs started before then (and get them back as a frame)."""
+        return history(self, run_id, prune_before=prune_before)
+
+    def resume(self, run_id: str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
+        """Finish an interrupted run: send exactly what it did not; the report covers the whole run."""
+        return resume_run(self, run_id, on_conflict=on_conflict, progress=progress)
 
     def export_csv(self, path: Any, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         """Write every source (or ``frame``) to CSV; returns the frame written."""

@@ -44,6 +44,7 @@ from .errors import (
     ValidationError,
     scrub,
 )
+from .journal import Journal, open_journal
 from .throttle import AdaptiveLimit
 from .values import whole_number
 
@@ -198,7 +199,9 @@ class Transport:
     many times a retryable failure is retried. Answers "429 too many requests"
     do not count against ``max_retries``: a request waits them out (as long as
     each ``Retry-After`` says, capped at ``max_retry_after``) for up to
-    ``max_throttled_wait`` seconds in all.
+    ``max_throttled_wait`` seconds in all. ``journal``: where every write is
+    recorded before it is sent: None for ``$NEUROIO_NB_JOURNAL``, else the user
+    data folder; a folder path; False for no journal.
     """
 
     def __init__(
@@ -213,6 +216,7 @@ class Transport:
         max_retry_after: float = 30.0,
         max_throttled_wait: float = 300.0,
         allow_insecure: bool = False,
+        journal: Journal | str | os.PathLike[str] | bool | None = None,
     ) -> None:
         self._token = _check_token(api_token if api_token is not None else os.environ.get(TOKEN_ENV))
         self.base_url = _check_url(base_url or os.environ.get(URL_ENV) or DEFAULT_URL, allow_insecure)
@@ -223,6 +227,8 @@ class Transport:
         self.max_retry_after = _check_number("max_retry_after", max_retry_after, minimum=0)
         self.max_throttled_wait = _check_number("max_throttled_wait", max_throttled_wait, minimum=0)
         self.limit = AdaptiveLimit(self.max_workers)
+        #: Where every write is recorded before it is sent (None when off); see :mod:`neuroio_nb.journal`.
+        self.journal = open_journal(journal)
         parts = urlsplit(self.base_url)
         self._loopback = _is_loopback(parts.hostname or "")
         self.session = requests.Session()

@@ -11,9 +11,11 @@ import threading
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from neuroio_nb import journal as jn
+from neuroio_nb.errors import NeuroIOError
 from neuroio_nb.journal import Intent, Journal, JournalError, TornLineWarning
 
 
@@ -103,7 +105,7 @@ def test_default_folder_is_the_env_var_else_the_user_data_dir(tmp_path, monkeypa
     assert jn.open_journal(False) is None
     monkeypatch.delenv("NEUROIO_NB_JOURNAL")
     assert jn.default_folder() == Path(platformdirs.user_data_dir("neuroio-nb", appauthor=False)) / "journal"
-    with pytest.raises(JournalError, match="journal must be"):
+    with pytest.raises(ValueError, match="journal must be"):
         jn.open_journal(3)
 
 
@@ -172,7 +174,7 @@ def test_runs_are_found_by_id_unique_prefix_or_path(tmp_path):
     assert journal.read(a.run_id).run_id == a.run_id
     assert journal.read(a.run_id[:-3]).run_id == a.run_id
     assert journal.read(str(b.path)).run_id == b.run_id
-    common = os.path.commonprefix([a.run_id, b.run_id])
+    common = a.run_id[:8]  # the day: both runs started on it
     with pytest.raises(JournalError, match="give more of it"):
         journal.read(common)
     with pytest.raises(JournalError, match="no run"):
@@ -236,3 +238,360 @@ def test_two_processes_writing_at_once_leave_two_whole_runs(tmp_path):
         assert record.state == "complete" and record.counts() == {"updated": 1000}
         assert {e.after["v"] for e in record.entries} == {name}
         assert [e.source_id for e in record.entries] == list(range(1000))
+
+
+# ---- over the sandbox: every write journaled ---------------------------------------------------
+
+def test_history_lists_runs_newest_first_and_a_run_reads_back_as_its_report(sb, client_for, tmp_path):
+    c = client_for(sb, journal=tmp_path)
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited.loc[edited.index[:5], "identify_facesize_threshold"] += 1
+    first = c.sources.bulk_update(edited, base=frame, progress=False)
+    c.sources.update(int(frame.index[9]), name="Renamed")
+    runs = client_for(sb, journal=tmp_path).sources.history()
+    assert list(runs["kind"]) == ["update", "apply"]
+    assert list(runs["state"]) == ["complete", "complete"]
+    assert runs.iloc[1]["updated"] == 5 and runs.iloc[0]["updated"] == 1
+    assert set(runs["base_url"]) == {sb.url}
+    assert runs.index[1] == first.attrs["run_id"]
+    again = c.sources.history(first.attrs["run_id"])
+    assert list(again.index) == list(first.index) and list(again["status"]) == list(first["status"])
+    assert [again.loc[i, "changes"] for i in again.index] == [first.loc[i, "changes"] for i in first.index]
+    assert "2 runs" in runs._repr_html_() and "<table" in runs._repr_html_()
+
+
+def test_single_create_update_delete_are_journaled_and_undone(sb, client_for, tmp_path):
+    c = client_for(sb, journal=tmp_path)
+    before = sb.source(4)
+    c.sources.update(4, name="Gate B", identify_facesize_threshold=321)
+    runs = c.sources.history()
+    run = Journal(tmp_path).read(runs.index[0])
+    assert run.entries[0].before == {"name": before["name"], "identify_facesize_threshold":
+                                     before["identify_facesize_threshold"]}
+    c.sources.undo(runs.index[0])
+    assert sb.source(4) == before
+    made = c.sources.create("Brand new")
+    c.sources.delete(5)
+    kinds = list(c.sources.history()["kind"])
+    assert kinds[:2] == ["delete", "create"]
+    entries = {r.kind: r.entries[0] for r in Journal(tmp_path).runs()}
+    assert entries["create"].result_id == made["id"] and entries["create"].status == "created"
+    assert entries["delete"].before["id"] == 5 and entries["delete"].status == "deleted"
+
+
+def test_journal_false_writes_nothing(sb, client_for, tmp_path):
+    default = Path(os.environ["NEUROIO_NB_JOURNAL"])
+    before = sorted(default.glob("*"))
+    folder = tmp_path / "never"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NEUROIO_NB_JOURNAL", str(folder))
+        c = client_for(sb, journal=False)
+        frame = c.sources.to_frame(progress=False)
+        edited = frame.copy()
+        edited["identify_facesize_threshold"] += 1
+        c.sources.bulk_update(edited, base=frame, progress=False)
+        c.sources.update(3, name="x")
+        c.sources.create("y")
+        c.sources.delete(3)
+    assert not folder.exists()
+    assert sorted(default.glob("*")) == before
+    with pytest.raises(Exception, match="journal=False"):
+        c.sources.history()
+
+
+def test_the_token_is_never_written_to_the_journal(make_sandbox, client_for, tmp_path):
+    token = "journal-SECRET-token-42"
+    sb = make_sandbox(sources=30, fault_rate=0.3, token=token)
+    c = client_for(sb, journal=tmp_path)
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["identify_facesize_threshold"] += 1
+    c.sources.bulk_update(edited, base=frame, progress=False)
+    c.sources.update(3, name="x")
+    sb.fault_rate = 0
+    failing = client_for(sb, journal=tmp_path, max_retries=0)
+    sb.faults = {"503": 1.0}
+    with pytest.raises(NeuroIOError):
+        failing.sources.update(4, name="y")
+    sb.faults = {}
+    c.sources.history()
+    files = list(tmp_path.glob("*.jsonl"))
+    assert len(files) >= 2
+    for path in files:
+        assert token.encode() not in path.read_bytes()
+
+
+# ---- the crash test: SIGKILL mid-apply, then history, undo and resume from another process -----
+
+EDIT = textwrap.dedent("""
+    def edit(frame):
+        '''400 changes: a threshold on each of the first 400 sources, a new name on every third.'''
+        edited = frame.copy()
+        ids = edited.index[:400]
+        edited.loc[ids, "identify_facesize_threshold"] += 1000
+        edited.loc[ids[::3], "name"] = edited.loc[ids[::3], "name"] + " (moved)"
+        return edited
+""")
+namespace: dict = {}
+exec(EDIT, namespace)
+edit = namespace["edit"]
+
+APPLIER = EDIT + textwrap.dedent("""
+    import os, sys, time
+    import neuroio_nb.journal as jn
+    from neuroio_nb import Client
+
+    if os.environ.get("HOLD_BEFORE_END"):
+        def hold(self, state="complete"):
+            print("HOLDING", flush=True)
+            time.sleep(600)
+        jn.RunWriter.finish = hold
+    client = Client(max_workers=4)
+    frame = client.sources.to_frame(progress=False)
+    client.sources.plan(edit(frame), base=frame).apply(progress=False)
+    print("FINISHED", flush=True)
+""")
+
+
+def killed_apply(make_sandbox, folder: Path, kill: str) -> tuple:
+    """Run the applier in a subprocess against a fresh sandbox and SIGKILL it at ``kill``.
+
+    ``first``: as the first PATCH arrives (refused, so nothing is applied); ``third``: as the
+    134th PATCH arrives (it and the others in flight are applied, their answers never read);
+    ``last``: after every outcome is written, before the run is marked complete.
+    Returns the sandbox, the sources before, and the ids the sandbox applied a PATCH to.
+    """
+    sb = make_sandbox(sources=600, latency=0.01)
+    original = sb.sources
+    env = dict(os.environ, NEUROIO_API_TOKEN=sb.token, NEUROIO_API_URL=sb.url, NEUROIO_NB_JOURNAL=str(folder))
+    if kill == "last":
+        env["HOLD_BEFORE_END"] = "1"
+    proc = subprocess.Popen([sys.executable, "-c", APPLIER], env=env, stdout=subprocess.PIPE, text=True)
+    patches = {"n": 0}
+    lock = threading.Lock()
+    target = {"first": 1, "third": 134}.get(kill)
+
+    def hook(method: str, path: str) -> None:
+        if method != "PATCH" or target is None:
+            return
+        with lock:
+            patches["n"] += 1
+            if patches["n"] == target:
+                proc.kill()
+                proc.wait()
+        if kill == "first":  # this write and the others already in flight are refused
+            raise RuntimeError("killed before any write was applied")
+
+    sb.before_request = hook
+    if kill == "last":
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "HOLDING"
+        proc.kill()
+    proc.wait(timeout=120)
+    assert proc.returncode == -9, "the applier was not killed: it finished first"
+    settle_sandbox(sb)
+    sb.before_request = None
+    # What reached the server is what it holds: a request cut off mid-body by the kill
+    # is answered by the sandbox without being applied, as a real server drops it.
+    applied = changed_ids(sb, original)
+    edited = edit(pd_frame(original))
+    for sid in applied:
+        assert pd_frame(sb.sources).loc[sid].equals(edited.loc[sid]), "each write is applied whole or not at all"
+    return sb, original, applied
+
+
+def settle_sandbox(sb) -> None:
+    """Wait until the sandbox has handled every request the dead process sent: each of its
+    connections is closed only after the requests already in it were read and answered."""
+    import time
+
+    seen = -1
+    while seen != len(sb.log) or sb._server._connections or sb._log._in_flight:
+        seen = len(sb.log)
+        time.sleep(0.1)
+
+
+def changed_ids(sb, original: dict) -> set[int]:
+    return {i for i, s in sb.sources.items() if s != original[i]}
+
+
+@pytest.mark.parametrize("kill", ["first", "third", "last"])
+def test_killed_apply_can_be_undone_or_resumed_from_another_process(make_sandbox, client_for, tmp_path, kill):
+    folder = tmp_path / "journal"
+    sb, original, applied = killed_apply(make_sandbox, folder, kill)
+    expected_applied = {"first": 0, "last": 400}.get(kill)
+    if expected_applied is not None:
+        assert len(applied) == expected_applied
+    else:
+        assert 130 <= len(applied) < 150, "about a third reached the sandbox"
+
+    c = client_for(sb, journal=folder)
+    runs = c.sources.history()
+    assert len(runs) == 1
+    run = runs.iloc[0]
+    assert (run["state"], run["kind"], run["base_url"]) == ("interrupted", "apply", sb.url)
+    assert run["updated"] + run["unknown"] == 400 and run["updated"] <= len(applied)
+    assert b"Token" not in (folder / f"{runs.index[0]}.jsonl").read_bytes()
+    assert sb.token.encode() not in (folder / f"{runs.index[0]}.jsonl").read_bytes()
+
+    sb.clear_log()
+    undone = c.sources.undo(runs.index[0])
+    assert {int(r.path.split("/")[-2]) for r in sb.requests("PATCH")} == applied, \
+        "undo puts back exactly the sources that changed"
+    assert len(sb.requests("PATCH")) == len(applied)
+    assert sb.sources == original
+    assert set(undone["status"]) <= {"updated"}
+    kinds = c.sources.history()
+    assert list(kinds["kind"][:2]) == ["undo", "apply"] and kinds["parent"].iloc[0] == runs.index[0]
+
+    # The same scenario on a fresh copy, finished with resume instead.
+    folder2 = tmp_path / "journal2"
+    sb2, original2, applied2 = killed_apply(make_sandbox, folder2, kill)
+    c2 = client_for(sb2, journal=folder2)
+    run_id = c2.sources.history().index[0]
+    sb2.clear_log()
+    report = c2.sources.resume(run_id)
+    resent = [int(r.path.split("/")[-2]) for r in sb2.requests("PATCH")]
+    assert len(resent) == len(set(resent)), "no source is sent twice"
+    assert set(resent) == set(edit(pd_frame(original2)).index[:400]) - applied2, \
+        "resume sends exactly what had not reached the server"
+    assert len(report) == 400 and set(report["status"]) == {"updated"}
+    pd.testing.assert_frame_equal(c2.sources.to_frame(progress=False), edit(pd_frame(original2)))
+    runs2 = c2.sources.history()
+    assert runs2.loc[run_id, "state"] == "interrupted"
+    assert runs2["kind"].iloc[0] == "resume" and runs2["parent"].iloc[0] == run_id
+    assert runs2.loc[run_id, "followed_by"] == f"resume {runs2.index[0]}"
+
+
+def pd_frame(sources: dict):
+    from neuroio_nb.frames import frame_from_records
+
+    return frame_from_records([sources[i] for i in sorted(sources)])
+
+
+def test_cli_history_undo_and_resume(sb, client_for, tmp_path, monkeypatch, capsys):
+    from neuroio_nb.cli import main
+
+    monkeypatch.setenv("NEUROIO_NB_JOURNAL", str(tmp_path))
+    monkeypatch.setenv("NEUROIO_API_TOKEN", sb.token)
+    monkeypatch.setenv("NEUROIO_API_URL", sb.url)
+    c = client_for(sb)
+    original = sb.sources
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited.loc[edited.index[:4], "identify_facesize_threshold"] += 9
+    c.sources.export_csv(tmp_path / "edited.csv", edited)
+    assert main(["apply", str(tmp_path / "edited.csv"), "--yes", "--report", str(tmp_path / "report.csv")]) == 0
+    run_id = c.sources.history().index[0]
+    assert f"neuroio-nb undo {run_id}" in capsys.readouterr().out
+    assert main(["history"]) == 0
+    out = capsys.readouterr().out
+    assert run_id in out and "4 updated" in out and "complete" in out
+    assert main(["history", run_id[:-2]]) == 0
+    assert "4 updated" in capsys.readouterr().out
+    assert main(["undo", run_id]) == 6, "no --yes and stdin not a terminal: not confirmed, nothing sent"
+    assert main(["undo", run_id, "--yes"]) == 0
+    assert sb.sources == original
+    assert main(["apply", str(tmp_path / "edited.csv"), "--yes"]) == 0
+    assert main(["undo", str(tmp_path / "report.csv"), "--yes"]) == 0
+    assert sb.sources == original
+    sb.clear_log()
+    assert main(["resume", run_id, "--yes"]) == 0, "a complete run: nothing left to send"
+    assert sb.requests("PATCH") == []
+    capsys.readouterr()
+    assert main(["history", "no-such-run"]) == 3
+    assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_a_sync_is_journaled_and_undone_by_its_run_id(make_sandbox, client_for, tmp_path):
+    sb = make_sandbox(sources=80, seed=9)
+    c = client_for(sb, journal=tmp_path)
+    before = c.sources.to_frame(progress=False)
+    space_1 = before[before["space_id"] == 1]
+    unique = space_1["name"].map(before["name"].value_counts()).eq(1)
+    doomed = space_1.index[unique][:3]
+    desired = space_1.drop(index=doomed).copy()
+    desired.loc[desired.index[:2], "identify_facesize_threshold"] = 31000
+    desired = pd.concat([desired.reset_index(drop=True),
+                         pd.DataFrame({"name": ["Journal cam A", "Journal cam B"]})], ignore_index=True)
+    report = c.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(progress=False)
+    assert report.counts() == {"deleted": 3, "created": 2, "updated": 2}
+
+    later = client_for(sb, journal=tmp_path)  # as another process would: only the journal is shared
+    runs = later.sources.history()
+    assert runs.iloc[0]["kind"] == "sync" and runs.iloc[0]["state"] == "complete"
+    assert (runs.iloc[0]["deleted"], runs.iloc[0]["created"], runs.iloc[0]["updated"]) == (3, 2, 2)
+    undone = later.sources.undo(runs.index[0], progress=False)
+    assert undone.counts() == {"deleted": 2, "created": 3, "updated": 2}
+
+    def settings(frame: pd.DataFrame) -> pd.DataFrame:
+        flat = frame.reset_index().drop(columns=["id", "license", "license_id"], errors="ignore")
+        return flat.set_index(["space_id", "name"]).sort_index()
+
+    pd.testing.assert_frame_equal(settings(pd_frame(sb.sources)), settings(before))
+
+
+def test_a_forms_save_is_journaled_and_can_be_undone(sb, client_for, tmp_path):
+    c = client_for(sb, journal=tmp_path)
+    was = sb.source(2)
+    form = c.sources.form(2)
+    form.inputs["auto_create_facesize_threshold"].value = 31000
+    form.save_button.click()
+    assert sb.source(2)["auto_create_facesize_threshold"] == 31000
+    runs = c.sources.history()
+    entry = Journal(tmp_path).read(runs.index[0]).entries[0]
+    assert (entry.source_id, entry.status) == (2, "updated")
+    assert entry.before == {"auto_create_facesize_threshold": was["auto_create_facesize_threshold"]}
+    assert entry.after == {"auto_create_facesize_threshold": 31000}
+    c.sources.undo(runs.index[0])
+    assert sb.source(2) == was
+
+
+def test_old_runs_are_removed_only_on_request(sb, client_for, tmp_path):
+    c = client_for(sb, journal=tmp_path)
+    old_id = jn.new_run_id(jn.dt.datetime(2020, 1, 2, tzinfo=jn.dt.timezone.utc))
+    header = {"format": "neuroio-nb-journal", "version": 1, "run": old_id, "kind": "apply", "base_url": sb.url,
+              "started": "2020-01-02T00:00:00.000+00:00", "parent": None}
+    (tmp_path / f"{old_id}.jsonl").write_text(json.dumps(header) + "\n")
+    c.sources.update(3, name="Kept")
+    assert len(c.sources.history()) == 2
+    removed = c.sources.history(prune_before="2021-01-01")
+    assert list(removed.index) == [old_id]
+    assert list(c.sources.history()["kind"]) == ["update"]
+    assert len(c.sources.history(prune_before="2021-01-01")) == 0
+    with pytest.raises(ValueError, match="prune_before"):
+        c.sources.history(prune_before="not a date")
+
+
+def test_a_run_stopped_with_ctrl_c_reads_interrupted_and_resume_finishes_it(make_sandbox, client_for, tmp_path):
+    import _thread
+
+    from neuroio_nb.errors import BulkInterrupted
+
+    sb = make_sandbox(sources=200, latency=0.01)
+    c = client_for(sb, max_workers=4, journal=tmp_path)
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["auto_check_liveness"] = ~frame["auto_check_liveness"]
+    seen = {"n": 0}
+
+    def interrupt_after_40(method: str, path: str) -> None:
+        if method == "PATCH":
+            seen["n"] += 1
+            if seen["n"] == 40:
+                _thread.interrupt_main()
+
+    sb.before_request = interrupt_after_40
+    with pytest.raises(BulkInterrupted) as info:
+        c.sources.bulk_update(edited, base=frame, progress=False)
+    sb.before_request = None
+    run_id = info.value.report.attrs["run_id"]
+    runs = c.sources.history()
+    assert runs.loc[run_id, "state"] == "interrupted"
+    assert runs.loc[run_id, "updated"] == (info.value.report["status"] == "updated").sum()
+    assert runs.loc[run_id, "unknown"] == 200 - runs.loc[run_id, "updated"]
+    sb.clear_log()
+    report = c.sources.resume(run_id)
+    assert len(sb.requests("PATCH")) == 200 - runs.loc[run_id, "updated"]
+    assert report.counts() == {"updated": 200}
+    pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)

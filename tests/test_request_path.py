@@ -30,7 +30,7 @@ SOURCE = {"id": 7, "space_id": 1, "name": "Gate"}
 
 @pytest.fixture
 def client(monkeypatch):
-    c = Client(TOKEN, URL, max_retries=3)
+    c = Client(TOKEN, URL, max_retries=3, journal=False)  # the request path alone: test_journal covers journaling
     monkeypatch.setattr(c, "_sleep", lambda seconds: None)  # no sleeping between retries in unit tests
     return c
 

@@ -1,0 +1,275 @@
+"""The journal as frames and reports; undo and resume of a run from any later process.
+
+A source whose outcome the journal does not know (its intent is on disk, its
+outcome is not: the process died with the request in flight, or before sending
+it) is never guessed: undo and resume re-read the server and compare it with the
+intent's ``before`` and ``after`` values (the conflict check of a plan with a base).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import html
+import os
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
+from .errors import ConfigurationError, NeuroIOError, Problem, ValidationError
+from .journal import Entry, Journal, JournalError, RunRecord, labelled, start_run
+from .plan import update_plan
+from .schema import BY_NAME
+from .sync import undo as undo_report
+from .values import same
+
+#: Count columns of :func:`history_frame`, in this order.
+COUNTED = ("updated", "created", "deleted", "conflict", "failed", "unknown")
+WRITABLE = frozenset(name for name, spec in BY_NAME.items() if spec.writable)
+COLUMNS = ["started", "finished", "kind", "base_url", "parent", *COUNTED, "state", "followed_by"]
+
+
+class History(pd.DataFrame):
+    """One row per run, newest first (index ``run``)."""
+
+    _metadata: ClassVar[list[str]] = []
+
+    @property
+    def _constructor(self) -> type[History]:
+        return History
+
+    def summary(self) -> str:
+        """``"12 runs; 1 interrupted (latest ...): ..."``, with what to do about an interrupted one."""
+        if not len(self):
+            return "no runs in the journal"
+        interrupted = self.index[self["state"] == "interrupted"].tolist()
+        text = f"{len(self)} run{'s' if len(self) != 1 else ''}"
+        if interrupted:
+            text += (f"; {len(interrupted)} interrupted (latest {interrupted[0]}): sources.undo(run) puts back "
+                     "what it changed, sources.resume(run) sends the rest")
+        return text
+
+    def _repr_html_(self) -> str:
+        plain: Any = pd.DataFrame(self)  # pandas' own view, cut as pandas cuts it
+        table = plain._repr_html_() or ""
+        return f"<p><b>{html.escape(self.summary())}</b></p>{table}"
+
+
+def journal_of(sources: SourceCalls) -> Journal:
+    journal = sources.client.journal
+    if journal is None:
+        raise ConfigurationError("This client was made with journal=False, so it records no runs; "
+                                 "make one with Client(journal=None) (the default folder) or a folder path "
+                                 "to read a journal.")
+    return journal  # type: ignore[no-any-return]
+
+
+def history_frame(runs: list[RunRecord]) -> History:
+    """``runs`` as a :class:`History` frame, newest first."""
+    rows = []
+    followers: dict[str, str] = {}
+    for run in reversed(runs):  # oldest first, so the latest undo or resume of a run wins
+        if run.parent:
+            followers[run.parent] = f"{run.kind} {run.run_id}"
+    for run in runs:
+        counts = run.counts()
+        rows.append([_time(run.started), _time(run.finished), run.kind, run.base_url, run.parent,
+                     *(counts.get(c, 0) for c in COUNTED), run.state, followers.get(run.run_id)])
+    frame = pd.DataFrame(rows, columns=COLUMNS)
+    frame["started"] = pd.to_datetime(frame["started"], utc=True)
+    frame["finished"] = pd.to_datetime(frame["finished"], utc=True)
+    for column in ("kind", "base_url", "parent", "state", "followed_by"):
+        frame[column] = frame[column].astype("string")
+    for column in COUNTED:
+        frame[column] = frame[column].astype("int64")
+    frame.index = pd.Index([r.run_id for r in runs], dtype="string", name="run")
+    return History(frame)
+
+
+def _time(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+UNKNOWN = ("no outcome recorded: the run stopped with this write unsent or unanswered; "
+           "undo or resume settles it by reading the server")
+
+
+def outcomes(run: RunRecord) -> list[Outcome]:
+    """The report rows of a run; ``unknown`` where no outcome was recorded."""
+    rows = []
+    for entry in run.entries:
+        changes = entry.changes if entry.changes is not None else _changes(entry)
+        sent = entry.action != "create" and (entry.after or entry.action == "delete")
+        rows.append(Outcome(entry.action, entry.status or "unknown", changes,
+                            UNKNOWN if entry.status is None else entry.error, entry.name,
+                            entry.result_id if entry.result_id is not None else entry.source_id,
+                            replaced=dict(entry.before) if sent else {}))
+    return rows
+
+
+def _changes(entry: Entry) -> dict[str, tuple[Any, Any]]:
+    if entry.action == "delete":
+        return {}
+    return {f: (entry.before.get(f), new) for f, new in entry.after.items()}
+
+
+def run_report(run: RunRecord) -> Report:
+    """A run as the report ``apply()`` returned (``report.attrs["run_id"]`` is its id)."""
+    report = make_report(outcomes(run))
+    report.attrs["run_id"] = run.run_id
+    return report
+
+
+def history(sources: SourceCalls, run_id: str | None = None, *, prune_before: Any = None) -> pd.DataFrame:
+    """Every run (newest first); one run's report; or, with ``prune_before``, remove older runs."""
+    journal = journal_of(sources)
+    if prune_before is not None:
+        if run_id is not None:
+            raise ValidationError([Problem(None, "prune_before", prune_before, "give a run id or prune_before, "
+                                           "not both")], what="arguments")
+        return prune(journal, prune_before)
+    if run_id is not None:
+        return report_of(sources, run_id)
+    return history_frame(journal.runs())
+
+
+def prune(journal: Journal, before: Any) -> History:
+    """Remove the runs started before ``before`` (a date, time, or text pandas reads as one); returns them."""
+    try:
+        cutoff = pd.Timestamp(before)
+    except (TypeError, ValueError):
+        raise ValidationError([Problem(None, "prune_before", before, "must be a date or time, e.g. "
+                                       "'2026-01-31' or a datetime")], what="arguments") from None
+    if pd.isna(cutoff):
+        raise ValidationError([Problem(None, "prune_before", before, "must be a date or time")], what="arguments")
+    cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
+    removed = [run for run in journal.runs() if pd.Timestamp(run.started) < cutoff]
+    for run in removed:
+        os.unlink(run.path)
+    return history_frame(removed)
+
+
+def report_of(sources: SourceCalls, run_id: str) -> Report:
+    """The report of one journaled run (``run_id``: an id, a unique start of one, or a run file)."""
+    return run_report(journal_of(sources).read(run_id))
+
+
+def _checked_run(sources: SourceCalls, run_id: str) -> RunRecord:
+    run = journal_of(sources).read(run_id)
+    if run.base_url != sources.client.base_url:
+        raise JournalError(f"run {run.run_id} wrote to {run.base_url}, but this client talks to "
+                           f"{sources.client.base_url}; use a client of {run.base_url}")
+    return run
+
+
+def undo(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
+    """Put back what run ``run_id`` changed (also when it was interrupted), as a run of kind ``undo``.
+
+    Sources the run certainly did not change are not touched. One whose outcome
+    is unknown is read from the server first: an update is put back only where
+    the server holds the run's new values; a create is looked up by name; a
+    delete counts only if the source is gone.
+    """
+    check_on_conflict(on_conflict)
+    run = _checked_run(sources, run_id)
+    rows = []
+    for entry, row in zip(run.entries, outcomes(run), strict=True):
+        if not entry.perhaps_applied or row.status == "conflict":
+            continue
+        if entry.action == "update" and entry.after:
+            row.status = "updated"  # sent, or perhaps: the conflict check compares with the server
+        elif entry.action == "create" and entry.status is None:
+            row.id = _created_id(sources, entry)
+            row.status = "created" if row.id is not None else "unknown"
+        elif entry.action == "delete" and entry.status is None and entry.source_id is not None:
+            gone = sources.current([entry.source_id]).get(entry.source_id) is None
+            row.status = "deleted" if gone else "unknown"
+        elif entry.status is None or entry.maybe_applied:
+            continue
+        rows.append(row)
+    with labelled("undo", parent=run.run_id):
+        return undo_report(sources, make_report(rows), on_conflict=on_conflict, progress=progress)
+
+
+def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
+    """Finish an interrupted run: send exactly what it did not; the report covers the whole run.
+
+    A source whose outcome is unknown is read from the server first: one that
+    already holds the run's new values is ``updated`` without a request; one
+    changed by someone else meanwhile is a ``conflict`` (``on_conflict="overwrite"``
+    writes anyway).
+    """
+    check_on_conflict(on_conflict)
+    run = _checked_run(sources, run_id)
+    todo = [e for e in run.entries if e.status is None]
+    updates = [e for e in todo if e.action == "update" and e.after]
+    records = [(int(e.source_id), f, e.before.get(f), new) for e in updates if e.source_id is not None
+               for f, new in e.after.items()]
+    with labelled("resume", parent=run.run_id):
+        if records:
+            resumed = update_plan(sources, records, {e.source_id: e.name for e in updates}).apply(
+                on_conflict=on_conflict, progress=progress)
+        else:  # nothing to send: for an interrupted run, a run of its own says it was looked after
+            empty_run = start_run(sources.client.journal if run.state == "interrupted" else None, "resume",
+                                  sources.client.base_url)
+            empty_run.finish()
+            resumed = with_run(make_report([]), empty_run)
+        extra = [_resume_one(sources, e) for e in todo if e.action != "update"]
+    by_id = {o.id: o for o in outcomes(run) if o.status != "unknown"}
+    fresh = _joined(resumed, extra)
+    rows = []
+    for entry, row in zip(run.entries, outcomes(run), strict=True):
+        key = row.id
+        if entry.status is None and key in fresh.index:
+            rows.append(_outcome_of(fresh, key))
+        elif key in by_id:
+            rows.append(by_id[key])
+        else:
+            rows.append(row)
+    report = make_report(rows)
+    report.attrs["run_id"] = fresh.attrs.get("run_id")
+    report.attrs["resumed"] = run.run_id
+    return report
+
+
+def _outcome_of(report: Report, key: Any) -> Outcome:
+    row = report.loc[key]
+    return Outcome(str(row["action"]), str(row["status"]), row["changes"], row["error"], row["name"], key,
+                   row["replaced"] if isinstance(row["replaced"], dict) else {})
+
+
+def _joined(report: Report, extra: list[Outcome]) -> Report:
+    if not extra:
+        return report
+    rows = [_outcome_of(report, key) for key in report.index] + extra
+    joined = make_report(rows)
+    joined.attrs.update(report.attrs)
+    return joined
+
+
+def _resume_one(sources: SourceCalls, entry: Entry) -> Outcome:
+    """Finish a create or delete whose outcome is unknown: read the server, send only if it is not done."""
+    try:
+        if entry.action == "create":
+            made = _created_id(sources, entry)
+            if made is None:
+                made = sources.create(str(entry.after.get("name")),
+                                      **{k: v for k, v in entry.after.items() if k != "name"})["id"]
+            return Outcome("create", "created", {}, None, entry.name, made)
+        if entry.source_id is not None and sources.current([entry.source_id]).get(entry.source_id) is not None:
+            sources.delete(entry.source_id)
+        return Outcome("delete", "deleted", {}, None, entry.name, entry.source_id)
+    except NeuroIOError as exc:
+        return Outcome(entry.action, "failed", {}, str(exc), entry.name, entry.source_id)
+
+
+def _created_id(sources: SourceCalls, entry: Entry) -> int | None:
+    """The id of the source a create made, found by its name and settings; None if there is none."""
+    name = entry.after.get("name")
+    for source in sources.records(q=str(name), progress=False)[0]:
+        if source.get("name") == name and all(same(k, source.get(k), v) for k, v in entry.after.items()
+                                              if k in WRITABLE):
+            return int(source["id"])
+    return None
+
+
+__all__ = ["History", "history", "history_frame", "outcomes", "prune", "resume", "run_report", "undo"]
