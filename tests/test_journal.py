@@ -535,7 +535,7 @@ def test_a_forms_save_is_journaled_and_can_be_undone(sb, client_for, tmp_path):
     c = client_for(sb, journal=tmp_path)
     was = sb.source(2)
     form = c.sources.form(2)
-    form.inputs["auto_create_facesize_threshold"].value = 31000
+    form.inputs["auto_create_facesize_threshold"].value = "31000"
     form.save_button.click()
     assert sb.source(2)["auto_create_facesize_threshold"] == 31000
     runs = c.sources.history()
