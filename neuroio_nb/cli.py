@@ -411,7 +411,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", nargs="?", help="a run id (or its start): show that run's report")
     p.add_argument("--prune-before", metavar="DATE", help="remove the runs started before DATE (e.g. 2026-01-31)")
 
-    answering = argparse.ArgumentParser(add_help=False)
+    answering = _Parser(add_help=False)
     answering.add_argument("--yes", "-y", action="store_true", help="do it without asking")
     answering.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip",
                            help="a source changed on the server meanwhile: skip and report it (default), "
