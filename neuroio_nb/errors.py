@@ -1,6 +1,7 @@
 """Exceptions raised by neuroio-nb.
 
-Every error the toolkit raises is a :class:`NeuroIOError`. Errors that come
+Every error the toolkit raises is a :class:`NeuroIOError` (but Ctrl-C during a
+bulk update, :class:`BulkInterrupted`, which is a ``KeyboardInterrupt``). Errors that come
 from the server are :class:`APIError` (refined by status); a connection that
 could not be made or kept once retries were spent is :class:`TransportError`;
 an edited frame that does not pass the schema is :class:`ValidationError`.
@@ -126,10 +127,11 @@ class ValidationError(NeuroIOError, ValueError):
         return problems_html(self.problems, self.what)
 
 
-class BulkInterrupted(NeuroIOError, KeyboardInterrupt):
-    """A bulk update was interrupted; ``report`` holds what happened so far.
+class BulkInterrupted(KeyboardInterrupt):
+    """A bulk update was interrupted (Ctrl-C); ``report`` holds what happened so far.
 
-    It is also a ``KeyboardInterrupt`` so that code which stops on Ctrl-C still stops.
+    It is a ``KeyboardInterrupt`` and not an ``Exception`` (so not a
+    :class:`NeuroIOError`): a loop that catches ``Exception`` still stops on Ctrl-C.
     """
 
     def __init__(self, report: Any) -> None:

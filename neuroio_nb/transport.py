@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import functools
+import html
 import ipaddress
 import json
 import logging
@@ -358,7 +359,7 @@ class Transport:
             return resp.json()
         except ValueError:
             raise MalformedResponseError(
-                resp.status_code, f"the server's answer is not JSON: {_excerpt(resp.text)!r}",
+                resp.status_code, f'the server\'s answer is not JSON: "{_excerpt(resp.text)}"',
                 method=method, path=path) from None
 
 
@@ -378,7 +379,7 @@ def error_from_response(resp: requests.Response, method: str, path: str) -> APIE
                   for f in _as_list(body.get("fields"))]
     else:
         text = _excerpt(resp.text)
-        message = f"{resp.reason or 'error'}" + (f" (body: {text!r})" if text else " (empty body)")
+        message = f"{resp.reason or 'error'}" + (f' (body: "{text}")' if text else " (empty body)")
     cls: type[APIError] = APIError
     if status in (401, 403):
         cls = AuthenticationError
@@ -407,10 +408,17 @@ def _may_have_acted(method: str) -> str:
 
 
 def _excerpt(text: str, n: int = 200) -> str:
-    """A short, single-line excerpt of an HTML or text body."""
-    flat = re.sub(r"<[^>]+>", " ", text or "")
-    flat = " ".join(flat.split())
-    return flat[:n] + (EXCERPT_CUT if len(flat) > n else "")
+    """A short, single-line excerpt of an HTML or text body, cut between words.
+
+    Never cutting a word in two means a token a page echoes (tokens hold no
+    spaces) is in the excerpt whole, where :func:`~neuroio_nb.errors.scrub`
+    masks it, or not at all: never a start of it.
+    """
+    flat = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text or "")).split())
+    if len(flat) <= n:
+        return flat
+    head = flat[:n + 1]  # one more: a word that ends exactly at n is whole
+    return (head.rsplit(" ", 1)[0] if " " in head else "") + EXCERPT_CUT
 
 
 def _never_sent(e: requests.exceptions.ConnectionError) -> bool:

@@ -12,7 +12,10 @@ from neuroio_nb import Client
 from neuroio_nb.errors import (
     APIError,
     AuthenticationError,
+    BulkInterrupted,
     ConfigurationError,
+    MalformedResponseError,
+    NeuroIOError,
     NotFoundError,
     RateLimitError,
     ServerError,
@@ -124,10 +127,10 @@ def test_post_retried_on_503(client, requests_mock):
 def test_spaces_ids_query_encoding(client, requests_mock):
     requests_mock.get(LIST, json={"count": 0, "next": None, "results": []})
     client.sources.list(q="lobby cam", spaces_ids=[1, 2], limit=50, offset=100)
-    qs = requests_mock.last_request.qs
-    assert qs["spaces_ids"] == ["1,2"] and qs["limit"] == ["50"] and qs["offset"] == ["100"]
-    assert requests_mock.last_request.url.split("?")[0] == LIST
-    assert "spaces_ids=1%2C2" in requests_mock.last_request.url or "spaces_ids=1,2" in requests_mock.last_request.url
+    url = requests_mock.last_request.url
+    assert url.split("?")[0] == LIST
+    # one comma-joined spaces_ids (not one parameter per space), the space in q encoded
+    assert sorted(url.split("?")[1].split("&")) == ["limit=50", "offset=100", "q=lobby+cam", "spaces_ids=1%2C2"]
 
 
 def test_json_error_body_mapped(client, requests_mock):
@@ -333,3 +336,25 @@ def test_a_stopped_sandbox_says_so_and_the_traceback_ends_at_the_call(free_port,
     files = [frame.filename for frame in traceback.extract_tb(info.value.__traceback__)]
     assert not [f for f in files if "tenacity" in f or "concurrent" in f], files
     assert len(files) <= 6, files
+
+
+def test_the_error_hierarchy():
+    """Said once, here: what each error is, so that ``except`` clauses catch what they mean to.
+    ``BulkInterrupted`` is a ``KeyboardInterrupt`` and not an ``Exception``: a user's
+    ``except Exception:`` cannot swallow Ctrl-C."""
+    bases = {
+        ConfigurationError: (NeuroIOError, ValueError),
+        TransportError: (NeuroIOError,),
+        APIError: (NeuroIOError,),
+        AuthenticationError: (APIError,),
+        NotFoundError: (APIError,),
+        RateLimitError: (APIError,),
+        ServerError: (APIError,),
+        MalformedResponseError: (APIError,),
+        ValidationError: (NeuroIOError, ValueError),
+        BulkInterrupted: (KeyboardInterrupt,),
+    }
+    for cls, parents in bases.items():
+        assert all(issubclass(cls, parent) for parent in parents), cls
+    assert issubclass(NeuroIOError, Exception)
+    assert not issubclass(BulkInterrupted, Exception)

@@ -14,8 +14,9 @@ import logging
 import threading
 import traceback
 import warnings
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -112,7 +113,7 @@ def test_client_shows_its_url_not_its_token(make_sandbox):
 def raised(call: Callable[[], Any]) -> BaseException:
     try:
         call()
-    except BaseException as exc:  # noqa: BLE001 - BulkInterrupted is a KeyboardInterrupt
+    except BaseException as exc:
         return exc
     raise AssertionError("nothing was raised")
 
@@ -235,9 +236,9 @@ def test_redirect_to_another_host_is_not_followed(recorder, status):
     token = "tok-redirect-SECRET"
     other = recorder("127.0.0.2", json_answer)
     api = recorder("127.0.0.1", lambda path: (status, {"Location": other.url + path}, b""))
-    with Client(token, api.url, max_retries=3) as client:
-        with pytest.raises(APIError, match="unexpected redirect to 127.0.0.2") as info:
-            client.sources.get(1)
+    with Client(token, api.url, max_retries=3) as client, \
+            pytest.raises(APIError, match=r"unexpected redirect to 127\.0\.0\.2") as info:
+        client.sources.get(1)
     assert token not in everything_shown(info.value)
     assert other.seen == []
     assert [h.get("Authorization") for _, _, h in api.seen] == [f"Token {token}"]  # the API host did get it
@@ -287,3 +288,53 @@ def test_plain_http_to_any_loopback_address_is_allowed(recorder):
     local = recorder("127.0.0.2", json_answer)
     with Client("tok", local.url) as client:
         assert client.sources.get(1) == SOURCE
+
+
+# ---- error pages that echo the request's headers ------------------------------------------------------
+
+ECHOING_TOKEN = "Zq7-echo-SECRET-9Kp2"
+
+
+@pytest.mark.parametrize("before", range(150, 200, 3))
+def test_an_error_page_echoing_the_token_never_shows_it_or_a_start_of_it(requests_mock, before):
+    """Proxies and debug pages echo request headers; the excerpt of such a page is cut at 200
+    characters, here at every place in and around the token. Neither the token nor any start
+    of it (3 characters or more) is in the error, whatever the cut."""
+    c = Client(ECHOING_TOKEN, "https://api.test.example", max_retries=0)
+    page = (f"<html><body><pre>{'x' * before} Authorization: Token {ECHOING_TOKEN}\n"
+            "Accept: application/json</pre></body></html>")
+    requests_mock.patch("https://api.test.example/v1/sources/7/", status_code=400, text=page)
+    error = raised(lambda: c.sources.update(7, use_pps_time=True))
+    assert isinstance(error, APIError)
+    shown = everything_shown(error) + error.message
+    starts = [ECHOING_TOKEN[:n] for n in range(3, len(ECHOING_TOKEN) + 1)]
+    assert [s for s in starts if s in shown] == []
+    assert "x" * 100 in shown  # the page was shown, cut where a word ends
+
+
+def test_a_server_message_with_a_cut_token_is_masked(requests_mock):
+    c = Client(ECHOING_TOKEN, "https://api.test.example", max_retries=0)
+    requests_mock.get("https://api.test.example/v1/sources/7/", status_code=401,
+                      json={"message": f"Invalid token {ECHOING_TOKEN[:9]}...", "error_codes": [7],
+                            "fields": [{"name": "token", "message": f"got {ECHOING_TOKEN}"}]})
+    error = raised(lambda: c.sources.get(7))
+    shown = everything_shown(error) + error.message + repr(error.fields)
+    assert ECHOING_TOKEN[:9] not in shown and ECHOING_TOKEN not in shown and "Invalid token ***..." in shown
+
+
+def test_the_sandbox_echoing_headers_shows_no_token_in_errors_or_reports(make_sandbox, client_for):
+    sb = make_sandbox(sources=20)
+    c = client_for(sb, max_retries=0)
+    frame = c.sources.to_frame(progress=False)
+    sb.faults = {"echo_headers": 1.0}
+    error = raised(lambda: c.sources.update(3, use_pps_time=True))
+    assert isinstance(error, APIError) and "Request Rejected" in str(error)
+    assert sb.token not in everything_shown(error) + error.message
+    sb.faults = {}
+    edited = frame.copy()
+    edited.loc[[3, 4], "use_pps_time"] = ~frame.loc[[3, 4], "use_pps_time"]
+    plan = c.sources.plan(edited)  # against the server now: applying it sends only the PATCHes
+    sb.faults = {"echo_headers": 1.0}
+    report = plan.apply(progress=False)
+    assert set(report["status"]) == {"failed"} and report["error"].str.contains("Request Rejected").all()
+    assert sb.token not in report.to_csv() + report.to_string() + report._repr_html_()
