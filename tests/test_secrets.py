@@ -303,6 +303,7 @@ def test_an_error_page_echoing_the_token_never_shows_it_or_a_start_of_it(request
     c = Client(ECHOING_TOKEN, "https://api.test.example", max_retries=0)
     page = (f"<html><body><pre>{'x' * before} Authorization: Token {ECHOING_TOKEN}\n"
             "Accept: application/json</pre></body></html>")
+    requests_mock.get("https://api.test.example/v1/sources/7/", json={"id": 7, "name": "Gate"})  # the journal's read
     requests_mock.patch("https://api.test.example/v1/sources/7/", status_code=400, text=page)
     error = raised(lambda: c.sources.update(7, use_pps_time=True))
     assert isinstance(error, APIError)
