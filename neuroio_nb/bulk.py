@@ -477,10 +477,10 @@ def send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | Ite
         done = _send_all(workers, tasks, decided, order, progress, desc, fallback, total, run)
     except BaseException:
         if run is not None:
-            _finish_in_flight(None, lambda: _close_run(run, decided, "interrupted"))
+            _finish_in_flight(None, [], lambda: _close_run(run, decided, "interrupted"))
         raise
     if run is not None:
-        _finish_in_flight(None, lambda: _close_run(run, decided, "complete"))
+        _finish_in_flight(None, [], lambda: _close_run(run, decided, "complete"))
     return done
 
 
@@ -521,11 +521,13 @@ def _send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | It
     bar = progress_bar(total=total or 0, desc=desc, unit="source", progress=progress)
     pool = ThreadPoolExecutor(workers)
     pending: set[Future[None]] = set()
+    submitted: list[Future[None]] = []
     early: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()  # finished while tasks are still coming
 
     try:
         for key, task in items:
             future = pool.submit(send, key, task)
+            submitted.append(future)
             pending.add(future)
             future.add_done_callback(early.put)
             while not early.empty():
@@ -539,11 +541,11 @@ def _send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | It
                 bar.update(1)
     except KeyboardInterrupt:
         _close(items)
-        report = _finish_in_flight(pool, lambda: make_report(
+        report = _finish_in_flight(pool, submitted, lambda: make_report(
             [o for k in order if (o := done.get(k) or decided.get(k)) is not None]))
         raise BulkInterrupted(with_run(report, run) if run is not None else report) from None
     finally:
-        _finish_in_flight(pool, lambda: bar.close())
+        _finish_in_flight(pool, submitted, lambda: bar.close())
     return done
 
 
@@ -558,13 +560,18 @@ def _close(items: Iterator[Any]) -> None:
             continue
 
 
-def _finish_in_flight(pool: ThreadPoolExecutor | None, then: Callable[[], Any]) -> Any:
+def _finish_in_flight(pool: ThreadPoolExecutor | None, submitted: list[Future[None]], then: Callable[[], Any]) -> Any:
     """Let requests in flight finish (nothing new starts), then ``then()``: both
-    carried through however many more Ctrl-Cs arrive meanwhile."""
+    carried through however many more Ctrl-Cs arrive meanwhile.
+
+    It waits on the futures, not on the threads: a ``Thread.join`` cut short by
+    Ctrl-C can mark a live thread as finished (CPython 3.11), and a report made
+    then would miss the request that thread is still sending."""
     while True:
         try:
             if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
+            wait([f for f in submitted if not f.cancelled()])  # a cancelled one never starts
             return then()
         except KeyboardInterrupt:
             continue
