@@ -9,6 +9,7 @@
   same requests (same page offsets and limits, same PATCH bodies), decoding the
   JSON answers, and nothing else: no frame, no validation, no conflict check.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
@@ -30,6 +31,7 @@ def session(token: str) -> requests.Session:
 
 # ---- the loops a user writes with requests ---------------------------------------
 
+
 def requests_fetch(url: str, token: str) -> pd.DataFrame:
     with session(token) as http:
         rows: list[dict] = []
@@ -50,6 +52,7 @@ def requests_update(url: str, token: str, bodies: dict[int, dict]) -> int:
 
 
 # ---- the same loops with the neuroio SDK ------------------------------------------
+
 
 def sdk_client(url: str, token: str) -> Any:
     """A ``neuroio.Client`` pointed at ``url`` (the SDK reads its base URL from a class)."""
@@ -88,6 +91,7 @@ def sdk_update(url: str, token: str, bodies: dict[int, dict]) -> int:
 
 
 # ---- the floor ------------------------------------------------------------------------
+
 
 def page_offsets(count: int, size: int = PAGE) -> list[int]:
     """The offsets ``Sources.records()`` reads after the first page (each page overlaps the last by a row)."""
@@ -131,8 +135,15 @@ def floor_update(url: str, token: str, bodies: dict[int, dict], max_workers: int
         return sum(1 for _ in pool.map(patch, bodies.items()))
 
 
-def floor_writes(url: str, token: str, max_workers: int, *, posts: Sequence[dict] = (),
-                 patches: dict[int, dict] | None = None, listing: bool = False) -> int:
+def floor_writes(
+    url: str,
+    token: str,
+    max_workers: int,
+    *,
+    posts: Sequence[dict] = (),
+    patches: dict[int, dict] | None = None,
+    listing: bool = False,
+) -> int:
     """The POSTs and PATCHes, all at once (after the whole listing when ``listing``)."""
     with session(token) as http, ThreadPoolExecutor(max_workers) as pool:
         if listing:

@@ -11,6 +11,7 @@ as one table: medians of the repetitions, the ratios and the targets. The
 table is also written to ``benchmarks/results.md``. The SDK loops need
 ``pip install -e ".[bench]"`` (``neuroio==0.1.2``); without it they are skipped.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,8 +66,9 @@ class Row:
     ok: bool | None  # None: no target
 
 
-def medians(contenders: dict[str, Callable[[], Any]], reps: int,
-            before: Callable[[], Any] | None = None) -> dict[str, float]:
+def medians(
+    contenders: dict[str, Callable[[], Any]], reps: int, before: Callable[[], Any] | None = None
+) -> dict[str, float]:
     """Median seconds of each contender; repetitions interleaved, so that drift hits all alike."""
     times: dict[str, list[float]] = {name: [] for name in contenders}
     for _ in range(reps):
@@ -94,13 +96,14 @@ def listing_rounds(count: int, page: int = loops.PAGE) -> int:
 
 def sdk_problem() -> str | None:
     try:
-        import neuroio  # noqa: F401
+        import neuroio  # noqa: F401  # only whether it imports
     except ImportError as exc:
         return f"neuroio SDK not installed ({exc}); pip install -e '.[bench]'"
     return None
 
 
 # ---- 1 and 2: to_frame and bulk_update against the loops and the bounds ----------------
+
 
 def works(fn: Callable[[], Any]) -> str | None:
     """None if ``fn`` runs, else why not (for the SDK, which may not fit this machine's httpx)."""
@@ -124,8 +127,13 @@ def edits(base: pd.DataFrame, n: int, seed: int = 1) -> tuple[pd.DataFrame, dict
     edited = base.copy()
     edited.loc[ids, "identify_facesize_threshold"] += 500
     edited.loc[ids, "auto_check_liveness"] = ~edited.loc[ids, "auto_check_liveness"]
-    bodies = {int(i): {"identify_facesize_threshold": int(edited.at[i, "identify_facesize_threshold"]),
-                       "auto_check_liveness": bool(edited.at[i, "auto_check_liveness"])} for i in ids}
+    bodies = {
+        int(i): {
+            "identify_facesize_threshold": int(edited.at[i, "identify_facesize_threshold"]),
+            "auto_check_liveness": bool(edited.at[i, "auto_check_liveness"]),
+        }
+        for i in ids
+    }
     return edited, bodies
 
 
@@ -133,6 +141,7 @@ def network(args: argparse.Namespace, sdk: str | None) -> list[Row]:
     reps, latency = args.reps, args.latency
     rows: list[Row] = []
     with SandboxProcess(sources=FETCH_SOURCES, latency=latency) as server:
+
         def ours_fetch() -> pd.DataFrame:
             with Client(server.token, server.url, max_workers=WORKERS) as client:
                 return client.sources.to_frame(progress=False)
@@ -181,28 +190,81 @@ def network(args: argparse.Namespace, sdk: str | None) -> list[Row]:
         ideal_bulk = latency * (listing_rounds(FETCH_SOURCES) + rounds(BULK_SOURCES))
 
     for label, times, ideal, what in (
-            (f"to_frame(), {FETCH_SOURCES:,} sources", fetch, ideal_fetch,
-             f"{listing_rounds(FETCH_SOURCES)} rounds"),
-            (f"bulk_update(base=), {BULK_SOURCES} changed of {FETCH_SOURCES:,}", bulk, ideal_bulk,
-             f"{listing_rounds(FETCH_SOURCES)} listing + {rounds(BULK_SOURCES)} PATCH rounds")):
+        (f"to_frame(), {FETCH_SOURCES:,} sources", fetch, ideal_fetch, f"{listing_rounds(FETCH_SOURCES)} rounds"),
+        (
+            f"bulk_update(base=), {BULK_SOURCES} changed of {FETCH_SOURCES:,}",
+            bulk,
+            ideal_bulk,
+            f"{listing_rounds(FETCH_SOURCES)} listing + {rounds(BULK_SOURCES)} PATCH rounds",
+        ),
+    ):
         ours = times["ours"]
-        rows.append(Row(label + ": vs requests loop", ms(ours), ms(times["requests"]),
-                        f"{times['requests'] / ours:.1f}x faster", "", None))
+        rows.append(
+            Row(
+                label + ": vs requests loop",
+                ms(ours),
+                ms(times["requests"]),
+                f"{times['requests'] / ours:.1f}x faster",
+                "",
+                None,
+            )
+        )
         if "sdk" in times:
-            rows.append(Row(label + ": vs neuroio SDK loop", ms(ours), ms(times["sdk"]),
-                            f"{times['sdk'] / ours:.1f}x faster", ">= 8x faster", times["sdk"] / ours >= 8))
+            rows.append(
+                Row(
+                    label + ": vs neuroio SDK loop",
+                    ms(ours),
+                    ms(times["sdk"]),
+                    f"{times['sdk'] / ours:.1f}x faster",
+                    ">= 8x faster",
+                    times["sdk"] / ours >= 8,
+                )
+            )
         else:
-            rows.append(Row(label + ": vs neuroio SDK loop", ms(ours), "not measured: " + (sdk or ""), "",
-                            ">= 8x faster", None))
-        rows.append(Row(label + ": vs bare floor", ms(ours), ms(times["floor"]),
-                        f"{ours / times['floor']:.2f}x floor", "<= 1.25x", ours / times["floor"] <= 1.25))
+            rows.append(
+                Row(label + ": vs neuroio SDK loop", ms(ours), "not measured: " + (sdk or ""), "", ">= 8x faster", None)
+            )
+        rows.append(
+            Row(
+                label + ": vs bare floor",
+                ms(ours),
+                ms(times["floor"]),
+                f"{ours / times['floor']:.2f}x floor",
+                "<= 1.25x",
+                ours / times["floor"] <= 1.25,
+            )
+        )
         if "sdk" in times:
-            rows.append(Row(label + ": the bare floor itself vs the SDK loop", ms(times["floor"]), ms(times["sdk"]),
-                            f"{times['sdk'] / times['floor']:.1f}x faster", "", None))
-        rows.append(Row(label + f": vs ideal ({what} x {latency * 1000:g} ms)", ms(ours), ms(ideal),
-                        f"{ours / ideal:.2f}x ideal", "", None))
-    rows.append(Row(f"bulk_update: listing GETs sent (floor: {1 + len(loops.page_offsets(FETCH_SOURCES))})",
-                    str(gets_ours), str(1 + len(loops.page_offsets(FETCH_SOURCES))), "", "", None))
+            rows.append(
+                Row(
+                    label + ": the bare floor itself vs the SDK loop",
+                    ms(times["floor"]),
+                    ms(times["sdk"]),
+                    f"{times['sdk'] / times['floor']:.1f}x faster",
+                    "",
+                    None,
+                )
+            )
+        rows.append(
+            Row(
+                label + f": vs ideal ({what} x {latency * 1000:g} ms)",
+                ms(ours),
+                ms(ideal),
+                f"{ours / ideal:.2f}x ideal",
+                "",
+                None,
+            )
+        )
+    rows.append(
+        Row(
+            f"bulk_update: listing GETs sent (floor: {1 + len(loops.page_offsets(FETCH_SOURCES))})",
+            str(gets_ours),
+            str(1 + len(loops.page_offsets(FETCH_SOURCES))),
+            "",
+            "",
+            None,
+        )
+    )
     return rows
 
 
@@ -213,8 +275,10 @@ JOURNAL_SOURCES = 1_000
 
 def journal_cost(args: argparse.Namespace) -> list[Row]:
     """A 1,000-source bulk update with the journal on (intents fsynced before sending) vs off."""
-    with SandboxProcess(sources=JOURNAL_SOURCES, latency=args.latency) as server, \
-            tempfile.TemporaryDirectory() as folder:
+    with (
+        SandboxProcess(sources=JOURNAL_SOURCES, latency=args.latency) as server,
+        tempfile.TemporaryDirectory() as folder,
+    ):
         with Client(server.token, server.url, max_workers=WORKERS) as client:
             base = client.sources.to_frame(progress=False)
         edited, _ = edits(base, JOURNAL_SOURCES)
@@ -224,17 +288,27 @@ def journal_cost(args: argparse.Namespace) -> list[Row]:
                 with Client(server.token, server.url, max_workers=WORKERS, journal=journal) as client:
                     report = client.sources.bulk_update(edited, base=base, progress=False)
                 assert (report["status"] == "updated").sum() == JOURNAL_SOURCES
+
             return run
 
         update(folder)()  # warm up
         server.restart()
         times = medians({"on": update(folder), "off": update(False)}, args.reps, server.restart)
     ratio = times["on"] / times["off"]
-    return [Row(f"bulk_update of {JOURNAL_SOURCES:,}: journal on vs off", ms(times["on"]), ms(times["off"]),
-                f"{ratio:.2f}x off", "<= 1.10x", ratio <= 1.10)]
+    return [
+        Row(
+            f"bulk_update of {JOURNAL_SOURCES:,}: journal on vs off",
+            ms(times["on"]),
+            ms(times["off"]),
+            f"{ratio:.2f}x off",
+            "<= 1.10x",
+            ratio <= 1.10,
+        )
+    ]
 
 
 # ---- 4: a rate-limited server ---------------------------------------------------------------
+
 
 def rate_limited(args: argparse.Namespace) -> list[Row]:
     shares, lost, elapsed_all, throttled_all = [], [], [], []
@@ -261,18 +335,28 @@ def rate_limited(args: argparse.Namespace) -> list[Row]:
     share = statistics.median(shares)
     listing = 2 + len(loops.page_offsets(LIMITED_SOURCES))  # the conflict check's probe, then the listing
     return [
-        Row(f"rate-limited ({ALLOWED_RATE}/s): bulk_update of {LIMITED_SOURCES:,}, accepted rate",
-            f"{share * ALLOWED_RATE:.1f}/s", f"{ALLOWED_RATE}/s allowed",
+        Row(
+            f"rate-limited ({ALLOWED_RATE}/s): bulk_update of {LIMITED_SOURCES:,}, accepted rate",
+            f"{share * ALLOWED_RATE:.1f}/s",
+            f"{ALLOWED_RATE}/s allowed",
             f"{share:.1%} of allowed" + (f" (min {min(shares):.1%})" if len(shares) > 1 else ""),
-            ">= 90%", share >= 0.9),
+            ">= 90%",
+            share >= 0.9,
+        ),
         Row("rate-limited: rows not updated (worst repetition)", str(max(lost)), "0", "", "0", max(lost) == 0),
-        Row("rate-limited: elapsed; 429 answers (median)", ms(statistics.median(elapsed_all)),
+        Row(
+            "rate-limited: elapsed; 429 answers (median)",
+            ms(statistics.median(elapsed_all)),
             f"{(LIMITED_SOURCES + listing) / ALLOWED_RATE:.1f} s at the allowed rate",
-            f"{statistics.median(throttled_all):.0f} x 429", "", None),
+            f"{statistics.median(throttled_all):.0f} x 429",
+            "",
+            None,
+        ),
     ]
 
 
 # ---- 5: CPU work, no network ----------------------------------------------------------------
+
 
 def changed_copy(frame: pd.DataFrame, share: float, seed: int = 2) -> pd.DataFrame:
     """``frame`` with ``share`` of its cells changed, in its writable columns."""
@@ -292,8 +376,9 @@ def changed_copy(frame: pd.DataFrame, share: float, seed: int = 2) -> pd.DataFra
         elif kind in ("str", "license"):
             new = old.astype("string") + " (2)"
         else:  # the list column
-            new = pd.Series([["new"] if v is not None and "det" in v else ["det"] for v in old],
-                            index=old.index, dtype=object)
+            new = pd.Series(
+                [["new"] if v is not None and "det" in v else ["det"] for v in old], index=old.index, dtype=object
+            )
         edited.iloc[rows, edited.columns.get_loc(column)] = new.to_numpy() if kind == "list" else new
     return edited
 
@@ -312,8 +397,9 @@ def cpu(args: argparse.Namespace) -> list[Row]:
     print(f"  generated {CPU_SOURCES:,} sources in {time.perf_counter() - start:.0f} s", flush=True)
     frame = frame_from_records(records)
     reps = max(args.reps, 3)  # cheap enough to always take 3
-    builds = medians({"ours": lambda: frame_from_records(records),
-                      "pandas": lambda: pd.DataFrame.from_records(records)}, reps)
+    builds = medians(
+        {"ours": lambda: frame_from_records(records), "pandas": lambda: pd.DataFrame.from_records(records)}, reps
+    )
     build, pandas_build = builds["ours"], builds["pandas"]
     deep = frame.memory_usage(deep=True).sum()
     tracemalloc.start()
@@ -326,23 +412,50 @@ def cpu(args: argparse.Namespace) -> list[Row]:
     plan = make_plan(sources, edited, frame)
     bare_count = bare_changed_cells(frame, edited)
     assert len(plan.changes) == bare_count, (len(plan.changes), bare_count)
-    plans = medians({"plan": lambda: make_plan(sources, edited, frame),
-                     "validate": lambda: checked_frame(edited),
-                     "bare": lambda: bare_changed_cells(frame, edited)}, reps)
+    plans = medians(
+        {
+            "plan": lambda: make_plan(sources, edited, frame),
+            "validate": lambda: checked_frame(edited),
+            "bare": lambda: bare_changed_cells(frame, edited),
+        },
+        reps,
+    )
     planning, validating, bare = plans["plan"], plans["validate"], plans["bare"]
     cells = f"{CPU_SOURCES:,} x {len(frame.columns)}"
     return [
-        Row(f"plan(), {cells}, {len(plan.changes):,} cells changed (1%)", ms(planning),
-            ms(bare) + " bare comparison", f"{planning / bare:.1f}x bare", "<= 3x", planning / bare <= 3),
+        Row(
+            f"plan(), {cells}, {len(plan.changes):,} cells changed (1%)",
+            ms(planning),
+            ms(bare) + " bare comparison",
+            f"{planning / bare:.1f}x bare",
+            "<= 3x",
+            planning / bare <= 3,
+        ),
         Row("plan(): time", ms(planning), "", "", "< 1 s", planning < 1),
-        Row("plan(): of which validating the edited frame (validate.checked_frame)", ms(validating),
-            ms(planning - validating) + " the rest of plan()", f"{(planning - validating) / bare:.1f}x bare "
-            "without it", "", None),
-        Row(f"frame_from_records, {CPU_SOURCES:,} source dicts", ms(build),
-            ms(pandas_build) + " DataFrame.from_records", f"{build / pandas_build:.2f}x from_records",
-            "<= 1.5x", build / pandas_build <= 1.5),
-        Row(f"frame of {CPU_SOURCES:,} sources: memory", f"{deep / 2**20:.1f} MiB",
-            f"tracemalloc peak while building: {peak / 2**20:.1f} MiB", "memory_usage(deep=True)", "", None),
+        Row(
+            "plan(): of which validating the edited frame (validate.checked_frame)",
+            ms(validating),
+            ms(planning - validating) + " the rest of plan()",
+            f"{(planning - validating) / bare:.1f}x bare without it",
+            "",
+            None,
+        ),
+        Row(
+            f"frame_from_records, {CPU_SOURCES:,} source dicts",
+            ms(build),
+            ms(pandas_build) + " DataFrame.from_records",
+            f"{build / pandas_build:.2f}x from_records",
+            "<= 1.5x",
+            build / pandas_build <= 1.5,
+        ),
+        Row(
+            f"frame of {CPU_SOURCES:,} sources: memory",
+            f"{deep / 2**20:.1f} MiB",
+            f"tracemalloc peak while building: {peak / 2**20:.1f} MiB",
+            "memory_usage(deep=True)",
+            "",
+            None,
+        ),
     ]
 
 
@@ -364,23 +477,40 @@ def sent(server: SandboxProcess, method: str) -> list[Any]:
 def sdk_row(label: str, times: dict[str, float], sdk: str | None) -> Row:
     ours = times["ours"]
     if "sdk" not in times:
-        return Row(label + ": vs neuroio SDK loop", ms(ours), "not measured: " + (sdk or ""), "", ">= 8x faster",
-                   None)
-    return Row(label + ": vs neuroio SDK loop", ms(ours), ms(times["sdk"]), f"{times['sdk'] / ours:.1f}x faster",
-               ">= 8x faster", times["sdk"] / ours >= 8)
+        return Row(label + ": vs neuroio SDK loop", ms(ours), "not measured: " + (sdk or ""), "", ">= 8x faster", None)
+    return Row(
+        label + ": vs neuroio SDK loop",
+        ms(ours),
+        ms(times["sdk"]),
+        f"{times['sdk'] / ours:.1f}x faster",
+        ">= 8x faster",
+        times["sdk"] / ours >= 8,
+    )
 
 
 def floor_row(label: str, times: dict[str, float], limit: float, what: str = "bare floor") -> Row:
     ratio = times["ours"] / times["floor"]
-    return Row(f"{label}: vs {what}", ms(times["ours"]), ms(times["floor"]), f"{ratio:.2f}x floor",
-               f"<= {limit:g}x", ratio <= limit)
+    return Row(
+        f"{label}: vs {what}",
+        ms(times["ours"]),
+        ms(times["floor"]),
+        f"{ratio:.2f}x floor",
+        f"<= {limit:g}x",
+        ratio <= limit,
+    )
 
 
 def creating(args: argparse.Namespace, sdk: str | None) -> list[Row]:
     """1,000 new names (a site's CSV: no ids) planned with key="name", create=True, and applied."""
-    new = pd.DataFrame({"name": [f"Site 7 cam {n:04d}" for n in range(CREATE_SOURCES)],
-                        "identify_facesize_threshold": 9000, "use_pps_time": True})
+    new = pd.DataFrame(
+        {
+            "name": [f"Site 7 cam {n:04d}" for n in range(CREATE_SOURCES)],
+            "identify_facesize_threshold": 9000,
+            "use_pps_time": True,
+        }
+    )
     with SandboxProcess(sources=FETCH_SOURCES, latency=args.latency) as server:
+
         def ours() -> None:
             with Client(server.token, server.url, max_workers=WORKERS) as client:
                 report = client.sources.plan(new, key="name", create=True).apply(progress=False)
@@ -391,17 +521,27 @@ def creating(args: argparse.Namespace, sdk: str | None) -> list[Row]:
         bodies = [r.body for r in sent(server, "POST")]
         assert len(bodies) == CREATE_SOURCES
         gets = sum(1 for r in server.log() if r.method == "GET")
-        contenders = {"ours": ours, "floor": lambda: loops.floor_writes(server.url, server.token, WORKERS,
-                                                                       posts=bodies)}
+        contenders = {
+            "ours": ours,
+            "floor": lambda: loops.floor_writes(server.url, server.token, WORKERS, posts=bodies),
+        }
         if sdk is None:
             sdk_bodies = [{k: v for k, v in b.items() if k in SDK_CREATE_FIELDS} for b in bodies]
             contenders["sdk"] = lambda: loops.sdk_create(server.url, server.token, sdk_bodies)
         times = medians(contenders, args.reps, server.restart)
     label = f"create {CREATE_SOURCES:,} sources (plan key=name, create=True; account of {FETCH_SOURCES:,})"
-    return [sdk_row(label, times, sdk),
-            floor_row(label, times, 1.3, f"bare floor ({CREATE_SOURCES:,} POSTs, 8 threads)"),
-            Row(label + ": listing GETs before the POSTs", str(gets),
-                f"{1 + len(loops.page_offsets(FETCH_SOURCES))} to read the account", "", "", None)]
+    return [
+        sdk_row(label, times, sdk),
+        floor_row(label, times, 1.3, f"bare floor ({CREATE_SOURCES:,} POSTs, 8 threads)"),
+        Row(
+            label + ": listing GETs before the POSTs",
+            str(gets),
+            f"{1 + len(loops.page_offsets(FETCH_SOURCES))} to read the account",
+            "",
+            "",
+            None,
+        ),
+    ]
 
 
 def streamed_update(args: argparse.Namespace) -> list[Row]:
@@ -423,14 +563,23 @@ def streamed_update(args: argparse.Namespace) -> list[Row]:
         patched = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in sent(server, "PATCH")}
         assert patched == bodies, "ours sent other PATCH bodies than the floor does"
         gets = sum(1 for r in server.log() if r.method == "GET")
-        times = medians({"ours": ours, "floor": lambda: loops.floor_writes(server.url, server.token, WORKERS,
-                                                                          patches=bodies)},
-                        args.reps, server.restart)
-    label = (f"bulk_update(base=), {BULK_SOURCES} of {STREAM_ACCOUNT:,}, conflict-checked, "
-             f"{STREAM_LATENCY * 1000:g} ms")
-    return [floor_row(label, times, 1.5, f"bare PATCH-only floor ({rounds(BULK_SOURCES)} rounds)"),
-            Row(label + ": GETs sent for the conflict check", str(gets),
-                f"{1 + len(loops.page_offsets(STREAM_ACCOUNT))} to list the account", "", "", None)]
+        times = medians(
+            {"ours": ours, "floor": lambda: loops.floor_writes(server.url, server.token, WORKERS, patches=bodies)},
+            args.reps,
+            server.restart,
+        )
+    label = f"bulk_update(base=), {BULK_SOURCES} of {STREAM_ACCOUNT:,}, conflict-checked, {STREAM_LATENCY * 1000:g} ms"
+    return [
+        floor_row(label, times, 1.5, f"bare PATCH-only floor ({rounds(BULK_SOURCES)} rounds)"),
+        Row(
+            label + ": GETs sent for the conflict check",
+            str(gets),
+            f"{1 + len(loops.page_offsets(STREAM_ACCOUNT))} to list the account",
+            "",
+            "",
+            None,
+        ),
+    ]
 
 
 def restoring(args: argparse.Namespace) -> list[Row]:
@@ -448,8 +597,11 @@ def restoring(args: argparse.Namespace) -> list[Row]:
             for sid in picked:
                 server.call("remove_source", int(sid))
             for sid in changed:
-                server.call("external_edit", int(sid),
-                            identify_facesize_threshold=int(backup.at[sid, "identify_facesize_threshold"]) + 5)
+                server.call(
+                    "external_edit",
+                    int(sid),
+                    identify_facesize_threshold=int(backup.at[sid, "identify_facesize_threshold"]) + 5,
+                )
             server.clear()
 
         def ours() -> None:
@@ -463,32 +615,52 @@ def restoring(args: argparse.Namespace) -> list[Row]:
         posts = [r.body for r in sent(server, "POST")]
         patches = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in sent(server, "PATCH")}
         gets = sum(1 for r in server.log() if r.method == "GET")
-        times = medians({"ours": ours, "floor": lambda: loops.floor_writes(
-            server.url, server.token, WORKERS, posts=posts, patches=patches, listing=True)}, args.reps, damage)
+        times = medians(
+            {
+                "ours": ours,
+                "floor": lambda: loops.floor_writes(
+                    server.url, server.token, WORKERS, posts=posts, patches=patches, listing=True
+                ),
+            },
+            args.reps,
+            damage,
+        )
     label = f"restore {RESTORE_DELETED} deleted + {RESTORE_CHANGED} changed of {FETCH_SOURCES:,} (key=name)"
-    return [floor_row(label, times, 1.3, "bare floor (the listing, then the same POSTs and PATCHes)"),
-            Row(label + ": GETs sent", str(gets), str(1 + len(loops.page_offsets(FETCH_SOURCES))), "", "", None)]
+    return [
+        floor_row(label, times, 1.3, "bare floor (the listing, then the same POSTs and PATCHes)"),
+        Row(label + ": GETs sent", str(gets), str(1 + len(loops.page_offsets(FETCH_SOURCES))), "", "", None),
+    ]
 
 
 def big_frame(args: argparse.Namespace) -> list[Row]:
     """to_frame() of 100,000 sources vs the floor's decoded pages; the frame's memory."""
     with SandboxProcess(sources=BIG_FRAME, latency=args.latency) as server:
+
         def ours() -> pd.DataFrame:
             with Client(server.token, server.url, max_workers=WORKERS) as client:
                 return client.sources.to_frame(progress=False)
 
         frame = ours()
         assert len(frame) == BIG_FRAME
-        times = medians({"ours": ours, "floor": lambda: loops.floor_fetch(server.url, server.token, WORKERS)},
-                        args.reps)
+        times = medians(
+            {"ours": ours, "floor": lambda: loops.floor_fetch(server.url, server.token, WORKERS)}, args.reps
+        )
         tracemalloc.start()
         ours()
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
     label = f"to_frame(), {BIG_FRAME:,} sources"
-    return [floor_row(label, times, 1.2, f"bare floor ({listing_rounds(BIG_FRAME)} rounds)"),
-            Row(label + ": memory", f"{frame.memory_usage(deep=True).sum() / 2**20:.1f} MiB frame",
-                f"tracemalloc peak while reading: {peak / 2**20:.0f} MiB", "memory_usage(deep=True)", "", None)]
+    return [
+        floor_row(label, times, 1.2, f"bare floor ({listing_rounds(BIG_FRAME)} rounds)"),
+        Row(
+            label + ": memory",
+            f"{frame.memory_usage(deep=True).sum() / 2**20:.1f} MiB frame",
+            f"tracemalloc peak while reading: {peak / 2**20:.0f} MiB",
+            "memory_usage(deep=True)",
+            "",
+            None,
+        ),
+    ]
 
 
 # ---- the table ----------------------------------------------------------------------------
@@ -542,8 +714,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one repetition instead of three")
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3, --quick 1)")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added per request (0.02)")
-    parser.add_argument("--only", choices=PARTS, action="append",
-                        help="run only these parts (repeatable)")
+    parser.add_argument("--only", choices=PARTS, action="append", help="run only these parts (repeatable)")
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="markdown file to write")
     args = parser.parse_args(argv)
     args.reps = args.reps or (1 if args.quick else 3)
@@ -581,8 +752,11 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - started
     print()
     print(text_table(rows))
-    command = ".venv/bin/python benchmarks/run.py" + (" " + " ".join(argv if argv is not None else sys.argv[1:])
-                                                     if (argv if argv is not None else sys.argv[1:]) else "")
+    command = ".venv/bin/python benchmarks/run.py" + (
+        " " + " ".join(argv if argv is not None else sys.argv[1:])
+        if (argv if argv is not None else sys.argv[1:])
+        else ""
+    )
     args.out.write_text(markdown(rows, args, command.rstrip(), seconds))
     print(f"\nwritten to {args.out}")
     return 0 if all(r.ok is not False for r in rows) else 1

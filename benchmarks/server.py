@@ -8,6 +8,7 @@ process, driven through a pipe: ``restart`` gives a fresh server (the
 original sources again, a new port), ``log`` what it saw since then, ``call``
 changes the state as another user would.
 """
+
 from __future__ import annotations
 
 import multiprocessing as mp
@@ -61,8 +62,8 @@ def _serve(conn: Any, knobs: dict[str, Any]) -> None:
 class SandboxProcess:
     """``Sandbox(**knobs)`` served from a child process.
 
-        with SandboxProcess(sources=2000, latency=0.02) as server:
-            client = Client(server.token, server.url)
+    with SandboxProcess(sources=2000, latency=0.02) as server:
+        client = Client(server.token, server.url)
     """
 
     def __init__(self, **knobs: Any) -> None:

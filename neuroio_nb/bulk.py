@@ -6,6 +6,7 @@ its message. Ctrl-C stops sending, lets requests in flight finish (however
 often it is pressed again meanwhile) and raises :class:`BulkInterrupted`
 with the exact partial report.
 """
+
 from __future__ import annotations
 
 import json
@@ -30,7 +31,7 @@ from .views import empty, report_html
 STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned", "unknown")
 ACTIONS = ("delete", "create", "update")
 Changes = dict[str, tuple[Any, Any]]
-Task = Callable[[], 'Outcome']
+Task = Callable[[], "Outcome"]
 
 
 class SourceCalls(Protocol):
@@ -47,14 +48,22 @@ class SourceCalls(Protocol):
 
     def delete(self, source_id: int) -> None: ...
 
-    def current(self, ids: Sequence[int],
-                spaces_ids: Iterable[int] | None = None) -> dict[int, dict[str, Any] | None]: ...
+    def current(
+        self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None
+    ) -> dict[int, dict[str, Any] | None]: ...
 
-    def records(self, q: str | None = None, spaces_ids: Any = None, progress: bool | None = None,
-                *, first: dict[str, Any] | None = None) -> tuple[list[dict[str, Any]], bool]: ...
+    def records(
+        self,
+        q: str | None = None,
+        spaces_ids: Any = None,
+        progress: bool | None = None,
+        *,
+        first: dict[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]: ...
 
-    def list(self, q: str | None = None, spaces_ids: Any = None, limit: int = 20,
-             offset: int = 0) -> dict[str, Any]: ...
+    def list(
+        self, q: str | None = None, spaces_ids: Any = None, limit: int = 20, offset: int = 0
+    ) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -105,8 +114,16 @@ class Report(pd.DataFrame):
         if not len(self):
             return empty("Nothing was changed: the plan had no changes.")
         names = self["name"] if "name" in self.columns else pd.Series(None, index=self.index, dtype=object)
-        rows = list(zip(self.index.tolist(), names.tolist(), self["status"].tolist(),
-                        self["changes"].tolist(), self["error"].tolist(), strict=False))
+        rows = list(
+            zip(
+                self.index.tolist(),
+                names.tolist(),
+                self["status"].tolist(),
+                self["changes"].tolist(),
+                self["error"].tolist(),
+                strict=False,
+            )
+        )
         return report_html(self.summary(), rows, where="report")
 
 
@@ -132,8 +149,9 @@ def make_report(outcomes: Iterable[Outcome]) -> Report:
 
 def check_on_conflict(on_conflict: Any) -> None:
     if on_conflict not in ("skip", "overwrite"):
-        raise ValidationError([Problem(None, "on_conflict", on_conflict, "must be 'skip' or 'overwrite'")],
-                              what="arguments")
+        raise ValidationError(
+            [Problem(None, "on_conflict", on_conflict, "must be 'skip' or 'overwrite'")], what="arguments"
+        )
 
 
 @dataclass
@@ -159,17 +177,31 @@ class Job:
     spaces: list[int] | None = None
 
 
-def apply_updates(sources: SourceCalls, by_source: dict[int, Changes], *, names: dict[Any, Any],
-                  missing: dict[int, str], check_conflicts: bool, dry_run: bool = False,
-                  on_conflict: str = "skip", progress: bool | None = None,
-                  spaces: list[int] | None = None) -> Report:
+def apply_updates(
+    sources: SourceCalls,
+    by_source: dict[int, Changes],
+    *,
+    names: dict[Any, Any],
+    missing: dict[int, str],
+    check_conflicts: bool,
+    dry_run: bool = False,
+    on_conflict: str = "skip",
+    progress: bool | None = None,
+    spaces: list[int] | None = None,
+) -> Report:
     """Send updates: one PATCH per changed source (``by_source``: id -> field -> (old, new))."""
-    return apply_job(sources, Job(by_source, names, missing, check_conflicts, spaces=spaces), dry_run=dry_run,
-                     on_conflict=on_conflict, progress=progress)
+    return apply_job(
+        sources,
+        Job(by_source, names, missing, check_conflicts, spaces=spaces),
+        dry_run=dry_run,
+        on_conflict=on_conflict,
+        progress=progress,
+    )
 
 
-def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_conflict: str = "skip",
-              progress: bool | None = None) -> Report:
+def apply_job(
+    sources: SourceCalls, job: Job, *, dry_run: bool = False, on_conflict: str = "skip", progress: bool | None = None
+) -> Report:
     """Send a job: deletes first, then updates and creates; one report row per source."""
     check_on_conflict(on_conflict)
     check_sendable(job.updates)
@@ -178,16 +210,37 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
     not_found = [Outcome("update", "failed", {}, reason, names.get(sid), sid) for sid, reason in job.missing.items()]
     delete_changes = {sid: {f: (v, None) for f, v in settings.items()} for sid, settings in job.deletes.items()}
     create_changes = {label: {f: (None, v) for f, v in body.items()} for label, body in job.creates.items()}
-    order: list[Hashable] = [("delete", sid) for sid in job.deletes] + [("create", label) for label in job.creates] \
+    order: list[Hashable] = (
+        [("delete", sid) for sid in job.deletes]
+        + [("create", label) for label in job.creates]
         + [("update", sid) for sid in job.updates]
+    )
     if dry_run:
-        planned: dict[Hashable, Outcome] = {("delete", sid): Outcome("delete", "planned", delete_changes[sid], None, names.get(sid), sid)
-                   for sid in job.deletes}
-        planned.update({("create", label): Outcome("create", "planned", create_changes[label], None,
-                                                   body.get("name"), None, row=label, old_id=job.old_ids.get(label))
-                        for label, body in job.creates.items()})
-        planned.update({("update", sid): Outcome("update", "planned", changes, None, names.get(sid), sid)
-                        for sid, changes in job.updates.items()})
+        planned: dict[Hashable, Outcome] = {
+            ("delete", sid): Outcome("delete", "planned", delete_changes[sid], None, names.get(sid), sid)
+            for sid in job.deletes
+        }
+        planned.update(
+            {
+                ("create", label): Outcome(
+                    "create",
+                    "planned",
+                    create_changes[label],
+                    None,
+                    body.get("name"),
+                    None,
+                    row=label,
+                    old_id=job.old_ids.get(label),
+                )
+                for label, body in job.creates.items()
+            }
+        )
+        planned.update(
+            {
+                ("update", sid): Outcome("update", "planned", changes, None, names.get(sid), sid)
+                for sid, changes in job.updates.items()
+            }
+        )
         return make_report([*(planned[k] for k in order), *not_found])
     stream = job.check_conflicts and not job.creates and len(job.updates) > 0
     current, holders = _read_before_sending(sources, job, updates=not stream)
@@ -203,10 +256,17 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
             tasks[key] = delete_task(sources, sid, delete_changes[sid], outcome, names.get(sid))
             intents[key] = Intent("delete", sid, outcome, {}, names.get(sid), changes=delete_changes[sid])
     for label, body in job.creates.items():
-        tasks[("create", label)] = create_task(sources, label, body, holders.get(body.get("name")), on_conflict,
-                                               job.old_ids.get(label), job.seen if job.scope is not None else None)
-        intents[("create", label)] = Intent("create", None, {}, body, body.get("name"),
-                                            changes=create_changes[label])
+        tasks[("create", label)] = create_task(
+            sources,
+            label,
+            body,
+            holders.get(body.get("name")),
+            on_conflict,
+            job.old_ids.get(label),
+            job.seen if job.scope is not None else None,
+        )
+        intents[("create", label)] = Intent("create", None, {}, body, body.get("name"), changes=create_changes[label])
+
     def update_of(sid: int, server: dict[str, Any] | None) -> tuple[Hashable, Task] | None:
         """The PATCH of ``sid``, or None when its outcome is decided without sending."""
         changes, name = job.updates[sid], names.get(sid)
@@ -230,45 +290,75 @@ def apply_job(sources: SourceCalls, job: Job, *, dry_run: bool = False, on_confl
                 tasks[item[0]] = item[1]
     else:  # checked as the pages arrive: every planned update is on record before the first is sent
         for sid, changes in job.updates.items():
-            intents[("update", sid)] = Intent("update", sid, {f: old for f, (old, new) in changes.items()},
-                                              {f: new for f, (old, new) in changes.items()}, names.get(sid),
-                                              changes=changes)
-    run = journal_run(sources, "apply" if not job.creates and not job.deletes else "sync", intents,
-                      [*(decided[k] for k in order if k in decided), *not_found])
+            intents[("update", sid)] = Intent(
+                "update",
+                sid,
+                {f: old for f, (old, new) in changes.items()},
+                {f: new for f, (old, new) in changes.items()},
+                names.get(sid),
+                changes=changes,
+            )
+    run = journal_run(
+        sources,
+        "apply" if not job.creates and not job.deletes else "sync",
+        intents,
+        [*(decided[k] for k in order if k in decided), *not_found],
+    )
 
     def fallback(key: Any) -> Outcome:
         action, ref = key
         if action == "create":
-            return Outcome("create", "failed", create_changes[ref], None, job.creates[ref].get("name"),
-                           row=ref, old_id=job.old_ids.get(ref))
+            return Outcome(
+                "create",
+                "failed",
+                create_changes[ref],
+                None,
+                job.creates[ref].get("name"),
+                row=ref,
+                old_id=job.old_ids.get(ref),
+            )
         changes = delete_changes[ref] if action == "delete" else job.updates[ref]
         return Outcome(action, "failed", changes, None, names.get(ref), ref)
 
     desc = "updating" if not job.creates and not job.deletes else "sending"
     workers = sources.client.max_workers
     if stream:  # each PATCH starts as soon as the page holding its source arrives
+
         def as_read() -> Iterator[tuple[Hashable, Task]]:
             yield from tasks.items()
             for sid, server in current_as_read(sources, list(job.updates), job.spaces):
                 item = update_of(sid, server)
                 if item is not None:
                     yield item
-        done = send_all(workers, as_read(), decided, order, progress, desc, fallback=fallback,
-                        total=len(tasks) + len(job.updates), run=run)
+
+        done = send_all(
+            workers,
+            as_read(),
+            decided,
+            order,
+            progress,
+            desc,
+            fallback=fallback,
+            total=len(tasks) + len(job.updates),
+            run=run,
+        )
     else:
         done = send_all(workers, tasks, decided, order, progress, desc, fallback=fallback, run=run)
     return with_run(make_report([*(done.get(k) or decided[k] for k in order), *not_found]), run)
 
 
-def journal_run(sources: SourceCalls, kind: str, intents: dict[Hashable, Intent],
-                decided: Iterable[Outcome]) -> RunWriter:
+def journal_run(
+    sources: SourceCalls, kind: str, intents: dict[Hashable, Intent], decided: Iterable[Outcome]
+) -> RunWriter:
     """A journal run holding every row of a job, fsynced before its first request goes.
 
     ``intents``: what each task will send, by task key (``before``: what it replaces);
     ``decided``: rows settled without a request (conflicts, not found, already there).
     """
-    settled = {("decided", n): Intent(o.action, o.id, {}, {}, to_python(o.name), o.status, o.error,
-                                      changes=o.changes) for n, o in enumerate(decided)}
+    settled = {
+        ("decided", n): Intent(o.action, o.id, {}, {}, to_python(o.name), o.status, o.error, changes=o.changes)
+        for n, o in enumerate(decided)
+    }
     run = start_run(sources.client.journal if intents or settled else None, kind, sources.client.base_url)
     run.intend_keyed({**settled, **intents})
     return run
@@ -281,8 +371,9 @@ def with_run(report: Report, run: RunWriter) -> Report:
     return report
 
 
-def _read_before_sending(sources: SourceCalls, job: Job, *, updates: bool = True
-                         ) -> tuple[dict[int, dict[str, Any] | None], dict[Any, dict[str, Any]]]:
+def _read_before_sending(
+    sources: SourceCalls, job: Job, *, updates: bool = True
+) -> tuple[dict[int, dict[str, Any] | None], dict[Any, dict[str, Any]]]:
     """The server's sources the conflict checks need (by id; the updates' too when
     ``updates``), and the sources now holding a name to create that were not in scope
     when planned (by name)."""
@@ -302,8 +393,9 @@ def _read_before_sending(sources: SourceCalls, job: Job, *, updates: bool = True
     return current, holders
 
 
-def current_as_read(sources: SourceCalls, ids: list[int], spaces: list[int] | None = None
-                    ) -> Iterator[tuple[int, dict[str, Any] | None]]:
+def current_as_read(
+    sources: SourceCalls, ids: list[int], spaces: list[int] | None = None
+) -> Iterator[tuple[int, dict[str, Any] | None]]:
     """``(id, the server's source or None)`` for each of ``ids``, each as soon as it is read.
 
     Few ids: a GET each. Many: the listing (of ``spaces`` when known: a source there
@@ -334,8 +426,10 @@ def current_as_read(sources: SourceCalls, ids: list[int], spaces: list[int] | No
             yield from seen(first["results"])
             count, got = first.get("count"), len(first["results"])
             if isinstance(count, int) and got and (count - got) / got < len(remaining):
-                pages = [pool.submit(sources.list, None, spaces, min(got, count - offset), offset)
-                         for offset in overlapping_offsets(count, got)]
+                pages = [
+                    pool.submit(sources.list, None, spaces, min(got, count - offset), offset)
+                    for offset in overlapping_offsets(count, got)
+                ]
                 for page in as_completed(pages):
                     try:
                         rows = page.result()["results"]
@@ -348,8 +442,9 @@ def current_as_read(sources: SourceCalls, ids: list[int], spaces: list[int] | No
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def checked_delete(sid: int, settings: dict[str, Any], server: dict[str, Any] | None, on_conflict: str,
-                   name: Any) -> Outcome | dict[str, Any]:
+def checked_delete(
+    sid: int, settings: dict[str, Any], server: dict[str, Any] | None, on_conflict: str, name: Any
+) -> Outcome | dict[str, Any]:
     """The outcome decided without sending (already gone, conflict), or the server's settings
     that the delete will remove."""
     changes = {f: (v, None) for f, v in settings.items()}
@@ -357,8 +452,15 @@ def checked_delete(sid: int, settings: dict[str, Any], server: dict[str, Any] | 
         return Outcome("delete", "deleted", changes, None, name, sid)
     moved = {f: server.get(f) for f, v in settings.items() if not same(f, server.get(f), v)}
     if moved and on_conflict == "skip":
-        return Outcome("delete", "conflict", changes, "changed on the server since it was planned: " + ", ".join(
-            f"{f} is now {v!r} (planned with {settings[f]!r})" for f, v in moved.items()), name, sid)
+        return Outcome(
+            "delete",
+            "conflict",
+            changes,
+            "changed on the server since it was planned: "
+            + ", ".join(f"{f} is now {v!r} (planned with {settings[f]!r})" for f, v in moved.items()),
+            name,
+            sid,
+        )
     return settings_of(server)
 
 
@@ -367,20 +469,30 @@ def settings_of(source: dict[str, Any]) -> dict[str, Any]:
     return {f: v for f, v in source.items() if f not in READ_ONLY and v is not None}
 
 
-def delete_task(sources: SourceCalls, sid: int, changes: Changes, settings: dict[str, Any],
-                name: Any) -> Callable[[], Outcome]:
+def delete_task(
+    sources: SourceCalls, sid: int, changes: Changes, settings: dict[str, Any], name: Any
+) -> Callable[[], Outcome]:
     """A DELETE; its outcome keeps the settings it removed (``replaced``) for undo."""
+
     def send() -> Outcome:
         try:
             sources.delete(sid)
         except NotFoundError:  # gone meanwhile: what was asked holds, and nothing was removed by us
             return Outcome("delete", "deleted", changes, None, name, sid)
         return Outcome("delete", "deleted", changes, None, name, sid, settings)
+
     return send
 
 
-def create_task(sources: SourceCalls, label: Any, body: dict[str, Any], holder: dict[str, Any] | None,
-                on_conflict: str, old_id: int | None, seen: frozenset[int] | None) -> Callable[[], Outcome]:
+def create_task(
+    sources: SourceCalls,
+    label: Any,
+    body: dict[str, Any],
+    holder: dict[str, Any] | None,
+    on_conflict: str,
+    old_id: int | None,
+    seen: frozenset[int] | None,
+) -> Callable[[], Outcome]:
     """A POST, unless the name was taken meanwhile (a conflict, or an update of its holder
     under ``on_conflict="overwrite"``). ``seen``: sources known when planned, which do not
     count as taking the name (the server's refusal is then a failure, with its message)."""
@@ -393,8 +505,15 @@ def create_task(sources: SourceCalls, label: Any, body: dict[str, Any], holder: 
         update = {f: (by.get(f), v) for f, v in body.items() if not same(f, by.get(f), v)}
         if not update:
             return Outcome("create", "updated", update, None, name, by["id"], row=label, old_id=old_id)
-        outcome = update_task(sources, by["id"], update, {f: v for f, (o, v) in update.items()},
-                              {f: o for f, (o, v) in update.items()}, name, "create")()
+        outcome = update_task(
+            sources,
+            by["id"],
+            update,
+            {f: v for f, (o, v) in update.items()},
+            {f: o for f, (o, v) in update.items()},
+            name,
+            "create",
+        )()
         outcome.row, outcome.old_id = label, old_id
         return outcome
 
@@ -412,11 +531,18 @@ def create_task(sources: SourceCalls, label: Any, body: dict[str, Any], holder: 
             return taken(holders[0], str(exc))
         made_with = {f: (None, v) for f, v in settings_of(made).items()}  # the server's defaults too: undo checks them
         return Outcome("create", "created", made_with, None, name, made["id"], row=label, old_id=old_id)
+
     return send
 
 
-def checked_update(sid: int, changes: Changes, server: dict[str, Any] | None, on_conflict: str,
-                   name: Any = None, action: str = "update") -> Outcome | tuple[dict[str, Any], dict[str, Any]]:
+def checked_update(
+    sid: int,
+    changes: Changes,
+    server: dict[str, Any] | None,
+    on_conflict: str,
+    name: Any = None,
+    action: str = "update",
+) -> Outcome | tuple[dict[str, Any], dict[str, Any]]:
     """The outcome decided without sending (gone, conflict, already there), or the body to send
     and the server's values it replaces."""
     if server is None:
@@ -424,24 +550,48 @@ def checked_update(sid: int, changes: Changes, server: dict[str, Any] | None, on
     sides = {f: three_way(f, old, new, server.get(f)) for f, (old, new) in changes.items()}
     moved = {f: server.get(f) for f, side in sides.items() if side == "conflict"}
     if moved and on_conflict == "skip":
-        return Outcome(action, "conflict", changes, "changed on the server since the base was read: " + ", ".join(
-            f"{f} is now {v!r} (base had {changes[f][0]!r})" for f, v in moved.items()), name, sid)
+        return Outcome(
+            action,
+            "conflict",
+            changes,
+            "changed on the server since the base was read: "
+            + ", ".join(f"{f} is now {v!r} (base had {changes[f][0]!r})" for f, v in moved.items()),
+            name,
+            sid,
+        )
     body = {f: new for f, (old, new) in changes.items() if sides[f] != "agree"}
     if not body:
         return Outcome(action, "updated", changes, None, name, sid)
     return body, {f: server.get(f) for f in body}
 
 
-def update_task(sources: SourceCalls, sid: int, changes: Changes, body: dict[str, Any],
-                replaced: dict[str, Any], name: Any, action: str = "update") -> Callable[[], Outcome]:
+def update_task(
+    sources: SourceCalls,
+    sid: int,
+    changes: Changes,
+    body: dict[str, Any],
+    replaced: dict[str, Any],
+    name: Any,
+    action: str = "update",
+) -> Callable[[], Outcome]:
     """A PATCH of ``body``; its outcome says what it replaced."""
+
     def send() -> Outcome:
         result = sources.update(sid, **body)
         lost = [f for f, v in body.items() if not same(f, result.get(f), v)]
         if lost:
-            return Outcome(action, "failed", changes, "the server answered but did not keep: " + ", ".join(
-                f"{f} (sent {body[f]!r}, has {result.get(f)!r})" for f in lost), name, sid, replaced)
+            return Outcome(
+                action,
+                "failed",
+                changes,
+                "the server answered but did not keep: "
+                + ", ".join(f"{f} (sent {body[f]!r}, has {result.get(f)!r})" for f in lost),
+                name,
+                sid,
+                replaced,
+            )
         return Outcome(action, "updated", changes, None, name, sid, replaced)
+
     return send
 
 
@@ -453,16 +603,30 @@ def check_sendable(by_source: dict[Any, Changes]) -> None:
             try:
                 json.dumps(to_python(new), allow_nan=False)
             except (TypeError, ValueError):
-                problems.append(Problem(sid, fname, new, f"a {type(new).__name__} value cannot be sent as JSON "
-                                        "(use a number, text, true/false, a list or nothing)"))
+                problems.append(
+                    Problem(
+                        sid,
+                        fname,
+                        new,
+                        f"a {type(new).__name__} value cannot be sent as JSON "
+                        "(use a number, text, true/false, a list or nothing)",
+                    )
+                )
     if problems:
         raise ValidationError(problems)
 
 
-def send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
-             decided: dict[Hashable, Outcome], order: Sequence[Hashable], progress: bool | None, desc: str,
-             fallback: Callable[[Any], Outcome], total: int | None = None,
-             run: RunWriter | None = None) -> dict[Hashable, Outcome]:
+def send_all(
+    workers: int,
+    tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
+    decided: dict[Hashable, Outcome],
+    order: Sequence[Hashable],
+    progress: bool | None,
+    desc: str,
+    fallback: Callable[[Any], Outcome],
+    total: int | None = None,
+    run: RunWriter | None = None,
+) -> dict[Hashable, Outcome]:
     """Run ``tasks`` concurrently, each as soon as it is known; their outcomes by key.
 
     ``tasks``: a mapping, or an iterator of ``(key, task)`` that may still be reading
@@ -491,10 +655,17 @@ def _close_run(run: RunWriter, decided: dict[Hashable, Outcome], state: str) -> 
     run.finish(state)
 
 
-def _send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
-              decided: dict[Hashable, Outcome], order: Sequence[Hashable], progress: bool | None, desc: str,
-              fallback: Callable[[Any], Outcome], total: int | None,
-              run: RunWriter | None) -> dict[Hashable, Outcome]:
+def _send_all(
+    workers: int,
+    tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
+    decided: dict[Hashable, Outcome],
+    order: Sequence[Hashable],
+    progress: bool | None,
+    desc: str,
+    fallback: Callable[[Any], Outcome],
+    total: int | None,
+    run: RunWriter | None,
+) -> dict[Hashable, Outcome]:
     # Each worker records its own outcome, so a run cut short at any line (even while
     # the work is being queued) still knows exactly what was sent.
     done: dict[Hashable, Outcome] = {}
@@ -541,8 +712,9 @@ def _send_all(workers: int, tasks: Mapping[Hashable, Callable[[], Outcome]] | It
                 bar.update(1)
     except KeyboardInterrupt:
         _close(items)
-        report = _finish_in_flight(pool, submitted, lambda: make_report(
-            [o for k in order if (o := done.get(k) or decided.get(k)) is not None]))
+        report = _finish_in_flight(
+            pool, submitted, lambda: make_report([o for k in order if (o := done.get(k) or decided.get(k)) is not None])
+        )
         raise BulkInterrupted(with_run(report, run) if run is not None else report) from None
     finally:
         _finish_in_flight(pool, submitted, lambda: bar.close())

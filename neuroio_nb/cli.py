@@ -15,6 +15,7 @@ shell history) and never appears in any output; the URL from ``--url``, else
 the server's field errors, or every problem of a bad CSV), never a traceback,
 and each kind has its exit code (:data:`EXIT_CODES`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -66,7 +67,7 @@ EXIT_CODES: dict[int, str] = {
     EXIT_API: "the API failed: an error answer (404, 5xx, ...) or no connection after retries",
     EXIT_NOT_CONFIRMED: "apply: not confirmed (answered no, or stdin is not a terminal and no --yes)",
     sandbox_cli.EXIT_CANNOT_SERVE: "sandbox: cannot listen there (the port is taken, or the "
-                                   "address is not this machine's)",
+    "address is not this machine's)",
     EXIT_INTERRUPTED: "interrupted (Ctrl-C); apply prints and writes the partial report",
 }
 
@@ -89,6 +90,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 # ---- the commands ---------------------------------------------------------------
+
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Write every source (matching --q / --space) to a CSV file, or to stdout for ``-``."""
@@ -137,8 +139,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(client: Client, edited: Any, base: Any, args: argparse.Namespace) -> Any:
-    return client.sources.plan(edited, base, key=args.key, create=args.create, delete=args.delete,
-                               q=args.q, spaces_ids=args.space)
+    return client.sources.plan(
+        edited, base, key=args.key, create=args.create, delete=args.delete, q=args.q, spaces_ids=args.space
+    )
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -155,8 +158,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if len(plan.deletes) and not args.yes:  # deletions are confirmed on their own
             confirmed = _confirm(f"Delete the {_plural(len(plan.deletes), 'source')} listed above? [y/N] ")
             if confirmed is None:
-                _error("refusing to delete without confirmation: stdin is not a terminal. "
-                       "Review the plan above and pass --yes to apply it.")
+                _error(
+                    "refusing to delete without confirmation: stdin is not a terminal. "
+                    "Review the plan above and pass --yes to apply it."
+                )
                 return EXIT_NOT_CONFIRMED
             if not confirmed:
                 print("Not applied: nothing was deleted, created or updated.")
@@ -165,13 +170,16 @@ def cmd_apply(args: argparse.Namespace) -> int:
         if rest and not args.yes:
             parts = [f"create {_plural(len(plan.creates), 'source')}"] if len(plan.creates) else []
             if len(plan.changes):
-                parts.append(f"apply {_plural(len(plan.changes), 'change')} to "
-                             f"{_plural(plan.changes['id'].nunique(), 'source')}")
+                parts.append(
+                    f"apply {_plural(len(plan.changes), 'change')} to {_plural(plan.changes['id'].nunique(), 'source')}"
+                )
             question = f"{' and '.join(parts).capitalize()}? [y/N] "
             confirmed = _confirm(question)
             if confirmed is None:
-                _error("refusing to apply without confirmation: stdin is not a terminal. "
-                       "Review the plan above and pass --yes to apply it.")
+                _error(
+                    "refusing to apply without confirmation: stdin is not a terminal. "
+                    "Review the plan above and pass --yes to apply it."
+                )
                 return EXIT_NOT_CONFIRMED
             if not confirmed:
                 print("Not applied.")
@@ -184,8 +192,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 done = exc.report.summary() if len(exc.report) else "no source was updated"
                 if args.report:
                     _write_report(exc.report, args.report)
-                print(f"Interrupted: {done}; the other sources were not sent "
-                      "(plan again to see what is left).")
+                print(f"Interrupted: {done}; the other sources were not sent (plan again to see what is left).")
                 _print_run(exc.report, interrupted=True)
                 _print_not_updated(exc.report, plan.names)
             return EXIT_INTERRUPTED
@@ -224,8 +231,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     columns = list(frame.columns) if args.columns == ["all"] else args.columns or list(LIST_COLUMNS)
     unknown = [c for c in columns if c not in frame.columns and c != "id"]
     if unknown and len(frame):
-        raise UsageError(f"--columns: no column {', '.join(unknown)}; the sources have: "
-                         + ", ".join(frame.columns))
+        raise UsageError(f"--columns: no column {', '.join(unknown)}; the sources have: " + ", ".join(frame.columns))
     shown = [c for c in columns if c in frame.columns]
     rows = [[str(sid), *(_text(frame.at[sid, c]) for c in shown)] for sid in frame.index]
     print(_table(["id", *shown], rows) if rows else "No sources.")
@@ -260,10 +266,18 @@ def cmd_history(args: argparse.Namespace) -> int:
         print(f"No runs in the journal at {journal.folder}.")
         return EXIT_OK
     counted = [c for c in ("updated", "created", "deleted", "conflict", "failed", "unknown") if frame[c].any()]
-    rows = [[run, f"{r.started:%Y-%m-%d %H:%M:%S}", r.kind, r.state,
-             ", ".join(f"{r[c]} {c}" for c in counted if r[c]) or "-", r.base_url,
-             r.followed_by if isinstance(r.followed_by, str) else ""]
-            for run, r in frame.iterrows()]
+    rows = [
+        [
+            run,
+            f"{r.started:%Y-%m-%d %H:%M:%S}",
+            r.kind,
+            r.state,
+            ", ".join(f"{r[c]} {c}" for c in counted if r[c]) or "-",
+            r.base_url,
+            r.followed_by if isinstance(r.followed_by, str) else "",
+        ]
+        for run, r in frame.iterrows()
+    ]
     print(_table(["run", "started (UTC)", "kind", "state", "counts", "url", "followed by"], rows))
     print(f"\nJournal: {journal.folder}")
     return EXIT_OK
@@ -283,8 +297,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
             target = run.attrs["run_id"]
         if not _confirmed(args, f"Undo {what}? [y/N] "):
             return EXIT_NOT_CONFIRMED
-        result = client.sources.undo(report if report_file else target, on_conflict=args.on_conflict,
-                                     progress=True)
+        result = client.sources.undo(report if report_file else target, on_conflict=args.on_conflict, progress=True)
     print(f"Undone: {result.summary()}" + (f" (run {result.attrs['run_id']})" if "run_id" in result.attrs else ""))
     _print_not_updated(result, {})
     return EXIT_ROWS_FAILED if result["status"].isin(["failed", "conflict"]).any() else EXIT_OK
@@ -327,49 +340,61 @@ def _read_report(path: str) -> Any:
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or not {"id", "status", "changes"} <= set(rows[0]):
-        raise UsageError(f"{path} is not a report written by 'neuroio-nb apply --report' "
-                         "(columns id, status, changes, error)")
+        raise UsageError(
+            f"{path} is not a report written by 'neuroio-nb apply --report' (columns id, status, changes, error)"
+        )
     try:
         changes = [{f: tuple(pair) for f, pair in json.loads(r["changes"] or "{}").items()} for r in rows]
         ids = [int(r["id"]) for r in rows]
     except (ValueError, TypeError, AttributeError):
         raise UsageError(f"{path}: a row's id or changes cannot be read; was the report edited?") from None
-    return pd.DataFrame({"status": [r["status"] for r in rows], "changes": changes,
-                         "error": [r.get("error") or None for r in rows]}, index=pd.Index(ids, name="id"))
+    return pd.DataFrame(
+        {"status": [r["status"] for r in rows], "changes": changes, "error": [r.get("error") or None for r in rows]},
+        index=pd.Index(ids, name="id"),
+    )
 
 
 # ---- the parser -----------------------------------------------------------------
+
 
 def build_parser() -> argparse.ArgumentParser:
     codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
     parser = _Parser(
         prog="neuroio-nb",
         description="The sources of a NeuroIO account from the shell: export to CSV, "
-                    "plan and apply CSV edits, get and list sources, run a local sandbox.",
+        "plan and apply CSV edits, get and list sources, run a local sandbox.",
         epilog=f"environment:\n  {TOKEN_ENV}  the API token (required; there is no --token option)\n"
-               f"  {URL_ENV}    the API URL (default {DEFAULT_URL}; --url overrides it)\n\n"
-               f"exit codes:\n{codes}",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        f"  {URL_ENV}    the API URL (default {DEFAULT_URL}; --url overrides it)\n\n"
+        f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     connection = _Parser(add_help=False)
     connection.add_argument("--url", help=f"API base URL (default: ${URL_ENV}, else {DEFAULT_URL})")
-    connection.add_argument("--allow-insecure", action="store_true",
-                            help="allow a plain http:// URL that is not this machine (the token "
-                                 "then crosses the network unencrypted)")
+    connection.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="allow a plain http:// URL that is not this machine (the token then crosses the network unencrypted)",
+    )
     selection = _Parser(add_help=False)
     selection.add_argument("--q", metavar="TEXT", help="only sources whose name contains TEXT")
-    selection.add_argument("--space", metavar="ID", type=int, nargs="+", action="extend",
-                           help="only sources of these spaces (repeatable)")
+    selection.add_argument(
+        "--space", metavar="ID", type=int, nargs="+", action="extend", help="only sources of these spaces (repeatable)"
+    )
     edits = _Parser(add_help=False)
     edits.add_argument("path", metavar="EDITED_CSV", help="a CSV as export writes it, edited")
-    edits.add_argument("--base", metavar="CSV",
-                       help="the export the edits started from: compare with it instead of the "
-                            "server now, so that values changed on the server meanwhile are conflicts")
+    edits.add_argument(
+        "--base",
+        metavar="CSV",
+        help="the export the edits started from: compare with it instead of the "
+        "server now, so that values changed on the server meanwhile are conflicts",
+    )
 
-    def command(name: str, handler: Callable[[argparse.Namespace], int], text: str,
-                parents: list[_Parser]) -> argparse.ArgumentParser:
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], text: str, parents: list[_Parser]
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text, description=text, parents=parents)
         p.set_defaults(handler=handler)
         return p
@@ -377,26 +402,40 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
     p.add_argument("path", metavar="CSV", help="the file to write; - writes to stdout (UTF-8)")
 
-    edits.add_argument("--key", choices=("id", "name"), default="id",
-                       help="match rows to sources by id (default) or by name (then the CSV's ids may be "
-                            "anything, e.g. a backup's)")
-    edits.add_argument("--create", action="store_true",
-                       help="with --key name: create the rows that match no source")
-    edits.add_argument("--delete", action="store_true",
-                       help="delete the sources in scope (--q, --space; default every source) that no row "
-                            "matches; apply lists them and asks about them on their own")
-    command("plan", cmd_plan, "Show what an edited CSV would change (exit 2 if anything would).",
-            [connection, selection, edits])
+    edits.add_argument(
+        "--key",
+        choices=("id", "name"),
+        default="id",
+        help="match rows to sources by id (default) or by name (then the CSV's ids may be anything, e.g. a backup's)",
+    )
+    edits.add_argument("--create", action="store_true", help="with --key name: create the rows that match no source")
+    edits.add_argument(
+        "--delete",
+        action="store_true",
+        help="delete the sources in scope (--q, --space; default every source) that no row "
+        "matches; apply lists them and asks about them on their own",
+    )
+    command(
+        "plan",
+        cmd_plan,
+        "Show what an edited CSV would change (exit 2 if anything would).",
+        [connection, selection, edits],
+    )
 
-    p = command("apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.",
-                [connection, selection, edits])
+    p = command("apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.", [connection, selection, edits])
     p.add_argument("--yes", "-y", action="store_true", help="apply without asking (deletions included)")
-    p.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip",
-                   help="with --base: what to do with a source changed on the server meanwhile "
-                        "(default: skip and report it)")
-    p.add_argument("--report", metavar="CSV",
-                   help="write the report here (columns id,action,status,name,changes,replaced,error; "
-                        "changes and replaced as JSON)")
+    p.add_argument(
+        "--on-conflict",
+        choices=("skip", "overwrite"),
+        default="skip",
+        help="with --base: what to do with a source changed on the server meanwhile (default: skip and report it)",
+    )
+    p.add_argument(
+        "--report",
+        metavar="CSV",
+        help="write the report here (columns id,action,status,name,changes,replaced,error; "
+        "changes and replaced as JSON)",
+    )
 
     p = command("get", cmd_get, "Print one source.", [connection])
     p.add_argument("id", type=int, help="the source's id")
@@ -404,8 +443,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("list", cmd_list, "Print every source.", [connection, selection])
     p.add_argument("--format", choices=("table", "json", "csv"), default="table")
-    p.add_argument("--columns", type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
-                   help=f"table columns, comma-separated, or 'all' (default: {','.join(LIST_COLUMNS)})")
+    p.add_argument(
+        "--columns",
+        type=lambda s: [c.strip() for c in s.split(",") if c.strip()],
+        help=f"table columns, comma-separated, or 'all' (default: {','.join(LIST_COLUMNS)})",
+    )
 
     p = command("history", cmd_history, "List the journaled runs (newest first), or show one run.", [])
     p.add_argument("run", metavar="RUN", nargs="?", help="a run id (or its start): show that run's report")
@@ -413,14 +455,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     answering = _Parser(add_help=False)
     answering.add_argument("--yes", "-y", action="store_true", help="do it without asking")
-    answering.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip",
-                           help="a source changed on the server meanwhile: skip and report it (default), "
-                                "or overwrite it")
-    p = command("undo", cmd_undo, "Put back what a journaled run, or an apply report CSV, changed.",
-                [connection, answering])
+    answering.add_argument(
+        "--on-conflict",
+        choices=("skip", "overwrite"),
+        default="skip",
+        help="a source changed on the server meanwhile: skip and report it (default), or overwrite it",
+    )
+    p = command(
+        "undo", cmd_undo, "Put back what a journaled run, or an apply report CSV, changed.", [connection, answering]
+    )
     p.add_argument("target", metavar="RUN|REPORT.csv", help="a run id from 'history', or a report CSV")
-    p = command("resume", cmd_resume, "Finish an interrupted run: send exactly what it did not send.",
-                [connection, answering])
+    p = command(
+        "resume", cmd_resume, "Finish an interrupted run: send exactly what it did not send.", [connection, answering]
+    )
     p.add_argument("run", metavar="RUN", help="a run id from 'history'")
 
     p = command("sandbox", cmd_sandbox, "Serve a local NeuroIO sandbox until Ctrl-C.", [])
@@ -462,45 +509,62 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ---- helpers --------------------------------------------------------------------
 
+
 def _client(args: argparse.Namespace) -> Client:
     if not os.environ.get(TOKEN_ENV):
         raise ConfigurationError(
             f"no API token: set the {TOKEN_ENV} environment variable "
-            "(there is no --token option: it would end up in the shell history)")
+            "(there is no --token option: it would end up in the shell history)"
+        )
     return Client(base_url=args.url, allow_insecure=args.allow_insecure)
 
 
 def _print_plan(plan: Any) -> None:
     if len(plan.deletes):
         print(f"To delete ({_plural(len(plan.deletes), 'source')}):")
-        print(_table(["", "id", "space", "name"], [["-", str(sid), _text(space), _text(name)] for sid, space, name
-                                                   in plan.deletes[["id", "space_id", "name"]].itertuples(
-                                                       index=False, name=None)]))
+        print(
+            _table(
+                ["", "id", "space", "name"],
+                [
+                    ["-", str(sid), _text(space), _text(name)]
+                    for sid, space, name in plan.deletes[["id", "space_id", "name"]].itertuples(index=False, name=None)
+                ],
+            )
+        )
     if len(plan.creates):
         print(f"To create ({_plural(len(plan.creates), 'source')}):")
-        print(_table(["", "name", "settings"], [
-            ["+", _text(body.get("name")), ", ".join(f"{f}={_text(v)}" for f, v in body.items() if f != "name")]
-            for body in plan.create_bodies().values()]))
+        print(
+            _table(
+                ["", "name", "settings"],
+                [
+                    ["+", _text(body.get("name")), ", ".join(f"{f}={_text(v)}" for f, v in body.items() if f != "name")]
+                    for body in plan.create_bodies().values()
+                ],
+            )
+        )
     if (len(plan.deletes) or len(plan.creates)) and not len(plan.changes):
         return
     arrow = _arrow()
-    rows = [[str(sid), _text(plan.names.get(sid)), field, f"{_text(old)} {arrow} {_text(new)}"]
-            for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)]
+    rows = [
+        [str(sid), _text(plan.names.get(sid)), field, f"{_text(old)} {arrow} {_text(new)}"]
+        for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)
+    ]
     if rows:
         print(_table(["id", "name", "field", f"old {arrow} new"], rows))
         print(f"{_plural(len(plan), 'source')} would change, {_plural(len(rows), 'value')} in all.")
     else:
         print("Nothing would change.")
     if plan.missing:
-        print(f"Not found ({_plural(len(plan.missing), 'id')}; apply reports them as failed): "
-              + ", ".join(str(i) for i in plan.missing))
+        print(
+            f"Not found ({_plural(len(plan.missing), 'id')}; apply reports them as failed): "
+            + ", ".join(str(i) for i in plan.missing)
+        )
 
 
 def _print_not_updated(report: Any, names: dict[int, Any]) -> None:
     left = report[~report["status"].isin(["updated", "created", "deleted"])]
     report_names = left["name"] if "name" in left.columns else pd.Series(None, index=left.index, dtype=object)
-    for (sid, status, error), known in zip(left[["status", "error"]].itertuples(name=None), report_names,
-                                           strict=True):
+    for (sid, status, error), known in zip(left[["status", "error"]].itertuples(name=None), report_names, strict=True):
         name = known if known is not None else names.get(sid)
         head = f"  {'' if pd.isna(sid) else sid}" + (f" ({name})" if name else "") + f": {status}"
         lines = str(error or "").splitlines() or [""]
@@ -514,11 +578,20 @@ def _write_report(report: Any, path: str) -> None:
         writer = csv.writer(fh, lineterminator="\n")
         writer.writerow(["id", "action", "status", "name", "changes", "replaced", "error"])
         for sid, action, status, name, changes, replaced, error in report[
-                ["action", "status", "name", "changes", "replaced", "error"]].itertuples(name=None):
+            ["action", "status", "name", "changes", "replaced", "error"]
+        ].itertuples(name=None):
             as_json = {field: [to_python(old), to_python(new)] for field, (old, new) in (changes or {}).items()}
-            writer.writerow(["" if pd.isna(sid) else sid, action, status, "" if name is None else name,
-                             json.dumps(as_json, ensure_ascii=False, default=str),
-                             json.dumps(to_python(replaced or {}), ensure_ascii=False, default=str), error or ""])
+            writer.writerow(
+                [
+                    "" if pd.isna(sid) else sid,
+                    action,
+                    status,
+                    "" if name is None else name,
+                    json.dumps(as_json, ensure_ascii=False, default=str),
+                    json.dumps(to_python(replaced or {}), ensure_ascii=False, default=str),
+                    error or "",
+                ]
+            )
     print(f"Report written to {path}")
 
 
@@ -544,7 +617,9 @@ def _check_writable(path: str) -> None:
 
 def _table(headers: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    lines = ["  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]]
+    lines = [
+        "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in [headers, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -568,8 +643,14 @@ def _error(message: str) -> None:
     print(f"neuroio-nb: error: {_redacted(message)}", file=sys.stderr)
 
 
-def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
-                  file: Any = None, line: str | None = None) -> None:
+def _show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
     print(f"neuroio-nb: warning: {_redacted(str(message))}", file=sys.stderr)
 
 
@@ -596,7 +677,7 @@ def _encodable(text: str, stream: Any) -> bool:
 
 
 def _arrow() -> str:
-    """"→" where stdout can show it, else "->"."""
+    """ "→" where stdout can show it, else "->"."""
     return "\u2192" if _encodable("\u2192", sys.stdout) else "->"
 
 

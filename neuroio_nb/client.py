@@ -2,6 +2,7 @@
 
 This is the facade layer: ``client.sources`` is created on first use and kept.
 """
+
 from __future__ import annotations
 
 import functools

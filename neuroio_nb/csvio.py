@@ -24,6 +24,7 @@ The encoding, cell by cell:
 Reading checks every cell and raises one :class:`ValidationError` naming the
 line and column of each cell it cannot read.
 """
+
 from __future__ import annotations
 
 import csv
@@ -57,14 +58,19 @@ def write_csv(frame: pd.DataFrame, path: Any) -> None:
     out.columns = [neutralised(str(c)) for c in out.columns]  # a header cell is a cell too
     # A carriage return inside a cell is only safe quoted, and pandas quotes it only if every cell is.
     carriage = any(out[c].dtype == object and out[c].str.contains("\r", regex=False).any() for c in out.columns)
-    out.to_csv(path, index=True, index_label=INDEX, lineterminator="\n", encoding="utf-8",
-               quoting=csv.QUOTE_ALL if carriage else csv.QUOTE_MINIMAL)
+    out.to_csv(
+        path,
+        index=True,
+        index_label=INDEX,
+        lineterminator="\n",
+        encoding="utf-8",
+        quoting=csv.QUOTE_ALL if carriage else csv.QUOTE_MINIMAL,
+    )
 
 
 def _encode_column(column: pd.Series) -> pd.Series:
     if column.dtype == object or column.dtype in ("boolean", bool) or isinstance(column.dtype, pd.StringDtype):
-        return pd.Series([_encode_cell(v) for v in column.to_numpy(dtype=object)],
-                         index=column.index, dtype=object)
+        return pd.Series([_encode_cell(v) for v in column.to_numpy(dtype=object)], index=column.index, dtype=object)
     return column
 
 
@@ -72,8 +78,7 @@ def _encode_unknown(column: pd.Series) -> pd.Series:
     """A column the schema does not know: numbers as they are, every other cell as it reads back."""
     if column.dtype.kind in "iuf":
         return column
-    return pd.Series([_encode_unknown_cell(v) for v in column.to_numpy(dtype=object)],
-                     index=column.index, dtype=object)
+    return pd.Series([_encode_unknown_cell(v) for v in column.to_numpy(dtype=object)], index=column.index, dtype=object)
 
 
 def _encode_unknown_cell(value: Any) -> str:
@@ -121,8 +126,9 @@ def _encode_cell(value: Any) -> str:
 def read_csv(path: Any) -> pd.DataFrame:
     """A CSV written by :func:`export_csv` (or edited by hand) as a frame typed like ``to_frame()``."""
     if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "read"):
-        raise ValidationError([Problem(None, None, type(path).__name__, "read_csv needs a file path or an open file")],
-                              what="CSV")
+        raise ValidationError(
+            [Problem(None, None, type(path).__name__, "read_csv needs a file path or an open file")], what="CSV"
+        )
     what = f"CSV {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else "CSV"
     text = _read_text(path, what)
     # strict: a stray or unclosed quote is an error, not cells silently merged across lines
@@ -139,18 +145,37 @@ def read_csv(path: Any) -> pd.DataFrame:
                 continue
             rows.append((reader.line_num, row))
     except csv.Error as exc:
-        raise ValidationError([Problem(None, None, None, f"line {reader.line_num}: not valid CSV ({exc}); "
-                                       "check the quotes on this line and the ones before it")], what=what) from None
+        raise ValidationError(
+            [
+                Problem(
+                    None,
+                    None,
+                    None,
+                    f"line {reader.line_num}: not valid CSV ({exc}); "
+                    "check the quotes on this line and the ones before it",
+                )
+            ],
+            what=what,
+        ) from None
     if header is None:
         raise ValidationError([Problem(None, None, None, "the file is empty: no header and no rows")], what=what)
     if INDEX not in header:
-        raise ValidationError([Problem(None, None, header[:5], "no header row with an 'id' column "
-                                       "(the first line must name the columns, as export_csv writes it)")],
-                              what=what)
+        raise ValidationError(
+            [
+                Problem(
+                    None,
+                    None,
+                    header[:5],
+                    "no header row with an 'id' column (the first line must name the columns, as export_csv writes it)",
+                )
+            ],
+            what=what,
+        )
     dups = sorted({h for h in header if header.count(h) > 1})
     if dups or "" in header:
-        raise ValidationError([Problem(None, None, dups or header, "column names must be unique and not empty")],
-                              what=what)
+        raise ValidationError(
+            [Problem(None, None, dups or header, "column names must be unique and not empty")], what=what
+        )
     parsers = {name: _parser_for(name) for name in header}
     records = []
     for line, row in rows:
@@ -164,12 +189,19 @@ def read_csv(path: Any) -> pd.DataFrame:
             try:
                 record[name] = parsers[name](cell)
             except ValueError as exc:
-                problems.append(Problem(row[header.index(INDEX)].strip() or None, name, cell,
-                                        f"line {line}, column {col}: {exc}"))
+                problems.append(
+                    Problem(row[header.index(INDEX)].strip() or None, name, cell, f"line {line}, column {col}: {exc}")
+                )
         sid = record.get(INDEX, 0)  # absent: the id cell was unreadable, already reported
         if sid is None or sid < 0:
-            problems.append(Problem(None, INDEX, row[header.index(INDEX)] or None,
-                                    f"line {line}: every row needs its source id, a whole number >= 0"))
+            problems.append(
+                Problem(
+                    None,
+                    INDEX,
+                    row[header.index(INDEX)] or None,
+                    f"line {line}: every row needs its source id, a whole number >= 0",
+                )
+            )
         records.append(record)
     if problems:
         raise ValidationError(problems, what=what)
@@ -190,6 +222,7 @@ def _separator(text: str) -> str:
 
 
 def _read_text(path: Any, what: str) -> str:
+    data: str | bytes
     if hasattr(path, "read"):
         data = path.read()
     else:
@@ -202,16 +235,33 @@ def _read_text(path: Any, what: str) -> str:
         return text
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ValidationError([Problem(None, None, None, f"line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
-                                       f"at offset {exc.start}); save the file as CSV UTF-8")], what=what) from None
+        raise ValidationError(
+            [
+                Problem(
+                    None,
+                    None,
+                    None,
+                    f"line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
+                    f"at offset {exc.start}); save the file as CSV UTF-8",
+                )
+            ],
+            what=what,
+        ) from None
 
 
 def _parser_for(name: str) -> Callable[[str], Any]:
     field = BY_NAME.get(name)
     if field is None:
         return _parse_unknown
-    return {"id": _parse_int, "int": _parse_int, "bool": _parse_bool, "str": _parse_text,
-            "license": _parse_text, "list": _parse_list, "object": _parse_json}[field.kind]
+    return {
+        "id": _parse_int,
+        "int": _parse_int,
+        "bool": _parse_bool,
+        "str": _parse_text,
+        "license": _parse_text,
+        "list": _parse_list,
+        "object": _parse_json,
+    }[field.kind]
 
 
 def _parse_bool(cell: str) -> bool | None:
@@ -239,8 +289,11 @@ def _parse_int(cell: str) -> int | None:
         raise ValueError("not a number") from None
     whole = whole_number(number)
     if whole is None:
-        raise ValueError("not a whole number" if not number.is_integer() else
-                         "too large a number to be exact in this notation; write its digits")
+        raise ValueError(
+            "not a whole number"
+            if not number.is_integer()
+            else "too large a number to be exact in this notation; write its digits"
+        )
     return whole
 
 

@@ -9,6 +9,7 @@ None of them ever carries the API token: :func:`scrub` takes it (and any start
 of it that an excerpt cut off) out of an error's every text, once, where the
 error is made.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -136,8 +137,9 @@ class BulkInterrupted(KeyboardInterrupt):
 
     def __init__(self, report: Any) -> None:
         self.report = report
-        super().__init__("bulk update interrupted; the partial report is in .report "
-                         "and planning again shows what was not applied")
+        super().__init__(
+            "bulk update interrupted; the partial report is in .report and planning again shows what was not applied"
+        )
 
 
 #: What an excerpt of a long body ends with where it was cut.
@@ -167,10 +169,8 @@ def scrub(error: NeuroIOError, secret: str | None) -> NeuroIOError:
         return error
     if isinstance(error, APIError):
         error.message = redact(error.message, secret)
-        error.fields = [{k: redact(v, secret) if isinstance(v, str) else v for k, v in f.items()}
-                        for f in error.fields]
+        error.fields = [{k: redact(v, secret) if isinstance(v, str) else v for k, v in f.items()} for f in error.fields]
         error.args = (error._describe(),)
     else:
         error.args = tuple(redact(a, secret) if isinstance(a, str) else a for a in error.args)
     return error
-

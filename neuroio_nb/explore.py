@@ -1,10 +1,11 @@
 """Small views a user wants first when exploring sources."""
+
 from __future__ import annotations
 
 import pandas as pd
 
-from .values import to_python
 from .schema import FIELDS
+from .values import to_python
 
 
 def non_defaults(frame: pd.DataFrame) -> pd.DataFrame:
@@ -19,12 +20,17 @@ def non_defaults(frame: pd.DataFrame) -> pd.DataFrame:
         column = frame[field.name]
         differs = column.ne(field.default).fillna(True).to_numpy(dtype=bool)
         if differs.any():
-            parts.append(pd.DataFrame({
-                "name": frame["name"].to_numpy()[differs] if "name" in frame.columns else None,
-                "field": field.name,
-                "value": [to_python(v) for v in column.to_numpy()[differs]],
-                "default": field.default,
-            }, index=frame.index[differs]))
+            parts.append(
+                pd.DataFrame(
+                    {
+                        "name": frame["name"].to_numpy()[differs] if "name" in frame.columns else None,
+                        "field": field.name,
+                        "value": [to_python(v) for v in column.to_numpy()[differs]],
+                        "default": field.default,
+                    },
+                    index=frame.index[differs],
+                )
+            )
     if not parts:
         return pd.DataFrame(columns=["name", "field", "value", "default"], index=pd.Index([], name="id"))
     return pd.concat(parts).sort_index(kind="stable")

@@ -18,6 +18,7 @@ Reload and the status line sit at the top and stay in view while scrolling.
 ``client.sources.form()`` (no id) gives a :class:`SourcePicker`: a filter box
 and a list of "name - space S (id)" above the form of the chosen source.
 """
+
 from __future__ import annotations
 
 import html
@@ -87,7 +88,7 @@ class Control:
 
     widget: widgets.Widget
     show: Callable[[Any], Any]
-    read: Callable[[Any, Any], tuple[Any, str | None]]   # (widget value, server value) -> (value, why not)
+    read: Callable[[Any, Any], tuple[Any, str | None]]  # (widget value, server value) -> (value, why not)
 
     def put(self, value: Any) -> None:
         self.widget.value = self.show(value)
@@ -97,8 +98,12 @@ class Control:
 
 
 def _common(field: Field) -> dict[str, Any]:
-    return {"description": field.label, "tooltip": field.help, "style": {"description_width": _LABEL_WIDTH},
-            "layout": widgets.Layout(width="auto", flex="1 1 24em", min_width="15em", max_width="34em")}
+    return {
+        "description": field.label,
+        "tooltip": field.help,
+        "style": {"description_width": _LABEL_WIDTH},
+        "layout": widgets.Layout(width="auto", flex="1 1 24em", min_width="15em", max_width="34em"),
+    }
 
 
 def bool_control(field: Field) -> Control:
@@ -173,7 +178,10 @@ def read_only_control(field: Field) -> Control:
 
 
 CONTROLS: dict[str, Callable[[Field], Control]] = {
-    "bool": bool_control, "int": number_control, "list": list_control, "license": license_control,
+    "bool": bool_control,
+    "int": number_control,
+    "list": list_control,
+    "license": license_control,
     "str": text_control,
 }
 
@@ -190,7 +198,7 @@ def _choice_label(code: str) -> str:
 
 
 # ---- the form ------------------------------------------------------------------------
-class SourceForm(widgets.VBox):  # type: ignore[misc]
+class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types: VBox is Any
     """The form of one source. Parts tests and users may reach:
 
     ``state`` (the :class:`FormState`), ``inputs`` (field name -> input widget, unknown
@@ -213,14 +221,18 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]
         self.title = widgets.HTML()
         sections = [self._section(group, [f for f in FIELDS if f.group == group]) for group in GROUPS]
         self._other = widgets.VBox()
-        self.save_button = widgets.Button(description="Save", button_style="primary",
-                                          tooltip="Send the unsaved changes (one PATCH of only those fields)")
-        self.revert_button = widgets.Button(description="Revert",
-                                            tooltip="Drop the unsaved changes: back to the last values "
-                                                    "read from or saved to the server")
-        self.reload_button = widgets.Button(description="Reload",
-                                            tooltip="Read the source from the server again; "
-                                                    "unsaved changes are kept")
+        self.save_button = widgets.Button(
+            description="Save",
+            button_style="primary",
+            tooltip="Send the unsaved changes (one PATCH of only those fields)",
+        )
+        self.revert_button = widgets.Button(
+            description="Revert",
+            tooltip="Drop the unsaved changes: back to the last values read from or saved to the server",
+        )
+        self.reload_button = widgets.Button(
+            description="Reload", tooltip="Read the source from the server again; unsaved changes are kept"
+        )
         for button in (self.save_button, self.revert_button, self.reload_button):
             button.layout.width = "auto"
         self.status = widgets.HTML(layout=widgets.Layout(min_height="1.6em"))
@@ -273,8 +285,9 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]
             for table in (self.inputs, self.errors, self._marks, self._controls):
                 table.pop(name, None)
             _close_all(self._rows.pop(name))
-        rows = [self._row(Field(name, "object", OTHER_GROUP, name, "", writable=False), known=False)
-                for name in unknown]
+        rows = [
+            self._row(Field(name, "object", OTHER_GROUP, name, "", writable=False), known=False) for name in unknown
+        ]
         heading = widgets.HTML(f"<h4 style='margin:0.6em 0 0.2em'>{html.escape(OTHER_GROUP)}</h4>")
         self._other.children = (heading, *rows) if rows else ()
 
@@ -312,8 +325,10 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]
                     self._controls[name].put(state.saved.get(name))
         finally:
             self._loading = False
-        self.title.value = (f"<h3 style='margin:0.2em 0'>Source {html.escape(str(self.source_id))}: "
-                            f"{html.escape(str(state.saved.get('name') or ''))}</h3>")
+        self.title.value = (
+            f"<h3 style='margin:0.2em 0'>Source {html.escape(str(self.source_id))}: "
+            f"{html.escape(str(state.saved.get('name') or ''))}</h3>"
+        )
         self._refresh()
 
     def _edited(self, name: str) -> None:
@@ -341,13 +356,13 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]
             elif name in state.notes:
                 self.errors[name].value = _line(*state.notes[name])
             elif spec is not None and spec.writable and not state.editable(name):
-                self.errors[name].value = _line("note", "the server did not send a value for this "
-                                                        "setting, so it cannot be edited here")
+                self.errors[name].value = _line(
+                    "note", "the server did not send a value for this setting, so it cannot be edited here"
+                )
             else:
                 self.errors[name].value = ""
         count = len(unsaved)
-        counted = (f"<b>{_MARK} {count} unsaved change{'s' if count != 1 else ''}</b>" if count
-                   else "no unsaved changes")
+        counted = f"<b>{_MARK} {count} unsaved change{'s' if count != 1 else ''}</b>" if count else "no unsaved changes"
         message = html.escape(state.message)
         if message and state.message_is_error:
             message = f"<span class='neuroio-error'>{message}</span>"
@@ -388,7 +403,7 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]
         self._show(only_values_of=[f.name for f in FIELDS if f.name not in kept])
 
 
-class SourcePicker(widgets.VBox):  # type: ignore[misc]
+class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no types: VBox is Any
     """A filter box and a list of "name - space S (id)"; the chosen source's form below.
 
     Forms are kept per source, so choosing another source and coming back
@@ -401,12 +416,16 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]
         self.sources = sources
         self.choices: list[tuple[str, int]] = [(_picker_label(row), row["id"]) for row in sources.iter()]
         self.forms: dict[int, SourceForm] = {}
-        self.filter = widgets.Text(description="Find source", placeholder="part of a name, a space or an id",
-                                   continuous_update=True, style={"description_width": "initial"},
-                                   tooltip="Shows the sources whose 'name - space (id)' contains this text "
-                                           "(any case)")
-        self.select = widgets.Select(description="Source", rows=8, value=None,
-                                     layout=widgets.Layout(width="auto", max_width="40em"))
+        self.filter = widgets.Text(
+            description="Find source",
+            placeholder="part of a name, a space or an id",
+            continuous_update=True,
+            style={"description_width": "initial"},
+            tooltip="Shows the sources whose 'name - space (id)' contains this text (any case)",
+        )
+        self.select = widgets.Select(
+            description="Source", rows=8, value=None, layout=widgets.Layout(width="auto", max_width="40em")
+        )
         self.count = widgets.HTML()
         self.holder = widgets.VBox()
         self._updating = False
@@ -419,8 +438,11 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]
     @property
     def form(self) -> SourceForm | None:
         """The form shown now, if a source was chosen."""
-        return self.holder.children[0] if self.holder.children and \
-            isinstance(self.holder.children[0], SourceForm) else None
+        return (
+            self.holder.children[0]
+            if self.holder.children and isinstance(self.holder.children[0], SourceForm)
+            else None
+        )
 
     def _apply_filter(self) -> None:
         needle = self.filter.value.strip().casefold()
@@ -474,8 +496,9 @@ def _help(field: Field, known: bool) -> str:
     if field.kind == "int" and field.writable and (field.minimum is not None or field.maximum is not None):
         text += f" A whole number from {_number(field.minimum)} to {_number(field.maximum)}."
     if field.kind == "list":
-        text += " Ctrl/Shift-click picks several. " + "; ".join(
-            f"{r.value}: {m}" for r, m in RESULT_MEANINGS.items()) + "."
+        text += (
+            " Ctrl/Shift-click picks several. " + "; ".join(f"{r.value}: {m}" for r, m in RESULT_MEANINGS.items()) + "."
+        )
     if not field.writable:
         text += " Read-only."
     return text

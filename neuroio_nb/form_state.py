@@ -16,6 +16,7 @@ checking the server for changes made meanwhile (the three-way rule of
 :func:`neuroio_nb.values.three_way`). Reload takes the server's values for the
 fields the user did not touch and keeps the user's edits.
 """
+
 from __future__ import annotations
 
 import re
@@ -105,8 +106,9 @@ class FormState:
         out = {}
         for field in self.writable_fields():
             name = field.name
-            if self.editable(name) and (name in self.typed or not same(name, self.values.get(name),
-                                                                          self.saved.get(name))):
+            if self.editable(name) and (
+                name in self.typed or not same(name, self.values.get(name), self.saved.get(name))
+            ):
                 out[name] = self.values.get(name)
         return out
 
@@ -159,21 +161,31 @@ class FormState:
         if problems:
             for name, reason in problems.items():
                 self.notes[name] = ("error", reason)
-            self._say(f"not saved: {plural(len(problems), 'problem')} ({titles(problems)}); nothing was sent",
-                      error=True)
+            self._say(
+                f"not saved: {plural(len(problems), 'problem')} ({titles(problems)}); nothing was sent", error=True
+            )
             return False
         try:
             current = self.sources.get(self.source_id)
-            conflicts = {name: current.get(name) for name, mine in changes.items()
-                         if three_way(name, self.saved.get(name), mine, current.get(name)) == "conflict"
-                         and not same(name, current.get(name), self.overwrite.get(name, object()))}
+            conflicts = {
+                name: current.get(name)
+                for name, mine in changes.items()
+                if three_way(name, self.saved.get(name), mine, current.get(name)) == "conflict"
+                and not same(name, current.get(name), self.overwrite.get(name, object()))
+            }
             if conflicts:
                 self.overwrite.update(conflicts)
                 for name, value in conflicts.items():
-                    self.notes[name] = ("note", f"changed on the server to {shown(value)} since it was read; "
-                                                "Save again to overwrite it, Revert or Reload to take it")
-                self._say(f"not saved: changed on the server meanwhile: {titles(conflicts)}. "
-                          "Save again to overwrite them with yours; nothing was sent", error=True)
+                    self.notes[name] = (
+                        "note",
+                        f"changed on the server to {shown(value)} since it was read; "
+                        "Save again to overwrite it, Revert or Reload to take it",
+                    )
+                self._say(
+                    f"not saved: changed on the server meanwhile: {titles(conflicts)}. "
+                    "Save again to overwrite them with yours; nothing was sent",
+                    error=True,
+                )
                 return False
             saved = self.sources.update(self.source_id, **changes)
         except ValidationError as exc:
@@ -183,13 +195,14 @@ class FormState:
         except NeuroIOError as exc:
             self._say(f"not saved: {exc}", error=True)
             return False
-        also = [name for name in saved if name not in changes
-                and not same(name, saved.get(name), self.saved.get(name))]
+        also = [name for name in saved if name not in changes and not same(name, saved.get(name), self.saved.get(name))]
         self.notes.clear()
         self.overwrite.clear()
         self.load(saved)
-        self._say(f"saved: {titles(_schema_order(changes))}"
-                  + (f"; also changed on the server meanwhile: {titles(also)}" if also else ""))
+        self._say(
+            f"saved: {titles(_schema_order(changes))}"
+            + (f"; also changed on the server meanwhile: {titles(also)}" if also else "")
+        )
         return True
 
     def _refused(self, by_field: dict[str, str], exc: Exception) -> bool:
@@ -205,8 +218,10 @@ class FormState:
         if not by_field:
             head += f": {str(exc).splitlines()[0]}"
         named = [n for n in by_field if n in BY_NAME or n in self.saved]
-        self._say(head + (f"; see {titles(named)}" if named else "")
-                  + (f"; {'; '.join(elsewhere)}" if elsewhere else ""), error=True)
+        self._say(
+            head + (f"; see {titles(named)}" if named else "") + (f"; {'; '.join(elsewhere)}" if elsewhere else ""),
+            error=True,
+        )
         return False
 
     def first_in_error(self) -> str | None:
@@ -231,8 +246,7 @@ class FormState:
             return False
         mine = self.unsaved()
         names = list(dict.fromkeys([*self.saved, *fresh]))
-        changed = {n: (self.saved.get(n), fresh.get(n)) for n in names
-                   if not same(n, fresh.get(n), self.saved.get(n))}
+        changed = {n: (self.saved.get(n), fresh.get(n)) for n in names if not same(n, fresh.get(n), self.saved.get(n))}
         self.notes.clear()
         self.overwrite.clear()
         self.load(fresh, keep=mine)

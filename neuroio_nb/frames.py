@@ -3,6 +3,7 @@
 A frame has the index ``id``, the schema's fields in schema order (typed by
 :attr:`Field.dtype`), then any field the schema does not know, as it came.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -157,8 +158,7 @@ def typed_column(field: Field, column: pd.Series) -> pd.Series:
             return _license_text(column)
         return column.astype("string")
     except (TypeError, ValueError, OverflowError):
-        warnings.warn(f"column {field.name!r}: values the schema does not expect; kept as they came",
-                      stacklevel=3)
+        warnings.warn(f"column {field.name!r}: values the schema does not expect; kept as they came", stacklevel=3)
         return column
 
 

@@ -5,6 +5,7 @@ outcome is not: the process died with the request in flight, or before sending
 it) is never guessed: undo and resume re-read the server and compare it with the
 intent's ``before`` and ``after`` values (the conflict check of a plan with a base).
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -44,8 +45,10 @@ class History(pd.DataFrame):
         interrupted = self.index[self["state"] == "interrupted"].tolist()
         text = f"{len(self)} run{'s' if len(self) != 1 else ''}"
         if interrupted:
-            text += (f"; {len(interrupted)} interrupted (latest {interrupted[0]}): sources.undo(run) puts back "
-                     "what it changed, sources.resume(run) sends the rest")
+            text += (
+                f"; {len(interrupted)} interrupted (latest {interrupted[0]}): sources.undo(run) puts back "
+                "what it changed, sources.resume(run) sends the rest"
+            )
         return text
 
     def _repr_html_(self) -> str:
@@ -57,10 +60,12 @@ class History(pd.DataFrame):
 def journal_of(sources: SourceCalls) -> Journal:
     journal = sources.client.journal
     if journal is None:
-        raise ConfigurationError("This client was made with journal=False, so it records no runs; "
-                                 "make one with Client(journal=None) (the default folder) or a folder path "
-                                 "to read a journal.")
-    return journal  # type: ignore[no-any-return]
+        raise ConfigurationError(
+            "This client was made with journal=False, so it records no runs; "
+            "make one with Client(journal=None) (the default folder) or a folder path "
+            "to read a journal."
+        )
+    return journal  # type: ignore[no-any-return]  # SourceCalls types its client loosely (Any)
 
 
 def history_frame(runs: list[RunRecord]) -> History:
@@ -72,8 +77,18 @@ def history_frame(runs: list[RunRecord]) -> History:
             followers[run.parent] = f"{run.kind} {run.run_id}"
     for run in runs:
         counts = run.counts()
-        rows.append([_time(run.started), _time(run.finished), run.kind, run.base_url, run.parent,
-                     *(counts.get(c, 0) for c in COUNTED), run.state, followers.get(run.run_id)])
+        rows.append(
+            [
+                _time(run.started),
+                _time(run.finished),
+                run.kind,
+                run.base_url,
+                run.parent,
+                *(counts.get(c, 0) for c in COUNTED),
+                run.state,
+                followers.get(run.run_id),
+            ]
+        )
     frame = pd.DataFrame(rows, columns=COLUMNS)
     frame["started"] = pd.to_datetime(frame["started"], utc=True)
     frame["finished"] = pd.to_datetime(frame["finished"], utc=True)
@@ -89,8 +104,10 @@ def _time(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
 
-UNKNOWN = ("no outcome recorded: the run stopped with this write unsent or unanswered; "
-           "undo or resume settles it by reading the server")
+UNKNOWN = (
+    "no outcome recorded: the run stopped with this write unsent or unanswered; "
+    "undo or resume settles it by reading the server"
+)
 
 
 def outcomes(run: RunRecord) -> list[Outcome]:
@@ -99,10 +116,17 @@ def outcomes(run: RunRecord) -> list[Outcome]:
     for entry in run.entries:
         changes = entry.changes if entry.changes is not None else _changes(entry)
         sent = entry.action != "create" and (entry.after or entry.action == "delete")
-        rows.append(Outcome(entry.action, entry.status or "unknown", changes,
-                            UNKNOWN if entry.status is None else entry.error, entry.name,
-                            entry.result_id if entry.result_id is not None else entry.source_id,
-                            replaced=dict(entry.before) if sent else {}))
+        rows.append(
+            Outcome(
+                entry.action,
+                entry.status or "unknown",
+                changes,
+                UNKNOWN if entry.status is None else entry.error,
+                entry.name,
+                entry.result_id if entry.result_id is not None else entry.source_id,
+                replaced=dict(entry.before) if sent else {},
+            )
+        )
     return rows
 
 
@@ -124,8 +148,10 @@ def history(sources: SourceCalls, run_id: str | None = None, *, prune_before: An
     journal = journal_of(sources)
     if prune_before is not None:
         if run_id is not None:
-            raise ValidationError([Problem(None, "prune_before", prune_before, "give a run id or prune_before, "
-                                           "not both")], what="arguments")
+            raise ValidationError(
+                [Problem(None, "prune_before", prune_before, "give a run id or prune_before, not both")],
+                what="arguments",
+            )
         return prune(journal, prune_before)
     if run_id is not None:
         return report_of(sources, run_id)
@@ -137,8 +163,10 @@ def prune(journal: Journal, before: Any) -> History:
     try:
         cutoff = pd.Timestamp(before)
     except (TypeError, ValueError):
-        raise ValidationError([Problem(None, "prune_before", before, "must be a date or time, e.g. "
-                                       "'2026-01-31' or a datetime")], what="arguments") from None
+        raise ValidationError(
+            [Problem(None, "prune_before", before, "must be a date or time, e.g. '2026-01-31' or a datetime")],
+            what="arguments",
+        ) from None
     if pd.isna(cutoff):
         raise ValidationError([Problem(None, "prune_before", before, "must be a date or time")], what="arguments")
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
@@ -156,8 +184,10 @@ def report_of(sources: SourceCalls, run_id: str) -> Report:
 def _checked_run(sources: SourceCalls, run_id: str) -> RunRecord:
     run = journal_of(sources).read(run_id)
     if run.base_url != sources.client.base_url:
-        raise JournalError(f"run {run.run_id} wrote to {run.base_url}, but this client talks to "
-                           f"{sources.client.base_url}; use a client of {run.base_url}")
+        raise JournalError(
+            f"run {run.run_id} wrote to {run.base_url}, but this client talks to "
+            f"{sources.client.base_url}; use a client of {run.base_url}"
+        )
     return run
 
 
@@ -202,15 +232,21 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     run = _checked_run(sources, run_id)
     todo = [e for e in run.entries if e.status is None]
     updates = [e for e in todo if e.action == "update" and e.after]
-    records = [(int(e.source_id), f, e.before.get(f), new) for e in updates if e.source_id is not None
-               for f, new in e.after.items()]
+    records = [
+        (int(e.source_id), f, e.before.get(f), new)
+        for e in updates
+        if e.source_id is not None
+        for f, new in e.after.items()
+    ]
     with labelled("resume", parent=run.run_id):
         if records:
             resumed = update_plan(sources, records, {e.source_id: e.name for e in updates}).apply(
-                on_conflict=on_conflict, progress=progress)
+                on_conflict=on_conflict, progress=progress
+            )
         else:  # nothing to send: for an interrupted run, a run of its own says it was looked after
-            empty_run = start_run(sources.client.journal if run.state == "interrupted" else None, "resume",
-                                  sources.client.base_url)
+            empty_run = start_run(
+                sources.client.journal if run.state == "interrupted" else None, "resume", sources.client.base_url
+            )
             empty_run.finish()
             resumed = with_run(make_report([]), empty_run)
         extra = [_resume_one(sources, e) for e in todo if e.action != "update"]
@@ -233,8 +269,15 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
 
 def _outcome_of(report: Report, key: Any) -> Outcome:
     row = report.loc[key]
-    return Outcome(str(row["action"]), str(row["status"]), row["changes"], row["error"], row["name"], key,
-                   row["replaced"] if isinstance(row["replaced"], dict) else {})
+    return Outcome(
+        str(row["action"]),
+        str(row["status"]),
+        row["changes"],
+        row["error"],
+        row["name"],
+        key,
+        row["replaced"] if isinstance(row["replaced"], dict) else {},
+    )
 
 
 def _joined(report: Report, extra: list[Outcome]) -> Report:
@@ -252,8 +295,9 @@ def _resume_one(sources: SourceCalls, entry: Entry) -> Outcome:
         if entry.action == "create":
             made = _created_id(sources, entry)
             if made is None:
-                made = sources.create(str(entry.after.get("name")),
-                                      **{k: v for k, v in entry.after.items() if k != "name"})["id"]
+                made = sources.create(
+                    str(entry.after.get("name")), **{k: v for k, v in entry.after.items() if k != "name"}
+                )["id"]
             return Outcome("create", "created", {}, None, entry.name, made)
         if entry.source_id is not None and sources.current([entry.source_id]).get(entry.source_id) is not None:
             sources.delete(entry.source_id)
@@ -266,8 +310,9 @@ def _created_id(sources: SourceCalls, entry: Entry) -> int | None:
     """The id of the source a create made, found by its name and settings; None if there is none."""
     name = entry.after.get("name")
     for source in sources.records(q=str(name), progress=False)[0]:
-        if source.get("name") == name and all(same(k, source.get(k), v) for k, v in entry.after.items()
-                                              if k in WRITABLE):
+        if source.get("name") == name and all(
+            same(k, source.get(k), v) for k, v in entry.after.items() if k in WRITABLE
+        ):
             return int(source["id"])
     return None
 

@@ -17,6 +17,7 @@ which readers settle by asking the server, never by guessing.
 
 Only this module touches the files; it knows nothing of HTTP, pandas or plans.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -71,8 +72,10 @@ def open_journal(option: Any) -> Journal | None:
         return option
     if isinstance(option, (str, os.PathLike)):
         return Journal(Path(option).expanduser())
-    raise ConfigurationError(f"Client option journal must be None (the default folder), False (no journal) "
-                             f"or a folder path, not {type(option).__name__}")
+    raise ConfigurationError(
+        f"Client option journal must be None (the default folder), False (no journal) "
+        f"or a folder path, not {type(option).__name__}"
+    )
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -143,8 +146,9 @@ class Journal:
     def __repr__(self) -> str:
         return f"<neuroio_nb.Journal {self.folder}>"
 
-    def start(self, kind: str, base_url: str, *, parent: str | None = None,
-              details: Mapping[str, Any] | None = None) -> RunWriter:
+    def start(
+        self, kind: str, base_url: str, *, parent: str | None = None, details: Mapping[str, Any] | None = None
+    ) -> RunWriter:
         """Open a new run file (header written and fsynced) and return its writer."""
         self._make_folder()
         for _ in range(20):
@@ -156,8 +160,16 @@ class Journal:
                 continue
             if hasattr(os, "fchmod"):  # the umask may have narrowed it; never widen beyond 0600
                 os.fchmod(fd, 0o600)
-            header = {"format": FORMAT, "version": VERSION, "run": run_id, "kind": kind,
-                      "base_url": base_url, "started": _now(), "pid": os.getpid(), "parent": parent}
+            header = {
+                "format": FORMAT,
+                "version": VERSION,
+                "run": run_id,
+                "kind": kind,
+                "base_url": base_url,
+                "started": _now(),
+                "pid": os.getpid(),
+                "parent": parent,
+            }
             if details:
                 header["details"] = dict(details)
             writer = RunWriter(run_id, path, fd)
@@ -194,10 +206,15 @@ class Journal:
         if len(matches) == 1:
             return self.path_of(matches[0])
         if len(matches) > 1:
-            raise JournalError(f"{text!r} starts {len(matches)} run ids in the journal at {self.folder}: "
-                               + ", ".join(matches[:5]) + (" ..." if len(matches) > 5 else "")
-                               + "; give more of it")
-        raise JournalError(f"no run {text!r} in the journal at {self.folder} (sources.history() or 'neuroio-nb history' lists them)")
+            raise JournalError(
+                f"{text!r} starts {len(matches)} run ids in the journal at {self.folder}: "
+                + ", ".join(matches[:5])
+                + (" ..." if len(matches) > 5 else "")
+                + "; give more of it"
+            )
+        raise JournalError(
+            f"no run {text!r} in the journal at {self.folder} (sources.history() or 'neuroio-nb history' lists them)"
+        )
 
     def read(self, run: str | os.PathLike[str]) -> RunRecord:
         return read_run(self.locate(run))
@@ -209,8 +226,9 @@ class Journal:
             try:
                 found.append(read_run(self.path_of(run_id)))
             except JournalError as exc:
-                warnings.warn(str(exc), TornLineWarning if "no complete header" in str(exc) else UserWarning,
-                              stacklevel=2)
+                warnings.warn(
+                    str(exc), TornLineWarning if "no complete header" in str(exc) else UserWarning, stacklevel=2
+                )
         return sorted(found, key=lambda r: (r.started, r.run_id), reverse=True)
 
     def remove(self, run_id: str) -> None:
@@ -244,14 +262,28 @@ class RunWriter:
             for intent in intents:
                 self._seq += 1
                 seqs.append(self._seq)
-                line = {"t": "intent", "seq": self._seq, "action": intent.action, "id": intent.source_id,
-                        "name": intent.name, "before": intent.before, "after": intent.after}
+                line = {
+                    "t": "intent",
+                    "seq": self._seq,
+                    "action": intent.action,
+                    "id": intent.source_id,
+                    "name": intent.name,
+                    "before": intent.before,
+                    "after": intent.after,
+                }
                 if intent.changes is not None:
                     line["changes"] = {f: list(pair) for f, pair in intent.changes.items()}
                 lines.append(line)
                 if intent.status is not None:
-                    lines.append({"t": "outcome", "seq": self._seq, "status": intent.status,
-                                  "error": intent.error, "id": intent.source_id})
+                    lines.append(
+                        {
+                            "t": "outcome",
+                            "seq": self._seq,
+                            "status": intent.status,
+                            "error": intent.error,
+                            "id": intent.source_id,
+                        }
+                    )
                     self.counts[intent.status] = self.counts.get(intent.status, 0) + 1
             encoded = [_line(line) for line in lines]
             if encoded:
@@ -263,14 +295,28 @@ class RunWriter:
         keys = list(intents)
         self._keys.update(zip(keys, self.intend(intents[k] for k in keys), strict=True))
 
-    def outcome_of(self, key: Any, status: str, *, error: str | None = None, source_id: int | None = None,
-                   maybe_applied: bool = False) -> None:
+    def outcome_of(
+        self,
+        key: Any,
+        status: str,
+        *,
+        error: str | None = None,
+        source_id: int | None = None,
+        maybe_applied: bool = False,
+    ) -> None:
         """:meth:`outcome` of the intent written under ``key`` by :meth:`intend_keyed`."""
         if key in self._keys:
             self.outcome(self._keys[key], status, error=error, source_id=source_id, maybe_applied=maybe_applied)
 
-    def outcome(self, seq: int, status: str, *, error: str | None = None, source_id: int | None = None,
-                maybe_applied: bool = False) -> None:
+    def outcome(
+        self,
+        seq: int,
+        status: str,
+        *,
+        error: str | None = None,
+        source_id: int | None = None,
+        maybe_applied: bool = False,
+    ) -> None:
         """Record what came of intent ``seq`` (written at once; fsynced at :meth:`finish`).
 
         ``maybe_applied``: it failed without an answer that says the server did
@@ -289,8 +335,9 @@ class RunWriter:
         with self._lock:
             if self._fd is None:
                 return
-            self._write_locked([_line({"t": "end", "state": state, "finished": _now(),
-                                       "counts": dict(self.counts)})], sync=True)
+            self._write_locked(
+                [_line({"t": "end", "state": state, "finished": _now(), "counts": dict(self.counts)})], sync=True
+            )
             os.close(self._fd)
             self._fd = None
 
@@ -331,8 +378,15 @@ class NoRun(RunWriter):
         self._seq += len(list(intents))
         return list(range(first, self._seq + 1))
 
-    def outcome(self, seq: int, status: str, *, error: str | None = None, source_id: int | None = None,
-                maybe_applied: bool = False) -> None:
+    def outcome(
+        self,
+        seq: int,
+        status: str,
+        *,
+        error: str | None = None,
+        source_id: int | None = None,
+        maybe_applied: bool = False,
+    ) -> None:
         return None
 
     def finish(self, state: str = "complete") -> None:
@@ -385,8 +439,16 @@ def is_covered() -> bool:
 T = TypeVar("T")
 
 
-def journaled(journal: Journal | None, base_url: str, intent: Intent, send: Callable[[], T], *,
-              applied: str, result_id: Callable[[T], Any], unknown: Callable[[Any], bool]) -> T:
+def journaled(
+    journal: Journal | None,
+    base_url: str,
+    intent: Intent,
+    send: Callable[[], T],
+    *,
+    applied: str,
+    result_id: Callable[[T], Any],
+    unknown: Callable[[Any], bool],
+) -> T:
     """Send one write as a run of its own: intent fsynced, ``send()``, outcome, end line.
 
     ``applied`` is the status of a success (``updated``...); ``result_id(result)``
@@ -475,26 +537,35 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
         except ValueError:
             if number == 1:
                 raise JournalError(_not_ours(path)) from None
-            raise JournalError(f"journal file {path}: line {number} is not JSON; the file was changed by "
-                               "something other than neuroio-nb") from None
+            raise JournalError(
+                f"journal file {path}: line {number} is not JSON; the file was changed by "
+                "something other than neuroio-nb"
+            ) from None
         if not isinstance(record, dict):
-            raise JournalError(_not_ours(path) if number == 1 else f"journal file {path}: line {number} is "
-                               "not a journal record")
+            raise JournalError(
+                _not_ours(path) if number == 1 else f"journal file {path}: line {number} is not a journal record"
+            )
         yield record
     if tail.strip():
         try:
             record = json.loads(tail)
         except ValueError:
-            warnings.warn(f"journal file {path}: its last line was cut short (the process writing it "
-                          f"stopped mid-line); skipped {len(tail)} byte(s)", TornLineWarning, stacklevel=3)
+            warnings.warn(
+                f"journal file {path}: its last line was cut short (the process writing it "
+                f"stopped mid-line); skipped {len(tail)} byte(s)",
+                TornLineWarning,
+                stacklevel=3,
+            )
             return
         if isinstance(record, dict):
             yield record
 
 
 def _not_ours(path: Path) -> str:
-    return (f"{path} is not a neuroio-nb journal file (its first line is not a neuroio-nb journal header); "
-            "refusing to read it")
+    return (
+        f"{path} is not a neuroio-nb journal file (its first line is not a neuroio-nb journal header); "
+        "refusing to read it"
+    )
 
 
 def read_run(path: Path) -> RunRecord:
@@ -502,24 +573,36 @@ def read_run(path: Path) -> RunRecord:
     records = iter(read_lines(path))
     header = next(records, None)
     if header is None:
-        raise JournalError(f"journal file {path} holds no complete header (the process died as it "
-                           "was created); nothing was sent in that run")
+        raise JournalError(
+            f"journal file {path} holds no complete header (the process died as it "
+            "was created); nothing was sent in that run"
+        )
     if header.get("format") != FORMAT or header.get("t") is not None:
         raise JournalError(_not_ours(path))
     if not isinstance(header.get("version"), int) or header["version"] > VERSION:
-        raise JournalError(f"{path} is a neuroio-nb journal of version {header.get('version')!r}; this "
-                           f"neuroio-nb reads version {VERSION} or older: upgrade neuroio-nb to read it")
+        raise JournalError(
+            f"{path} is a neuroio-nb journal of version {header.get('version')!r}; this "
+            f"neuroio-nb reads version {VERSION} or older: upgrade neuroio-nb to read it"
+        )
     entries: dict[int, Entry] = {}
     end: dict[str, Any] | None = None
     for record in records:
         kind = record.get("t")
         seq = record.get("seq")
         if kind == "intent" and isinstance(seq, int):
-            entries[seq] = Entry(seq, str(record.get("action")), record.get("id"), record.get("name"),
-                                 dict(record.get("before") or {}), dict(record.get("after") or {}))
+            entries[seq] = Entry(
+                seq,
+                str(record.get("action")),
+                record.get("id"),
+                record.get("name"),
+                dict(record.get("before") or {}),
+                dict(record.get("after") or {}),
+            )
             if isinstance(record.get("changes"), dict):
-                entries[seq].changes = {f: tuple(pair) if isinstance(pair, list) and len(pair) == 2 else (None, pair)
-                                        for f, pair in record["changes"].items()}
+                entries[seq].changes = {
+                    f: tuple(pair) if isinstance(pair, list) and len(pair) == 2 else (None, pair)
+                    for f, pair in record["changes"].items()
+                }
         elif kind == "outcome" and isinstance(seq, int) and seq in entries:
             entry = entries[seq]
             entry.status = record.get("status")
@@ -532,12 +615,37 @@ def read_run(path: Path) -> RunRecord:
     if end is not None and not any(e.status is None for e in entries.values()):
         state = str(end.get("state") or "complete")
     return RunRecord(
-        run_id=str(header.get("run")), path=path, kind=str(header.get("kind")),
-        base_url=str(header.get("base_url")), started=str(header.get("started")),
-        parent=header.get("parent"), finished=end.get("finished") if end else None, state=state,
-        entries=sorted(entries.values(), key=lambda e: e.seq), details=dict(header.get("details") or {}))
+        run_id=str(header.get("run")),
+        path=path,
+        kind=str(header.get("kind")),
+        base_url=str(header.get("base_url")),
+        started=str(header.get("started")),
+        parent=header.get("parent"),
+        finished=end.get("finished") if end else None,
+        state=state,
+        entries=sorted(entries.values(), key=lambda e: e.seq),
+        details=dict(header.get("details") or {}),
+    )
 
 
-__all__ = ["APPLIED", "ENV", "Entry", "Intent", "Journal", "JournalError", "NoRun", "RunRecord", "RunWriter",
-           "TornLineWarning", "covered", "default_folder", "is_covered", "journaled", "labelled", "new_run_id",
-           "open_journal", "read_run", "start_run"]
+__all__ = [
+    "APPLIED",
+    "ENV",
+    "Entry",
+    "Intent",
+    "Journal",
+    "JournalError",
+    "NoRun",
+    "RunRecord",
+    "RunWriter",
+    "TornLineWarning",
+    "covered",
+    "default_folder",
+    "is_covered",
+    "journaled",
+    "labelled",
+    "new_run_id",
+    "open_journal",
+    "read_run",
+    "start_run",
+]

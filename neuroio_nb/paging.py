@@ -7,6 +7,7 @@ advance by the rows they actually got. Each page but the first starts one row ea
 that row must be the previous page's last, and when it is not, sources were added or
 deleted before it while the listing was read (a shift).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -17,9 +18,11 @@ class ListingChangedWarning(UserWarning):
 
 
 #: What a reader says when the listing changed under it.
-LISTING_CHANGED = ("The listing changed while it was read (sources added or deleted meanwhile): "
-                   "each source is listed once, but one added or deleted during the read may be "
-                   "missing or still listed. Read it again for a settled list.")
+LISTING_CHANGED = (
+    "The listing changed while it was read (sources added or deleted meanwhile): "
+    "each source is listed once, but one added or deleted during the read may be "
+    "missing or still listed. Read it again for a settled list."
+)
 
 
 def overlap_step(size: int) -> int:
@@ -67,8 +70,9 @@ class Walk:
     page they came in, which may say that the listing ends there.
     """
 
-    def __init__(self, size: int, *, rows: list[dict[str, Any]] | None = None,
-                 after: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self, size: int, *, rows: list[dict[str, Any]] | None = None, after: dict[str, Any] | None = None
+    ) -> None:
         self.size = max(1, size)
         self.rows: list[dict[str, Any]] = []
         self.changed = False

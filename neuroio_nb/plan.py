@@ -4,6 +4,7 @@ A :class:`Plan` is a long frame of changes (id, field, old, new) plus the ids
 that could not be planned (not on the server). The comparison is vectorised
 per column: NA equals NA, and ``store_images_for_results`` compares as a set.
 """
+
 from __future__ import annotations
 
 import json
@@ -38,9 +39,15 @@ class Plan:
     #: Rows to create (index: the desired frame's labels; one column per field sent).
     creates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name"], dtype=object))
     #: Server sources to delete: ``id``, ``space_id``, ``name``.
-    deletes: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(
-        {"id": pd.Series([], dtype="int64"), "space_id": pd.Series([], dtype="Int64"),
-         "name": pd.Series([], dtype=object)}))
+    deletes: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(
+            {
+                "id": pd.Series([], dtype="int64"),
+                "space_id": pd.Series([], dtype="Int64"),
+                "name": pd.Series([], dtype=object),
+            }
+        )
+    )
     #: id -> the settings each delete was planned with (compared with the server before deleting).
     deleted: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
     #: create label -> the id a re-created source had (undo of a delete).
@@ -71,12 +78,20 @@ class Plan:
             out.setdefault(sid, {})[fname] = (old, new)
         return out
 
-    def apply(self, *, dry_run: bool = False, on_conflict: str = "skip",
-              progress: bool | None = None) -> Report:
+    def apply(self, *, dry_run: bool = False, on_conflict: str = "skip", progress: bool | None = None) -> Report:
         """Send the plan: one PATCH per changed source; returns the report."""
-        job = Job(self.by_source(), {**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))},
-                  self.missing, self.check_conflicts, self.create_bodies(), self.deleted, self.old_ids,
-                  self.scope, self.seen, self.spaces)
+        job = Job(
+            self.by_source(),
+            {**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))},
+            self.missing,
+            self.check_conflicts,
+            self.create_bodies(),
+            self.deleted,
+            self.old_ids,
+            self.scope,
+            self.seen,
+            self.spaces,
+        )
         return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def create_bodies(self) -> dict[Any, dict[str, Any]]:
@@ -96,8 +111,9 @@ class Plan:
         if len(self.deletes) or len(self.creates):
             parts = [(len(self.deletes), "to delete"), (len(self.creates), "to create"), (n_updates, updates)]
             kept = [(n, what) for n, what in parts if n]
-            text = ", ".join(f"{plural(n, 'source') if k == 0 else number(n)} {what}"
-                             for k, (n, what) in enumerate(kept))
+            text = ", ".join(
+                f"{plural(n, 'source') if k == 0 else number(n)} {what}" for k, (n, what) in enumerate(kept)
+            )
         else:
             text = f"{plural(n_updates, 'source')} {updates}"
         if self.missing:
@@ -109,8 +125,9 @@ class Plan:
         win = window(len(by_source))
         note = showing(win, "plan.changes", "sources")
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
-        lines += [f"  - {sid} {shown(name)}" for sid, name in zip(self.deletes["id"], self.deletes["name"],
-                                                                  strict=True)][:20]
+        lines += [
+            f"  - {sid} {shown(name)}" for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)
+        ][:20]
         lines += [f"  + {shown(body.get('name'))}" for body in self.create_bodies().values()][:20]
         for k in win.head:
             lines.append(_change_line(*by_source[k]))
@@ -130,19 +147,30 @@ class Plan:
         fields += sorted({f for _, _, _, changes in rows for f in changes} - set(fields))
         footer = f"<p>Not found: {esc(ids_text(list(self.missing)))}</p>" if self.missing else ""
         if not len(self.creates) and not len(self.deletes):
-            return changes_html("Plan", self.summary(), [r[1:] for r in rows], fields, where="plan.changes",
-                                footer=footer)
-        return changes_html("Plan", self.summary(), [r[1:] for r in rows], fields,
-                            where="plan.deletes, plan.creates and plan.changes", mark_header="",
-                            marks=[r[0] for r in rows], footer=footer)
+            return changes_html(
+                "Plan", self.summary(), [r[1:] for r in rows], fields, where="plan.changes", footer=footer
+            )
+        return changes_html(
+            "Plan",
+            self.summary(),
+            [r[1:] for r in rows],
+            fields,
+            where="plan.deletes, plan.creates and plan.changes",
+            mark_header="",
+            marks=[r[0] for r in rows],
+            footer=footer,
+        )
 
     def rows(self) -> list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]]:
         """One ``(mark, id, name, {field: (old, new)})`` per source: ``-`` deletes first,
         then ``+`` creates (no id yet), then ``~`` updates."""
         out: list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]] = [
-            ("-", sid, name, {}) for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)]
-        out += [("+", "", body.get("name"), {f: (None, v) for f, v in body.items() if f != "name"})
-                for body in self.create_bodies().values()]
+            ("-", sid, name, {}) for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)
+        ]
+        out += [
+            ("+", "", body.get("name"), {f: (None, v) for f, v in body.items() if f != "name"})
+            for body in self.create_bodies().values()
+        ]
         out += [("~", sid, self.names.get(sid), changes) for sid, changes in self.by_source().items()]
         return out
 
@@ -187,8 +215,14 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
     _refuse_bad_changes(cell_problems, changes)
     names = _names(known if "name" in known.columns else base_frame, changes["id"].unique())
     changes.insert(1, "name", changes["id"].map(names).astype(object))
-    return Plan(sources, changes, check_conflicts=base is not None, missing=missing, names=names,
-                spaces=_spaces_of_ids(base_frame, changes["id"].unique()))
+    return Plan(
+        sources,
+        changes,
+        check_conflicts=base is not None,
+        missing=missing,
+        names=names,
+        spaces=_spaces_of_ids(base_frame, changes["id"].unique()),
+    )
 
 
 def _spaces_of_ids(frame: pd.DataFrame, ids: np.ndarray) -> list[int] | None:
@@ -201,12 +235,14 @@ def _spaces_of_ids(frame: pd.DataFrame, ids: np.ndarray) -> list[int] | None:
     return sorted(int(s) for s in spaces.unique())
 
 
-def update_plan(sources: SourceCalls, records: list[tuple[int, str, Any, Any]],
-                names: dict[Any, Any] | None = None) -> Plan:
+def update_plan(
+    sources: SourceCalls, records: list[tuple[int, str, Any, Any]], names: dict[Any, Any] | None = None
+) -> Plan:
     """A conflict-checked plan from (id, field, old, new) records, as undo makes one."""
     names = names or {}
-    changes = pd.DataFrame([(sid, names.get(sid), f, old, new) for sid, f, old, new in records],
-                           columns=CHANGE_COLUMNS, dtype=object)  # objects: None stays None, not NaN
+    changes = pd.DataFrame(
+        [(sid, names.get(sid), f, old, new) for sid, f, old, new in records], columns=CHANGE_COLUMNS, dtype=object
+    )  # objects: None stays None, not NaN
     changes = changes.astype({"id": id_index(changes["id"]).dtype, "name": object, "old": object, "new": object})
     return Plan(sources, changes, check_conflicts=True, names={sid: names.get(sid) for sid in changes["id"]})
 
@@ -223,20 +259,24 @@ def _names(frame: pd.DataFrame, ids: np.ndarray) -> dict[int, Any]:
     return {i: found.get(i) for i in ids}
 
 
-def _changes_frame(known: pd.DataFrame, rows: list[np.ndarray], fields: list[np.ndarray],
-                   olds: list[Any], news: list[Any]) -> pd.DataFrame:
+def _changes_frame(
+    known: pd.DataFrame, rows: list[np.ndarray], fields: list[np.ndarray], olds: list[Any], news: list[Any]
+) -> pd.DataFrame:
     """The long frame of changes, in row order then column order."""
     if not rows:
-        return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "id" else object)
-                             for c in CHANGE_COLUMNS if c != "name"})
+        return pd.DataFrame(
+            {c: pd.Series([], dtype="int64" if c == "id" else object) for c in CHANGE_COLUMNS if c != "name"}
+        )
     row, field_no = np.concatenate(rows), np.concatenate(fields)
     order = np.lexsort((field_no, row))
-    return pd.DataFrame({
-        "id": known.index.to_numpy()[row[order]],
-        "field": pd.Series(known.columns.to_numpy(dtype=object)[field_no[order]], dtype=object),
-        "old": _objects(olds, order),
-        "new": _objects(news, order),
-    })
+    return pd.DataFrame(
+        {
+            "id": known.index.to_numpy()[row[order]],
+            "field": pd.Series(known.columns.to_numpy(dtype=object)[field_no[order]], dtype=object),
+            "old": _objects(olds, order),
+            "new": _objects(news, order),
+        }
+    )
 
 
 def _objects(values: list[Any], order: np.ndarray) -> pd.Series:
@@ -291,8 +331,10 @@ def _not_only_neutralised(old: pd.Series, new: pd.Series, mask: np.ndarray) -> n
     where = np.flatnonzero(mask)
     if len(where):
         before, after = old.to_numpy(dtype=object)[where], new.to_numpy(dtype=object)[where]
-        mask[where] = [not (isinstance(a, str) and isinstance(b, str) and a.startswith("'") and a == neutralised(b))
-                       for b, a in zip(before, after, strict=True)]
+        mask[where] = [
+            not (isinstance(a, str) and isinstance(b, str) and a.startswith("'") and a == neutralised(b))
+            for b, a in zip(before, after, strict=True)
+        ]
     return mask
 
 
@@ -320,7 +362,7 @@ def _changed_cells(old: pd.Series, new: pd.Series, differ: Callable[[Any, Any], 
     return mask
 
 
-def _as_set(value: Any) -> frozenset | None:
+def _as_set(value: Any) -> frozenset[Any] | None:
     """A list cell as a set; JSON text of a list (as plain ``pd.read_csv`` leaves it) as that list's set."""
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
@@ -347,8 +389,10 @@ def _check_columns(edited: pd.DataFrame, old: pd.DataFrame, base: pd.DataFrame, 
     for column in READ_ONLY if read_only else ():
         if column in edited.columns and column in old.columns:
             mask = changed(column, old[column], edited[column])
-            problems += [Problem(i, column, to_python(v), "is read-only and cannot be changed")
-                         for i, v in edited.loc[mask, column].items()]
+            problems += [
+                Problem(i, column, to_python(v), "is read-only and cannot be changed")
+                for i, v in edited.loc[mask, column].items()
+            ]
     if problems:
         raise ValidationError(problems)
 
@@ -356,9 +400,11 @@ def _check_columns(edited: pd.DataFrame, old: pd.DataFrame, base: pd.DataFrame, 
 def _unknown_columns(edited: pd.DataFrame, base: pd.DataFrame) -> list[Problem]:
     if not len(base.columns) or not len(base):  # nothing to know the server's fields from
         return []
-    return [Problem(None, column, None, "unknown column: not a field of the schema nor of the base")
-            for column in edited.columns if column not in BY_NAME and column not in base.columns
-            and column != INDEX]
+    return [
+        Problem(None, column, None, "unknown column: not a field of the schema nor of the base")
+        for column in edited.columns
+        if column not in BY_NAME and column not in base.columns and column != INDEX
+    ]
 
 
 def _typed_base(base: pd.DataFrame) -> pd.DataFrame:

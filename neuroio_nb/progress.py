@@ -10,6 +10,7 @@
   text ("0%|").
 * Elsewhere it is the terminal tqdm, on stderr.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -56,7 +57,7 @@ def _make_notebook_class(base: Any) -> Any:
 
     display: Callable[..., Any] = ipython_display
 
-    class NotebookBar(base):  # type: ignore[misc]
+    class NotebookBar(base):  # type: ignore[misc]  # tqdm's notebook class, imported lazily: Any here
         """tqdm's notebook bar, displayed through a handle that is emptied on close."""
 
         _handle: Any = None
@@ -67,8 +68,9 @@ def _make_notebook_class(base: Any) -> Any:
                 self._handle = display(self.container, display_id=True)
                 self.displayed = True
 
-        def display(self, msg: Any = None, pos: Any = None, close: bool = False, bar_style: Any = None,
-                    check_delay: bool = True) -> Any:
+        def display(
+            self, msg: Any = None, pos: Any = None, close: bool = False, bar_style: Any = None, check_delay: bool = True
+        ) -> Any:
             if check_delay and self.delay > 0 and not self.displayed:
                 self._handle = display(self.container, display_id=True)
                 self.displayed = True

@@ -5,6 +5,7 @@ One page (:meth:`SourcesAPI.list`), every source (:meth:`SourcesAPI.iter`,
 current state of many (:meth:`SourcesAPI.current`). It speaks JSON dicts only:
 frames, plans, bulk jobs, CSV and the form live in the layers above.
 """
+
 from __future__ import annotations
 
 import builtins
@@ -48,8 +49,9 @@ class SourcesAPI:
         return f"<Sources of {self.client!r}>"
 
     # ---- one page, every page -------------------------------------------------
-    def list(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
-             limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    def list(
+        self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None, limit: int = 20, offset: int = 0
+    ) -> dict[str, Any]:
         """One page, as the API sends it: ``{"count", "next", "previous", "results"}``."""
         params: dict[str, Any] = {"limit": _count_param("limit", limit), "offset": _count_param("offset", offset)}
         if q is not None:
@@ -68,8 +70,9 @@ class SourcesAPI:
         walk = Walk(self.client.page_size)
         yield from self._walked(walk, q, spaces_ids)
 
-    def _walked(self, walk: Walk, q: str | None, spaces_ids: Any, *, warn: bool = True,
-                fetched: dict[int, Page] | None = None) -> Iterator[Source]:
+    def _walked(
+        self, walk: Walk, q: str | None, spaces_ids: Any, *, warn: bool = True, fetched: dict[int, Page] | None = None
+    ) -> Iterator[Source]:
         """The new sources of each page ``walk`` asks for: from ``fetched`` (pages by offset), else read."""
         fetched = dict(fetched or {})
         while (ask := walk.next_request()) is not None:
@@ -79,8 +82,14 @@ class SourcesAPI:
         if warn and walk.changed:
             warnings.warn(LISTING_CHANGED, ListingChangedWarning, stacklevel=3)
 
-    def records(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
-                progress: bool | None = None, *, first: Page | None = None) -> tuple[SourceList, bool]:
+    def records(
+        self,
+        q: str | None = None,
+        spaces_ids: Iterable[int] | int | None = None,
+        progress: bool | None = None,
+        *,
+        first: Page | None = None,
+    ) -> tuple[SourceList, bool]:
         """Every source as dicts, each once; and whether the listing changed while it was read.
 
         With a ``count``, the pages after the first are fetched at once; then they
@@ -101,15 +110,15 @@ class SourcesAPI:
             for _ in self._walked(walk, q, spaces_ids, warn=False):
                 pass
             return walk.rows, walk.changed
-        fetched = self._concurrently(overlapping_offsets(count, len(rows)), q, spaces_ids, len(rows), count,
-                                     progress)
+        fetched = self._concurrently(overlapping_offsets(count, len(rows)), q, spaces_ids, len(rows), count, progress)
         counts = {page.get("count") for page in fetched.values()}
         for _ in self._walked(walk, q, spaces_ids, warn=False, fetched=fetched):
             pass
         return walk.rows, walk.changed or counts - {count} != set() or len(walk.rows) != count
 
-    def _concurrently(self, offsets: Sequence[int], q: str | None, spaces_ids: Any, size: int, count: int,
-                      progress: bool | None) -> dict[int, Page]:
+    def _concurrently(
+        self, offsets: Sequence[int], q: str | None, spaces_ids: Any, size: int, count: int, progress: bool | None
+    ) -> dict[int, Page]:
         """The pages at ``offsets``, fetched at once; an error ends the read at the caller."""
         bar = progress_bar(total=len(offsets) + 1, desc="sources", unit="page", progress=progress)
         bar.update(1)
@@ -144,9 +153,15 @@ class SourcesAPI:
         if self.client.journal is None or is_covered():
             return self._create(body)
         _encode_json(body, "POST", PATH)  # a body that cannot be sent is refused before anything is written
-        return journaled(self.client.journal, self.client.base_url, Intent("create", None, {}, body, name),
-                         lambda: self._create(body), applied="created", result_id=lambda made: made["id"],
-                         unknown=outcome_unknown)
+        return journaled(
+            self.client.journal,
+            self.client.base_url,
+            Intent("create", None, {}, body, name),
+            lambda: self._create(body),
+            applied="created",
+            result_id=lambda made: made["id"],
+            unknown=outcome_unknown,
+        )
 
     def _create(self, body: dict[str, Any]) -> dict[str, Any]:
         before = {source["id"] for source in self._named(body["name"])}
@@ -162,12 +177,17 @@ class SourcesAPI:
 
     def _created_since(self, body: dict[str, Any], before: set[int]) -> dict[str, Any] | None:
         """The source ``body`` made, if it is there: one that was not among ``before`` (ids)."""
-        new = [source for source in self._named(body["name"]) if source["id"] not in before
-               and all(same(k, source.get(k), v) for k, v in body.items() if k in BY_NAME)]
+        new = [
+            source
+            for source in self._named(body["name"])
+            if source["id"] not in before and all(same(k, source.get(k), v) for k, v in body.items() if k in BY_NAME)
+        ]
         if len(new) > 1:
-            raise TransportError(f"{len(new)} sources named {body['name']!r} with these settings appeared "
-                                 f"meanwhile (ids {', '.join(str(s['id']) for s in new)}); "
-                                 "one of them may be the one this create made")
+            raise TransportError(
+                f"{len(new)} sources named {body['name']!r} with these settings appeared "
+                f"meanwhile (ids {', '.join(str(s['id']) for s in new)}); "
+                "one of them may be the one this create made"
+            )
         return new[0] if new else None
 
     def update(self, source_id: int, **fields: Any) -> dict[str, Any]:
@@ -183,8 +203,15 @@ class SourcesAPI:
         _encode_json(body, "PATCH", path)
         was = self.get(source_id)  # the journal keeps the values this write replaces
         intent = Intent("update", was["id"], {f: was.get(f) for f in body}, body, was.get("name"))
-        return journaled(self.client.journal, self.client.base_url, intent, send, applied="updated",
-                         result_id=lambda result: result["id"], unknown=outcome_unknown)
+        return journaled(
+            self.client.journal,
+            self.client.base_url,
+            intent,
+            send,
+            applied="updated",
+            result_id=lambda result: result["id"],
+            unknown=outcome_unknown,
+        )
 
     def delete(self, source_id: int) -> None:
         """Delete a source. A retry after an answer was lost finds it gone: that is success."""
@@ -192,9 +219,15 @@ class SourcesAPI:
         if self.client.journal is None or is_covered():
             return self._delete(path)
         was = self.get(source_id)  # the whole source, so that undo can make it again
-        journaled(self.client.journal, self.client.base_url, Intent("delete", was["id"], was, {}, was.get("name")),
-                  lambda: self._delete(path), applied="deleted", result_id=lambda _: was["id"],
-                  unknown=outcome_unknown)
+        journaled(
+            self.client.journal,
+            self.client.base_url,
+            Intent("delete", was["id"], was, {}, was.get("name")),
+            lambda: self._delete(path),
+            applied="deleted",
+            result_id=lambda _: was["id"],
+            unknown=outcome_unknown,
+        )
         return None
 
     def _delete(self, path: str) -> None:
@@ -210,8 +243,9 @@ class SourcesAPI:
             if not unanswered:
                 raise
 
-    def _write(self, method: str, path: str, body: dict[str, Any] | None = None, *,
-               if_unknown: IfUnknown | None = None) -> Any:
+    def _write(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, if_unknown: IfUnknown | None = None
+    ) -> Any:
         """Send one write (POST, PATCH or DELETE): every change this package makes goes through here.
 
         The journal's hook sits one level up, in create/update/delete (or in the bulk job
@@ -231,8 +265,11 @@ class SourcesAPI:
         if len(ids) > self.client.max_workers:
             first = self.list(spaces_ids=spaces_ids, limit=self.client.page_size)
             count = first.get("count")
-            pages_left = (count - len(first["results"])) / max(1, len(first["results"])) \
-                if isinstance(count, int) else float("inf")
+            pages_left = (
+                (count - len(first["results"])) / max(1, len(first["results"]))
+                if isinstance(count, int)
+                else float("inf")
+            )
             if pages_left < len(ids):
                 wanted = set(ids)
                 rows, _ = self.records(spaces_ids=spaces_ids, progress=False, first=first)
@@ -262,8 +299,9 @@ def _whole(value: Any) -> int | None:
 def _path(source_id: Any) -> str:
     number = _whole(source_id)
     if number is None:
-        raise ValidationError([Problem(source_id, "id", source_id, "a source id is a whole number >= 0")],
-                              what="request")
+        raise ValidationError(
+            [Problem(source_id, "id", source_id, "a source id is a whole number >= 0")], what="request"
+        )
     return f"{PATH}{number}/"
 
 
@@ -284,8 +322,9 @@ def _spaces_param(spaces_ids: Iterable[int] | int | str) -> str:
         parts = [spaces_ids]
     numbers = [_whole(part) for part in parts]
     if not numbers or None in numbers:
-        raise ValidationError([Problem(None, "spaces_ids", spaces_ids,
-                                       "must be space ids: whole numbers, e.g. [1, 2]")], what="request")
+        raise ValidationError(
+            [Problem(None, "spaces_ids", spaces_ids, "must be space ids: whole numbers, e.g. [1, 2]")], what="request"
+        )
     return ",".join(str(n) for n in numbers)
 
 
@@ -323,8 +362,7 @@ def _checked_page(body: Any, path: str) -> dict[str, Any]:
 
 def _checked_source(body: Any, path: str) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("id"), int) or isinstance(body.get("id"), bool):
-        raise MalformedResponseError(200, "the server sent a source without a whole-number id",
-                                     path=path)
+        raise MalformedResponseError(200, "the server sent a source without a whole-number id", path=path)
     return body
 
 

@@ -3,6 +3,7 @@
 Frames, validation, CSV encoding, the sandbox and the form all read
 :data:`FIELDS`. A field added here appears everywhere.
 """
+
 from __future__ import annotations
 
 import enum
@@ -49,8 +50,9 @@ class Field:
     @property
     def dtype(self) -> str | type:
         """The pandas dtype of this field's column."""
-        return {"id": "Int64", "int": "Int64", "bool": "boolean", "str": "string",
-                "license": "string"}.get(self.kind, object)
+        return {"id": "Int64", "int": "Int64", "bool": "boolean", "str": "string", "license": "string"}.get(
+            self.kind, object
+        )
 
     @property
     def is_threshold(self) -> bool:
@@ -71,39 +73,65 @@ FIELDS: tuple[Field, ...] = (
     Field("id", "id", _G, "ID", "The source's id, given by the server.", writable=False),
     Field("space_id", "id", _G, "Space", "The space the source belongs to.", writable=False),
     Field("name", "str", _G, "Name", "Unique name of the source within its space.", required=True),
-    Field("license_id", "license", _G, "License id",
-          "The license the source uses (ids have been both numbers and strings)."),
-    Field("license", "object", _G, "License", "The license object, as the server sends it.",
-          writable=False),
-    _threshold("identify_facesize_threshold", _G, "Identify face size",
-               "Face size (px area) needed to identify a person.", 7000),
+    Field(
+        "license_id",
+        "license",
+        _G,
+        "License id",
+        "The license the source uses (ids have been both numbers and strings).",
+    ),
+    Field("license", "object", _G, "License", "The license object, as the server sends it.", writable=False),
+    _threshold(
+        "identify_facesize_threshold",
+        _G,
+        "Identify face size",
+        "Face size (px area) needed to identify a person.",
+        7000,
+    ),
     _flag("use_pps_time", _G, "Use PPS time", "Use the preprocessing server's timestamps.", False),
-    _threshold("manual_create_facesize_threshold", _P, "Create face size",
-               "Photo uploads: face size needed to create a person.", 25000),
-    _flag("manual_create_on_ha", _P, "Create on HA",
-          "Photo uploads: create a person on a 'high accuracy' match result.", False),
-    _flag("manual_create_on_junk", _P, "Create on junk",
-          "Photo uploads: create a person on a 'junk' result.", False),
-    _flag("manual_identify_asm", _P, "Estimate age, sex, mood",
-          "Photo uploads: estimate age, sex and mood.", True),
-    _flag("auto_create_persons", _V, "Create persons",
-          "Video: create persons automatically.", False),
-    _threshold("auto_create_facesize_threshold", _V, "Create face size",
-               "Video: face size needed to create a person.", 25000),
+    _threshold(
+        "manual_create_facesize_threshold",
+        _P,
+        "Create face size",
+        "Photo uploads: face size needed to create a person.",
+        25000,
+    ),
+    _flag(
+        "manual_create_on_ha",
+        _P,
+        "Create on HA",
+        "Photo uploads: create a person on a 'high accuracy' match result.",
+        False,
+    ),
+    _flag("manual_create_on_junk", _P, "Create on junk", "Photo uploads: create a person on a 'junk' result.", False),
+    _flag("manual_identify_asm", _P, "Estimate age, sex, mood", "Photo uploads: estimate age, sex and mood.", True),
+    _flag("auto_create_persons", _V, "Create persons", "Video: create persons automatically.", False),
+    _threshold(
+        "auto_create_facesize_threshold", _V, "Create face size", "Video: face size needed to create a person.", 25000
+    ),
     _flag("auto_create_check_blur", _V, "Refuse blurred faces", "Video: refuse blurred faces.", True),
-    _flag("auto_create_check_exposure", _V, "Refuse badly exposed faces",
-          "Video: refuse badly exposed faces.", True),
+    _flag("auto_create_check_exposure", _V, "Refuse badly exposed faces", "Video: refuse badly exposed faces.", True),
     _flag("auto_create_on_ha", _V, "Create on HA", "Video: create on a 'ha' result.", False),
     _flag("auto_create_on_junk", _V, "Create on junk", "Video: create on a 'junk' result.", False),
     _flag("auto_check_face_angle", _V, "Refuse turned faces", "Video: refuse faces turned away.", True),
     _flag("auto_check_liveness", _V, "Check liveness", "Video: run the liveness check.", False),
-    _flag("auto_create_liveness_only", _V, "Create live faces only",
-          "Video: create only faces that passed the liveness check.", True),
-    _flag("auto_identify_asm", _V, "Estimate age, sex, mood",
-          "Video: estimate age, sex and mood.", True),
-    Field("store_images_for_results", "list", _I, "Keep images for",
-          "Which entry results keep their images.", default=None,
-          choices=tuple(r.value for r in EntryResult)),
+    _flag(
+        "auto_create_liveness_only",
+        _V,
+        "Create live faces only",
+        "Video: create only faces that passed the liveness check.",
+        True,
+    ),
+    _flag("auto_identify_asm", _V, "Estimate age, sex, mood", "Video: estimate age, sex and mood.", True),
+    Field(
+        "store_images_for_results",
+        "list",
+        _I,
+        "Keep images for",
+        "Which entry results keep their images.",
+        default=None,
+        choices=tuple(r.value for r in EntryResult),
+    ),
 )
 
 BY_NAME: dict[str, Field] = {f.name: f for f in FIELDS}

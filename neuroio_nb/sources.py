@@ -5,6 +5,7 @@ iter, get, create, update, delete, ...) plus the jobs built on it, each delegate
 its own module: the typed frame (``frames``), plan, bulk update and undo (``plan``,
 ``bulk``), CSV export (``csvio``) and the form (``form``).
 """
+
 from __future__ import annotations
 
 import os
@@ -32,9 +33,15 @@ from .sync import undo as undo_report
 class Sources(SourcesAPI):
     """Every call about sources. Get it as ``client.sources``."""
 
-    def to_frame(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None,
-                 progress: bool | None = None, *, consistent: bool = False,
-                 attempts: int = 3) -> pd.DataFrame:
+    def to_frame(
+        self,
+        q: str | None = None,
+        spaces_ids: Iterable[int] | int | None = None,
+        progress: bool | None = None,
+        *,
+        consistent: bool = False,
+        attempts: int = 3,
+    ) -> pd.DataFrame:
         """Every source as one typed frame (index ``id``).
 
         If sources were added or deleted while the pages were read, the frame
@@ -51,31 +58,49 @@ class Sources(SourcesAPI):
                 "The listing changed while it was read (sources added or deleted meanwhile): "
                 "the frame has no duplicate ids, but it may lack sources that were there all along "
                 "(the pages shifted under the read) and still hold ones deleted meanwhile. "
-                + (f"It did not settle after {attempts} reads." if consistent
-                   else "Pass consistent=True to re-read until it is stable."),
-                ListingChangedWarning, stacklevel=2)
+                + (
+                    f"It did not settle after {attempts} reads."
+                    if consistent
+                    else "Pass consistent=True to re-read until it is stable."
+                ),
+                ListingChangedWarning,
+                stacklevel=2,
+            )
         return frame_from_records(rows)
 
-    def plan(self, edited: pd.DataFrame, base: pd.DataFrame | None = None, *, key: str = "id",
-             create: bool = False, delete: bool = False, q: str | None = None,
-             spaces_ids: Iterable[int] | int | None = None) -> Plan:
+    def plan(
+        self,
+        edited: pd.DataFrame,
+        base: pd.DataFrame | None = None,
+        *,
+        key: str = "id",
+        create: bool = False,
+        delete: bool = False,
+        q: str | None = None,
+        spaces_ids: Iterable[int] | int | None = None,
+    ) -> Plan:
         """What applying ``edited`` would change (against ``base``, or the server now).
 
         ``key="name"`` matches rows to sources by name; ``create=True`` creates the rows
         that match none; ``delete=True`` deletes the sources in scope (``q``,
         ``spaces_ids``) that no row matches. See :mod:`neuroio_nb.sync`.
         """
-        return make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q,
-                              spaces_ids=spaces_ids)
+        return make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
 
-    def bulk_update(self, edited: pd.DataFrame, base: pd.DataFrame | None = None, *, dry_run: bool = False,
-                    on_conflict: str = "skip", progress: bool | None = None) -> pd.DataFrame:
+    def bulk_update(
+        self,
+        edited: pd.DataFrame,
+        base: pd.DataFrame | None = None,
+        *,
+        dry_run: bool = False,
+        on_conflict: str = "skip",
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
         """Apply ``edited``: one PATCH per changed source; a report row per source."""
         check_on_conflict(on_conflict)
         return self.plan(edited, base).apply(dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
-    def undo(self, report: pd.DataFrame | str, *, on_conflict: str = "skip",
-             progress: bool | None = None) -> Report:
+    def undo(self, report: pd.DataFrame | str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
         """Put back what a report's writes replaced (see :func:`neuroio_nb.sync.undo`), or what a
         journaled run changed, given its id (see :func:`neuroio_nb.history.undo`)."""
         if isinstance(report, (str, os.PathLike)):

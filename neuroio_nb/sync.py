@@ -12,6 +12,7 @@ matches the one remaining source of its name, whatever its space (a source creat
 again lands in the token's own space). A name that still points at two sources, or
 that two rows claim, is an error: nothing is guessed.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -32,9 +33,17 @@ KEYS = ("id", "name")
 READS = 3
 
 
-def make_sync_plan(sources: SourceCalls, desired: Any, base: pd.DataFrame | None = None, *, key: str = "id",
-                   create: bool = False, delete: bool = False, q: str | None = None,
-                   spaces_ids: Iterable[int] | int | None = None) -> Plan:
+def make_sync_plan(
+    sources: SourceCalls,
+    desired: Any,
+    base: pd.DataFrame | None = None,
+    *,
+    key: str = "id",
+    create: bool = False,
+    delete: bool = False,
+    q: str | None = None,
+    spaces_ids: Iterable[int] | int | None = None,
+) -> Plan:
     """What making the server match ``desired`` would do (see the module doc)."""
     _check_arguments(desired, key, create, delete, q)
     spaces = None if spaces_ids is None else _spaces(spaces_ids)
@@ -43,8 +52,7 @@ def make_sync_plan(sources: SourceCalls, desired: Any, base: pd.DataFrame | None
     if key == "id":
         plan = make_plan(sources, desired, base)
         scope = _read_scope(sources, q, spaces)
-        wanted = set(desired.index if desired.index.name == INDEX or INDEX not in desired.columns
-                     else desired[INDEX])
+        wanted = set(desired.index if desired.index.name == INDEX or INDEX not in desired.columns else desired[INDEX])
         return _with_deletes(plan, [sid for sid in scope if sid not in wanted], scope, base)
     problems = _named_frame_problems(desired, create, q)  # every problem, in one error, before any write
     scope = _read_scope(sources, q, spaces)
@@ -54,8 +62,11 @@ def make_sync_plan(sources: SourceCalls, desired: Any, base: pd.DataFrame | None
         problems += _create_problems(desired.loc[to_create])
     server = frame_from_records(scope.values())
     if create and len(server.columns):
-        problems += [Problem(None, c, None, "unknown column: not a field of the schema nor of the server's sources")
-                     for c in desired.columns if c not in BY_NAME and c != INDEX and c not in server.columns]
+        problems += [
+            Problem(None, c, None, "unknown column: not a field of the schema nor of the server's sources")
+            for c in desired.columns
+            if c not in BY_NAME and c != INDEX and c not in server.columns
+        ]
     frame = desired.loc[list(matched)].drop(columns=[c for c in desired.columns if c in READ_ONLY or c == INDEX])
     frame.index = pd.Index([matched[label] for label in frame.index], name=INDEX)
     frame = _unspecified_kept(frame, server if base is None else base)
@@ -83,8 +94,15 @@ def _check_arguments(desired: Any, key: Any, create: Any, delete: Any, q: Any) -
         if not isinstance(value, bool):
             problems.append(Problem(None, name, value, "must be True or False"))
     if key == "id" and create is True:
-        problems.append(Problem(None, "create", create, "creating needs key='name': a new source gets a new id, "
-                                "so matching by id would create it again on every apply"))
+        problems.append(
+            Problem(
+                None,
+                "create",
+                create,
+                "creating needs key='name': a new source gets a new id, "
+                "so matching by id would create it again on every apply",
+            )
+        )
     if q is not None and not isinstance(q, str):
         problems.append(Problem(None, "q", q, "must be text (part of a name)"))
     if problems:
@@ -94,12 +112,12 @@ def _check_arguments(desired: Any, key: Any, create: Any, delete: Any, q: Any) -
 
 
 def _spaces(spaces_ids: Any) -> list[int]:
-    parts = list(spaces_ids) if isinstance(spaces_ids, Iterable) and not isinstance(spaces_ids, str) \
-        else [spaces_ids]
+    parts = list(spaces_ids) if isinstance(spaces_ids, Iterable) and not isinstance(spaces_ids, str) else [spaces_ids]
     numbers = [whole_number(p, text=True) for p in parts]
     if not numbers or any(n is None or n < 0 for n in numbers):
-        raise ValidationError([Problem(None, "spaces_ids", spaces_ids, "must be space ids: whole numbers, "
-                                       "e.g. [1, 2]")], what="arguments")
+        raise ValidationError(
+            [Problem(None, "spaces_ids", spaces_ids, "must be space ids: whole numbers, e.g. [1, 2]")], what="arguments"
+        )
     return [n for n in numbers if n is not None]
 
 
@@ -110,17 +128,25 @@ def _named_frame_problems(desired: pd.DataFrame, create: bool, q: str | None) ->
     if desired.empty:
         raise ValidationError([Problem(None, None, None, "the frame has no rows: nothing to compare")])
     if desired.columns.duplicated().any():
-        raise ValidationError([Problem(None, None, sorted(set(desired.columns[desired.columns.duplicated()])),
-                                       "duplicated column names")])
+        raise ValidationError(
+            [Problem(None, None, sorted(set(desired.columns[desired.columns.duplicated()])), "duplicated column names")]
+        )
     problems = []
     if not desired.index.is_unique:
-        problems.append(Problem(None, None, None, "the index labels rows and must not repeat "
-                                "(frame.reset_index(drop=True) makes it unique)"))
+        problems.append(
+            Problem(
+                None,
+                None,
+                None,
+                "the index labels rows and must not repeat (frame.reset_index(drop=True) makes it unique)",
+            )
+        )
     names = desired["name"]
     for label, value in names.items():
         if is_missing(value) or not isinstance(to_python(value), str) or not str(value).strip():
-            problems.append(Problem(label, "name", to_python(value), "a row without a name cannot be matched "
-                                    "(key='name')"))
+            problems.append(
+                Problem(label, "name", to_python(value), "a row without a name cannot be matched (key='name')")
+            )
     spaces = desired["space_id"] if "space_id" in desired.columns else pd.Series(None, index=desired.index)
     seen: dict[Any, list[tuple[Any, Any]]] = {}
     for label, name, space in zip(desired.index, names, spaces, strict=True):
@@ -129,13 +155,23 @@ def _named_frame_problems(desired: pd.DataFrame, create: bool, q: str | None) ->
     for name, rows in seen.items():
         in_spaces = [space for _, space in rows]
         if len(rows) > 1 and (None in in_spaces or len(set(in_spaces)) < len(in_spaces)):
-            problems.append(Problem(rows[1][0], "name", name, f"the name appears {len(rows)} times in the frame "
-                                    f"(rows {', '.join(repr(label) for label, _ in rows)})"))
+            problems.append(
+                Problem(
+                    rows[1][0],
+                    "name",
+                    name,
+                    f"the name appears {len(rows)} times in the frame "
+                    f"(rows {', '.join(repr(label) for label, _ in rows)})",
+                )
+            )
     if q:
-        problems += [Problem(label, "name", name, f"is outside the scope q={q!r}: planning again with it "
-                             "would not see this source")
-                     for label, name in names.items()
-                     if create and isinstance(name, str) and q.casefold() not in name.casefold()]
+        problems += [
+            Problem(
+                label, "name", name, f"is outside the scope q={q!r}: planning again with it would not see this source"
+            )
+            for label, name in names.items()
+            if create and isinstance(name, str) and q.casefold() not in name.casefold()
+        ]
     return problems
 
 
@@ -159,8 +195,7 @@ def _read_scope(sources: SourceCalls, q: str | None, spaces: list[int] | None) -
     return {r["id"]: r for r in rows}
 
 
-def _match(desired: pd.DataFrame, scope: dict[int, dict[str, Any]]
-           ) -> tuple[dict[Any, int], list[Any], list[Problem]]:
+def _match(desired: pd.DataFrame, scope: dict[int, dict[str, Any]]) -> tuple[dict[Any, int], list[Any], list[Problem]]:
     """Row label -> server id for the rows that match, the labels that match nothing, and
     the names that point at several sources."""
     by_name: dict[Any, list[dict[str, Any]]] = {}
@@ -188,8 +223,15 @@ def _match(desired: pd.DataFrame, scope: dict[int, dict[str, Any]]
             claimed.add(candidates[0]["id"])
         else:
             held = ", ".join(f"{s['id']} (space {s.get('space_id')})" for s in candidates)
-            problems.append(Problem(label, "name", name, f"is held by {len(candidates)} sources in scope: {held}; "
-                                    "narrow the scope (q, spaces_ids) or give the row a space_id"))
+            problems.append(
+                Problem(
+                    label,
+                    "name",
+                    name,
+                    f"is held by {len(candidates)} sources in scope: {held}; "
+                    "narrow the scope (q, spaces_ids) or give the row a space_id",
+                )
+            )
     return matched, to_create, problems
 
 
@@ -202,7 +244,7 @@ def _unspecified_kept(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFr
     for column in frame.columns:
         if column not in reference.columns:
             continue
-        empty = (frame[column].isna().to_numpy() & known)
+        empty = frame[column].isna().to_numpy() & known
         if empty.any():
             cells = out[column].astype(object)
             cells[empty] = reference.loc[frame.index[empty], column].astype(object).to_numpy()
@@ -214,8 +256,11 @@ def _creates(rows: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
     """The rows to create, as the values to send: writable fields, and fields the schema
     does not know that the server sends (they are part of a backup)."""
     unknown_ok = set(server.columns)
-    columns = [c for c in rows.columns if c not in READ_ONLY and c != INDEX
-               and (c in BY_NAME or c in unknown_ok or not len(server.columns))]
+    columns = [
+        c
+        for c in rows.columns
+        if c not in READ_ONLY and c != INDEX and (c in BY_NAME or c in unknown_ok or not len(server.columns))
+    ]
     out = {c: pd.Series([_sendable(c, v) for v in rows[c]], index=rows.index, dtype=object) for c in columns}
     frame: pd.DataFrame = pd.DataFrame(out, index=rows.index, columns=columns)
     frame.index.name = "row"
@@ -231,10 +276,13 @@ def _with_deletes(plan: Plan, ids: list[int], scope: dict[int, dict[str, Any]], 
     """``plan`` that also deletes ``ids``, each conflict-checked against the base (else the scope as read)."""
     based = _base_records(base, ids)
     plan.deleted = {sid: settings_of(based.get(sid) or scope[sid]) for sid in ids}
-    plan.deletes = pd.DataFrame({
-        "id": pd.Series(ids, dtype="int64"),
-        "space_id": pd.Series([scope[sid].get("space_id") for sid in ids], dtype="Int64"),
-        "name": pd.Series([scope[sid].get("name") for sid in ids], dtype=object)})
+    plan.deletes = pd.DataFrame(
+        {
+            "id": pd.Series(ids, dtype="int64"),
+            "space_id": pd.Series([scope[sid].get("space_id") for sid in ids], dtype="Int64"),
+            "name": pd.Series([scope[sid].get("name") for sid in ids], dtype=object),
+        }
+    )
     plan.check_conflicts = plan.check_conflicts or base is not None
     return plan
 
@@ -244,16 +292,19 @@ def _base_records(base: pd.DataFrame | None, ids: list[int]) -> dict[int, dict[s
         return {}
     frame = base if base.index.name == INDEX else base.set_index(INDEX)
     rows = frame[frame.index.isin(ids)]
-    return {int(sid): {str(c): to_python(v) for c, v in row.items()} for sid, row in zip(rows.index, rows.to_dict(
-        "records"), strict=True)}
+    return {
+        int(sid): {str(c): to_python(v) for c, v in row.items()}
+        for sid, row in zip(rows.index, rows.to_dict("records"), strict=True)
+    }
 
 
 def _empty_plan(sources: SourceCalls) -> Plan:
     return update_plan(sources, [])
 
 
-def undo(sources: SourceCalls, report: pd.DataFrame, *, on_conflict: str = "skip",
-         progress: bool | None = None) -> Report:
+def undo(
+    sources: SourceCalls, report: pd.DataFrame, *, on_conflict: str = "skip", progress: bool | None = None
+) -> Report:
     """Reverse what a report's writes did, conflict-checked against what they wrote.
 
     ``updated``: puts back each value the write replaced. ``created``: deletes the source.
@@ -261,17 +312,26 @@ def undo(sources: SourceCalls, report: pd.DataFrame, *, on_conflict: str = "skip
     says which source each new id replaces). Rows where nothing was sent are left alone.
     """
     if not isinstance(report, pd.DataFrame) or not {"status", "changes"} <= set(report.columns):
-        raise ValidationError([Problem(None, None, type(report).__name__, "undo needs the report that "
-                                       "bulk_update or plan.apply returned (columns status and changes)")],
-                              what="report")
+        raise ValidationError(
+            [
+                Problem(
+                    None,
+                    None,
+                    type(report).__name__,
+                    "undo needs the report that bulk_update or plan.apply returned (columns status and changes)",
+                )
+            ],
+            what="report",
+        )
     replaced = report["replaced"] if "replaced" in report.columns else pd.Series(None, index=report.index)
     names = report["name"] if "name" in report.columns else pd.Series(None, index=report.index)
     records = []
     recreate: dict[int, dict[str, Any]] = {}
     remove: dict[int, dict[str, Any]] = {}
     remove_names: dict[int, Any] = {}
-    for (sid, status, changes), before, name in zip(report[["status", "changes"]].itertuples(name=None), replaced,
-                                                    names, strict=True):
+    for (sid, status, changes), before, name in zip(
+        report[["status", "changes"]].itertuples(name=None), replaced, names, strict=True
+    ):
         if status == "updated":
             for fname, (old, new) in (changes or {}).items():
                 if isinstance(before, dict):
@@ -286,13 +346,20 @@ def undo(sources: SourceCalls, report: pd.DataFrame, *, on_conflict: str = "skip
             recreate[int(sid)] = before
     plan = update_plan(sources, records, dict(zip(report.index, names, strict=True)))
     plan.deleted = remove
-    plan.deletes = pd.DataFrame({"id": pd.Series(list(remove), dtype="int64"),
-                                 "space_id": pd.Series([None] * len(remove), dtype="Int64"),
-                                 "name": pd.Series(list(remove_names.values()), dtype=object)})
+    plan.deletes = pd.DataFrame(
+        {
+            "id": pd.Series(list(remove), dtype="int64"),
+            "space_id": pd.Series([None] * len(remove), dtype="Int64"),
+            "name": pd.Series(list(remove_names.values()), dtype=object),
+        }
+    )
     columns = list(dict.fromkeys(f for body in recreate.values() for f in body))
     rows = pd.Index(list(recreate), name="row")
-    plan.creates = pd.DataFrame({c: pd.Series([body.get(c) for body in recreate.values()], index=rows, dtype=object)
-                                 for c in columns}, index=rows, columns=columns)
+    plan.creates = pd.DataFrame(
+        {c: pd.Series([body.get(c) for body in recreate.values()], index=rows, dtype=object) for c in columns},
+        index=rows,
+        columns=columns,
+    )
     plan.old_ids = {sid: sid for sid in recreate}
     return plan.apply(on_conflict=on_conflict, progress=progress)
 

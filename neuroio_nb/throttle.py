@@ -24,6 +24,7 @@ Every 429 costs its request the server's Retry-After (a whole second or more),
 so settling just under the server's rate, rather than bouncing off it, is what
 keeps a long job near the allowed rate and its retries from piling up at the end.
 """
+
 from __future__ import annotations
 
 import threading

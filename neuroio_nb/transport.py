@@ -4,6 +4,7 @@ Every request goes through :meth:`Transport.request`, which retries with tenacit
 turns error answers into typed exceptions, and never lets the token out. It knows
 nothing of sources; :class:`neuroio_nb.client.Client` adds them on top.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -79,7 +80,8 @@ def outcome_unknown(error: BaseException) -> bool:
     502/504 from a proxy.
     """
     return (isinstance(error, TransportError) and error.maybe_sent) or (
-        isinstance(error, APIError) and error.status_code in UNKNOWN_OUTCOME_STATUSES)
+        isinstance(error, APIError) and error.status_code in UNKNOWN_OUTCOME_STATUSES
+    )
 
 
 def should_retry(error: BaseException, method: str, *, can_ask: bool = False) -> Verdict:
@@ -95,9 +97,15 @@ def should_retry(error: BaseException, method: str, *, can_ask: bool = False) ->
     return Verdict.STOP
 
 
-def retry_delay(attempt: int, retry_after: float | None = None, *, max_retry_after: float = 30.0,
-                base: float = 0.2, max_backoff: float = 10.0,
-                rand: Callable[[], float] = random.random) -> float:
+def retry_delay(
+    attempt: int,
+    retry_after: float | None = None,
+    *,
+    max_retry_after: float = 30.0,
+    base: float = 0.2,
+    max_backoff: float = 10.0,
+    rand: Callable[[], float] = random.random,
+) -> float:
     """Seconds to wait before attempt ``attempt + 1``.
 
     With the server's ``Retry-After``: that (at most ``max_retry_after``) plus a
@@ -258,8 +266,15 @@ class Transport:
         """The absolute URL of an API path on this client's server."""
         return self.base_url + "/" + path.lstrip("/")
 
-    def request(self, method: str, path: str, *, params: dict[str, Any] | None = None,
-                json_body: Any = None, if_unknown: IfUnknown | None = None) -> Any:
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        json_body: Any = None,
+        if_unknown: IfUnknown | None = None,
+    ) -> Any:
         """Send one API request, retried as the API allows; return the decoded body.
 
         A request whose outcome is unknown (the connection dropped after sending,
@@ -271,7 +286,8 @@ class Transport:
         """
         if not self._token:
             raise ConfigurationError(
-                f"No API token: pass Client(api_token=...) or set the {TOKEN_ENV} environment variable.")
+                f"No API token: pass Client(api_token=...) or set the {TOKEN_ENV} environment variable."
+            )
         method = method.upper()
         data = None if json_body is None else _encode_json(json_body, method, path)
         budget = _Budget()
@@ -291,8 +307,13 @@ class Transport:
                 raise _Again(error)
             raise error
 
-        retrying = Retrying(stop=functools.partial(self._stop, budget), wait=functools.partial(self._wait, budget),
-                            retry=retry_if_exception_type(_Again), sleep=self._sleep, reraise=True)
+        retrying = Retrying(
+            stop=functools.partial(self._stop, budget),
+            wait=functools.partial(self._wait, budget),
+            retry=retry_if_exception_type(_Again),
+            sleep=self._sleep,
+            reraise=True,
+        )
         try:
             return retrying(attempt)
         except _Again as spent:  # retries spent: the last error, with a traceback that starts here
@@ -325,21 +346,26 @@ class Transport:
         headers = {"Content-Type": "application/json"} if data is not None else None
         with self.limit:
             try:
-                resp = self.session.request(method, url, params=params, data=data, headers=headers,
-                                            timeout=self.timeout, allow_redirects=False)
+                resp = self.session.request(
+                    method, url, params=params, data=data, headers=headers, timeout=self.timeout, allow_redirects=False
+                )
             except requests.exceptions.ConnectTimeout:
-                raise TransportError(f"{method} {path}: connection timed out ({self.base_url})",
-                                     maybe_sent=False) from None
+                raise TransportError(
+                    f"{method} {path}: connection timed out ({self.base_url})", maybe_sent=False
+                ) from None
             except requests.exceptions.ConnectionError as e:
                 never_sent = _never_sent(e)
                 reason = "could not connect" if never_sent else "the connection was lost before an answer came"
                 hint = "; is the sandbox still running?" if never_sent and self._loopback else ""
-                raise TransportError(f"{method} {path}: {reason} ({self.base_url}){hint}"
-                                     + ("" if never_sent else _may_have_acted(method)),
-                                     maybe_sent=not never_sent) from None
+                raise TransportError(
+                    f"{method} {path}: {reason} ({self.base_url}){hint}"
+                    + ("" if never_sent else _may_have_acted(method)),
+                    maybe_sent=not never_sent,
+                ) from None
             except requests.exceptions.Timeout:
-                raise TransportError(f"{method} {path}: no answer within {self.timeout} s"
-                                     + _may_have_acted(method)) from None
+                raise TransportError(
+                    f"{method} {path}: no answer within {self.timeout} s" + _may_have_acted(method)
+                ) from None
             except requests.exceptions.RequestException as e:
                 raise TransportError(f"{method} {path}: {type(e).__name__}: {e}" + _may_have_acted(method)) from None
             if resp.status_code == 429:
@@ -351,16 +377,20 @@ class Transport:
             raise error_from_response(resp, method, path)
         if resp.is_redirect:
             target = urlsplit(resp.headers.get("Location", "")).netloc or "the same host"
-            raise APIError(resp.status_code, f"unexpected redirect to {target} (not followed, so the "
-                           "token stays with the API host)", method=method, path=path)
+            raise APIError(
+                resp.status_code,
+                f"unexpected redirect to {target} (not followed, so the token stays with the API host)",
+                method=method,
+                path=path,
+            )
         if resp.status_code in (202, 204) or not resp.content:
             return None
         try:
             return resp.json()
         except ValueError:
             raise MalformedResponseError(
-                resp.status_code, f'the server\'s answer is not JSON: "{_excerpt(resp.text)}"',
-                method=method, path=path) from None
+                resp.status_code, f'the server\'s answer is not JSON: "{_excerpt(resp.text)}"', method=method, path=path
+            ) from None
 
 
 def error_from_response(resp: requests.Response, method: str, path: str) -> APIError:
@@ -373,10 +403,12 @@ def error_from_response(resp: requests.Response, method: str, path: str) -> APIE
         body = None
     if isinstance(body, dict) and ("message" in body or "fields" in body or "error_codes" in body):
         message = str(body.get("message") or "")
-        codes = [int(c) for c in _as_list(body.get("error_codes"))
-                 if (isinstance(c, int) and not isinstance(c, bool)) or (isinstance(c, str) and c.isdigit())]
-        fields = [f if isinstance(f, dict) else {"name": None, "message": str(f)}
-                  for f in _as_list(body.get("fields"))]
+        codes = [
+            int(c)
+            for c in _as_list(body.get("error_codes"))
+            if (isinstance(c, int) and not isinstance(c, bool)) or (isinstance(c, str) and c.isdigit())
+        ]
+        fields = [f if isinstance(f, dict) else {"name": None, "message": str(f)} for f in _as_list(body.get("fields"))]
     else:
         text = _excerpt(resp.text)
         message = f"{resp.reason or 'error'}" + (f' (body: "{text}")' if text else " (empty body)")
@@ -389,8 +421,7 @@ def error_from_response(resp: requests.Response, method: str, path: str) -> APIE
         cls = RateLimitError
     elif status >= 500:
         cls = ServerError
-    err = cls(status, message or resp.reason or "error", error_codes=codes, fields=fields,
-              method=method, path=path)
+    err = cls(status, message or resp.reason or "error", error_codes=codes, fields=fields, method=method, path=path)
     if isinstance(err, RateLimitError):
         err.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     return err
@@ -417,7 +448,7 @@ def _excerpt(text: str, n: int = 200) -> str:
     flat = " ".join(html.unescape(re.sub(r"<[^>]+>", " ", text or "")).split())
     if len(flat) <= n:
         return flat
-    head = flat[:n + 1]  # one more: a word that ends exactly at n is whole
+    head = flat[: n + 1]  # one more: a word that ends exactly at n is whole
     return (head.rsplit(" ", 1)[0] if " " in head else "") + EXCERPT_CUT
 
 
@@ -448,8 +479,15 @@ def _encode_json(body: Any, method: str, path: str) -> bytes:
         try:
             json.dumps(value, allow_nan=False)
         except (TypeError, ValueError):
-            problems.append(Problem(None, name, value, f"a {type(value).__name__} value cannot be sent "
-                                    "as JSON (use a number, text, true/false, a list or nothing)"))
+            problems.append(
+                Problem(
+                    None,
+                    name,
+                    value,
+                    f"a {type(value).__name__} value cannot be sent "
+                    "as JSON (use a number, text, true/false, a list or nothing)",
+                )
+            )
     raise ValidationError(problems, what=f"{method} {path} body")
 
 
@@ -461,8 +499,10 @@ def _check_token(token: str | None) -> str | None:
         raise ConfigurationError(f"The API token must be text, not {type(token).__name__}.")
     token = token.strip()
     if any(not ("!" <= ch <= "~") for ch in token):
-        raise ConfigurationError("The API token contains a space, a control character or a non-ASCII "
-                                 "character, so it cannot be sent in an HTTP header; check how it was copied.")
+        raise ConfigurationError(
+            "The API token contains a space, a control character or a non-ASCII "
+            "character, so it cannot be sent in an HTTP header; check how it was copied."
+        )
     return token
 
 
@@ -473,8 +513,7 @@ def _check_timeout(timeout: Any) -> Any:
     return _check_number("timeout", timeout, minimum=0, exclusive=True)
 
 
-def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = False,
-                  whole: bool = False) -> Any:
+def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = False, whole: bool = False) -> Any:
     """A client option that must be a (whole) number >= minimum (> minimum if exclusive)."""
     ok = not isinstance(value, bool) and isinstance(value, numbers.Real) and value == value
     if ok and whole:
@@ -491,14 +530,17 @@ def _check_number(name: str, value: Any, *, minimum: float, exclusive: bool = Fa
 def _check_url(url: str, allow_insecure: bool) -> str:
     parts = urlsplit(url.strip())
     if parts.username is not None or parts.password is not None:
-        raise ConfigurationError("Not an API URL: it carries a user name or password "
-                                 f"({parts.scheme}://***@{parts.hostname}); pass the API token instead.")
+        raise ConfigurationError(
+            "Not an API URL: it carries a user name or password "
+            f"({parts.scheme}://***@{parts.hostname}); pass the API token instead."
+        )
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigurationError(f"Not an API URL: {url!r} (expected https://host[:port])")
     if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
         raise ConfigurationError(
             f"Refusing plain http:// to {parts.hostname}: the token would cross the network "
-            "unencrypted. Use https://, or pass allow_insecure=True if you really mean it.")
+            "unencrypted. Use https://, or pass allow_insecure=True if you really mean it."
+        )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 

@@ -8,6 +8,7 @@ that change something: a value the server holds that the schema would refuse
 (a newer list value, a threshold above our cap, a null name) is carried
 through untouched. :func:`checked_frame` refuses every bad cell.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -35,16 +36,32 @@ def checked_cells(edited: Any, *, what: str = "edited frame") -> tuple[pd.DataFr
     A column with a bad cell is left as it came (not typed).
     """
     if isinstance(edited, pd.Series):
-        raise ValidationError([Problem(None, None, None, "got a Series (one row?); pass a DataFrame, "
-                                       "e.g. frame.loc[[id]] rather than frame.loc[id]")], what=what)
+        raise ValidationError(
+            [
+                Problem(
+                    None,
+                    None,
+                    None,
+                    "got a Series (one row?); pass a DataFrame, e.g. frame.loc[[id]] rather than frame.loc[id]",
+                )
+            ],
+            what=what,
+        )
     if not isinstance(edited, pd.DataFrame):
-        raise ValidationError([Problem(None, None, type(edited).__name__, "expected a pandas DataFrame")],
-                              what=what)
+        raise ValidationError([Problem(None, None, type(edited).__name__, "expected a pandas DataFrame")], what=what)
     if isinstance(edited.columns, pd.MultiIndex):
-        raise ValidationError([Problem(None, None, list(edited.columns[:3]),
-                                       "the columns have several levels (a MultiIndex); give one level of "
-                                       "field names, e.g. frame.columns = frame.columns.get_level_values(-1)")],
-                              what=what)
+        raise ValidationError(
+            [
+                Problem(
+                    None,
+                    None,
+                    list(edited.columns[:3]),
+                    "the columns have several levels (a MultiIndex); give one level of "
+                    "field names, e.g. frame.columns = frame.columns.get_level_values(-1)",
+                )
+            ],
+            what=what,
+        )
     frame = _with_id_index(edited, what)
     problems = _index_problems(frame)
     if frame.empty:
@@ -60,13 +77,15 @@ def checked_cells(edited: Any, *, what: str = "edited frame") -> tuple[pd.DataFr
     cells = [p for column in found.values() for p in column]
     if problems:  # the shape is wrong: no plan, so every problem is reported at once
         raise ValidationError(problems + cells, what=what)
-    typed = {name: frame[name] if found.get(name, True) or frame[name].dtype == BY_NAME[name].dtype
-             else typed_column(BY_NAME[name], frame[name]) for name in frame.columns}
+    typed = {
+        name: frame[name]
+        if found.get(name, True) or frame[name].dtype == BY_NAME[name].dtype
+        else typed_column(BY_NAME[name], frame[name])
+        for name in frame.columns
+    }
     checked = pd.DataFrame(typed, index=frame.index, columns=list(frame.columns))
     checked.index = id_index(checked.index)
     return checked, cells
-
-
 
 
 def _with_id_index(frame: pd.DataFrame, what: str) -> pd.DataFrame:
@@ -74,9 +93,17 @@ def _with_id_index(frame: pd.DataFrame, what: str) -> pd.DataFrame:
         return frame
     if INDEX in frame.columns:
         return frame.set_index(INDEX)
-    raise ValidationError([Problem(None, INDEX, None,
-                                   "the frame needs the source ids as its index named 'id' "
-                                   "(as to_frame() gives) or as an 'id' column")], what=what)
+    raise ValidationError(
+        [
+            Problem(
+                None,
+                INDEX,
+                None,
+                "the frame needs the source ids as its index named 'id' (as to_frame() gives) or as an 'id' column",
+            )
+        ],
+        what=what,
+    )
 
 
 def _index_problems(frame: pd.DataFrame) -> list[Problem]:
@@ -87,9 +114,16 @@ def _index_problems(frame: pd.DataFrame) -> list[Problem]:
             if is_missing(value):
                 problems.append(Problem(None, INDEX, None, "missing id"))
             elif isinstance(value, (float, np.floating)) and float(value).is_integer() and whole_number(value) is None:
-                problems.append(Problem(_py(value), INDEX, _py(value), "this id passed through a float column "
-                                        "(a blank id cell, an outer merge) and may have been rounded to a "
-                                        "neighbour's: keep ids whole numbers (read the CSV with neuroio_nb.read_csv)"))
+                problems.append(
+                    Problem(
+                        _py(value),
+                        INDEX,
+                        _py(value),
+                        "this id passed through a float column "
+                        "(a blank id cell, an outer merge) and may have been rounded to a "
+                        "neighbour's: keep ids whole numbers (read the CSV with neuroio_nb.read_csv)",
+                    )
+                )
             elif (number := whole_number(value)) is None or number < 0 or number >= 2**64:
                 problems.append(Problem(_py(value), INDEX, _py(value), "a source id is a whole number >= 0"))
     else:
@@ -114,8 +148,9 @@ def _present_problems(field: Field, column: pd.Series) -> list[Problem]:
             bad |= (column < field.minimum).fillna(False).astype(bool)
         if field.maximum is not None:
             bad |= (column > field.maximum).fillna(False).astype(bool)
-        return [Problem(i, field.name, _py(v), check_value(field, int(v)) or "out of range")
-                for i, v in column[bad].items()]
+        return [
+            Problem(i, field.name, _py(v), check_value(field, int(v)) or "out of range") for i, v in column[bad].items()
+        ]
     if field.kind == "object":
         return []
     if field.dtype == "string" and isinstance(column.dtype, pd.StringDtype):
@@ -125,8 +160,11 @@ def _present_problems(field: Field, column: pd.Series) -> list[Problem]:
         return [Problem(i, field.name, v, "must not be empty") for i, v in column[blank].items()]
     if field.kind == "list":
         return _list_problems(field, column)
-    return [Problem(i, field.name, _py(v), reason) for i, v in column.items()
-            if not _is_na(v) and (reason := check_value(field, _cell(v)))]
+    return [
+        Problem(i, field.name, _py(v), reason)
+        for i, v in column.items()
+        if not _is_na(v) and (reason := check_value(field, _cell(v)))
+    ]
 
 
 def _list_problems(field: Field, column: pd.Series) -> list[Problem]:

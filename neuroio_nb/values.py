@@ -7,6 +7,7 @@
 - :func:`three_way`: what to do with my value, given the one I read and the server's now.
 - :func:`shown`: a value as a person reads it in a plan, report, form or table.
 """
+
 from __future__ import annotations
 
 import json
@@ -99,8 +100,10 @@ def check_value(field: Field, value: Any) -> str | None:
             return "must be a whole number or text"
     elif kind == "list":
         if isinstance(value, str) and value.lstrip().startswith("["):
-            return ("must be a list, not JSON text (plain pd.read_csv leaves it as text; "
-                    "neuroio_nb.read_csv reads it as a list)")
+            return (
+                "must be a list, not JSON text (plain pd.read_csv leaves it as text; "
+                "neuroio_nb.read_csv reads it as a list)"
+            )
         if not isinstance(value, list):
             return "must be a list"
         bad = [v for v in value if not isinstance(v, str) or (field.choices and v not in field.choices)]
@@ -123,8 +126,13 @@ def sendable(field: str, value: Any) -> Any:
     if isinstance(value, float) and kind in (None, "int", "id", "license"):
         number = whole_number(value)
         return value if number is None else number
-    if kind == "license" and isinstance(value, str) and value.isascii() and value.isdigit() \
-            and str(int(value)) == value:
+    if (
+        kind == "license"
+        and isinstance(value, str)
+        and value.isascii()
+        and value.isdigit()
+        and str(int(value)) == value
+    ):
         return int(value)
     return value
 
@@ -208,4 +216,16 @@ def shown(value: Any, *, missing: str = MISSING) -> str:
     return str(value)
 
 
-__all__ = ["EXACT_FLOAT", "MISSING", "check_value", "id_index", "is_missing", "same", "sendable", "shown", "three_way", "to_python", "whole_number"]
+__all__ = [
+    "EXACT_FLOAT",
+    "MISSING",
+    "check_value",
+    "id_index",
+    "is_missing",
+    "same",
+    "sendable",
+    "shown",
+    "three_way",
+    "to_python",
+    "whole_number",
+]

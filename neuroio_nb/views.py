@@ -13,6 +13,7 @@ reports. Everything here follows two rules a notebook user relies on:
   ``display.min_rows`` (head and tail), and the summary with "showing N of M"
   at the top, where it is seen without scrolling.
 """
+
 from __future__ import annotations
 
 import html
@@ -31,8 +32,14 @@ TINTS = {
     "change": "rgba(255, 170, 0, 0.16)",
 }
 #: Report statuses (and the desired-state ones) -> tone.
-STATUS_TONES = {"updated": "good", "created": "good", "deleted": "good", "conflict": "warn",
-                "failed": "bad", "planned": "info"}
+STATUS_TONES = {
+    "updated": "good",
+    "created": "good",
+    "deleted": "good",
+    "conflict": "warn",
+    "failed": "bad",
+    "planned": "info",
+}
 #: Statuses that need the reader's attention come first in a report.
 ATTENTION_FIRST = ("failed", "conflict")
 
@@ -132,12 +139,15 @@ def group_problems(problems: Iterable[Sequence[Any]]) -> list[ProblemGroup]:
         key: Any = ("alone", n) if alone else (field, reason)
         keys.setdefault(key, (field, reason))
         groups.setdefault(key, []).append((pid, value))
-    return [ProblemGroup(keys[k][0], keys[k][1], tuple(i for i, _ in rows), tuple(v for _, v in rows))
-            for k, rows in groups.items()]
+    return [
+        ProblemGroup(keys[k][0], keys[k][1], tuple(i for i, _ in rows), tuple(v for _, v in rows))
+        for k, rows in groups.items()
+    ]
 
 
 def ids_text(ids: Sequence[Any], values: Sequence[Any] | None = None, most: int = 10) -> str:
     """``ids 1, 2, 3 ... 1000`` (or ``id 1 = -1, id 2 = -5 ...`` with ``values``)."""
+
     def one(k: int) -> str:
         return f"id {ids[k]} = {_value_repr(values[k])}" if values is not None else str(ids[k])
 
@@ -161,8 +171,10 @@ def problem_line(group: ProblemGroup) -> str:
     if len(group.ids) == 1:
         pid, value = group.ids[0], group.values[0]
         about_id = group.field == "id" and pid is not None  # "id 3", not "id 3, id = 3"
-        where = ", ".join(([f"id {_value_repr(pid)}"] if pid is not None else [])
-                          + ([group.field] if group.field and not about_id else []))
+        where = ", ".join(
+            ([f"id {_value_repr(pid)}"] if pid is not None else [])
+            + ([group.field] if group.field and not about_id else [])
+        )
         shown_value = _value_repr(value) if value is not None and not about_id else None
         if where:
             return f"{where}{f' = {shown_value}' if shown_value else ''}: {group.reason}"
@@ -195,8 +207,7 @@ def esc(value: Any) -> str:
     return html.escape(str(value))
 
 
-def td(text: Any, *, align: str = "left", tone: str | None = None, title: str | None = None,
-       raw: bool = False) -> str:
+def td(text: Any, *, align: str = "left", tone: str | None = None, title: str | None = None, raw: bool = False) -> str:
     """A cell; ``tone`` lays a translucent tint (the text keeps the theme's colour)."""
     style = [f"text-align:{align}"]
     if tone:
@@ -219,8 +230,7 @@ def th(text: Any, align: str = "left") -> str:
     return f'<th style="text-align:{align}">{esc(text)}</th>'
 
 
-def table(header: Sequence[str], rows: Sequence[str], win: Window, *,
-          aligns: Sequence[str] | None = None) -> str:
+def table(header: Sequence[str], rows: Sequence[str], win: Window, *, aligns: Sequence[str] | None = None) -> str:
     """A table of the ``rows`` (each the inner HTML of a ``<tr>``) that ``win`` shows.
 
     ``rows`` may hold only the shown rows (``len(rows) == win.shown``) or all of them.
@@ -266,12 +276,10 @@ def problems_html(problems: Sequence[Sequence[Any]], what: str, max_rows: int | 
             value = "" if g.values[0] is None else _value_repr(g.values[0])
         else:
             where = f"{plural(len(g.ids), 'source')}: {ids_text(g.ids)}"
-            value = _value_repr(g.values[0]) if g.same_value else \
-                ids_text(g.ids, g.values)
+            value = _value_repr(g.values[0]) if g.same_value else ids_text(g.ids, g.values)
         rows.append(td(where) + td(g.field or "") + td(value) + td(g.reason, tone="bad"))
     note = showing(win, "err.problems", "lines")
-    return view(headline("ValidationError", summary, note),
-                table(["sources", "field", "value", "problem"], rows, win))
+    return view(headline("ValidationError", summary, note), table(["sources", "field", "value", "problem"], rows, win))
 
 
 def empty(sentence: str) -> str:
@@ -279,9 +287,17 @@ def empty(sentence: str) -> str:
     return view(f"<p>{esc(sentence)}</p>")
 
 
-def changes_html(title: str, summary: str, by_source: Sequence[tuple[Any, Any, dict[str, tuple[Any, Any]]]],
-                 fields: Sequence[str], *, where: str | None = None, mark_header: str | None = None,
-                 marks: Sequence[str] | None = None, footer: str = "") -> str:
+def changes_html(
+    title: str,
+    summary: str,
+    by_source: Sequence[tuple[Any, Any, dict[str, tuple[Any, Any]]]],
+    fields: Sequence[str],
+    *,
+    where: str | None = None,
+    mark_header: str | None = None,
+    marks: Sequence[str] | None = None,
+    footer: str = "",
+) -> str:
     """A wide table of changes: one row per source ``(id, name, {field: (old, new)})``.
 
     ``fields`` are the columns after id and name; a changed name is shown as a change.
@@ -300,16 +316,25 @@ def changes_html(title: str, summary: str, by_source: Sequence[tuple[Any, Any, d
         cells.append(change_td(*changes["name"]) if "name" in changes else td("" if name is None else name))
         cells += [change_td(*changes[c]) if c in changes else td("") for c in columns]
         rows.append("".join(cells))
-    return view(headline(title, summary, showing(win, where, "sources")), table(header, rows, win, aligns=aligns),
-                footer)
+    return view(
+        headline(title, summary, showing(win, where, "sources")), table(header, rows, win, aligns=aligns), footer
+    )
 
 
-def report_html(summary: str, rows: Sequence[tuple[Any, Any, str, dict[str, tuple[Any, Any]] | None, Any]], *,
-                where: str | None = "report") -> str:
+def report_html(
+    summary: str,
+    rows: Sequence[tuple[Any, Any, str, dict[str, tuple[Any, Any]] | None, Any]],
+    *,
+    where: str | None = "report",
+) -> str:
     """A report: one row per source ``(id, name, status, changes, error)``, failed and conflict first."""
-    order = sorted(range(len(rows)), key=lambda k: (rows[k][2] not in ATTENTION_FIRST,
-                                                    ATTENTION_FIRST.index(rows[k][2])
-                                                    if rows[k][2] in ATTENTION_FIRST else 0))
+    order = sorted(
+        range(len(rows)),
+        key=lambda k: (
+            rows[k][2] not in ATTENTION_FIRST,
+            ATTENTION_FIRST.index(rows[k][2]) if rows[k][2] in ATTENTION_FIRST else 0,
+        ),
+    )
     win = window(len(order))
     header = ["id", "name", "status", "changes", "error"]
     aligns = ["right", "left", "left", "left", "left"]
@@ -317,7 +342,12 @@ def report_html(summary: str, rows: Sequence[tuple[Any, Any, str, dict[str, tupl
     for k in win.positions():
         sid, name, status, changes, error = rows[order[k]]
         text = "; ".join(f"{f}: {shown(o)} → {shown(n)}" for f, (o, n) in (changes or {}).items())
-        shown_rows.append(td(sid, align="right") + td("" if name is None else name)
-                          + td(status, tone=STATUS_TONES.get(status)) + td(text) + td(error or ""))
+        shown_rows.append(
+            td(sid, align="right")
+            + td("" if name is None else name)
+            + td(status, tone=STATUS_TONES.get(status))
+            + td(text)
+            + td(error or "")
+        )
     note = showing(win, where, "sources")
     return view(headline("Report", summary, note), table(header, shown_rows, win, aligns=aligns))

@@ -16,6 +16,7 @@
 
 Everything started is stopped after the test.
 """
+
 from __future__ import annotations
 
 import queue
@@ -180,13 +181,20 @@ def serve_in_subprocess() -> Iterator[Callable[..., Any]]:
     running at the end."""
 
     @contextmanager
-    def serve(*argv: str, env: dict[str, str] | None = None, cwd: Any = None,
-              timeout: float = 20) -> Iterator[ServedSandbox]:
-        proc = subprocess.Popen(list(argv), env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    def serve(
+        *argv: str, env: dict[str, str] | None = None, cwd: Any = None, timeout: float = 20
+    ) -> Iterator[ServedSandbox]:
+        proc = subprocess.Popen(
+            list(argv),
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         lines: queue.Queue[str] = queue.Queue()
-        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()],
-                         daemon=True).start()
+        threading.Thread(target=lambda: [lines.put(line) for line in proc.stdout or ()], daemon=True).start()
         try:
             printed = dict(lines.get(timeout=timeout).strip().split("=", 1) for _ in range(2))
             yield ServedSandbox(proc, printed["NEUROIO_API_URL"], printed["NEUROIO_API_TOKEN"], lines)

@@ -3,6 +3,7 @@
 Every case is its own test. Frame and argument cases run against one sandbox and
 assert, through its request log, that not a single request left the client.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
@@ -106,14 +107,18 @@ FRAMES: dict[str, tuple[Callable[[pd.DataFrame], Any], tuple[str, ...]]] = {
     "read-only-space_id": (read_only_space, ("id 4", "space_id", "99", "read-only")),
     "read-only-license-object": (read_only_license_object, ("id 5", "license", "Forged", "read-only")),
     "unknown-column": (unknown_column, ("colour", "unknown column")),
-    "value-json-cannot-carry": (timestamp_in_server_field, ("id 6", "auto_check_angle_threshold",
-                                                            "2024-05-01", "cannot be sent as JSON")),
+    "value-json-cannot-carry": (
+        timestamp_in_server_field,
+        ("id 6", "auto_check_angle_threshold", "2024-05-01", "cannot be sent as JSON"),
+    ),
     "empty-frame": (lambda f: f.iloc[0:0], ("no rows",)),
     "no-id-index": (lambda f: f.reset_index(drop=True), ("'id'", "index")),
     "id-both-index-and-column": (lambda f: f.assign(id=f.index), ("'id' is both the index and a column",)),
     "negative-id": (lambda f: f.rename(index={7: -7}), ("id -7", ">= 0")),
-    "id-not-a-number": (lambda f: f.set_axis(pd.Index(["gate", *list(f.index[1:])], dtype=object,
-                                                      name="id")), ("id 'gate'", "whole number")),
+    "id-not-a-number": (
+        lambda f: f.set_axis(pd.Index(["gate", *list(f.index[1:])], dtype=object, name="id")),
+        ("id 'gate'", "whole number"),
+    ),
     "missing-id": (lambda f: f.set_axis(pd.Index([np.nan, *list(f.index[1:])], name="id")), ("missing id",)),
     "duplicated-column-names": (lambda f: pd.concat([f, f[["name"]]], axis=1), ("duplicated column", "name")),
     "series-not-frame": (lambda f: f.loc[1], ("got a Series",)),
@@ -183,20 +188,24 @@ CALLS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "get-bool-id": (lambda s: s.get(True), ("id True", "whole number")),
     "update-none-id": (lambda s: s.update(None, use_pps_time=True), ("whole number",)),
     "update-read-only-field": (lambda s: s.update(3, space_id=2), ("id 3", "space_id", "2", "read-only")),
-    "update-bad-value": (lambda s: s.update(3, use_pps_time="yes"), ("id 3", "use_pps_time", "'yes'",
-                                                                     "true or false")),
-    "update-alias-and-field": (lambda s: s.update(3, license=5, license_id=6), ("id 3", "license",
-                                                                                "not both")),
-    "update-nan-json-cannot-carry": (lambda s: s.update(3, auto_check_angle_threshold=float("nan")),
-                                     ("auto_check_angle_threshold", "nan", "cannot be sent as JSON")),
+    "update-bad-value": (lambda s: s.update(3, use_pps_time="yes"), ("id 3", "use_pps_time", "'yes'", "true or false")),
+    "update-alias-and-field": (lambda s: s.update(3, license=5, license_id=6), ("id 3", "license", "not both")),
+    "update-nan-json-cannot-carry": (
+        lambda s: s.update(3, auto_check_angle_threshold=float("nan")),
+        ("auto_check_angle_threshold", "nan", "cannot be sent as JSON"),
+    ),
     "create-blank-name": (lambda s: s.create(""), ("name", "''", "must not be empty")),
-    "create-negative-threshold": (lambda s: s.create("Dock", identify_facesize_threshold=-1),
-                                  ("identify_facesize_threshold", "-1", "must be 0 or more")),
+    "create-negative-threshold": (
+        lambda s: s.create("Dock", identify_facesize_threshold=-1),
+        ("identify_facesize_threshold", "-1", "must be 0 or more"),
+    ),
     "create-with-id": (lambda s: s.create("Dock", id=7), ("id", "7", "read-only")),
     "list-limit-text": (lambda s: s.list(limit="ten"), ("limit", "'ten'", "whole number")),
     "list-negative-offset": (lambda s: s.list(offset=-5), ("offset", "-5", ">= 0")),
-    "spaces-not-ids": (lambda s: s.to_frame(spaces_ids=["north"], progress=False),
-                       ("spaces_ids", "north", "space ids")),
+    "spaces-not-ids": (
+        lambda s: s.to_frame(spaces_ids=["north"], progress=False),
+        ("spaces_ids", "north", "space ids"),
+    ),
 }
 
 
@@ -228,8 +237,10 @@ CSVS = {  # case id: (file bytes, what the message says)
     "stray-quote": (b'id,name\n1,"Gate"s\n', ("line 2", "not valid CSV")),
     "missing-id-cell": (b"id,name\n,Gate\n", ("line 2", "source id")),
     "id-too-large": (b"id,name\n99999999999999999999999,Gate\n", ("line 2", "too large")),
-    "bool-cell-unreadable": (b"id,use_pps_time\n4,maybe\n", ("id '4'", "use_pps_time", "'maybe'",
-                                                             "line 2, column 2", "true or false")),
+    "bool-cell-unreadable": (
+        b"id,use_pps_time\n4,maybe\n",
+        ("id '4'", "use_pps_time", "'maybe'", "line 2, column 2", "true or false"),
+    ),
     "duplicate-header": (b"id,name,name\n1,a,b\n", ("unique", "name")),
 }
 
@@ -268,6 +279,7 @@ def test_csv_with_duplicate_ids_is_refused_when_planned(world, sb, tmp_path):
 
 # ---- the client: token, URL, options, reachability ----------------------------------------------
 
+
 def test_bad_token_is_an_authentication_error(world, sb):
     with Client("not-the-token", sb.url, max_retries=2) as client, pytest.raises(AuthenticationError) as info:
         client.sources.get(1)
@@ -275,8 +287,9 @@ def test_bad_token_is_an_authentication_error(world, sb):
     assert [r.authorized for r in sb.log] == [False]  # refused once, never retried
 
 
-@pytest.mark.parametrize("url", ["api.neuroio.com", "ftp://api.neuroio.com", "https://:443"],
-                         ids=["no-scheme", "not-http", "no-host"])
+@pytest.mark.parametrize(
+    "url", ["api.neuroio.com", "ftp://api.neuroio.com", "https://:443"], ids=["no-scheme", "not-http", "no-host"]
+)
 def test_bad_url(url):
     with pytest.raises(ConfigurationError) as info:
         Client("t", url)
@@ -289,8 +302,17 @@ def test_url_with_a_password_is_refused_without_showing_it():
     assert "user name or password" in str(info.value) and "hunter2" not in str(info.value)
 
 
-@pytest.mark.parametrize("option,value", [("timeout", 0), ("timeout", "30"), ("max_retries", -1),
-                                          ("max_retries", 2.5), ("page_size", 0), ("max_workers", None)])
+@pytest.mark.parametrize(
+    "option,value",
+    [
+        ("timeout", 0),
+        ("timeout", "30"),
+        ("max_retries", -1),
+        ("max_retries", 2.5),
+        ("page_size", 0),
+        ("max_workers", None),
+    ],
+)
 def test_bad_client_option(option, value):
     with pytest.raises(ConfigurationError) as info:
         Client("t", "https://api.neuroio.com", **{option: value})
@@ -312,8 +334,10 @@ def test_token_with_trailing_newline_is_trimmed(world, sb):
 
 
 def test_unreachable_host_is_a_transport_error(free_port):
-    with Client("t", f"http://127.0.0.1:{free_port}", max_retries=1, timeout=2) as client, \
-            pytest.raises(TransportError) as info:
+    with (
+        Client("t", f"http://127.0.0.1:{free_port}", max_retries=1, timeout=2) as client,
+        pytest.raises(TransportError) as info,
+    ):
         client.sources.get(1)
     assert "could not connect" in str(info.value) and info.value.maybe_sent is False
     assert isinstance(info.value, NeuroIOError)

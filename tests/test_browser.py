@@ -25,6 +25,7 @@ switched in place):
 Skipped when Chromium or Playwright is missing, unless ``CI`` is set: then
 that is a failure.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -74,8 +75,9 @@ def chromium_path() -> str:
     for path in candidates:
         if path and os.path.isfile(path) and os.access(path, os.X_OK):
             return path
-    _missing(f"no Chromium at {', '.join(c for c in candidates if c)} "
-             "(apt-get install -y chromium, or set CHROMIUM_PATH)")
+    _missing(
+        f"no Chromium at {', '.join(c for c in candidates if c)} (apt-get install -y chromium, or set CHROMIUM_PATH)"
+    )
     raise AssertionError("unreachable")
 
 
@@ -97,8 +99,9 @@ VIEWS_CELLS = [
 
 
 def views_notebook() -> nbformat.NotebookNode:
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                            "language": "python"}})
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
     nb.cells = [nbformat.v4.new_code_cell(source) for source in VIEWS_CELLS]
     return nb
 
@@ -132,14 +135,28 @@ def lab_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def jupyter_home(lab_dir: Path) -> dict[str, Path]:
     """Private Jupyter/IPython dirs, so nothing leaks in from ~/.jupyter or out to $HOME."""
-    dirs = {name: lab_dir / name for name in ("config", "data", "runtime", "ipython", "settings",
-                                               "workspaces", "root", "xdg-config", "xdg-cache", "npm")}
+    dirs = {
+        name: lab_dir / name
+        for name in (
+            "config",
+            "data",
+            "runtime",
+            "ipython",
+            "settings",
+            "workspaces",
+            "root",
+            "xdg-config",
+            "xdg-cache",
+            "npm",
+        )
+    }
     for path in dirs.values():
         path.mkdir()
     labconfig = dirs["config"] / "labconfig"
     labconfig.mkdir()
-    (labconfig / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    (labconfig / "page_config.json").write_text(
+        json.dumps({"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}})
+    )
     # every cell in the page (Lab 4 otherwise leaves cells out of view unrendered)
     tracker = dirs["settings"] / "@jupyterlab" / "notebook-extension"
     tracker.mkdir(parents=True)
@@ -160,29 +177,48 @@ class Lab:
 @pytest.fixture(scope="module")
 def lab(jupyter_home: dict[str, Path], module_sandbox: Sandbox, lab_dir: Path) -> Iterator[Lab]:
     sandbox, token = module_sandbox, secrets.token_hex(16)
-    env = {**os.environ,
-           "JUPYTER_CONFIG_DIR": str(jupyter_home["config"]),
-           "JUPYTER_DATA_DIR": str(jupyter_home["data"]),
-           "JUPYTER_RUNTIME_DIR": str(jupyter_home["runtime"]),
-           "IPYTHONDIR": str(jupyter_home["ipython"]),
-           "NO_PROXY": "127.0.0.1,localhost", "no_proxy": "127.0.0.1,localhost",
-           # Lab runs `npm prefix --global` at start-up; keep npm's log out of $HOME
-           "npm_config_logs_dir": str(jupyter_home["npm"]), "npm_config_cache": str(jupyter_home["npm"]),
-           # the notebooks connect to this module's sandbox (they use Client() when a token is set)
-           "NEUROIO_API_URL": sandbox.url, "NEUROIO_API_TOKEN": sandbox.token}
+    env = {
+        **os.environ,
+        "JUPYTER_CONFIG_DIR": str(jupyter_home["config"]),
+        "JUPYTER_DATA_DIR": str(jupyter_home["data"]),
+        "JUPYTER_RUNTIME_DIR": str(jupyter_home["runtime"]),
+        "IPYTHONDIR": str(jupyter_home["ipython"]),
+        "NO_PROXY": "127.0.0.1,localhost",
+        "no_proxy": "127.0.0.1,localhost",
+        # Lab runs `npm prefix --global` at start-up; keep npm's log out of $HOME
+        "npm_config_logs_dir": str(jupyter_home["npm"]),
+        "npm_config_cache": str(jupyter_home["npm"]),
+        # the notebooks connect to this module's sandbox (they use Client() when a token is set)
+        "NEUROIO_API_URL": sandbox.url,
+        "NEUROIO_API_TOKEN": sandbox.token,
+    }
     jupyter = Path(sys.executable).with_name("jupyter")
     log = lab_dir / "jupyterlab.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [str(jupyter), "lab", "--no-browser", "--allow-root",
-             "--ServerApp.ip=127.0.0.1", "--ServerApp.port=0",  # the OS picks a free port; read back below
-             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={jupyter_home['root']}",
-             f"--LabApp.user_settings_dir={jupyter_home['settings']}",
-             f"--LabApp.workspaces_dir={jupyter_home['workspaces']}",
-             "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-             "--LabApp.extension_manager=readonly", "--ServerApp.terminals_enabled=False",
-             "--LabApp.expose_app_in_browser=True"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=jupyter_home["root"], start_new_session=True)
+            [
+                str(jupyter),
+                "lab",
+                "--no-browser",
+                "--allow-root",
+                "--ServerApp.ip=127.0.0.1",
+                "--ServerApp.port=0",  # the OS picks a free port; read back below
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={jupyter_home['root']}",
+                f"--LabApp.user_settings_dir={jupyter_home['settings']}",
+                f"--LabApp.workspaces_dir={jupyter_home['workspaces']}",
+                "--LabApp.news_url=None",
+                "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+                "--LabApp.extension_manager=readonly",
+                "--ServerApp.terminals_enabled=False",
+                "--LabApp.expose_app_in_browser=True",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=jupyter_home["root"],
+            start_new_session=True,
+        )
     server = Lab("", token, proc, log)
     try:
         _wait_ready(server, jupyter_home["runtime"])
@@ -257,11 +293,17 @@ class Browser:
 def browser(playwright: Any, jupyter_home: dict[str, Path], lab_dir: Path) -> Iterator[Browser]:
     external: list[str] = []
     ctx = playwright.chromium.launch_persistent_context(
-        user_data_dir=str(lab_dir / "chromium-profile"), executable_path=chromium_path(), headless=True,
+        user_data_dir=str(lab_dir / "chromium-profile"),
+        executable_path=chromium_path(),
+        headless=True,
         args=["--disable-dev-shm-usage", "--no-first-run", "--disable-background-networking"],
         viewport={"width": 1280, "height": 900},
-        env={**os.environ, "XDG_CONFIG_HOME": str(jupyter_home["xdg-config"]),
-             "XDG_CACHE_HOME": str(jupyter_home["xdg-cache"])})
+        env={
+            **os.environ,
+            "XDG_CONFIG_HOME": str(jupyter_home["xdg-config"]),
+            "XDG_CACHE_HOME": str(jupyter_home["xdg-cache"]),
+        },
+    )
 
     def guard(route: Any) -> None:
         parts = urlsplit(route.request.url)
@@ -284,8 +326,11 @@ def browser(playwright: Any, jupyter_home: dict[str, Path], lab_dir: Path) -> It
 
 
 def new_page(browser: Browser) -> Any:
-    page = browser.context.pages[0] if browser.context.pages and browser.context.pages[0].url == "about:blank" \
+    page = (
+        browser.context.pages[0]
+        if browser.context.pages and browser.context.pages[0].url == "about:blank"
         else browser.context.new_page()
+    )
     page.set_default_timeout(30_000)
     return page
 
@@ -313,8 +358,9 @@ def open_and_run_all(page: Any, lab: Lab, name: str) -> None:
 
 
 def use_theme(page: Any, theme: str) -> None:
-    page.evaluate("async (theme) => { await window.jupyterapp.commands.execute("
-                  "'apputils:change-theme', {theme}); }", theme)
+    page.evaluate(
+        "async (theme) => { await window.jupyterapp.commands.execute('apputils:change-theme', {theme}); }", theme
+    )
     page.wait_for_function("(theme) => document.body.dataset.jpThemeName === theme", arg=theme, timeout=30_000)
     page.wait_for_timeout(300)  # the theme's stylesheet applies after the attribute
 
@@ -322,8 +368,9 @@ def use_theme(page: Any, theme: str) -> None:
 def open_file_browser(page: Any) -> None:
     """JupyterLab's default layout: the file browser open in the left area."""
     page.evaluate("() => { const s = window.jupyterapp.shell; s.activateById('filebrowser'); s.expandLeft(); }")
-    page.wait_for_function("() => { const e = document.getElementById('filebrowser');"
-                           " return e && e.getBoundingClientRect().width > 150; }")
+    page.wait_for_function(
+        "() => { const e = document.getElementById('filebrowser'); return e && e.getBoundingClientRect().width > 150; }"
+    )
 
 
 # ---- what is measured in the page --------------------------------------------------
@@ -390,7 +437,10 @@ CLIP_JS = """
 """
 
 #: Inputs of the form that are cut off (horizontally) at the current window size.
-CLIPPED_INPUTS_JS = """(form) => {""" + CLIP_JS + """
+CLIPPED_INPUTS_JS = (
+    """(form) => {"""
+    + CLIP_JS
+    + """
     const out = [];
     for (const el of form.querySelectorAll('input, select, textarea, button')) {
         const b = el.getBoundingClientRect();
@@ -404,6 +454,7 @@ CLIPPED_INPUTS_JS = """(form) => {""" + CLIP_JS + """
     }
     return out;
 }"""
+)
 
 SEEN_JS = """(el) => {""" + CLIP_JS + """ return seen(el); }"""
 
@@ -437,8 +488,9 @@ def output_of_cell(page: Any, index: int) -> Any:
 def low_contrast(locator: Any) -> list[str]:
     found = locator.evaluate(CONTRAST_JS)
     assert found, "no text measured"
-    return [f"{m['text']!r}: {m['ratio']:.2f}:1 ({m['color']} on {m['bg']})"
-            for m in found if m["ratio"] < MIN_CONTRAST]
+    return [
+        f"{m['text']!r}: {m['ratio']:.2f}:1 ({m['color']} on {m['bg']})" for m in found if m["ratio"] < MIN_CONTRAST
+    ]
 
 
 # ---- the tests -------------------------------------------------------------------
@@ -507,7 +559,7 @@ def test_form_at_laptop_width(views_page: Any, theme: str, artifacts: Path) -> N
     if narrow > 1.6 * wide:
         problems.append(f"the form is {narrow:.0f} px tall at 900 px, {narrow / wide:.1f}x its {wide:.0f} px at 1280")
 
-    box, row = field_input(out, "Create face size", 1)       # Video stream > Create face size
+    box, row = field_input(out, "Create face size", 1)  # Video stream > Create face size
     box.scroll_into_view_if_needed()
     box.fill("31234")
     box.press("Enter")
@@ -516,13 +568,17 @@ def test_form_at_laptop_width(views_page: Any, theme: str, artifacts: Path) -> N
         element = row.locator(f".{part}").first
         if not element.evaluate(SEEN_JS):
             problems.append(f"the {part} of an edited field is not visible")
-    for name, element in (("Save", out.get_by_role("button", name="Save", exact=True).first),
-                          ("the status line", out.locator(".neuroio-status").first)):
+    for name, element in (
+        ("Save", out.get_by_role("button", name="Save", exact=True).first),
+        ("the status line", out.locator(".neuroio-status").first),
+    ):
         if not element.evaluate(IN_VIEW_JS):
-            chain = element.evaluate("(el) => { const o = []; for (let e = el; e; e = e.parentElement) {"
-                                     " const s = getComputedStyle(e); if (s.overflowY !== 'visible' || s.contain !== 'none')"
-                                     " o.push(e.className.toString().slice(0, 60) + ':' + s.overflowY + '/' + s.contain); }"
-                                     " return o.join(' < '); }")
+            chain = element.evaluate(
+                "(el) => { const o = []; for (let e = el; e; e = e.parentElement) {"
+                " const s = getComputedStyle(e); if (s.overflowY !== 'visible' || s.contain !== 'none')"
+                " o.push(e.className.toString().slice(0, 60) + ':' + s.overflowY + '/' + s.contain); }"
+                " return o.join(' < '); }"
+            )
             problems.append(f"{name} is out of view while a field low in the form is edited ({chain})")
     problems += [f"form message: {p}" for p in low_contrast(form)]
     page.screenshot(path=str(artifacts / f"form-900-{theme.split()[-1]}.png"))
@@ -533,8 +589,9 @@ def test_form_at_laptop_width(views_page: Any, theme: str, artifacts: Path) -> N
 
 
 @pytest.mark.parametrize("theme,accepted", [(THEMES[0], ("12 345", 12345)), (THEMES[1], ("12,346", 12346))])
-def test_number_box_never_saves_a_wrong_number(views_page: Any, module_sandbox: Sandbox, theme: str,
-                                               accepted: tuple[str, int], artifacts: Path) -> None:
+def test_number_box_never_saves_a_wrong_number(
+    views_page: Any, module_sandbox: Sandbox, theme: str, accepted: tuple[str, int], artifacts: Path
+) -> None:
     """Point 3: 7000.5, 1e5, 12abc are refused next to the field and nothing is sent."""
     from playwright.sync_api import expect
 
@@ -553,7 +610,7 @@ def test_number_box_never_saves_a_wrong_number(views_page: Any, module_sandbox: 
         out.get_by_role("button", name="Save", exact=True).first.click()
         expect(status).to_contain_text("not saved")
         expect(status.locator(".neuroio-error").first).to_be_visible()
-        expect(box).to_be_focused()        # a refused save puts the cursor in the field in error
+        expect(box).to_be_focused()  # a refused save puts the cursor in the field in error
         assert not sandbox.requests("PATCH"), f"{typed!r} was sent"
     problems = [f"form message: {p}" for p in low_contrast(form)]
     page.screenshot(path=str(artifacts / f"form-refused-{theme.split()[-1]}.png"))
@@ -564,8 +621,9 @@ def test_number_box_never_saves_a_wrong_number(views_page: Any, module_sandbox: 
     out.get_by_role("button", name="Save", exact=True).first.click()
     expect(status).to_contain_text("saved: General > Identify face size", timeout=30_000)
     patches = sandbox.requests("PATCH")
-    assert [(p.path, p.body) for p in patches] == [(f"/v1/sources/{FORM_SOURCE}/",
-                                                    {"identify_facesize_threshold": number})]
+    assert [(p.path, p.body) for p in patches] == [
+        (f"/v1/sources/{FORM_SOURCE}/", {"identify_facesize_threshold": number})
+    ]
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not problems, "\n".join(problems)
 
@@ -579,7 +637,7 @@ def test_no_progress_bar_left_behind(views_page: Any, lab: Lab, jupyter_home: di
     page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:save'); }")
     page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
     saved = nbformat.read(jupyter_home["root"] / VIEWS_NOTEBOOK, as_version=4)
-    for number, cell in enumerate(saved.cells[:-1]):     # all but the form's cell
+    for number, cell in enumerate(saved.cells[:-1]):  # all but the form's cell
         text = json.dumps(cell.get("outputs", []))
         assert "application/vnd.jupyter.widget-view+json" not in text, f"cell {number} keeps a widget"
         assert "0%" not in text, f"cell {number} keeps a bar as text"
@@ -591,13 +649,14 @@ def test_no_progress_bar_left_behind(views_page: Any, lab: Lab, jupyter_home: di
     assert "Error displaying widget" not in reopened.split("Source 5")[0]
 
 
-def test_jupyterlab_form_saves_one_patch(lab: Lab, browser: Browser, module_sandbox: Sandbox,
-                                         artifacts: Path, request: pytest.FixtureRequest) -> None:
+def test_jupyterlab_form_saves_one_patch(
+    lab: Lab, browser: Browser, module_sandbox: Sandbox, artifacts: Path, request: pytest.FixtureRequest
+) -> None:
     """Notebook 03, as a user runs it: tick a box, type a number, Save: exactly that PATCH."""
     from playwright.sync_api import expect
 
     page, sandbox = new_page(browser), module_sandbox
-    first = sandbox.source(1)     # the notebook edits the first source of the listing
+    first = sandbox.source(1)  # the notebook edits the first source of the listing
     try:
         open_and_run_all(page, lab, NOTEBOOK.name)
         out = output_with(page, ".neuroio-form")

@@ -1,4 +1,5 @@
 """Bulk edit over the sandbox: plan, apply, conflicts, failures, interrupt, undo."""
+
 from __future__ import annotations
 
 import _thread
@@ -89,8 +90,10 @@ def test_base_none_compares_with_server(big):
     sb.external_edit(4, identify_facesize_threshold=4242)  # the frame still holds the old value
     sb.clear_log()
     plan = c.sources.plan(edited)
-    changes = {(sid, field): (old, new)
-               for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False)}
+    changes = {
+        (sid, field): (old, new)
+        for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False)
+    }
     assert changes == {
         (3, "use_pps_time"): (sb.source(3)["use_pps_time"], not sb.source(3)["use_pps_time"]),
         (4, "identify_facesize_threshold"): (4242, frame.loc[4, "identify_facesize_threshold"]),
@@ -99,7 +102,7 @@ def test_base_none_compares_with_server(big):
 
 
 def test_unchanged_sources_not_in_report_and_nan_equals_nan(big):
-    sb, c, frame = big
+    _sb, c, frame = big
     edited = frame.copy()
     edited["license_id"] = edited["license_id"].astype(object).where(edited["license_id"].notna(), np.nan)
     edited.at[10, "store_images_for_results"] = list(reversed(edited.at[10, "store_images_for_results"] or []))
@@ -109,7 +112,7 @@ def test_unchanged_sources_not_in_report_and_nan_equals_nan(big):
 
 
 def test_partial_failures_are_rows_with_server_message(big):
-    sb, c, frame = big
+    _sb, c, frame = big
     edited = frame.copy()
     space = frame.loc[1, "space_id"]
     taken = frame[(frame["space_id"] == space)].index[:3]
@@ -123,7 +126,7 @@ def test_partial_failures_are_rows_with_server_message(big):
 
 
 def test_id_not_on_server_is_failed_not_a_crash(big):
-    sb, c, frame = big
+    _sb, c, frame = big
     edited = frame.loc[[5]].copy()
     edited.loc[5, "use_pps_time"] = not edited.loc[5, "use_pps_time"]
     ghost = edited.rename(index={5: 999999})
@@ -138,7 +141,7 @@ def test_conflicts(big, on_conflict):
     edited = frame.copy()
     edited.loc[[7, 8], "identify_facesize_threshold"] = 11111
     edited.loc[8, "use_pps_time"] = not frame.loc[8, "use_pps_time"]
-    sb.external_edit(7, identify_facesize_threshold=9999)          # someone else changed what we change
+    sb.external_edit(7, identify_facesize_threshold=9999)  # someone else changed what we change
     sb.external_edit(8, manual_create_on_ha=not frame.loc[8, "manual_create_on_ha"])  # a field we don't touch
     sb.clear_log()
     report = c.sources.bulk_update(edited, base=frame, on_conflict=on_conflict, progress=False)
@@ -213,7 +216,7 @@ def test_undo_restores_and_is_conflict_checked(big):
 
 
 def test_report_and_plan_render_in_jupyter(big):
-    sb, c, frame = big
+    _sb, c, frame = big
     edited = frame.copy()
     edited.loc[1, "identify_facesize_threshold"] = 31337
     plan = c.sources.plan(edited, base=frame)
@@ -225,6 +228,7 @@ def test_report_and_plan_render_in_jupyter(big):
 
 # ---- validation: every problem at once, nothing sent ------------------------------------
 
+
 def bad(frame: pd.DataFrame, column: str, value, sid: int = 1) -> pd.DataFrame:
     edited = frame.copy()
     if edited[column].dtype != object:
@@ -233,15 +237,18 @@ def bad(frame: pd.DataFrame, column: str, value, sid: int = 1) -> pd.DataFrame:
     return edited
 
 
-@pytest.mark.parametrize("column,value,reason", [
-    ("use_pps_time", "yes", "true or false"),
-    ("use_pps_time", 2, "true or false"),
-    ("identify_facesize_threshold", 7000.5, "whole number"),
-    ("identify_facesize_threshold", "big", "whole number"),
-    ("identify_facesize_threshold", -1, "must be 0 or more"),
-    ("store_images_for_results", ["new", "everything"], "unknown value"),
-    ("name", None, "required"),
-])
+@pytest.mark.parametrize(
+    "column,value,reason",
+    [
+        ("use_pps_time", "yes", "true or false"),
+        ("use_pps_time", 2, "true or false"),
+        ("identify_facesize_threshold", 7000.5, "whole number"),
+        ("identify_facesize_threshold", "big", "whole number"),
+        ("identify_facesize_threshold", -1, "must be 0 or more"),
+        ("store_images_for_results", ["new", "everything"], "unknown value"),
+        ("name", None, "required"),
+    ],
+)
 def test_each_bad_value_is_reported(big, column, value, reason):
     sb, c, frame = big
     sb.clear_log()
@@ -299,7 +306,7 @@ def test_unknown_column(big):
 
 
 def test_edited_subset_of_columns_only_compares_those(big):
-    sb, c, frame = big
+    _sb, c, frame = big
     edited = frame[["name", "identify_facesize_threshold"]].copy()
     edited["identify_facesize_threshold"] += 1
     plan = c.sources.plan(edited, base=frame)
@@ -308,6 +315,7 @@ def test_edited_subset_of_columns_only_compares_those(big):
 
 
 # ---- undo puts back what each write replaced (issue 10, item 4) ---------------------------
+
 
 def test_undo_after_overwrite_puts_back_the_colleagues_value(big):
     sb, c, frame = big
@@ -341,6 +349,7 @@ def test_undo_skips_rows_where_nothing_was_sent(big):
 
 
 # ---- Ctrl-C pressed again, any exception while sending (issue 10, items 12 and 13) ---------
+
 
 def test_a_second_and_third_ctrl_c_keep_the_partial_report(make_sandbox, client_for):
     sb = make_sandbox(sources=200)
@@ -398,6 +407,7 @@ def test_an_unexpected_error_while_sending_one_source_is_a_failed_row(big, monke
 
 
 # ---- the conflict check's reads: as few as needed, and not in the way (issue 13, speed) ----
+
 
 def test_patches_start_while_the_listing_is_still_being_read(make_sandbox, client_for):
     sb = make_sandbox(sources=3000, page_cap=50, latency=0.01)

@@ -1,4 +1,5 @@
 """The ``neuroio-nb`` console script, run for real against a sandbox over loopback HTTP."""
+
 from __future__ import annotations
 
 import csv
@@ -40,15 +41,22 @@ def cli_env(sb: Sandbox | None, **extra: str) -> dict[str, str]:
     return env
 
 
-def run(sb: Sandbox | None, *args: str, env: dict[str, str] | None = None,
-        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def run(
+    sb: Sandbox | None, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the console script (stdin not a terminal); no traceback, no token in any output.
 
     Its output is read in the encoding it was told to use (``PYTHONIOENCODING``), else UTF-8."""
     env = env or cli_env(sb)
-    proc = subprocess.run([str(SCRIPT), *args], env=env, cwd=cwd, stdin=subprocess.DEVNULL,
-                          capture_output=True, encoding=env.get("PYTHONIOENCODING", "utf-8"),
-                          timeout=60)
+    proc = subprocess.run(
+        [str(SCRIPT), *args],
+        env=env,
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        encoding=env.get("PYTHONIOENCODING", "utf-8"),
+        timeout=60,
+    )
     assert_clean(proc.stdout, proc.stderr, sb, env)
     return proc
 
@@ -91,11 +99,22 @@ def read_report(path: Path) -> dict[int, dict[str, str]]:
 
 # -- help and usage --------------------------------------------------------------------
 
+
 def test_help_lists_commands_env_and_exit_codes_and_offers_no_token_option() -> None:
     proc = run(None, "--help")
     assert proc.returncode == 0
-    for word in ("export", "plan", "apply", "get", "list", "sandbox", "NEUROIO_API_TOKEN",
-                 "NEUROIO_API_URL", "exit codes", "130"):
+    for word in (
+        "export",
+        "plan",
+        "apply",
+        "get",
+        "list",
+        "sandbox",
+        "NEUROIO_API_TOKEN",
+        "NEUROIO_API_URL",
+        "exit codes",
+        "130",
+    ):
         assert word in proc.stdout
     for command in ("export", "plan", "apply", "get", "list"):
         sub = run(None, command, "--help")
@@ -104,8 +123,7 @@ def test_help_lists_commands_env_and_exit_codes_and_offers_no_token_option() -> 
     assert "--latency" in run(None, "sandbox", "--help").stdout
 
 
-@pytest.mark.parametrize("args", [["frobnicate"], [], ["get", "seven"],
-                                  ["apply", "x.csv", "--on-conflict", "maybe"]])
+@pytest.mark.parametrize("args", [["frobnicate"], [], ["get", "seven"], ["apply", "x.csv", "--on-conflict", "maybe"]])
 def test_bad_usage_exits_3(args: list[str]) -> None:
     proc = run(None, *args)
     assert proc.returncode == 3
@@ -113,6 +131,7 @@ def test_bad_usage_exits_3(args: list[str]) -> None:
 
 
 # -- export and plan -------------------------------------------------------------------
+
 
 def test_export_writes_every_source_and_an_unchanged_plan_exits_0(sb: Sandbox, tmp_path: Path) -> None:
     proc = run(sb, "export", str(tmp_path / "all.csv"))
@@ -137,8 +156,9 @@ def test_export_writes_every_source_and_an_unchanged_plan_exits_0(sb: Sandbox, t
 def test_plan_of_an_edited_csv_exits_2_and_shows_old_to_new(sb: Sandbox, tmp_path: Path) -> None:
     source = exported(sb, tmp_path)
     old3, flag5 = sb.source(3)[THRESHOLD], sb.source(5)["use_pps_time"]
-    edited = edit_csv(source, tmp_path / "edited.csv",
-                      {(3, THRESHOLD): "12345", (5, "use_pps_time"): str(not flag5).lower()})
+    edited = edit_csv(
+        source, tmp_path / "edited.csv", {(3, THRESHOLD): "12345", (5, "use_pps_time"): str(not flag5).lower()}
+    )
     sb.clear_log()
     proc = run(sb, "plan", str(edited))
     assert proc.returncode == 2, proc.stderr
@@ -155,14 +175,19 @@ def test_plan_of_an_edited_csv_exits_2_and_shows_old_to_new(sb: Sandbox, tmp_pat
 
 # -- apply -----------------------------------------------------------------------------
 
+
 def test_apply_yes_sends_exactly_the_changes(sb: Sandbox, tmp_path: Path, patches) -> None:
     source = exported(sb, tmp_path)
     stored = sb.source(8)["store_images_for_results"]
-    edited = edit_csv(source, tmp_path / "edited.csv", {
-        **bumped(sb, 2, 9),
-        (8, "store_images_for_results"): json.dumps(sorted(set(stored) ^ {"det"})),
-        (4, "store_images_for_results"): json.dumps(list(reversed(sb.source(4)["store_images_for_results"]))),
-    })
+    edited = edit_csv(
+        source,
+        tmp_path / "edited.csv",
+        {
+            **bumped(sb, 2, 9),
+            (8, "store_images_for_results"): json.dumps(sorted(set(stored) ^ {"det"})),
+            (4, "store_images_for_results"): json.dumps(list(reversed(sb.source(4)["store_images_for_results"]))),
+        },
+    )
     expected = {2: sb.source(2)[THRESHOLD] + 1, 9: sb.source(9)[THRESHOLD] + 1}
     sb.clear_log()
     proc = run(sb, "apply", str(edited), "--yes", "--report", str(tmp_path / "report.csv"))
@@ -199,8 +224,14 @@ def test_apply_asks_on_a_terminal(sb: Sandbox, tmp_path: Path, answer: str, code
     sb.clear_log()
     controller, terminal = pty.openpty()
     try:
-        proc = subprocess.Popen([str(SCRIPT), "apply", str(edited)], env=cli_env(sb), stdin=terminal,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [str(SCRIPT), "apply", str(edited)],
+            env=cli_env(sb),
+            stdin=terminal,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         os.close(terminal)
         os.write(controller, f"{answer}\n".encode())
         out, err = proc.communicate(timeout=60)
@@ -214,11 +245,9 @@ def test_apply_asks_on_a_terminal(sb: Sandbox, tmp_path: Path, answer: str, code
 
 def test_a_row_the_server_refuses_fails_exits_1_and_is_reported(sb: Sandbox, tmp_path: Path) -> None:
     sources = sb.sources
-    a, b = next((i, j) for i in sources for j in sources
-                if i < j and sources[i]["space_id"] == sources[j]["space_id"])
+    a, b = next((i, j) for i in sources for j in sources if i < j and sources[i]["space_id"] == sources[j]["space_id"])
     taken = sources[a]["name"]
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv",
-                      {(b, "name"): taken, **bumped(sb, 10)})
+    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", {(b, "name"): taken, **bumped(sb, 10)})
     report_path = tmp_path / "out" / "report.csv"
     report_path.parent.mkdir()
     sb.clear_log()
@@ -264,7 +293,8 @@ def test_with_base_a_value_changed_meanwhile_is_a_conflict(sb: Sandbox, tmp_path
 
 @pytest.mark.parametrize("interrupts", [1, 4], ids=["one-ctrl-c", "more-while-requests-finish"])
 def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(
-        sb: Sandbox, tmp_path: Path, interrupts: int) -> None:
+    sb: Sandbox, tmp_path: Path, interrupts: int
+) -> None:
     """Ctrl-C stops the run; more Ctrl-Cs while the requests in flight finish (each held
     open a moment by the server) still leave the partial report, exact, on disk."""
     edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, *sb.sources))
@@ -289,9 +319,14 @@ def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(
     sb.clear_log()
     sb.latency = 0.1
     sb.before_request = interrupt_while_in_flight
-    proc = subprocess.Popen([str(SCRIPT), "apply", str(edited), "--yes", "--report", str(report_path)],
-                            env=cli_env(sb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(SCRIPT), "apply", str(edited), "--yes", "--report", str(report_path)],
+        env=cli_env(sb),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     started.put(proc)
     out, err = proc.communicate(timeout=60)
     assert_clean(out, err, sb)
@@ -333,9 +368,14 @@ def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(sb: Sandbox, 
     pipe = tmp_path / "report.pipe"
     os.mkfifo(pipe)
     sb.clear_log()
-    proc = subprocess.Popen([str(SCRIPT), "apply", str(edited), "--yes", "--report", str(pipe)],
-                            env=cli_env(sb), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [str(SCRIPT), "apply", str(edited), "--yes", "--report", str(pipe)],
+        env=cli_env(sb),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         wchan = Path(f"/proc/{proc.pid}/wchan")
         for _ in range(200):  # until it waits for a reader of the pipe
@@ -360,6 +400,7 @@ def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(sb: Sandbox, 
 
 
 # -- errors ------------------------------------------------------------------------------
+
 
 def test_a_bad_csv_exits_3_naming_line_and_column(sb: Sandbox, tmp_path: Path) -> None:
     edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", {(5, THRESHOLD): "lots"})
@@ -408,6 +449,7 @@ def test_an_api_error_or_no_connection_exits_5(sb: Sandbox, free_port: int) -> N
 
 # -- get and list --------------------------------------------------------------------------
 
+
 def test_get_prints_json_or_a_table(sb: Sandbox) -> None:
     proc = run(sb, "get", "7")
     assert proc.returncode == 0
@@ -443,8 +485,7 @@ def test_list_as_table_json_and_csv(sb: Sandbox) -> None:
     assert run(sb, "list", "--columns", "nope").returncode == 3
 
 
-def test_error_pages_that_echo_the_token_and_scalar_error_codes_are_failed_rows(
-        sb: Sandbox, tmp_path: Path) -> None:
+def test_error_pages_that_echo_the_token_and_scalar_error_codes_are_failed_rows(sb: Sandbox, tmp_path: Path) -> None:
     """A firewall page that shows the request's headers (the token among them) and an error
     body with scalar codes: each is a failed row with what the server said, the run goes on,
     and neither the token nor any start of it is printed or written."""
@@ -474,9 +515,11 @@ def test_error_pages_that_echo_the_token_and_scalar_error_codes_are_failed_rows(
 
 # -- terminals, pipes and encodings ------------------------------------------------------
 
+
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
 def test_a_stdout_that_is_not_utf8_gets_no_traceback_and_loses_no_data(
-        sb: Sandbox, tmp_path: Path, encoding: str) -> None:
+    sb: Sandbox, tmp_path: Path, encoding: str
+) -> None:
     name = "Caf\u00e9 \u6771\u4eac \u2192 gate"
     sb.external_edit(7, name=name)
     env = cli_env(sb, PYTHONIOENCODING=encoding)
@@ -494,8 +537,7 @@ def test_a_stdout_that_is_not_utf8_gets_no_traceback_and_loses_no_data(
     assert got.returncode == 0 and json.loads(got.stdout)["name"] == name  # JSON escapes it
 
     for args in (["list", "--format", "csv"], ["export", "-"]):
-        proc = subprocess.run([str(SCRIPT), *args], env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, timeout=60)
+        proc = subprocess.run([str(SCRIPT), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
         assert proc.returncode == 0 and b"Traceback" not in proc.stderr
         assert read_csv(io.BytesIO(proc.stdout)).loc[7, "name"] == name  # data stays UTF-8
 
@@ -512,16 +554,19 @@ def test_progress_bars_stay_off_a_stderr_that_is_not_a_terminal(sb: Sandbox, tmp
     sb.page_cap = 10  # many pages: a bar would be drawn for them
     source = exported(sb, tmp_path)
     edited = edit_csv(source, tmp_path / "edited.csv", bumped(sb, *range(1, 31)))
-    for args in (["export", str(tmp_path / "again.csv")], ["list"], ["list", "--format", "csv"],
-                 ["apply", str(edited), "--yes"]):
+    for args in (
+        ["export", str(tmp_path / "again.csv")],
+        ["list"],
+        ["list", "--format", "csv"],
+        ["apply", str(edited), "--yes"],
+    ):
         proc = run(sb, *args)
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == "", (args, proc.stderr)
     assert run(sb, "plan", str(edited)).returncode == 0
 
 
-def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(monkeypatch: pytest.MonkeyPatch) -> None:
     proc = run(None, "list", "--url", "http://sources.example", env=cli_env(None, NEUROIO_API_TOKEN="t"))
     assert proc.returncode == 4
     assert "--allow-insecure" in proc.stderr and "allow_insecure=True" not in proc.stderr
@@ -535,17 +580,17 @@ def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(
 
 # -- sandbox ---------------------------------------------------------------------------------
 
-SANDBOX_COMMANDS = {"neuroio-nb sandbox": [str(SCRIPT), "sandbox"],
-                    "python -m neuroio_nb.sandbox": [sys.executable, "-m", "neuroio_nb.sandbox"]}
+SANDBOX_COMMANDS = {
+    "neuroio-nb sandbox": [str(SCRIPT), "sandbox"],
+    "python -m neuroio_nb.sandbox": [sys.executable, "-m", "neuroio_nb.sandbox"],
+}
 
 
 @pytest.mark.parametrize("command", SANDBOX_COMMANDS)
-def test_sandbox_command_prints_url_and_token_and_serves_until_interrupted(
-        serve_in_subprocess, command: str) -> None:
+def test_sandbox_command_prints_url_and_token_and_serves_until_interrupted(serve_in_subprocess, command: str) -> None:
     argv = [*SANDBOX_COMMANDS[command], "--port", "0", "--sources", "20"]
     with serve_in_subprocess(*argv, env=cli_env(None)) as served:
-        r = requests.get(served.url + "/v1/sources/",
-                         headers={"Authorization": f"Token {served.token}"}, timeout=10)
+        r = requests.get(served.url + "/v1/sources/", headers={"Authorization": f"Token {served.token}"}, timeout=10)
         assert r.status_code == 200 and r.json()["count"] == 20
         assert "Ctrl-C" in served.lines.get(timeout=5)
         code, err = served.interrupt()
@@ -559,8 +604,9 @@ def test_sandbox_on_a_taken_port_exits_7(command: str) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         argv = [*SANDBOX_COMMANDS[command], "--port", str(taken.getsockname()[1]), "--sources", "5"]
-        proc = subprocess.run(argv, env=cli_env(None), stdin=subprocess.DEVNULL, capture_output=True,
-                              text=True, timeout=60)
+        proc = subprocess.run(
+            argv, env=cli_env(None), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+        )
     assert proc.returncode == 7, proc.stderr
     assert "cannot serve on 127.0.0.1:" in proc.stderr and "in use" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""

@@ -1,4 +1,5 @@
 """CSV export and import: lossless round trip, hand-edited files, unreadable cells."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -84,8 +85,10 @@ def test_hand_edited_spreadsheet_csv(exported, tmp_path):
     got = {(r.id, r.field): (r.old, r.new) for r in plan.changes.itertuples()}
     expected = {
         (1, "use_pps_time"): (bool(frame.loc[1, "use_pps_time"]), not frame.loc[1, "use_pps_time"]),
-        (1, "auto_create_persons"): (bool(frame.loc[1, "auto_create_persons"]),
-                                     not frame.loc[1, "auto_create_persons"]),
+        (1, "auto_create_persons"): (
+            bool(frame.loc[1, "auto_create_persons"]),
+            not frame.loc[1, "auto_create_persons"],
+        ),
     }
     if set(frame.loc[2, "store_images_for_results"] or []) != {"new", "exact"}:
         expected[(2, "store_images_for_results")] = (frame.loc[2, "store_images_for_results"], ["new", "exact"])
@@ -111,13 +114,16 @@ def test_unreadable_cells_name_line_and_column(exported, tmp_path):
     assert len(info.value.problems) == 2
 
 
-@pytest.mark.parametrize("content,match", [
-    (b"", "empty"),
-    (b"\n\n", "empty"),
-    (b"1,Gate,true\n2,Door,false\n", "no header"),
-    (b"id,name\n1,Gate,extra\n", "line 2 has 3 cells"),
-    (b"id,name\n1,Gat\xe9\n", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "empty"),
+        (b"\n\n", "empty"),
+        (b"1,Gate,true\n2,Door,false\n", "no header"),
+        (b"id,name\n1,Gate,extra\n", "line 2 has 3 cells"),
+        (b"id,name\n1,Gat\xe9\n", "not UTF-8"),
+    ],
+)
 def test_bad_files(tmp_path, content, match):
     path = tmp_path / "x.csv"
     path.write_bytes(content)

@@ -1,5 +1,6 @@
 """The one-source form, driven in-process against a real sandbox over HTTP,
 and notebook 03 executed in a real kernel (nbclient) and driven there."""
+
 from __future__ import annotations
 
 import html
@@ -52,7 +53,7 @@ def test_every_field_comes_from_the_schema(form: SourceForm, sb: Sandbox) -> Non
         assert html.escape(field.help) in _help_text(form, field.name)
         if not field.writable:
             assert control.disabled
-            assert control.tooltip == control.value       # a long value shows whole on hover
+            assert control.tooltip == control.value  # a long value shows whole on hover
             continue
         assert control.tooltip and field.help in control.tooltip
         if field.kind == "bool":
@@ -76,7 +77,7 @@ def test_every_field_comes_from_the_schema(form: SourceForm, sb: Sandbox) -> Non
 
 def test_fields_the_server_did_not_send(sb: Sandbox) -> None:
     row = {k: v for k, v in sb.source(1).items() if k not in ("use_pps_time", *EXTRA_FIELDS)}
-    row["use_pps_timestamp"] = True            # the JavaScript SDK's spelling: unknown here
+    row["use_pps_timestamp"] = True  # the JavaScript SDK's spelling: unknown here
     row["identify_facesize_threshold"] = None
     with Sandbox(sources=[row]) as other, Client(other.token, other.url) as c:
         form = c.sources.form(1)
@@ -103,8 +104,11 @@ def _help_text(form: SourceForm, name: str) -> str:
 
 
 def test_sections_follow_the_groups(form: SourceForm) -> None:
-    headings = [w.children[0].value for w in form.children
-                if isinstance(w, widgets.VBox) and w.children and isinstance(w.children[0], widgets.HTML)]
+    headings = [
+        w.children[0].value
+        for w in form.children
+        if isinstance(w, widgets.VBox) and w.children and isinstance(w.children[0], widgets.HTML)
+    ]
     for group in schema.GROUPS:
         assert any(group in h for h in headings)
     assert any("Other fields" in h for h in headings)
@@ -160,7 +164,7 @@ def test_store_images_is_a_set(client: Client, sb: Sandbox, patches) -> None:
     sb.external_edit(3, store_images_for_results=["ha", "new"])
     form = client.sources.form(3)
     images = form.inputs["store_images_for_results"]
-    images.value = ("ha", "new")          # another order: no change
+    images.value = ("ha", "new")  # another order: no change
     assert form.changes() == {}
     images.value = ("junk", "new", "ha")
     form.save_button.click()
@@ -223,7 +227,7 @@ def test_server_field_error_shows_next_to_its_field(client: Client, sb: Sandbox)
     first, second = next(rows for rows in by_space.values() if len(rows) >= 2)[:2]
     form = client.sources.form(first["id"])
     sb.clear_log()
-    form.inputs["name"].value = second["name"]      # already used in this space
+    form.inputs["name"].value = second["name"]  # already used in this space
     flip(form, "auto_create_persons")
     form.save_button.click()
 
@@ -231,9 +235,9 @@ def test_server_field_error_shows_next_to_its_field(client: Client, sb: Sandbox)
     assert "already exists" in text(form.errors["name"])
     assert form.errors["auto_create_persons"].value == ""
     assert "not saved (400" in text(form.status) and "see General > Name" in text(form.status)
-    assert set(form.changes()) == {"name", "auto_create_persons"}      # the edits are kept
+    assert set(form.changes()) == {"name", "auto_create_persons"}  # the edits are kept
     assert sb.source(first["id"])["name"] == first["name"]
-    form.inputs["name"].value = first["name"] + " (2)"                 # editing clears the error
+    form.inputs["name"].value = first["name"] + " (2)"  # editing clears the error
     assert form.errors["name"].value == ""
     form.save_button.click()
     assert "saved:" in text(form.status)
@@ -285,7 +289,7 @@ def test_reload_with_unsaved_edits_keeps_them_and_names_server_changes(form: Sou
 
     status = form.status.value
     assert "reloaded: 2 settings changed on the server (see the notes); your 2 unsaved changes kept" in status
-    assert "\n" not in text(form.status)      # one line; the details are under each field
+    assert "\n" not in text(form.status)  # one line; the details are under each field
     assert "-> " in text(form.errors["auto_create_on_junk"])
     # both sides survive: my edits stay, the setting I had not touched takes the server's value
     assert form.inputs["identify_facesize_threshold"].value == "5555"
@@ -295,7 +299,7 @@ def test_reload_with_unsaved_edits_keeps_them_and_names_server_changes(form: Sou
     assert form.changes() == {"auto_check_face_angle": mine, "identify_facesize_threshold": 5555}
     assert sb.requests("PATCH") == []
 
-    form.revert_button.click()                     # discard mine: the server's values
+    form.revert_button.click()  # discard mine: the server's values
     assert form.inputs["identify_facesize_threshold"].value == "8888"
     assert form.inputs["auto_check_face_angle"].value is before["auto_check_face_angle"]
     assert form.changes() == {}
@@ -316,7 +320,7 @@ def test_save_does_not_silently_overwrite_a_server_change(form: SourceForm, sb: 
     assert sb.requests("PATCH") == []
     assert "changed on the server meanwhile: Video stream > Create face size" in text(form.status)
     assert "22222" in text(form.errors["auto_create_facesize_threshold"])
-    form.save_button.click()                      # told once: the second Save overwrites
+    form.save_button.click()  # told once: the second Save overwrites
     assert patches() == {1: [{"auto_create_facesize_threshold": 11111}]}
     assert sb.source(1)["auto_create_facesize_threshold"] == 11111
 
@@ -346,11 +350,11 @@ def test_picker_filters_and_opens_forms(client: Client, sb: Sandbox) -> None:
     assert isinstance(picker.form, SourceForm) and picker.form.source_id == 7
     flip(picker.form, "use_pps_time")
     picker.filter.value = "no source is called this"
-    assert picker.select.options == () and picker.form.source_id == 7     # the form stays
+    assert picker.select.options == () and picker.form.source_id == 7  # the form stays
     picker.filter.value = ""
     picker.select.value = 8
     picker.select.value = 7
-    assert picker.form.changes()                      # edits wait where they were left
+    assert picker.form.changes()  # edits wait where they were left
     assert "40 of 40 sources match" in text(picker.count)
 
 
@@ -366,7 +370,9 @@ def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _notebook_client(nb: Any) -> Any:
     from nbclient import NotebookClient
 
-    return NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    return NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(NOTEBOOK.parent)}}
+    )
 
 
 def _form_output(nb: Any) -> dict[str, Any]:
@@ -408,11 +414,14 @@ def test_notebook_form_python_objects(kernel_env: Path, monkeypatch: pytest.Monk
             client.execute_cell(cell, index)
         assert sb.token not in nbformat.writes(nb)
         sb.clear_log()
-        nb.cells.append(nbformat.v4.new_code_cell(
-            "form.inputs['use_pps_time'].value = not form.inputs['use_pps_time'].value\n"
-            "form.inputs['identify_facesize_threshold'].value = '4242'\n"
-            "form.save_button.click()\n"
-            "print(form.status.value)"))
+        nb.cells.append(
+            nbformat.v4.new_code_cell(
+                "form.inputs['use_pps_time'].value = not form.inputs['use_pps_time'].value\n"
+                "form.inputs['identify_facesize_threshold'].value = '4242'\n"
+                "form.save_button.click()\n"
+                "print(form.status.value)"
+            )
+        )
         client.execute_cell(nb.cells[-1], len(nb.cells) - 1)
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     assert "saved: General > Identify face size, General > Use PPS time" in html.unescape(printed)
@@ -441,8 +450,11 @@ def test_notebook_form_widget_protocol(kernel_env: Path, monkeypatch: pytest.Mon
         models = _descendants(states, root)
 
         def find(model: str, **match: Any) -> str:
-            hits = [m for m in models if states[m].get("_model_name") == model
-                    and all(states[m].get(k) == v for k, v in match.items())]
+            hits = [
+                m
+                for m in models
+                if states[m].get("_model_name") == model and all(states[m].get(k) == v for k, v in match.items())
+            ]
             assert len(hits) == 1, (model, match, hits)
             return hits[0]
 
@@ -462,7 +474,7 @@ def test_notebook_form_widget_protocol(kernel_env: Path, monkeypatch: pytest.Mon
         send(save, {"method": "custom", "content": {"event": "click"}})
         deadline = time.monotonic() + 30
         text = ""
-        while "saved:" not in text:   # the save runs after the click message: read iopub until the status says saved
+        while "saved:" not in text:  # the save runs after the click message: read iopub until the status says saved
             assert time.monotonic() < deadline, f"status never said saved: {text!r}"
             msg = run_sync(client.kc.get_iopub_msg)(timeout=deadline - time.monotonic())
             content = msg["content"]
@@ -486,14 +498,26 @@ def _descendants(states: dict[str, dict[str, Any]], root: str) -> list[str]:
 
 
 # ---- numbers typed into a box (no widgets needed) -------------------------------------
-@pytest.mark.parametrize("typed,number", [("7000", 7000), ("7 000", 7000), ("7,000", 7000), (" 12 345 ", 12345),
-                                          ("1,234,567", 1234567), ("-5", -5), ("0", 0), ("7\u202f000", 7000)])
+@pytest.mark.parametrize(
+    "typed,number",
+    [
+        ("7000", 7000),
+        ("7 000", 7000),
+        ("7,000", 7000),
+        (" 12 345 ", 12345),
+        ("1,234,567", 1234567),
+        ("-5", -5),
+        ("0", 0),
+        ("7\u202f000", 7000),
+    ],
+)
 def test_whole_numbers_are_read(typed: str, number: int) -> None:
     assert parse_whole_number(typed) == number
 
 
-@pytest.mark.parametrize("typed", ["7000.5", "1e5", "12abc", "", "  ", "7,00", "7 000,000", "1.000", "0x10",
-                                   "٣", "7000.0", "+", "--5"])
+@pytest.mark.parametrize(
+    "typed", ["7000.5", "1e5", "12abc", "", "  ", "7,00", "7 000,000", "1.000", "0x10", "٣", "7000.0", "+", "--5"]
+)
 def test_anything_else_is_refused(typed: str) -> None:
     with pytest.raises(ValueError) as info:
         parse_whole_number(typed)
@@ -509,7 +533,7 @@ def test_a_number_box_refuses_with_the_reason_and_sends_nothing(form: SourceForm
     assert sb.log == []
     assert "<span class='neuroio-error'>not saved: 1 problem (General &gt; Identify face size)" in form.status.value
     assert form.state.first_in_error() == "identify_facesize_threshold"
-    assert form.inputs["identify_facesize_threshold"].value == typed          # what was typed stays to fix
+    assert form.inputs["identify_facesize_threshold"].value == typed  # what was typed stays to fix
 
 
 def test_grouped_thousands_are_saved_as_the_number(form: SourceForm, patches) -> None:
@@ -532,15 +556,19 @@ def test_state_works_without_widgets(client: Client, sb: Sandbox, patches) -> No
     assert state.first_in_error() == "name"
     state.set("manual_create_facesize_threshold", 26000)
     state.set("name", "Gate 2")
-    sb.external_edit(2, use_pps_time=not sb.source(2)["use_pps_time"])    # a field I did not touch
+    sb.external_edit(2, use_pps_time=not sb.source(2)["use_pps_time"])  # a field I did not touch
     assert state.save()
     assert patches() == {2: [{"name": "Gate 2", "manual_create_facesize_threshold": 26000}]}
     assert "also changed on the server meanwhile: General > Use PPS time" in state.message
 
 
 def test_read_only_long_values_show_whole_on_hover_and_codes_are_explained(client: Client, sb: Sandbox) -> None:
-    long_licence = {"id": 1001, "name": "Enterprise site licence, 500 cameras", "valid_until": "2031-12-31",
-                    "features": ["identify", "liveness", "age-sex-mood"]}
+    long_licence = {
+        "id": 1001,
+        "name": "Enterprise site licence, 500 cameras",
+        "valid_until": "2031-12-31",
+        "features": ["identify", "liveness", "age-sex-mood"],
+    }
     row = {**sb.source(1), "license": long_licence}
     with Sandbox(sources=[row]) as other, Client(other.token, other.url) as c:
         form = c.sources.form(1)

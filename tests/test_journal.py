@@ -1,4 +1,5 @@
 """The journal: run files written before requests go, read back after any crash."""
+
 from __future__ import annotations
 
 import json
@@ -25,12 +26,17 @@ def lines_of(path: Path) -> list[dict]:
 
 # ---- the file format ---------------------------------------------------------------------------
 
+
 def test_a_run_reads_back_with_intents_outcomes_and_state(tmp_path):
     journal = Journal(tmp_path / "j")
     run = journal.start("apply", "http://127.0.0.1:1")
-    seqs = run.intend([Intent("update", 7, {"name": "a"}, {"name": "b"}, name="a"),
-                       Intent("update", 8, {"name": "c"}, {"name": "d"}, name="c"),
-                       Intent("update", 9, {"name": "e"}, {"name": "f"}, status="conflict", error="moved")])
+    seqs = run.intend(
+        [
+            Intent("update", 7, {"name": "a"}, {"name": "b"}, name="a"),
+            Intent("update", 8, {"name": "c"}, {"name": "d"}, name="c"),
+            Intent("update", 9, {"name": "e"}, {"name": "f"}, status="conflict", error="moved"),
+        ]
+    )
     run.outcome(seqs[0], "updated", source_id=7)
     mid = journal.read(run.run_id)
     assert mid.state == "interrupted" and mid.counts() == {"updated": 1, "unknown": 1, "conflict": 1}
@@ -40,8 +46,10 @@ def test_a_run_reads_back_with_intents_outcomes_and_state(tmp_path):
     assert record.state == "complete" and record.finished is not None
     assert record.kind == "apply" and record.base_url == "http://127.0.0.1:1"
     assert [(e.source_id, e.status, e.before, e.after) for e in record.entries] == [
-        (7, "updated", {"name": "a"}, {"name": "b"}), (8, "failed", {"name": "c"}, {"name": "d"}),
-        (9, "conflict", {"name": "e"}, {"name": "f"})]
+        (7, "updated", {"name": "a"}, {"name": "b"}),
+        (8, "failed", {"name": "c"}, {"name": "d"}),
+        (9, "conflict", {"name": "e"}, {"name": "f"}),
+    ]
     assert record.entries[1].error == "HTTP 400: bad name"
     header = lines_of(run.path)[0]
     assert header["format"] == "neuroio-nb-journal" and header["version"] == 1 and header["run"] == run.run_id
@@ -73,14 +81,23 @@ def test_intents_are_fsynced_before_intend_returns(tmp_path, monkeypatch):
 
 def test_numpy_values_are_written_as_plain_json(tmp_path):
     run = Journal(tmp_path).start("apply", "http://x")
-    run.intend([Intent("update", int(np.int64(5)), {"t": np.int64(3), "b": np.bool_(True)},
-                       {"t": np.int64(4), "l": np.array(["a", "b"])})])
+    run.intend(
+        [
+            Intent(
+                "update",
+                int(np.int64(5)),
+                {"t": np.int64(3), "b": np.bool_(True)},
+                {"t": np.int64(4), "l": np.array(["a", "b"])},
+            )
+        ]
+    )
     run.finish()
     entry = Journal(tmp_path).read(run.run_id).entries[0]
     assert entry.before == {"t": 3, "b": True} and entry.after == {"t": 4, "l": ["a", "b"]}
 
 
 # ---- where, and who may read it -------------------------------------------------------------------
+
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 def test_folder_is_0700_and_files_0600_whatever_the_umask(tmp_path):
@@ -118,6 +135,7 @@ def test_the_test_suite_never_writes_to_the_real_user_folder():
 
 # ---- damaged and foreign files ------------------------------------------------------------------
 
+
 def test_a_torn_last_line_is_skipped_with_a_warning(tmp_path):
     journal = Journal(tmp_path)
     run = journal.start("apply", "http://x")
@@ -144,13 +162,16 @@ def test_an_empty_run_file_is_named_in_a_warning_not_fatal(tmp_path):
     assert [r.run_id for r in runs] == [good.run_id]
 
 
-@pytest.mark.parametrize("content", [
-    b"id,name\n1,Porte\n",
-    b'{"format": "something-else", "version": 1}\n',
-    b'{"t": "intent", "seq": 1}\n',
-    b"[1, 2, 3]\n",
-    b"\x00\x01\x02 binary\n",
-])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"id,name\n1,Porte\n",
+        b'{"format": "something-else", "version": 1}\n',
+        b'{"t": "intent", "seq": 1}\n',
+        b"[1, 2, 3]\n",
+        b"\x00\x01\x02 binary\n",
+    ],
+)
 def test_a_file_that_is_not_the_toolkits_is_refused(tmp_path, content):
     path = tmp_path / "foreign.jsonl"
     path.write_bytes(content)
@@ -182,6 +203,7 @@ def test_runs_are_found_by_id_unique_prefix_or_path(tmp_path):
 
 
 # ---- many writers ------------------------------------------------------------------------------
+
 
 def test_run_ids_never_collide_even_with_the_same_clock(tmp_path, monkeypatch):
     journal = Journal(tmp_path)
@@ -228,8 +250,10 @@ WRITER = textwrap.dedent("""
 
 
 def test_two_processes_writing_at_once_leave_two_whole_runs(tmp_path):
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name], stdout=subprocess.PIPE,
-                              text=True) for name in ("one", "two")]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path), name], stdout=subprocess.PIPE, text=True)
+        for name in ("one", "two")
+    ]
     outs = [p.communicate(timeout=120)[0].strip() for p in procs]
     assert all(p.returncode == 0 for p in procs) and outs[0] != outs[1]
     runs = {r.details["writer"]: r for r in Journal(tmp_path).runs()}
@@ -241,6 +265,7 @@ def test_two_processes_writing_at_once_leave_two_whole_runs(tmp_path):
 
 
 # ---- over the sandbox: every write journaled ---------------------------------------------------
+
 
 def test_history_lists_runs_newest_first_and_a_run_reads_back_as_its_report(sb, client_for, tmp_path):
     c = client_for(sb, journal=tmp_path)
@@ -267,8 +292,10 @@ def test_single_create_update_delete_are_journaled_and_undone(sb, client_for, tm
     c.sources.update(4, name="Gate B", identify_facesize_threshold=321)
     runs = c.sources.history()
     run = Journal(tmp_path).read(runs.index[0])
-    assert run.entries[0].before == {"name": before["name"], "identify_facesize_threshold":
-                                     before["identify_facesize_threshold"]}
+    assert run.entries[0].before == {
+        "name": before["name"],
+        "identify_facesize_threshold": before["identify_facesize_threshold"],
+    }
     c.sources.undo(runs.index[0])
     assert sb.source(4) == before
     made = c.sources.create("Brand new")
@@ -436,8 +463,9 @@ def test_killed_apply_can_be_undone_or_resumed_from_another_process(make_sandbox
 
     sb.clear_log()
     undone = c.sources.undo(runs.index[0])
-    assert {int(r.path.split("/")[-2]) for r in sb.requests("PATCH")} == applied, \
+    assert {int(r.path.split("/")[-2]) for r in sb.requests("PATCH")} == applied, (
         "undo puts back exactly the sources that changed"
+    )
     assert len(sb.requests("PATCH")) == len(applied)
     assert sb.sources == original
     assert set(undone["status"]) <= {"updated"}
@@ -453,8 +481,9 @@ def test_killed_apply_can_be_undone_or_resumed_from_another_process(make_sandbox
     report = c2.sources.resume(run_id)
     resent = [int(r.path.split("/")[-2]) for r in sb2.requests("PATCH")]
     assert len(resent) == len(set(resent)), "no source is sent twice"
-    assert set(resent) == set(edit(pd_frame(original2)).index[:400]) - applied2, \
+    assert set(resent) == set(edit(pd_frame(original2)).index[:400]) - applied2, (
         "resume sends exactly what had not reached the server"
+    )
     assert len(report) == 400 and set(report["status"]) == {"updated"}
     pd.testing.assert_frame_equal(c2.sources.to_frame(progress=False), edit(pd_frame(original2)))
     runs2 = c2.sources.history()
@@ -512,8 +541,9 @@ def test_a_sync_is_journaled_and_undone_by_its_run_id(make_sandbox, client_for, 
     doomed = space_1.index[unique][:3]
     desired = space_1.drop(index=doomed).copy()
     desired.loc[desired.index[:2], "identify_facesize_threshold"] = 31000
-    desired = pd.concat([desired.reset_index(drop=True),
-                         pd.DataFrame({"name": ["Journal cam A", "Journal cam B"]})], ignore_index=True)
+    desired = pd.concat(
+        [desired.reset_index(drop=True), pd.DataFrame({"name": ["Journal cam A", "Journal cam B"]})], ignore_index=True
+    )
     report = c.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(progress=False)
     assert report.counts() == {"deleted": 3, "created": 2, "updated": 2}
 
@@ -550,8 +580,15 @@ def test_a_forms_save_is_journaled_and_can_be_undone(sb, client_for, tmp_path):
 def test_old_runs_are_removed_only_on_request(sb, client_for, tmp_path):
     c = client_for(sb, journal=tmp_path)
     old_id = jn.new_run_id(jn.dt.datetime(2020, 1, 2, tzinfo=jn.dt.timezone.utc))
-    header = {"format": "neuroio-nb-journal", "version": 1, "run": old_id, "kind": "apply", "base_url": sb.url,
-              "started": "2020-01-02T00:00:00.000+00:00", "parent": None}
+    header = {
+        "format": "neuroio-nb-journal",
+        "version": 1,
+        "run": old_id,
+        "kind": "apply",
+        "base_url": sb.url,
+        "started": "2020-01-02T00:00:00.000+00:00",
+        "parent": None,
+    }
     (tmp_path / f"{old_id}.jsonl").write_text(json.dumps(header) + "\n")
     c.sources.update(3, name="Kept")
     assert len(c.sources.history()) == 2

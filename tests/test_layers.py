@@ -4,6 +4,7 @@ Every import counts: at the top of a module, inside a function, and under
 ``if TYPE_CHECKING:``. A new module must be given its layer here (and in the
 README's layout table); the test fails until it is.
 """
+
 from __future__ import annotations
 
 import ast
@@ -38,8 +39,9 @@ def layer(module: str) -> int:
     parts = module.split(".")
     top = parts[1] if len(parts) > 1 else "__init__"
     if top not in LAYER_OF:
-        raise AssertionError(f"neuroio_nb.{top} has no layer: add it to LAYERS in {Path(__file__).name} "
-                             "and to the README's layout table")
+        raise AssertionError(
+            f"neuroio_nb.{top} has no layer: add it to LAYERS in {Path(__file__).name} and to the README's layout table"
+        )
     return LAYER_OF[top]
 
 
@@ -57,7 +59,7 @@ def imports(path: Path, here: str | None = None) -> list[tuple[int, str]]:
         elif isinstance(node, ast.ImportFrom):
             if node.level:
                 base = package.split(".")
-                base = base[:len(base) - (node.level - 1)]
+                base = base[: len(base) - (node.level - 1)]
                 target = ".".join(base + ([node.module] if node.module else []))
             else:
                 target = node.module or ""
@@ -66,7 +68,8 @@ def imports(path: Path, here: str | None = None) -> list[tuple[int, str]]:
             for alias in node.names:  # "from . import schema" imports the module schema
                 sub = f"{target}.{alias.name}"
                 is_module = (PACKAGE.parent / sub.replace(".", "/")).with_suffix(".py").exists() or (
-                    PACKAGE.parent / sub.replace(".", "/") / "__init__.py").exists()
+                    PACKAGE.parent / sub.replace(".", "/") / "__init__.py"
+                ).exists()
                 found.append((node.lineno, sub if is_module else target))
     return found
 
@@ -78,21 +81,33 @@ SOURCES = sorted(PACKAGE.rglob("*.py"))
 def test_no_module_imports_one_above_it(path: Path) -> None:
     here = module_name(path)
     mine = layer(here) if path.name != "__init__.py" or here != "neuroio_nb" else LAYER_OF["__init__"]
-    upward = [f"line {line}: imports {target} (layer {layer(target)}), above {here} (layer {mine})"
-              for line, target in imports(path) if target != "neuroio_nb" and layer(target) > mine]
-    package_init = [f"line {line}: imports the package itself (its __init__ is the top layer)"
-                    for line, target in imports(path) if target == "neuroio_nb" and here != "neuroio_nb"]
+    upward = [
+        f"line {line}: imports {target} (layer {layer(target)}), above {here} (layer {mine})"
+        for line, target in imports(path)
+        if target != "neuroio_nb" and layer(target) > mine
+    ]
+    package_init = [
+        f"line {line}: imports the package itself (its __init__ is the top layer)"
+        for line, target in imports(path)
+        if target == "neuroio_nb" and here != "neuroio_nb"
+    ]
     assert not upward + package_init, "\n".join(upward + package_init)
 
 
 def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
     """Function-local, TYPE_CHECKING and ``from . import module`` imports are all seen as upward."""
     probe = tmp_path / "probe.py"
-    probe.write_text("from typing import TYPE_CHECKING\n"
-                     "from .schema import FIELDS\n"
-                     "if TYPE_CHECKING:\n    from .sources import Sources\n"
-                     "def f():\n    from .form import source_form\n    from . import plan\n", encoding="utf-8")
+    probe.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from .schema import FIELDS\n"
+        "if TYPE_CHECKING:\n    from .sources import Sources\n"
+        "def f():\n    from .form import source_form\n    from . import plan\n",
+        encoding="utf-8",
+    )
     seen = {target for _, target in imports(probe, here="neuroio_nb.paging")}
     assert seen == {"neuroio_nb.schema", "neuroio_nb.sources", "neuroio_nb.form", "neuroio_nb.plan"}
     assert [t for t in sorted(seen) if layer(t) > layer("neuroio_nb.paging")] == [
-        "neuroio_nb.form", "neuroio_nb.plan", "neuroio_nb.sources"]
+        "neuroio_nb.form",
+        "neuroio_nb.plan",
+        "neuroio_nb.sources",
+    ]

@@ -1,4 +1,5 @@
 """The notebooks: committed without outputs, executed in a real kernel against the sandbox."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,7 @@ def execute(path: Path, workdir: Path, env: dict[str, str]) -> nbformat.Notebook
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        NotebookClient(nb, timeout=300, kernel_name="python3",
-                       resources={"metadata": {"path": str(workdir)}}).execute()
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(workdir)}}).execute()
     finally:
         for k, v in old.items():
             if v is None:
@@ -56,7 +56,11 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
     monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
     monkeypatch.delenv("NEUROIO_API_URL", raising=False)
-    nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path, {"IPYTHONDIR": str(tmp_path / "ipython"), "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    nb = execute(
+        NOTEBOOKS / f"{name}.ipynb",
+        tmp_path,
+        {"IPYTHONDIR": str(tmp_path / "ipython"), "MPLCONFIGDIR": str(tmp_path / "mpl")},
+    )
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text
     if name == "01_explore_sources":
@@ -71,9 +75,16 @@ def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
 @pytest.mark.parametrize("name", ["01_explore_sources", "04_export_csv"])
 def test_notebook_against_an_account_never_shows_the_token(name, tmp_path, make_sandbox):
     sb = make_sandbox(sources=150, token="account-token-must-not-leak")
-    nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path, {
-        "NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url, "IPYTHONDIR": str(tmp_path / "ipython"),
-        "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    nb = execute(
+        NOTEBOOKS / f"{name}.ipynb",
+        tmp_path,
+        {
+            "NEUROIO_API_TOKEN": sb.token,
+            "NEUROIO_API_URL": sb.url,
+            "IPYTHONDIR": str(tmp_path / "ipython"),
+            "MPLCONFIGDIR": str(tmp_path / "mpl"),
+        },
+    )
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text
     assert sb.token not in text
@@ -104,11 +115,15 @@ def test_progress_bars_leave_nothing_in_executed_copies(tmp_path, make_sandbox):
     finally:
         sys.path.pop(0)
     sb = make_sandbox(sources=40, latency=0.12)
-    nb = nbformat.v4.new_notebook(metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                            "language": "python"}})
-    nb.cells = [nbformat.v4.new_code_cell(f"from neuroio_nb import Client\nclient = Client({sb.token!r}, {sb.url!r}, "
-                                          "max_workers=2)"),
-                *[nbformat.v4.new_code_cell(source) for source in PROGRESS_CELLS]]
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            f"from neuroio_nb import Client\nclient = Client({sb.token!r}, {sb.url!r}, max_workers=2)"
+        ),
+        *[nbformat.v4.new_code_cell(source) for source in PROGRESS_CELLS],
+    ]
     path = tmp_path / "bars.ipynb"
     nbformat.write(nb, path)
     old = os.environ.get("IPYTHONDIR")
@@ -142,7 +157,7 @@ def test_bulk_edit_against_an_account_stops_before_writing(tmp_path, make_sandbo
     assert "Stopped before writing: applying would change" in str(info.value)
     assert sb.url in str(info.value) and sb.token not in str(info.value)
     assert [r for r in sb.log if r.method != "GET"] == []
-    assert any(r.path == "/v1/sources/" for r in sb.log)        # it did read the account and plan
+    assert any(r.path == "/v1/sources/" for r in sb.log)  # it did read the account and plan
 
     flipped = nbformat.read(NOTEBOOKS / "02_bulk_edit.ipynb", as_version=4)
     flipped.cells[1].source = flipped.cells[1].source.replace("APPLY = False", "APPLY = True")

@@ -1,5 +1,6 @@
 """Paging as pure arithmetic, with no server: page offsets, the end of a listing, and a walk
 over a listing that changes while it is read."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -15,24 +16,36 @@ def rows(*ids: int) -> list[dict[str, Any]]:
     return [{"id": i} for i in ids]
 
 
-@pytest.mark.parametrize("count,size,offsets", [
-    (0, 100, []), (100, 100, []), (101, 100, [99]), (199, 100, [99]), (200, 100, [99, 198]),
-    (1000, 100, [99 * k for k in range(1, 11)]), (5, 2, [1, 2, 3]), (3, 1, [1, 2]),
-])
+@pytest.mark.parametrize(
+    "count,size,offsets",
+    [
+        (0, 100, []),
+        (100, 100, []),
+        (101, 100, [99]),
+        (199, 100, [99]),
+        (200, 100, [99, 198]),
+        (1000, 100, [99 * k for k in range(1, 11)]),
+        (5, 2, [1, 2, 3]),
+        (3, 1, [1, 2]),
+    ],
+)
 def test_page_offsets_overlap_by_one_row(count, size, offsets):
     assert overlapping_offsets(count, size) == offsets
 
 
-@pytest.mark.parametrize("page,after,last", [
-    ({"results": []}, 0, True),
-    ({"results": [], "next": "http://x/?offset=1"}, 0, True),
-    ({"results": rows(1), "next": None}, 1, True),
-    ({"results": rows(1), "next": None, "count": 9}, 1, True),
-    ({"results": rows(1), "next": "http://x/?offset=1", "count": 1}, 1, False),  # a count too low
-    ({"results": rows(1), "count": 1}, 1, True),
-    ({"results": rows(1), "count": 5}, 1, False),
-    ({"results": rows(1)}, 1, False),  # neither count nor next: only an empty page ends it
-])
+@pytest.mark.parametrize(
+    "page,after,last",
+    [
+        ({"results": []}, 0, True),
+        ({"results": [], "next": "http://x/?offset=1"}, 0, True),
+        ({"results": rows(1), "next": None}, 1, True),
+        ({"results": rows(1), "next": None, "count": 9}, 1, True),
+        ({"results": rows(1), "next": "http://x/?offset=1", "count": 1}, 1, False),  # a count too low
+        ({"results": rows(1), "count": 1}, 1, True),
+        ({"results": rows(1), "count": 5}, 1, False),
+        ({"results": rows(1)}, 1, False),  # neither count nor next: only an empty page ends it
+    ],
+)
 def test_the_last_page(page, after, last):
     assert is_last_page(page, after) is last
 
@@ -62,7 +75,7 @@ class Listing:
                 self.ids.insert(where, self.next_id)
                 self.next_id += 1
             self.changed = True
-        return {"results": rows(*self.ids[offset:offset + min(limit, self.cap)])}
+        return {"results": rows(*self.ids[offset : offset + min(limit, self.cap)])}
 
 
 def walk(listing: Listing, size: int) -> Walk:
@@ -94,9 +107,14 @@ def test_an_insertion_before_the_read_position_repeats_nothing_and_is_noticed():
 
 
 @settings(max_examples=300, deadline=None)
-@given(n=st.integers(0, 120), size=st.integers(2, 25), cap_less=st.integers(0, 5),
-       events=st.dictionaries(st.integers(1, 15), st.tuples(st.sampled_from(["delete", "insert"]),
-                                                             st.integers(0, 200)), max_size=3))
+@given(
+    n=st.integers(0, 120),
+    size=st.integers(2, 25),
+    cap_less=st.integers(0, 5),
+    events=st.dictionaries(
+        st.integers(1, 15), st.tuples(st.sampled_from(["delete", "insert"]), st.integers(0, 200)), max_size=3
+    ),
+)
 def test_any_listing_that_changes_at_most_a_page_at_a_time(n, size, cap_less, events):
     """Whatever the server's cap and however sources come and go (no more than a page's worth
     between two reads), every source there all along is read, none twice, and a change that

@@ -3,6 +3,7 @@
 Every test seeds the sandbox with the data that shows the defect and drives the real client over
 HTTP; the sandbox's state is the ground truth.
 """
+
 from __future__ import annotations
 
 import io
@@ -85,7 +86,7 @@ def test_unknown_text_fields_read_back_exactly(make_sandbox, client_for, tmp_pat
 
 def test_formulas_are_neutralised_and_read_back(make_sandbox, client_for, tmp_path):
     """Item 14: names a spreadsheet would run as formulas (OWASP: =, +, -, @, tab, CR)."""
-    names = ["=HYPERLINK(\"http://x\")", "+1", "-2", "@SUM(A1)", "\tTab", "\rCR", "'=already", "''+two", "'plain"]
+    names = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tTab", "\rCR", "'=already", "''+two", "'plain"]
     changes = {str(i + 1): {"name": name} for i, name in enumerate(names)}
     _, c = seeded(make_sandbox, client_for, rows=len(names) + 1, **changes)
     frame = c.sources.to_frame()
@@ -93,10 +94,10 @@ def test_formulas_are_neutralised_and_read_back(make_sandbox, client_for, tmp_pa
     c.sources.export_csv(path, frame)
     cells = pd.read_csv(path, dtype=str, keep_default_na=False)["name"].tolist()
     assert not any(cell[:1] in ("=", "+", "-", "@", "\t", "\r") for cell in cells)
-    assert cells[:4] == ["'=HYPERLINK(\"http://x\")", "'+1", "'-2", "'@SUM(A1)"]
+    assert cells[:4] == ['\'=HYPERLINK("http://x")', "'+1", "'-2", "'@SUM(A1)"]
     pd.testing.assert_frame_equal(read_csv(path), frame)
     plain = pd.read_csv(path, index_col="id")  # keeps the quotes: still no change, nothing renamed
-    assert plain.loc[1, "name"] == "'=HYPERLINK(\"http://x\")"
+    assert plain.loc[1, "name"] == '\'=HYPERLINK("http://x")'
     assert len(c.sources.plan(plain)) == 0 and len(c.sources.plan(plain, base=frame)) == 0
 
 
@@ -143,11 +144,15 @@ def test_missing_in_a_setting_with_a_default_is_refused_before_sending(make_sand
 
 def test_bad_values_the_server_holds_do_not_block_other_edits(make_sandbox, client_for):
     """Item 9: a newer list value, a threshold above our cap, a null name; untouched, carried through."""
-    sb, c = seeded(make_sandbox, client_for, **{
-        "1": {"store_images_for_results": ["new", "face_mask"]},
-        "2": {"identify_facesize_threshold": 20_000_000},
-        "3": {"name": None, "use_pps_time": None},
-    })
+    sb, c = seeded(
+        make_sandbox,
+        client_for,
+        **{
+            "1": {"store_images_for_results": ["new", "face_mask"]},
+            "2": {"identify_facesize_threshold": 20_000_000},
+            "3": {"name": None, "use_pps_time": None},
+        },
+    )
     edited = c.sources.to_frame()
     edited.loc[5, "manual_create_on_ha"] = not edited.loc[5, "manual_create_on_ha"]
     plan = c.sources.plan(edited)
@@ -248,7 +253,7 @@ def test_multiindex_columns_are_a_validation_error(make_sandbox, client_for):
 
 def test_csv_from_a_string_buffer_with_every_shape(make_sandbox, client_for):
     """Hand-written unknown cells read as JSON when they are JSON, else as text."""
-    text = "id,name,colour,size\n1,Gate,red,45\n2,Door,007,\n3,Yard,\"\"\"true\"\"\",1.5\n"
+    text = 'id,name,colour,size\n1,Gate,red,45\n2,Door,007,\n3,Yard,"""true""",1.5\n'
     frame = read_csv(io.StringIO(text))
     assert frame["colour"].tolist() == ["red", "007", "true"]
     assert frame.loc[1, "size"] == 45 and np.isnan(frame.loc[2, "size"]) and frame.loc[3, "size"] == 1.5

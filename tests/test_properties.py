@@ -13,6 +13,7 @@ server exactly.
 
 Example counts are modest and the run is derandomized, so CI sees the same cases each time.
 """
+
 from __future__ import annotations
 
 import copy
@@ -31,12 +32,35 @@ from neuroio_nb.values import same
 
 #: No shrinking: each example starts a sandbox, and on 2 cores a shrink can take many minutes;
 #: a failure is reported as generated (derandomized, so it comes back on every run).
-PROPERTY = settings(max_examples=20, deadline=None, derandomize=True, database=None,
-                    phases=(Phase.explicit, Phase.generate),
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+PROPERTY = settings(
+    max_examples=20,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
-LOOKALIKES = ["007", "0420", "true", "False", "1.50", "1e3", "NaN", "null", "None", "-0", " 42", "TRUE",
-              "N/A", "12,5", "45", "[1]", "{}", '"quoted"']
+LOOKALIKES = [
+    "007",
+    "0420",
+    "true",
+    "False",
+    "1.50",
+    "1e3",
+    "NaN",
+    "null",
+    "None",
+    "-0",
+    " 42",
+    "TRUE",
+    "N/A",
+    "12,5",
+    "45",
+    "[1]",
+    "{}",
+    '"quoted"',
+]
 FORMULAS = ["=1+2", "+33", "-5", "@SUM(A1)", "\tTab", "\rCR", "'=quoted", "''+twice", '=HYPERLINK("x")']
 WORDS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=10)
 #: Text a type-guessing reader is tempted to turn into something else, and plain words.
@@ -52,7 +76,7 @@ SETTINGS = [f for f in FIELDS if f.writable and f.kind in ("bool", "int")]
 def _unknown_value(kind: str) -> st.SearchStrategy[Any]:
     return {
         "text": TEXTS,
-        "int": st.integers(-10**6, 10**6),
+        "int": st.integers(-(10**6), 10**6),
         "fraction": st.floats(-1e6, 1e6, allow_nan=False).filter(lambda x: not x.is_integer()),
         "bool": st.booleans(),
     }[kind]
@@ -62,8 +86,11 @@ def _unknown_value(kind: str) -> st.SearchStrategy[Any]:
 def servers(draw: st.DrawFn) -> list[dict[str, Any]]:
     """1-7 sources as a server may send them."""
     ids = draw(st.lists(IDS, min_size=1, max_size=7, unique=True))
-    unknown = draw(st.dictionaries(st.sampled_from(UNKNOWN_NAMES),
-                                   st.sampled_from(["text", "int", "fraction", "bool"]), max_size=3))
+    unknown = draw(
+        st.dictionaries(
+            st.sampled_from(UNKNOWN_NAMES), st.sampled_from(["text", "int", "fraction", "bool"]), max_size=3
+        )
+    )
     names: set[str] = set()
     records = []
     for n, sid in enumerate(ids):
@@ -71,8 +98,12 @@ def servers(draw: st.DrawFn) -> list[dict[str, Any]]:
         if name in names:
             name = f"{name} #{n}"
         names.add(name)
-        record: dict[str, Any] = {"id": sid, "space_id": draw(st.integers(1, 3)), "name": name,
-                                  "license_id": draw(LICENSE_IDS)}
+        record: dict[str, Any] = {
+            "id": sid,
+            "space_id": draw(st.integers(1, 3)),
+            "name": name,
+            "license_id": draw(LICENSE_IDS),
+        }
         if draw(st.booleans()):
             record["license"] = {"id": record["license_id"], "name": draw(WORDS)}
         for field in SETTINGS:
@@ -80,8 +111,9 @@ def servers(draw: st.DrawFn) -> list[dict[str, Any]]:
                 record[field.name] = draw(st.one_of(st.booleans(), st.booleans(), st.none()))
             else:  # sometimes above the schema's cap, or null: values the server holds
                 record[field.name] = draw(st.one_of(st.integers(0, 10**7), st.just(2 * 10**7), st.none()))
-        record["store_images_for_results"] = draw(st.one_of(
-            st.none(), st.lists(st.sampled_from([*KINDS, "face_mask"]), unique=True, max_size=3)))
+        record["store_images_for_results"] = draw(
+            st.one_of(st.none(), st.lists(st.sampled_from([*KINDS, "face_mask"]), unique=True, max_size=3))
+        )
         for column, kind in unknown.items():  # absent, null, or a value of the column's kind
             choice = draw(st.integers(0, 5))
             if choice:
@@ -142,9 +174,14 @@ def edits(draw: st.DrawFn, records: list[dict[str, Any]]) -> list[tuple[int, str
     out: dict[tuple[int, str], Any] = {}
     for _ in range(draw(st.integers(1, 3))):
         record = draw(st.sampled_from(records))
-        kinds = ["bool", "int", "name", "list"] + [c for c in record if c.startswith(("site", "ret", "custom"))
-                                                   and isinstance(record[c], (str, int)) and record[c] is not True
-                                                   and record[c] is not False]
+        kinds = ["bool", "int", "name", "list"] + [
+            c
+            for c in record
+            if c.startswith(("site", "ret", "custom"))
+            and isinstance(record[c], (str, int))
+            and record[c] is not True
+            and record[c] is not False
+        ]
         kind = draw(st.sampled_from(kinds))
         # a setting the server holds as null or above the cap is left alone: the API takes neither,
         # so no undo could put it back (the undo's row for that source would fail, as it should)
@@ -167,7 +204,7 @@ def edits(draw: st.DrawFn, records: list[dict[str, Any]]) -> list[tuple[int, str
                 continue  # (a newer kind the server holds: the API takes it from no client, nor from undo)
         else:
             field, old = kind, record[kind]
-            value = draw(TEXTS) if isinstance(old, str) else draw(st.integers(-10**6, 10**6))
+            value = draw(TEXTS) if isinstance(old, str) else draw(st.integers(-(10**6), 10**6))
             if value == old:
                 continue
         out[(record["id"], field)] = value
@@ -189,11 +226,17 @@ def edited_like_pandas(frame: pd.DataFrame, changes: list[tuple[int, str, Any]],
         return edited
     table = frame.reset_index()
     for field in dict.fromkeys(f for _, f, _ in changes):
-        patch = pd.DataFrame({"id": pd.Series([s for s, f, _ in changes if f == field], dtype=frame.index.dtype),
-                              "new": pd.Series([v for _, f, v in changes if f == field], dtype=object)})
+        patch = pd.DataFrame(
+            {
+                "id": pd.Series([s for s, f, _ in changes if f == field], dtype=frame.index.dtype),
+                "new": pd.Series([v for _, f, v in changes if f == field], dtype=object),
+            }
+        )
         table = table.merge(patch, on="id", how="left")
-        table[field] = [n if m else o for o, n, m in
-                        zip(table[field].astype(object), table["new"], table["id"].isin(patch["id"]), strict=True)]
+        table[field] = [
+            n if m else o
+            for o, n, m in zip(table[field].astype(object), table["new"], table["id"].isin(patch["id"]), strict=True)
+        ]
         table = table.drop(columns="new")
     return table
 
@@ -216,8 +259,9 @@ def test_apply_replans_empty_touches_nothing_else_and_undo_restores(data, record
         frame = c.sources.to_frame(progress=False)
         edited = edited_like_pandas(frame, changes, how)
         plan = c.sources.plan(edited, base=frame if with_base else None)
-        assert set(zip(plan.changes["id"].tolist(), plan.changes["field"].tolist(), strict=True)) == \
-            {(sid, field) for sid, field, _ in changes}
+        assert set(zip(plan.changes["id"].tolist(), plan.changes["field"].tolist(), strict=True)) == {
+            (sid, field) for sid, field, _ in changes
+        }
         report = plan.apply(progress=False)
         assert report.counts() == {"updated": len({sid for sid, _, _ in changes})}, report["error"].tolist()
         after = sb.sources
@@ -239,8 +283,18 @@ def test_apply_replans_empty_touches_nothing_else_and_undo_restores(data, record
 @pytest.mark.parametrize("how", ["at", "merge"])
 def test_the_pandas_ways_of_editing_make_the_same_plan(how):
     """The two edit helpers above make the plan they are asked for (so the property tests them)."""
-    records = [{"id": 5, "space_id": 1, "name": "Gate", "license_id": 204, "use_pps_time": False,
-                "identify_facesize_threshold": 7000, "store_images_for_results": None, "site_code": "007"}]
+    records = [
+        {
+            "id": 5,
+            "space_id": 1,
+            "name": "Gate",
+            "license_id": 204,
+            "use_pps_time": False,
+            "identify_facesize_threshold": 7000,
+            "store_images_for_results": None,
+            "site_code": "007",
+        }
+    ]
     sb, c = start(records)
     try:
         frame = c.sources.to_frame(progress=False)

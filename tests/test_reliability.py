@@ -4,6 +4,7 @@ Every test runs the real client against the sandbox over HTTP on loopback, with
 the sandbox failing, dropping, shifting or garbling what it answers; the
 sandbox's own state and request log are the ground truth.
 """
+
 from __future__ import annotations
 
 import _thread
@@ -46,8 +47,9 @@ def server_frame(sb) -> pd.DataFrame:
 
 def listing_reads(sb) -> int:
     """How many times the whole listing was read (each read starts with offset 0)."""
-    return sum(1 for r in sb.requests("GET") if r.path == "/v1/sources/" and r.params.get("offset") == "0"
-               and r.status == 200)
+    return sum(
+        1 for r in sb.requests("GET") if r.path == "/v1/sources/" and r.params.get("offset") == "0" and r.status == 200
+    )
 
 
 def edit_every_source(frame: pd.DataFrame) -> pd.DataFrame:
@@ -56,12 +58,18 @@ def edit_every_source(frame: pd.DataFrame) -> pd.DataFrame:
     edited["auto_check_liveness"] = ~frame["auto_check_liveness"]
     every_third = edited.index[::3]
     edited.loc[every_third, "store_images_for_results"] = pd.Series(
-        [["new", "det"] if set(v or []) != {"new", "det"} else ["junk"]
-         for v in frame.loc[every_third, "store_images_for_results"]], index=every_third, dtype=object)
+        [
+            ["new", "det"] if set(v or []) != {"new", "det"} else ["junk"]
+            for v in frame.loc[every_third, "store_images_for_results"]
+        ],
+        index=every_third,
+        dtype=object,
+    )
     return edited
 
 
 # ---- a bulk update under faults -----------------------------------------------------------------
+
 
 def test_1000_sources_under_faults_every_row_updated_exactly_once(make_sandbox, client_for):
     sb = make_sandbox(sources=1000, seed=11)
@@ -77,7 +85,8 @@ def test_1000_sources_under_faults_every_row_updated_exactly_once(make_sandbox, 
     assert sorted(report.index) == sorted(frame.index) and report["error"].isna().all()
     for sid in (1, 2, 500, 1000):
         expected = {"identify_facesize_threshold", "auto_check_liveness"} | (
-            {"store_images_for_results"} if (sid - 1) % 3 == 0 else set())
+            {"store_images_for_results"} if (sid - 1) % 3 == 0 else set()
+        )
         assert set(report.loc[sid, "changes"]) == expected
     seen = Counter(r.fault for r in sb.log)
     assert all(seen[kind] > 0 for kind in FAULTS), seen  # the weather really was bad
@@ -88,6 +97,7 @@ def test_1000_sources_under_faults_every_row_updated_exactly_once(make_sandbox, 
 
 
 # ---- applied, then the connection dropped --------------------------------------------------------
+
 
 def test_update_whose_answer_was_lost_converges(make_sandbox, client_for):
     sb = make_sandbox(sources=20, drop_after_apply=1.0)
@@ -184,8 +194,12 @@ def test_creates_under_faults_never_duplicate(make_sandbox, client_for):
 def test_create_never_adopts_a_source_that_existed_before_it(make_sandbox, client_for):
     """The POST times out and the server did not act; a same-named source with the same settings
     already sat in another space. That one is not "the source this create made": it is sent again."""
-    sb = make_sandbox(sources=[{"id": 1, "space_id": 1, "name": "Lobby", **create_defaults()},
-                               {"id": 2, "space_id": 2, "name": "Dock upload", **create_defaults()}])
+    sb = make_sandbox(
+        sources=[
+            {"id": 1, "space_id": 1, "name": "Lobby", **create_defaults()},
+            {"id": 2, "space_id": 2, "name": "Dock upload", **create_defaults()},
+        ]
+    )
     c = client_for(sb, timeout=0.5)
     posts = {"n": 0}
 
@@ -237,6 +251,7 @@ def test_throttling_alone_never_fails_a_row(make_sandbox, client_for):
 
 
 # ---- a run interrupted halfway ---------------------------------------------------------------------
+
 
 def interrupt_at_patch(sb, n: int) -> None:
     """Ctrl-C in the notebook as the server starts on the n-th PATCH it acts on."""
@@ -373,11 +388,13 @@ def test_ctrl_c_while_the_work_is_being_queued_stops_everything(make_sandbox, cl
 
 # ---- sources added and deleted while the listing is read -----------------------------------------
 
+
 def delete_and_add(*deleted: int, name: str):
     def action(sb):
         for sid in deleted:
             sb.remove_source(sid)
         return [sb.add_source(name=name)["id"]]
+
     return action
 
 
@@ -385,9 +402,14 @@ def test_listing_that_changes_while_read_warns_and_has_no_duplicates(make_sandbo
     sb = make_sandbox(sources=600, page_cap=50, latency=0.003)
     c = client_for(sb, max_workers=4)
     initial = set(sb.sources)
-    added = churn(sb, {3: delete_and_add(10, name="Night shift cam"),
-                       6: delete_and_add(300, 301, name="Late kiosk"),
-                       9: delete_and_add(590, name="Last minute upload")})
+    added = churn(
+        sb,
+        {
+            3: delete_and_add(10, name="Night shift cam"),
+            6: delete_and_add(300, 301, name="Late kiosk"),
+            9: delete_and_add(590, name="Last minute upload"),
+        },
+    )
     with pytest.warns(ListingChangedWarning, match="consistent=True"):
         frame = c.sources.to_frame(progress=False)
     assert frame.index.is_unique
@@ -398,9 +420,14 @@ def test_listing_that_changes_while_read_warns_and_has_no_duplicates(make_sandbo
 def test_consistent_rereads_until_it_equals_the_server(make_sandbox, client_for, churn):
     sb = make_sandbox(sources=600, page_cap=50, latency=0.003)
     c = client_for(sb, max_workers=4)
-    churn(sb, {3: delete_and_add(10, name="Night shift cam"),
-               6: delete_and_add(300, 301, name="Late kiosk"),
-               9: delete_and_add(590, name="Last minute upload")})
+    churn(
+        sb,
+        {
+            3: delete_and_add(10, name="Night shift cam"),
+            6: delete_and_add(300, 301, name="Late kiosk"),
+            9: delete_and_add(590, name="Last minute upload"),
+        },
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         frame = c.sources.to_frame(progress=False, consistent=True)
@@ -419,8 +446,7 @@ def test_consistent_gives_up_on_an_account_that_never_settles(make_sandbox, clie
 
 # ---- a server that answers garbage ---------------------------------------------------------------
 
-GARBAGE = {"truncated": "not JSON", "results_not_list": "no list of results",
-           "missing_id": "without a whole-number id"}
+GARBAGE = {"truncated": "not JSON", "results_not_list": "no list of results", "missing_id": "without a whole-number id"}
 
 
 @pytest.mark.parametrize("mode", GARBAGE)
@@ -430,8 +456,12 @@ def test_garbage_listing_is_a_clear_api_error(make_sandbox, client_for, mode, re
     c = client_for(sb)
     frame = c.sources.to_frame(progress=False)
     sb.corrupt = mode
-    calls = {"to_frame": lambda: c.sources.to_frame(progress=False), "iter": lambda: list(c.sources.iter()),
-             "list": lambda: c.sources.list(), "plan_against_server": lambda: c.sources.plan(frame)}
+    calls = {
+        "to_frame": lambda: c.sources.to_frame(progress=False),
+        "iter": lambda: list(c.sources.iter()),
+        "list": lambda: c.sources.list(),
+        "plan_against_server": lambda: c.sources.plan(frame),
+    }
     with pytest.raises(MalformedResponseError, match=GARBAGE[mode]) as info:
         calls[read]()
     assert info.value.path == "v1/sources/"

@@ -1,4 +1,5 @@
 """The one request path, with requests-mock: retries, errors, auth, URLs."""
+
 from __future__ import annotations
 
 import datetime as dt
@@ -78,9 +79,14 @@ def test_retry_after_honoured_capped_and_jittered(requests_mock):
     c = Client(TOKEN, URL, max_retries=0, max_retry_after=5)
     slept: list[float] = []
     c._sleep = slept.append
-    requests_mock.get(ONE, [{"status_code": 429, "headers": {"Retry-After": "3"}, "json": {}},
-                            {"status_code": 429, "headers": {"Retry-After": "120"}, "json": {}},
-                            {"json": SOURCE}])
+    requests_mock.get(
+        ONE,
+        [
+            {"status_code": 429, "headers": {"Retry-After": "3"}, "json": {}},
+            {"status_code": 429, "headers": {"Retry-After": "120"}, "json": {}},
+            {"json": SOURCE},
+        ],
+    )
     assert c.sources.get(7) == SOURCE  # 429s do not spend max_retries (0 here)
     assert len(slept) == 2
     assert 3.0 <= slept[0] <= 3.0 + 0.85 and 5.0 <= slept[1] <= 5.0 + 1.0
@@ -108,8 +114,7 @@ def test_post_with_unknown_outcome_is_not_sent_again_when_retries_are_spent(clie
     assert "502 Bad Gateway" in str(info.value)
 
 
-def test_post_with_unknown_outcome_is_sent_again_only_after_the_server_shows_it_did_not_act(
-        client, requests_mock):
+def test_post_with_unknown_outcome_is_sent_again_only_after_the_server_shows_it_did_not_act(client, requests_mock):
     requests_mock.post(LIST, [{"status_code": 502, "text": BAD_GATEWAY}, {"status_code": 201, "json": SOURCE}])
     requests_mock.get(LIST, json=EMPTY_PAGE)
     assert client.sources.create("Gate") == SOURCE
@@ -118,8 +123,7 @@ def test_post_with_unknown_outcome_is_sent_again_only_after_the_server_shows_it_
 
 def test_post_retried_on_503(client, requests_mock):
     requests_mock.get(LIST, json=EMPTY_PAGE)
-    requests_mock.post(LIST, [{"status_code": 503, "json": {"message": "busy"}},
-                              {"status_code": 201, "json": SOURCE}])
+    requests_mock.post(LIST, [{"status_code": 503, "json": {"message": "busy"}}, {"status_code": 201, "json": SOURCE}])
     assert client.sources.create("Gate")["id"] == 7
     assert [r.method for r in requests_mock.request_history] == ["GET", "POST", "POST"]
 
@@ -134,8 +138,11 @@ def test_spaces_ids_query_encoding(client, requests_mock):
 
 
 def test_json_error_body_mapped(client, requests_mock):
-    body = {"error_codes": [1001], "message": "Validation failed",
-            "fields": [{"name": "identify_facesize_threshold", "message": "must be >= 0", "error_code": 1001}]}
+    body = {
+        "error_codes": [1001],
+        "message": "Validation failed",
+        "fields": [{"name": "identify_facesize_threshold", "message": "must be >= 0", "error_code": 1001}],
+    }
     requests_mock.patch(ONE, status_code=400, json=body)
     with pytest.raises(APIError) as info:
         client.sources.update(7, identify_facesize_threshold=5)
@@ -177,8 +184,15 @@ def test_token_not_in_repr_or_errors(client, requests_mock, caplog):
     requests_mock.get(ONE, status_code=401, json={"message": "Invalid token.", "error_codes": [], "fields": []})
     with pytest.raises(AuthenticationError) as info:
         client.sources.get(7)
-    for text in (repr(client), str(client), repr(client.sources), str(info.value), repr(info.value),
-                 caplog.text, repr(client.session.auth)):
+    for text in (
+        repr(client),
+        str(client),
+        repr(client.sources),
+        str(info.value),
+        repr(info.value),
+        caplog.text,
+        repr(client.session.auth),
+    ):
         assert TOKEN not in text
     assert URL in repr(client)
 
@@ -260,33 +274,47 @@ def test_no_redirects_followed(client, requests_mock):
 NOW = dt.datetime(2026, 11, 29, 9, 0, 0, tzinfo=dt.timezone.utc)
 
 
-@pytest.mark.parametrize("header,seconds", [
-    ("3", 3.0), ("0", 0.0), ("2.5", 2.5), (" 7 ", 7.0), ("-4", 0.0),
-    ("Sun, 29 Nov 2026 09:00:10 GMT", 10.0),   # an HTTP date 10 s ahead
-    ("Sun, 29 Nov 2026 08:59:00 GMT", 0.0),    # a date in the past: no wait
-    ("Sunday, 29-Nov-26 09:01:00 GMT", 60.0),  # the obsolete RFC 850 form
-    (None, None), ("", None), ("soon", None), ("nan", None), ("inf", None),
-])
+@pytest.mark.parametrize(
+    "header,seconds",
+    [
+        ("3", 3.0),
+        ("0", 0.0),
+        ("2.5", 2.5),
+        (" 7 ", 7.0),
+        ("-4", 0.0),
+        ("Sun, 29 Nov 2026 09:00:10 GMT", 10.0),  # an HTTP date 10 s ahead
+        ("Sun, 29 Nov 2026 08:59:00 GMT", 0.0),  # a date in the past: no wait
+        ("Sunday, 29-Nov-26 09:01:00 GMT", 60.0),  # the obsolete RFC 850 form
+        (None, None),
+        ("", None),
+        ("soon", None),
+        ("nan", None),
+        ("inf", None),
+    ],
+)
 def test_retry_after_header_read_as_seconds(header, seconds):
     assert parse_retry_after(header, now=NOW) == seconds
 
 
-@pytest.mark.parametrize("attempt,retry_after,cap,rand,expected", [
-    # With Retry-After: that, capped, plus a jitter of up to a quarter (>= 0.1 s, <= 1 s).
-    (1, 3.0, 30.0, 0.0, 3.0),
-    (1, 3.0, 30.0, 1.0, 3.85),
-    (1, 0.0, 30.0, 1.0, 0.1),           # "now" still spreads clients over 0.1 s
-    (1, 120.0, 5.0, 0.0, 5.0),          # capped at max_retry_after
-    (1, 120.0, 5.0, 1.0, 6.0),          # the jitter never exceeds 1 s
-    (4, 2.0, 30.0, 0.5, 2.3),           # the attempt number does not matter
-    # Without: full-jitter exponential backoff from 0.2 s, at most 10 s.
-    (1, None, 30.0, 1.0, 0.2),
-    (2, None, 30.0, 1.0, 0.4),
-    (3, None, 30.0, 0.5, 0.4),
-    (10, None, 30.0, 1.0, 10.0),
-    (60, None, 30.0, 1.0, 10.0),        # no overflow far out
-    (3, None, 30.0, 0.0, 0.0),
-])
+@pytest.mark.parametrize(
+    "attempt,retry_after,cap,rand,expected",
+    [
+        # With Retry-After: that, capped, plus a jitter of up to a quarter (>= 0.1 s, <= 1 s).
+        (1, 3.0, 30.0, 0.0, 3.0),
+        (1, 3.0, 30.0, 1.0, 3.85),
+        (1, 0.0, 30.0, 1.0, 0.1),  # "now" still spreads clients over 0.1 s
+        (1, 120.0, 5.0, 0.0, 5.0),  # capped at max_retry_after
+        (1, 120.0, 5.0, 1.0, 6.0),  # the jitter never exceeds 1 s
+        (4, 2.0, 30.0, 0.5, 2.3),  # the attempt number does not matter
+        # Without: full-jitter exponential backoff from 0.2 s, at most 10 s.
+        (1, None, 30.0, 1.0, 0.2),
+        (2, None, 30.0, 1.0, 0.4),
+        (3, None, 30.0, 0.5, 0.4),
+        (10, None, 30.0, 1.0, 10.0),
+        (60, None, 30.0, 1.0, 10.0),  # no overflow far out
+        (3, None, 30.0, 0.0, 0.0),
+    ],
+)
 def test_retry_delay_table(attempt, retry_after, cap, rand, expected):
     assert retry_delay(attempt, retry_after, max_retry_after=cap, rand=lambda: rand) == pytest.approx(expected)
 
@@ -295,21 +323,24 @@ LOST = TransportError("connection lost after sending", maybe_sent=True)
 REFUSED = TransportError("could not connect", maybe_sent=False)
 
 
-@pytest.mark.parametrize("error,method,can_ask,verdict", [
-    (REFUSED, "POST", False, Verdict.RETRY),                       # never reached the server
-    (APIError(503, "busy"), "POST", False, Verdict.RETRY),
-    (RateLimitError(429, "slow down"), "POST", False, Verdict.RETRY),
-    (LOST, "GET", False, Verdict.RETRY),                           # idempotent: just send again
-    (LOST, "PATCH", False, Verdict.RETRY),
-    (ServerError(502, "bad gateway"), "PATCH", False, Verdict.RETRY),
-    (LOST, "POST", True, Verdict.ASK),                             # may have acted: ask first
-    (ServerError(504, "gateway timeout"), "POST", True, Verdict.ASK),
-    (LOST, "DELETE", True, Verdict.ASK),
-    (LOST, "POST", False, Verdict.STOP),                           # nobody to ask: never twice
-    (ServerError(500, "oops"), "GET", False, Verdict.STOP),
-    (NotFoundError(404, "gone"), "GET", False, Verdict.STOP),
-    (APIError(400, "invalid"), "PATCH", True, Verdict.STOP),
-])
+@pytest.mark.parametrize(
+    "error,method,can_ask,verdict",
+    [
+        (REFUSED, "POST", False, Verdict.RETRY),  # never reached the server
+        (APIError(503, "busy"), "POST", False, Verdict.RETRY),
+        (RateLimitError(429, "slow down"), "POST", False, Verdict.RETRY),
+        (LOST, "GET", False, Verdict.RETRY),  # idempotent: just send again
+        (LOST, "PATCH", False, Verdict.RETRY),
+        (ServerError(502, "bad gateway"), "PATCH", False, Verdict.RETRY),
+        (LOST, "POST", True, Verdict.ASK),  # may have acted: ask first
+        (ServerError(504, "gateway timeout"), "POST", True, Verdict.ASK),
+        (LOST, "DELETE", True, Verdict.ASK),
+        (LOST, "POST", False, Verdict.STOP),  # nobody to ask: never twice
+        (ServerError(500, "oops"), "GET", False, Verdict.STOP),
+        (NotFoundError(404, "gone"), "GET", False, Verdict.STOP),
+        (APIError(400, "invalid"), "PATCH", True, Verdict.STOP),
+    ],
+)
 def test_retry_verdict_table(error, method, can_ask, verdict):
     assert should_retry(error, method, can_ask=can_ask) is verdict
 
@@ -322,6 +353,7 @@ def test_one_definition_of_an_unknown_outcome():
 
 # ---- what a user sees when the server is gone ------------------------------------------------------
 
+
 @pytest.mark.parametrize("call", ["get", "to_frame", "update"])
 def test_a_stopped_sandbox_says_so_and_the_traceback_ends_at_the_call(free_port, call):
     """A loopback URL that refuses connections: the TransportError asks whether the sandbox is
@@ -329,8 +361,11 @@ def test_a_stopped_sandbox_says_so_and_the_traceback_ends_at_the_call(free_port,
     retry library's or the thread pool's."""
     c = Client(TOKEN, f"http://127.0.0.1:{free_port}", max_retries=1)
     c._sleep = lambda seconds: None
-    calls = {"get": lambda: c.sources.get(1), "to_frame": lambda: c.sources.to_frame(progress=False),
-             "update": lambda: c.sources.update(1, use_pps_time=True)}
+    calls = {
+        "get": lambda: c.sources.get(1),
+        "to_frame": lambda: c.sources.to_frame(progress=False),
+        "update": lambda: c.sources.update(1, use_pps_time=True),
+    }
     with pytest.raises(TransportError, match=r"could not connect .*is the sandbox still running") as info:
         calls[call]()
     files = [frame.filename for frame in traceback.extract_tb(info.value.__traceback__)]

@@ -1,4 +1,5 @@
 """The embedded sandbox, exercised over real HTTP on loopback with plain requests."""
+
 from __future__ import annotations
 
 import threading
@@ -47,6 +48,7 @@ def walk(http: requests.Session, url: str) -> list[dict[str, Any]]:
 
 # -- transport and auth ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("header", [None, "Token wrong", "Bearer {token}", "{token}"])
 def test_requests_without_the_token_get_401(sb: Sandbox, header: str | None) -> None:
     headers = {} if header is None else {"Authorization": header.format(token=sb.token)}
@@ -56,8 +58,7 @@ def test_requests_without_the_token_get_401(sb: Sandbox, header: str | None) -> 
     assert sb.log[-1].authorized is False
 
 
-def test_answers_are_json_with_a_length_on_a_kept_alive_connection(
-        sb: Sandbox, http: requests.Session) -> None:
+def test_answers_are_json_with_a_length_on_a_kept_alive_connection(sb: Sandbox, http: requests.Session) -> None:
     for _ in range(3):
         r = http.get(item(sb, 1))
         assert r.headers["Content-Type"] == "application/json"
@@ -73,6 +74,7 @@ def test_latency_is_added_to_every_request() -> None:
 
 
 # -- listing ---------------------------------------------------------------------------
+
 
 def test_pages_have_count_next_and_previous(sb: Sandbox, http: requests.Session) -> None:
     first = http.get(sb.url + LIST, params={"limit": 7}).json()
@@ -91,8 +93,7 @@ def test_default_limit_is_20(sb: Sandbox, http: requests.Session) -> None:
 
 
 def test_q_and_spaces_ids_filter_and_stay_in_next(sb: Sandbox, http: requests.Session) -> None:
-    expected = [s["id"] for s in sb.sources.values()
-                if "kiosk" in s["name"] and s["space_id"] in (1, 2)]
+    expected = [s["id"] for s in sb.sources.values() if "kiosk" in s["name"] and s["space_id"] in (1, 2)]
     assert len(expected) > 3
     url = f"{sb.url}{LIST}?q=KIOSK&spaces_ids=1,2&limit=2"
     first = http.get(url).json()
@@ -101,12 +102,16 @@ def test_q_and_spaces_ids_filter_and_stay_in_next(sb: Sandbox, http: requests.Se
     assert [r["id"] for r in walk(http, url)] == expected
 
 
-@pytest.mark.parametrize("params,field", [
-    ({"spaces_ids": "1,a"}, "spaces_ids"), ({"limit": "-1"}, "limit"),
-    ({"limit": "ten"}, "limit"), ({"offset": "1.5"}, "offset"),
-])
-def test_bad_list_parameters_get_400(sb: Sandbox, http: requests.Session,
-                                     params: dict[str, str], field: str) -> None:
+@pytest.mark.parametrize(
+    "params,field",
+    [
+        ({"spaces_ids": "1,a"}, "spaces_ids"),
+        ({"limit": "-1"}, "limit"),
+        ({"limit": "ten"}, "limit"),
+        ({"offset": "1.5"}, "offset"),
+    ],
+)
+def test_bad_list_parameters_get_400(sb: Sandbox, http: requests.Session, params: dict[str, str], field: str) -> None:
     r = http.get(sb.url + LIST, params=params)
     assert r.status_code == 400
     assert [f["name"] for f in r.json()["fields"]] == [field]
@@ -134,18 +139,17 @@ def test_next_base_points_next_at_another_host() -> None:
 
 # -- one source ------------------------------------------------------------------------
 
+
 def test_get_one_source_or_404(sb: Sandbox, http: requests.Session) -> None:
     assert http.get(item(sb, 5)).json() == sb.source(5)
     not_found = {"error_codes": [1004], "message": "Not found.", "fields": []}
-    for url in (item(sb, 999), item(sb, "abc"), sb.url + "/v1/sources/5",
-                sb.url + "/v1/spaces/"):
+    for url in (item(sb, 999), item(sb, "abc"), sb.url + "/v1/sources/5", sb.url + "/v1/spaces/"):
         r = http.get(url)
         assert (r.status_code, r.json()) == (404, not_found), url
 
 
 def test_create_fills_defaults_and_keeps_license_id(sb: Sandbox, http: requests.Session) -> None:
-    r = http.post(sb.url + LIST, json={"name": "Dock 9 cam 01", "license_id": "lic-00aa",
-                                       "use_pps_time": True})
+    r = http.post(sb.url + LIST, json={"name": "Dock 9 cam 01", "license_id": "lic-00aa", "use_pps_time": True})
     assert r.status_code == 201
     created = r.json()
     assert created["id"] == 61 and created["space_id"] == 1
@@ -161,12 +165,21 @@ def test_create_fills_defaults_and_keeps_license_id(sb: Sandbox, http: requests.
 
 def test_patch_changes_only_what_is_sent(sb: Sandbox, http: requests.Session) -> None:
     before = sb.source(3)
-    r = http.patch(item(sb, 3), json={"identify_facesize_threshold": 12345,
-                                      "auto_check_angle_threshold": 45,
-                                      "store_images_for_results": ["det", "new"]})
+    r = http.patch(
+        item(sb, 3),
+        json={
+            "identify_facesize_threshold": 12345,
+            "auto_check_angle_threshold": 45,
+            "store_images_for_results": ["det", "new"],
+        },
+    )
     assert r.status_code == 200
-    after = {**before, "identify_facesize_threshold": 12345, "auto_check_angle_threshold": 45,
-             "store_images_for_results": ["det", "new"]}
+    after = {
+        **before,
+        "identify_facesize_threshold": 12345,
+        "auto_check_angle_threshold": 45,
+        "store_images_for_results": ["det", "new"],
+    }
     assert r.json() == after == sb.source(3)
     assert http.patch(item(sb, 999), json={}).status_code == 404
 
@@ -181,22 +194,38 @@ def test_delete_answers_202_with_an_empty_body(sb: Sandbox, http: requests.Sessi
 
 def test_validation_lists_every_problem_at_once(sb: Sandbox, http: requests.Session) -> None:
     target = sb.source(2)
-    neighbour = next(s for s in sb.sources.values()
-                     if s["space_id"] == target["space_id"] and s["id"] != 2)
-    r = http.patch(item(sb, 2), json={
-        "identify_facesize_threshold": "big", "manual_create_facesize_threshold": -5,
-        "auto_create_facesize_threshold": 7000.0, "store_images_for_results": ["new", "bogus"],
-        "id": 7, "license": {"id": 1}, "colour": "red", "use_pps_time": None,
-        "auto_check_angle_threshold": 120, "name": neighbour["name"],
-    })
+    neighbour = next(s for s in sb.sources.values() if s["space_id"] == target["space_id"] and s["id"] != 2)
+    r = http.patch(
+        item(sb, 2),
+        json={
+            "identify_facesize_threshold": "big",
+            "manual_create_facesize_threshold": -5,
+            "auto_create_facesize_threshold": 7000.0,
+            "store_images_for_results": ["new", "bogus"],
+            "id": 7,
+            "license": {"id": 1},
+            "colour": "red",
+            "use_pps_time": None,
+            "auto_check_angle_threshold": 120,
+            "name": neighbour["name"],
+        },
+    )
     assert r.status_code == 400
     body = r.json()
     assert body["error_codes"] == [1001] and body["message"] == "Validation failed"
     messages = {f["name"]: f["message"] for f in body["fields"]}
     assert set(messages) == {
-        "identify_facesize_threshold", "manual_create_facesize_threshold",
-        "auto_create_facesize_threshold", "store_images_for_results", "id", "license",
-        "colour", "use_pps_time", "auto_check_angle_threshold", "name"}
+        "identify_facesize_threshold",
+        "manual_create_facesize_threshold",
+        "auto_create_facesize_threshold",
+        "store_images_for_results",
+        "id",
+        "license",
+        "colour",
+        "use_pps_time",
+        "auto_check_angle_threshold",
+        "name",
+    }
     assert messages["id"] == messages["license"] == "This field is read-only."
     assert messages["colour"] == "Unknown field."
     assert messages["use_pps_time"] == "This field may not be null."
@@ -212,13 +241,13 @@ def test_create_needs_a_name_and_a_json_object(sb: Sandbox, http: requests.Sessi
     for raw in (b"[1, 2]", b"{not json"):
         r = http.post(sb.url + LIST, data=raw, headers={"Content-Type": "application/json"})
         assert (r.status_code, r.json()["message"]) == (400, "JSON parse error")
-    r = http.post(sb.url + LIST, json={"name": "Gate", "license_id": None,
-                                       "store_images_for_results": None})
+    r = http.post(sb.url + LIST, json={"name": "Gate", "license_id": None, "store_images_for_results": None})
     assert r.status_code == 201
     assert len(sb.sources) == 61
 
 
 # -- faults, drops and the rate limit ------------------------------------------------------
+
 
 def test_each_fault_kind_comes_at_its_share() -> None:
     with Sandbox(5, fault_rate=0.4, retry_after=(0, 1)) as sb, session(sb) as http:
@@ -246,16 +275,13 @@ def test_each_fault_kind_comes_at_its_share() -> None:
         assert all(r.status is None for r in sb.log if r.fault == "drop")
 
 
-def test_faults_come_before_processing_and_can_be_turned_off(sb: Sandbox,
-                                                              http: requests.Session) -> None:
+def test_faults_come_before_processing_and_can_be_turned_off(sb: Sandbox, http: requests.Session) -> None:
     before = sb.source(1)
     sb.faults = {"503": 1.0}
-    assert http.patch(item(sb, 1), json={"use_pps_time": not before["use_pps_time"]}
-                      ).status_code == 503
+    assert http.patch(item(sb, 1), json={"use_pps_time": not before["use_pps_time"]}).status_code == 503
     assert sb.source(1) == before
     sb.fault_rate = 0
-    assert http.patch(item(sb, 1), json={"use_pps_time": not before["use_pps_time"]}
-                      ).status_code == 200
+    assert http.patch(item(sb, 1), json={"use_pps_time": not before["use_pps_time"]}).status_code == 200
     with pytest.raises(ValueError):
         sb.faults = {"418": 0.5}
 
@@ -300,16 +326,27 @@ def test_corrupt_list_pages(mode: str) -> None:
 
 # -- what the sandbox saw ----------------------------------------------------------------------
 
+
 def test_log_records_each_request(sb: Sandbox, http: requests.Session) -> None:
     http.get(sb.url + LIST, params={"q": "cam", "limit": 3}, headers={"User-Agent": "probe/1"})
     http.patch(item(sb, 1), json={"auto_create_persons": True})
     get, patch = sb.log
     assert isinstance(get, RequestRecord)
     assert (get.method, get.path, get.params, get.body, get.status, get.fault) == (
-        "GET", LIST, {"q": "cam", "limit": "3"}, None, 200, None)
+        "GET",
+        LIST,
+        {"q": "cam", "limit": "3"},
+        None,
+        200,
+        None,
+    )
     assert get.authorized and get.user_agent == "probe/1"
     assert (patch.method, patch.path, patch.body, patch.status) == (
-        "PATCH", "/v1/sources/1/", {"auto_create_persons": True}, 200)
+        "PATCH",
+        "/v1/sources/1/",
+        {"auto_create_persons": True},
+        200,
+    )
     assert get.started <= get.ended <= patch.started <= patch.ended
     assert sb.requests("patch") == [patch]
     sb.clear_log()
@@ -367,6 +404,7 @@ def test_external_changes_are_validated_and_not_logged(sb: Sandbox) -> None:
 
 # -- generated data ------------------------------------------------------------------------------
 
+
 def test_generated_sources_are_deterministic_and_realistic() -> None:
     sources = generate_sources(500, seed=7)
     assert sources == generate_sources(500, seed=7)
@@ -407,6 +445,7 @@ def test_a_list_of_sources_becomes_the_state() -> None:
 
 # -- the variety a real server has ---------------------------------------------------------------
 
+
 def test_integer_license_ids_only_and_some_sources_unlicensed() -> None:
     sources = generate_sources(400, seed=2, license_ids="int")
     assert {type(s["license_id"]) for s in sources} == {int, type(None)}
@@ -439,17 +478,17 @@ def test_unknown_fields_hold_text_that_looks_like_numbers_and_some_sources_lack_
         assert http.get(sb.url + LIST).json()["results"][0]["site_code"] == sb.source(1)["site_code"]
         ok = http.patch(item(sb, 1), json={"site_code": "0042", "retention_days": 45, "night_mode": True})
         assert ok.status_code == 200 and sb.source(1)["site_code"] == "0042"
-        refused = http.patch(item(sb, 2), json={"site_code": 42, "retention_days": 45.0,
-                                                "night_mode": "true"})
+        refused = http.patch(item(sb, 2), json={"site_code": 42, "retention_days": 45.0, "night_mode": "true"})
         assert refused.status_code == 400
-        assert {f["name"] for f in refused.json()["fields"]} == {"site_code", "retention_days",
-                                                                "night_mode"}
+        assert {f["name"] for f in refused.json()["fields"]} == {"site_code", "retention_days", "night_mode"}
         assert set(VARIETY_FIELDS) <= set(http.post(sb.url + LIST, json={"name": "New"}).json())
 
 
 def test_seeded_records_keep_their_own_fields_and_their_json_types(sb: Sandbox) -> None:
-    records = [{"id": 5, "space_id": 2, "name": "Gate", "zone": "0042", "weight": 3, "tags": None},
-               {"id": 2**40, "space_id": 2, "name": "Dock", "zone": "", "weight": 7, "tags": None}]
+    records = [
+        {"id": 5, "space_id": 2, "name": "Gate", "zone": "0042", "weight": 3, "tags": None},
+        {"id": 2**40, "space_id": 2, "name": "Dock", "zone": "", "weight": 7, "tags": None},
+    ]
     sb.reset(records)
     assert sb.log == [] and sb.sources == {r["id"]: r for r in records}
     with session(sb) as http:
@@ -457,8 +496,10 @@ def test_seeded_records_keep_their_own_fields_and_their_json_types(sb: Sandbox) 
         assert http.patch(item(sb, 5), json={"zone": "7", "weight": 8, "tags": ["x"]}).status_code == 200
         refused = http.patch(item(sb, 5), json={"zone": 7, "weight": 8.0, "colour": "red"}).json()
         assert {f["name"]: f["message"] for f in refused["fields"]} == {
-            "zone": "must be string, not integer", "weight": "must be integer, not number",
-            "colour": "Unknown field."}
+            "zone": "must be string, not integer",
+            "weight": "must be integer, not number",
+            "colour": "Unknown field.",
+        }
         assert sb.source(5) == {**records[0], "zone": "7", "weight": 8, "tags": ["x"]}
     sb.reset(3)
     assert sorted(sb.sources) == [1, 2, 3]

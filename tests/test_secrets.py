@@ -6,6 +6,7 @@ at DEBUG (urllib3's included), progress bars, warnings, plans, reports and CSV
 exports; and on the wire: never sent to another host, by redirect or by a
 page's ``next`` link, and never sent in clear text off loopback.
 """
+
 from __future__ import annotations
 
 import _thread
@@ -86,29 +87,38 @@ def recorder() -> Iterator[Callable[..., Recorder]]:
 
 
 def json_answer(path: str) -> tuple[int, dict[str, str], bytes]:
-    body = SOURCE if path.rstrip("/").split("?")[0].rsplit("/", 1)[-1].isdigit() else \
-        {"count": 0, "next": None, "previous": None, "results": []}
+    body = (
+        SOURCE
+        if path.rstrip("/").split("?")[0].rsplit("/", 1)[-1].isdigit()
+        else {"count": 0, "next": None, "previous": None, "results": []}
+    )
     return 200, {"Content-Type": "application/json"}, json.dumps(body).encode()
 
 
 def everything_shown(exc: BaseException) -> str:
     """All a user can see of an exception: message, repr, args, attributes and the full traceback."""
-    return "\n".join([str(exc), repr(exc), repr(exc.args), repr(vars(exc)),
-                      "".join(traceback.format_exception(exc))])
+    return "\n".join([str(exc), repr(exc), repr(exc.args), repr(vars(exc)), "".join(traceback.format_exception(exc))])
 
 
 # ---- the client itself ------------------------------------------------------------------------
 
+
 def test_client_shows_its_url_not_its_token(make_sandbox):
     sb = make_sandbox(sources=5)
     with Client(sb.token, sb.url) as client:
-        for shown in (repr(client), str(client), repr(client.sources), repr(client.session.auth),
-                      repr(client.session.headers)):
+        for shown in (
+            repr(client),
+            str(client),
+            repr(client.sources),
+            repr(client.session.auth),
+            repr(client.session.headers),
+        ):
             assert sb.token not in shown
         assert sb.url in repr(client)
 
 
 # ---- every exception type ------------------------------------------------------------------------
+
 
 def raised(call: Callable[[], Any]) -> BaseException:
     try:
@@ -157,8 +167,18 @@ def test_no_exception_shows_the_token(make_sandbox, client_for, free_port):
     errors.append(raised(lambda: slow.sources.bulk_update(edited, base=frame, progress=False)))
 
     kinds = {type(e) for e in errors}
-    assert kinds >= {AuthenticationError, NotFoundError, APIError, ValidationError, TransportError,
-                     ConfigurationError, ServerError, RateLimitError, MalformedResponseError, BulkInterrupted}
+    assert kinds >= {
+        AuthenticationError,
+        NotFoundError,
+        APIError,
+        ValidationError,
+        TransportError,
+        ConfigurationError,
+        ServerError,
+        RateLimitError,
+        MalformedResponseError,
+        BulkInterrupted,
+    }
     for exc in errors:
         assert token not in everything_shown(exc), type(exc)
         if isinstance(exc, BulkInterrupted):
@@ -169,11 +189,13 @@ def test_no_exception_shows_the_token(make_sandbox, client_for, free_port):
 
 # ---- logs, progress bars, warnings ---------------------------------------------------------------
 
+
 def test_debug_logs_and_progress_bars_never_show_the_token(make_sandbox, client_for, caplog, capsys):
     caplog.set_level(logging.DEBUG)
     caplog.set_level(logging.DEBUG, logger="urllib3")
-    sb = make_sandbox(sources=150, page_cap=50, faults={"503": 0.1, "429": 0.05, "502": 0.05, "drop": 0.05},
-                      retry_after=(0, 0))
+    sb = make_sandbox(
+        sources=150, page_cap=50, faults={"503": 0.1, "429": 0.05, "502": 0.05, "drop": 0.05}, retry_after=(0, 0)
+    )
     c = client_for(sb, max_retries=12)
     frame = c.sources.to_frame(progress=True)
     edited = frame.copy()
@@ -203,6 +225,7 @@ def test_listing_warning_does_not_show_the_token(make_sandbox, client_for, churn
 
 # ---- what a user keeps: plans, reports, CSV exports ------------------------------------------------
 
+
 def test_plans_reports_and_exports_never_hold_the_token(make_sandbox, client_for, tmp_path):
     sb = make_sandbox(sources=100)
     c = client_for(sb)
@@ -220,10 +243,21 @@ def test_plans_reports_and_exports_never_hold_the_token(make_sandbox, client_for
     undone = c.sources.undo(report, progress=False)
     path = tmp_path / "all.csv"
     c.sources.export_csv(path)
-    kept = [str(plan), repr(plan), plan._repr_html_(), plan.changes.to_csv(), plan.summary(),
-            report.to_string(), report.to_csv(), report._repr_html_(), report.summary(),
-            undone.to_string(), undone._repr_html_(), path.read_text(encoding="utf-8"),
-            read_csv(path).to_string()]
+    kept = [
+        str(plan),
+        repr(plan),
+        plan._repr_html_(),
+        plan.changes.to_csv(),
+        plan.summary(),
+        report.to_string(),
+        report.to_csv(),
+        report._repr_html_(),
+        report.summary(),
+        undone.to_string(),
+        undone._repr_html_(),
+        path.read_text(encoding="utf-8"),
+        read_csv(path).to_string(),
+    ]
     for text in kept:
         assert sb.token not in text
     assert "already exists" in report.loc[dup, "error"]  # the failed row does carry the server's words
@@ -231,13 +265,16 @@ def test_plans_reports_and_exports_never_hold_the_token(make_sandbox, client_for
 
 # ---- on the wire: only the API host gets the token ---------------------------------------------------
 
+
 @pytest.mark.parametrize("status", [301, 302, 303, 307, 308])
 def test_redirect_to_another_host_is_not_followed(recorder, status):
     token = "tok-redirect-SECRET"
     other = recorder("127.0.0.2", json_answer)
     api = recorder("127.0.0.1", lambda path: (status, {"Location": other.url + path}, b""))
-    with Client(token, api.url, max_retries=3) as client, \
-            pytest.raises(APIError, match=r"unexpected redirect to 127\.0\.0\.2") as info:
+    with (
+        Client(token, api.url, max_retries=3) as client,
+        pytest.raises(APIError, match=r"unexpected redirect to 127\.0\.0\.2") as info,
+    ):
         client.sources.get(1)
     assert token not in everything_shown(info.value)
     assert other.seen == []
@@ -271,8 +308,9 @@ def test_next_link_to_another_host_is_never_followed(make_sandbox, client_for, r
     assert all(r.authorized for r in sb.log)
 
 
-@pytest.mark.parametrize("url", ["http://api.neuroio.com", "http://192.168.1.20:8080",
-                                 "http://localhost.example.com", "http://0.0.0.0:8000"])
+@pytest.mark.parametrize(
+    "url", ["http://api.neuroio.com", "http://192.168.1.20:8080", "http://localhost.example.com", "http://0.0.0.0:8000"]
+)
 def test_plain_http_off_loopback_is_refused(url, monkeypatch):
     token = "tok-plain-SECRET"
     with pytest.raises(ConfigurationError, match="allow_insecure=True") as info:
@@ -301,8 +339,10 @@ def test_an_error_page_echoing_the_token_never_shows_it_or_a_start_of_it(request
     characters, here at every place in and around the token. Neither the token nor any start
     of it (3 characters or more) is in the error, whatever the cut."""
     c = Client(ECHOING_TOKEN, "https://api.test.example", max_retries=0)
-    page = (f"<html><body><pre>{'x' * before} Authorization: Token {ECHOING_TOKEN}\n"
-            "Accept: application/json</pre></body></html>")
+    page = (
+        f"<html><body><pre>{'x' * before} Authorization: Token {ECHOING_TOKEN}\n"
+        "Accept: application/json</pre></body></html>"
+    )
     requests_mock.get("https://api.test.example/v1/sources/7/", json={"id": 7, "name": "Gate"})  # the journal's read
     requests_mock.patch("https://api.test.example/v1/sources/7/", status_code=400, text=page)
     error = raised(lambda: c.sources.update(7, use_pps_time=True))
@@ -315,9 +355,15 @@ def test_an_error_page_echoing_the_token_never_shows_it_or_a_start_of_it(request
 
 def test_a_server_message_with_a_cut_token_is_masked(requests_mock):
     c = Client(ECHOING_TOKEN, "https://api.test.example", max_retries=0)
-    requests_mock.get("https://api.test.example/v1/sources/7/", status_code=401,
-                      json={"message": f"Invalid token {ECHOING_TOKEN[:9]}...", "error_codes": [7],
-                            "fields": [{"name": "token", "message": f"got {ECHOING_TOKEN}"}]})
+    requests_mock.get(
+        "https://api.test.example/v1/sources/7/",
+        status_code=401,
+        json={
+            "message": f"Invalid token {ECHOING_TOKEN[:9]}...",
+            "error_codes": [7],
+            "fields": [{"name": "token", "message": f"got {ECHOING_TOKEN}"}],
+        },
+    )
     error = raised(lambda: c.sources.get(7))
     shown = everything_shown(error) + error.message + repr(error.fields)
     assert ECHOING_TOKEN[:9] not in shown and ECHOING_TOKEN not in shown and "Invalid token ***..." in shown

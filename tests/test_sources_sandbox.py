@@ -1,4 +1,5 @@
 """Paging, CRUD and the typed frame against the sandbox over real HTTP."""
+
 from __future__ import annotations
 
 import itertools
@@ -132,10 +133,12 @@ def test_user_agent_and_keepalive(make_sandbox, client_for):
 def test_frame_builds_from_dicts_with_unknown_and_missing_fields():
     from neuroio_nb.frames import frame_from_records
 
-    frame = frame_from_records([
-        {"id": 2, "name": "a", "use_pps_time": None, "new_thing": {"x": 1}, "license_id": 5},
-        {"id": 1, "name": "b", "use_pps_time": True, "license_id": "lic-1"},
-    ])
+    frame = frame_from_records(
+        [
+            {"id": 2, "name": "a", "use_pps_time": None, "new_thing": {"x": 1}, "license_id": 5},
+            {"id": 1, "name": "b", "use_pps_time": True, "license_id": "lic-1"},
+        ]
+    )
     assert list(frame.index) == [2, 1]
     assert frame["use_pps_time"].dtype == "boolean" and frame["use_pps_time"].isna().tolist() == [True, False]
     assert frame["license_id"].tolist() == ["5", "lic-1"]
@@ -147,8 +150,9 @@ def test_frame_builds_from_dicts_with_unknown_and_missing_fields():
 def test_whole_number_license_ids_stay_whole_when_one_is_missing():
     from neuroio_nb.frames import frame_from_records
 
-    frame = frame_from_records([{"id": 1, "license_id": 1001}, {"id": 2, "license_id": None},
-                                {"id": 3, "license_id": 7}])
+    frame = frame_from_records(
+        [{"id": 1, "license_id": 1001}, {"id": 2, "license_id": None}, {"id": 3, "license_id": 7}]
+    )
     assert frame["license_id"].tolist()[::2] == ["1001", "7"] and pd.isna(frame.loc[2, "license_id"])
 
 
@@ -156,22 +160,24 @@ def test_a_number_too_big_for_the_column_is_kept_with_a_warning():
     from neuroio_nb.frames import frame_from_records
 
     with pytest.warns(UserWarning, match="identify_facesize_threshold"):
-        frame = frame_from_records([{"id": 1, "identify_facesize_threshold": 2**70},
-                                    {"id": 2, "identify_facesize_threshold": 5}])
+        frame = frame_from_records(
+            [{"id": 1, "identify_facesize_threshold": 2**70}, {"id": 2, "identify_facesize_threshold": 5}]
+        )
     assert frame.loc[1, "identify_facesize_threshold"] == 2**70
 
 
 # ---- reading page after page while the listing changes ---------------------------------------------
 
+
 def delete_early(source_id: int):
     def act(sandbox):
         sandbox.remove_source(source_id)
+
     return act
 
 
 @pytest.mark.parametrize("reader", ["iter", "to_frame"])
-def test_a_sequential_read_loses_no_source_when_one_before_it_is_deleted(make_sandbox, client_for, churn,
-                                                                            reader):
+def test_a_sequential_read_loses_no_source_when_one_before_it_is_deleted(make_sandbox, client_for, churn, reader):
     """No ``count`` (so pages are read one after another, as iter(), ``list --format json``, the
     picker and create's check always read): a source deleted before the read position makes the
     rest slide back a row. Every source there all along is still read, once, and a warning says
@@ -180,8 +186,9 @@ def test_a_sequential_read_loses_no_source_when_one_before_it_is_deleted(make_sa
     c = client_for(sb)
     churn(sb, {3: delete_early(10)})
     with pytest.warns(ListingChangedWarning):
-        ids = [r["id"] for r in c.sources.iter()] if reader == "iter" else list(
-            c.sources.to_frame(progress=False).index)
+        ids = (
+            [r["id"] for r in c.sources.iter()] if reader == "iter" else list(c.sources.to_frame(progress=False).index)
+        )
     assert len(ids) == len(set(ids))
     assert set(ids) >= set(sb.sources)  # every source still there was read (10 may still be listed)
 

@@ -1,5 +1,6 @@
 """Desired state over the sandbox: provision, restore and sync (create, update, delete), undo,
 faults and interrupts. The sandbox's state and request log are the ground truth."""
+
 from __future__ import annotations
 
 import _thread
@@ -29,8 +30,9 @@ def server_frame(sb) -> pd.DataFrame:
 def by_name(frame: pd.DataFrame) -> pd.DataFrame:
     """``frame`` keyed by (space, name), without the columns the server alone decides."""
     flat = frame.reset_index()
-    return flat.drop(columns=[c for c in SERVER_DECIDES if c in flat.columns]).set_index(
-        ["space_id", "name"]).sort_index()
+    return (
+        flat.drop(columns=[c for c in SERVER_DECIDES if c in flat.columns]).set_index(["space_id", "name"]).sort_index()
+    )
 
 
 def writes(sb) -> list:
@@ -46,12 +48,14 @@ def account_unique(frame: pd.DataFrame, space: int) -> pd.Index:
 
 def new_site(n: int) -> pd.DataFrame:
     """A site to provision: names and a few settings, a RangeIndex, no ids."""
-    return pd.DataFrame({
-        "name": [f"Site 7 camera {i:03d}" for i in range(n)],
-        "identify_facesize_threshold": [5000 + 5 * i for i in range(n)],
-        "auto_create_persons": [i % 2 == 0 for i in range(n)],
-        "store_images_for_results": [["new", "det"] if i % 3 else [] for i in range(n)],
-    })
+    return pd.DataFrame(
+        {
+            "name": [f"Site 7 camera {i:03d}" for i in range(n)],
+            "identify_facesize_threshold": [5000 + 5 * i for i in range(n)],
+            "auto_create_persons": [i % 2 == 0 for i in range(n)],
+            "store_images_for_results": [["new", "det"] if i % 3 else [] for i in range(n)],
+        }
+    )
 
 
 def test_restore_from_a_backup(make_sandbox, client_for, tmp_path):
@@ -109,7 +113,7 @@ def test_provision_500_names_each_created_once_under_faults_with_100_deletes(mak
     made = report[report["action"] == "create"]
     assert sorted(made["name"]) == sorted(site["name"]) and made.index.notna().all()
     assert {now[int(sid)]["name"] for sid in made.index} == set(site["name"])
-    assert dict(zip(made["row"], made["name"], strict=True)) == desired.loc[len(kept):, "name"].to_dict()
+    assert dict(zip(made["row"], made["name"], strict=True)) == desired.loc[len(kept) :, "name"].to_dict()
     for sid, row in zip(made.index, made["row"], strict=True):  # row: the desired frame's label
         assert now[int(sid)]["identify_facesize_threshold"] == desired.at[row, "identify_facesize_threshold"]
     unknown = Counter(r.fault for r in sb.log if r.method in ("POST", "DELETE") and r.fault)
@@ -143,10 +147,12 @@ def test_ambiguity_is_one_validation_error_before_anything_is_sent(make_sandbox,
     frame = c.sources.to_frame(progress=False)
     counts = frame["name"].value_counts()
     shared = counts.index[counts > 1][0]  # a name two spaces use
-    desired = pd.DataFrame({
-        "name": [shared, "Gate 9", "Gate 9", None, "Dock 4"],
-        "identify_facesize_threshold": [7000, 7000, 7000, 7000, -5],
-    })
+    desired = pd.DataFrame(
+        {
+            "name": [shared, "Gate 9", "Gate 9", None, "Dock 4"],
+            "identify_facesize_threshold": [7000, 7000, 7000, 7000, -5],
+        }
+    )
     sb.clear_log()
     with pytest.raises(ValidationError) as info:
         c.sources.plan(desired, key="name", create=True)
@@ -162,8 +168,16 @@ def test_ambiguity_is_one_validation_error_before_anything_is_sent(make_sandbox,
     assert len(plan.creates) == 0 and plan.changes["id"].isin(frame.index[frame["space_id"] == space]).all()
 
 
-@pytest.mark.parametrize("bad", [{"key": "colour"}, {"key": "id", "create": True}, {"create": "yes"},
-                                 {"q": 5, "key": "name"}, {"spaces_ids": ["x"], "key": "name"}])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"key": "colour"},
+        {"key": "id", "create": True},
+        {"create": "yes"},
+        {"q": 5, "key": "name"},
+        {"spaces_ids": ["x"], "key": "name"},
+    ],
+)
 def test_bad_arguments(make_sandbox, client_for, bad):
     sb = make_sandbox(sources=20)
     c = client_for(sb)
@@ -180,11 +194,17 @@ def test_conflicts_of_deletes_and_creates(make_sandbox, client_for):
     base = c.sources.to_frame(progress=False)
     space_1 = base[base["space_id"] == 1]
     keep = space_1.iloc[3:]
-    plan = c.sources.plan(pd.concat([keep, new_site(3).set_index(pd.Index([-1, -2, -3]))]).reset_index(drop=True),
-                          base, key="name", create=True, delete=True, spaces_ids=[1])
+    plan = c.sources.plan(
+        pd.concat([keep, new_site(3).set_index(pd.Index([-1, -2, -3]))]).reset_index(drop=True),
+        base,
+        key="name",
+        create=True,
+        delete=True,
+        spaces_ids=[1],
+    )
     changed, gone, deleted = (int(i) for i in space_1.index[:3])
     sb.external_edit(changed, identify_facesize_threshold=12345)  # changed since the base: not deleted
-    sb.remove_source(gone)                                         # already gone: deleted
+    sb.remove_source(gone)  # already gone: deleted
     taken = sb.add_source(name="Site 7 camera 001", use_pps_time=True)["id"]  # someone made it meanwhile
     report = plan.apply(progress=False)
     assert report.loc[changed, "status"] == "conflict" and "12345" in report.loc[changed, "error"]
@@ -195,8 +215,9 @@ def test_conflicts_of_deletes_and_creates(make_sandbox, client_for):
     assert changed in sb.sources and deleted not in sb.sources
     assert sb.source(taken)["use_pps_time"] is True
 
-    again = c.sources.plan(pd.DataFrame({"name": ["Site 7 camera 001"], "use_pps_time": [False]}), key="name",
-                           create=True)
+    again = c.sources.plan(
+        pd.DataFrame({"name": ["Site 7 camera 001"], "use_pps_time": [False]}), key="name", create=True
+    )
     assert len(again.creates) == 0  # now the name is on the server: an update, not a second source
     sb.remove_source(taken)
     late = c.sources.plan(pd.DataFrame({"name": ["Late cam"], "use_pps_time": [True]}), key="name", create=True)
@@ -265,8 +286,9 @@ def test_interrupt_mid_sync_gives_an_exact_report_and_planning_again_shows_the_r
     rest = c.sources.plan(site, key="name", create=True)
     assert set(rest.creates["name"]) == set(site["name"]) - set(made.values())
     assert rest.apply(progress=False).counts() == {"created": 200 - len(made)}
-    assert Counter(s["name"] for s in sb.sources.values() if s["name"].startswith("Site 7")) == \
-        Counter(dict.fromkeys(site["name"], 1))
+    assert Counter(s["name"] for s in sb.sources.values() if s["name"].startswith("Site 7")) == Counter(
+        dict.fromkeys(site["name"], 1)
+    )
 
 
 def test_plan_view_leads_with_deletions(make_sandbox, client_for):
@@ -287,6 +309,7 @@ def test_plan_view_leads_with_deletions(make_sandbox, client_for):
 
 
 # ---- the command line ------------------------------------------------------------------------
+
 
 def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirmed(make_sandbox, tmp_path):
     from test_cli import SCRIPT, assert_clean, cli_env, run
@@ -313,8 +336,14 @@ def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirm
     for answer, code, deleted in (("n", 6, 0), ("y", 0, 1)):
         controller, terminal = pty.openpty()
         try:
-            child = subprocess.Popen([str(SCRIPT), *args], env=cli_env(sb), stdin=terminal,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            child = subprocess.Popen(
+                [str(SCRIPT), *args],
+                env=cli_env(sb),
+                stdin=terminal,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
             os.close(terminal)
             os.write(controller, f"{answer}\n".encode())
             out, err = child.communicate(timeout=60)
@@ -330,14 +359,18 @@ def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirm
 
 # ---- notebook 05 -----------------------------------------------------------------------------
 
+
 @pytest.mark.notebook
 def test_notebook_05_provisions_restores_and_undoes_on_its_sandbox(tmp_path, monkeypatch):
     from test_notebooks import NOTEBOOKS, execute, outputs_text
 
     monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
     monkeypatch.delenv("NEUROIO_API_URL", raising=False)
-    nb = execute(NOTEBOOKS / "05_provision_and_restore.ipynb", tmp_path, {
-        "IPYTHONDIR": str(tmp_path / "ipython"), "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    nb = execute(
+        NOTEBOOKS / "05_provision_and_restore.ipynb",
+        tmp_path,
+        {"IPYTHONDIR": str(tmp_path / "ipython"), "MPLCONFIGDIR": str(tmp_path / "mpl")},
+    )
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text
     assert "8 sources to create" in text and "3 created, 2 updated" in text and "2 sources to delete" in text
@@ -349,9 +382,16 @@ def test_notebook_05_with_a_token_writes_nothing_and_says_where_it_would(tmp_pat
     from test_notebooks import NOTEBOOKS, execute, outputs_text
 
     sb = make_sandbox(sources=120, token="account-token-must-not-leak")
-    nb = execute(NOTEBOOKS / "05_provision_and_restore.ipynb", tmp_path, {
-        "NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url, "IPYTHONDIR": str(tmp_path / "ipython"),
-        "MPLCONFIGDIR": str(tmp_path / "mpl")})
+    nb = execute(
+        NOTEBOOKS / "05_provision_and_restore.ipynb",
+        tmp_path,
+        {
+            "NEUROIO_API_TOKEN": sb.token,
+            "NEUROIO_API_URL": sb.url,
+            "IPYTHONDIR": str(tmp_path / "ipython"),
+            "MPLCONFIGDIR": str(tmp_path / "mpl"),
+        },
+    )
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text and sb.token not in text
     assert f"this would write to {sb.url}" in text and "APPLY = True" in text

@@ -1,4 +1,5 @@
 """The value rules (neuroio_nb.values), each a table of cases; and numpy cells where users pass them."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -11,9 +12,22 @@ from neuroio_nb.schema import BY_NAME
 from neuroio_nb.values import check_value, same, sendable, shown, three_way, to_python, whole_number
 
 WHOLE = [
-    (7, 7), (np.int64(-3), -3), (np.uint64(2**64 - 1), 2**64 - 1), (7.0, 7), (np.float64(204.0), 204),
-    (2.0**53 - 1, 2**53 - 1), (2.0**53, None), (2.0**63, None), (7.5, None), (float("nan"), None),
-    (float("inf"), None), (True, None), (np.bool_(False), None), ("7", None), (None, None), (pd.NA, None),
+    (7, 7),
+    (np.int64(-3), -3),
+    (np.uint64(2**64 - 1), 2**64 - 1),
+    (7.0, 7),
+    (np.float64(204.0), 204),
+    (2.0**53 - 1, 2**53 - 1),
+    (2.0**53, None),
+    (2.0**63, None),
+    (7.5, None),
+    (float("nan"), None),
+    (float("inf"), None),
+    (True, None),
+    (np.bool_(False), None),
+    ("7", None),
+    (None, None),
+    (pd.NA, None),
 ]
 
 
@@ -22,8 +36,9 @@ def test_whole_number(value: Any, expected: int | None) -> None:
     assert whole_number(value) == expected
 
 
-@pytest.mark.parametrize(("text", "expected"), [("42", 42), (" 42 ", 42), ("-1", -1), ("4.0", None),
-                                                 ("٤٢", None), ("", None), ("0x1", None)])
+@pytest.mark.parametrize(
+    ("text", "expected"), [("42", 42), (" 42 ", 42), ("-1", -1), ("4.0", None), ("٤٢", None), ("", None), ("0x1", None)]
+)
 def test_whole_number_from_text(text: str, expected: int | None) -> None:
     assert whole_number(text, text=True) == expected
     assert whole_number(text) is None
@@ -32,11 +47,17 @@ def test_whole_number_from_text(text: str, expected: int | None) -> None:
 SAME = [
     ("store_images_for_results", ["new", "exact"], ["exact", "new"], True),
     ("store_images_for_results", ["new"], None, False),
-    ("license_id", 204, "204", True), ("license_id", 204.0, "204", True), ("license_id", "204.0", 204, False),
-    ("use_pps_time", True, 1, False), ("use_pps_time", np.bool_(True), True, True),
-    ("use_pps_time", pd.NA, None, True), ("identify_facesize_threshold", np.int64(7000), 7000.0, True),
-    ("license", {"id": 3}, '{"id": 3}', True), ("license", {"id": 3}, '{"id": 4}', False),
-    ("custom_unknown", "007", 7, False), ("custom_unknown", float("nan"), None, True),
+    ("license_id", 204, "204", True),
+    ("license_id", 204.0, "204", True),
+    ("license_id", "204.0", 204, False),
+    ("use_pps_time", True, 1, False),
+    ("use_pps_time", np.bool_(True), True, True),
+    ("use_pps_time", pd.NA, None, True),
+    ("identify_facesize_threshold", np.int64(7000), 7000.0, True),
+    ("license", {"id": 3}, '{"id": 3}', True),
+    ("license", {"id": 3}, '{"id": 4}', False),
+    ("custom_unknown", "007", 7, False),
+    ("custom_unknown", float("nan"), None, True),
 ]
 
 
@@ -47,9 +68,9 @@ def test_same_setting(field: str, a: Any, b: Any, expected: bool) -> None:
 
 
 THREE_WAY = [
-    (1, 2, 1, "mine"),        # the server still has what I read: send mine
-    (1, 2, 2, "agree"),       # it already has mine: nothing to send
-    (1, 2, 3, "conflict"),    # someone set something else meanwhile
+    (1, 2, 1, "mine"),  # the server still has what I read: send mine
+    (1, 2, 2, "agree"),  # it already has mine: nothing to send
+    (1, 2, 3, "conflict"),  # someone set something else meanwhile
     (None, 2, None, "mine"),
     (1, 1, 3, "conflict"),
 ]
@@ -65,9 +86,20 @@ def test_three_way_uses_the_same_setting_rule() -> None:
     assert three_way("license_id", 204, 205, "204") == "mine"
 
 
-@pytest.mark.parametrize(("value", "text"), [(None, "—"), (pd.NA, "—"), (float("nan"), "—"), (True, "True"),
-                                             (np.int64(3), "3"), (["new", "ha"], "new, ha"), ([], "(none)"),
-                                             ({"id": 3}, '{"id": 3}'), ("", "")])
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "—"),
+        (pd.NA, "—"),
+        (float("nan"), "—"),
+        (True, "True"),
+        (np.int64(3), "3"),
+        (["new", "ha"], "new, ha"),
+        ([], "(none)"),
+        ({"id": 3}, '{"id": 3}'),
+        ("", ""),
+    ],
+)
 def test_shown(value: Any, text: str) -> None:
     assert shown(value) == text
 
@@ -77,11 +109,17 @@ def test_to_python_makes_numpy_plain() -> None:
     assert type(to_python(np.bool_(True))) is bool
 
 
-@pytest.mark.parametrize(("field", "value"), [
-    ("use_pps_time", np.bool_(True)), ("identify_facesize_threshold", np.int64(7000)),
-    ("identify_facesize_threshold", np.float64(7000.0)), ("license_id", np.int64(204)),
-    ("name", np.str_("Dock")), ("store_images_for_results", np.array(["new"], dtype=object)),
-])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("use_pps_time", np.bool_(True)),
+        ("identify_facesize_threshold", np.int64(7000)),
+        ("identify_facesize_threshold", np.float64(7000.0)),
+        ("license_id", np.int64(204)),
+        ("name", np.str_("Dock")),
+        ("store_images_for_results", np.array(["new"], dtype=object)),
+    ],
+)
 def test_numpy_scalars_from_a_frame_cell_are_accepted(field: str, value: Any) -> None:
     assert check_value(BY_NAME[field], value) is None
 
@@ -95,18 +133,29 @@ def test_update_and_create_take_numpy_scalars_from_a_frame(sb, client) -> None:
     client.sources.update(sid, use_pps_time=flag, identify_facesize_threshold=threshold)
     assert sb.sources[sid]["use_pps_time"] is bool(flag)
     assert sb.sources[sid]["identify_facesize_threshold"] == int(threshold)
-    made = client.sources.create("numpy-made", auto_create_persons=np.bool_(True),
-                                 auto_create_facesize_threshold=np.int64(30000))
+    made = client.sources.create(
+        "numpy-made", auto_create_persons=np.bool_(True), auto_create_facesize_threshold=np.int64(30000)
+    )
     assert sb.sources[made["id"]]["auto_create_persons"] is True
     assert sb.sources[made["id"]]["auto_create_facesize_threshold"] == 30000
 
 
-@pytest.mark.parametrize(("field", "value", "sent"), [
-    ("license_id", "204", 204), ("license_id", 204.0, 204), ("license_id", "007", "007"),
-    ("license_id", "lic-7", "lic-7"), ("custom_unknown", 45.0, 45), ("custom_unknown", 1.5, 1.5),
-    ("custom_unknown", np.float64(2.0**60), 2.0**60), ("identify_facesize_threshold", np.float64(7000.0), 7000),
-    ("use_pps_time", np.bool_(True), True), ("name", "204", "204"), ("use_pps_time", pd.NA, None),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "sent"),
+    [
+        ("license_id", "204", 204),
+        ("license_id", 204.0, 204),
+        ("license_id", "007", "007"),
+        ("license_id", "lic-7", "lic-7"),
+        ("custom_unknown", 45.0, 45),
+        ("custom_unknown", 1.5, 1.5),
+        ("custom_unknown", np.float64(2.0**60), 2.0**60),
+        ("identify_facesize_threshold", np.float64(7000.0), 7000),
+        ("use_pps_time", np.bool_(True), True),
+        ("name", "204", "204"),
+        ("use_pps_time", pd.NA, None),
+    ],
+)
 def test_sendable(field: str, value: Any, sent: Any) -> None:
     out = sendable(field, value)
     assert out == sent and type(out) is type(sent)

@@ -1,4 +1,5 @@
 """Long outputs read like pandas: cut to display.max_rows, summary on top, one line per kind of problem."""
+
 from __future__ import annotations
 
 import re
@@ -15,11 +16,20 @@ def rows_of(html: str) -> list[str]:
 
 
 # ---- truncation ---------------------------------------------------------------------
-@pytest.mark.parametrize("total,max_rows,min_rows,head,tail", [
-    (0, 60, 10, 0, 0), (5, 60, 10, 5, 0), (60, 60, 10, 60, 0),
-    (61, 60, 10, 5, 5), (1000, 60, 10, 5, 5), (1000, 60, None, 30, 30), (1000, 20, 40, 10, 10),
-    (1001, 10, 7, 4, 3), (1000, 0, 10, 1000, 0),
-])
+@pytest.mark.parametrize(
+    "total,max_rows,min_rows,head,tail",
+    [
+        (0, 60, 10, 0, 0),
+        (5, 60, 10, 5, 0),
+        (60, 60, 10, 60, 0),
+        (61, 60, 10, 5, 5),
+        (1000, 60, 10, 5, 5),
+        (1000, 60, None, 30, 30),
+        (1000, 20, 40, 10, 10),
+        (1001, 10, 7, 4, 3),
+        (1000, 0, 10, 1000, 0),
+    ],
+)
 def test_window_is_what_pandas_shows(total, max_rows, min_rows, head, tail):
     win = views.window(total, max_rows, min_rows if min_rows is not None else 0)
     assert (len(win.head), len(win.tail)) == (head, tail)
@@ -52,8 +62,10 @@ def bad_threshold_problems(n: int) -> list[Problem]:
 def test_one_bad_column_over_1000_sources_is_one_line():
     err = ValidationError(bad_threshold_problems(1000))
     lines = str(err).splitlines()
-    assert lines == ["1,000 problems in the edited frame; nothing was sent:",
-                     "  identify_facesize_threshold = -1: must be 0 or more; 1,000 sources: ids 1, 2, 3 ... 1000"]
+    assert lines == [
+        "1,000 problems in the edited frame; nothing was sent:",
+        "  identify_facesize_threshold = -1: must be 0 or more; 1,000 sources: ids 1, 2, 3 ... 1000",
+    ]
     html = err._repr_html_()
     assert len(rows_of(html)) == 1
     assert "1,000 sources: ids 1, 2, 3 ... 1000" in html
@@ -61,16 +73,25 @@ def test_one_bad_column_over_1000_sources_is_one_line():
 
 def test_different_values_for_one_reason_are_one_line_naming_each_shown_value():
     problems = [Problem(i, "name", v, "must be text") for i, v in [(1, 5), (2, 7.5), (3, True)]]
-    assert str(ValidationError(problems)).splitlines()[1] == \
-        "  name: must be text; 3 sources: id 1 = 5, id 2 = 7.5, id 3 = True"
+    assert (
+        str(ValidationError(problems)).splitlines()[1]
+        == "  name: must be text; 3 sources: id 1 = 5, id 2 = 7.5, id 3 = True"
+    )
 
 
 def test_single_problems_keep_their_own_line():
-    err = ValidationError([Problem(3, "use_pps_time", "yes", "must be true or false"),
-                           Problem(None, "colour", None, "unknown column"),
-                           Problem(7, "id", 7, "duplicate id")])
-    assert str(err).splitlines()[1:] == ["  id 3, use_pps_time = 'yes': must be true or false",
-                                         "  colour: unknown column", "  id 7: duplicate id"]
+    err = ValidationError(
+        [
+            Problem(3, "use_pps_time", "yes", "must be true or false"),
+            Problem(None, "colour", None, "unknown column"),
+            Problem(7, "id", 7, "duplicate id"),
+        ]
+    )
+    assert str(err).splitlines()[1:] == [
+        "  id 3, use_pps_time = 'yes': must be true or false",
+        "  colour: unknown column",
+        "  id 7: duplicate id",
+    ]
 
 
 def test_many_kinds_of_problem_are_cut_like_pandas_with_the_count_on_top():
@@ -82,7 +103,7 @@ def test_many_kinds_of_problem_are_cut_like_pandas_with_the_count_on_top():
     assert len(lines) == 1 + 10 + 1
     assert "... 190 more lines ..." in lines[6]
     assert lines[-1].startswith("  id 199, field_199")
-    assert len(rows_of(html)) == 11      # 5 + the ellipsis row + 5
+    assert len(rows_of(html)) == 11  # 5 + the ellipsis row + 5
     top = html.split("<table>", 1)[0]
     assert "200 problems" in top and "showing 10 of 200 lines" in top
 
@@ -98,10 +119,12 @@ def test_words():
 
 # ---- plan and report views ------------------------------------------------------------
 def test_report_puts_failed_and_conflict_first_with_names_and_left_aligned_text():
-    rows = [(1, "Lobby", "updated", {"use_pps_time": (False, True)}, None),
-            (2, "Gate", "conflict", {"use_pps_time": (False, True)}, "changed on the server"),
-            (3, "Dock", "updated", {"use_pps_time": (False, True)}, None),
-            (4, "Roof", "failed", {"use_pps_time": (False, True)}, "not found")]
+    rows = [
+        (1, "Lobby", "updated", {"use_pps_time": (False, True)}, None),
+        (2, "Gate", "conflict", {"use_pps_time": (False, True)}, "changed on the server"),
+        (3, "Dock", "updated", {"use_pps_time": (False, True)}, None),
+        (4, "Roof", "failed", {"use_pps_time": (False, True)}, "not found"),
+    ]
     html = views.report_html("2 updated, 1 conflict, 1 failed", rows)
     order = [int(re.search(r">(\d+)</td>", r).group(1)) for r in rows_of(html)]
     assert order == [4, 2, 1, 3]
@@ -111,8 +134,10 @@ def test_report_puts_failed_and_conflict_first_with_names_and_left_aligned_text(
 
 def test_coloured_cells_keep_the_theme_text_colour():
     """No fixed text colour anywhere, and no opaque background (the contrast is the theme's)."""
-    html = views.changes_html("Plan", "1 source", [(1, "Lobby", {"use_pps_time": (False, True)})],
-                              ["use_pps_time"]) + views.report_html(
-        "1 failed", [(1, "x", "failed", {}, "boom")]) + ValidationError(bad_threshold_problems(2))._repr_html_()
+    html = (
+        views.changes_html("Plan", "1 source", [(1, "Lobby", {"use_pps_time": (False, True)})], ["use_pps_time"])
+        + views.report_html("1 failed", [(1, "x", "failed", {}, "boom")])
+        + ValidationError(bad_threshold_problems(2))._repr_html_()
+    )
     assert "color:" not in html.replace("background:", "")
     assert not re.search(r"background:\s*#", html)

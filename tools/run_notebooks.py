@@ -4,6 +4,7 @@
 
 Without NEUROIO_API_TOKEN the notebooks start the embedded sandbox themselves.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,9 @@ from nbconvert import HTMLExporter
 
 def execute(path: Path, out: Path, timeout: int = 600) -> Path:
     nb = nbformat.read(path, as_version=4)
-    NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
+    ).execute()
     out.mkdir(parents=True, exist_ok=True)
     executed = out / path.name
     nbformat.write(nb, executed)

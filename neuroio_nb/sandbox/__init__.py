@@ -9,6 +9,7 @@ and delete one source; token auth; JSON errors) and can add latency, fail a shar
 requests, limit the request rate, cap the page size, break list pages, and
 record every request it saw. ``python -m neuroio_nb.sandbox`` runs one.
 """
+
 from __future__ import annotations
 
 from .cli import add_arguments, build_parser, main

@@ -1,4 +1,5 @@
 """``python -m neuroio_nb.sandbox``: serve a sandbox until Ctrl-C."""
+
 from __future__ import annotations
 
 from .cli import main

@@ -1,4 +1,5 @@
 """The sources API itself: routes, pages and their optional corruption."""
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,7 @@ def parse_body(raw: bytes) -> Any:
         return INVALID_JSON
 
 
-def handle(store: Store, method: str, path: str, params: dict[str, str], body: Any,
-           options: PageOptions) -> Reply:
+def handle(store: Store, method: str, path: str, params: dict[str, str], body: Any, options: PageOptions) -> Reply:
     """Answer one authorized request."""
     try:
         return _route(store, method, path, params, body, options)
@@ -50,8 +50,7 @@ def handle(store: Store, method: str, path: str, params: dict[str, str], body: A
         return failure.reply()
 
 
-def _route(store: Store, method: str, path: str, params: dict[str, str], body: Any,
-           options: PageOptions) -> Reply:
+def _route(store: Store, method: str, path: str, params: dict[str, str], body: Any, options: PageOptions) -> Reply:
     if path == LIST_PATH:
         if method == "GET":
             return _list(store, params, options)

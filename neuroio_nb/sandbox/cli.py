@@ -5,6 +5,7 @@ options. Exit codes: 0 after Ctrl-C; :data:`EXIT_CANNOT_SERVE` (7) when it canno
 listen (the port is taken, the address is not this machine's), distinct from every
 other ``neuroio-nb`` exit code; 3 for bad usage.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,19 +31,33 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated sources")
     parser.add_argument("--token", default=None, help="API token to accept (default: random)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added per request")
-    parser.add_argument("--fault-rate", type=float, default=0.0,
-                        help="share of requests that fail (503, 429, 502, dropped)")
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of requests that fail (503, 429, 502, dropped)"
+    )
     parser.add_argument("--page-cap", type=int, default=100, help="largest page size honoured")
-    parser.add_argument("--license-ids", choices=LICENSE_ID_KINDS, default="mixed",
-                        help="'int': whole-number license ids only, some sources unlicensed, as "
-                             "NeuroIO has them; 'mixed' (default) also has text ids")
-    parser.add_argument("--unknown-fields", action="store_true",
-                        help="add fields the client does not know: text that looks like numbers "
-                             "or booleans, and fields some sources lack")
-    parser.add_argument("--fault", metavar="KIND=SHARE", action="append", default=[],
-                        type=_fault, help=f"a share of requests that get a fault of this kind "
-                                          f"(repeatable; kinds: {', '.join(FAULT_KINDS)}); "
-                                          "overrides --fault-rate")
+    parser.add_argument(
+        "--license-ids",
+        choices=LICENSE_ID_KINDS,
+        default="mixed",
+        help="'int': whole-number license ids only, some sources unlicensed, as "
+        "NeuroIO has them; 'mixed' (default) also has text ids",
+    )
+    parser.add_argument(
+        "--unknown-fields",
+        action="store_true",
+        help="add fields the client does not know: text that looks like numbers "
+        "or booleans, and fields some sources lack",
+    )
+    parser.add_argument(
+        "--fault",
+        metavar="KIND=SHARE",
+        action="append",
+        default=[],
+        type=_fault,
+        help=f"a share of requests that get a fault of this kind "
+        f"(repeatable; kinds: {', '.join(FAULT_KINDS)}); "
+        "overrides --fault-rate",
+    )
     return parser
 
 
@@ -65,19 +80,30 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    return add_arguments(_Parser(
-        prog="python -m neuroio_nb.sandbox",
-        description="Serve a NeuroIO sources API sandbox on loopback until Ctrl-C."))
+    return add_arguments(
+        _Parser(
+            prog="python -m neuroio_nb.sandbox",
+            description="Serve a NeuroIO sources API sandbox on loopback until Ctrl-C.",
+        )
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Serve with the options of :func:`add_arguments` until Ctrl-C."""
     try:
-        sandbox = Sandbox(args.sources, seed=args.seed, token=args.token, host=args.host,
-                          port=args.port, latency=args.latency, fault_rate=args.fault_rate,
-                          faults=dict(args.fault) if args.fault else None,
-                          page_cap=args.page_cap, license_ids=args.license_ids,
-                          unknown_fields=args.unknown_fields)
+        sandbox = Sandbox(
+            args.sources,
+            seed=args.seed,
+            token=args.token,
+            host=args.host,
+            port=args.port,
+            latency=args.latency,
+            fault_rate=args.fault_rate,
+            faults=dict(args.fault) if args.fault else None,
+            page_cap=args.page_cap,
+            license_ids=args.license_ids,
+            unknown_fields=args.unknown_fields,
+        )
     except ValueError as exc:
         print(f"cannot serve: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -85,8 +111,7 @@ def run(args: argparse.Namespace) -> int:
         with sandbox:
             print(f"NEUROIO_API_URL={sandbox.url}", flush=True)
             print(f"NEUROIO_API_TOKEN={sandbox.token}", flush=True)
-            print(f"# NeuroIO sandbox: {len(sandbox.sources)} sources at {sandbox.url}; "
-                  "Ctrl-C to stop.", flush=True)
+            print(f"# NeuroIO sandbox: {len(sandbox.sources)} sources at {sandbox.url}; Ctrl-C to stop.", flush=True)
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:

@@ -17,6 +17,7 @@ that the rest of each source stays as it is without them:
 
 Generating is linear in ``n`` (100,000 sources in a few seconds).
 """
+
 from __future__ import annotations
 
 import random
@@ -28,16 +29,28 @@ from .fields import TRICKY_TEXTS, VARIETY_FIELDS, server_fields
 LicenseIds = Literal["mixed", "int"]
 LICENSE_ID_KINDS: tuple[LicenseIds, ...] = ("mixed", "int")
 
-_PLACES = ("Lobby entrance", "Main gate", "Parking A", "Parking B", "Reception",
-           "Warehouse dock", "Loading bay", "Staff canteen", "Floor 3 corridor",
-           "North turnstiles", "Visitor desk", "Server room")
+_PLACES = (
+    "Lobby entrance",
+    "Main gate",
+    "Parking A",
+    "Parking B",
+    "Reception",
+    "Warehouse dock",
+    "Loading bay",
+    "Staff canteen",
+    "Floor 3 corridor",
+    "North turnstiles",
+    "Visitor desk",
+    "Server room",
+)
 _CAMERAS = ("cam", "dome cam", "turnstile cam")
 _UPLOADS = ("Upload API", "Mobile app upload", "Batch import")
 #: Every name :func:`_name` can draw.
 _VOCABULARY = frozenset(
     [f"{u} {i}" for u in _UPLOADS for i in range(1, 13)]
     + [f"{p} kiosk {i}" for p in _PLACES for i in range(1, 7)]
-    + [f"{p} {c} {i:02d}" for p in _PLACES for c in _CAMERAS for i in range(1, 41)])
+    + [f"{p} {c} {i:02d}" for p in _PLACES for c in _CAMERAS for i in range(1, 41)]
+)
 #: Spaces are uneven: a head office and a few smaller sites.
 _SPACE_WEIGHTS = (0.42, 0.27, 0.16, 0.10, 0.05)
 _THRESHOLDS = (3000, 5000, 7000, 9000, 12000, 15000, 20000, 25000, 30000, 40000)
@@ -51,8 +64,9 @@ _UNLICENSED = 0.1
 _LACKING = 0.2
 
 
-def generate_sources(n: int, seed: int = 0, *, license_ids: LicenseIds = "mixed",
-                     unknown_fields: bool = False) -> list[dict[str, Any]]:
+def generate_sources(
+    n: int, seed: int = 0, *, license_ids: LicenseIds = "mixed", unknown_fields: bool = False
+) -> list[dict[str, Any]]:
     """``n`` sources with ids 1..n, spread unevenly over 4 or 5 spaces."""
     if license_ids not in LICENSE_ID_KINDS:
         raise ValueError(f"license_ids must be one of {LICENSE_ID_KINDS}, not {license_ids!r}")
@@ -77,8 +91,9 @@ def generate_sources(n: int, seed: int = 0, *, license_ids: LicenseIds = "mixed"
     return sources
 
 
-def _source(rng: random.Random, fields: tuple[schema.Field, ...], source_id: int, space: int,
-            name: str, license_id: int | str) -> dict[str, Any]:
+def _source(
+    rng: random.Random, fields: tuple[schema.Field, ...], source_id: int, space: int, name: str, license_id: int | str
+) -> dict[str, Any]:
     source: dict[str, Any] = {}
     for field in fields:
         if field.name == "id":
@@ -91,8 +106,11 @@ def _source(rng: random.Random, fields: tuple[schema.Field, ...], source_id: int
             source[field.name] = license_id
         elif field.kind == "object":
             if rng.random() < 0.3:
-                source[field.name] = {"id": license_id, "name": rng.choice(_LICENSE_NAMES),
-                                      "expires": rng.choice(_EXPIRIES)}
+                source[field.name] = {
+                    "id": license_id,
+                    "name": rng.choice(_LICENSE_NAMES),
+                    "expires": rng.choice(_EXPIRIES),
+                }
         else:
             source[field.name] = _setting(rng, field)
     return source
@@ -178,8 +196,7 @@ class _Names:
         if name is None and not self._vocabulary_left[space]:
             name = _fallback(source_id)  # every draw would be taken: skip them
         if name is None:
-            name = next((c for c in (_name(rng) for _ in range(30)) if c not in taken),
-                        _fallback(source_id))
+            name = next((c for c in (_name(rng) for _ in range(30)) if c not in taken), _fallback(source_id))
         self._add(space, name)
         return name
 

@@ -13,6 +13,7 @@ The kinds (:data:`FAULT_KINDS`), each answered before the request is processed:
 Faults are drawn from one seeded ``random.Random`` under a lock, so a run that
 sends the same requests in the same order sees the same faults.
 """
+
 from __future__ import annotations
 
 import html
@@ -30,9 +31,11 @@ FAULT_KINDS = (*TRANSIENT_KINDS, "echo_headers", "scalar_error")
 #: The error code of the ``"scalar_error"`` fault.
 LOCKED = 1007
 
-_PROXY_PAGE = (b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
-               b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
-               b"</body>\r\n</html>\r\n")
+_PROXY_PAGE = (
+    b"<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    b"<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    b"</body>\r\n</html>\r\n"
+)
 
 
 def even_split(rate: float) -> dict[str, float]:
@@ -60,8 +63,9 @@ def fault_reply(kind: str, retry_after: int, request: Request) -> Reply:
     if kind == "echo_headers":
         return echo_page(request)
     if kind == "scalar_error":
-        return json_reply(400, {"error_codes": LOCKED, "fields": "settings",
-                                "message": "Source is locked by another operation."})
+        return json_reply(
+            400, {"error_codes": LOCKED, "fields": "settings", "message": "Source is locked by another operation."}
+        )
     return DROP
 
 
@@ -74,15 +78,16 @@ def echo_page(request: Request) -> Reply:
     (in name order: ``Authorization`` comes early, within any excerpt of the page)."""
     headers = sorted(request.headers, key=lambda header: header[0].lower())  # as debug pages list them
     shown = "\n".join(f"{name}: {html.escape(value)}" for name, value in headers)
-    page = (f"<html><head><title>400 Request Rejected</title></head><body>"
-            f"<h1>Request Rejected</h1><p>Support ID: 1446-{len(request.body):04d}</p>"
-            f"<pre>{request.method} {html.escape(request.target)} HTTP/1.1\n{shown}</pre></body></html>")
+    page = (
+        f"<html><head><title>400 Request Rejected</title></head><body>"
+        f"<h1>Request Rejected</h1><p>Support ID: 1446-{len(request.body):04d}</p>"
+        f"<pre>{request.method} {html.escape(request.target)} HTTP/1.1\n{shown}</pre></body></html>"
+    )
     return Reply(400, page.encode(), "text/html")
 
 
 def throttled(retry_after: int) -> Reply:
-    return error_reply(429, THROTTLED, "Request was throttled.",
-                       headers=(("Retry-After", str(retry_after)),))
+    return error_reply(429, THROTTLED, "Request was throttled.", headers=(("Retry-After", str(retry_after)),))
 
 
 class Dice:

@@ -10,6 +10,7 @@ The checks are the server's own, as strict as JSON: ``7000.0`` is not a whole
 number, ``"true"`` is not a switch. They do not reuse the client's validation, so
 that a mistake there is not mirrored here.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
@@ -20,9 +21,14 @@ from .replies import field_error
 
 EXTRA_FIELDS: dict[str, schema.Field] = {
     "auto_check_angle_threshold": schema.Field(
-        "auto_check_angle_threshold", "int", schema.GROUPS[2], "Face angle threshold",
+        "auto_check_angle_threshold",
+        "int",
+        schema.GROUPS[2],
+        "Face angle threshold",
         "Video: the largest face turn (degrees) accepted by the angle check.",
-        default=30, minimum=0, maximum=90,
+        default=30,
+        minimum=0,
+        maximum=90,
     ),
 }
 
@@ -30,22 +36,53 @@ EXTRA_FIELDS: dict[str, schema.Field] = {
 #: and a switch that some sources lack (``Sandbox(unknown_fields=True)``).
 VARIETY_FIELDS: dict[str, schema.Field] = {
     "site_code": schema.Field(
-        "site_code", "str", schema.GROUPS[0], "Site code",
-        "The operator's own code for the site (text, often digits)."),
+        "site_code", "str", schema.GROUPS[0], "Site code", "The operator's own code for the site (text, often digits)."
+    ),
     "retention_days": schema.Field(
-        "retention_days", "int", schema.GROUPS[3], "Retention days",
-        "Days images are kept; sources on older firmware lack it.", minimum=1, maximum=3650),
+        "retention_days",
+        "int",
+        schema.GROUPS[3],
+        "Retention days",
+        "Days images are kept; sources on older firmware lack it.",
+        minimum=1,
+        maximum=3650,
+    ),
     "night_mode": schema.Field(
-        "night_mode", "bool", schema.GROUPS[2], "Night mode",
-        "Infrared mode; sources on older firmware lack it."),
+        "night_mode", "bool", schema.GROUPS[2], "Night mode", "Infrared mode; sources on older firmware lack it."
+    ),
 }
 
 #: Text a CSV reader or a type-guesser is tempted to turn into something else.
-TRICKY_TEXTS = ("007", "0420", "true", "False", "1.50", "", "1e3", "NaN", "null", "None",
-                "-0", " 42", "TRUE", "N/A", "0x1F", "12,5", "A-17", "=1+2")
+TRICKY_TEXTS = (
+    "007",
+    "0420",
+    "true",
+    "False",
+    "1.50",
+    "",
+    "1e3",
+    "NaN",
+    "null",
+    "None",
+    "-0",
+    " 42",
+    "TRUE",
+    "N/A",
+    "0x1F",
+    "12,5",
+    "A-17",
+    "=1+2",
+)
 
-_JSON_TYPES = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
-               dict: "object", type(None): "null"}
+_JSON_TYPES = {
+    bool: "boolean",
+    int: "integer",
+    float: "number",
+    str: "string",
+    list: "array",
+    dict: "object",
+    type(None): "null",
+}
 
 
 def server_fields() -> tuple[schema.Field, ...]:
@@ -64,8 +101,9 @@ class ServerFields:
     records carry that no registry knows are learned with the JSON types they had.
     """
 
-    def __init__(self, *, license_ids: str = "mixed", unknown_fields: bool = False,
-                 seeded: Iterable[Mapping[str, Any]] = ()) -> None:
+    def __init__(
+        self, *, license_ids: str = "mixed", unknown_fields: bool = False, seeded: Iterable[Mapping[str, Any]] = ()
+    ) -> None:
         known = {f.name: f for f in server_fields()}
         if unknown_fields:
             known.update(VARIETY_FIELDS)
@@ -83,11 +121,13 @@ class ServerFields:
 
     def problems(self, body: Mapping[str, Any], *, creating: bool) -> list[dict[str, Any]]:
         """Every problem with a create/update body, as API field errors."""
-        found = [field_error(name, message)
-                 for name, value in body.items() if (message := self._problem(name, value))]
+        found = [field_error(name, message) for name, value in body.items() if (message := self._problem(name, value))]
         if creating:
-            found += [field_error(f.name, "This field is required.") for f in self.known.values()
-                      if f.required and f.writable and f.name not in body]
+            found += [
+                field_error(f.name, "This field is required.")
+                for f in self.known.values()
+                if f.required and f.writable and f.name not in body
+            ]
         return found
 
     def _problem(self, name: str, value: Any) -> str | None:
@@ -97,8 +137,7 @@ class ServerFields:
         if not field.writable:
             return "This field is read-only."
         if value is None:
-            return "This field may not be null." if field.required or field.default is not None \
-                else None
+            return "This field may not be null." if field.required or field.default is not None else None
         return _kind_problem(field, value, whole_license_ids=self.license_ids == "int")
 
     def _learned_problem(self, name: str, value: Any) -> str | None:

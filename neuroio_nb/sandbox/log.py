@@ -1,4 +1,5 @@
 """What the sandbox saw: one record per request, and how many ran at once."""
+
 from __future__ import annotations
 
 import threading

@@ -3,6 +3,7 @@
 Every status >= 400 carries ``{"error_codes": [...], "message": ..., "fields": [...]}``,
 as NeuroIO's API does; only the injected proxy page (502) is HTML.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,8 +55,7 @@ def field_error(name: str, message: str) -> dict[str, Any]:
 class ApiFailure(Exception):
     """Raised inside the sandbox to answer with an error (never escapes to users)."""
 
-    def __init__(self, status: int, code: int, message: str,
-                 fields: Iterable[dict[str, Any]] = ()) -> None:
+    def __init__(self, status: int, code: int, message: str, fields: Iterable[dict[str, Any]] = ()) -> None:
         super().__init__(message)
         self.status = status
         self.code = code

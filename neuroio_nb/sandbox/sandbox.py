@@ -1,4 +1,5 @@
 """The :class:`Sandbox`: a NeuroIO sources API on loopback, with trouble on demand."""
+
 from __future__ import annotations
 
 import math
@@ -97,9 +98,12 @@ class Sandbox:
         if self._server is None:
             self._server = SandboxServer((self.host, self._port), self._respond)
             self._port = self._server.server_address[1]
-            self._thread = threading.Thread(target=self._server.serve_forever,
-                                            kwargs={"poll_interval": 0.05},
-                                            name=f"neuroio-sandbox-{self._port}", daemon=True)
+            self._thread = threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},
+                name=f"neuroio-sandbox-{self._port}",
+                daemon=True,
+            )
             self._thread.start()
         return self
 
@@ -116,8 +120,9 @@ class Sandbox:
     def __enter__(self) -> Sandbox:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()
 
     @property
@@ -189,12 +194,13 @@ class Sandbox:
 
     def _new_store(self, sources: int | list[dict[str, Any]]) -> Store:
         if isinstance(sources, int):
-            generated = generate_sources(sources, self._seed, license_ids=self.license_ids,
-                                         unknown_fields=self.unknown_fields)
-            return Store(generated, ServerFields(license_ids=self.license_ids,
-                                                 unknown_fields=self.unknown_fields))
-        return Store(sources, ServerFields(license_ids=self.license_ids,
-                                           unknown_fields=self.unknown_fields, seeded=sources))
+            generated = generate_sources(
+                sources, self._seed, license_ids=self.license_ids, unknown_fields=self.unknown_fields
+            )
+            return Store(generated, ServerFields(license_ids=self.license_ids, unknown_fields=self.unknown_fields))
+        return Store(
+            sources, ServerFields(license_ids=self.license_ids, unknown_fields=self.unknown_fields, seeded=sources)
+        )
 
     def reset(self, sources: int | list[dict[str, Any]]) -> None:
         """Replace every source (a number to generate, or the records) and clear the log.
@@ -270,14 +276,24 @@ class Sandbox:
             reply, fault = self._answer(request, target.path, params, body, authorized)
         except Exception as exc:  # a failing before_request hook, say: answer, never hang
             reply, fault = error_reply(500, INTERNAL, f"Sandbox error: {exc!r}"), None
-        record = RequestRecord(request.method, target.path, params,
-                               None if body is INVALID_JSON else body, reply.status, fault,
-                               authorized, request.user_agent, started, time.monotonic())
+        record = RequestRecord(
+            request.method,
+            target.path,
+            params,
+            None if body is INVALID_JSON else body,
+            reply.status,
+            fault,
+            authorized,
+            request.user_agent,
+            started,
+            time.monotonic(),
+        )
         self._log.end(record)
         return reply
 
-    def _answer(self, request: Request, path: str, params: dict[str, str], body: Any,
-                authorized: bool) -> tuple[Reply, str | None]:
+    def _answer(
+        self, request: Request, path: str, params: dict[str, str], body: Any, authorized: bool
+    ) -> tuple[Reply, str | None]:
         """The reply and the fault behind it, if any.
 
         In order: latency, rate limit, injected fault, auth, ``before_request``,
@@ -300,8 +316,14 @@ class Sandbox:
         hook = self.before_request
         if hook is not None:
             hook(method, path)
-        reply = handle(self._store, method, path, params, body, PageOptions(
-            self.next_base or self.url, self.page_cap, self.omit_count, self._corrupt))
+        reply = handle(
+            self._store,
+            method,
+            path,
+            params,
+            body,
+            PageOptions(self.next_base or self.url, self.page_cap, self.omit_count, self._corrupt),
+        )
         if method in _WRITES and reply.status is not None and reply.status < 300:
             if self._dice.chance(self.drop_after_apply):
                 return DROP, "drop_after_apply"
@@ -311,5 +333,4 @@ class Sandbox:
 
     def _authorized(self, header: str | None) -> bool:
         scheme, _, token = (header or "").partition(" ")
-        return scheme.lower() == "token" and secrets.compare_digest(
-            token.strip().encode(), self.token.encode())
+        return scheme.lower() == "token" and secrets.compare_digest(token.strip().encode(), self.token.encode())

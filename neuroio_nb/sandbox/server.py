@@ -4,6 +4,7 @@ The callable (the :class:`~neuroio_nb.sandbox.Sandbox`) turns a :class:`Request`
 into a :class:`~neuroio_nb.sandbox.replies.Reply`; this module only reads and
 writes bytes, so everything the API means lives elsewhere.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -107,9 +108,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._write(error_reply(400, VALIDATION, "Bad Content-Length."))
             return
         body = self.rfile.read(length) if length else b""
-        reply = self.server.app(Request(self.command, self.path, self.headers.get("Authorization"),
-                                        self.headers.get("User-Agent"), body,
-                                        tuple(self.headers.items())))
+        reply = self.server.app(
+            Request(
+                self.command,
+                self.path,
+                self.headers.get("Authorization"),
+                self.headers.get("User-Agent"),
+                body,
+                tuple(self.headers.items()),
+            )
+        )
         if reply.status is None:
             self.close_connection = True
             return

@@ -3,6 +3,7 @@
 Every read hands out deep copies, so nothing outside can change the state
 except through :class:`Store`'s methods, which validate like the API does.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,8 +49,7 @@ class Store:
         with self._lock:
             return copy.deepcopy(self._find(source_id))
 
-    def page(self, q: str | None, spaces: set[int] | None, offset: int,
-             limit: int) -> tuple[int, list[dict[str, Any]]]:
+    def page(self, q: str | None, spaces: set[int] | None, offset: int, limit: int) -> tuple[int, list[dict[str, Any]]]:
         """The total of matching sources, and copies of ``limit`` of them from ``offset``.
 
         Linear in ``limit``, not in the account: the matching ids are kept per filter
@@ -60,10 +60,12 @@ class Store:
             matching = self._matches.get(key)
             if matching is None:
                 matching = self._matches[key] = [
-                    s["id"] for s in self._sources.values()
+                    s["id"]
+                    for s in self._sources.values()
                     if (needle is None or needle in str(s.get("name") or "").casefold())
-                    and (spaces is None or s.get("space_id") in spaces)]
-            return len(matching), copy.deepcopy([self._sources[i] for i in matching[offset:offset + limit]])
+                    and (spaces is None or s.get("space_id") in spaces)
+                ]
+            return len(matching), copy.deepcopy([self._sources[i] for i in matching[offset : offset + limit]])
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -114,8 +116,7 @@ class Store:
         except KeyError:
             raise ApiFailure.not_found() from None
 
-    def _check(self, body: dict[str, Any], *, creating: bool, space: Any,
-               own_id: int | None) -> None:
+    def _check(self, body: dict[str, Any], *, creating: bool, space: Any, own_id: int | None) -> None:
         problems = self.fields.problems(body, creating=creating)
         name = body.get("name")
         name_ok = not any(p["name"] == "name" for p in problems)
@@ -123,7 +124,6 @@ class Store:
             problems.append(field_error("name", _DUPLICATE))
         if problems:
             raise ApiFailure.invalid(problems)
-
 
 
 def _name_key(space: Any, name: Any) -> tuple[Any, Any]:
