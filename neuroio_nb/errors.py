@@ -67,13 +67,30 @@ class APIError(NeuroIOError):
         where = f" ({self.method} {self.path})" if self.method and self.path else ""
         head = f"{self.status_code}: {self.message}" if self.status_code else self.message
         lines = [head + where]
-        lines += [f"  {f.get('name')}: {f.get('message')}" for f in self.fields]
+        lines += [f"  {_field_line(f)}" for f in self.fields]
         return "\n".join(lines)
 
     @property
     def field_errors(self) -> dict[str, str]:
-        """Field name -> the server's message for it."""
-        return {str(f.get("name")): str(f.get("message")) for f in self.fields}
+        """Field name -> the server's message for it (entries that name no field are left out)."""
+        return {str(f["name"]): _text(f.get("message")) for f in self.fields if not _empty(f.get("name"))}
+
+
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _field_line(entry: dict[str, Any]) -> str:
+    """One entry of ``fields`` as a line: ``name: message``, or whichever of them the server sent
+    (an error body with ``"fields": "settings"`` names no field: the line is ``settings``)."""
+    name, message = entry.get("name"), entry.get("message")
+    if _empty(name):
+        return _text(message) or "(a field error without a name or message)"
+    return f"{name}: {message}" if not _empty(message) else str(name)
 
 
 class AuthenticationError(APIError):

@@ -152,6 +152,27 @@ def test_json_error_body_mapped(client, requests_mock):
     assert "must be >= 0" in str(err)
 
 
+@pytest.mark.parametrize(
+    ("fields", "line", "field_errors"),
+    [
+        ("settings", "\n  settings", {}),  # a scalar instead of a list of dicts
+        (["settings", "name"], "\n  settings\n  name", {}),
+        ([{"name": "name", "message": None}], "\n  name", {"name": ""}),
+        ([{"message": "locked"}], "\n  locked", {}),
+        ([{"name": "name", "message": "taken"}], "\n  name: taken", {"name": "taken"}),
+    ],
+)
+def test_error_fields_of_every_shape_read_well(client, requests_mock, fields, line, field_errors):
+    """Whatever shape ``fields`` has, the message says what the server said, never "None"."""
+    body = {"error_codes": 1007, "message": "Source is locked", "fields": fields}
+    requests_mock.patch(ONE, status_code=400, json=body)
+    with pytest.raises(APIError) as info:
+        client.sources.update(7, use_pps_time=True)
+    text = str(info.value)
+    assert text == f"400: Source is locked (PATCH v1/sources/7/){line}"
+    assert "None" not in text and info.value.field_errors == field_errors
+
+
 @pytest.mark.parametrize("body", ["", "<html><head><title>502</title></head><body>Bad gateway</body></html>"])
 def test_html_and_empty_error_bodies(client, requests_mock, body):
     client.max_retries = 0
