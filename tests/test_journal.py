@@ -419,7 +419,7 @@ def killed_apply(make_sandbox, folder: Path, kill: str) -> tuple:
     settle_sandbox(sb)
     sb.before_request = None
     # What reached the server is what it holds: a request cut off mid-body by the kill
-    # is answered by the sandbox without being applied, as a real server drops it.
+    # is dropped by the sandbox unprocessed, as a real server drops it.
     applied = changed_ids(sb, original)
     edited = edit(pd_frame(original))
     for sid in applied:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections import Counter
@@ -297,6 +298,25 @@ def test_drop_after_apply_applies_then_closes_the_connection() -> None:
         assert http.get(item(sb, 1)).status_code == 200
         writes = sb.requests("PATCH") + sb.requests("POST")
         assert [(r.status, r.fault) for r in writes] == [(None, "drop_after_apply")] * 2
+
+
+@pytest.mark.parametrize("sent", [b"", b'{"name": "Renamed"}'], ids=["no-body-byte", "a-prefix-that-parses"])
+def test_a_body_cut_off_by_a_client_that_went_away_is_dropped_unapplied(sb: Sandbox, sent: bytes) -> None:
+    """A client killed while sending its PATCH: fewer bytes than its Content-Length came. A real
+    server drops the request; the sandbox neither applies it (whole, empty or in part) nor answers."""
+    before = sb.source(1)
+    whole = b'{"name": "Renamed", "identify_facesize_threshold": 4242}'
+    head = (
+        f"PATCH {LIST}1/ HTTP/1.1\r\nHost: {sb.url.split('//')[1]}\r\nAuthorization: Token {sb.token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(whole)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection((sb.url.split("//")[1].split(":")[0], sb.port), timeout=10) as raw:
+        raw.sendall(head + sent)
+        raw.shutdown(socket.SHUT_WR)  # the client is gone: no more bytes will come
+        answer = raw.recv(65536)
+    assert answer == b""  # no answer at all, not a 200
+    assert sb.source(1) == before
+    assert [(r.method, r.status, r.fault) for r in sb.log] == [("PATCH", None, "incomplete_body")]
 
 
 def test_rate_limit_answers_429_with_retry_after() -> None:

@@ -19,7 +19,8 @@ class RequestRecord:
     body: Any
     #: None when the connection was closed without an answer.
     status: int | None
-    #: The fault kind injected, "drop_after_apply", "502_after_apply", "rate_limit", or None.
+    #: The fault kind injected, "drop_after_apply", "502_after_apply", "rate_limit",
+    #: "incomplete_body" (the body was cut off: dropped unprocessed), or None.
     fault: str | None
     authorized: bool
     user_agent: str | None

@@ -22,6 +22,8 @@ from .store import Store
 
 _T = TypeVar("_T")
 _WRITES = frozenset({"POST", "PATCH", "DELETE"})
+#: The log's fault for a request whose body was cut off: dropped, never processed.
+INCOMPLETE = "incomplete_body"
 
 
 class Sandbox:
@@ -273,7 +275,10 @@ class Sandbox:
         body = parse_body(request.body)
         authorized = self._authorized(request.authorization)
         try:
-            reply, fault = self._answer(request, target.path, params, body, authorized)
+            if request.complete:
+                reply, fault = self._answer(request, target.path, params, body, authorized)
+            else:  # the client went away mid-body: nothing to process, no one to answer
+                reply, fault = DROP, INCOMPLETE
         except Exception as exc:  # a failing before_request hook, say: answer, never hang
             reply, fault = error_reply(500, INTERNAL, f"Sandbox error: {exc!r}"), None
         record = RequestRecord(

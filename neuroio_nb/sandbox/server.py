@@ -29,6 +29,9 @@ class Request:
     body: bytes
     #: Every header as received, in order (an echoing error page shows them).
     headers: tuple[tuple[str, str], ...] = ()
+    #: False when the connection ended before ``Content-Length`` bytes of body came (a
+    #: client killed while sending): a real server drops such a request unprocessed.
+    complete: bool = True
 
 
 App = Callable[[Request], Reply]
@@ -116,6 +119,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.headers.get("User-Agent"),
                 body,
                 tuple(self.headers.items()),
+                complete=len(body) == length,
             )
         )
         if reply.status is None:
