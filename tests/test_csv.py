@@ -112,25 +112,3 @@ def test_unreadable_cells_name_line_and_column(exported, tmp_path):
     assert f"line 2, column {col_bool}" in text and "maybe" in text
     assert f"line 2, column {col_int}" in text and "whole number" in text
     assert len(info.value.problems) == 2
-
-
-@pytest.mark.parametrize(
-    "content,match",
-    [
-        (b"", "empty"),
-        (b"\n\n", "empty"),
-        (b"1,Gate,true\n2,Door,false\n", "no header"),
-        (b"id,name\n1,Gate,extra\n", "line 2 has 3 cells"),
-        (b"id,name\n1,Gat\xe9\n", "not UTF-8"),
-    ],
-)
-def test_bad_files(tmp_path, content, match):
-    path = tmp_path / "x.csv"
-    path.write_bytes(content)
-    with pytest.raises(ValidationError, match=match):
-        read_csv(path)
-
-
-def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError):
-        read_csv(tmp_path / "nope.csv")

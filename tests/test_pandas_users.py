@@ -1,4 +1,4 @@
-"""Value defects of issue 10, each as a pandas user meets it: plain pd.read_csv, merges, odd server data.
+"""Values as a pandas user holds them, each case as the user meets it: plain pd.read_csv, merges, odd server data.
 
 Every test seeds the sandbox with the data that shows the defect and drives the real client over
 HTTP; the sandbox's state is the ground truth.
@@ -34,7 +34,7 @@ def writes(sb: Sandbox) -> list[Any]:
 
 
 def test_license_ids_read_by_plain_pandas_stay_whole_numbers(make_sandbox, client_for, tmp_path):
-    """Item 1: integer license ids, some sources without one: pandas reads the column as float64."""
+    """Integer license ids, some sources without one: pandas reads the column as float64."""
     records = generate_sources(12, seed=3)
     for n, record in enumerate(records):
         record["license_id"] = None if n % 3 == 0 else 200 + n
@@ -68,7 +68,7 @@ TEXTS = ["007", "0420", "true", "1.50", "", "45", "null", "[1]", " padded ", "=1
 
 
 def test_unknown_text_fields_read_back_exactly(make_sandbox, client_for, tmp_path):
-    """Items 2 and 17: text that looks like numbers or booleans, empty text, null and missing cells."""
+    """Text that looks like numbers or booleans, empty text, null and missing cells."""
     changes = {str(i + 1): {"custom_code": text} for i, text in enumerate(TEXTS)}
     changes["3"]["custom_code"] = None
     changes["4"]["custom_flag"] = True  # the other sources lack custom_flag altogether
@@ -85,7 +85,7 @@ def test_unknown_text_fields_read_back_exactly(make_sandbox, client_for, tmp_pat
 
 
 def test_formulas_are_neutralised_and_read_back(make_sandbox, client_for, tmp_path):
-    """Item 14: names a spreadsheet would run as formulas (OWASP: =, +, -, @, tab, CR)."""
+    """Names a spreadsheet would run as formulas (OWASP: =, +, -, @, tab, CR)."""
     names = ['=HYPERLINK("http://x")', "+1", "-2", "@SUM(A1)", "\tTab", "\rCR", "'=already", "''+two", "'plain"]
     changes = {str(i + 1): {"name": name} for i, name in enumerate(names)}
     _, c = seeded(make_sandbox, client_for, rows=len(names) + 1, **changes)
@@ -102,7 +102,7 @@ def test_formulas_are_neutralised_and_read_back(make_sandbox, client_for, tmp_pa
 
 
 def test_semicolon_separated_csv_is_read(make_sandbox, client_for, tmp_path):
-    """Item 18: Excel in many European locales separates cells with ';'."""
+    """Excel in many European locales separates cells with ';'."""
     _, c = seeded(make_sandbox, client_for)
     frame = c.sources.to_frame()
     path = tmp_path / "s.csv"
@@ -114,7 +114,7 @@ def test_semicolon_separated_csv_is_read(make_sandbox, client_for, tmp_path):
 
 
 def test_unknown_whole_number_is_sent_as_an_integer(make_sandbox, client_for):
-    """Item 6: a source lacks the unknown field, so its column is float; an edit still goes out as 45."""
+    """A source lacks the unknown field, so its column is float; an edit still goes out as 45."""
     records = generate_sources(6, seed=3)
     del records[0][UNKNOWN]
     sb = make_sandbox(sources=records)
@@ -130,7 +130,7 @@ def test_unknown_whole_number_is_sent_as_an_integer(make_sandbox, client_for):
 
 
 def test_missing_in_a_setting_with_a_default_is_refused_before_sending(make_sandbox, client_for):
-    """Item 7: the common slip edited["x"] = edited["space_id"].map({2: True})."""
+    """The common slip edited["x"] = edited["space_id"].map({2: True})."""
     sb, c = seeded(make_sandbox, client_for)
     edited = c.sources.to_frame()
     edited["auto_create_persons"] = edited["space_id"].map({2: True})
@@ -143,7 +143,7 @@ def test_missing_in_a_setting_with_a_default_is_refused_before_sending(make_sand
 
 
 def test_bad_values_the_server_holds_do_not_block_other_edits(make_sandbox, client_for):
-    """Item 9: a newer list value, a threshold above our cap, a null name; untouched, carried through."""
+    """A newer list value, a threshold above our cap, a null name; untouched, carried through."""
     sb, c = seeded(
         make_sandbox,
         client_for,
@@ -165,7 +165,7 @@ def test_bad_values_the_server_holds_do_not_block_other_edits(make_sandbox, clie
 
 
 def test_read_only_column_changed_by_the_server_is_not_an_edit(make_sandbox, client_for):
-    """Item 10: without a base, a source moved to another space (the frame is older) plans nothing."""
+    """Without a base, a source moved to another space (the frame is older) plans nothing."""
     _, c = seeded(make_sandbox, client_for)
     stale = c.sources.to_frame()
     stale.loc[3, "space_id"] = stale.loc[3, "space_id"] + 1
@@ -176,7 +176,7 @@ def test_read_only_column_changed_by_the_server_is_not_an_edit(make_sandbox, cli
 
 
 def test_ids_that_went_through_floats_are_refused(make_sandbox, client_for):
-    """Item 16: above 2**53 a float id is a neighbour's id; never sent."""
+    """Above 2**53 a float id is a neighbour's id; never sent."""
     big = 2**53 + 1
     records = generate_sources(3, seed=3)
     records[0]["id"], records[1]["id"] = big, big + 2
@@ -195,7 +195,7 @@ def test_ids_that_went_through_floats_are_refused(make_sandbox, client_for):
 
 
 def test_ids_above_2_63_stay_positive_and_reach_their_source(make_sandbox, client_for, tmp_path):
-    """Item 19: ids between 2**63 and 2**64."""
+    """Ids between 2**63 and 2**64."""
     huge = 2**63 + 5
     records = generate_sources(3, seed=3)
     records[2]["id"] = huge
@@ -214,7 +214,7 @@ def test_ids_above_2_63_stay_positive_and_reach_their_source(make_sandbox, clien
 
 
 def test_frame_whose_sources_were_all_deleted_is_not_found(make_sandbox, client_for):
-    """Item 20: not "unknown column" for the server's own unknown field."""
+    """Every source of the frame deleted: "not found", not "unknown column" for the server's own unknown field."""
     sb, c = seeded(make_sandbox, client_for, rows=4)
     frame = c.sources.to_frame()
     edited = frame.loc[[1, 2]].copy()
@@ -226,7 +226,7 @@ def test_frame_whose_sources_were_all_deleted_is_not_found(make_sandbox, client_
 
 
 def test_plain_read_csv_list_cell_hints_at_neuroio_read_csv(make_sandbox, client_for, tmp_path):
-    """Item 22: an untouched JSON text cell is no change; an edited one says what it is and what reads it."""
+    """An untouched JSON text cell is no change; an edited one says what it is and what reads it."""
     sb, c = seeded(make_sandbox, client_for)
     path = tmp_path / "s.csv"
     c.sources.export_csv(path)

@@ -23,7 +23,7 @@ from neuroio_nb.frames import frame_from_records
 from neuroio_nb.schema import create_defaults
 from neuroio_nb.sources import ListingChangedWarning
 
-#: The issue's weather: 20% 503, 5% 429 (Retry-After 0-1 s), 5% HTML 502, 3% dropped connections.
+#: A bad day's weather: 20% 503, 5% 429 (Retry-After 0-1 s), 5% HTML 502, 3% dropped connections.
 FAULTS = {"503": 0.2, "429": 0.05, "502": 0.05, "drop": 0.03}
 #: Retries enough that a spurious failure is out of reach: with a third of the requests failing,
 #: 17 failures in a row happen once in 10^8 requests. The backoff is the client's own (jittered
@@ -318,7 +318,6 @@ def test_ctrl_c_stops_a_loop_that_catches_exception(make_sandbox, client_for):
                 continue
     assert tries == 1
     assert info.value.report.counts() == {"updated": len(applied_patches(sb))}
-    assert not isinstance(info.value, Exception) and isinstance(info.value, KeyboardInterrupt)
 
 
 def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, monkeypatch):

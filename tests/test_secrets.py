@@ -309,7 +309,14 @@ def test_next_link_to_another_host_is_never_followed(make_sandbox, client_for, r
 
 
 @pytest.mark.parametrize(
-    "url", ["http://api.neuroio.com", "http://192.168.1.20:8080", "http://localhost.example.com", "http://0.0.0.0:8000"]
+    "url",
+    [
+        "http://api.neuroio.com",
+        "http://10.0.0.5:8000",
+        "http://192.168.1.20:8080",
+        "http://localhost.example.com",
+        "http://0.0.0.0:8000",
+    ],
 )
 def test_plain_http_off_loopback_is_refused(url, monkeypatch):
     token = "tok-plain-SECRET"
@@ -323,6 +330,8 @@ def test_plain_http_off_loopback_is_refused(url, monkeypatch):
 
 
 def test_plain_http_to_any_loopback_address_is_allowed(recorder):
+    for url in ("http://127.0.0.1:8765", "http://localhost:1", "http://[::1]:8000"):
+        assert Client("tok", url).base_url == url
     local = recorder("127.0.0.2", json_answer)
     with Client("tok", local.url) as client:
         assert client.sources.get(1) == SOURCE

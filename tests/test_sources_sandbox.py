@@ -7,7 +7,6 @@ import itertools
 import pandas as pd
 import pytest
 
-from neuroio_nb import Client
 from neuroio_nb.errors import APIError, NotFoundError
 from neuroio_nb.schema import BY_NAME, COLUMNS
 from neuroio_nb.sources import ListingChangedWarning
@@ -112,15 +111,6 @@ def test_server_validation_error_is_typed(sb, client):
     with pytest.raises(APIError) as info:
         client.sources.update(same_space[0], name=taken)
     assert info.value.status_code == 400 and "name" in info.value.field_errors
-
-
-def test_bad_token_and_token_never_shown(sb):
-    c = Client("wrong-token", sb.url)
-    with pytest.raises(APIError) as info:
-        c.sources.to_frame(progress=False)
-    assert info.value.status_code == 401
-    good = Client(sb.token, sb.url)
-    assert sb.token not in repr(good) and sb.token not in str(info.value)
 
 
 def test_user_agent_and_keepalive(make_sandbox, client_for):

@@ -125,7 +125,7 @@ def test_numpy_scalars_from_a_frame_cell_are_accepted(field: str, value: Any) ->
 
 
 def test_update_and_create_take_numpy_scalars_from_a_frame(sb, client) -> None:
-    """Issue 10 item 8: frame.at[i, col] is a numpy scalar; update() and create() take it as is."""
+    """frame.at[i, col] is a numpy scalar; update() and create() take it as is."""
     frame = client.sources.to_frame()
     sid = int(frame.index[0])
     flag = np.bool_(not frame.at[sid, "use_pps_time"])
