@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import json
 import queue
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field
@@ -43,6 +44,8 @@ class SourceCalls(Protocol):
     def get(self, source_id: int) -> dict[str, Any]: ...
 
     def create(self, name: str, **fields: Any) -> dict[str, Any]: ...
+
+    def create_from(self, fields: Mapping[str, Any], *, holders: Collection[int] | None = None) -> dict[str, Any]: ...
 
     def update(self, source_id: int, **fields: Any) -> dict[str, Any]: ...
 
@@ -243,7 +246,8 @@ def apply_job(
         )
         return make_report([*(planned[k] for k in order), *not_found])
     stream = job.check_conflicts and not job.creates and len(job.updates) > 0
-    current, holders = _read_before_sending(sources, job, updates=not stream)
+    read = _read_before_sending(sources, job, updates=not stream)
+    current = read.current
     decided: dict[Hashable, Outcome] = {}
     tasks: dict[Hashable, Callable[[], Outcome]] = {}
     intents: dict[Hashable, Intent] = {}  # what each task sends, for the journal
@@ -260,10 +264,11 @@ def apply_job(
             sources,
             label,
             body,
-            holders.get(body.get("name")),
+            read.holders.get(body.get("name")),
             on_conflict,
             job.old_ids.get(label),
             job.seen if job.scope is not None else None,
+            read.held.get(body.get("name")),
         )
         intents[("create", label)] = Intent("create", None, {}, body, body.get("name"), changes=create_changes[label])
 
@@ -371,26 +376,75 @@ def with_run(report: Report, run: RunWriter) -> Report:
     return report
 
 
-def _read_before_sending(
-    sources: SourceCalls, job: Job, *, updates: bool = True
-) -> tuple[dict[int, dict[str, Any] | None], dict[Any, dict[str, Any]]]:
-    """The server's sources the conflict checks need (by id; the updates' too when
-    ``updates``), and the sources now holding a name to create that were not in scope
-    when planned (by name)."""
+@dataclass
+class ReadFirst:
+    """What a job reads before its first write.
+
+    ``current``: the server's sources the conflict checks need, by id. ``holders``: by
+    name to create, a source now holding it that was not in scope when planned (the
+    create is then a conflict). ``held``: by name to create, the ids of every source
+    holding it now, for the names a listing read here covers (a create is settled
+    against them, see :meth:`~neuroio_nb.rest.SourcesAPI.create_from`); a name missing
+    here is looked up by its create.
+    """
+
+    current: dict[int, dict[str, Any] | None] = field(default_factory=dict)
+    holders: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    held: dict[Any, frozenset[int]] = field(default_factory=dict)
+
+
+def _read_before_sending(sources: SourceCalls, job: Job, *, updates: bool = True) -> ReadFirst:
+    """The server's sources the conflict checks need (the updates' too when ``updates``),
+    and what the creates need to know of their names (see :class:`ReadFirst`)."""
     wanted = list(job.deletes) + (list(job.updates) if job.check_conflicts and updates else [])
-    current: dict[int, dict[str, Any] | None] = {}
-    holders: dict[Any, dict[str, Any]] = {}
+    read = ReadFirst()
+    named = Counter(body.get("name") for body in job.creates.values())
+    # A name two creates send (an undo re-creating namesakes) is looked up by each, just before it.
+    names = {name for name, n in named.items() if n == 1}
     if job.creates and job.scope is not None:
         q, spaces_ids = job.scope
-        listing, _ = sources.records(q, spaces_ids, progress=False)
-        names = {body.get("name") for body in job.creates.values()}
-        holders = {r.get("name"): r for r in listing if r.get("name") in names and r["id"] not in job.seen}
+        listing, changed = sources.records(q, spaces_ids, progress=False)
+        read.holders = {r.get("name"): r for r in listing if r.get("name") in named and r["id"] not in job.seen}
         in_listing = {r["id"]: r for r in listing}
-        current = {sid: in_listing[sid] for sid in wanted if sid in in_listing}
-    rest = [sid for sid in wanted if sid not in current]
+        read.current = {sid: in_listing[sid] for sid in wanted if sid in in_listing}
+        if not changed:  # a listing that shifted while read may lack a holder
+            read.held = _held([n for n in names if _covers(q, spaces_ids, n)], listing)
+    unknown = [n for n in names if n not in read.held]
+    if len(unknown) > sources.client.max_workers:
+        read.held.update(_held_from_one_listing(sources, unknown))
+    rest = [sid for sid in wanted if sid not in read.current]
     if rest:
-        current.update(sources.current(rest))
-    return current, holders
+        read.current.update(sources.current(rest))
+    return read
+
+
+def _covers(q: str | None, spaces_ids: Any, name: Any) -> bool:
+    """Does a listing of ``q`` and ``spaces_ids`` hold every source named ``name``?
+    (The API's ``q`` is "name contains"; ``q`` within the name, case and all, is safe
+    whether the server matches case or not.)"""
+    return spaces_ids is None and isinstance(name, str) and (q is None or q in name)
+
+
+def _held(names: Iterable[Any], listing: Iterable[dict[str, Any]]) -> dict[Any, frozenset[int]]:
+    """By name, the ids of the sources in ``listing`` holding it (an empty set when none)."""
+    held: dict[Any, set[int]] = {name: set() for name in names}
+    for row in listing:
+        ids = held.get(row.get("name"))
+        if ids is not None:
+            ids.add(row["id"])
+    return {name: frozenset(ids) for name, ids in held.items()}
+
+
+def _held_from_one_listing(sources: SourceCalls, names: list[Any]) -> dict[Any, frozenset[int]]:
+    """The holders of ``names`` from one unscoped listing, when that takes fewer requests
+    than a look-up per create; else nothing (each create looks its name up)."""
+    first = sources.list(limit=sources.client.page_size)
+    count, got = first.get("count"), len(first["results"])
+    pages_left = (count - got) / got if isinstance(count, int) and got else (0 if not first.get("next") else None)
+    if pages_left is None or pages_left + sources.client.max_workers >= len(names):
+        return {}
+    listing, changed = sources.records(progress=False, first=first)
+    return {} if changed else _held([n for n in names if isinstance(n, str)], listing)
 
 
 def current_as_read(
@@ -492,10 +546,12 @@ def create_task(
     on_conflict: str,
     old_id: int | None,
     seen: frozenset[int] | None,
+    held: frozenset[int] | None = None,
 ) -> Callable[[], Outcome]:
     """A POST, unless the name was taken meanwhile (a conflict, or an update of its holder
     under ``on_conflict="overwrite"``). ``seen``: sources known when planned, which do not
-    count as taking the name (the server's refusal is then a failure, with its message)."""
+    count as taking the name (the server's refusal is then a failure, with its message).
+    ``held``: the ids of every source holding the name just before, when already read."""
     name = body.get("name")
     changes = {f: (None, v) for f, v in body.items()}
 
@@ -521,7 +577,7 @@ def create_task(
         if holder is not None:
             return taken(holder, f"the name {name!r} was taken since the plan, by source {holder['id']}")
         try:
-            made = sources.create(**body)
+            made = sources.create_from(body, holders=held)
         except APIError as exc:
             if exc.status_code != 400 or "name" not in exc.field_errors:
                 raise

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import builtins
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -149,25 +149,40 @@ class SourcesAPI:
         those settings that was not there before the POST is the one made;
         with none, the create is sent again. Never two sources for one call.
         """
-        body = {**create_defaults(), **_writable(dict(fields, name=name))}
+        return self.create_from(dict(fields, name=name))
+
+    def create_from(self, fields: Mapping[str, Any], *, holders: Collection[int] | None = None) -> dict[str, Any]:
+        """:meth:`create` for jobs: every field (``name`` too) in one mapping.
+
+        ``holders``: the ids of every source that held the name just before, when the
+        caller has read them already (from a listing that covers every source that could
+        hold the name: unscoped, or searched with a ``q`` the name contains, and not
+        narrowed to some spaces). An unknown outcome is then settled against them, and
+        the create sends no read of its own first. None: read them first (one GET).
+        """
+        if "name" not in fields:
+            raise ValidationError([Problem(None, "name", None, "a source to create needs a name")], what="request")
+        body = {**create_defaults(), **_writable(dict(fields))}
+        before = None if holders is None else {int(i) for i in holders}
         if self.client.journal is None or is_covered():
-            return self._create(body)
+            return self._create(body, before)
         _encode_json(body, "POST", PATH)  # a body that cannot be sent is refused before anything is written
         return journaled(
             self.client.journal,
             self.client.base_url,
-            Intent("create", None, {}, body, name),
-            lambda: self._create(body),
+            Intent("create", None, {}, body, body["name"]),
+            lambda: self._create(body, before),
             applied="created",
             result_id=lambda made: made["id"],
             unknown=outcome_unknown,
         )
 
-    def _create(self, body: dict[str, Any]) -> dict[str, Any]:
-        before = {source["id"] for source in self._named(body["name"])}
+    def _create(self, body: dict[str, Any], before: set[int] | None = None) -> dict[str, Any]:
+        """POST ``body``; ``before``: the ids that held its name before (read now when None)."""
+        held = {source["id"] for source in self._named(body["name"])} if before is None else before
 
         def if_unknown(error: NeuroIOError) -> Settled | None:
-            made = self._created_since(body, before)
+            made = self._created_since(body, held)
             return None if made is None else Settled(made)
 
         return _checked_source(self._write("POST", PATH, body, if_unknown=if_unknown), PATH)
