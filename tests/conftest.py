@@ -13,16 +13,23 @@
 - ``journal_folder`` (automatic): every test, and every process it starts, journals into
   a temporary folder, never the user's.
 - ``serve_in_subprocess(*argv)``: a command that serves a sandbox, run as its own process.
+- ``script``: the installed ``neuroio-nb`` console script, run as its own process against a
+  sandbox (``script.run``, ``script.start``, ``script.on_a_terminal``); nothing it prints may
+  hold the token or a traceback.
 
 Everything started is stopped after the test.
 """
 
 from __future__ import annotations
 
+import os
+import pty
 import queue
+import shutil
 import signal
 import socket
 import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -204,3 +211,89 @@ def serve_in_subprocess() -> Iterator[Callable[..., Any]]:
             proc.wait()
 
     yield serve
+
+
+@dataclass(frozen=True)
+class ConsoleScript:
+    """The installed ``neuroio-nb`` script, run as a user runs it: in its own process, with the
+    sandbox's URL and token in its environment (and no other ``NEUROIO_`` variable), stdin not a
+    terminal unless a test answers on one. Whatever it prints holds no token and no traceback."""
+
+    path: Path
+
+    def env(self, sb: Sandbox | None, **extra: str) -> dict[str, str]:
+        """This process's environment less any ``NEUROIO_`` variable, plus ``sb``'s URL and token."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROIO_")}
+        if sb is not None:
+            env.update(NEUROIO_API_TOKEN=sb.token, NEUROIO_API_URL=sb.url)
+        env.update(extra)
+        return env
+
+    def run(
+        self, sb: Sandbox | None, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """Run to the end; its output is read in the encoding it was told to use
+        (``PYTHONIOENCODING``), else UTF-8."""
+        env = env or self.env(sb)
+        proc = subprocess.run(
+            [str(self.path), *args],
+            env=env,
+            cwd=cwd,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            encoding=env.get("PYTHONIOENCODING", "utf-8"),
+            timeout=60,
+        )
+        self.assert_clean(proc.stdout, proc.stderr, sb, env)
+        return proc
+
+    def start(self, sb: Sandbox | None, *args: str) -> subprocess.Popen[str]:
+        """Start it and return at once (the caller reads its output and checks it is clean)."""
+        return subprocess.Popen(
+            [str(self.path), *args],
+            env=self.env(sb),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
+    def on_a_terminal(self, sb: Sandbox, *args: str, answer: str) -> tuple[int, str, str]:
+        """Run it with stdin a terminal on which ``answer`` is typed; its exit code, stdout, stderr."""
+        controller, terminal = pty.openpty()
+        try:
+            proc = subprocess.Popen(
+                [str(self.path), *args],
+                env=self.env(sb),
+                stdin=terminal,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            os.close(terminal)
+            os.write(controller, f"{answer}\n".encode())
+            out, err = proc.communicate(timeout=60)
+        finally:
+            os.close(controller)
+        self.assert_clean(out, err, sb)
+        return proc.returncode, out, err
+
+    @staticmethod
+    def assert_clean(out: str, err: str, sb: Sandbox | None, env: dict[str, str] | None = None) -> None:
+        """Neither ``sb``'s token nor the one in ``env`` is in the output, and no traceback is."""
+        secrets = {sb.token} if sb is not None else set()
+        if env and env.get("NEUROIO_API_TOKEN"):
+            secrets.add(env["NEUROIO_API_TOKEN"])
+        for secret in secrets:
+            assert secret not in out and secret not in err
+        assert "Traceback" not in err
+
+
+def _installed_script() -> Path:
+    beside = Path(sys.executable).parent / "neuroio-nb"
+    return beside if beside.exists() else Path(shutil.which("neuroio-nb") or "neuroio-nb")
+
+
+@pytest.fixture(scope="session")
+def script() -> ConsoleScript:
+    return ConsoleScript(_installed_script())

@@ -6,9 +6,7 @@ import csv
 import io
 import json
 import os
-import pty
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -16,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
@@ -25,54 +24,17 @@ from pandas.testing import assert_frame_equal
 from neuroio_nb import cli, read_csv
 from neuroio_nb.sandbox import Sandbox
 
-SCRIPT = Path(sys.executable).parent / "neuroio-nb"
-if not SCRIPT.exists():
-    SCRIPT = Path(shutil.which("neuroio-nb") or "neuroio-nb")
+if TYPE_CHECKING:
+    from conftest import ConsoleScript
+
 THRESHOLD = "identify_facesize_threshold"
 
 pytestmark = pytest.mark.sandbox(sources=60)
 
 
-def cli_env(sb: Sandbox | None, **extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NEUROIO_")}
-    if sb is not None:
-        env.update(NEUROIO_API_TOKEN=sb.token, NEUROIO_API_URL=sb.url)
-    env.update(extra)
-    return env
-
-
-def run(
-    sb: Sandbox | None, *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> subprocess.CompletedProcess[str]:
-    """Run the console script (stdin not a terminal); no traceback, no token in any output.
-
-    Its output is read in the encoding it was told to use (``PYTHONIOENCODING``), else UTF-8."""
-    env = env or cli_env(sb)
-    proc = subprocess.run(
-        [str(SCRIPT), *args],
-        env=env,
-        cwd=cwd,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        encoding=env.get("PYTHONIOENCODING", "utf-8"),
-        timeout=60,
-    )
-    assert_clean(proc.stdout, proc.stderr, sb, env)
-    return proc
-
-
-def assert_clean(out: str, err: str, sb: Sandbox | None, env: dict[str, str] | None = None) -> None:
-    secrets = {sb.token} if sb is not None else set()
-    if env and env.get("NEUROIO_API_TOKEN"):
-        secrets.add(env["NEUROIO_API_TOKEN"])
-    for secret in secrets:
-        assert secret not in out and secret not in err
-    assert "Traceback" not in err
-
-
-def exported(sb: Sandbox, tmp_path: Path, name: str = "sources.csv") -> Path:
+def exported(script: ConsoleScript, sb: Sandbox, tmp_path: Path, name: str = "sources.csv") -> Path:
     path = tmp_path / name
-    proc = run(sb, "export", str(path))
+    proc = script.run(sb, "export", str(path))
     assert proc.returncode == 0, proc.stderr
     return path
 
@@ -100,8 +62,8 @@ def read_report(path: Path) -> dict[int, dict[str, str]]:
 # -- help and usage --------------------------------------------------------------------
 
 
-def test_help_lists_commands_env_and_exit_codes_and_offers_no_token_option() -> None:
-    proc = run(None, "--help")
+def test_help_lists_commands_env_and_exit_codes_and_offers_no_token_option(script: ConsoleScript) -> None:
+    proc = script.run(None, "--help")
     assert proc.returncode == 0
     for word in (
         "export",
@@ -117,15 +79,15 @@ def test_help_lists_commands_env_and_exit_codes_and_offers_no_token_option() -> 
     ):
         assert word in proc.stdout
     for command in ("export", "plan", "apply", "get", "list"):
-        sub = run(None, command, "--help")
+        sub = script.run(None, command, "--help")
         assert sub.returncode == 0 and "--url" in sub.stdout
         assert "--token" not in sub.stdout
-    assert "--latency" in run(None, "sandbox", "--help").stdout
+    assert "--latency" in script.run(None, "sandbox", "--help").stdout
 
 
 @pytest.mark.parametrize("args", [["frobnicate"], [], ["get", "seven"], ["apply", "x.csv", "--on-conflict", "maybe"]])
-def test_bad_usage_exits_3(args: list[str]) -> None:
-    proc = run(None, *args)
+def test_bad_usage_exits_3(script: ConsoleScript, args: list[str]) -> None:
+    proc = script.run(None, *args)
     assert proc.returncode == 3
     assert "usage:" in proc.stderr
 
@@ -133,8 +95,10 @@ def test_bad_usage_exits_3(args: list[str]) -> None:
 # -- export and plan -------------------------------------------------------------------
 
 
-def test_export_writes_every_source_and_an_unchanged_plan_exits_0(sb: Sandbox, tmp_path: Path) -> None:
-    proc = run(sb, "export", str(tmp_path / "all.csv"))
+def test_export_writes_every_source_and_an_unchanged_plan_exits_0(
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+) -> None:
+    proc = script.run(sb, "export", str(tmp_path / "all.csv"))
     assert proc.returncode == 0 and "60 sources" in proc.stdout
     frame = read_csv(tmp_path / "all.csv")
     assert sorted(frame.index) == sorted(sb.sources)
@@ -142,25 +106,25 @@ def test_export_writes_every_source_and_an_unchanged_plan_exits_0(sb: Sandbox, t
 
     space = sb.source(1)["space_id"]
     in_space = sorted(i for i, s in sb.sources.items() if s["space_id"] == space)
-    proc = run(sb, "export", str(tmp_path / "space.csv"), "--space", str(space))
+    proc = script.run(sb, "export", str(tmp_path / "space.csv"), "--space", str(space))
     assert proc.returncode == 0 and f"{len(in_space)} source" in proc.stdout
     assert sorted(read_csv(tmp_path / "space.csv").index) == in_space
 
     sb.clear_log()
-    proc = run(sb, "plan", str(tmp_path / "all.csv"))
+    proc = script.run(sb, "plan", str(tmp_path / "all.csv"))
     assert proc.returncode == 0, proc.stderr
     assert "Nothing would change" in proc.stdout
     assert sb.requests("PATCH") == []
 
 
-def test_plan_of_an_edited_csv_exits_2_and_shows_old_to_new(sb: Sandbox, tmp_path: Path) -> None:
-    source = exported(sb, tmp_path)
+def test_plan_of_an_edited_csv_exits_2_and_shows_old_to_new(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+    source = exported(script, sb, tmp_path)
     old3, flag5 = sb.source(3)[THRESHOLD], sb.source(5)["use_pps_time"]
     edited = edit_csv(
         source, tmp_path / "edited.csv", {(3, THRESHOLD): "12345", (5, "use_pps_time"): str(not flag5).lower()}
     )
     sb.clear_log()
-    proc = run(sb, "plan", str(edited))
+    proc = script.run(sb, "plan", str(edited))
     assert proc.returncode == 2, proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["id", "name", "field", "old", "→", "new"]
@@ -176,8 +140,8 @@ def test_plan_of_an_edited_csv_exits_2_and_shows_old_to_new(sb: Sandbox, tmp_pat
 # -- apply -----------------------------------------------------------------------------
 
 
-def test_apply_yes_sends_exactly_the_changes(sb: Sandbox, tmp_path: Path, patches) -> None:
-    source = exported(sb, tmp_path)
+def test_apply_yes_sends_exactly_the_changes(script: ConsoleScript, sb: Sandbox, tmp_path: Path, patches) -> None:
+    source = exported(script, sb, tmp_path)
     stored = sb.source(8)["store_images_for_results"]
     edited = edit_csv(
         source,
@@ -190,7 +154,7 @@ def test_apply_yes_sends_exactly_the_changes(sb: Sandbox, tmp_path: Path, patche
     )
     expected = {2: sb.source(2)[THRESHOLD] + 1, 9: sb.source(9)[THRESHOLD] + 1}
     sb.clear_log()
-    proc = run(sb, "apply", str(edited), "--yes", "--report", str(tmp_path / "report.csv"))
+    proc = script.run(sb, "apply", str(edited), "--yes", "--report", str(tmp_path / "report.csv"))
     assert proc.returncode == 0, proc.stderr
     assert "3 updated" in proc.stdout
     assert patches() == {
@@ -204,14 +168,14 @@ def test_apply_yes_sends_exactly_the_changes(sb: Sandbox, tmp_path: Path, patche
     assert {i: r["status"] for i, r in report.items()} == {2: "updated", 9: "updated", 8: "updated"}
     assert json.loads(report[2]["changes"]) == {THRESHOLD: [expected[2] - 1, expected[2]]}
     assert report[2]["error"] == ""
-    assert run(sb, "plan", str(edited)).returncode == 0
+    assert script.run(sb, "plan", str(edited)).returncode == 0
 
 
-def test_apply_refuses_when_stdin_is_not_a_terminal(sb: Sandbox, tmp_path: Path) -> None:
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2))
+def test_apply_refuses_when_stdin_is_not_a_terminal(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+    edited = edit_csv(exported(script, sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2))
     before = sb.source(2)
     sb.clear_log()
-    proc = run(sb, "apply", str(edited))
+    proc = script.run(sb, "apply", str(edited))
     assert proc.returncode == 6
     assert "not a terminal" in proc.stderr and "--yes" in proc.stderr
     assert THRESHOLD in proc.stdout  # the plan was shown
@@ -219,39 +183,26 @@ def test_apply_refuses_when_stdin_is_not_a_terminal(sb: Sandbox, tmp_path: Path)
 
 
 @pytest.mark.parametrize("answer, code", [("y", 0), ("n", 6)])
-def test_apply_asks_on_a_terminal(sb: Sandbox, tmp_path: Path, answer: str, code: int) -> None:
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2, 3))
+def test_apply_asks_on_a_terminal(script: ConsoleScript, sb: Sandbox, tmp_path: Path, answer: str, code: int) -> None:
+    edited = edit_csv(exported(script, sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2, 3))
     sb.clear_log()
-    controller, terminal = pty.openpty()
-    try:
-        proc = subprocess.Popen(
-            [str(SCRIPT), "apply", str(edited)],
-            env=cli_env(sb),
-            stdin=terminal,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        os.close(terminal)
-        os.write(controller, f"{answer}\n".encode())
-        out, err = proc.communicate(timeout=60)
-    finally:
-        os.close(controller)
-    assert_clean(out, err, sb)
-    assert proc.returncode == code, err
+    returncode, _out, err = script.on_a_terminal(sb, "apply", str(edited), answer=answer)
+    assert returncode == code, err
     assert "Apply 2 changes to 2 sources? [y/N]" in err
     assert len(sb.requests("PATCH")) == (2 if answer == "y" else 0)
 
 
-def test_a_row_the_server_refuses_fails_exits_1_and_is_reported(sb: Sandbox, tmp_path: Path) -> None:
+def test_a_row_the_server_refuses_fails_exits_1_and_is_reported(
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+) -> None:
     sources = sb.sources
     a, b = next((i, j) for i in sources for j in sources if i < j and sources[i]["space_id"] == sources[j]["space_id"])
     taken = sources[a]["name"]
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", {(b, "name"): taken, **bumped(sb, 10)})
+    edited = edit_csv(exported(script, sb, tmp_path), tmp_path / "edited.csv", {(b, "name"): taken, **bumped(sb, 10)})
     report_path = tmp_path / "out" / "report.csv"
     report_path.parent.mkdir()
     sb.clear_log()
-    proc = run(sb, "apply", str(edited), "--yes", "--report", str(report_path))
+    proc = script.run(sb, "apply", str(edited), "--yes", "--report", str(report_path))
     assert proc.returncode == 1, proc.stderr
     assert "1 updated, 1 failed" in proc.stdout
     assert "already exists" in proc.stdout  # the server's field error, next to its row
@@ -262,42 +213,44 @@ def test_a_row_the_server_refuses_fails_exits_1_and_is_reported(sb: Sandbox, tmp
     assert report[10]["status"] == "updated"
 
 
-def test_an_id_missing_on_the_server_is_a_failed_row(sb: Sandbox, tmp_path: Path) -> None:
-    source = exported(sb, tmp_path)
+def test_an_id_missing_on_the_server_is_a_failed_row(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+    source = exported(script, sb, tmp_path)
     frame = pd.read_csv(source, dtype=str, keep_default_na=False).head(2)
     frame.loc[1, "id"] = "999"
     frame.to_csv(tmp_path / "edited.csv", index=False)
     sb.clear_log()
-    proc = run(sb, "apply", str(tmp_path / "edited.csv"), "--report", str(tmp_path / "r.csv"))
+    proc = script.run(sb, "apply", str(tmp_path / "edited.csv"), "--report", str(tmp_path / "r.csv"))
     assert proc.returncode == 1, proc.stderr  # nothing to confirm: nothing is sent
     assert "Not found" in proc.stdout and "999: failed: not found on the server" in proc.stdout
     assert read_report(tmp_path / "r.csv")[999]["status"] == "failed"
     assert sb.requests("PATCH") == []
 
 
-def test_with_base_a_value_changed_meanwhile_is_a_conflict(sb: Sandbox, tmp_path: Path, patches) -> None:
-    base = exported(sb, tmp_path)
+def test_with_base_a_value_changed_meanwhile_is_a_conflict(
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path, patches
+) -> None:
+    base = exported(script, sb, tmp_path)
     edited = edit_csv(base, tmp_path / "edited.csv", bumped(sb, 2, 3))
     sb.external_edit(2, **{THRESHOLD: 4242})
     sb.clear_log()
-    proc = run(sb, "apply", str(edited), "--base", str(base), "--yes", "--report", str(tmp_path / "r.csv"))
+    proc = script.run(sb, "apply", str(edited), "--base", str(base), "--yes", "--report", str(tmp_path / "r.csv"))
     assert proc.returncode == 1, proc.stderr
     assert "1 updated, 1 conflict" in proc.stdout and "4242" in proc.stdout
     assert set(patches()) == {3} and sb.source(2)[THRESHOLD] == 4242
     assert read_report(tmp_path / "r.csv")[2]["status"] == "conflict"
 
-    proc = run(sb, "apply", str(edited), "--base", str(base), "--yes", "--on-conflict", "overwrite")
+    proc = script.run(sb, "apply", str(edited), "--base", str(base), "--yes", "--on-conflict", "overwrite")
     assert proc.returncode == 0, proc.stderr
     assert sb.source(2)[THRESHOLD] != 4242
 
 
 @pytest.mark.parametrize("interrupts", [1, 4], ids=["one-ctrl-c", "more-while-requests-finish"])
 def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(
-    sb: Sandbox, tmp_path: Path, interrupts: int
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path, interrupts: int
 ) -> None:
     """Ctrl-C stops the run; more Ctrl-Cs while the requests in flight finish (each held
     open a moment by the server) still leave the partial report, exact, on disk."""
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, *sb.sources))
+    edited = edit_csv(exported(script, sb, tmp_path), tmp_path / "edited.csv", bumped(sb, *sb.sources))
     report_path = tmp_path / "partial.csv"
     started: queue.Queue[subprocess.Popen[str]] = queue.Queue(maxsize=1)
     arrived = {"patches": 0}
@@ -319,17 +272,10 @@ def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(
     sb.clear_log()
     sb.latency = 0.1
     sb.before_request = interrupt_while_in_flight
-    proc = subprocess.Popen(
-        [str(SCRIPT), "apply", str(edited), "--yes", "--report", str(report_path)],
-        env=cli_env(sb),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = script.start(sb, "apply", str(edited), "--yes", "--report", str(report_path))
     started.put(proc)
     out, err = proc.communicate(timeout=60)
-    assert_clean(out, err, sb)
+    script.assert_clean(out, err, sb)
     assert proc.returncode == 130, err
     assert "Interrupted:" in out
     assert arrived["patches"] >= interrupts
@@ -361,21 +307,16 @@ def read_pipe_until_the_writer_exits(pipe: Path, proc: subprocess.Popen[str]) ->
     return b"".join(chunks).decode("utf-8")
 
 
-def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(sb: Sandbox, tmp_path: Path) -> None:
+def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+) -> None:
     """The report goes to a pipe nobody reads yet, so the CLI is stuck writing it when the
     Ctrl-Cs come: every source was sent, and the whole report still arrives."""
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2, 3, 4))
+    edited = edit_csv(exported(script, sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 2, 3, 4))
     pipe = tmp_path / "report.pipe"
     os.mkfifo(pipe)
     sb.clear_log()
-    proc = subprocess.Popen(
-        [str(SCRIPT), "apply", str(edited), "--yes", "--report", str(pipe)],
-        env=cli_env(sb),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = script.start(sb, "apply", str(edited), "--yes", "--report", str(pipe))
     try:
         wchan = Path(f"/proc/{proc.pid}/wchan")
         for _ in range(200):  # until it waits for a reader of the pipe
@@ -392,7 +333,7 @@ def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(sb: Sandbox, 
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    assert_clean(out, err, sb)
+    script.assert_clean(out, err, sb)
     assert proc.returncode == 0, err
     rows = list(csv.DictReader(io.StringIO(written)))
     assert {int(r["id"]): r["status"] for r in rows} == {2: "updated", 3: "updated", 4: "updated"}
@@ -402,47 +343,47 @@ def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(sb: Sandbox, 
 # -- errors ------------------------------------------------------------------------------
 
 
-def test_a_bad_csv_exits_3_naming_line_and_column(sb: Sandbox, tmp_path: Path) -> None:
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", {(5, THRESHOLD): "lots"})
+def test_a_bad_csv_exits_3_naming_line_and_column(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+    edited = edit_csv(exported(script, sb, tmp_path), tmp_path / "edited.csv", {(5, THRESHOLD): "lots"})
     sb.clear_log()
-    proc = run(sb, "plan", str(edited))
+    proc = script.run(sb, "plan", str(edited))
     assert proc.returncode == 3
     assert "line 6, column 6" in proc.stderr and THRESHOLD in proc.stderr and "not a number" in proc.stderr
     assert proc.stderr.count("\n") == 2  # one line, plus the problem
     assert sb.log == []
 
-    proc = run(sb, "apply", str(tmp_path / "missing.csv"), "--yes")
+    proc = script.run(sb, "apply", str(tmp_path / "missing.csv"), "--yes")
     assert proc.returncode == 3 and "missing.csv" in proc.stderr
 
-    ranged = edit_csv(exported(sb, tmp_path), tmp_path / "ranged.csv", {(5, THRESHOLD): "-1", (6, "name"): ""})
-    proc = run(sb, "apply", str(ranged), "--yes")
+    ranged = edit_csv(exported(script, sb, tmp_path), tmp_path / "ranged.csv", {(5, THRESHOLD): "-1", (6, "name"): ""})
+    proc = script.run(sb, "apply", str(ranged), "--yes")
     assert proc.returncode == 3
     assert "must be 0 or more" in proc.stderr and "is required" in proc.stderr  # every problem listed
     assert sb.requests("PATCH") == []
 
 
-def test_no_token_exits_4_naming_the_variable(sb: Sandbox, tmp_path: Path) -> None:
-    env = cli_env(None, NEUROIO_API_URL=sb.url)
-    proc = run(sb, "list", env=env)
+def test_no_token_exits_4_naming_the_variable(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+    env = script.env(None, NEUROIO_API_URL=sb.url)
+    proc = script.run(sb, "list", env=env)
     assert proc.returncode == 4
     assert "NEUROIO_API_TOKEN" in proc.stderr and len(proc.stderr.splitlines()) == 1
     assert sb.log == []
 
 
-def test_a_refused_token_exits_4(sb: Sandbox, tmp_path: Path) -> None:
-    env = cli_env(sb, NEUROIO_API_TOKEN="not-the-right-token-123")
-    proc = run(sb, "export", str(tmp_path / "x.csv"), env=env)
+def test_a_refused_token_exits_4(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+    env = script.env(sb, NEUROIO_API_TOKEN="not-the-right-token-123")
+    proc = script.run(sb, "export", str(tmp_path / "x.csv"), env=env)
     assert proc.returncode == 4
     assert "401" in proc.stderr and "NEUROIO_API_TOKEN" in proc.stderr
     assert not (tmp_path / "x.csv").exists()
 
 
-def test_an_api_error_or_no_connection_exits_5(sb: Sandbox, free_port: int) -> None:
-    proc = run(sb, "get", "9999")
+def test_an_api_error_or_no_connection_exits_5(script: ConsoleScript, sb: Sandbox, free_port: int) -> None:
+    proc = script.run(sb, "get", "9999")
     assert proc.returncode == 5
     assert "404" in proc.stderr and proc.stdout == ""
 
-    proc = run(sb, "get", "1", "--url", f"http://127.0.0.1:{free_port}")
+    proc = script.run(sb, "get", "1", "--url", f"http://127.0.0.1:{free_port}")
     assert proc.returncode == 5
     assert "could not connect" in proc.stderr and len(proc.stderr.splitlines()) == 1
 
@@ -450,52 +391,54 @@ def test_an_api_error_or_no_connection_exits_5(sb: Sandbox, free_port: int) -> N
 # -- get and list --------------------------------------------------------------------------
 
 
-def test_get_prints_json_or_a_table(sb: Sandbox) -> None:
-    proc = run(sb, "get", "7")
+def test_get_prints_json_or_a_table(script: ConsoleScript, sb: Sandbox) -> None:
+    proc = script.run(sb, "get", "7")
     assert proc.returncode == 0
     assert json.loads(proc.stdout) == sb.source(7)
-    elsewhere = cli_env(sb, NEUROIO_API_URL="http://127.0.0.1:9")  # --url wins over the variable
-    proc = run(sb, "get", "7", "--format", "table", "--url", sb.url, env=elsewhere)
+    elsewhere = script.env(sb, NEUROIO_API_URL="http://127.0.0.1:9")  # --url wins over the variable
+    proc = script.run(sb, "get", "7", "--format", "table", "--url", sb.url, env=elsewhere)
     assert proc.returncode == 0, proc.stderr
     rows = {line.split(None, 1)[0]: line.split(None, 1)[1:] for line in proc.stdout.splitlines()[2:]}
     assert rows["name"] == [sb.source(7)["name"]]
     assert rows[THRESHOLD] == [str(sb.source(7)[THRESHOLD])]
 
 
-def test_list_as_table_json_and_csv(sb: Sandbox) -> None:
-    proc = run(sb, "list")
+def test_list_as_table_json_and_csv(script: ConsoleScript, sb: Sandbox) -> None:
+    proc = script.run(sb, "list")
     assert proc.returncode == 0
     lines = proc.stdout.splitlines()
     assert lines[0].split() == ["id", "space_id", "name", "license_id"] and "(60 sources)" in lines[-1]
     assert len(lines) == 2 + 60 + 1
 
     space = sb.source(1)["space_id"]
-    proc = run(sb, "list", "--format", "json", "--space", str(space))
+    proc = script.run(sb, "list", "--format", "json", "--space", str(space))
     assert proc.returncode == 0
     assert json.loads(proc.stdout) == [s for s in sb.sources.values() if s["space_id"] == space]
 
     word = sb.source(1)["name"].split()[0]
-    proc = run(sb, "list", "--format", "csv", "--q", word)
+    proc = script.run(sb, "list", "--format", "csv", "--q", word)
     assert proc.returncode == 0
     frame = read_csv(io.StringIO(proc.stdout))
     assert sorted(frame.index) == sorted(i for i, s in sb.sources.items() if word.lower() in s["name"].lower())
 
-    proc = run(sb, "list", "--columns", f"name,{THRESHOLD}")
+    proc = script.run(sb, "list", "--columns", f"name,{THRESHOLD}")
     assert proc.stdout.splitlines()[0].split() == ["id", "name", THRESHOLD]
-    assert run(sb, "list", "--columns", "nope").returncode == 3
+    assert script.run(sb, "list", "--columns", "nope").returncode == 3
 
 
-def test_error_pages_that_echo_the_token_and_scalar_error_codes_are_failed_rows(sb: Sandbox, tmp_path: Path) -> None:
+def test_error_pages_that_echo_the_token_and_scalar_error_codes_are_failed_rows(
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+) -> None:
     """A firewall page that shows the request's headers (the token among them) and an error
     body with scalar codes: each is a failed row with what the server said, the run goes on,
     and neither the token nor any start of it is printed or written."""
     ids = list(range(1, 31))
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, *ids))
+    edited = edit_csv(exported(script, sb, tmp_path), tmp_path / "edited.csv", bumped(sb, *ids))
     before = sb.sources
     sb.fault_methods = {"PATCH"}
     sb.faults = {"echo_headers": 0.3, "scalar_error": 0.3}
     report_path = tmp_path / "report.csv"
-    proc = run(sb, "apply", str(edited), "--yes", "--report", str(report_path))
+    proc = script.run(sb, "apply", str(edited), "--yes", "--report", str(report_path))
     assert proc.returncode == 1, proc.stderr
     written = report_path.read_text(encoding="utf-8")
     for shown in (proc.stdout, proc.stderr, written):
@@ -518,41 +461,47 @@ def test_error_pages_that_echo_the_token_and_scalar_error_codes_are_failed_rows(
 
 @pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
 def test_a_stdout_that_is_not_utf8_gets_no_traceback_and_loses_no_data(
-    sb: Sandbox, tmp_path: Path, encoding: str
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path, encoding: str
 ) -> None:
     name = "Caf\u00e9 \u6771\u4eac \u2192 gate"
     sb.external_edit(7, name=name)
-    env = cli_env(sb, PYTHONIOENCODING=encoding)
-    edited = edit_csv(exported(sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 7))
+    env = script.env(sb, PYTHONIOENCODING=encoding)
+    edited = edit_csv(exported(script, sb, tmp_path), tmp_path / "edited.csv", bumped(sb, 7))
 
-    plan = run(sb, "plan", str(edited), env=env)
+    plan = script.run(sb, "plan", str(edited), env=env)
     assert plan.returncode == 2, plan.stderr
     assert plan.stdout.splitlines()[0].split() == ["id", "name", "field", "old", "->", "new"]
     assert f"{sb.source(7)[THRESHOLD]} -> {sb.source(7)[THRESHOLD] + 1}" in plan.stdout
 
-    table = run(sb, "list", env=env)
+    table = script.run(sb, "list", env=env)
     assert table.returncode == 0 and "gate" in table.stdout  # what it cannot show is a "?"
 
-    got = run(sb, "get", "7", env=env)
+    got = script.run(sb, "get", "7", env=env)
     assert got.returncode == 0 and json.loads(got.stdout)["name"] == name  # JSON escapes it
 
     for args in (["list", "--format", "csv"], ["export", "-"]):
-        proc = subprocess.run([str(SCRIPT), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60)
+        proc = subprocess.run(
+            [str(script.path), *args], env=env, stdin=subprocess.DEVNULL, capture_output=True, timeout=60
+        )
         assert proc.returncode == 0 and b"Traceback" not in proc.stderr
         assert read_csv(io.BytesIO(proc.stdout)).loc[7, "name"] == name  # data stays UTF-8
 
 
-def test_export_to_stdout_writes_the_csv_and_says_so_on_stderr(sb: Sandbox, tmp_path: Path) -> None:
-    proc = run(sb, "export", "-")
+def test_export_to_stdout_writes_the_csv_and_says_so_on_stderr(
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+) -> None:
+    proc = script.run(sb, "export", "-")
     assert proc.returncode == 0, proc.stderr
-    assert_frame_equal(read_csv(io.StringIO(proc.stdout)), read_csv(exported(sb, tmp_path)))
+    assert_frame_equal(read_csv(io.StringIO(proc.stdout)), read_csv(exported(script, sb, tmp_path)))
     assert proc.stderr == "Wrote 60 sources to stdout\n"
     assert not Path("-").exists()
 
 
-def test_progress_bars_stay_off_a_stderr_that_is_not_a_terminal(sb: Sandbox, tmp_path: Path) -> None:
+def test_progress_bars_stay_off_a_stderr_that_is_not_a_terminal(
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+) -> None:
     sb.page_cap = 10  # many pages: a bar would be drawn for them
-    source = exported(sb, tmp_path)
+    source = exported(script, sb, tmp_path)
     edited = edit_csv(source, tmp_path / "edited.csv", bumped(sb, *range(1, 31)))
     for args in (
         ["export", str(tmp_path / "again.csv")],
@@ -560,17 +509,19 @@ def test_progress_bars_stay_off_a_stderr_that_is_not_a_terminal(sb: Sandbox, tmp
         ["list", "--format", "csv"],
         ["apply", str(edited), "--yes"],
     ):
-        proc = run(sb, *args)
+        proc = script.run(sb, *args)
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == "", (args, proc.stderr)
-    assert run(sb, "plan", str(edited)).returncode == 0
+    assert script.run(sb, "plan", str(edited)).returncode == 0
 
 
-def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(monkeypatch: pytest.MonkeyPatch) -> None:
-    proc = run(None, "list", "--url", "http://sources.example", env=cli_env(None, NEUROIO_API_TOKEN="t"))
+def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(
+    script: ConsoleScript, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proc = script.run(None, "list", "--url", "http://sources.example", env=script.env(None, NEUROIO_API_TOKEN="t"))
     assert proc.returncode == 4
     assert "--allow-insecure" in proc.stderr and "allow_insecure=True" not in proc.stderr
-    assert "--allow-insecure" in run(None, "list", "--help").stdout
+    assert "--allow-insecure" in script.run(None, "list", "--help").stdout
 
     monkeypatch.setenv("NEUROIO_API_TOKEN", "t")
     args = cli.build_parser().parse_args(["list", "--url", "http://sources.example", "--allow-insecure"])
@@ -580,16 +531,19 @@ def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(monkeypa
 
 # -- sandbox ---------------------------------------------------------------------------------
 
+#: The two ways to start a sandbox from a shell.
 SANDBOX_COMMANDS = {
-    "neuroio-nb sandbox": [str(SCRIPT), "sandbox"],
-    "python -m neuroio_nb.sandbox": [sys.executable, "-m", "neuroio_nb.sandbox"],
+    "neuroio-nb sandbox": lambda script: [str(script.path), "sandbox"],
+    "python -m neuroio_nb.sandbox": lambda script: [sys.executable, "-m", "neuroio_nb.sandbox"],
 }
 
 
 @pytest.mark.parametrize("command", SANDBOX_COMMANDS)
-def test_sandbox_command_prints_url_and_token_and_serves_until_interrupted(serve_in_subprocess, command: str) -> None:
-    argv = [*SANDBOX_COMMANDS[command], "--port", "0", "--sources", "20"]
-    with serve_in_subprocess(*argv, env=cli_env(None)) as served:
+def test_sandbox_command_prints_url_and_token_and_serves_until_interrupted(
+    script: ConsoleScript, serve_in_subprocess, command: str
+) -> None:
+    argv = [*SANDBOX_COMMANDS[command](script), "--port", "0", "--sources", "20"]
+    with serve_in_subprocess(*argv, env=script.env(None)) as served:
         r = requests.get(served.url + "/v1/sources/", headers={"Authorization": f"Token {served.token}"}, timeout=10)
         assert r.status_code == 200 and r.json()["count"] == 20
         assert "Ctrl-C" in served.lines.get(timeout=5)
@@ -599,13 +553,13 @@ def test_sandbox_command_prints_url_and_token_and_serves_until_interrupted(serve
 
 
 @pytest.mark.parametrize("command", SANDBOX_COMMANDS)
-def test_sandbox_on_a_taken_port_exits_7(command: str) -> None:
+def test_sandbox_on_a_taken_port_exits_7(script: ConsoleScript, command: str) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        argv = [*SANDBOX_COMMANDS[command], "--port", str(taken.getsockname()[1]), "--sources", "5"]
+        argv = [*SANDBOX_COMMANDS[command](script), "--port", str(taken.getsockname()[1]), "--sources", "5"]
         proc = subprocess.run(
-            argv, env=cli_env(None), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
+            argv, env=script.env(None), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60
         )
     assert proc.returncode == 7, proc.stderr
     assert "cannot serve on 127.0.0.1:" in proc.stderr and "in use" in proc.stderr

@@ -4,9 +4,6 @@ faults and interrupts. The sandbox's state and request log are the ground truth.
 from __future__ import annotations
 
 import _thread
-import os
-import pty
-import subprocess
 import threading
 from collections import Counter
 
@@ -311,46 +308,29 @@ def test_plan_view_leads_with_deletions(make_sandbox, client_for):
 # ---- the command line ------------------------------------------------------------------------
 
 
-def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirmed(make_sandbox, tmp_path):
-    from test_cli import SCRIPT, assert_clean, cli_env, run
-
+def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirmed(make_sandbox, script, tmp_path):
     sb = make_sandbox(sources=40, seed=13)
     site = tmp_path / "site.csv"
     site.write_text("name,identify_facesize_threshold,use_pps_time\nZeta cam 1,5000,true\nZeta cam 2,,\n")
-    proc = run(sb, "plan", str(site), "--key", "name", "--create")
+    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
     assert proc.returncode == 2 and "To create (2 sources)" in proc.stdout and "Zeta cam 2" in proc.stdout
     sb.clear_log()
-    proc = run(sb, "apply", str(site), "--key", "name", "--create", "--yes", "--report", str(tmp_path / "r.csv"))
+    proc = script.run(sb, "apply", str(site), "--key", "name", "--create", "--yes", "--report", str(tmp_path / "r.csv"))
     assert proc.returncode == 0, proc.stderr
     assert "2 created" in proc.stdout and [r.method for r in writes(sb)] == ["POST", "POST"]
     report = pd.read_csv(tmp_path / "r.csv")
     assert list(report["action"]) == ["create", "create"] and set(report["id"]) == set(sb.sources) - set(range(1, 41))
-    assert run(sb, "plan", str(site), "--key", "name", "--create").returncode == 0  # nothing left to do
+    assert script.run(sb, "plan", str(site), "--key", "name", "--create").returncode == 0  # nothing left to do
 
     only_dock = tmp_path / "only_dock.csv"
     only_dock.write_text("name\nZeta cam 1\n")
     args = ["apply", str(only_dock), "--key", "name", "--delete", "--q", "zeta"]
     sb.clear_log()
-    proc = run(sb, *args)  # stdin is not a terminal and no --yes: nothing at all
+    proc = script.run(sb, *args)  # stdin is not a terminal and no --yes: nothing at all
     assert proc.returncode == 6 and "To delete (1 source)" in proc.stdout and writes(sb) == []
     for answer, code, deleted in (("n", 6, 0), ("y", 0, 1)):
-        controller, terminal = pty.openpty()
-        try:
-            child = subprocess.Popen(
-                [str(SCRIPT), *args],
-                env=cli_env(sb),
-                stdin=terminal,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            os.close(terminal)
-            os.write(controller, f"{answer}\n".encode())
-            out, err = child.communicate(timeout=60)
-        finally:
-            os.close(controller)
-        assert_clean(out, err, sb)
-        assert child.returncode == code, err
+        returncode, _out, err = script.on_a_terminal(sb, *args, answer=answer)
+        assert returncode == code, err
         assert "Delete the 1 source listed above? [y/N]" in err
         assert len(sb.requests("DELETE")) == deleted
     assert [s["name"] for s in sb.sources.values()].count("Zeta cam 2") == 0
