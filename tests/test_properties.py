@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from neuroio_nb import Client, read_csv
-from neuroio_nb.sandbox import Sandbox
+from neuroio_nb.sandbox import TRICKY_TEXTS, VARIETY_FIELDS, Sandbox
 from neuroio_nb.schema import FIELDS, EntryResult
 from neuroio_nb.values import same
 
@@ -41,32 +41,16 @@ PROPERTY = settings(
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
-LOOKALIKES = [
-    "007",
-    "0420",
-    "true",
-    "False",
-    "1.50",
-    "1e3",
-    "NaN",
-    "null",
-    "None",
-    "-0",
-    " 42",
-    "TRUE",
-    "N/A",
-    "12,5",
-    "45",
-    "[1]",
-    "{}",
-    '"quoted"',
-]
+#: Text a type-guessing reader is tempted to turn into something else: the sandbox's own
+#: (numbers, booleans, nulls, hex, a formula, leading blanks), and text that is JSON of another type.
+LOOKALIKES = [text for text in TRICKY_TEXTS if text] + ["45", "[1]", "{}", '"quoted"']
 FORMULAS = ["=1+2", "+33", "-5", "@SUM(A1)", "\tTab", "\rCR", "'=quoted", "''+twice", '=HYPERLINK("x")']
 WORDS = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=10)
 #: Text a type-guessing reader is tempted to turn into something else, and plain words.
 TEXTS = st.one_of(st.sampled_from(LOOKALIKES + FORMULAS + [""]), WORDS)
-#: Column names a server may send that the schema does not know (some a spreadsheet would run).
-UNKNOWN_NAMES = ["site_code", "retention_days", "night_mode", "custom field", "=col", "1", "ünïcode", "ratio"]
+#: Column names a server may send that the schema does not know: the sandbox's newer fields, and
+#: names a spreadsheet would run or a reader would take for a number.
+UNKNOWN_NAMES = [*VARIETY_FIELDS, "custom field", "=col", "1", "ünïcode", "ratio"]
 IDS = st.one_of(st.integers(1, 10**6), st.integers(2**53 - 3, 2**53 + 3), st.integers(2**63, 2**64 - 1))
 LICENSE_IDS = st.one_of(st.none(), st.integers(1, 10**6), st.sampled_from(["lic-204", "007", "A-17", "0x1F"]))
 KINDS = [r.value for r in EntryResult]
