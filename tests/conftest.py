@@ -9,6 +9,7 @@
   given; a ``client`` marker, e.g. ``pytest.mark.client(max_retries=0)``, sets options).
 - ``patches()``: the PATCH bodies ``sb`` received, by source id, in arrival order.
 - ``churn``: another user adding or deleting sources while a listing is read.
+- ``ctrl_c_at(sb, method, n)``: Ctrl-C, as the n-th request of ``method`` reaches ``sb``.
 - ``free_port``: a loopback port nothing listens on.
 - ``journal_folder`` (automatic): every test, and every process it starts, journals into
   a temporary folder, never the user's.
@@ -22,6 +23,7 @@ Everything started is stopped after the test.
 
 from __future__ import annotations
 
+import _thread
 import os
 import pty
 import queue
@@ -153,6 +155,28 @@ def churn() -> Callable[..., list[int]]:
         return added
 
     return start
+
+
+@pytest.fixture
+def ctrl_c_at() -> Callable[[Sandbox, str, int], None]:
+    """``ctrl_c_at(sb, "PATCH", n)``: the user presses Ctrl-C (a ``KeyboardInterrupt`` in the test's
+    own thread, as in a notebook) as ``sb`` starts on the n-th request of that method."""
+
+    def arm(sandbox: Sandbox, method: str, n: int) -> None:
+        seen = 0
+        lock = threading.Lock()
+
+        def hook(requested: str, path: str) -> None:
+            nonlocal seen
+            if requested == method:
+                with lock:
+                    seen += 1
+                    if seen == n:
+                        _thread.interrupt_main()
+
+        sandbox.before_request = hook
+
+    return arm
 
 
 @pytest.fixture

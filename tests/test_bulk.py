@@ -169,21 +169,13 @@ def test_retried_write_after_lost_answer_is_updated(make_sandbox, client_for):
     assert all(s["identify_facesize_threshold"] == 8000 for s in sb.sources.values())
 
 
-def test_interrupt_stops_and_plan_shows_the_remainder(make_sandbox, client_for):
+def test_interrupt_stops_and_plan_shows_the_remainder(make_sandbox, client_for, ctrl_c_at):
     sb = make_sandbox(sources=300, latency=0.01)
     c = client_for(sb, max_workers=4)
     frame = c.sources.to_frame(progress=False)
     edited = frame.copy()
     edited["auto_check_liveness"] = ~frame["auto_check_liveness"]
-    seen = {"n": 0}
-
-    def interrupt_after_50(method, path):
-        if method == "PATCH":
-            seen["n"] += 1
-            if seen["n"] == 50:
-                _thread.interrupt_main()
-
-    sb.before_request = interrupt_after_50
+    ctrl_c_at(sb, "PATCH", 50)
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, base=frame, progress=False)
     sb.before_request = None

@@ -600,9 +600,9 @@ def test_old_runs_are_removed_only_on_request(sb, client_for, tmp_path):
         c.sources.history(prune_before="not a date")
 
 
-def test_a_run_stopped_with_ctrl_c_reads_interrupted_and_resume_finishes_it(make_sandbox, client_for, tmp_path):
-    import _thread
-
+def test_a_run_stopped_with_ctrl_c_reads_interrupted_and_resume_finishes_it(
+    make_sandbox, client_for, ctrl_c_at, tmp_path
+):
     from neuroio_nb.errors import BulkInterrupted
 
     sb = make_sandbox(sources=200, latency=0.01)
@@ -610,15 +610,7 @@ def test_a_run_stopped_with_ctrl_c_reads_interrupted_and_resume_finishes_it(make
     frame = c.sources.to_frame(progress=False)
     edited = frame.copy()
     edited["auto_check_liveness"] = ~frame["auto_check_liveness"]
-    seen = {"n": 0}
-
-    def interrupt_after_40(method: str, path: str) -> None:
-        if method == "PATCH":
-            seen["n"] += 1
-            if seen["n"] == 40:
-                _thread.interrupt_main()
-
-    sb.before_request = interrupt_after_40
+    ctrl_c_at(sb, "PATCH", 40)
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, base=frame, progress=False)
     sb.before_request = None

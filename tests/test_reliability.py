@@ -7,8 +7,6 @@ sandbox's own state and request log are the ground truth.
 
 from __future__ import annotations
 
-import _thread
-import threading
 import time
 import warnings
 from collections import Counter
@@ -253,29 +251,14 @@ def test_throttling_alone_never_fails_a_row(make_sandbox, client_for):
 # ---- a run interrupted halfway ---------------------------------------------------------------------
 
 
-def interrupt_at_patch(sb, n: int) -> None:
-    """Ctrl-C in the notebook as the server starts on the n-th PATCH it acts on."""
-    seen = {"n": 0}
-    lock = threading.Lock()
-
-    def hook(method, path):
-        if method == "PATCH":
-            with lock:
-                seen["n"] += 1
-                if seen["n"] == n:
-                    _thread.interrupt_main()
-
-    sb.before_request = hook
-
-
-def test_interrupted_under_faults_report_is_exact_and_resume_finishes(make_sandbox, client_for):
+def test_interrupted_under_faults_report_is_exact_and_resume_finishes(make_sandbox, client_for, ctrl_c_at):
     sb = make_sandbox(sources=250, seed=6, latency=0.005)
     c = client_for(sb, max_retries=RETRIES, max_workers=6)
     frame = c.sources.to_frame(progress=False)
     edited = edit_every_source(frame)
     sb.faults = FAULTS
     sb.clear_log()
-    interrupt_at_patch(sb, 60)
+    ctrl_c_at(sb, "PATCH", 60)
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, base=frame, progress=False)
     sb.before_request = None
@@ -300,14 +283,14 @@ def test_interrupted_under_faults_report_is_exact_and_resume_finishes(make_sandb
     pd.testing.assert_frame_equal(server_frame(sb), edited)
 
 
-def test_ctrl_c_stops_a_loop_that_catches_exception(make_sandbox, client_for):
+def test_ctrl_c_stops_a_loop_that_catches_exception(make_sandbox, client_for, ctrl_c_at):
     """A notebook's ``except Exception:`` around a bulk update must not swallow Ctrl-C; the
     partial report stays reachable on the interrupt."""
     sb = make_sandbox(sources=120, latency=0.01)
     c = client_for(sb, max_workers=4)
     frame = c.sources.to_frame(progress=False)
     edited = edit_every_source(frame)
-    interrupt_at_patch(sb, 10)
+    ctrl_c_at(sb, "PATCH", 10)
     tries = 0
     with pytest.raises(BulkInterrupted) as info:
         for _ in range(3):

@@ -9,7 +9,6 @@ page's ``next`` link, and never sent in clear text off loopback.
 
 from __future__ import annotations
 
-import _thread
 import json
 import logging
 import threading
@@ -128,7 +127,7 @@ def raised(call: Callable[[], Any]) -> BaseException:
     raise AssertionError("nothing was raised")
 
 
-def test_no_exception_shows_the_token(make_sandbox, client_for, free_port):
+def test_no_exception_shows_the_token(make_sandbox, client_for, free_port, ctrl_c_at):
     sb = make_sandbox(sources=30)
     token = sb.token
     c = client_for(sb, max_retries=0, max_throttled_wait=0)  # a 429 is raised at once, not waited out
@@ -154,12 +153,7 @@ def test_no_exception_shows_the_token(make_sandbox, client_for, free_port):
     errors.append(raised(lambda: c.sources.to_frame(progress=False)))
     sb.corrupt = None
 
-    def interrupt(method, path):
-        if method == "PATCH":
-            sb.before_request = None
-            _thread.interrupt_main()
-
-    sb.before_request = interrupt
+    ctrl_c_at(sb, "PATCH", 1)
     sb.latency = 0.05  # slow enough that Ctrl-C lands while the run is going
     edited = frame.copy()
     edited["use_pps_time"] = ~frame["use_pps_time"]

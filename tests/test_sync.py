@@ -3,8 +3,6 @@ faults and interrupts. The sandbox's state and request log are the ground truth.
 
 from __future__ import annotations
 
-import _thread
-import threading
 from collections import Counter
 
 import pandas as pd
@@ -256,22 +254,14 @@ def test_undo_of_a_sync_is_conflict_checked(make_sandbox, client_for):
     assert first in sb.sources and second not in sb.sources
 
 
-def test_interrupt_mid_sync_gives_an_exact_report_and_planning_again_shows_the_rest(make_sandbox, client_for):
+def test_interrupt_mid_sync_gives_an_exact_report_and_planning_again_shows_the_rest(
+    make_sandbox, client_for, ctrl_c_at
+):
     sb = make_sandbox(sources=100, seed=11, latency=0.01)
     c = client_for(sb, max_workers=4)
     site = new_site(200)
-    seen = {"n": 0}
-    lock = threading.Lock()
-
-    def interrupt_at_post_40(method, path):
-        if method == "POST":
-            with lock:
-                seen["n"] += 1
-                if seen["n"] == 40:
-                    _thread.interrupt_main()
-
     plan = c.sources.plan(site, key="name", create=True)
-    sb.before_request = interrupt_at_post_40
+    ctrl_c_at(sb, "POST", 40)
     with pytest.raises(BulkInterrupted) as info:
         plan.apply(progress=False)
     sb.before_request = None
