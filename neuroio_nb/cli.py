@@ -47,7 +47,8 @@ from .errors import (
 from .history import history_frame, prune, report_of, run_report
 from .journal import JournalError, open_journal
 from .sandbox import cli as sandbox_cli
-from .values import to_python
+from .values import shown, to_python
+from .views import plural
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -77,6 +78,12 @@ LIST_COLUMNS = ("space_id", "name", "license_id")
 EMPTY = "(empty)"
 
 
+def _shown(value: Any) -> str:
+    """A value in a terminal table: the one display rule (:func:`~neuroio_nb.values.shown`),
+    spelt as the CSV and JSON files beside it spell it (``true``, ``["new", "ha"]``)."""
+    return shown(value, missing=EMPTY, json_literals=True)
+
+
 class UsageError(Exception):
     """A command was asked for something that cannot be (exit :data:`EXIT_USAGE`)."""
 
@@ -104,13 +111,13 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             client.sources.export_csv(args.path, frame)
     where = "stdout" if to_stdout else args.path
-    print(f"Wrote {_plural(len(frame), 'source')} to {where}", file=sys.stderr if to_stdout else sys.stdout)
+    print(f"Wrote {plural(len(frame), 'source')} to {where}", file=sys.stderr if to_stdout else sys.stdout)
     return EXIT_OK
 
 
 def _read_desired(path: str, key: str) -> Any:
     """The CSV as a frame; with ``--key name`` it may have no ``id`` column (a new site's
-    names and settings): its rows are then numbered from 0."""
+    names and settings): its rows are then labelled 0, 1, ... as a frame of them would be."""
     if key != "name":
         return read_csv(path)
     with open(path, newline="", encoding="utf-8-sig") as fh:
@@ -121,7 +128,7 @@ def _read_desired(path: str, key: str) -> Any:
     numbered = io.StringIO()
     writer = csv.writer(numbered, lineterminator="\n")
     body = [row for row in rows if any(cell.strip() for cell in row)]
-    writer.writerows([["id", *body[0]], *([str(n), *row] for n, row in enumerate(body[1:]))])
+    writer.writerows([["id", *body[0]], *([str(n), *row] for n, row in enumerate(body[1:], start=1))])
     numbered.seek(0)
     frame = read_csv(numbered)
     frame.index = pd.RangeIndex(len(frame))
@@ -155,34 +162,22 @@ def cmd_apply(args: argparse.Namespace) -> int:
         _print_plan(plan)
         if not plan:
             return EXIT_OK
-        if len(plan.deletes) and not args.yes:  # deletions are confirmed on their own
-            confirmed = _confirm(f"Delete the {_plural(len(plan.deletes), 'source')} listed above? [y/N] ")
-            if confirmed is None:
-                _error(
-                    "refusing to delete without confirmation: stdin is not a terminal. "
-                    "Review the plan above and pass --yes to apply it."
-                )
-                return EXIT_NOT_CONFIRMED
-            if not confirmed:
-                print("Not applied: nothing was deleted, created or updated.")
-                return EXIT_NOT_CONFIRMED
-        rest = len(plan) - len(plan.deletes)
-        if rest and not args.yes:
-            parts = [f"create {_plural(len(plan.creates), 'source')}"] if len(plan.creates) else []
+        if len(plan.deletes) and not _confirmed(  # deletions are confirmed on their own
+            args,
+            f"Delete the {plural(len(plan.deletes), 'source')} listed above? [y/N] ",
+            "delete the sources listed above",
+            "Not applied: nothing was deleted, created or updated.",
+        ):
+            return EXIT_NOT_CONFIRMED
+        if len(plan) - len(plan.deletes):
+            parts = [f"create {plural(len(plan.creates), 'source')}"] if len(plan.creates) else []
             if len(plan.changes):
                 parts.append(
-                    f"apply {_plural(len(plan.changes), 'change')} to {_plural(plan.changes['id'].nunique(), 'source')}"
+                    f"apply {plural(len(plan.changes), 'change')} to {plural(plan.changes['id'].nunique(), 'source')}"
                 )
-            question = f"{' and '.join(parts).capitalize()}? [y/N] "
-            confirmed = _confirm(question)
-            if confirmed is None:
-                _error(
-                    "refusing to apply without confirmation: stdin is not a terminal. "
-                    "Review the plan above and pass --yes to apply it."
-                )
-                return EXIT_NOT_CONFIRMED
-            if not confirmed:
-                print("Not applied.")
+            if not _confirmed(
+                args, f"{' and '.join(parts).capitalize()}? [y/N] ", "apply the plan above", "Not applied."
+            ):
                 return EXIT_NOT_CONFIRMED
         try:
             with _first_interrupt_only():  # the first Ctrl-C stops the run; more cannot cut it short
@@ -213,7 +208,7 @@ def cmd_get(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(source, indent=2, ensure_ascii=not _stdout_is_unicode()))
     else:
-        print(_table(["field", "value"], [[k, _text(v)] for k, v in source.items()]))
+        print(_table(["field", "value"], [[k, _shown(v)] for k, v in source.items()]))
     return EXIT_OK
 
 
@@ -232,11 +227,11 @@ def cmd_list(args: argparse.Namespace) -> int:
     unknown = [c for c in columns if c not in frame.columns and c != "id"]
     if unknown and len(frame):
         raise UsageError(f"--columns: no column {', '.join(unknown)}; the sources have: " + ", ".join(frame.columns))
-    shown = [c for c in columns if c in frame.columns]
-    rows = [[str(sid), *(_text(frame.at[sid, c]) for c in shown)] for sid in frame.index]
-    print(_table(["id", *shown], rows) if rows else "No sources.")
+    present = [c for c in columns if c in frame.columns]
+    rows = [[str(sid), *(_shown(frame.at[sid, c]) for c in present)] for sid in frame.index]
+    print(_table(["id", *present], rows) if rows else "No sources.")
     if rows:
-        print(f"({_plural(len(rows), 'source')})")
+        print(f"({plural(len(rows), 'source')})")
     return EXIT_OK
 
 
@@ -252,13 +247,13 @@ def cmd_history(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if args.prune_before:
         removed = prune(journal, args.prune_before)
-        print(f"Removed {_plural(len(removed), 'run')} started before {args.prune_before} from {journal.folder}.")
+        print(f"Removed {plural(len(removed), 'run')} started before {args.prune_before} from {journal.folder}.")
         return EXIT_OK
     if args.run:
         report = run_report(journal.read(args.run))
         print(f"Run {report.attrs['run_id']}: {report.summary()}")
         for sid, status, changes, error in report[["status", "changes", "error"]].itertuples(name=None):
-            text = "; ".join(f"{f}: {_text(o)} -> {_text(n)}" for f, (o, n) in (changes or {}).items())
+            text = "; ".join(f"{f}: {_shown(o)} -> {_shown(n)}" for f, (o, n) in (changes or {}).items())
             print(f"  {sid}: {status}" + (f": {text}" if text else "") + (f" ({error})" if error else ""))
         return EXIT_OK
     frame = history_frame(journal.runs())
@@ -290,7 +285,7 @@ def cmd_undo(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if report_file:
             report = _read_report(target)
-            what = f"the {_plural(int((report['status'] == 'updated').sum()), 'source')} updated in {target}"
+            what = f"the {plural(int((report['status'] == 'updated').sum()), 'source')} updated in {target}"
         else:
             run = report_of(client.sources, target)
             what = f"run {run.attrs['run_id']} ({run.summary()})"
@@ -322,21 +317,22 @@ def _print_run(report: Any, interrupted: bool = False) -> None:
         print(f"Journal run {run_id}: {then}neuroio-nb undo {run_id} puts back what it changed.")
 
 
-def _confirmed(args: argparse.Namespace, question: str) -> bool:
+def _confirmed(
+    args: argparse.Namespace, question: str, doing: str = "send anything", declined: str = "Nothing was sent."
+) -> bool:
+    """``--yes``, or the user's yes; a refusal (or nobody to answer) is said on the way out."""
     if args.yes:
         return True
     answer = _confirm(question)
     if answer is None:
-        _error("refusing without confirmation: stdin is not a terminal; pass --yes")
+        _error(f"refusing to {doing} without confirmation: stdin is not a terminal; pass --yes to go ahead")
     elif not answer:
-        print("Nothing was sent.")
+        print(declined)
     return bool(answer)
 
 
 def _read_report(path: str) -> Any:
     """A report CSV as ``apply --report`` writes it, back as a frame ``undo`` takes."""
-    import pandas as pd
-
     with open(path, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     if not rows or not {"id", "status", "changes"} <= set(rows[0]):
@@ -391,17 +387,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="the export the edits started from: compare with it instead of the "
         "server now, so that values changed on the server meanwhile are conflicts",
     )
-
-    def command(
-        name: str, handler: Callable[[argparse.Namespace], int], text: str, parents: list[_Parser]
-    ) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=text, description=text, parents=parents)
-        p.set_defaults(handler=handler)
-        return p
-
-    p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
-    p.add_argument("path", metavar="CSV", help="the file to write; - writes to stdout (UTF-8)")
-
     edits.add_argument(
         "--key",
         choices=("id", "name"),
@@ -415,6 +400,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the sources in scope (--q, --space; default every source) that no row "
         "matches; apply lists them and asks about them on their own",
     )
+
+    def command(
+        name: str, handler: Callable[[argparse.Namespace], int], text: str, parents: list[_Parser]
+    ) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text, parents=parents)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
+    p.add_argument("path", metavar="CSV", help="the file to write; - writes to stdout (UTF-8)")
+
     command(
         "plan",
         cmd_plan,
@@ -422,13 +418,19 @@ def build_parser() -> argparse.ArgumentParser:
         [connection, selection, edits],
     )
 
-    p = command("apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.", [connection, selection, edits])
-    p.add_argument("--yes", "-y", action="store_true", help="apply without asking (deletions included)")
-    p.add_argument(
-        "--on-conflict",
-        choices=("skip", "overwrite"),
-        default="skip",
-        help="with --base: what to do with a source changed on the server meanwhile (default: skip and report it)",
+    def answering(yes: str, conflict: str) -> _Parser:
+        """``--yes`` and ``--on-conflict``: the answers a writing command would otherwise ask for."""
+        answers = _Parser(add_help=False)
+        answers.add_argument("--yes", "-y", action="store_true", help=yes)
+        answers.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip", help=conflict)
+        return answers
+
+    applying = answering(
+        "apply without asking (deletions included)",
+        "with --base: what to do with a source changed on the server meanwhile (default: skip and report it)",
+    )
+    p = command(
+        "apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.", [connection, selection, edits, applying]
     )
     p.add_argument(
         "--report",
@@ -453,20 +455,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", nargs="?", help="a run id (or its start): show that run's report")
     p.add_argument("--prune-before", metavar="DATE", help="remove the runs started before DATE (e.g. 2026-01-31)")
 
-    answering = _Parser(add_help=False)
-    answering.add_argument("--yes", "-y", action="store_true", help="do it without asking")
-    answering.add_argument(
-        "--on-conflict",
-        choices=("skip", "overwrite"),
-        default="skip",
-        help="a source changed on the server meanwhile: skip and report it (default), or overwrite it",
+    redoing = answering(
+        "do it without asking",
+        "a source changed on the server meanwhile: skip and report it (default), or overwrite it",
     )
     p = command(
-        "undo", cmd_undo, "Put back what a journaled run, or an apply report CSV, changed.", [connection, answering]
+        "undo", cmd_undo, "Put back what a journaled run, or an apply report CSV, changed.", [connection, redoing]
     )
     p.add_argument("target", metavar="RUN|REPORT.csv", help="a run id from 'history', or a report CSV")
     p = command(
-        "resume", cmd_resume, "Finish an interrupted run: send exactly what it did not send.", [connection, answering]
+        "resume", cmd_resume, "Finish an interrupted run: send exactly what it did not send.", [connection, redoing]
     )
     p.add_argument("run", metavar="RUN", help="a run id from 'history'")
 
@@ -521,23 +519,27 @@ def _client(args: argparse.Namespace) -> Client:
 
 def _print_plan(plan: Any) -> None:
     if len(plan.deletes):
-        print(f"To delete ({_plural(len(plan.deletes), 'source')}):")
+        print(f"To delete ({plural(len(plan.deletes), 'source')}):")
         print(
             _table(
                 ["", "id", "space", "name"],
                 [
-                    ["-", str(sid), _text(space), _text(name)]
+                    ["-", str(sid), _shown(space), _shown(name)]
                     for sid, space, name in plan.deletes[["id", "space_id", "name"]].itertuples(index=False, name=None)
                 ],
             )
         )
     if len(plan.creates):
-        print(f"To create ({_plural(len(plan.creates), 'source')}):")
+        print(f"To create ({plural(len(plan.creates), 'source')}):")
         print(
             _table(
                 ["", "name", "settings"],
                 [
-                    ["+", _text(body.get("name")), ", ".join(f"{f}={_text(v)}" for f, v in body.items() if f != "name")]
+                    [
+                        "+",
+                        _shown(body.get("name")),
+                        ", ".join(f"{f}={_shown(v)}" for f, v in body.items() if f != "name"),
+                    ]
                     for body in plan.create_bodies().values()
                 ],
             )
@@ -546,17 +548,17 @@ def _print_plan(plan: Any) -> None:
         return
     arrow = _arrow()
     rows = [
-        [str(sid), _text(plan.names.get(sid)), field, f"{_text(old)} {arrow} {_text(new)}"]
+        [str(sid), _shown(plan.names.get(sid)), field, f"{_shown(old)} {arrow} {_shown(new)}"]
         for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)
     ]
     if rows:
         print(_table(["id", "name", "field", f"old {arrow} new"], rows))
-        print(f"{_plural(len(plan), 'source')} would change, {_plural(len(rows), 'value')} in all.")
+        print(f"{plural(len(plan), 'source')} would change, {plural(len(rows), 'value')} in all.")
     else:
         print("Nothing would change.")
     if plan.missing:
         print(
-            f"Not found ({_plural(len(plan.missing), 'id')}; apply reports them as failed): "
+            f"Not found ({plural(len(plan.missing), 'id')}; apply reports them as failed): "
             + ", ".join(str(i) for i in plan.missing)
         )
 
@@ -622,21 +624,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> str:
     ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
-
-
-def _text(value: Any) -> str:
-    value = to_python(value)
-    if value is None:
-        return EMPTY
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, dict)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def _error(message: str) -> None:

@@ -40,7 +40,7 @@ import pandas as pd
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
 from .schema import BY_NAME
-from .values import to_python, whole_number
+from .values import ID_RULE, id_problem, to_python, whole_number
 
 TRUE = frozenset({"true", "1"})
 FALSE = frozenset({"false", "0"})
@@ -192,16 +192,10 @@ def read_csv(path: Any) -> pd.DataFrame:
                 problems.append(
                     Problem(row[header.index(INDEX)].strip() or None, name, cell, f"line {line}, column {col}: {exc}")
                 )
-        sid = record.get(INDEX, 0)  # absent: the id cell was unreadable, already reported
-        if sid is None or sid < 0:
-            problems.append(
-                Problem(
-                    None,
-                    INDEX,
-                    row[header.index(INDEX)] or None,
-                    f"line {line}: every row needs its source id, a whole number >= 0",
-                )
-            )
+        sid = record.get(INDEX, 1)  # absent: the id cell was unreadable, already reported
+        reason = f"no source id ({ID_RULE})" if sid is None else id_problem(sid)
+        if reason is not None:
+            problems.append(Problem(None, INDEX, row[header.index(INDEX)] or None, f"line {line}: {reason}"))
         records.append(record)
     if problems:
         raise ValidationError(problems, what=what)

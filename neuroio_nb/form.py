@@ -31,7 +31,7 @@ import ipywidgets as widgets
 from .errors import NeuroIOError
 from .form_state import FormState, SourceCalls, field_title, parse_whole_number
 from .schema import BY_NAME, FIELDS, GROUPS, EntryResult, Field
-from .values import check_value, shown
+from .values import check_value, sendable, shown
 
 UNSAVED_CLASS = "neuroio-unsaved"
 #: Heading of the section that shows fields the schema does not know.
@@ -149,13 +149,12 @@ def list_control(field: Field) -> Control:
 
 
 def license_control(field: Field) -> Control:
+    """Text, sent as a frame's license id is sent (:func:`~neuroio_nb.values.sendable`): plain digits as the number."""
     box = widgets.Text(**_common(field))
 
-    def read(value: Any, original: Any) -> tuple[Any, str | None]:
+    def read(value: Any, _: Any) -> tuple[Any, str | None]:
         text = str(value).strip()
-        if not text:
-            return None, None
-        return (int(text) if text.isdigit() and not isinstance(original, str) else text), None
+        return (sendable(field.name, text) if text else None), None
 
     return Control(box, lambda v: "" if v is None else str(v), read)
 

@@ -29,7 +29,7 @@ from .paging import LISTING_CHANGED, ListingChangedWarning, Walk, overlapping_of
 from .progress import progress_bar
 from .schema import ALIASES, BY_NAME, create_defaults
 from .transport import IfUnknown, Settled, Transport, _encode_json, outcome_unknown
-from .values import check_value, same, whole_number
+from .values import COUNT_RULE, check_value, id_problem, same, whole_number
 
 PATH = "v1/sources/"
 #: One source, as the API sends it.
@@ -306,24 +306,22 @@ class SourcesAPI:
 
 
 def _whole(value: Any) -> int | None:
-    """``value`` as a whole number >= 0 (digit strings too), or None if it is not one."""
+    """``value`` as a whole number, 0 or more (digit strings too), or None if it is not one."""
     number = whole_number(value, text=True)
     return number if number is not None and number >= 0 else None
 
 
 def _path(source_id: Any) -> str:
-    number = _whole(source_id)
-    if number is None:
-        raise ValidationError(
-            [Problem(source_id, "id", source_id, "a source id is a whole number >= 0")], what="request"
-        )
-    return f"{PATH}{number}/"
+    reason = id_problem(source_id, text=True)
+    if reason is not None:
+        raise ValidationError([Problem(source_id, "id", source_id, reason)], what="request")
+    return f"{PATH}{whole_number(source_id, text=True)}/"
 
 
 def _count_param(name: str, value: Any) -> int:
     number = _whole(value)
     if number is None:
-        raise ValidationError([Problem(None, name, value, "must be a whole number >= 0")], what="request")
+        raise ValidationError([Problem(None, name, value, COUNT_RULE)], what="request")
     return number
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from .errors import Problem, ValidationError
 from .frames import INDEX, typed_column
 from .schema import BY_NAME, Field
-from .values import check_value, id_index, is_missing, whole_number
+from .values import ID_RULE, check_value, id_index, id_problem, is_missing, whole_number
 
 
 def checked_frame(edited: Any, *, what: str = "edited frame") -> pd.DataFrame:
@@ -124,10 +124,10 @@ def _index_problems(frame: pd.DataFrame) -> list[Problem]:
                         "neighbour's: keep ids whole numbers (read the CSV with neuroio_nb.read_csv)",
                     )
                 )
-            elif (number := whole_number(value)) is None or number < 0 or number >= 2**64:
-                problems.append(Problem(_py(value), INDEX, _py(value), "a source id is a whole number >= 0"))
+            elif reason := id_problem(value):
+                problems.append(Problem(_py(value), INDEX, _py(value), reason))
     else:
-        problems += [Problem(_py(v), INDEX, _py(v), "a source id is a whole number >= 0") for v in ids[ids < 0]]
+        problems += [Problem(_py(v), INDEX, _py(v), ID_RULE) for v in ids[ids < 1]]
     for value in ids[ids.duplicated()].dropna().unique():
         problems.append(Problem(value, INDEX, _py(value), f"id appears {int((ids == value).sum())} times"))
     return problems

@@ -69,6 +69,24 @@ def whole_number(value: Any, *, text: bool = False) -> int | None:
     return None
 
 
+#: The largest source id: ids are unsigned 64-bit numbers, and the server numbers them from 1.
+MAX_ID = 2**64 - 1
+#: What a source id is, as every message about one says it.
+ID_RULE = "a source id is a whole number, 1 or more"
+#: What a count such as a page's ``offset`` or ``limit`` is, as messages say it.
+COUNT_RULE = "must be a whole number, 0 or more"
+
+
+def id_problem(value: Any, *, text: bool = False) -> str | None:
+    """Why ``value`` is not a source id (None if it is). With ``text``, digit strings are too."""
+    number = whole_number(value, text=text)
+    if number is None or number < 1:
+        return ID_RULE
+    if number > MAX_ID:
+        return f"a source id is at most {MAX_ID:,}"
+    return None
+
+
 def check_value(field: Field, value: Any) -> str | None:
     """Why ``value`` is not acceptable for ``field`` (None if it is).
 
@@ -204,11 +222,18 @@ def three_way(field: str, base: Any, mine: Any, theirs: Any) -> Side:
     return "conflict"
 
 
-def shown(value: Any, *, missing: str = MISSING) -> str:
-    """A value as a person reads it: missing as ``missing``, a list its items, an object as JSON."""
+def shown(value: Any, *, missing: str = MISSING, json_literals: bool = False) -> str:
+    """A value as a person reads it: missing as ``missing``, a list its items, an object as JSON.
+
+    With ``json_literals`` (the command line, read beside the CSV and JSON files a
+    user edits), booleans and lists are spelt as those files spell them: ``true``,
+    ``["new", "ha"]``, ``[]``.
+    """
     value = to_python(value)
     if value is None:
         return missing
+    if json_literals and isinstance(value, (bool, list)):
+        return json.dumps(value, ensure_ascii=False, default=str)
     if isinstance(value, list):
         return ", ".join(str(v) for v in value) if value else "(none)"
     if isinstance(value, dict):
@@ -217,10 +242,14 @@ def shown(value: Any, *, missing: str = MISSING) -> str:
 
 
 __all__ = [
+    "COUNT_RULE",
     "EXACT_FLOAT",
+    "ID_RULE",
+    "MAX_ID",
     "MISSING",
     "check_value",
     "id_index",
+    "id_problem",
     "is_missing",
     "same",
     "sendable",

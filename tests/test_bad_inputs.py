@@ -117,7 +117,12 @@ FRAMES: dict[str, tuple[Callable[[pd.DataFrame], Any], tuple[str, ...]]] = {
     "empty-frame": (lambda f: f.iloc[0:0], ("no rows",)),
     "no-id-index": (lambda f: f.reset_index(drop=True), ("'id'", "index")),
     "id-both-index-and-column": (lambda f: f.assign(id=f.index), ("'id' is both the index and a column",)),
-    "negative-id": (lambda f: f.rename(index={7: -7}), ("id -7", ">= 0")),
+    "negative-id": (lambda f: f.rename(index={7: -7}), ("id -7", "a source id is a whole number, 1 or more")),
+    "zero-id": (lambda f: f.rename(index={7: 0}), ("id 0", "a source id is a whole number, 1 or more")),
+    "id-beyond-uint64": (
+        lambda f: f.set_axis(pd.Index([2**64, *list(f.index[1:])], dtype=object, name="id")),
+        (f"id {2**64}", "at most 18,446,744,073,709,551,615"),
+    ),
     "id-not-a-number": (
         lambda f: f.set_axis(pd.Index(["gate", *list(f.index[1:])], dtype=object, name="id")),
         ("id 'gate'", "whole number"),
@@ -186,7 +191,8 @@ def test_undo_of_something_not_a_report(world, sb):
 CALLS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     "get-text-id": (lambda s: s.get("gate"), ("id 'gate'", "whole number")),
     "get-fractional-id": (lambda s: s.get(1.5), ("id 1.5", "whole number")),
-    "get-negative-id": (lambda s: s.get(-1), ("id -1", ">= 0")),
+    "get-negative-id": (lambda s: s.get(-1), ("id -1", "a source id is a whole number, 1 or more")),
+    "delete-zero-id": (lambda s: s.delete(0), ("id 0", "a source id is a whole number, 1 or more")),
     "get-bool-id": (lambda s: s.get(True), ("id True", "whole number")),
     "update-none-id": (lambda s: s.update(None, use_pps_time=True), ("whole number",)),
     "update-read-only-field": (lambda s: s.update(3, space_id=2), ("id 3", "space_id", "2", "read-only")),
@@ -203,7 +209,7 @@ CALLS: dict[str, tuple[Callable[[Any], Any], tuple[str, ...]]] = {
     ),
     "create-with-id": (lambda s: s.create("Dock", id=7), ("id", "7", "read-only")),
     "list-limit-text": (lambda s: s.list(limit="ten"), ("limit", "'ten'", "whole number")),
-    "list-negative-offset": (lambda s: s.list(offset=-5), ("offset", "-5", ">= 0")),
+    "list-negative-offset": (lambda s: s.list(offset=-5), ("offset", "-5", "must be a whole number, 0 or more")),
     "spaces-not-ids": (
         lambda s: s.to_frame(spaces_ids=["north"], progress=False),
         ("spaces_ids", "north", "space ids"),
@@ -240,7 +246,8 @@ CSVS = {  # case id: (file bytes, what the message says)
     "not-utf8-first-row": (b"id,name\n1,Gat\xe9\n", ("line 2", "not UTF-8", "0xe9")),
     "unclosed-quote": (b'id,name\n1,"Gate\n2,Door\n', ("not valid CSV", "quotes")),
     "stray-quote": (b'id,name\n1,"Gate"s\n', ("line 2", "not valid CSV")),
-    "missing-id-cell": (b"id,name\n,Gate\n", ("line 2", "source id")),
+    "missing-id-cell": (b"id,name\n,Gate\n", ("line 2", "no source id", "1 or more")),
+    "zero-id-cell": (b"id,name\n0,Gate\n", ("line 2", "a source id is a whole number, 1 or more")),
     "id-too-large": (b"id,name\n99999999999999999999999,Gate\n", ("line 2", "too large")),
     "bool-cell-unreadable": (
         b"id,use_pps_time\n4,maybe\n",

@@ -182,6 +182,22 @@ def test_license_id_keeps_its_type(client: Client, sb: Sandbox, patches) -> None
     assert patches() == {4: [{"license_id": "lic-00ac"}], 5: [{"license_id": 1002}]}
 
 
+@pytest.mark.parametrize(
+    ("typed", "sent"),
+    [(" 1003 ", 1003), ("007", "007"), ("²", "²"), ("+5", "+5"), ("lic-9", "lic-9")],
+)
+def test_license_id_is_sent_as_a_frame_sends_it(client: Client, sb: Sandbox, patches, typed: str, sent: Any) -> None:
+    """Plain digits are the number, anything else (leading zeros, other scripts' digits) stays text."""
+    from neuroio_nb.values import sendable
+
+    sb.external_edit(6, license_id=1001)
+    form = client.sources.form(6)
+    form.inputs["license_id"].value = typed
+    form.save_button.click()
+    assert patches() == {6: [{"license_id": sent}]}
+    assert sendable("license_id", typed.strip()) == sent  # the one rule, as plan.apply uses it
+
+
 def test_name_is_editable(form: SourceForm, sb: Sandbox, patches) -> None:
     form.inputs["name"].value = "Brand new name"
     form.save_button.click()

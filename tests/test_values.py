@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from neuroio_nb.schema import BY_NAME
-from neuroio_nb.values import check_value, same, sendable, shown, three_way, to_python, whole_number
+from neuroio_nb.values import check_value, id_problem, same, sendable, shown, three_way, to_python, whole_number
 
 WHOLE = [
     (7, 7),
@@ -159,3 +159,30 @@ def test_update_and_create_take_numpy_scalars_from_a_frame(sb, client) -> None:
 def test_sendable(field: str, value: Any, sent: Any) -> None:
     out = sendable(field, value)
     assert out == sent and type(out) is type(sent)
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [(None, "(empty)"), (True, "true"), (np.bool_(False), "false"), (["new", "ha"], '["new", "ha"]'), ([], "[]")],
+)
+def test_shown_as_the_csv_and_json_files_spell_it(value: Any, text: str) -> None:
+    """The command line's tables sit beside the CSV and JSON a user edits: same spelling."""
+    assert shown(value, missing="(empty)", json_literals=True) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (1, None),
+        (np.uint64(2**64 - 1), None),
+        ("42", "a source id is a whole number, 1 or more"),  # text only where asked for
+        (0, "a source id is a whole number, 1 or more"),
+        (-7, "a source id is a whole number, 1 or more"),
+        (1.5, "a source id is a whole number, 1 or more"),
+        (True, "a source id is a whole number, 1 or more"),
+        (2**64, "a source id is at most 18,446,744,073,709,551,615"),
+    ],
+)
+def test_id_problem(value: Any, reason: str | None) -> None:
+    assert id_problem(value) == reason
+    assert id_problem(" 42 ", text=True) is None
