@@ -7,6 +7,8 @@ import html
 import json
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -391,6 +393,21 @@ def _notebook_client(nb: Any) -> Any:
     )
 
 
+@contextmanager
+def _notebook_run_against(sb: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Any, Any]]:
+    """Notebook 03 run cell by cell against ``sb``, its kernel kept open: (the notebook, its client)."""
+    import nbformat
+
+    monkeypatch.setenv("NEUROIO_API_TOKEN", sb.token)
+    monkeypatch.setenv("NEUROIO_API_URL", sb.url)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = _notebook_client(nb)
+    with client.setup_kernel():
+        for index, cell in enumerate(nb.cells):
+            client.execute_cell(cell, index)
+        yield nb, client
+
+
 def _form_output(nb: Any) -> dict[str, Any]:
     for cell in nb.cells:
         for output in cell.get("outputs", []):
@@ -420,14 +437,8 @@ def test_notebook_form_python_objects(kernel_env: Path, monkeypatch: pytest.Monk
     """Layer A: run the notebook against the test's sandbox, then drive the form's objects."""
     import nbformat
 
-    monkeypatch.setenv("NEUROIO_API_TOKEN", sb.token)
-    monkeypatch.setenv("NEUROIO_API_URL", sb.url)
     before = sb.source(1)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = _notebook_client(nb)
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            client.execute_cell(cell, index)
+    with _notebook_run_against(sb, monkeypatch) as (nb, client):
         assert sb.token not in nbformat.writes(nb)
         sb.clear_log()
         nb.cells.append(
@@ -449,17 +460,10 @@ def test_notebook_form_python_objects(kernel_env: Path, monkeypatch: pytest.Monk
 @pytest.mark.notebook
 def test_notebook_form_widget_protocol(kernel_env: Path, monkeypatch: pytest.MonkeyPatch, sb: Sandbox) -> None:
     """Layer B: send the comm messages a browser's widget manager would send."""
-    import nbformat
     from jupyter_core.utils import run_sync
 
-    monkeypatch.setenv("NEUROIO_API_TOKEN", sb.token)
-    monkeypatch.setenv("NEUROIO_API_URL", sb.url)
     before = sb.source(1)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = _notebook_client(nb)
-    with client.setup_kernel():
-        for index, cell in enumerate(nb.cells):
-            client.execute_cell(cell, index)
+    with _notebook_run_against(sb, monkeypatch) as (nb, client):
         root = _form_output(nb)["model_id"]
         states = client.widget_state
         assert "neuroio-form" in states[root]["_dom_classes"]

@@ -29,8 +29,10 @@ def test_committed_without_outputs(path):
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
 
 
-def execute(path: Path, workdir: Path, env: dict[str, str]) -> nbformat.NotebookNode:
-    """Run a copy of the notebook in `workdir` (files it writes land there) with `env` set."""
+def execute(path: Path, workdir: Path, env: dict[str, str] | None = None) -> nbformat.NotebookNode:
+    """Run a copy of the notebook in `workdir` (files it writes land there) with `env` set, and
+    IPython's and matplotlib's own folders in `workdir` too."""
+    env = {"IPYTHONDIR": str(workdir / "ipython"), "MPLCONFIGDIR": str(workdir / "mpl"), **(env or {})}
     copy = workdir / path.name
     shutil.copy(path, copy)
     nb = nbformat.read(copy, as_version=4)
@@ -56,11 +58,7 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
     monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
     monkeypatch.delenv("NEUROIO_API_URL", raising=False)
-    nb = execute(
-        NOTEBOOKS / f"{name}.ipynb",
-        tmp_path,
-        {"IPYTHONDIR": str(tmp_path / "ipython"), "MPLCONFIGDIR": str(tmp_path / "mpl")},
-    )
+    nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path)
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text
     if name == "01_explore_sources":
@@ -69,22 +67,16 @@ def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
         assert "1 conflict" in text and "updated" in text
     if name == "04_export_csv":
         assert (tmp_path / "exports" / "sources.csv").exists() and "identical, dtypes included" in text
+    if name == "05_provision_and_restore":
+        assert "8 sources to create" in text and "3 created, 2 updated" in text and "2 sources to delete" in text
+        assert text.count("nothing to change") == 2  # planning again after provisioning and after restoring
 
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("name", ["01_explore_sources", "04_export_csv"])
 def test_notebook_against_an_account_never_shows_the_token(name, tmp_path, make_sandbox):
     sb = make_sandbox(sources=150, token="account-token-must-not-leak")
-    nb = execute(
-        NOTEBOOKS / f"{name}.ipynb",
-        tmp_path,
-        {
-            "NEUROIO_API_TOKEN": sb.token,
-            "NEUROIO_API_URL": sb.url,
-            "IPYTHONDIR": str(tmp_path / "ipython"),
-            "MPLCONFIGDIR": str(tmp_path / "mpl"),
-        },
-    )
+    nb = execute(NOTEBOOKS / f"{name}.ipynb", tmp_path, {"NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url})
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text
     assert sb.token not in text
@@ -104,7 +96,7 @@ PROGRESS_CELLS = [
 
 
 @pytest.mark.notebook
-def test_progress_bars_leave_nothing_in_executed_copies(tmp_path, make_sandbox):
+def test_progress_bars_leave_nothing_in_executed_copies(tmp_path, make_sandbox, monkeypatch):
     """The executed copy (tools/run_notebooks.py) and its HTML keep no bar widget and no '0%' text;
     a listing that takes less than half a second shows no bar at all."""
     import sys
@@ -126,12 +118,8 @@ def test_progress_bars_leave_nothing_in_executed_copies(tmp_path, make_sandbox):
     ]
     path = tmp_path / "bars.ipynb"
     nbformat.write(nb, path)
-    old = os.environ.get("IPYTHONDIR")
-    os.environ["IPYTHONDIR"] = str(tmp_path / "ipython")
-    try:
-        executed = run_notebooks.execute(path, tmp_path / "output")
-    finally:
-        os.environ.pop("IPYTHONDIR") if old is None else os.environ.__setitem__("IPYTHONDIR", old)
+    monkeypatch.setenv("IPYTHONDIR", str(tmp_path / "ipython"))
+    executed = run_notebooks.execute(path, tmp_path / "output")
     cells = nbformat.read(executed, as_version=4).cells
     assert [o.get("data", {}).get("text/plain") for o in cells[1].outputs] == ["40"]  # no bar for the quick one
     saved = outputs_text(nbformat.read(executed, as_version=4))
@@ -151,7 +139,7 @@ def test_bulk_edit_against_an_account_stops_before_writing(tmp_path, make_sandbo
     from nbclient.exceptions import CellExecutionError
 
     sb = make_sandbox(sources=200, token="account-token-must-not-leak")
-    env = {"NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url, "IPYTHONDIR": str(tmp_path / "ipython")}
+    env = {"NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url}
     with pytest.raises(CellExecutionError) as info:
         execute(NOTEBOOKS / "02_bulk_edit.ipynb", tmp_path, env)
     assert "Stopped before writing: applying would change" in str(info.value)
@@ -166,6 +154,21 @@ def test_bulk_edit_against_an_account_stops_before_writing(tmp_path, make_sandbo
     nb = execute(tmp_path / "flipped" / "02_bulk_edit.ipynb", tmp_path, env)
     assert '"output_type": "error"' not in outputs_text(nb)
     assert sb.requests("PATCH")
+
+
+@pytest.mark.notebook
+def test_provisioning_against_an_account_writes_nothing_and_says_where_it_would(tmp_path, make_sandbox):
+    """Run All of 05 with NEUROIO_API_TOKEN set reads and plans, writes nothing, and says where it would."""
+    sb = make_sandbox(sources=120, token="account-token-must-not-leak")
+    nb = execute(
+        NOTEBOOKS / "05_provision_and_restore.ipynb",
+        tmp_path,
+        {"NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url},
+    )
+    text = outputs_text(nb)
+    assert '"output_type": "error"' not in text and sb.token not in text
+    assert f"this would write to {sb.url}" in text and "APPLY = True" in text
+    assert any(r.method == "GET" for r in sb.log) and [r for r in sb.log if r.method != "GET"] == []
 
 
 @pytest.mark.parametrize("path", ALL, ids=lambda p: p.stem)
