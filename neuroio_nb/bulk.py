@@ -127,7 +127,8 @@ class Report(pd.DataFrame):
                 strict=False,
             )
         )
-        return report_html(self.summary(), rows, where="report")
+        actions = self["action"].tolist() if "action" in self.columns else None
+        return report_html(self.summary(), rows, where="report", actions=actions)
 
 
 def make_report(outcomes: Iterable[Outcome]) -> Report:

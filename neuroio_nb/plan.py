@@ -22,7 +22,19 @@ from .frames import INDEX, frame_from_records, typed_column
 from .schema import BY_NAME, COLUMNS, READ_ONLY
 from .validate import checked_cells
 from .values import id_index, same, sendable, to_python
-from .views import changes_html, empty, esc, ids_text, number, plural, showing, shown, window
+from .views import (
+    ACTION_MARKS,
+    changes_html,
+    cut_lines,
+    empty,
+    esc,
+    ids_text,
+    number,
+    plural,
+    showing,
+    shown,
+    window,
+)
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
 
@@ -121,23 +133,22 @@ class Plan:
         return text
 
     def __repr__(self) -> str:
-        by_source = list(self.by_source().items())
-        win = window(len(by_source))
-        note = showing(win, "plan.changes", "sources")
+        """Every source a line, ``- `` deletes first, then ``+ `` creates and ``~ `` updates,
+        cut like the HTML view (``display.max_rows``) with what was cut said in place."""
+        rows = self.rows()
+        win = window(len(rows))
+        note = showing(win, self._where(), "sources")
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
-        lines += [
-            f"  - {sid} {shown(name)}" for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)
-        ][:20]
-        lines += [f"  + {shown(body.get('name'))}" for body in self.create_bodies().values()][:20]
-        for k in win.head:
-            lines.append(_change_line(*by_source[k]))
-        if win.truncated:
-            lines.append("  ...")
-        for k in win.tail:
-            lines.append(_change_line(*by_source[k]))
+        lines += cut_lines([_row_line(*rows[k]) for k in win.positions()], win, "source")
         if self.missing:
             lines.append(f"  not found: {ids_text(list(self.missing))}")
         return "\n".join(lines)
+
+    def _where(self) -> str:
+        """Where every row of the plan is, for the note of a cut view."""
+        if not len(self.creates) and not len(self.deletes):
+            return "plan.changes"
+        return "plan.deletes, plan.creates and plan.changes"
 
     def _repr_html_(self) -> str:
         if not len(self) and not self.missing:
@@ -146,37 +157,41 @@ class Plan:
         fields = [c for c in ["name", *COLUMNS] if any(c in changes for _, _, _, changes in rows)]
         fields += sorted({f for _, _, _, changes in rows for f in changes} - set(fields))
         footer = f"<p>Not found: {esc(ids_text(list(self.missing)))}</p>" if self.missing else ""
-        if not len(self.creates) and not len(self.deletes):
-            return changes_html(
-                "Plan", self.summary(), [r[1:] for r in rows], fields, where="plan.changes", footer=footer
-            )
+        marked = bool(len(self.creates) or len(self.deletes))
         return changes_html(
             "Plan",
             self.summary(),
             [r[1:] for r in rows],
             fields,
-            where="plan.deletes, plan.creates and plan.changes",
-            mark_header="",
-            marks=[r[0] for r in rows],
+            where=self._where(),
+            mark_header="" if marked else None,
+            marks=[r[0] for r in rows] if marked else None,
             footer=footer,
         )
 
     def rows(self) -> list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]]:
         """One ``(mark, id, name, {field: (old, new)})`` per source: ``-`` deletes first,
         then ``+`` creates (no id yet), then ``~`` updates."""
+        delete, create, update = (ACTION_MARKS[a] for a in ("delete", "create", "update"))
         out: list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]] = [
-            ("-", sid, name, {}) for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)
+            (delete, sid, name, {}) for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)
         ]
         out += [
-            ("+", "", body.get("name"), {f: (None, v) for f, v in body.items() if f != "name"})
+            (create, "", body.get("name"), {f: (None, v) for f, v in body.items() if f != "name"})
             for body in self.create_bodies().values()
         ]
-        out += [("~", sid, self.names.get(sid), changes) for sid, changes in self.by_source().items()]
+        out += [(update, sid, self.names.get(sid), changes) for sid, changes in self.by_source().items()]
         return out
 
 
-def _change_line(sid: int, changes: dict[str, tuple[Any, Any]]) -> str:
-    return f"  {sid}: " + ", ".join(f"{k}: {shown(o)} -> {shown(n)}" for k, (o, n) in changes.items())
+def _row_line(mark: str, sid: Any, name: Any, changes: dict[str, tuple[Any, Any]]) -> str:
+    """``  ~ 3 Gate: use_pps_time: False -> True``; a create shows the values it sends."""
+    who = " ".join(str(part) for part in (sid, shown(name)) if part != "")
+    what = ", ".join(
+        f"{k}: {shown(n)}" if mark == ACTION_MARKS["create"] else f"{k}: {shown(o)} -> {shown(n)}"
+        for k, (o, n) in changes.items()
+    )
+    return f"  {mark} {who}" + (f": {what}" if what else "")
 
 
 def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> Plan:

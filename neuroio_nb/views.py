@@ -42,6 +42,8 @@ STATUS_TONES = {
 }
 #: Statuses that need the reader's attention come first in a report.
 ATTENTION_FIRST = ("failed", "conflict")
+#: Each action's mark, as Terraform's plan marks them; a plan and a report show them in their first column.
+ACTION_MARKS = {"delete": "-", "create": "+", "update": "~"}
 
 
 # ---- words and numbers --------------------------------------------------------------
@@ -191,15 +193,17 @@ def problems_text(problems: Sequence[Sequence[Any]], what: str, max_rows: int | 
     """The text of a validation error: a headline, then one line per group, cut like pandas."""
     groups = group_problems(problems)
     n = len(problems)
-    lines = [f"{plural(n, 'problem')} in the {what}; nothing was sent:"]
     win = window(len(groups), max_rows)
-    for k in win.head:
-        lines.append("  " + problem_line(groups[k]))
-    if win.truncated:
-        lines.append(f"  ... {plural(win.total - win.shown, 'more line')} ...")
-    for k in win.tail:
-        lines.append("  " + problem_line(groups[k]))
-    return "\n".join(lines)
+    shown_lines = ["  " + problem_line(groups[k]) for k in win.positions()]
+    return "\n".join([f"{plural(n, 'problem')} in the {what}; nothing was sent:", *cut_lines(shown_lines, win, "line")])
+
+
+def cut_lines(lines: Sequence[str], win: Window, noun: str) -> list[str]:
+    """The ``lines`` ``win`` shows (one per position), with ``... 990 more lines ...`` where it cuts."""
+    cut = len(win.head)
+    if not win.truncated:
+        return list(lines)
+    return [*lines[:cut], f"  ... {plural(win.total - win.shown, 'more ' + noun)} ...", *lines[cut:]]
 
 
 # ---- HTML ---------------------------------------------------------------------------
@@ -224,6 +228,12 @@ def change_td(old: Any, new: Any) -> str:
     """``old -> new`` on a tinted cell; the old value struck out in the theme's text colour."""
     body = f"<s>{esc(shown(old))}</s> &rarr; <b>{esc(shown(new))}</b>"
     return td(body, tone="change", raw=True)
+
+
+def mark_td(mark: str) -> str:
+    """The ``+`` / ``~`` / ``-`` of a row, in bold and the theme's text colour; its action on hover."""
+    action = next((a for a, m in ACTION_MARKS.items() if m == mark), "")
+    return td(f"<b>{esc(mark)}</b>", align="center", title=action or None, raw=True)
 
 
 def th(text: Any, align: str = "left") -> str:
@@ -311,7 +321,7 @@ def changes_html(
     rows = []
     for k in win.positions():
         sid, name, changes = by_source[k]
-        cells = [td(marks[k])] if marks is not None and mark_header is not None else []
+        cells = [mark_td(marks[k])] if marks is not None and mark_header is not None else []
         cells.append(td(sid, align="right"))
         cells.append(change_td(*changes["name"]) if "name" in changes else td("" if name is None else name))
         cells += [change_td(*changes[c]) if c in changes else td("") for c in columns]
@@ -326,8 +336,13 @@ def report_html(
     rows: Sequence[tuple[Any, Any, str, dict[str, tuple[Any, Any]] | None, Any]],
     *,
     where: str | None = "report",
+    actions: Sequence[Any] | None = None,
 ) -> str:
-    """A report: one row per source ``(id, name, status, changes, error)``, failed and conflict first."""
+    """A report: one row per source ``(id, name, status, changes, error)``, failed and conflict first.
+
+    ``actions`` (one per row: ``create``, ``update``, ``delete``) add the plan's first column of
+    marks (``+ ~ -``) when any row is not an update, as the plan shows it.
+    """
     order = sorted(
         range(len(rows)),
         key=lambda k: (
@@ -335,15 +350,21 @@ def report_html(
             ATTENTION_FIRST.index(rows[k][2]) if rows[k][2] in ATTENTION_FIRST else 0,
         ),
     )
+    marked = actions is not None and any(a in ACTION_MARKS and a != "update" for a in actions)
     win = window(len(order))
-    header = ["id", "name", "status", "changes", "error"]
-    aligns = ["right", "left", "left", "left", "left"]
+    header = [*([""] if marked else []), "id", "name", "status", "changes", "error"]
+    aligns = [*(["center"] if marked else []), "right", "left", "left", "left", "left"]
     shown_rows = []
     for k in win.positions():
         sid, name, status, changes, error = rows[order[k]]
+        action = actions[order[k]] if actions is not None else None
+        if action == "delete":  # every setting -> nothing: the mark and the status say it (as in the plan)
+            changes = None
         text = "; ".join(f"{f}: {shown(o)} → {shown(n)}" for f, (o, n) in (changes or {}).items())
+        mark = mark_td(ACTION_MARKS.get(str(action), "")) if marked else ""
         shown_rows.append(
-            td(sid, align="right")
+            mark
+            + td("" if values.is_missing(sid) else sid, align="right")
             + td("" if name is None else name)
             + td(status, tone=STATUS_TONES.get(status))
             + td(text)

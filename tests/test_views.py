@@ -9,6 +9,7 @@ import pytest
 
 from neuroio_nb import views
 from neuroio_nb.errors import Problem, ValidationError
+from neuroio_nb.plan import CHANGE_COLUMNS, Plan
 
 
 def rows_of(html: str) -> list[str]:
@@ -141,3 +142,65 @@ def test_coloured_cells_keep_the_theme_text_colour():
     )
     assert "color:" not in html.replace("background:", "")
     assert not re.search(r"background:\s*#", html)
+
+
+def a_sync_plan(deletes: int, creates: int, updates: int) -> Plan:
+    """A plan as ``plan(..., key="name", create=True, delete=True)`` makes it (no server needed to show it)."""
+    changes = pd.DataFrame(
+        [(1000 + i, f"cam {i}", "use_pps_time", False, True) for i in range(updates)], columns=CHANGE_COLUMNS
+    )
+    return Plan(
+        None,  # type: ignore[arg-type]  # showing a plan never calls the server
+        changes,
+        names={1000 + i: f"cam {i}" for i in range(updates)},
+        creates=pd.DataFrame({"name": [f"new {i}" for i in range(creates)], "use_pps_time": True}),
+        deletes=pd.DataFrame(
+            {
+                "id": pd.Series(range(1, deletes + 1), dtype="int64"),
+                "space_id": pd.Series([1] * deletes, dtype="Int64"),
+                "name": [f"old {i}" for i in range(deletes)],
+            }
+        ),
+    )
+
+
+def test_a_long_plan_says_what_its_text_cuts_as_its_html_view_does():
+    plan = a_sync_plan(deletes=300, creates=300, updates=400)
+    with pd.option_context("display.max_rows", 60, "display.min_rows", 10):
+        lines = repr(plan).splitlines()
+        html = plan._repr_html_()
+    assert lines[0] == (
+        "<Plan: 300 sources to delete, 300 to create, 400 to update (400 values); "
+        "showing 10 of 1,000 sources; all rows in `plan.deletes, plan.creates and plan.changes`>"
+    )
+    assert len(lines) == 1 + 5 + 1 + 5 and lines[6] == "  ... 990 more sources ..."
+    assert lines[1] == "  - 1 old 0" and lines[2].startswith("  - 2 ")
+    assert lines[-1] == "  ~ 1399 cam 399: use_pps_time: False -> True"
+    rows = rows_of(html)
+    assert len(rows) == 11 and "showing 10 of 1,000 sources" in html.split("<table>", 1)[0]
+    marks = [re.search(r"<b>(.)</b>", r).group(1) if "<b>" in r else "…" for r in rows]
+    assert marks == [line.split()[0] for line in lines[1:6]] + ["…"] + [line.split()[0] for line in lines[7:]]
+
+
+def test_a_short_plan_shows_every_source_and_a_create_its_values():
+    lines = repr(a_sync_plan(deletes=1, creates=1, updates=1)).splitlines()
+    assert lines == [
+        "<Plan: 1 source to delete, 1 to create, 1 to update (1 value)>",
+        "  - 1 old 0",
+        "  + new 0: use_pps_time: True",
+        "  ~ 1000 cam 0: use_pps_time: False -> True",
+    ]
+
+
+def test_the_report_has_the_plans_action_column_when_it_creates_or_deletes():
+    rows = [
+        (1, "old", "deleted", {}, None),
+        (7, "new", "created", {"use_pps_time": (None, True)}, None),
+        (3, "cam", "conflict", {"use_pps_time": (False, True)}, "changed on the server"),
+    ]
+    html = views.report_html("1 deleted, 1 created, 1 conflict", rows, actions=["delete", "create", "update"])
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows_of(html)]
+    assert [c[0] for c in cells] == ["<b>~</b>", "<b>-</b>", "<b>+</b>"]  # conflict first, as before
+    assert 'title="delete"' in rows_of(html)[1]
+    updates_only = views.report_html("1 updated", rows[2:], actions=["update"])
+    assert "<b>~</b>" not in updates_only  # as the plan: no column of marks when everything is an update
