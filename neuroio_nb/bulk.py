@@ -179,6 +179,8 @@ class Job:
     seen: frozenset[int] = frozenset()
     #: The spaces of the sources to update, when known: the conflict check reads only those.
     spaces: list[int] | None = None
+    #: create label -> the space its row names: made anywhere else, the create is refused.
+    create_spaces: dict[Any, int] = field(default_factory=dict)
 
 
 def apply_updates(
@@ -260,6 +262,7 @@ def apply_job(
         else:
             tasks[key] = delete_task(sources, sid, delete_changes[sid], outcome, names.get(sid))
             intents[key] = Intent("delete", sid, outcome, {}, names.get(sid), changes=delete_changes[sid])
+    landed: dict[str, Any] = {}  # where this token's creates land, once an answer shows it
     for label, body in job.creates.items():
         tasks[("create", label)] = create_task(
             sources,
@@ -270,6 +273,8 @@ def apply_job(
             job.old_ids.get(label),
             job.seen if job.scope is not None else None,
             read.held.get(body.get("name")),
+            job.create_spaces.get(label),
+            landed,
         )
         intents[("create", label)] = Intent("create", None, {}, body, body.get("name"), changes=create_changes[label])
 
@@ -548,13 +553,36 @@ def create_task(
     old_id: int | None,
     seen: frozenset[int] | None,
     held: frozenset[int] | None = None,
+    space: int | None = None,
+    landed: dict[str, Any] | None = None,
 ) -> Callable[[], Outcome]:
     """A POST, unless the name was taken meanwhile (a conflict, or an update of its holder
     under ``on_conflict="overwrite"``). ``seen``: sources known when planned, which do not
     count as taking the name (the server's refusal is then a failure, with its message).
-    ``held``: the ids of every source holding the name just before, when already read."""
+    ``held``: the ids of every source holding the name just before, when already read.
+
+    ``space``: the space the row names (a backup's ``space_id``). The API puts a new
+    source in the token's own space and lets no client choose, so a create that an answer
+    shows landing elsewhere is ``failed`` and the source just made is deleted again;
+    ``landed`` (shared by a job's creates) remembers where creates land, so the rest of
+    that space's rows are not sent at all. Only a source in ``space`` takes its name."""
     name = body.get("name")
     changes = {f: (None, v) for f, v in body.items()}
+
+    def elsewhere(where: Any, made: int | None = None) -> Outcome:
+        again = f"; it was made there as source {made} and deleted again" if made is not None else ""
+        return Outcome(
+            "create",
+            "failed",
+            changes,
+            f"not created in space {space}, which the row names: new sources land in the token's own space, "
+            f"{where}{again}. Create it with a token of space {space}, or empty the row's space_id "
+            f"to create it in space {where}",
+            name,
+            None,
+            row=label,
+            old_id=old_id,
+        )
 
     def taken(by: dict[str, Any], error: str) -> Outcome:
         if on_conflict == "skip":
@@ -575,7 +603,10 @@ def create_task(
         return outcome
 
     def send() -> Outcome:
-        if holder is not None:
+        known = (landed or {}).get("space")
+        if space is not None and known is not None and known != space:
+            return elsewhere(known)
+        if holder is not None and (space is None or holder.get("space_id") == space):
             return taken(holder, f"the name {name!r} was taken since the plan, by source {holder['id']}")
         try:
             made = sources.create_from(body, holders=held)
@@ -583,10 +614,34 @@ def create_task(
             if exc.status_code != 400 or "name" not in exc.field_errors:
                 raise
             holders = [s for s in sources.records(name, None, progress=False)[0] if s.get("name") == name]
+            if space is not None and len(holders) == 1 and holders[0].get("space_id") != space:
+                if landed is not None:  # refused in the space it would land in: that is where creates go
+                    landed.setdefault("space", holders[0].get("space_id"))
+                return elsewhere(holders[0].get("space_id"))
             if len(holders) != 1 or (seen is not None and holders[0]["id"] in seen):
                 raise
             return taken(holders[0], str(exc))
+        if landed is not None:
+            landed.setdefault("space", made.get("space_id"))
         made_with = {f: (None, v) for f, v in settings_of(made).items()}  # the server's defaults too: undo checks them
+        if space is not None and made.get("space_id") != space:
+            try:
+                sources.delete(made["id"])
+            except NotFoundError:
+                pass
+            except NeuroIOError as exc:  # it stays: report it, with its id, so that undo can remove it
+                error = f"made in space {made.get('space_id')}, not in space {space} that the row names; "
+                return Outcome(
+                    "create",
+                    "created",
+                    made_with,
+                    error + f"deleting it again failed: {exc}",
+                    name,
+                    made["id"],
+                    row=label,
+                    old_id=old_id,
+                )
+            return elsewhere(made.get("space_id"), made["id"])
         return Outcome("create", "created", made_with, None, name, made["id"], row=label, old_id=old_id)
 
     return send

@@ -64,6 +64,8 @@ class Plan:
     deleted: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
     #: create label -> the id a re-created source had (undo of a delete).
     old_ids: dict[Any, int] = field(default_factory=dict, repr=False)
+    #: create label -> the space its row names (``space_id``): the source must land there.
+    create_spaces: dict[Any, int] = field(default_factory=dict, repr=False)
     #: (q, spaces_ids) read when planned, and the ids it held: a create whose name was
     #: taken since by a source in scope is a conflict. None: the server alone decides.
     scope: tuple[str | None, Any] | None = field(default=None, repr=False)
@@ -103,6 +105,7 @@ class Plan:
             self.scope,
             self.seen,
             self.spaces,
+            self.create_spaces,
         )
         return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 

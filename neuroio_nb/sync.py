@@ -6,11 +6,14 @@ no row matches, when ``delete=True``); :func:`undo` reverses any report.
 
 Matching by name. An empty cell means "leave it as it is" (a site's CSV need not
 list every setting); a row matches the source of its name within the scope (``q``,
-``spaces_ids``). Names are unique per space, so when the frame has a ``space_id``
-column a row first matches the source of its name in its own space; a row left over
-matches the one remaining source of its name, whatever its space (a source created
-again lands in the token's own space). A name that still points at two sources, or
-that two rows claim, is an error: nothing is guessed.
+``spaces_ids``). Names are unique per space, so a row with a ``space_id`` (a backup's
+rows have one) matches only the source of its name in that space: the namesake in
+another space is another source, and restoring a deleted one must not overwrite it.
+Such a row that matches nothing is created; the API puts a new source in the token's
+own space, so the create must land in the row's space or it is refused (see
+:func:`~neuroio_nb.bulk.create_task`). A row without a ``space_id`` matches the
+source of its name whatever its space. A name that points at two sources, or that
+two rows claim, is an error: nothing is guessed.
 """
 
 from __future__ import annotations
@@ -54,7 +57,7 @@ def make_sync_plan(
         scope = _read_scope(sources, q, spaces)
         wanted = set(desired.index if desired.index.name == INDEX or INDEX not in desired.columns else desired[INDEX])
         return _with_deletes(plan, [sid for sid in scope if sid not in wanted], scope, base)
-    problems = _named_frame_problems(desired, create, q)  # every problem, in one error, before any write
+    problems = _named_frame_problems(desired, create, q, spaces)  # every problem, in one error, before any write
     scope = _read_scope(sources, q, spaces)
     matched, to_create, ambiguous = _match(desired, scope)
     problems += ambiguous
@@ -81,6 +84,7 @@ def make_sync_plan(
     plan.check_conflicts = True
     if create:
         plan.creates = _creates(desired.loc[to_create], server)
+        plan.create_spaces = _named_spaces(desired.loc[to_create])
         plan.scope, plan.seen = (q, spaces), frozenset(scope)
     claimed = set(matched.values())
     return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
@@ -121,8 +125,11 @@ def _spaces(spaces_ids: Any) -> list[int]:
     return [n for n in numbers if n is not None]
 
 
-def _named_frame_problems(desired: pd.DataFrame, create: bool, q: str | None) -> list[Problem]:
-    """Every problem of a frame matched by name: no name, a name twice, bad values to create."""
+def _named_frame_problems(
+    desired: pd.DataFrame, create: bool, q: str | None, spaces: list[int] | None = None
+) -> list[Problem]:
+    """Every problem of a frame matched by name: no name, a name twice, a row outside the
+    scope it would be created in, bad values to create."""
     if "name" not in desired.columns:
         raise ValidationError([Problem(None, "name", None, "key='name' needs a 'name' column")])
     if desired.empty:
@@ -142,16 +149,21 @@ def _named_frame_problems(desired: pd.DataFrame, create: bool, q: str | None) ->
             )
         )
     names = desired["name"]
+    if "space_id" in desired.columns:
+        problems += [
+            Problem(label, "space_id", to_python(value), "must be a space id (a whole number), or empty")
+            for (label, value), space in zip(desired["space_id"].items(), spaces_of_rows(desired), strict=True)
+            if not is_missing(value) and (space is None or space < 0)
+        ]
     for label, value in names.items():
         if is_missing(value) or not isinstance(to_python(value), str) or not str(value).strip():
             problems.append(
                 Problem(label, "name", to_python(value), "a row without a name cannot be matched (key='name')")
             )
-    spaces = desired["space_id"] if "space_id" in desired.columns else pd.Series(None, index=desired.index)
     seen: dict[Any, list[tuple[Any, Any]]] = {}
-    for label, name, space in zip(desired.index, names, spaces, strict=True):
+    for label, name, space in zip(desired.index, names, spaces_of_rows(desired), strict=True):
         if not is_missing(name):
-            seen.setdefault(name, []).append((label, None if is_missing(space) else to_python(space)))
+            seen.setdefault(name, []).append((label, space))
     for name, rows in seen.items():
         in_spaces = [space for _, space in rows]
         if len(rows) > 1 and (None in in_spaces or len(set(in_spaces)) < len(in_spaces)):
@@ -172,7 +184,31 @@ def _named_frame_problems(desired: pd.DataFrame, create: bool, q: str | None) ->
             for label, name in names.items()
             if create and isinstance(name, str) and q.casefold() not in name.casefold()
         ]
+    if create and spaces is not None:
+        problems += [
+            Problem(
+                label,
+                "space_id",
+                to_python(space),
+                f"is outside the scope spaces_ids={spaces}: a source of this row's space is not compared, "
+                "so the row would be created again",
+            )
+            for label, space in zip(desired.index, spaces_of_rows(desired), strict=True)
+            if space is not None and space not in spaces
+        ]
     return problems
+
+
+def spaces_of_rows(desired: pd.DataFrame) -> list[int | None]:
+    """The space each row names (its ``space_id`` cell), None where it names none."""
+    if "space_id" not in desired.columns:
+        return [None] * len(desired)
+    return [None if is_missing(v) else whole_number(v, text=True) for v in desired["space_id"]]
+
+
+def _named_spaces(rows: pd.DataFrame) -> dict[Any, int]:
+    """Row label -> the space a row to create names (a backup's ``space_id``): it must land there."""
+    return {label: space for label, space in zip(rows.index, spaces_of_rows(rows), strict=True) if space is not None}
 
 
 def _create_problems(rows: pd.DataFrame) -> list[Problem]:
@@ -197,23 +233,26 @@ def _read_scope(sources: SourceCalls, q: str | None, spaces: list[int] | None) -
 
 def _match(desired: pd.DataFrame, scope: dict[int, dict[str, Any]]) -> tuple[dict[Any, int], list[Any], list[Problem]]:
     """Row label -> server id for the rows that match, the labels that match nothing, and
-    the names that point at several sources."""
+    the names that point at several sources. A row naming a space matches only there."""
     by_name: dict[Any, list[dict[str, Any]]] = {}
     for source in scope.values():
         by_name.setdefault(source.get("name"), []).append(source)
-    spaces = desired["space_id"] if "space_id" in desired.columns else pd.Series(None, index=desired.index)
+    spaces = spaces_of_rows(desired)
     matched: dict[Any, int] = {}
     claimed: set[int] = set()
+    problems = []
+    to_create = []
     for label, name, space in zip(desired.index, desired["name"], spaces, strict=True):
-        if not is_missing(space):
-            same_space = [s for s in by_name.get(name, []) if s.get("space_id") == to_python(space)]
+        if space is not None and not is_missing(name):
+            same_space = [s for s in by_name.get(name, []) if s.get("space_id") == space]
             if same_space:
                 matched[label] = same_space[0]["id"]
                 claimed.add(same_space[0]["id"])
-    problems = []
-    to_create = []
-    for label, name in desired["name"].items():
+    for label, name, space in zip(desired.index, desired["name"], spaces, strict=True):
         if label in matched or is_missing(name):
+            continue
+        if space is not None:  # nothing of its name in its space; a namesake elsewhere is another source
+            to_create.append(label)
             continue
         candidates = [s for s in by_name.get(name, []) if s["id"] not in claimed]
         if not candidates:

@@ -81,6 +81,93 @@ def test_restore_from_a_backup(make_sandbox, client_for, tmp_path):
     assert len(again) == 0 and not again
 
 
+@pytest.mark.parametrize("backup_of", ["the account", "space 1"])
+def test_restore_brings_back_a_source_whose_name_another_space_uses_and_leaves_that_one_alone(
+    make_sandbox, client_for, tmp_path, backup_of
+):
+    """Names are unique per space only. A backup row of space 1 whose source was deleted is
+    created again in space 1, never matched to (and overwriting) its namesake in another space,
+    whether or not the backup holds the namesake's own row."""
+    sb = make_sandbox(sources=600, seed=4)
+    c = client_for(sb)
+    path = tmp_path / "backup.csv"
+    original = c.sources.to_frame(progress=False)
+    c.sources.export_csv(path, original if backup_of == "the account" else original[original["space_id"] == 1])
+    counts = original["name"].value_counts()
+    space_1 = original[original["space_id"] == 1]  # the token's space: where creates land
+    shared = space_1.index[space_1["name"].map(counts).gt(1)][:20]
+    deleted = shared.union(space_1.index[space_1["name"].map(counts).eq(1)][:5])
+    namesakes = original.index[original["name"].isin(original.loc[shared, "name"]) & (original["space_id"] != 1)]
+    changed = original.index.difference(deleted.union(namesakes))[::13][:30]
+    assert len(deleted) == 25 and len(namesakes) >= 20 and len(changed) == 30
+    for sid in deleted:
+        sb.remove_source(int(sid))
+    for sid in changed:
+        sb.external_edit(int(sid), identify_facesize_threshold=int(original.at[sid, "identify_facesize_threshold"]) + 1)
+    before = sb.sources
+
+    plan = c.sources.plan(read_csv(path), key="name", create=True)
+    backed_up = changed if backup_of == "the account" else changed[original.loc[changed, "space_id"] == 1]
+    n = len(backed_up)
+    assert plan.summary() == f"25 sources to create, {n} to update ({n} values)"
+    assert sorted(plan.creates["name"]) == sorted(original.loc[deleted, "name"])
+    assert set(plan.ids) == set(backed_up)
+    report = plan.apply(progress=False)
+    assert report.counts() == {"created": 25, "updated": n}
+    assert all(sb.source(int(sid)) == before[int(sid)] for sid in namesakes)  # untouched
+    restored = c.sources.to_frame(progress=False)
+    if backup_of == "space 1":  # the other spaces' changes were not in the backup: they stay
+        restored, original = (f[f["space_id"] == 1] for f in (restored, original))
+    pd.testing.assert_frame_equal(by_name(restored), by_name(original))
+    assert len(c.sources.plan(read_csv(path), key="name", create=True)) == 0
+
+
+def test_a_backup_row_of_another_space_than_the_tokens_is_never_made_elsewhere_nor_matched_to_a_namesake(
+    make_sandbox, client_for, tmp_path
+):
+    """A deleted source of space 2, restored with a token whose creates land in space 1: it cannot
+    come back there. Each such row is a failed create that says why and what to do; nothing is made
+    in space 1 (a source made there is deleted again), and the namesake in space 1 is not updated."""
+    sb = make_sandbox(sources=600, seed=4)
+    c = client_for(sb, max_workers=4)
+    path = tmp_path / "backup.csv"
+    original = c.sources.export_csv(path)
+    names_in_1 = set(original.loc[original["space_id"] == 1, "name"])
+    space_2 = original[original["space_id"] == 2]
+    deleted = space_2.index[space_2["name"].isin(names_in_1)][:4].union(
+        space_2.index[~space_2["name"].isin(names_in_1)][:4]
+    )
+    assert len(deleted) == 8
+    for sid in deleted:
+        sb.remove_source(int(sid))
+    before = sb.sources
+
+    assert len(c.sources.plan(read_csv(path), key="name")) == 0  # not a change to the namesake in space 1
+    plan = c.sources.plan(read_csv(path), key="name", create=True)
+    assert sorted(plan.creates["name"]) == sorted(original.loc[deleted, "name"]) and len(plan.changes) == 0
+    report = plan.apply(progress=False)
+    assert report.counts() == {"failed": 8}
+    assert sorted(report["name"]) == sorted(original.loc[deleted, "name"])
+    assert report["error"].str.contains("not created in space 2, which the row names").all()
+    assert report["error"].str.contains("land in the token's own space, 1").all()
+    assert sb.sources == before  # nothing left in space 1, no namesake changed
+    assert len(sb.requests("PATCH")) == 0
+    again = c.sources.plan(read_csv(path), key="name", create=True)
+    assert sorted(again.creates["name"]) == sorted(original.loc[deleted, "name"]) and len(again.changes) == 0
+
+
+def test_a_space_id_that_is_not_one_or_outside_spaces_ids_is_refused_before_anything_is_sent(make_sandbox, client_for):
+    sb = make_sandbox(sources=100, seed=6)
+    c = client_for(sb)
+    desired = pd.DataFrame({"name": ["Gate 1", "Gate 2", "Gate 3"], "space_id": ["two", 2, 1]})
+    sb.clear_log()
+    with pytest.raises(ValidationError) as info:
+        c.sources.plan(desired, key="name", create=True, spaces_ids=[1])
+    assert {(p.id, p.field) for p in info.value.problems} == {(0, "space_id"), (1, "space_id")}
+    assert "whole number" in str(info.value) and "outside the scope spaces_ids=[1]" in str(info.value)
+    assert writes(sb) == []
+
+
 def test_provision_500_names_each_created_once_under_faults_with_100_deletes(make_sandbox, client_for):
     sb = make_sandbox(sources=500, seed=5, latency=0.002, drop_after_apply=0.05)
     c = client_for(sb, max_retries=16)
