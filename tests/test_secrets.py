@@ -140,7 +140,6 @@ def test_no_exception_shows_the_token(make_sandbox, client_for, free_port, ctrl_
         raised(lambda: c.sources.update(2, use_pps_time="yes")),
         raised(lambda: c.sources.plan(frame.assign(colour="red"), base=frame)),
         raised(lambda: Client(token, f"http://127.0.0.1:{free_port}", max_retries=0).sources.get(1)),
-        raised(lambda: Client(token, "http://api.neuroio.com")),
         raised(lambda: Client(token + " extra", sb.url)),
         raised(lambda: Client(token, "https://ops:" + token + "@api.neuroio.com")),
     ]
