@@ -11,6 +11,8 @@
 - ``churn``: another user adding or deleting sources while a listing is read.
 - ``ctrl_c_at(sb, method, n)``: Ctrl-C, as the n-th request of ``method`` reaches ``sb``.
 - ``free_port``: a loopback port nothing listens on.
+- ``connections_opened``: the TCP connections HTTP clients (urllib3, under requests) open
+  during the test, as a list of addresses.
 - ``journal_folder`` (automatic): every test, and every process it starts, journals into
   a temporary folder, never the user's.
 - ``serve_in_subprocess(*argv)``: a command that serves a sandbox, run as its own process.
@@ -40,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import urllib3.util.connection
 
 from neuroio_nb import Client
 from neuroio_nb.sandbox import Sandbox
@@ -177,6 +180,21 @@ def ctrl_c_at() -> Callable[[Sandbox, str, int], None]:
         sandbox.before_request = hook
 
     return arm
+
+
+@pytest.fixture
+def connections_opened(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every TCP connection urllib3 opens during the test, by address: a kept-alive connection
+    is opened once however many requests it carries."""
+    opened: list[tuple[str, int]] = []
+    open_connection = urllib3.util.connection.create_connection
+
+    def counted(address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:
+        opened.append(address)
+        return open_connection(address, *args, **kwargs)
+
+    monkeypatch.setattr(urllib3.util.connection, "create_connection", counted)
+    return opened
 
 
 @pytest.fixture

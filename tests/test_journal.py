@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from neuroio_nb import journal as jn
-from neuroio_nb.errors import NeuroIOError
+from neuroio_nb.errors import ConfigurationError, NeuroIOError
 from neuroio_nb.journal import Intent, Journal, JournalError, TornLineWarning
 
 
@@ -323,7 +323,7 @@ def test_journal_false_writes_nothing(sb, client_for, tmp_path):
         c.sources.delete(3)
     assert not folder.exists()
     assert sorted(default.glob("*")) == before
-    with pytest.raises(Exception, match="journal=False"):
+    with pytest.raises(ConfigurationError, match="journal=False"):
         c.sources.history()
 
 

@@ -59,12 +59,15 @@ def test_requests_without_the_token_get_401(sb: Sandbox, header: str | None) -> 
     assert sb.log[-1].authorized is False
 
 
-def test_answers_are_json_with_a_length_on_a_kept_alive_connection(sb: Sandbox, http: requests.Session) -> None:
+def test_answers_are_json_with_a_length_on_a_kept_alive_connection(
+    sb: Sandbox, http: requests.Session, connections_opened: list[tuple[str, int]]
+) -> None:
     for _ in range(3):
         r = http.get(item(sb, 1))
         assert r.headers["Content-Type"] == "application/json"
         assert int(r.headers["Content-Length"]) == len(r.content)
         assert r.headers.get("Connection", "keep-alive").lower() != "close"
+    assert len(connections_opened) == 1  # the three answers came over one connection
 
 
 def test_latency_is_added_to_every_request() -> None:

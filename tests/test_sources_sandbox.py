@@ -6,7 +6,6 @@ import itertools
 
 import pandas as pd
 import pytest
-import urllib3.util.connection
 
 from neuroio_nb.errors import APIError, NotFoundError
 from neuroio_nb.schema import BY_NAME, COLUMNS
@@ -114,22 +113,14 @@ def test_server_validation_error_is_typed(sb, client):
     assert info.value.status_code == 400 and "name" in info.value.field_errors
 
 
-def test_user_agent_and_keepalive(make_sandbox, client_for, monkeypatch):
+def test_user_agent_and_keepalive(make_sandbox, client_for, connections_opened):
     """Every request says who sends it and carries the token; one reader reads every page over one
-    kept-alive connection (the connections urllib3 opens are counted)."""
-    opened = []
-
-    def counted(address, *args, **kwargs):
-        opened.append(address)
-        return open_connection(address, *args, **kwargs)
-
-    open_connection = urllib3.util.connection.create_connection
-    monkeypatch.setattr(urllib3.util.connection, "create_connection", counted)
+    kept-alive connection."""
     sb = make_sandbox(sources=500)
     client_for(sb, max_workers=1).sources.to_frame(progress=False)
     assert all(r.user_agent and r.user_agent.startswith("neuroio-nb/") for r in sb.log)
     assert all(r.authorized for r in sb.log)
-    assert len(sb.log) > 1 and len(opened) == 1
+    assert len(sb.log) > 1 and len(connections_opened) == 1
 
 
 def test_frame_builds_from_dicts_with_unknown_and_missing_fields():
