@@ -14,6 +14,7 @@ import requests
 
 from neuroio_nb import schema, values
 from neuroio_nb.sandbox import EXTRA_FIELDS, VARIETY_FIELDS, RequestRecord, Sandbox, generate_sources
+from neuroio_nb.sandbox import sandbox as sandbox_module
 
 LIST = "/v1/sources/"
 
@@ -70,11 +71,20 @@ def test_answers_are_json_with_a_length_on_a_kept_alive_connection(
     assert len(connections_opened) == 1  # the three answers came over one connection
 
 
-def test_latency_is_added_to_every_request() -> None:
+def test_latency_is_added_to_every_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each request waits ``latency`` before it is answered (the waits are recorded, not timed)."""
+    waits: list[float] = []
+    real_sleep = time.sleep
+
+    def recorded(seconds: float) -> None:
+        waits.append(seconds)
+        real_sleep(seconds)
+
+    monkeypatch.setattr(sandbox_module.time, "sleep", recorded)
     with Sandbox(5, latency=0.15) as sb, session(sb) as http:
-        started = time.monotonic()
         assert http.get(item(sb, 1)).status_code == 200
-        assert time.monotonic() - started >= 0.15
+        assert http.get(sb.url + LIST).status_code == 200
+        assert waits.count(0.15) == len(sb.log) == 2
 
 
 # -- listing ---------------------------------------------------------------------------
