@@ -151,7 +151,7 @@ class Plan:
         """Where every row of the plan is, for the note of a cut view."""
         if not len(self.creates) and not len(self.deletes):
             return "plan.changes"
-        return "plan.deletes, plan.creates and plan.changes"
+        return "`plan.deletes`, `plan.creates` and `plan.changes`"
 
     def _repr_html_(self) -> str:
         if not len(self) and not self.missing:

@@ -17,6 +17,7 @@ reports. Everything here follows two rules a notebook user relies on:
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -106,7 +107,7 @@ def showing(win: Window, where: str | None = None, noun: str = "rows") -> str:
     if not win.truncated:
         return ""
     text = f"showing {number(win.shown)} of {number(win.total)} {noun}"
-    return text + (f"; all rows in `{where}`" if where else "")
+    return text + (f"; all rows in {where if '`' in where else f'`{where}`'}" if where else "")
 
 
 # ---- grouping problems ----------------------------------------------------------------
@@ -211,9 +212,30 @@ def esc(value: Any) -> str:
     return html.escape(str(value))
 
 
-def td(text: Any, *, align: str = "left", tone: str | None = None, title: str | None = None, raw: bool = False) -> str:
-    """A cell; ``tone`` lays a translucent tint (the text keeps the theme's colour)."""
-    style = [f"text-align:{align}"]
+def breakable(text: Any) -> str:
+    """``text`` escaped, with a line break allowed after each ``_`` and ``/``: a long field
+    name (``identify_facesize_threshold``) or path wraps in a narrow output instead of
+    widening its table past the window."""
+    return re.sub(r"([_/])", r"\1<wbr>", esc(text))
+
+
+#: How a cell's text may wrap: between words; also inside a word too long for the cell (a
+#: value, a message: rather than widen the table past the output, which is about 470 px in
+#: a 900 px window with the file browser open); or never (ids, marks, statuses).
+WRAPS = {"words": "", "anywhere": "overflow-wrap:anywhere", "never": "white-space:nowrap"}
+
+
+def td(
+    text: Any,
+    *,
+    align: str = "left",
+    tone: str | None = None,
+    title: str | None = None,
+    raw: bool = False,
+    wrap: str = "words",
+) -> str:
+    """A cell; ``tone`` lays a translucent tint (the text keeps the theme's colour); ``wrap``: see :data:`WRAPS`."""
+    style = [f"text-align:{align}", *([WRAPS[wrap]] if WRAPS[wrap] else [])]
     if tone:
         style.append(f"background:{TINTS[tone]}")
     attrs = f' style="{";".join(style)}"'
@@ -227,17 +249,17 @@ def td(text: Any, *, align: str = "left", tone: str | None = None, title: str | 
 def change_td(old: Any, new: Any) -> str:
     """``old -> new`` on a tinted cell; the old value struck out in the theme's text colour."""
     body = f"<s>{esc(shown(old))}</s> &rarr; <b>{esc(shown(new))}</b>"
-    return td(body, tone="change", raw=True)
+    return td(body, tone="change", raw=True, wrap="anywhere")
 
 
 def mark_td(mark: str) -> str:
     """The ``+`` / ``~`` / ``-`` of a row, in bold and the theme's text colour; its action on hover."""
     action = next((a for a, m in ACTION_MARKS.items() if m == mark), "")
-    return td(f"<b>{esc(mark)}</b>", align="center", title=action or None, raw=True)
+    return td(f"<b>{esc(mark)}</b>", align="center", title=action or None, raw=True, wrap="never")
 
 
 def th(text: Any, align: str = "left") -> str:
-    return f'<th style="text-align:{align}">{esc(text)}</th>'
+    return f'<th style="text-align:{align}">{breakable(text)}</th>'
 
 
 def table(header: Sequence[str], rows: Sequence[str], win: Window, *, aligns: Sequence[str] | None = None) -> str:
@@ -262,7 +284,8 @@ def table(header: Sequence[str], rows: Sequence[str], win: Window, *, aligns: Se
 
 def headline(title: str, summary: str, note: str = "") -> str:
     """The line above a table: bold title, the summary, and what is cut (all at the top)."""
-    extra = f"<br><span>{esc(note)}</span>" if note else ""
+    code = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(note))  # `plan.changes`: a name to type
+    extra = f"<br><span>{code}</span>" if note else ""
     return f"<p><b>{esc(title)}</b>: {esc(summary)}{extra}</p>"
 
 
@@ -287,8 +310,11 @@ def problems_html(problems: Sequence[Sequence[Any]], what: str, max_rows: int | 
         else:
             where = f"{plural(len(g.ids), 'source')}: {ids_text(g.ids)}"
             value = _value_repr(g.values[0]) if g.same_value else ids_text(g.ids, g.values)
-        rows.append(td(where) + td(g.field or "") + td(value) + td(g.reason, tone="bad"))
-    note = showing(win, "err.problems", "lines")
+        rows.append(
+            td(where) + td(breakable(g.field or ""), raw=True) + td(value, wrap="anywhere") + td(g.reason, tone="bad")
+        )
+    note = showing(win, noun="lines")
+    note += "; every problem in the error's `.problems`" if note else ""
     return view(headline("ValidationError", summary, note), table(["sources", "field", "value", "problem"], rows, win))
 
 
@@ -322,7 +348,7 @@ def changes_html(
     for k in win.positions():
         sid, name, changes = by_source[k]
         cells = [mark_td(marks[k])] if marks is not None and mark_header is not None else []
-        cells.append(td(sid, align="right"))
+        cells.append(td(sid, align="right", wrap="never"))
         cells.append(change_td(*changes["name"]) if "name" in changes else td("" if name is None else name))
         cells += [change_td(*changes[c]) if c in changes else td("") for c in columns]
         rows.append("".join(cells))
@@ -360,15 +386,20 @@ def report_html(
         action = actions[order[k]] if actions is not None else None
         if action == "delete":  # every setting -> nothing: the mark and the status say it (as in the plan)
             changes = None
-        text = "; ".join(f"{f}: {shown(o)} → {shown(n)}" for f, (o, n) in (changes or {}).items())
+        if action == "create":  # what it was created with: the name has its own column
+            text = "; ".join(f"{breakable(f)}: {esc(shown(n))}" for f, (_, n) in (changes or {}).items() if f != "name")
+        else:
+            text = "; ".join(
+                f"{breakable(f)}: {esc(shown(o))} → {esc(shown(n))}" for f, (o, n) in (changes or {}).items()
+            )
         mark = mark_td(ACTION_MARKS.get(str(action), "")) if marked else ""
         shown_rows.append(
             mark
-            + td("" if values.is_missing(sid) else sid, align="right")
+            + td("" if values.is_missing(sid) else sid, align="right", wrap="never")
             + td("" if name is None else name)
-            + td(status, tone=STATUS_TONES.get(status))
-            + td(text)
-            + td(error or "")
+            + td(status, tone=STATUS_TONES.get(status), wrap="never")
+            + td(text, raw=True, wrap="anywhere")
+            + td(breakable(error or ""), raw=True, wrap="anywhere")
         )
     note = showing(win, where, "sources")
     return view(headline("Report", summary, note), table(header, shown_rows, win, aligns=aligns))

@@ -13,7 +13,10 @@ switched in place):
 
 1. contrast (WCAG ratio from the browser's computed styles, translucent
    backgrounds composed down to the page) of every piece of text in the plan,
-   report and ValidationError views and in the form's messages;
+   report and ValidationError views (HTML and text; a 1,000-source sync with
+   every kind of row, its ``+``/``~``/``-`` column included) and in the form's messages;
+1b. at 900 x 900 with the file browser open, those views cut to ``display.max_rows``
+   as pandas cuts, with "showing N of M" on top, and nothing past the output's right edge;
 2. at 900 x 900 with the file browser open: no input of the form clipped, the
    unsaved marker and the help of an edited field visible, the form at most
    1.6x as tall as at 1280 px, Save and the status line in view;
@@ -82,20 +85,39 @@ def chromium_path() -> str:
 
 
 # ---- the notebook whose outputs are measured -------------------------------------
+#: A sync of 1,000 sources, as an operator runs one: 40 to delete, 60 to create, 300 to
+#: update; meanwhile a colleague edits and deletes some and takes two of the new names,
+#: and the server drops, refuses and fails a few writes. Then a bad frame with 100 kinds
+#: of problem. The form edits this module's sandbox; the rest has its own in the kernel.
 VIEWS_CELLS = [
-    "from neuroio_nb import Client\nfrom neuroio_nb.errors import ValidationError\n\n"
-    "client = Client()\nframe = client.sources.to_frame()   # quick: no progress bar at all",
-    # a plan over every source: longer than display.max_rows, with a changed name
-    "edited = frame.copy()\nedited['identify_facesize_threshold'] += 1\n"
-    "edited.loc[7, 'name'] = 'Renamed by the browser test'\n"
-    "plan = client.sources.plan(edited, base=frame)\nplan",
-    # a colleague changes source 2 (conflict), source 3 is deleted (failed); slow enough for a bar
-    "client.sources.update(2, identify_facesize_threshold=123)\nclient.sources.delete(3)\n"
-    "report = plan.apply()\nreport",
-    "bad = frame.copy()\nbad['identify_facesize_threshold'] = -1\nbad.loc[4, 'name'] = ' '\n"
-    "try:\n    client.sources.plan(bad)\nexcept ValidationError as exc:\n    error = exc\nerror",
+    "import pandas as pd\nfrom neuroio_nb import Client\nfrom neuroio_nb.errors import ValidationError\n"
+    "from neuroio_nb.sandbox import Sandbox\n\n"
+    "client = Client()   # the test's sandbox: the form at the end edits it\n"
+    "site = Sandbox(sources=1000, seed=7, latency=0.02).start()\n"
+    "big = Client(site.token, site.url)\nframe = big.sources.to_frame()",
+    # the plan: longer than display.max_rows, every kind of row
+    "desired = frame.iloc[40:].copy()\n"
+    "desired.iloc[:300, desired.columns.get_loc('identify_facesize_threshold')] += 1\n"
+    "new = pd.DataFrame({'name': [f'Dock {i:03}, new site' for i in range(60)], 'use_pps_time': True})\n"
+    "desired = pd.concat([desired.reset_index(drop=True), new], ignore_index=True)\n"
+    "plan = big.sources.plan(desired, base=frame, key='name', create=True, delete=True)\nplan",
+    "print(plan)",
+    # meanwhile: edits (conflicts), deletions (failed), two names taken (conflicts), faults
+    "changed = plan.changes['id'].unique()\n"
+    "for sid in changed[:5]:\n    site.external_edit(int(sid), identify_facesize_threshold=123)\n"
+    "for sid in changed[5:8]:\n    site.remove_source(int(sid))\n"
+    "for name in plan.creates['name'][:2]:\n    site.add_source(name=name)\n"
+    "site.fault_methods = {'PATCH', 'POST', 'DELETE'}\n"
+    "site.faults = {'503': 0.03, 'drop': 0.02, 'scalar_error': 0.02}\n"
+    "report = plan.apply()\nsite.faults = {}\nreport",
+    "bad = frame.copy()\nbad['identify_facesize_threshold'] = -1\nbad.loc[bad.index[4], 'name'] = ' '\n"
+    "bad = pd.concat([bad, bad.iloc[:100]])   # 100 ids twice\n"
+    "try:\n    big.sources.plan(bad)\nexcept ValidationError as exc:\n    error = exc\nerror",
+    "print(error)",
     f"form = client.sources.form({FORM_SOURCE})\nform",
 ]
+#: The cells whose output is a view, by title (the index of the cell).
+VIEWS = {"Plan": 1, "Plan-text": 2, "Report": 3, "ValidationError": 4, "ValidationError-text": 5}
 
 
 def views_notebook() -> nbformat.NotebookNode:
@@ -521,12 +543,74 @@ def test_views_readable(views_page: Any, theme: str, artifacts: Path) -> None:
     page.set_viewport_size({"width": 1280, "height": 900})
     use_theme(page, theme)
     problems = []
-    for index, title in ((1, "Plan"), (2, "Report"), (3, "ValidationError")):
+    for title, index in VIEWS.items():
         out = output_of_cell(page, index)
         out.scroll_into_view_if_needed()
         out.screenshot(path=str(artifacts / f"{title}-{theme.split()[-1]}.png"))
         problems += [f"{title}: {p}" for p in low_contrast(out)]
     assert not problems, f"text under {MIN_CONTRAST}:1 in {theme}:\n" + "\n".join(problems)
+
+
+#: What of an output reaches past its right edge (or makes it scroll sideways), at the current size.
+OVERFLOW_JS = """(out) => {
+    const edge = Math.min(out.getBoundingClientRect().right, window.innerWidth);
+    const found = [];
+    if (out.scrollWidth > out.clientWidth + 1) found.push(`scrolls sideways: ${out.scrollWidth} > ${out.clientWidth} px`);
+    for (const el of out.querySelectorAll('*')) {
+        const b = el.getBoundingClientRect();
+        if (b.width && b.right > edge + 1) {
+            found.push(`${el.tagName} "${(el.textContent || '').trim().slice(0, 40)}" ends at ${Math.round(b.right)} px,`
+                       + ` the output at ${Math.round(edge)} px`);
+        }
+    }
+    return found.slice(0, 8);
+}"""
+
+
+#: Short words (ids, statuses, numbers) of a table split over two lines (a field name may break after a ``_``).
+SPLIT_WORDS_JS = """(out) => {
+    const split = [];
+    for (const cell of out.querySelectorAll('td, th')) {
+        const text = cell.textContent.trim();
+        if (!text || /[\\s_\\/]/.test(text) || text.length > 12) continue;  // _ and / may break
+        const range = document.createRange();
+        range.selectNodeContents(cell);
+        if (new Set([...range.getClientRects()].map(r => Math.round(r.top))).size > 1) split.push(text);
+    }
+    return split.slice(0, 8);
+}"""
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_long_views_at_laptop_width(views_page: Any, theme: str, artifacts: Path) -> None:
+    """At 900 px with the file browser open: the 1,000-source plan, its report and a 100-line
+    ValidationError are cut as pandas cuts (display.max_rows), say so on top, and fit the width."""
+    page = views_page
+    page.set_viewport_size({"width": 900, "height": 1400})  # tall enough to see each view whole
+    use_theme(page, theme)
+    assert page.evaluate("() => document.getElementById('filebrowser').getBoundingClientRect().width") > 150
+    problems = []
+    cut = {"Plan": "showing 10 of 400 sources", "Report": "showing 10 of 400 sources"}
+    cut["ValidationError"] = "showing 10 of 102 lines"
+    for title, index in VIEWS.items():
+        out = output_of_cell(page, index)
+        out.scroll_into_view_if_needed()
+        out.screenshot(path=str(artifacts / f"{title}-900-{theme.split()[-1]}.png"))
+        problems += [f"{title}: {p}" for p in out.evaluate(OVERFLOW_JS)]
+        problems += [f"{title}: {word!r} is split over two lines" for word in out.evaluate(SPLIT_WORDS_JS)]
+        if title in cut:
+            rows = out.locator("tbody tr").count()
+            if rows != 11:  # pandas' display.min_rows (10) and the row of ellipses
+                problems.append(f"{title}: {rows} rows shown, not 10 and the ellipsis")
+            if cut[title] not in out.locator("p").first.inner_text():
+                problems.append(f"{title}: no {cut[title]!r} above the table")
+        else:
+            lines = out.inner_text().strip().splitlines()
+            more = "390 more sources" if title == "Plan-text" else "92 more lines"
+            if len(lines) != 12 or more not in lines[6]:
+                problems.append(f"{title}: {len(lines)} lines, cut at {lines[6:7]} (wanted 12, '... {more} ...')")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert not problems, f"at 900 px in {theme}:\n" + "\n".join(problems)
 
 
 def form_parts(page: Any) -> tuple[Any, Any]:

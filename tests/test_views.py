@@ -171,7 +171,7 @@ def test_a_long_plan_says_what_its_text_cuts_as_its_html_view_does():
         html = plan._repr_html_()
     assert lines[0] == (
         "<Plan: 300 sources to delete, 300 to create, 400 to update (400 values); "
-        "showing 10 of 1,000 sources; all rows in `plan.deletes, plan.creates and plan.changes`>"
+        "showing 10 of 1,000 sources; all rows in `plan.deletes`, `plan.creates` and `plan.changes`>"
     )
     assert len(lines) == 1 + 5 + 1 + 5 and lines[6] == "  ... 990 more sources ..."
     assert lines[1] == "  - 1 old 0" and lines[2].startswith("  - 2 ")
