@@ -126,9 +126,7 @@ def _encode_cell(value: Any) -> str:
 def read_csv(path: Any) -> pd.DataFrame:
     """A CSV written by :func:`export_csv` (or edited by hand) as a frame typed like ``to_frame()``."""
     if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "read"):
-        raise ValidationError(
-            [Problem(None, None, type(path).__name__, "read_csv needs a file path or an open file")], what="CSV"
-        )
+        raise ValidationError.one("read_csv needs a file path or an open file", value=type(path).__name__, what="CSV")
     what = f"CSV {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else "CSV"
     text = _read_text(path, what)
     # strict: a stray or unclosed quote is an error, not cells silently merged across lines
@@ -145,37 +143,21 @@ def read_csv(path: Any) -> pd.DataFrame:
                 continue
             rows.append((reader.line_num, row))
     except csv.Error as exc:
-        raise ValidationError(
-            [
-                Problem(
-                    None,
-                    None,
-                    None,
-                    f"line {reader.line_num}: not valid CSV ({exc}); "
-                    "check the quotes on this line and the ones before it",
-                )
-            ],
+        raise ValidationError.one(
+            f"line {reader.line_num}: not valid CSV ({exc}); check the quotes on this line and the ones before it",
             what=what,
         ) from None
     if header is None:
-        raise ValidationError([Problem(None, None, None, "the file is empty: no header and no rows")], what=what)
+        raise ValidationError.one("the file is empty: no header and no rows", what=what)
     if INDEX not in header:
-        raise ValidationError(
-            [
-                Problem(
-                    None,
-                    None,
-                    header[:5],
-                    "no header row with an 'id' column (the first line must name the columns, as export_csv writes it)",
-                )
-            ],
+        raise ValidationError.one(
+            "no header row with an 'id' column (the first line must name the columns, as export_csv writes it)",
+            value=header[:5],
             what=what,
         )
     dups = sorted({h for h in header if header.count(h) > 1})
     if dups or "" in header:
-        raise ValidationError(
-            [Problem(None, None, dups or header, "column names must be unique and not empty")], what=what
-        )
+        raise ValidationError.one("column names must be unique and not empty", value=dups or header, what=what)
     parsers = {name: _parser_for(name) for name in header}
     records = []
     for line, row in rows:
@@ -229,16 +211,9 @@ def _read_text(path: Any, what: str) -> str:
         return text
     except UnicodeDecodeError as exc:
         line = data.count(b"\n", 0, exc.start) + 1
-        raise ValidationError(
-            [
-                Problem(
-                    None,
-                    None,
-                    None,
-                    f"line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} "
-                    f"at offset {exc.start}); save the file as CSV UTF-8",
-                )
-            ],
+        raise ValidationError.one(
+            f"line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
+            "save the file as CSV UTF-8",
             what=what,
         ) from None
 

@@ -132,6 +132,13 @@ class ValidationError(NeuroIOError, ValueError):
         self.what = what
         super().__init__(self._describe())
 
+    @classmethod
+    def one(
+        cls, reason: str, *, value: Any = None, field: str | None = None, what: str = "edited frame"
+    ) -> ValidationError:
+        """The error of a single problem: a file, frame or argument refused as a whole."""
+        return cls([Problem(None, field, value, reason)], what=what)
+
     def _describe(self) -> str:
         return problems_text(self.problems, self.what)
 

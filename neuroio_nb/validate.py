@@ -36,30 +36,16 @@ def checked_cells(edited: Any, *, what: str = "edited frame") -> tuple[pd.DataFr
     A column with a bad cell is left as it came (not typed).
     """
     if isinstance(edited, pd.Series):
-        raise ValidationError(
-            [
-                Problem(
-                    None,
-                    None,
-                    None,
-                    "got a Series (one row?); pass a DataFrame, e.g. frame.loc[[id]] rather than frame.loc[id]",
-                )
-            ],
-            what=what,
+        raise ValidationError.one(
+            "got a Series (one row?); pass a DataFrame, e.g. frame.loc[[id]] rather than frame.loc[id]", what=what
         )
     if not isinstance(edited, pd.DataFrame):
-        raise ValidationError([Problem(None, None, type(edited).__name__, "expected a pandas DataFrame")], what=what)
+        raise ValidationError.one("expected a pandas DataFrame", value=type(edited).__name__, what=what)
     if isinstance(edited.columns, pd.MultiIndex):
-        raise ValidationError(
-            [
-                Problem(
-                    None,
-                    None,
-                    list(edited.columns[:3]),
-                    "the columns have several levels (a MultiIndex); give one level of "
-                    "field names, e.g. frame.columns = frame.columns.get_level_values(-1)",
-                )
-            ],
+        raise ValidationError.one(
+            "the columns have several levels (a MultiIndex); give one level of field names, "
+            "e.g. frame.columns = frame.columns.get_level_values(-1)",
+            value=list(edited.columns[:3]),
             what=what,
         )
     frame = _with_id_index(edited, what)
@@ -93,15 +79,9 @@ def _with_id_index(frame: pd.DataFrame, what: str) -> pd.DataFrame:
         return frame
     if INDEX in frame.columns:
         return frame.set_index(INDEX)
-    raise ValidationError(
-        [
-            Problem(
-                None,
-                INDEX,
-                None,
-                "the frame needs the source ids as its index named 'id' (as to_frame() gives) or as an 'id' column",
-            )
-        ],
+    raise ValidationError.one(
+        "the frame needs the source ids as its index named 'id' (as to_frame() gives) or as an 'id' column",
+        field=INDEX,
         what=what,
     )
 
