@@ -416,7 +416,7 @@ def _read_before_sending(sources: SourceCalls, job: Job, *, updates: bool = True
         if not changed:  # a listing that shifted while read may lack a holder
             read.held = _held([n for n in names if _covers(q, spaces_ids, n)], listing)
     unknown = [n for n in names if n not in read.held]
-    if len(unknown) > sources.client.max_workers:
+    if len(unknown) > sources.client.max_readers:
         read.held.update(_held_from_one_listing(sources, unknown))
     rest = [sid for sid in wanted if sid not in read.current]
     if rest:
@@ -447,7 +447,7 @@ def _held_from_one_listing(sources: SourceCalls, names: list[Any]) -> dict[Any, 
     first = sources.list(limit=sources.client.page_size)
     count, got = first.get("count"), len(first["results"])
     pages_left = (count - got) / got if isinstance(count, int) and got else (0 if not first.get("next") else None)
-    if pages_left is None or pages_left + sources.client.max_workers >= len(names):
+    if pages_left is None or pages_left + sources.client.max_readers >= len(names):
         return {}
     listing, changed = sources.records(progress=False, first=first)
     return {} if changed else _held([n for n in names if isinstance(n, str)], listing)
@@ -464,7 +464,7 @@ def current_as_read(
     (a shifted listing, a failed page, a moved source).
     """
     remaining = dict.fromkeys(ids)
-    workers = sources.client.max_workers
+    workers = sources.client.max_readers
     pool = ThreadPoolExecutor(workers)
 
     def seen(rows: list[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any] | None]]:

@@ -16,10 +16,11 @@ class Client(Transport):
 
     ``api_token`` defaults to ``$NEUROIO_API_TOKEN`` and ``base_url`` to
     ``$NEUROIO_API_URL`` or ``https://api.neuroio.com``. ``max_workers`` bounds
-    concurrent requests (and sizes the connection pool); ``max_retries`` is how
-    many times a retryable failure is retried. ``journal``: where every write is
-    recorded before it is sent (None: ``$NEUROIO_NB_JOURNAL``, else the user data
-    folder; a folder path; False: no journal).
+    the writes in flight at once and ``max_readers`` (default ``max_workers``) the
+    reads, apart, so a job's reads never hold up its writes; a 429 narrows both.
+    ``max_retries`` is how many times a retryable failure is retried. ``journal``:
+    where every write is recorded before it is sent (None: ``$NEUROIO_NB_JOURNAL``,
+    else the user data folder; a folder path; False: no journal).
     """
 
     @functools.cached_property

@@ -129,7 +129,7 @@ class SourcesAPI:
             return page
 
         try:
-            with ThreadPoolExecutor(self.client.max_workers) as pool:
+            with ThreadPoolExecutor(self.client.max_readers) as pool:
                 return dict(zip(offsets, pool.map(fetch, offsets), strict=True))
         except NeuroIOError as error:  # the traceback ends here, not in the pool's threads
             raise error.with_traceback(None) from None
@@ -277,7 +277,7 @@ class SourcesAPI:
         """
         ids = list(dict.fromkeys(int(i) for i in ids))
         found: dict[int, Source | None] = {}
-        if len(ids) > self.client.max_workers:
+        if len(ids) > self.client.max_readers:
             first = self.list(spaces_ids=spaces_ids, limit=self.client.page_size)
             count = first.get("count")
             pages_left = (
@@ -298,7 +298,7 @@ class SourcesAPI:
                 return None
 
         try:
-            with ThreadPoolExecutor(self.client.max_workers) as pool:
+            with ThreadPoolExecutor(self.client.max_readers) as pool:
                 found.update(zip(missing, pool.map(get_or_none, missing), strict=True))
         except NeuroIOError as error:  # the traceback ends here, not in the pool's threads
             raise error.with_traceback(None) from None

@@ -1,17 +1,21 @@
 """Adaptive concurrency: back off when the server says 429, grow back when it stops.
 
 A fixed pool of workers either under-uses a generous server or hammers a
-rate-limited one. :class:`AdaptiveLimit` gates every request of a client in two
-ways, both idle until 429s come:
+rate-limited one. :class:`AdaptiveLimit` gates every request of a client. Reads
+and writes go through two lanes (:attr:`AdaptiveLimit.reads`,
+:attr:`AdaptiveLimit.writes`), each with its own number of requests in flight,
+so that a job that writes while it reads (a conflict check streaming its
+PATCHes as the listing's pages arrive) does not queue its writes behind its
+reads. Both lanes share one back-off, in two ways, both idle until 429s come:
 
-- **Width** (AIMD, as TCP): the number of requests allowed in flight halves on a
-  429 (at most once per round of requests) and grows by one after a round of
-  successes.
+- **Width** (AIMD, as TCP): the number of requests allowed in flight (in each
+  lane, in proportion to its maximum) halves on a 429 of either lane (at most
+  once per round of requests) and grows by one after a round of successes.
 - **Pace**: a server that limits requests a second cannot be matched by a width
   alone (at 20 ms a request, width 1 is 50 a second and width 2 is 100), and
   requests refused together all wait the same Retry-After, to come back
   together and be refused together again. So once 429s come in a run
-  (:data:`RUN`), request starts are also spaced in time: first at the rate that
+  (:data:`RUN`), request starts (of both lanes alike) are also spaced in time: first at the rate that
   succeeded over the last second, growing by half each second (a slow start)
   until the next 429. The rate that 429 came at is the *ceiling*; the pace drops
   to :data:`BETA` of it, grows back towards it (fast while far below it), then
@@ -48,15 +52,55 @@ STRAY = 3
 WINDOW = 1.0
 
 
-class AdaptiveLimit:
-    """A concurrency gate whose width adapts to 429 answers (AIMD), paced once they come in runs."""
+class Lane:
+    """One kind of request (reads or writes) through an :class:`AdaptiveLimit`: a context
+    manager that waits for a free place in flight, and for the pace, before a request starts."""
 
-    def __init__(self, maximum: int) -> None:
+    def __init__(self, limit: AdaptiveLimit, maximum: int) -> None:
+        self.limit = limit
+        self.maximum = max(1, maximum)
+        self.in_flight = 0
+        self.free = threading.Condition(limit._lock)
+
+    @property
+    def width(self) -> int:
+        """Requests of this lane allowed in flight now: its maximum, narrowed as the limit's width is."""
+        return max(1, int(self.limit.current * self.maximum / self.limit.maximum))
+
+    def __enter__(self) -> Lane:
+        limit = self.limit
+        with self.free:
+            while self.in_flight >= self.width:
+                self.free.wait()
+            self.in_flight += 1
+            now = start = time.monotonic()
+            if limit._rate is not None:
+                start = max(now, limit._next_start)
+                limit._next_start = start + 1.0 / limit._rate
+        if start > now:
+            time.sleep(start - now)
+        limit._local.started = start
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self.free:
+            self.in_flight -= 1
+            self.free.notify()
+
+
+class AdaptiveLimit:
+    """A concurrency gate whose width adapts to 429 answers (AIMD), paced once they come in runs.
+
+    ``maximum``: writes in flight at most (:attr:`writes`; also the gate's own
+    ``with limit:``); ``readers``: reads in flight at most (:attr:`reads`; default
+    ``maximum``). A 429 narrows both lanes and paces both.
+    """
+
+    def __init__(self, maximum: int, readers: int | None = None) -> None:
         self.maximum = max(1, maximum)
         self.current = float(self.maximum)
-        self._in_flight = 0
         self._successes = 0
-        self._cond = threading.Condition()
+        self._lock = threading.Lock()
         self._local = threading.local()
         self._last_cut = self._last_pace_cut = float("-inf")
         #: Requests a second allowed to start (None: not paced); the rate of the last 429 (0: none yet).
@@ -68,10 +112,13 @@ class AdaptiveLimit:
         #: The last answers (True: a 429), and when the last successes came.
         self._answers: deque[bool] = deque(maxlen=RUN[1])
         self._success_times: deque[float] = deque(maxlen=1024)
+        self.writes = Lane(self, self.maximum)
+        self.reads = Lane(self, self.maximum if readers is None else readers)
 
     @property
     def width(self) -> int:
-        return max(1, int(self.current))
+        """Writes allowed in flight now."""
+        return self.writes.width
 
     @property
     def rate(self) -> float | None:
@@ -79,27 +126,15 @@ class AdaptiveLimit:
         return self._rate
 
     def __enter__(self) -> AdaptiveLimit:
-        with self._cond:
-            while self._in_flight >= self.width:
-                self._cond.wait()
-            self._in_flight += 1
-            now = start = time.monotonic()
-            if self._rate is not None:
-                start = max(now, self._next_start)
-                self._next_start = start + 1.0 / self._rate
-        if start > now:
-            time.sleep(start - now)
-        self._local.started = start
+        self.writes.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        with self._cond:
-            self._in_flight -= 1
-            self._cond.notify()
+        self.writes.__exit__(*exc)
 
     def throttled(self) -> None:
         """A 429 came back: halve the width once per round, and pace (see the module's doc)."""
-        with self._cond:
+        with self._lock:
             now = time.monotonic()
             started = getattr(self._local, "started", now)
             self._answers.append(True)
@@ -137,13 +172,14 @@ class AdaptiveLimit:
 
     def succeeded(self) -> None:
         """A request went through: widen by one after a full window, and grow the pace."""
-        with self._cond:
+        with self._lock:
             self._answers.append(False)
             self._successes += 1
             if self.current < self.maximum and self._successes >= self.width:
                 self.current = min(float(self.maximum), self.current + 1)
                 self._successes = 0
-                self._cond.notify()
+                self.writes.free.notify_all()
+                self.reads.free.notify_all()
             self._success_times.append(time.monotonic())
             rate, ceiling = self._rate, self._ceiling
             if rate is None:

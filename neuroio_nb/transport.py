@@ -59,6 +59,8 @@ _Self = TypeVar("_Self", bound="Transport")
 #: Methods that may simply be sent again when their outcome is unknown: sending them twice
 #: leaves the server as sending them once, and answers the same.
 IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "PATCH"})
+#: Methods that change nothing: they are sent within ``max_readers``, every other within ``max_workers``.
+READS = frozenset({"GET", "HEAD"})
 #: Statuses after which the server certainly did not act: 429 too many requests, 503 unavailable.
 NOT_ACTED_STATUSES = frozenset({429, 503})
 #: Statuses from a proxy whose request may or may not have reached the API.
@@ -204,7 +206,12 @@ class Transport:
 
     ``api_token`` defaults to ``$NEUROIO_API_TOKEN`` and ``base_url`` to
     ``$NEUROIO_API_URL`` or ``https://api.neuroio.com``. ``max_workers`` bounds
-    concurrent requests (and sizes the connection pool); ``max_retries`` is how
+    the writes (POST, PATCH, DELETE) in flight at once, and ``max_readers`` (default:
+    ``max_workers``) the reads (GET); the two budgets are apart so that a job's reads
+    never hold up its writes (a conflict-checked update sends its PATCHes while the
+    listing is still read), so up to ``max_workers + max_readers`` requests may be in
+    flight at once, and the connection pool holds as many. A 429 narrows both and
+    paces both (see :mod:`neuroio_nb.throttle`). ``max_retries`` is how
     many times a retryable failure is retried. Answers "429 too many requests"
     do not count against ``max_retries``: a request waits them out (as long as
     each ``Retry-After`` says, capped at ``max_retry_after``) for up to
@@ -221,6 +228,7 @@ class Transport:
         timeout: float = 30.0,
         max_retries: int = 5,
         max_workers: int = 8,
+        max_readers: int | None = None,
         page_size: int = 100,
         max_retry_after: float = 30.0,
         max_throttled_wait: float = 300.0,
@@ -232,10 +240,15 @@ class Transport:
         self.timeout = _check_timeout(timeout)
         self.max_retries = int(_check_number("max_retries", max_retries, minimum=0, whole=True))
         self.max_workers = max(1, int(_check_number("max_workers", max_workers, minimum=0, whole=True)))
+        self.max_readers = (
+            self.max_workers
+            if max_readers is None
+            else max(1, int(_check_number("max_readers", max_readers, minimum=0, whole=True)))
+        )
         self.page_size = int(_check_number("page_size", page_size, minimum=1, whole=True))
         self.max_retry_after = _check_number("max_retry_after", max_retry_after, minimum=0)
         self.max_throttled_wait = _check_number("max_throttled_wait", max_throttled_wait, minimum=0)
-        self.limit = AdaptiveLimit(self.max_workers)
+        self.limit = AdaptiveLimit(self.max_workers, self.max_readers)
         #: Where every write is recorded before it is sent (None when off); see :mod:`neuroio_nb.journal`.
         self.journal = open_journal(journal)
         parts = urlsplit(self.base_url)
@@ -245,7 +258,7 @@ class Transport:
         self.session.headers["Accept"] = "application/json"
         if self._token:
             self.session.auth = _TokenAuth(self._token, (parts.scheme, parts.netloc))
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.max_workers, max_retries=0)
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.max_workers + self.max_readers, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
 
@@ -344,7 +357,7 @@ class Transport:
     def _send_once(self, method: str, path: str, params: dict[str, Any] | None, data: bytes | None) -> Any:
         url = self.url(path)
         headers = {"Content-Type": "application/json"} if data is not None else None
-        with self.limit:
+        with self.limit.reads if method in READS else self.limit.writes:
             try:
                 resp = self.session.request(
                     method, url, params=params, data=data, headers=headers, timeout=self.timeout, allow_redirects=False

@@ -3,6 +3,8 @@ needless, and never more requests at once than the client allows."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 
 import pandas as pd
@@ -87,3 +89,107 @@ def test_unknown_outcomes_are_settled_once_against_the_holders_read_before(make_
     assert Counter(r.params["q"] for r in lookups) == dict.fromkeys(namesakes, 1)  # one settling read each
     post_ended = {r.body["name"]: r.ended for r in posts}
     assert all(r.started >= post_ended[r.params["q"]] for r in lookups)  # after its POST, never before
+
+
+# ---- how many at once ------------------------------------------------------------------------------
+
+READS = ("GET", "HEAD")
+
+
+def most_at_once(records) -> int:
+    """The most of ``records`` the server was handling at the same moment."""
+    edges = sorted([(r.started, 1) for r in records] + [(r.ended, -1) for r in records])  # an end before a start
+    most = now = 0
+    for _, step in edges:
+        now += step
+        most = max(most, now)
+    return most
+
+
+def edit_every_10th(frame: pd.DataFrame) -> pd.DataFrame:
+    edited = frame.copy()
+    edited.loc[frame.index[::10], "identify_facesize_threshold"] += 5
+    return edited
+
+
+def test_reads_and_writes_each_keep_to_their_budget(make_sandbox, client_for):
+    """A conflict-checked update reads the listing while it sends PATCHes: never more than
+    ``max_readers`` reads nor ``max_workers`` writes at once, and both together."""
+    sb = make_sandbox(sources=2000, page_cap=50, latency=0.02)
+    c = client_for(sb, max_workers=3, max_readers=2)
+    frame = c.sources.to_frame(progress=False)
+    edited = edit_every_10th(frame)
+    sb.clear_log()
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report.counts() == {"updated": 200}
+    reads = [r for r in sb.log if r.method in READS]
+    writes = [r for r in sb.log if r.method not in READS]
+    assert len(reads) > 2 * 2000 // 50 // 3  # a listing, read two pages at a time
+    assert most_at_once(reads) <= 2 and most_at_once(writes) <= 3
+    pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)
+
+
+def test_writes_never_wait_behind_reads(make_sandbox, client_for):
+    """The server holds a listing's pages until a PATCH arrives; the reads take every place
+    they are allowed. A PATCH sent meanwhile on the same client still goes at once: writes
+    have a budget of their own, so the held reads are released by it, not by a timeout."""
+    sb = make_sandbox(sources=600, page_cap=50, latency=0.01)
+    c = client_for(sb, max_workers=2, max_readers=2, journal=False)  # no journal: the PATCH alone
+    gets, held, patched = {"n": 0}, threading.Semaphore(0), threading.Event()
+    waited_out: list[str] = []
+    lock = threading.Lock()
+
+    def hold_pages_until_a_patch(method, path):
+        if method == "PATCH":
+            patched.set()
+        elif method == "GET":
+            with lock:
+                gets["n"] += 1
+                first = gets["n"] == 1
+            if not first:
+                held.release()
+                if not patched.wait(timeout=5):
+                    waited_out.append(path)
+
+    sb.before_request = hold_pages_until_a_patch
+    reader = threading.Thread(target=lambda: c.sources.to_frame(progress=False), daemon=True)
+    reader.start()
+    assert held.acquire(timeout=10) and held.acquire(timeout=10)  # two reads in flight, held
+    made = c.sources.update(1, identify_facesize_threshold=4321)
+    reader.join(timeout=30)
+    sb.before_request = None
+    assert made["identify_facesize_threshold"] == 4321
+    assert waited_out == []  # the PATCH did not wait for a read to give up its place
+
+
+def test_a_429_storm_on_the_reads_slows_the_writes_too(make_sandbox, client_for):
+    """Every request is answered 429 until the server has refused eight: the listing's reads
+    take them all. The back-off is shared: afterwards the PATCHes, too, start one at a time,
+    spaced, before speeding up again; nothing fails."""
+    sb = make_sandbox(sources=400, page_cap=50, latency=0.02, retry_after=(0, 0))
+    c = client_for(sb, max_workers=4)
+    frame = c.sources.to_frame(progress=False)
+    edited = edit_every_10th(frame)
+    calm: dict[str, float] = {}
+
+    def end_the_storm_after_eight():
+        while sum(r.status == 429 for r in sb.log) < 8:
+            time.sleep(0.002)
+        sb.faults = {}
+        calm["at"] = time.monotonic()
+
+    sb.clear_log()
+    sb.faults = {"429": 1.0}
+    storm = threading.Thread(target=end_the_storm_after_eight, daemon=True)
+    storm.start()
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    storm.join(timeout=10)
+    assert report.counts() == {"updated": 40}
+    refused = [r for r in sb.log if r.status == 429]
+    assert len(refused) >= 8 and all(r.method == "GET" for r in refused)  # the storm met the reads only
+    after = [r for r in sb.log if r.started > calm["at"]]
+    first_writes = [r for r in after if r.method == "PATCH"][:3]
+    first_reads = [r for r in after if r.method == "GET"][:3]
+    assert len(first_writes) == 3 and most_at_once(first_writes) == 1
+    assert most_at_once(first_reads) == 1
+    pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)
