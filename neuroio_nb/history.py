@@ -16,9 +16,9 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
-from .errors import ConfigurationError, NeuroIOError, Problem, ValidationError
+from .errors import ConfigurationError, Problem, ValidationError
 from .journal import Entry, Journal, JournalError, RunRecord, labelled, start_run
-from .plan import update_plan
+from .plan import Plan, update_plan
 from .schema import BY_NAME
 from .sync import undo as undo_report
 from .values import same
@@ -226,84 +226,114 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     A source whose outcome is unknown is read from the server first: one that
     already holds the run's new values is ``updated`` without a request; one
     changed by someone else meanwhile is a ``conflict`` (``on_conflict="overwrite"``
-    writes anyway).
+    writes anyway). A create is looked up by its name and settings (found: ``created``,
+    with that id, and not sent again); a delete whose source is gone is ``deleted``,
+    and one whose source changed since the run read it is a ``conflict``. What is left
+    is sent as one plan, journaled as one run of kind ``resume``.
     """
     check_on_conflict(on_conflict)
     run = _checked_run(sources, run_id)
-    todo = [e for e in run.entries if e.status is None]
-    updates = [e for e in todo if e.action == "update" and e.after]
+    todo = {k: e for k, e in enumerate(run.entries) if e.status is None}
+    updates = [e for e in todo.values() if e.action == "update" and e.after]
     records = [
         (int(e.source_id), f, e.before.get(f), new)
         for e in updates
         if e.source_id is not None
         for f, new in e.after.items()
     ]
+    settled, creates, deletes = _settled(sources, todo)
     with labelled("resume", parent=run.run_id):
-        if records:
-            resumed = update_plan(sources, records, {e.source_id: e.name for e in updates}).apply(
-                on_conflict=on_conflict, progress=progress
-            )
+        plan = update_plan(sources, records, {e.source_id: e.name for e in updates})
+        _add_creates_and_deletes(plan, creates, deletes)
+        if len(plan):
+            resumed = plan.apply(on_conflict=on_conflict, progress=progress)
         else:  # nothing to send: for an interrupted run, a run of its own says it was looked after
             empty_run = start_run(
                 sources.client.journal if run.state == "interrupted" else None, "resume", sources.client.base_url
             )
             empty_run.finish()
             resumed = with_run(make_report([]), empty_run)
-        extra = [_resume_one(sources, e) for e in todo if e.action != "update"]
-    by_id = {o.id: o for o in outcomes(run) if o.status != "unknown"}
-    fresh = _joined(resumed, extra)
+    fresh = _by_key(resumed)
     rows = []
-    for entry, row in zip(run.entries, outcomes(run), strict=True):
-        key = row.id
-        if entry.status is None and key in fresh.index:
-            rows.append(_outcome_of(fresh, key))
-        elif key in by_id:
-            rows.append(by_id[key])
+    for k, (entry, row) in enumerate(zip(run.entries, outcomes(run), strict=True)):
+        if k in settled:
+            rows.append(settled[k])
+        elif entry.status is None:
+            key = ("create", k) if entry.action == "create" else (entry.action, row.id)
+            rows.append(fresh.get(key, row))
         else:
             rows.append(row)
     report = make_report(rows)
-    report.attrs["run_id"] = fresh.attrs.get("run_id")
+    report.attrs["run_id"] = resumed.attrs.get("run_id")
     report.attrs["resumed"] = run.run_id
     return report
 
 
-def _outcome_of(report: Report, key: Any) -> Outcome:
-    row = report.loc[key]
-    return Outcome(
-        str(row["action"]),
-        str(row["status"]),
-        row["changes"],
-        row["error"],
-        row["name"],
-        key,
-        row["replaced"] if isinstance(row["replaced"], dict) else {},
-    )
-
-
-def _joined(report: Report, extra: list[Outcome]) -> Report:
-    if not extra:
-        return report
-    rows = [_outcome_of(report, key) for key in report.index] + extra
-    joined = make_report(rows)
-    joined.attrs.update(report.attrs)
-    return joined
-
-
-def _resume_one(sources: SourceCalls, entry: Entry) -> Outcome:
-    """Finish a create or delete whose outcome is unknown: read the server, send only if it is not done."""
-    try:
+def _settled(
+    sources: SourceCalls, todo: dict[int, Entry]
+) -> tuple[dict[int, Outcome], dict[int, dict[str, Any]], dict[int, Entry]]:
+    """The unknown creates and deletes the server shows done (by entry position), and the
+    creates (bodies) and deletes left to send."""
+    settled: dict[int, Outcome] = {}
+    creates: dict[int, dict[str, Any]] = {}
+    deletes: dict[int, Entry] = {}
+    gone = [e.source_id for e in todo.values() if e.action == "delete" and e.source_id is not None]
+    current = sources.current(gone) if gone else {}
+    for k, entry in todo.items():
+        changes = entry.changes if entry.changes is not None else _changes(entry)
         if entry.action == "create":
             made = _created_id(sources, entry)
             if made is None:
-                made = sources.create(
-                    str(entry.after.get("name")), **{k: v for k, v in entry.after.items() if k != "name"}
-                )["id"]
-            return Outcome("create", "created", {}, None, entry.name, made)
-        if entry.source_id is not None and sources.current([entry.source_id]).get(entry.source_id) is not None:
-            sources.delete(entry.source_id)
-        return Outcome("delete", "deleted", {}, None, entry.name, entry.source_id)
-    except NeuroIOError as exc:
-        return Outcome(entry.action, "failed", {}, str(exc), entry.name, entry.source_id)
+                creates[k] = dict(entry.after)
+            else:
+                settled[k] = Outcome("create", "created", changes, None, entry.name, made)
+        elif entry.action == "delete" and entry.source_id is not None:
+            if current.get(entry.source_id) is None:
+                settled[k] = Outcome(
+                    "delete", "deleted", changes, None, entry.name, entry.source_id, replaced=dict(entry.before)
+                )
+            else:
+                deletes[k] = entry
+    return settled, creates, deletes
+
+
+def _add_creates_and_deletes(plan: Plan, creates: dict[int, dict[str, Any]], deletes: dict[int, Entry]) -> None:
+    """``plan`` also creates ``creates`` (labelled by entry position) and deletes ``deletes``,
+    each delete conflict-checked against the settings the run read before deleting."""
+    columns = list(dict.fromkeys(f for body in creates.values() for f in body))
+    rows = pd.Index(list(creates), name="row")
+    plan.creates = pd.DataFrame(
+        {c: pd.Series([body.get(c) for body in creates.values()], index=rows, dtype=object) for c in columns},
+        index=rows,
+        columns=columns,
+    )
+    plan.deleted = {int(e.source_id): dict(e.before) for e in deletes.values() if e.source_id is not None}
+    plan.deletes = pd.DataFrame(
+        {
+            "id": pd.Series(list(plan.deleted), dtype="int64"),
+            "space_id": pd.Series([None] * len(plan.deleted), dtype="Int64"),
+            "name": pd.Series([e.name for e in deletes.values()], dtype=object),
+        }
+    )
+
+
+def _by_key(report: Report) -> dict[tuple[str, Any], Outcome]:
+    """A report's rows as outcomes: creates by ``("create", row label)``, the rest by ``(action, id)``."""
+    out: dict[tuple[str, Any], Outcome] = {}
+    rows = report.reset_index().to_dict("records")
+    for row in rows:
+        sid = None if pd.isna(row["id"]) else int(row["id"])
+        outcome = Outcome(
+            str(row["action"]),
+            str(row["status"]),
+            row["changes"],
+            row["error"],
+            row["name"],
+            sid,
+            row["replaced"] if isinstance(row["replaced"], dict) else {},
+        )
+        out[("create", row["row"]) if row["action"] == "create" else (str(row["action"]), sid)] = outcome
+    return out
 
 
 def _created_id(sources: SourceCalls, entry: Entry) -> int | None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -624,3 +625,136 @@ def test_a_run_stopped_with_ctrl_c_reads_interrupted_and_resume_finishes_it(
     assert len(sb.requests("PATCH")) == 200 - runs.loc[run_id, "updated"]
     assert report.counts() == {"updated": 200}
     pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)
+
+
+# ---- a sync (creates and deletes) SIGKILLed mid-apply, resumed from another process ------------
+
+SYNCER = textwrap.dedent("""
+    import pandas as pd
+    from neuroio_nb import Client
+
+    client = Client(max_workers=4)
+    frame = client.sources.to_frame(progress=False)
+    space_1 = frame[frame["space_id"] == 1]
+    site = pd.DataFrame(
+        {"name": [f"Site 9 camera {i:03d}" for i in range(60)], "identify_facesize_threshold": range(5000, 5060)}
+    )
+    desired = pd.concat([space_1.iloc[30:].reset_index(drop=True), site], ignore_index=True)
+    client.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(progress=False)
+    print("FINISHED", flush=True)
+""")
+SITE = [f"Site 9 camera {i:03d}" for i in range(60)]
+
+
+def killed_sync(make_sandbox, folder: Path, method: str, n: int) -> tuple:
+    """Run the syncer (30 deletes, then 60 creates) in a subprocess and SIGKILL it as the n-th
+    ``method`` request arrives: that request and the others in flight are applied, their answers
+    never read, so the journal has their intents and no outcome. Returns the sandbox, the sources
+    before and the ids the sync deletes."""
+    sb = make_sandbox(sources=200, seed=14, latency=0.01)
+    original = sb.sources
+    doomed = sorted(i for i, s in original.items() if s["space_id"] == 1)[:30]
+    env = dict(os.environ, NEUROIO_API_TOKEN=sb.token, NEUROIO_API_URL=sb.url, NEUROIO_NB_JOURNAL=str(folder))
+    proc = subprocess.Popen([sys.executable, "-c", SYNCER], env=env, stdout=subprocess.PIPE, text=True)
+    seen = {"n": 0}
+    lock = threading.Lock()
+
+    def hook(request_method: str, path: str) -> None:
+        if request_method == method:
+            with lock:
+                seen["n"] += 1
+                if seen["n"] == n:
+                    proc.kill()
+                    proc.wait()
+
+    sb.before_request = hook
+    proc.wait(timeout=120)
+    assert proc.returncode == -9, "the syncer was not killed: it finished first"
+    settle_sandbox(sb)
+    sb.before_request = None
+    return sb, original, doomed
+
+
+@pytest.mark.parametrize(("method", "n"), [("DELETE", 12), ("POST", 25)], ids=["mid-deletes", "mid-creates"])
+def test_a_killed_sync_resumes_creating_nothing_twice_and_deleting_the_rest(
+    make_sandbox, client_for, tmp_path, method, n
+):
+    folder = tmp_path / "journal"
+    sb, original, doomed = killed_sync(make_sandbox, folder, method, n)
+    made_before = {s["name"]: i for i, s in sb.sources.items() if s["name"] in SITE}
+    gone_before = set(doomed) - set(sb.sources)
+    assert len(made_before) < 60 and (method == "POST" or len(gone_before) < 30), "the kill came mid-sync"
+
+    c = client_for(sb, journal=folder)
+    runs = c.sources.history()
+    run_id = runs.index[0]
+    assert (runs.loc[run_id, "kind"], runs.loc[run_id, "state"]) == ("sync", "interrupted")
+    assert runs.loc[run_id, "unknown"] > 0, "some writes were in flight at the kill: their outcome is unknown"
+    assert runs.loc[run_id, "created"] <= len(made_before) and runs.loc[run_id, "deleted"] <= len(gone_before)
+
+    sb.clear_log()
+    report = c.sources.resume(run_id)
+    now = sb.sources
+    names = Counter(s["name"] for s in now.values())
+    assert all(names[name] == 1 for name in SITE), "every name exists exactly once"
+    assert not set(doomed) & set(now), "every delete happened"
+    assert set(original) - set(doomed) <= set(now), "nothing else was deleted"
+    posted = [r.body["name"] for r in sb.requests("POST")]
+    assert sorted(posted) == sorted(set(SITE) - set(made_before)), "resume creates only what was not made"
+    deleted = [int(r.path.split("/")[-2]) for r in sb.requests("DELETE") if r.status == 202]
+    assert sorted(deleted) == sorted(set(doomed) - gone_before), "resume deletes only what was not deleted"
+
+    assert report.counts() == {"deleted": 30, "created": 60}
+    created = report[report["action"] == "create"]
+    assert {int(i): name for i, name in zip(created.index, created["name"], strict=True)} == {
+        i: s["name"] for i, s in now.items() if s["name"] in SITE
+    }, "each created row carries the id of the source made for it, once"
+    assert set(report.index[report["action"] == "delete"]) == set(doomed)
+    later = client_for(sb, journal=folder)
+    runs = later.sources.history()
+    assert list(runs["kind"]) == ["resume", "sync"] and runs["parent"].iloc[0] == run_id, "one run for the rest"
+    assert runs.iloc[0]["created"] + runs.iloc[0]["deleted"] == len(posted) + len(deleted)
+    frame = later.sources.to_frame(progress=False)
+    desired = pd.concat(
+        [
+            frame[frame["space_id"] == 1].reset_index(drop=True),
+            pd.DataFrame({"name": SITE, "identify_facesize_threshold": range(5000, 5060)}),
+        ],
+        ignore_index=True,
+    ).drop_duplicates("name", keep="first")
+    assert len(later.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1])) == 0
+
+
+def test_a_killed_syncs_delete_of_a_source_changed_since_is_a_conflict_when_resumed(make_sandbox, client_for, tmp_path):
+    folder = tmp_path / "journal"
+    sb, original, doomed = killed_sync(make_sandbox, folder, "DELETE", 12)
+    left = sorted(set(doomed) & set(sb.sources))
+    assert len(left) > 1
+    sb.external_edit(left[0], identify_facesize_threshold=12345)  # a colleague changed it meanwhile
+    c = client_for(sb, journal=folder)
+    run_id = c.sources.history().index[0]
+    report = c.sources.resume(run_id)
+    assert report.loc[left[0], "status"] == "conflict" and "12345" in report.loc[left[0], "error"]
+    assert left[0] in sb.sources and not (set(doomed) - {left[0]}) & set(sb.sources)
+    assert report.counts() == {"deleted": 29, "conflict": 1, "created": 60}
+
+
+@pytest.mark.parametrize(("method", "n"), [("DELETE", 12), ("POST", 25)], ids=["mid-deletes", "mid-creates"])
+def test_a_killed_sync_is_undone_exactly_from_another_process(make_sandbox, client_for, tmp_path, method, n):
+    """Undo settles the writes in flight at the kill by reading the server: a source made for an
+    unanswered create is deleted, a source gone after an unanswered delete is made again."""
+    folder = tmp_path / "journal"
+    sb, original, doomed = killed_sync(make_sandbox, folder, method, n)
+    made = {i for i, s in sb.sources.items() if s["name"] in SITE}
+    gone = set(doomed) - set(sb.sources)
+    c = client_for(sb, journal=folder)
+    undone = c.sources.undo(c.sources.history().index[0], progress=False)
+    assert undone.counts() == {k: v for k, v in {"deleted": len(made), "created": len(gone)}.items() if v}
+    assert set(undone.index[undone["status"] == "deleted"]) == made
+    assert set(undone.loc[undone["status"] == "created", "old_id"]) == gone
+
+    def settings(sources: dict) -> pd.DataFrame:
+        flat = pd_frame(sources).reset_index().drop(columns=["id", "license"], errors="ignore")
+        return flat.set_index(["space_id", "name"]).sort_index()
+
+    pd.testing.assert_frame_equal(settings(sb.sources), settings(original))
