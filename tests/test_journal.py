@@ -727,7 +727,7 @@ def test_a_killed_sync_resumes_creating_nothing_twice_and_deleting_the_rest(
 
 def test_a_killed_syncs_delete_of_a_source_changed_since_is_a_conflict_when_resumed(make_sandbox, client_for, tmp_path):
     folder = tmp_path / "journal"
-    sb, original, doomed = killed_sync(make_sandbox, folder, "DELETE", 12)
+    sb, _, doomed = killed_sync(make_sandbox, folder, "DELETE", 12)
     left = sorted(set(doomed) & set(sb.sources))
     assert len(left) > 1
     sb.external_edit(left[0], identify_facesize_threshold=12345)  # a colleague changed it meanwhile
