@@ -399,7 +399,11 @@ def report_html(
             + td("" if name is None else name)
             + td(status, tone=STATUS_TONES.get(status), wrap="never")
             + td(text, raw=True, wrap="anywhere")
-            + td(breakable(error or ""), raw=True, wrap="anywhere")
+            + td(
+                "<br>".join(breakable(line.strip()) for line in str(error or "").splitlines()),
+                raw=True,
+                wrap="anywhere",
+            )
         )
     note = showing(win, where, "sources")
     return view(headline("Report", summary, note), table(header, shown_rows, win, aligns=aligns))

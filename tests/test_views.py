@@ -195,12 +195,20 @@ def test_a_short_plan_shows_every_source_and_a_create_its_values():
 def test_the_report_has_the_plans_action_column_when_it_creates_or_deletes():
     rows = [
         (1, "old", "deleted", {}, None),
-        (7, "new", "created", {"use_pps_time": (None, True)}, None),
+        (7, "new", "created", {"name": (None, "new"), "use_pps_time": (None, True)}, None),
         (3, "cam", "conflict", {"use_pps_time": (False, True)}, "changed on the server"),
     ]
     html = views.report_html("1 deleted, 1 created, 1 conflict", rows, actions=["delete", "create", "update"])
     cells = [re.findall(r"<td[^>]*>(.*?)</td>", r) for r in rows_of(html)]
     assert [c[0] for c in cells] == ["<b>~</b>", "<b>-</b>", "<b>+</b>"]  # conflict first, as before
     assert 'title="delete"' in rows_of(html)[1]
+    assert cells[2][4].replace("<wbr>", "") == "use_pps_time: True"  # what it was created with; its name has a column
     updates_only = views.report_html("1 updated", rows[2:], actions=["update"])
     assert "<b>~</b>" not in updates_only  # as the plan: no column of marks when everything is an update
+
+
+def test_a_reports_error_keeps_its_lines():
+    """The server's field errors come on lines of their own under its message; HTML would run them together."""
+    error = "400: Source is locked (PATCH v1/sources/1/)\n  settings: locked"
+    html = views.report_html("1 failed", [(1, "x", "failed", {}, error)])
+    assert "<br>settings: locked" in html
