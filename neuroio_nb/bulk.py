@@ -183,6 +183,16 @@ class Job:
     create_spaces: dict[Any, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Sending:
+    """A write about to be sent: its task key, the task, the server's values it replaces, the body."""
+
+    key: Hashable
+    task: Task
+    replaced: dict[str, Any]
+    body: dict[str, Any]
+
+
 def apply_updates(
     sources: SourceCalls,
     by_source: dict[int, Changes],
@@ -278,7 +288,7 @@ def apply_job(
         )
         intents[("create", label)] = Intent("create", None, {}, body, body.get("name"), changes=create_changes[label])
 
-    def update_of(sid: int, server: dict[str, Any] | None) -> tuple[Hashable, Task] | None:
+    def update_of(sid: int, server: dict[str, Any] | None) -> Sending | None:
         """The PATCH of ``sid``, or None when its outcome is decided without sending."""
         changes, name = job.updates[sid], names.get(sid)
         if job.check_conflicts:
@@ -292,13 +302,13 @@ def apply_job(
             replaced = {f: old for f, (old, new) in changes.items()}
         if not stream:
             intents[("update", sid)] = Intent("update", sid, replaced, body, name, changes=changes)
-        return ("update", sid), update_task(sources, sid, changes, body, replaced, name)
+        return Sending(("update", sid), update_task(sources, sid, changes, body, replaced, name), replaced, body)
 
     if not stream:
         for sid in job.updates:
             item = update_of(sid, current.get(sid))
             if item is not None:
-                tasks[item[0]] = item[1]
+                tasks[item.key] = item.task
     else:  # checked as the pages arrive: every planned update is on record before the first is sent
         for sid, changes in job.updates.items():
             intents[("update", sid)] = Intent(
@@ -337,10 +347,18 @@ def apply_job(
 
         def as_read() -> Iterator[tuple[Hashable, Task]]:
             yield from tasks.items()
-            for sid, server in current_as_read(sources, list(job.updates), job.spaces):
-                item = update_of(sid, server)
-                if item is not None:
-                    yield item
+            for batch in current_as_read(sources, list(job.updates), job.spaces):
+                sending = [item for sid, server in batch if (item := update_of(sid, server)) is not None]
+                # The journal holds the plan's values: it now learns what each PATCH really
+                # replaces and sends, and that a source already holding its values gets none.
+                amends = {item.key: (item.replaced, item.body) for item in sending}
+                for sid, _ in batch:
+                    outcome = decided.get(("update", sid))
+                    if outcome is not None and outcome.status == "updated":  # it holds them already
+                        amends[("update", sid)] = ({}, {})
+                run.amend_keyed(amends)
+                for item in sending:
+                    yield item.key, item.task
 
         done = send_all(
             workers,
@@ -455,8 +473,9 @@ def _held_from_one_listing(sources: SourceCalls, names: list[Any]) -> dict[Any, 
 
 def current_as_read(
     sources: SourceCalls, ids: list[int], spaces: list[int] | None = None
-) -> Iterator[tuple[int, dict[str, Any] | None]]:
-    """``(id, the server's source or None)`` for each of ``ids``, each as soon as it is read.
+) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
+    """``(id, the server's source or None)`` for each of ``ids``, in batches, each batch as soon
+    as it is read (a page's sources; the ids no page had, at the end).
 
     Few ids: a GET each. Many: the listing (of ``spaces`` when known: a source there
     cannot be elsewhere unless it moved, and then its GET finds it), pages read
@@ -467,11 +486,14 @@ def current_as_read(
     workers = sources.client.max_readers
     pool = ThreadPoolExecutor(workers)
 
-    def seen(rows: list[dict[str, Any]]) -> Iterator[tuple[int, dict[str, Any] | None]]:
+    def seen(rows: list[dict[str, Any]]) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
+        batch: list[tuple[int, dict[str, Any] | None]] = []
         for row in rows:
             if row["id"] in remaining:
                 del remaining[row["id"]]
-                yield row["id"], row
+                batch.append((row["id"], row))
+        if batch:
+            yield batch
 
     def get_or_none(source_id: int) -> dict[str, Any] | None:
         try:
@@ -497,7 +519,8 @@ def current_as_read(
                         continue
                     yield from seen(rows)
         left = list(remaining)
-        yield from zip(left, pool.map(get_or_none, left), strict=True)
+        if left:
+            yield list(zip(left, pool.map(get_or_none, left), strict=True))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
 

@@ -6,10 +6,14 @@ One file per run (``<run id>.jsonl``) in one folder, readable JSON lines:
   "base_url": ..., "started": ..., "parent": ...}`` (never the token);
 - ``intent`` lines: what is about to be sent (``seq``, ``action``, source ``id``,
   ``name``, ``before`` and ``after`` values of the fields it changes);
+- ``amend`` lines: what an intent really sends, known once the server was read
+  (``seq``, ``before``, ``after``; both empty: nothing is sent), in place of the
+  intent's values (a conflict check made as the listing's pages arrive); written
+  before the request goes, as outcomes are (not fsynced one by one);
 - ``outcome`` lines: what came of an intent (``seq``, ``status``, ``error``, ``id``);
 - an ``end`` line when the run finished (``state``: ``complete`` or ``interrupted``).
 
-Intents are written in batches, each batch flushed and fsynced before any of its
+Intents (and amends) are written in batches, each batch flushed and fsynced before any of its
 requests goes: one fsync per batch, not per request. An outcome line is written to
 the operating system at once (so a killed process keeps it) and fsynced with the
 end line; an outcome a machine crash loses only makes that source "unknown",
@@ -295,6 +299,26 @@ class RunWriter:
         keys = list(intents)
         self._keys.update(zip(keys, self.intend(intents[k] for k in keys), strict=True))
 
+    def amend_keyed(self, amends: Mapping[Any, tuple[dict[str, Any], dict[str, Any]]]) -> None:
+        """What the writes under these keys really send, once the server was read: key ->
+        ``(before, after)``, the values each replaces and the values it sends (both empty:
+        nothing will be sent, the server already holds the values). A reader takes these in
+        place of the intent's. Call it before sending: the lines reach the operating system at
+        once (a killed process keeps them) and are fsynced with the next batch or the end line,
+        as outcomes are; one a machine crash loses leaves the intent's own values, the plan's.
+
+        A job that records every intent before it reads the server (so that an interrupted run
+        knows the whole plan) amends each intent as it checks it against what the server holds;
+        an fsync for each page read would cost more than the journal's whole budget.
+        """
+        records = [
+            {"t": "amend", "seq": self._keys[key], "before": before, "after": after}
+            for key, (before, after) in amends.items()
+            if key in self._keys
+        ]
+        if records:
+            self._write(records, sync=False)
+
     def outcome_of(
         self,
         key: Any,
@@ -393,6 +417,9 @@ class NoRun(RunWriter):
         return None
 
     def close(self) -> None:
+        return None
+
+    def _write(self, records: list[dict[str, Any]], *, sync: bool) -> None:
         return None
 
 
@@ -603,6 +630,9 @@ def read_run(path: Path) -> RunRecord:
                     f: tuple(pair) if isinstance(pair, list) and len(pair) == 2 else (None, pair)
                     for f, pair in record["changes"].items()
                 }
+        elif kind == "amend" and isinstance(seq, int) and seq in entries:
+            entries[seq].before = dict(record.get("before") or {})
+            entries[seq].after = dict(record.get("after") or {})
         elif kind == "outcome" and isinstance(seq, int) and seq in entries:
             entry = entries[seq]
             entry.status = record.get("status")

@@ -308,6 +308,31 @@ def test_single_create_update_delete_are_journaled_and_undone(sb, client_for, tm
     assert entries["delete"].before["id"] == 5 and entries["delete"].status == "deleted"
 
 
+@pytest.mark.parametrize("by", ["run_id", "report"])
+def test_a_conflict_checked_runs_journal_records_what_was_sent_and_replaced(sb, client_for, tmp_path, by):
+    """A conflict-checked update (checked as the pages arrive): one source already held the new
+    value (nothing sent), one a colleague had changed (overwritten), one as planned. Undo by run
+    id, from the journal, does what undo of the report does: leaves the first alone, puts back the
+    colleague's value, and the base's where the write replaced it."""
+    c = client_for(sb, journal=tmp_path)
+    frame = c.sources.to_frame(progress=False)
+    there, theirs, plain = (int(i) for i in frame.index[:3])
+    old = {sid: int(frame.at[sid, "identify_facesize_threshold"]) for sid in (there, theirs, plain)}
+    edited = frame.copy()
+    edited.loc[[there, theirs, plain], "identify_facesize_threshold"] += 100
+    sb.external_edit(there, identify_facesize_threshold=old[there] + 100)  # the same edit, made by someone else
+    sb.external_edit(theirs, identify_facesize_threshold=old[theirs] + 7)
+    report = c.sources.bulk_update(edited, base=frame, on_conflict="overwrite", progress=False)
+    assert report.counts() == {"updated": 3}
+    sb.clear_log()
+    c.sources.undo(report.attrs["run_id"] if by == "run_id" else report)
+    now = {sid: sb.source(sid)["identify_facesize_threshold"] for sid in (there, theirs, plain)}
+    assert now == {there: old[there] + 100, theirs: old[theirs] + 7, plain: old[plain]}
+    assert sorted(int(r.path.strip("/").rsplit("/", 1)[1]) for r in sb.log if r.method == "PATCH") == sorted(
+        [theirs, plain]
+    )
+
+
 def test_journal_false_writes_nothing(sb, client_for, tmp_path):
     default = Path(os.environ["NEUROIO_NB_JOURNAL"])
     before = sorted(default.glob("*"))
