@@ -286,7 +286,15 @@ def apply_job(
             job.create_spaces.get(label),
             landed,
         )
-        intents[("create", label)] = Intent("create", None, {}, body, body.get("name"), changes=create_changes[label])
+        space = job.create_spaces.get(label)  # kept in the journal: resume creates it there or not at all
+        intents[("create", label)] = Intent(
+            "create",
+            None,
+            {} if space is None else {"space_id": space},
+            body,
+            body.get("name"),
+            changes=create_changes[label],
+        )
 
     def update_of(sid: int, server: dict[str, Any] | None) -> Sending | None:
         """The PATCH of ``sid``, or None when its outcome is decided without sending."""
@@ -529,7 +537,7 @@ def checked_delete(
     sid: int, settings: dict[str, Any], server: dict[str, Any] | None, on_conflict: str, name: Any
 ) -> Outcome | dict[str, Any]:
     """The outcome decided without sending (already gone, conflict), or the server's settings
-    that the delete will remove."""
+    that the delete will remove, with its ``space_id`` (undo re-creates it there or not at all)."""
     changes = {f: (v, None) for f, v in settings.items()}
     if server is None:
         return Outcome("delete", "deleted", changes, None, name, sid)
@@ -544,7 +552,8 @@ def checked_delete(
             name,
             sid,
         )
-    return settings_of(server)
+    space = server.get("space_id")
+    return settings_of(server) | ({} if space is None else {"space_id": space})  # where undo must re-create it
 
 
 def settings_of(source: dict[str, Any]) -> dict[str, Any]:

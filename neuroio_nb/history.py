@@ -241,10 +241,11 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
         if e.source_id is not None
         for f, new in e.after.items()
     ]
-    settled, creates, deletes = _settled(sources, todo)
+    settled, creates, spaces, deletes = _settled(sources, todo)
     with labelled("resume", parent=run.run_id):
         plan = update_plan(sources, records, {e.source_id: e.name for e in updates})
         _add_creates_and_deletes(plan, creates, deletes)
+        plan.create_spaces = spaces
         if len(plan):
             resumed = plan.apply(on_conflict=on_conflict, progress=progress)
         else:  # nothing to send: for an interrupted run, a run of its own says it was looked after
@@ -271,11 +272,12 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
 
 def _settled(
     sources: SourceCalls, todo: dict[int, Entry]
-) -> tuple[dict[int, Outcome], dict[int, dict[str, Any]], dict[int, Entry]]:
+) -> tuple[dict[int, Outcome], dict[int, dict[str, Any]], dict[int, int], dict[int, Entry]]:
     """The unknown creates and deletes the server shows done (by entry position), and the
-    creates (bodies) and deletes left to send."""
+    creates (bodies, and the spaces they must land in) and deletes left to send."""
     settled: dict[int, Outcome] = {}
     creates: dict[int, dict[str, Any]] = {}
+    spaces: dict[int, int] = {}
     deletes: dict[int, Entry] = {}
     gone = [e.source_id for e in todo.values() if e.action == "delete" and e.source_id is not None]
     current = sources.current(gone) if gone else {}
@@ -285,6 +287,8 @@ def _settled(
             made = _created_id(sources, entry)
             if made is None:
                 creates[k] = dict(entry.after)
+                if entry.before.get("space_id") is not None:  # the space its row names
+                    spaces[k] = int(entry.before["space_id"])
             else:
                 settled[k] = Outcome("create", "created", changes, None, entry.name, made)
         elif entry.action == "delete" and entry.source_id is not None:
@@ -294,7 +298,7 @@ def _settled(
                 )
             else:
                 deletes[k] = entry
-    return settled, creates, deletes
+    return settled, creates, spaces, deletes
 
 
 def _add_creates_and_deletes(plan: Plan, creates: dict[int, dict[str, Any]], deletes: dict[int, Entry]) -> None:
@@ -338,10 +342,12 @@ def _by_key(report: Report) -> dict[tuple[str, Any], Outcome]:
 
 def _created_id(sources: SourceCalls, entry: Entry) -> int | None:
     """The id of the source a create made, found by its name and settings; None if there is none."""
-    name = entry.after.get("name")
+    name, space = entry.after.get("name"), entry.before.get("space_id") if entry.action == "create" else None
     for source in sources.records(q=str(name), progress=False)[0]:
-        if source.get("name") == name and all(
-            same(k, source.get(k), v) for k, v in entry.after.items() if k in WRITABLE
+        if (
+            source.get("name") == name
+            and space in (None, source.get("space_id"))
+            and all(same(k, source.get(k), v) for k, v in entry.after.items() if k in WRITABLE)
         ):
             return int(source["id"])
     return None

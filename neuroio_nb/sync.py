@@ -366,6 +366,7 @@ def undo(
     names = report["name"] if "name" in report.columns else pd.Series(None, index=report.index)
     records = []
     recreate: dict[int, dict[str, Any]] = {}
+    spaces: dict[int, int] = {}
     remove: dict[int, dict[str, Any]] = {}
     remove_names: dict[int, Any] = {}
     for (sid, status, changes), before, name in zip(
@@ -382,7 +383,10 @@ def undo(
             remove[int(sid)] = {f: new for f, (old, new) in (changes or {}).items()}
             remove_names[int(sid)] = name
         elif status == "deleted" and isinstance(before, dict) and before:
-            recreate[int(sid)] = before
+            recreate[int(sid)] = {f: v for f, v in before.items() if f != "space_id"}
+            space = whole_number(before.get("space_id"))
+            if space is not None:  # re-created there, or refused: never made in another space
+                spaces[int(sid)] = space
     plan = update_plan(sources, records, dict(zip(report.index, names, strict=True)))
     plan.deleted = remove
     plan.deletes = pd.DataFrame(
@@ -400,6 +404,7 @@ def undo(
         columns=columns,
     )
     plan.old_ids = {sid: sid for sid in recreate}
+    plan.create_spaces = spaces
     return plan.apply(on_conflict=on_conflict, progress=progress)
 
 

@@ -330,6 +330,28 @@ def test_undo_of_a_sync(make_sandbox, client_for):
     pd.testing.assert_frame_equal(by_name(server_frame(sb)), by_name(before))
 
 
+def test_undo_of_a_delete_in_another_space_than_the_tokens_is_refused_not_made_in_the_wrong_space(
+    make_sandbox, client_for
+):
+    """Undo re-creates a deleted source in its own space or not at all: the report of the delete
+    keeps its space, and a source of space 2 cannot be made again by a token whose creates land
+    in space 1."""
+    sb = make_sandbox(sources=150, seed=9)
+    c = client_for(sb)
+    before = c.sources.to_frame(progress=False)
+    space_2 = before[before["space_id"] == 2]
+    doomed = space_2.index[:3]
+    report = c.sources.plan(space_2.drop(index=doomed), delete=True, spaces_ids=[2]).apply(progress=False)
+    assert report.counts() == {"deleted": 3}
+    assert [r["space_id"] for r in report["replaced"]] == [2, 2, 2]
+    after_delete = sb.sources
+
+    undone = c.sources.undo(report, progress=False)
+    assert undone.counts() == {"failed": 3}
+    assert undone["error"].str.contains("not created in space 2").all() and set(undone["old_id"]) == set(doomed)
+    assert sb.sources == after_delete  # nothing left in space 1
+
+
 def test_undo_of_a_sync_is_conflict_checked(make_sandbox, client_for):
     sb = make_sandbox(sources=60, seed=10)
     c = client_for(sb)
