@@ -129,7 +129,7 @@ def patches(sb: Sandbox) -> Callable[[], dict[int, list[Any]]]:
     def received() -> dict[int, list[Any]]:
         bodies: dict[int, list[Any]] = {}
         for record in sb.requests("PATCH"):
-            bodies.setdefault(int(record.path.rstrip("/").rsplit("/", 1)[1]), []).append(record.body)
+            bodies.setdefault(record.source_id, []).append(record.body)
         return bodies
 
     return received

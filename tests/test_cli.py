@@ -280,7 +280,7 @@ def test_ctrl_c_during_apply_writes_the_partial_report_and_exits_130(
     assert "Interrupted:" in out
     assert arrived["patches"] >= interrupts
     report = read_report(report_path)
-    applied = {int(r.path.strip("/").split("/")[-1]) for r in sb.requests("PATCH") if r.status == 200}
+    applied = {r.source_id for r in sb.requests("PATCH") if r.status == 200}
     assert 0 < len(report) < 60
     assert set(report) == applied and {r["status"] for r in report.values()} == {"updated"}
 
@@ -449,7 +449,7 @@ def test_error_pages_that_echo_the_token_and_scalar_error_codes_are_failed_rows(
     assert any("Source is locked by another operation." in e for e in failed.values())
     assert any("Request Rejected" in e for e in failed.values())
     assert {r["status"] for r in report.values()} == {"updated", "failed"}
-    faulted = {int(r.path.strip("/").split("/")[-1]) for r in sb.requests("PATCH") if r.fault}
+    faulted = {r.source_id for r in sb.requests("PATCH") if r.fault}
     assert set(failed) <= faulted
     for sid in ids:
         expected = before[sid][THRESHOLD] + (0 if sid in failed else 1)

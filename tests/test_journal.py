@@ -328,9 +328,7 @@ def test_a_conflict_checked_runs_journal_records_what_was_sent_and_replaced(sb, 
     c.sources.undo(report.attrs["run_id"] if by == "run_id" else report)
     now = {sid: sb.source(sid)["identify_facesize_threshold"] for sid in (there, theirs, plain)}
     assert now == {there: old[there] + 100, theirs: old[theirs] + 7, plain: old[plain]}
-    assert sorted(int(r.path.strip("/").rsplit("/", 1)[1]) for r in sb.log if r.method == "PATCH") == sorted(
-        [theirs, plain]
-    )
+    assert sorted(r.source_id for r in sb.log if r.method == "PATCH") == sorted([theirs, plain])
 
 
 def test_journal_false_writes_nothing(sb, client_for, tmp_path):
@@ -489,9 +487,7 @@ def test_killed_apply_can_be_undone_or_resumed_from_another_process(make_sandbox
 
     sb.clear_log()
     undone = c.sources.undo(runs.index[0])
-    assert {int(r.path.split("/")[-2]) for r in sb.requests("PATCH")} == applied, (
-        "undo puts back exactly the sources that changed"
-    )
+    assert {r.source_id for r in sb.requests("PATCH")} == applied, "undo puts back exactly the sources that changed"
     assert len(sb.requests("PATCH")) == len(applied)
     assert sb.sources == original
     assert set(undone["status"]) <= {"updated"}
@@ -505,7 +501,7 @@ def test_killed_apply_can_be_undone_or_resumed_from_another_process(make_sandbox
     run_id = c2.sources.history().index[0]
     sb2.clear_log()
     report = c2.sources.resume(run_id)
-    resent = [int(r.path.split("/")[-2]) for r in sb2.requests("PATCH")]
+    resent = [r.source_id for r in sb2.requests("PATCH")]
     assert len(resent) == len(set(resent)), "no source is sent twice"
     assert set(resent) == set(edit(pd_frame(original2)).index[:400]) - applied2, (
         "resume sends exactly what had not reached the server"
@@ -726,7 +722,7 @@ def test_a_killed_sync_resumes_creating_nothing_twice_and_deleting_the_rest(
     assert set(original) - set(doomed) <= set(now), "nothing else was deleted"
     posted = [r.body["name"] for r in sb.requests("POST")]
     assert sorted(posted) == sorted(set(SITE) - set(made_before)), "resume creates only what was not made"
-    deleted = [int(r.path.split("/")[-2]) for r in sb.requests("DELETE") if r.status == 202]
+    deleted = [r.source_id for r in sb.requests("DELETE") if r.status == 202]
     assert sorted(deleted) == sorted(set(doomed) - gone_before), "resume deletes only what was not deleted"
 
     assert report.counts() == {"deleted": 30, "created": 60}

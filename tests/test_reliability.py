@@ -29,13 +29,9 @@ FAULTS = {"503": 0.2, "429": 0.05, "502": 0.05, "drop": 0.03}
 RETRIES = 16
 
 
-def sid_of(record) -> int:
-    return int(record.path.rstrip("/").rsplit("/", 1)[1])
-
-
 def applied_patches(sb) -> Counter:
     """How many times the server acted on a PATCH for each id (answered 200, or applied and dropped)."""
-    return Counter(sid_of(r) for r in sb.requests("PATCH") if r.status == 200 or r.fault == "drop_after_apply")
+    return Counter(r.source_id for r in sb.requests("PATCH") if r.status == 200 or r.fault == "drop_after_apply")
 
 
 def server_frame(sb) -> pd.DataFrame:

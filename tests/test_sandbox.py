@@ -381,6 +381,7 @@ def test_log_records_each_request(sb: Sandbox, http: requests.Session) -> None:
         200,
     )
     assert get.started <= get.ended <= patch.started <= patch.ended
+    assert (get.source_id, patch.source_id) == (None, 1)  # the id a request names, read from its path
     assert sb.requests("patch") == [patch]
     sb.clear_log()
     assert sb.log == []

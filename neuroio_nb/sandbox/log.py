@@ -27,6 +27,12 @@ class RequestRecord:
     started: float
     ended: float
 
+    @property
+    def source_id(self) -> int | None:
+        """The id in a ``/v1/sources/<id>/`` path; None for the listing or any other path."""
+        last = self.path.rstrip("/").rsplit("/", 1)[-1]
+        return int(last) if last.isdigit() and self.path.startswith("/v1/sources/") else None
+
 
 class RequestLog:
     """Thread-safe list of :class:`RequestRecord`, with an in-flight gauge."""
