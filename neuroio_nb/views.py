@@ -246,9 +246,10 @@ def td(
     return f"<td{attrs}>{text if raw else esc(text)}</td>"
 
 
-def change_td(old: Any, new: Any) -> str:
-    """``old -> new`` on a tinted cell; the old value struck out in the theme's text colour."""
-    body = f"<s>{esc(shown(old))}</s> &rarr; <b>{esc(shown(new))}</b>"
+def change_td(old: Any, new: Any, *, created: bool = False) -> str:
+    """``old -> new`` on a tinted cell; the old value struck out in the theme's text colour.
+    A source to create had no old value: its cell shows the new one alone."""
+    body = f"<b>{esc(shown(new))}</b>" if created else f"<s>{esc(shown(old))}</s> &rarr; <b>{esc(shown(new))}</b>"
     return td(body, tone="change", raw=True, wrap="anywhere")
 
 
@@ -349,8 +350,9 @@ def changes_html(
         sid, name, changes = by_source[k]
         cells = [mark_td(marks[k])] if marks is not None and mark_header is not None else []
         cells.append(td(sid, align="right", wrap="never"))
+        created = marks is not None and marks[k] == ACTION_MARKS["create"]
         cells.append(change_td(*changes["name"]) if "name" in changes else td("" if name is None else name))
-        cells += [change_td(*changes[c]) if c in changes else td("") for c in columns]
+        cells += [change_td(*changes[c], created=created) if c in changes else td("") for c in columns]
         rows.append("".join(cells))
     return view(
         headline(title, summary, showing(win, where, "sources")), table(header, rows, win, aligns=aligns), footer

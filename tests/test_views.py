@@ -183,7 +183,11 @@ def test_a_long_plan_says_what_its_text_cuts_as_its_html_view_does():
 
 
 def test_a_short_plan_shows_every_source_and_a_create_its_values():
-    lines = repr(a_sync_plan(deletes=1, creates=1, updates=1)).splitlines()
+    plan = a_sync_plan(deletes=1, creates=1, updates=1)
+    created, updated = rows_of(plan._repr_html_())[1:]
+    assert "<b>True</b>" in created and "&rarr;" not in created  # nothing to strike out: it is new
+    assert "<s>False</s> &rarr; <b>True</b>" in updated
+    lines = repr(plan).splitlines()
     assert lines == [
         "<Plan: 1 source to delete, 1 to create, 1 to update (1 value)>",
         "  - 1 old 0",
