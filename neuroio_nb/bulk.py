@@ -12,18 +12,19 @@ from __future__ import annotations
 import json
 import queue
 from collections import Counter
-from collections.abc import Callable, Collection, Hashable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
-from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, cast
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar, cast
 
 import pandas as pd
 
 from .errors import APIError, BulkInterrupted, NeuroIOError, NotFoundError, Problem, ValidationError
 from .journal import Intent, RunWriter, covered, start_run
-from .paging import overlapping_offsets
 from .progress import progress_bar
+from .reads import ReadFirst, current_as_read, names_read, read_before_sending, scope_as_read
+from .reads import SourceCalls as SourceCalls  # the protocol the jobs (plan, sync, history) take
 from .schema import READ_ONLY
 from .transport import outcome_unknown
 from .values import id_index, same, three_way, to_python
@@ -33,40 +34,6 @@ STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned", "u
 ACTIONS = ("delete", "create", "update")
 Changes = dict[str, tuple[Any, Any]]
 Task = Callable[[], "Outcome"]
-
-
-class SourceCalls(Protocol):
-    """What the jobs need of the REST layer (``client.sources`` provides it)."""
-
-    @property
-    def client(self) -> Any: ...
-
-    def get(self, source_id: int) -> dict[str, Any]: ...
-
-    def create(self, name: str, **fields: Any) -> dict[str, Any]: ...
-
-    def create_from(self, fields: Mapping[str, Any], *, holders: Collection[int] | None = None) -> dict[str, Any]: ...
-
-    def update(self, source_id: int, **fields: Any) -> dict[str, Any]: ...
-
-    def delete(self, source_id: int) -> None: ...
-
-    def current(
-        self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None
-    ) -> dict[int, dict[str, Any] | None]: ...
-
-    def records(
-        self,
-        q: str | None = None,
-        spaces_ids: Any = None,
-        progress: bool | None = None,
-        *,
-        first: dict[str, Any] | None = None,
-    ) -> tuple[list[dict[str, Any]], bool]: ...
-
-    def list(
-        self, q: str | None = None, spaces_ids: Any = None, limit: int = 20, offset: int = 0
-    ) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -258,14 +225,30 @@ def apply_job(
             }
         )
         return make_report([*(planned[k] for k in order), *not_found])
+    # Streamed: each write starts as soon as the page holding its source arrives. A sync that
+    # creates reads its scope so (creates wait for the whole of it: a holder may be on any page).
+    sync_stream = bool(job.creates) and job.scope is not None and job.check_conflicts
     stream = job.check_conflicts and not job.creates and len(job.updates) > 0
-    read = _read_before_sending(sources, job, updates=not stream)
+    read = (
+        ReadFirst()
+        if sync_stream
+        else read_before_sending(
+            sources,
+            list(job.deletes) + (list(job.updates) if job.check_conflicts and not stream else []),
+            [body.get("name") for body in job.creates.values()],
+            job.scope,
+            job.seen,
+        )
+    )
     current = read.current
     decided: dict[Hashable, Outcome] = {}
     tasks: dict[Hashable, Callable[[], Outcome]] = {}
     intents: dict[Hashable, Intent] = {}  # what each task sends, for the journal
     for sid, settings in job.deletes.items():
         key = ("delete", sid)
+        if sync_stream:  # the planned settings, amended with the server's once read
+            intents[key] = Intent("delete", sid, dict(settings), {}, names.get(sid), changes=delete_changes[sid])
+            continue
         outcome = checked_delete(sid, settings, current.get(sid), on_conflict, names.get(sid))
         if isinstance(outcome, Outcome):
             decided[key] = outcome
@@ -273,8 +256,9 @@ def apply_job(
             tasks[key] = delete_task(sources, sid, delete_changes[sid], outcome, names.get(sid))
             intents[key] = Intent("delete", sid, outcome, {}, names.get(sid), changes=delete_changes[sid])
     landed: dict[str, Any] = {}  # where this token's creates land, once an answer shows it
-    for label, body in job.creates.items():
-        tasks[("create", label)] = create_task(
+
+    def create_of(label: Any, body: dict[str, Any]) -> Task:
+        return create_task(
             sources,
             label,
             body,
@@ -286,6 +270,10 @@ def apply_job(
             job.create_spaces.get(label),
             landed,
         )
+
+    for label, body in job.creates.items():
+        if not sync_stream:
+            tasks[("create", label)] = create_of(label, body)
         space = job.create_spaces.get(label)  # kept in the journal: resume creates it there or not at all
         intents[("create", label)] = Intent(
             "create",
@@ -308,11 +296,11 @@ def apply_job(
         else:
             body = {f: new for f, (old, new) in changes.items()}
             replaced = {f: old for f, (old, new) in changes.items()}
-        if not stream:
+        if not stream and not sync_stream:
             intents[("update", sid)] = Intent("update", sid, replaced, body, name, changes=changes)
         return Sending(("update", sid), update_task(sources, sid, changes, body, replaced, name), replaced, body)
 
-    if not stream:
+    if not stream and not sync_stream:
         for sid in job.updates:
             item = update_of(sid, current.get(sid))
             if item is not None:
@@ -334,6 +322,30 @@ def apply_job(
         [*(decided[k] for k in order if k in decided), *not_found],
     )
 
+    def checked(batch: list[tuple[int, dict[str, Any] | None]]) -> Iterator[tuple[Hashable, Task]]:
+        """The writes of the sources in ``batch`` (id, the server's source), conflict-checked.
+
+        The journal holds the plan's values: it now learns what each write really replaces
+        and sends, and that a source already holding its values gets nothing."""
+        sending: list[Sending] = []
+        amends: dict[Hashable, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for sid, server in batch:
+            if sid in job.deletes:
+                outcome = checked_delete(sid, job.deletes[sid], server, on_conflict, names.get(sid))
+                if isinstance(outcome, Outcome):
+                    decided[("delete", sid)] = outcome
+                else:
+                    task = delete_task(sources, sid, delete_changes[sid], outcome, names.get(sid))
+                    sending.append(Sending(("delete", sid), task, outcome, {}))
+            elif (item := update_of(sid, server)) is not None:
+                sending.append(item)
+            elif decided[("update", sid)].status == "updated":  # it holds the new values already
+                amends[("update", sid)] = ({}, {})
+        amends.update({item.key: (item.replaced, item.body) for item in sending})
+        run.amend_keyed(amends)
+        for item in sending:
+            yield item.key, item.task
+
     def fallback(key: Any) -> Outcome:
         action, ref = key
         if action == "create":
@@ -349,34 +361,69 @@ def apply_job(
         changes = delete_changes[ref] if action == "delete" else job.updates[ref]
         return Outcome(action, "failed", changes, None, names.get(ref), ref)
 
+    def as_read() -> Iterator[tuple[Hashable, Task]]:
+        yield from tasks.items()
+        for batch in current_as_read(sources, list(job.updates), job.spaces):
+            yield from checked(batch)
+
+    def scope_then_creates() -> Iterator[tuple[Hashable, Task]]:
+        """The updates and deletes as the scope's pages arrive; the creates once it is read."""
+        q, spaces_ids = job.scope or (None, None)
+        waiting = dict.fromkeys([*job.deletes, *job.updates])
+
+        def arrived(rows: Iterable[dict[str, Any]]) -> list[tuple[int, dict[str, Any] | None]]:
+            """The awaited sources among ``rows`` (each once), no longer awaited."""
+            batch: list[tuple[int, dict[str, Any] | None]] = []
+            for row in rows:
+                if row["id"] in waiting:
+                    del waiting[row["id"]]
+                    batch.append((row["id"], row))
+            return batch
+
+        reader = scope_as_read(sources, q, spaces_ids)
+        try:
+            while True:
+                try:
+                    rows = next(reader)
+                except StopIteration as stop:
+                    listing, changed = stop.value
+                    break
+                yield from checked(arrived(rows))
+            if waiting:  # not in the listing (moved, or shifted past): read one by one
+                found = sources.current(list(waiting))
+                yield from checked(arrived(s for s in found.values() if s is not None))
+                yield from checked([(sid, None) for sid in list(waiting)])
+                waiting.clear()
+            named = Counter(body.get("name") for body in job.creates.values())
+            read.holders, read.held = names_read(sources, named, job.scope, job.seen, listing, changed)
+        except NeuroIOError as error:  # nothing more can be checked: the rest is not sent, and says why
+            unread(list(waiting), f"not sent: the server's sources could not be read to check it ({error})")
+            return
+        finally:
+            reader.close()
+        for label, body in job.creates.items():
+            yield ("create", label), create_of(label, body)
+
+    def unread(ids: list[int], message: str) -> None:
+        for sid in ids:
+            action = "delete" if sid in job.deletes else "update"
+            changes = delete_changes[sid] if sid in job.deletes else job.updates[sid]
+            decided[(action, sid)] = Outcome(action, "failed", changes, message, names.get(sid), sid)
+        for label in job.creates:
+            decided[("create", label)] = replace(fallback(("create", label)), error=message)
+
     desc = "updating" if not job.creates and not job.deletes else "sending"
     workers = sources.client.max_workers
-    if stream:  # each PATCH starts as soon as the page holding its source arrives
-
-        def as_read() -> Iterator[tuple[Hashable, Task]]:
-            yield from tasks.items()
-            for batch in current_as_read(sources, list(job.updates), job.spaces):
-                sending = [item for sid, server in batch if (item := update_of(sid, server)) is not None]
-                # The journal holds the plan's values: it now learns what each PATCH really
-                # replaces and sends, and that a source already holding its values gets none.
-                amends = {item.key: (item.replaced, item.body) for item in sending}
-                for sid, _ in batch:
-                    outcome = decided.get(("update", sid))
-                    if outcome is not None and outcome.status == "updated":  # it holds them already
-                        amends[("update", sid)] = ({}, {})
-                run.amend_keyed(amends)
-                for item in sending:
-                    yield item.key, item.task
-
+    if stream or sync_stream:
         done = send_all(
             workers,
-            as_read(),
+            scope_then_creates() if sync_stream else as_read(),
             decided,
             order,
             progress,
             desc,
             fallback=fallback,
-            total=len(tasks) + len(job.updates),
+            total=len(tasks) + len(job.updates) + (len(job.creates) + len(job.deletes) if sync_stream else 0),
             run=run,
         )
     else:
@@ -406,131 +453,6 @@ def with_run(report: Report, run: RunWriter) -> Report:
     if run.run_id:
         report.attrs["run_id"] = run.run_id
     return report
-
-
-@dataclass
-class ReadFirst:
-    """What a job reads before its first write.
-
-    ``current``: the server's sources the conflict checks need, by id. ``holders``: by
-    name to create, a source now holding it that was not in scope when planned (the
-    create is then a conflict). ``held``: by name to create, the ids of every source
-    holding it now, for the names a listing read here covers (a create is settled
-    against them, see :meth:`~neuroio_nb.rest.SourcesAPI.create_from`); a name missing
-    here is looked up by its create.
-    """
-
-    current: dict[int, dict[str, Any] | None] = field(default_factory=dict)
-    holders: dict[Any, dict[str, Any]] = field(default_factory=dict)
-    held: dict[Any, frozenset[int]] = field(default_factory=dict)
-
-
-def _read_before_sending(sources: SourceCalls, job: Job, *, updates: bool = True) -> ReadFirst:
-    """The server's sources the conflict checks need (the updates' too when ``updates``),
-    and what the creates need to know of their names (see :class:`ReadFirst`)."""
-    wanted = list(job.deletes) + (list(job.updates) if job.check_conflicts and updates else [])
-    read = ReadFirst()
-    named = Counter(body.get("name") for body in job.creates.values())
-    # A name two creates send (an undo re-creating namesakes) is looked up by each, just before it.
-    names = {name for name, n in named.items() if n == 1}
-    if job.creates and job.scope is not None:
-        q, spaces_ids = job.scope
-        listing, changed = sources.records(q, spaces_ids, progress=False)
-        read.holders = {r.get("name"): r for r in listing if r.get("name") in named and r["id"] not in job.seen}
-        in_listing = {r["id"]: r for r in listing}
-        read.current = {sid: in_listing[sid] for sid in wanted if sid in in_listing}
-        if not changed:  # a listing that shifted while read may lack a holder
-            read.held = _held([n for n in names if _covers(q, spaces_ids, n)], listing)
-    unknown = [n for n in names if n not in read.held]
-    if len(unknown) > sources.client.max_readers:
-        read.held.update(_held_from_one_listing(sources, unknown))
-    rest = [sid for sid in wanted if sid not in read.current]
-    if rest:
-        read.current.update(sources.current(rest))
-    return read
-
-
-def _covers(q: str | None, spaces_ids: Any, name: Any) -> bool:
-    """Does a listing of ``q`` and ``spaces_ids`` hold every source named ``name``?
-    (The API's ``q`` is "name contains"; ``q`` within the name, case and all, is safe
-    whether the server matches case or not.)"""
-    return spaces_ids is None and isinstance(name, str) and (q is None or q in name)
-
-
-def _held(names: Iterable[Any], listing: Iterable[dict[str, Any]]) -> dict[Any, frozenset[int]]:
-    """By name, the ids of the sources in ``listing`` holding it (an empty set when none)."""
-    held: dict[Any, set[int]] = {name: set() for name in names}
-    for row in listing:
-        ids = held.get(row.get("name"))
-        if ids is not None:
-            ids.add(row["id"])
-    return {name: frozenset(ids) for name, ids in held.items()}
-
-
-def _held_from_one_listing(sources: SourceCalls, names: list[Any]) -> dict[Any, frozenset[int]]:
-    """The holders of ``names`` from one unscoped listing, when that takes fewer requests
-    than a look-up per create; else nothing (each create looks its name up)."""
-    first = sources.list(limit=sources.client.page_size)
-    count, got = first.get("count"), len(first["results"])
-    pages_left = (count - got) / got if isinstance(count, int) and got else (0 if not first.get("next") else None)
-    if pages_left is None or pages_left + sources.client.max_readers >= len(names):
-        return {}
-    listing, changed = sources.records(progress=False, first=first)
-    return {} if changed else _held([n for n in names if isinstance(n, str)], listing)
-
-
-def current_as_read(
-    sources: SourceCalls, ids: list[int], spaces: list[int] | None = None
-) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
-    """``(id, the server's source or None)`` for each of ``ids``, in batches, each batch as soon
-    as it is read (a page's sources; the ids no page had, at the end).
-
-    Few ids: a GET each. Many: the listing (of ``spaces`` when known: a source there
-    cannot be elsewhere unless it moved, and then its GET finds it), pages read
-    concurrently and handed on as each arrives; then a GET for any id no page had
-    (a shifted listing, a failed page, a moved source).
-    """
-    remaining = dict.fromkeys(ids)
-    workers = sources.client.max_readers
-    pool = ThreadPoolExecutor(workers)
-
-    def seen(rows: list[dict[str, Any]]) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
-        batch: list[tuple[int, dict[str, Any] | None]] = []
-        for row in rows:
-            if row["id"] in remaining:
-                del remaining[row["id"]]
-                batch.append((row["id"], row))
-        if batch:
-            yield batch
-
-    def get_or_none(source_id: int) -> dict[str, Any] | None:
-        try:
-            return sources.get(source_id)
-        except NotFoundError:
-            return None
-
-    try:
-        if len(ids) > workers:
-            size = sources.client.page_size
-            first = sources.list(spaces_ids=spaces, limit=size)
-            yield from seen(first["results"])
-            count, got = first.get("count"), len(first["results"])
-            if isinstance(count, int) and got and (count - got) / got < len(remaining):
-                pages = [
-                    pool.submit(sources.list, None, spaces, min(got, count - offset), offset)
-                    for offset in overlapping_offsets(count, got)
-                ]
-                for page in as_completed(pages):
-                    try:
-                        rows = page.result()["results"]
-                    except Exception:  # its sources are read one by one below
-                        continue
-                    yield from seen(rows)
-        left = list(remaining)
-        if left:
-            yield list(zip(left, pool.map(get_or_none, left), strict=True))
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
 
 
 def checked_delete(

@@ -71,7 +71,13 @@ class SourcesAPI:
         yield from self._walked(walk, q, spaces_ids)
 
     def _walked(
-        self, walk: Walk, q: str | None, spaces_ids: Any, *, warn: bool = True, fetched: dict[int, Page] | None = None
+        self,
+        walk: Walk,
+        q: str | None,
+        spaces_ids: Any,
+        *,
+        warn: bool = True,
+        fetched: Mapping[int, Page] | None = None,
     ) -> Iterator[Source]:
         """The new sources of each page ``walk`` asks for: from ``fetched`` (pages by offset), else read."""
         fetched = dict(fetched or {})
@@ -89,6 +95,7 @@ class SourcesAPI:
         progress: bool | None = None,
         *,
         first: Page | None = None,
+        fetched: Mapping[int, Page] | None = None,
     ) -> tuple[SourceList, bool]:
         """Every source as dicts, each once; and whether the listing changed while it was read.
 
@@ -97,7 +104,8 @@ class SourcesAPI:
         page (each one row early, so a seam shows any shift), any page the walk
         needs that was not fetched (a shift, a short page, a ``count`` too low
         while ``next`` goes on) read then. ``first``: the first page (offset 0,
-        the client's page size), if already read.
+        the client's page size), if already read; ``fetched``: pages after it
+        already read, by offset (those are not fetched again).
         """
         if first is None:
             first = self.list(q, spaces_ids, limit=self.client.page_size, offset=0)
@@ -110,9 +118,12 @@ class SourcesAPI:
             for _ in self._walked(walk, q, spaces_ids, warn=False):
                 pass
             return walk.rows, walk.changed
-        fetched = self._concurrently(overlapping_offsets(count, len(rows)), q, spaces_ids, len(rows), count, progress)
+        if fetched is None:
+            fetched = self._concurrently(
+                overlapping_offsets(count, len(rows)), q, spaces_ids, len(rows), count, progress
+            )
         counts = {page.get("count") for page in fetched.values()}
-        for _ in self._walked(walk, q, spaces_ids, warn=False, fetched=fetched):
+        for _ in self._walked(walk, q, spaces_ids, warn=False, fetched=dict(fetched)):
             pass
         return walk.rows, walk.changed or counts - {count} != set() or len(walk.rows) != count
 

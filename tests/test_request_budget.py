@@ -193,3 +193,71 @@ def test_a_429_storm_on_the_reads_slows_the_writes_too(make_sandbox, client_for)
     assert len(first_writes) == 3 and most_at_once(first_writes) == 1
     assert most_at_once(first_reads) == 1
     pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)
+
+
+# ---- a sync reads its scope while it writes -------------------------------------------------------
+
+
+def damaged_backup(sb, c, deleted: int, changed: int):
+    """An account's backup, then ``deleted`` of its unique names removed and ``changed`` edited."""
+    backup = c.sources.to_frame(progress=False)
+    unique = backup[~backup["name"].duplicated(keep=False) & (backup["space_id"] == 1)]
+    for sid in unique.index[:deleted]:
+        sb.remove_source(int(sid))
+    for sid in backup.index.difference(unique.index[:deleted])[:changed]:
+        sb.external_edit(int(sid), identify_facesize_threshold=4444)
+    return backup
+
+
+def test_a_syncs_updates_start_while_its_scope_is_read_and_creates_once_it_is(make_sandbox, client_for):
+    """A restore re-reads the account before writing: each PATCH starts as soon as the page holding
+    its source arrives, and the creates once the whole account was read (a name may be held on
+    any page)."""
+    sb = make_sandbox(sources=2000, page_cap=50, latency=0.01, seed=2)
+    c = client_for(sb, max_workers=4)
+    backup = damaged_backup(sb, c, deleted=20, changed=200)
+    plan = c.sources.plan(backup, key="name", create=True)
+    assert plan.summary() == "20 sources to create, 200 to update (200 values)"
+    sb.clear_log()
+    report = plan.apply(progress=False)
+    assert report.counts() == {"created": 20, "updated": 200}
+    listing = [r for r in sb.log if r.method == "GET"]
+    patches = [r for r in sb.log if r.method == "PATCH"]
+    posts = [r for r in sb.log if r.method == "POST"]
+    assert min(p.started for p in patches) < max(g.started for g in listing)  # no wait for the whole listing
+    assert min(p.started for p in posts) > max(g.ended for g in listing)  # the creates wait for all of it
+    assert len(listing) <= 2000 // 49 + 2
+    again = c.sources.plan(backup, key="name", create=True)
+    assert len(again) == 0
+
+
+def test_a_syncs_scope_that_cannot_be_read_midway_leaves_exact_failed_rows(make_sandbox, client_for):
+    """The server fails every read after the third while a restore re-reads the account: the
+    writes already checked go through, every other row is a failed row saying why (no create is
+    sent unchecked), nothing is raised, and planning again shows exactly what was not done."""
+    sb = make_sandbox(sources=600, page_cap=50, seed=2)
+    c = client_for(sb, max_workers=2, max_retries=1)
+    backup = damaged_backup(sb, c, deleted=5, changed=600)
+    plan = c.sources.plan(backup, key="name", create=True)
+    gets = {"n": 0}
+    lock = threading.Lock()
+
+    def fail_reads_after_the_third(method, path):
+        if method == "GET":
+            with lock:
+                gets["n"] += 1
+                if gets["n"] > 3:
+                    raise RuntimeError("the listing broke")
+
+    sb.clear_log()
+    sb.before_request = fail_reads_after_the_third
+    report = plan.apply(progress=False)
+    sb.before_request = None
+    counts = report.counts()
+    assert set(counts) == {"updated", "failed"} and counts["updated"] + counts["failed"] == 600
+    assert 0 < counts["updated"] < 595 and not any(r.method == "POST" for r in sb.log)
+    failed = report[report["status"] == "failed"]
+    assert failed["error"].str.startswith("not sent: the server's sources could not be read").all()
+    assert sum(r.method == "PATCH" for r in sb.log) == counts["updated"]
+    again = c.sources.plan(backup, key="name", create=True)
+    assert len(again.creates) == 5 and set(again.ids) == set(failed.index[failed["action"] == "update"])

@@ -1,0 +1,236 @@
+"""What a job reads of the server before and while it writes (layer 3, below the jobs).
+
+A conflict check needs the server's sources as they are now; a create needs to know
+who holds its name (a name taken since the plan is a conflict; the ids holding it
+settle an unknown outcome). These readers get both in as few requests as they can:
+one listing for everything, or the pages handed on as each arrives so that the job's
+writes start before the listing ends.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .errors import NotFoundError
+from .paging import overlapping_offsets
+
+
+class SourceCalls(Protocol):
+    """What the jobs need of the REST layer (``client.sources`` provides it)."""
+
+    @property
+    def client(self) -> Any: ...
+
+    def get(self, source_id: int) -> dict[str, Any]: ...
+
+    def create(self, name: str, **fields: Any) -> dict[str, Any]: ...
+
+    def create_from(self, fields: Mapping[str, Any], *, holders: Collection[int] | None = None) -> dict[str, Any]: ...
+
+    def update(self, source_id: int, **fields: Any) -> dict[str, Any]: ...
+
+    def delete(self, source_id: int) -> None: ...
+
+    def current(
+        self, ids: Sequence[int], spaces_ids: Iterable[int] | None = None
+    ) -> dict[int, dict[str, Any] | None]: ...
+
+    def records(
+        self,
+        q: str | None = None,
+        spaces_ids: Any = None,
+        progress: bool | None = None,
+        *,
+        first: dict[str, Any] | None = None,
+        fetched: Mapping[int, dict[str, Any]] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]: ...
+
+    def list(
+        self, q: str | None = None, spaces_ids: Any = None, limit: int = 20, offset: int = 0
+    ) -> dict[str, Any]: ...
+
+
+@dataclass
+class ReadFirst:
+    """What a job reads before its first write.
+
+    ``current``: the server's sources the conflict checks need, by id. ``holders``: by
+    name to create, a source now holding it that was not in scope when planned (the
+    create is then a conflict). ``held``: by name to create, the ids of every source
+    holding it now, for the names a listing read here covers (a create is settled
+    against them, see :meth:`~neuroio_nb.rest.SourcesAPI.create_from`); a name missing
+    here is looked up by its create.
+    """
+
+    current: dict[int, dict[str, Any] | None] = field(default_factory=dict)
+    holders: dict[Any, dict[str, Any]] = field(default_factory=dict)
+    held: dict[Any, frozenset[int]] = field(default_factory=dict)
+
+
+def read_before_sending(
+    sources: SourceCalls,
+    wanted: Sequence[int],
+    creates: Iterable[Any],
+    scope: tuple[str | None, Any] | None,
+    seen: frozenset[int],
+) -> ReadFirst:
+    """The server's sources ``wanted`` (ids) for the conflict checks, and what the creates
+    (their names: ``creates``) need to know (see :class:`ReadFirst`). With creates and a
+    ``scope`` (q, spaces_ids) the scope is listed once for both."""
+    read = ReadFirst()
+    named = Counter(creates)
+    if named and scope is not None:
+        q, spaces_ids = scope
+        listing, changed = sources.records(q, spaces_ids, progress=False)
+        in_listing = {r["id"]: r for r in listing}
+        read.current = {sid: in_listing[sid] for sid in wanted if sid in in_listing}
+        read.holders, read.held = names_read(sources, named, scope, seen, listing, changed)
+    else:
+        read.holders, read.held = names_read(sources, named, None, seen, [], True)
+    rest = [sid for sid in wanted if sid not in read.current]
+    if rest:
+        read.current.update(sources.current(rest))
+    return read
+
+
+def names_read(
+    sources: SourceCalls,
+    named: Counter[Any],
+    scope: tuple[str | None, Any] | None,
+    seen: frozenset[int],
+    listing: list[dict[str, Any]],
+    changed: bool,
+) -> tuple[dict[Any, dict[str, Any]], dict[Any, frozenset[int]]]:
+    """What the creates (``named``: how many create each name) learn from ``listing`` (of
+    ``scope``; ``changed``: it shifted while read): the :attr:`ReadFirst.holders` and
+    :attr:`ReadFirst.held`; the holders of names it does not cover come from one unscoped
+    listing when that is cheaper than a look-up per create."""
+    holders: dict[Any, dict[str, Any]] = {}
+    held: dict[Any, frozenset[int]] = {}
+    # A name two creates send (an undo re-creating namesakes) is looked up by each, just before it.
+    names = {name for name, n in named.items() if n == 1}
+    if scope is not None:
+        q, spaces_ids = scope
+        holders = {r.get("name"): r for r in listing if r.get("name") in named and r["id"] not in seen}
+        if not changed:  # a listing that shifted while read may lack a holder
+            held = _held([n for n in names if _covers(q, spaces_ids, n)], listing)
+    unknown = [n for n in names if n not in held]
+    if len(unknown) > sources.client.max_readers:
+        held.update(_held_from_one_listing(sources, unknown))
+    return holders, held
+
+
+def _covers(q: str | None, spaces_ids: Any, name: Any) -> bool:
+    """Does a listing of ``q`` and ``spaces_ids`` hold every source named ``name``?
+    (The API's ``q`` is "name contains"; ``q`` within the name, case and all, is safe
+    whether the server matches case or not.)"""
+    return spaces_ids is None and isinstance(name, str) and (q is None or q in name)
+
+
+def _held(names: Iterable[Any], listing: Iterable[dict[str, Any]]) -> dict[Any, frozenset[int]]:
+    """By name, the ids of the sources in ``listing`` holding it (an empty set when none)."""
+    held: dict[Any, set[int]] = {name: set() for name in names}
+    for row in listing:
+        ids = held.get(row.get("name"))
+        if ids is not None:
+            ids.add(row["id"])
+    return {name: frozenset(ids) for name, ids in held.items()}
+
+
+def _held_from_one_listing(sources: SourceCalls, names: list[Any]) -> dict[Any, frozenset[int]]:
+    """The holders of ``names`` from one unscoped listing, when that takes fewer requests
+    than a look-up per create; else nothing (each create looks its name up)."""
+    first = sources.list(limit=sources.client.page_size)
+    count, got = first.get("count"), len(first["results"])
+    pages_left = (count - got) / got if isinstance(count, int) and got else (0 if not first.get("next") else None)
+    if pages_left is None or pages_left + sources.client.max_readers >= len(names):
+        return {}
+    listing, changed = sources.records(progress=False, first=first)
+    return {} if changed else _held([n for n in names if isinstance(n, str)], listing)
+
+
+def current_as_read(
+    sources: SourceCalls, ids: list[int], spaces: list[int] | None = None
+) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
+    """``(id, the server's source or None)`` for each of ``ids``, in batches, each batch as soon
+    as it is read (a page's sources; the ids no page had, at the end).
+
+    Few ids: a GET each. Many: the listing (of ``spaces`` when known: a source there
+    cannot be elsewhere unless it moved, and then its GET finds it), pages read
+    concurrently and handed on as each arrives; then a GET for any id no page had
+    (a shifted listing, a failed page, a moved source).
+    """
+    remaining = dict.fromkeys(ids)
+    workers = sources.client.max_readers
+    pool = ThreadPoolExecutor(workers)
+
+    def seen(rows: list[dict[str, Any]]) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
+        batch: list[tuple[int, dict[str, Any] | None]] = []
+        for row in rows:
+            if row["id"] in remaining:
+                del remaining[row["id"]]
+                batch.append((row["id"], row))
+        if batch:
+            yield batch
+
+    def get_or_none(source_id: int) -> dict[str, Any] | None:
+        try:
+            return sources.get(source_id)
+        except NotFoundError:
+            return None
+
+    try:
+        if len(ids) > workers:
+            size = sources.client.page_size
+            first = sources.list(spaces_ids=spaces, limit=size)
+            yield from seen(first["results"])
+            count, got = first.get("count"), len(first["results"])
+            if isinstance(count, int) and got and (count - got) / got < len(remaining):
+                pages = [
+                    pool.submit(sources.list, None, spaces, min(got, count - offset), offset)
+                    for offset in overlapping_offsets(count, got)
+                ]
+                for page in as_completed(pages):
+                    try:
+                        rows = page.result()["results"]
+                    except Exception:  # its sources are read one by one below
+                        continue
+                    yield from seen(rows)
+        left = list(remaining)
+        if left:
+            yield list(zip(left, pool.map(get_or_none, left), strict=True))
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def scope_as_read(
+    sources: SourceCalls, q: str | None, spaces_ids: Any
+) -> Generator[list[dict[str, Any]], None, tuple[list[dict[str, Any]], bool]]:
+    """The sources of a scope, each page's as soon as it arrives (pages read concurrently,
+    within ``max_readers``); then, as the generator's value, every source of the scope once
+    and whether the listing changed while it was read, as :meth:`records` gives them (the
+    pages already read are walked again for that, not fetched again)."""
+    first = sources.list(q, spaces_ids, limit=sources.client.page_size)
+    yield first["results"]
+    count, got = first.get("count"), len(first["results"])
+    fetched: dict[int, dict[str, Any]] = {}
+    if isinstance(count, int) and got:
+        pool = ThreadPoolExecutor(sources.client.max_readers)
+        try:
+            pages = {
+                pool.submit(sources.list, q, spaces_ids, min(got, count - offset), offset): offset
+                for offset in overlapping_offsets(count, got)
+            }
+            for page in as_completed(pages):
+                try:
+                    fetched[pages[page]] = page.result()
+                except Exception:  # read again by the walk below, which raises if it fails again
+                    continue
+                yield fetched[pages[page]]["results"]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
+    return sources.records(q, spaces_ids, progress=False, first=first, fetched=fetched)
