@@ -13,7 +13,7 @@ import json
 import queue
 from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, cast
@@ -663,6 +663,11 @@ def update_task(
 
 def check_sendable(by_source: dict[Any, Changes]) -> None:
     """Every new value must be JSON: checked for the whole plan before anything is sent."""
+    try:  # the whole plan at once; value by value only to say which values cannot be sent
+        json.dumps([to_python(new) for changes in by_source.values() for _, new in changes.values()], allow_nan=False)
+        return
+    except (TypeError, ValueError):
+        pass
     problems = []
     for sid, changes in by_source.items():
         for fname, (_, new) in changes.items():
@@ -771,11 +776,15 @@ def _send_all(
                 finished = early.get()
                 pending.discard(finished)
                 bar.update(1)
-        while pending:
-            done_now, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            for finished in done_now:
-                finished.result()
-                bar.update(1)
+        while pending:  # each finished task once, as it finishes (waiting on all that are pending
+            # at every turn would cost as much as the whole job's requests on a thousand of them)
+            try:
+                finished = early.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            pending.discard(finished)
+            finished.result()
+            bar.update(1)
     except KeyboardInterrupt:
         _close(items)
         report = _finish_in_flight(
