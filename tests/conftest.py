@@ -13,6 +13,8 @@
 - ``free_port``: a loopback port nothing listens on.
 - ``connections_opened``: the TCP connections HTTP clients (urllib3, under requests) open
   during the test, as a list of addresses.
+- ``ctrl_c_is_heard`` (automatic): Ctrl-C raises ``KeyboardInterrupt`` in the tests and in
+  every process they start, however the suite itself was started.
 - ``journal_folder`` (automatic): every test, and every process it starts, journals into
   a temporary folder, never the user's.
 - ``serve_in_subprocess(*argv)``: a command that serves a sandbox, run as its own process.
@@ -58,6 +60,22 @@ def pytest_configure(config: pytest.Config) -> None:
 def _marker_kwargs(node: pytest.Item | pytest.Collector, name: str) -> dict[str, Any]:
     marker = node.get_closest_marker(name)
     return dict(marker.kwargs) if marker is not None else {}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def ctrl_c_is_heard() -> Iterator[None]:
+    """Python's own Ctrl-C handler for the whole run.
+
+    A suite started in the background (``nohup``, ``cmd &`` in a script) inherits Ctrl-C
+    *ignored*: then a simulated Ctrl-C does nothing and every sandbox or CLI started as a
+    subprocess ignores its SIGINT too, so the Ctrl-C tests would fail for a reason that is
+    not the code's. Handled signals are reset by exec, so the subprocesses get the default."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture(autouse=True, scope="session")
