@@ -768,10 +768,13 @@ def _send_all(
 
     try:
         for key, task in items:
-            future = pool.submit(send, key, task)
+            # Our own future, on record before the pool can start anything: Ctrl-C may land
+            # inside pool.submit after a worker took the write, and its future is then lost.
+            future: Future[None] = Future()
             submitted.append(future)
             pending.add(future)
             future.add_done_callback(early.put)
+            pool.submit(_run_into, future, send, key, task)
             while not early.empty():
                 finished = early.get()
                 pending.discard(finished)
@@ -796,6 +799,18 @@ def _send_all(
     return done
 
 
+def _run_into(future: Future[None], send: Callable[[Hashable, Task], None], key: Hashable, task: Task) -> None:
+    """Run ``send`` as ``future`` says: not at all once it is cancelled (Ctrl-C), else to its end."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        send(key, task)
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(None)
+
+
 def _close(items: Iterator[Any]) -> None:
     """Stop a generator of tasks (its reads of the server), however many Ctrl-Cs arrive."""
     close = getattr(items, "close", None)
@@ -813,12 +828,15 @@ def _finish_in_flight(pool: ThreadPoolExecutor | None, submitted: list[Future[No
 
     It waits on the futures, not on the threads: a ``Thread.join`` cut short by
     Ctrl-C can mark a live thread as finished (CPython 3.11), and a report made
-    then would miss the request that thread is still sending."""
+    then would miss the request that thread is still sending. Every future of
+    ``submitted`` that has not started is cancelled (it never will); the rest are waited for."""
     while True:
         try:
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
-            wait([f for f in submitted if not f.cancelled()])  # a cancelled one never starts
+            for future in submitted:
+                future.cancel()  # only one that has not started: a running one cannot be
+            wait([f for f in submitted if not f.cancelled()])
             return then()
         except KeyboardInterrupt:
             continue

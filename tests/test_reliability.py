@@ -369,6 +369,46 @@ def test_ctrl_c_while_the_work_is_being_queued_stops_everything(make_sandbox, cl
     assert set(partial.index) == set(applied) and partial.counts() == {"updated": len(applied)}
 
 
+def test_ctrl_c_inside_the_pools_submit_still_waits_for_that_request(make_sandbox, client_for, monkeypatch):
+    """Ctrl-C can land inside the pool's submit, after the write was queued and a worker took it
+    (an idle pool starts it at once) but before the future came back: the partial report still
+    waits for that request and holds it. (The CLI's one-Ctrl-C test lost such a row under load.)"""
+    sb = make_sandbox(sources=60, latency=0.01)
+    c = client_for(sb, max_workers=4)
+    frame = c.sources.to_frame(progress=False)
+    edited = edit_every_source(frame)
+    orphan: dict[str, int] = {}
+
+    class CtrlCInsideSubmit(ThreadPoolExecutor):
+        queued = 0
+
+        def submit(self, fn, *args, **kwargs):
+            CtrlCInsideSubmit.queued += 1
+            if CtrlCInsideSubmit.queued == 3:
+                key = next(a for a in args if isinstance(a, tuple) and a[:1] == ("update",))
+                orphan["id"] = key[1]
+            future = super().submit(fn, *args, **kwargs)
+            if CtrlCInsideSubmit.queued == 3:  # queued and started, never handed back
+                raise KeyboardInterrupt
+            return future
+
+    def slow_orphan(method, path):
+        if method == "PATCH" and path.rstrip("/").endswith(f"/{orphan.get('id')}"):
+            time.sleep(0.5)  # still in flight when the others are done
+
+    monkeypatch.setattr(bulk, "ThreadPoolExecutor", CtrlCInsideSubmit)
+    sb.clear_log()
+    sb.before_request = slow_orphan
+    with pytest.raises(BulkInterrupted) as info:
+        c.sources.bulk_update(edited, base=frame, progress=False)
+    while sb.max_in_flight and sb._log._in_flight:  # let the sandbox finish what it was sent
+        time.sleep(0.05)
+    applied = applied_patches(sb)
+    assert orphan["id"] in applied and len(applied) == 3
+    partial = info.value.report
+    assert set(partial.index) == set(applied) and partial.counts() == {"updated": 3}
+
+
 # ---- sources added and deleted while the listing is read -----------------------------------------
 
 
