@@ -325,6 +325,8 @@ def test_url_with_a_password_is_refused_without_showing_it():
         ("max_retries", 2.5),
         ("page_size", 0),
         ("max_workers", None),
+        ("max_readers", -1),
+        ("max_readers", "2"),
     ],
 )
 def test_bad_client_option(option, value):
