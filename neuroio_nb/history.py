@@ -18,7 +18,7 @@ import pandas as pd
 from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
 from .errors import ConfigurationError, Problem, ValidationError
 from .journal import Entry, Journal, JournalError, RunRecord, labelled, start_run
-from .plan import Plan, update_plan
+from .plan import Plan, creates_frame, update_plan
 from .schema import BY_NAME
 from .sync import undo as undo_report
 from .values import same
@@ -304,13 +304,7 @@ def _settled(
 def _add_creates_and_deletes(plan: Plan, creates: dict[int, dict[str, Any]], deletes: dict[int, Entry]) -> None:
     """``plan`` also creates ``creates`` (labelled by entry position) and deletes ``deletes``,
     each delete conflict-checked against the settings the run read before deleting."""
-    columns = list(dict.fromkeys(f for body in creates.values() for f in body))
-    rows = pd.Index(list(creates), name="row")
-    plan.creates = pd.DataFrame(
-        {c: pd.Series([body.get(c) for body in creates.values()], index=rows, dtype=object) for c in columns},
-        index=rows,
-        columns=columns,
-    )
+    plan.creates = creates_frame(creates)
     plan.deleted = {int(e.source_id): dict(e.before) for e in deletes.values() if e.source_id is not None}
     plan.deletes = pd.DataFrame(
         {

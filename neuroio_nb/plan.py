@@ -253,6 +253,18 @@ def _spaces_of_ids(frame: pd.DataFrame, ids: np.ndarray) -> list[int] | None:
     return sorted(int(s) for s in spaces.unique())
 
 
+def creates_frame(bodies: dict[Any, dict[str, Any]]) -> pd.DataFrame:
+    """The bodies to POST as :attr:`Plan.creates`: one row each, labelled by its key (index
+    ``row``), one object column per field any of them sends (None where one does not)."""
+    columns = list(dict.fromkeys(f for body in bodies.values() for f in body))
+    rows = pd.Index(list(bodies), name="row")
+    return pd.DataFrame(
+        {c: pd.Series([body.get(c) for body in bodies.values()], index=rows, dtype=object) for c in columns},
+        index=rows,
+        columns=columns,
+    )
+
+
 def update_plan(
     sources: SourceCalls, records: list[tuple[int, str, Any, Any]], names: dict[Any, Any] | None = None
 ) -> Plan:

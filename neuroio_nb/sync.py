@@ -26,7 +26,7 @@ import pandas as pd
 from .bulk import Report, SourceCalls, settings_of
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
-from .plan import CHANGE_COLUMNS, Plan, make_plan, update_plan
+from .plan import CHANGE_COLUMNS, Plan, creates_frame, make_plan, update_plan
 from .schema import BY_NAME, READ_ONLY
 from .validate import column_problems
 from .values import is_missing, sendable, to_python, whole_number
@@ -396,13 +396,7 @@ def undo(
             "name": pd.Series(list(remove_names.values()), dtype=object),
         }
     )
-    columns = list(dict.fromkeys(f for body in recreate.values() for f in body))
-    rows = pd.Index(list(recreate), name="row")
-    plan.creates = pd.DataFrame(
-        {c: pd.Series([body.get(c) for body in recreate.values()], index=rows, dtype=object) for c in columns},
-        index=rows,
-        columns=columns,
-    )
+    plan.creates = creates_frame(recreate)
     plan.old_ids = {sid: sid for sid in recreate}
     plan.create_spaces = spaces
     return plan.apply(on_conflict=on_conflict, progress=progress)
