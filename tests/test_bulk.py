@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import _thread
+import inspect
+import queue
+import signal
+import sys
 import threading
 import time
+from types import FrameType
 
 import numpy as np
 import pandas as pd
@@ -264,37 +268,109 @@ def test_undo_skips_rows_where_nothing_was_sent(big):
 # ---- Ctrl-C pressed again, any exception while sending ------------------------------------
 
 
+def _waiting_in(function: str) -> FrameType | None:
+    """The main thread's ``threading.Condition.wait`` frame, when it waits there on its lock
+    (or has just woken) inside ``function``; else None."""
+    frame = sys._current_frames().get(threading.main_thread().ident)
+    if frame is None or frame.f_code is not _CONDITION_WAIT or frame.f_lineno <= _CONDITION_WAIT_TRY:
+        return None
+    caller = frame.f_back
+    while caller is not None and caller.f_code.co_name != function:
+        caller = caller.f_back
+    return frame if caller is not None else None
+
+
+_CONDITION_WAIT = threading.Condition.wait.__code__
+_lines, _first = inspect.getsourcelines(threading.Condition.wait)
+#: The ``try:`` of ``Condition.wait``: past it, the thread is blocked on its lock (or just woke).
+_CONDITION_WAIT_TRY = _first + next(n for n, line in enumerate(_lines) if line.strip().startswith("try:"))
+
+
 def test_a_second_and_third_ctrl_c_keep_the_partial_report(make_sandbox, client_for):
+    """Ctrl-C as the 20th PATCH arrives, then twice more while the requests in flight are held
+    at the server. Each press is a real SIGINT to the run's thread, as a terminal sends it (a
+    simulated one, ``_thread.interrupt_main``, does not wake a thread blocked in a wait); the
+    later ones are sent once that thread waits anew for the requests in flight, and nothing is
+    let go before the run received all three: no press comes too late, whatever the load."""
     sb = make_sandbox(sources=200)
     c = client_for(sb, max_workers=4)
     frame = c.sources.to_frame(progress=False)
     edited = frame.copy()
     edited["auto_check_liveness"] = ~frame["auto_check_liveness"]
+    main = threading.main_thread().ident
+    assert main is not None
+    received: queue.SimpleQueue[int] = queue.SimpleQueue()  # a press, as the run's thread gets it
+    held: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
+    let_go = threading.Event()
+    twentieth = threading.Event()
+    trouble: list[str] = []
+    rounds: list[int] = []
     seen = {"n": 0}
     lock = threading.Lock()
 
-    def keep_pressing() -> None:
-        for _ in range(3):  # the impatient user, while the requests in flight finish
-            time.sleep(0.05)
-            _thread.interrupt_main()
+    def ctrl_c(signum, stack):
+        received.put(signum)
+        raise KeyboardInterrupt  # as Python's own handler does
 
     def hook(method, path):
-        if method != "PATCH":
+        if method != "PATCH" or let_go.is_set():
             return
         with lock:
             seen["n"] += 1
             n = seen["n"]
-        if n == 20:
-            _thread.interrupt_main()
-            threading.Thread(target=keep_pressing, daemon=True).start()
-        elif n > 20:
-            time.sleep(0.4)  # still in flight when the next Ctrl-Cs land
+        if n >= 19:  # the 19th, the 20th and any sent after them stay in flight until let go
+            if n == 20:
+                twentieth.set()
+            release = threading.Event()
+            held.put(release)
+            if not let_go.is_set():
+                release.wait(timeout=120)
+
+    def press() -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            signal.pthread_kill(main, signal.SIGINT)
+            try:
+                rounds.append(received.get(timeout=0.5))
+                return
+            except queue.Empty:  # it came just before the thread blocked, so it waits for a wake-up
+                continue
+        raise AssertionError("a Ctrl-C never reached the run")
+
+    def user() -> None:
+        try:
+            if not twentieth.wait(timeout=60):
+                raise AssertionError("the 20th PATCH never came")
+            press()
+            last: FrameType | None = None
+            for _ in range(2):  # impatient: again, while the requests in flight finish
+                deadline = time.monotonic() + 60
+                while (waiting := _waiting_in("_finish_in_flight")) is None or waiting is last:
+                    if time.monotonic() > deadline:
+                        raise AssertionError("the run never waited for the requests in flight")
+                    time.sleep(0.005)
+                last = waiting
+                press()
+        except Exception as exc:  # reported by the test, once everything was let go
+            trouble.append(repr(exc))
+        finally:
+            let_go.set()
+            while not held.empty():
+                held.get().set()
 
     sb.before_request = hook
-    with pytest.raises(BulkInterrupted) as info:
-        c.sources.bulk_update(edited, base=frame, progress=False)
-    time.sleep(0.3)  # let any stray interrupt land here, not in the next test
-    sb.before_request = None
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    presses = threading.Thread(target=user, daemon=True)
+    try:
+        presses.start()
+        with pytest.raises(BulkInterrupted) as info:
+            c.sources.bulk_update(edited, base=frame, progress=False)
+    finally:
+        let_go.set()
+        presses.join(timeout=120)
+        signal.signal(signal.SIGINT, previous)
+        sb.before_request = None
+    assert not trouble and len(rounds) == 3  # each press reached the run while requests were in flight
     applied = {r.source_id for r in sb.requests("PATCH") if r.status == 200}
     partial = info.value.report
     assert 20 <= len(applied) < 200
