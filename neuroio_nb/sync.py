@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from .bulk import Report, SourceCalls, settings_of
@@ -57,9 +58,11 @@ def make_sync_plan(
         scope = _read_scope(sources, q, spaces)
         wanted = set(desired.index if desired.index.name == INDEX or INDEX not in desired.columns else desired[INDEX])
         return _with_deletes(plan, [sid for sid in scope if sid not in wanted], scope, base)
-    problems = _named_frame_problems(desired, create, q, spaces)  # every problem, in one error, before any write
+    _check_named_shape(desired)
+    row_spaces = spaces_of_rows(desired)  # worked out once: the checks and the matching share it
+    problems = _named_frame_problems(desired, row_spaces, create, q, spaces)  # every problem, before any write
     scope = _read_scope(sources, q, spaces)
-    matched, to_create, ambiguous = _match(desired, scope)
+    matched, to_create, ambiguous = _match(desired, row_spaces, scope)
     problems += ambiguous
     if create:
         problems += _create_problems(desired.loc[to_create])
@@ -73,18 +76,19 @@ def make_sync_plan(
     frame = desired.loc[list(matched)].drop(columns=[c for c in desired.columns if c in READ_ONLY or c == INDEX])
     frame.index = pd.Index([matched[label] for label in frame.index], name=INDEX)
     frame = _unspecified_kept(frame, server if base is None else base)
-    plan = _empty_plan(sources)
+    compared: Plan | None = None  # no matched row: an empty plan, made only once nothing is wrong
     if len(frame):
         try:
-            plan = make_plan(sources, frame, server if base is None else base)
+            compared = make_plan(sources, frame, server if base is None else base)
         except ValidationError as exc:
             problems += exc.problems
     if problems:
         raise ValidationError(problems)
+    plan = update_plan(sources, []) if compared is None else compared
     plan.check_conflicts = True
     if create:
         plan.creates = _creates(desired.loc[to_create], server)
-        plan.create_spaces = _named_spaces(desired.loc[to_create])
+        plan.create_spaces = _named_spaces(desired.index, row_spaces, to_create)
         plan.scope, plan.seen = (q, spaces), frozenset(scope)
     claimed = set(matched.values())
     return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
@@ -125,11 +129,8 @@ def _spaces(spaces_ids: Any) -> list[int]:
     return [n for n in numbers if n is not None]
 
 
-def _named_frame_problems(
-    desired: pd.DataFrame, create: bool, q: str | None, spaces: list[int] | None = None
-) -> list[Problem]:
-    """Every problem of a frame matched by name: no name, a name twice, a row outside the
-    scope it would be created in, bad values to create."""
+def _check_named_shape(desired: pd.DataFrame) -> None:
+    """Raise for a frame that cannot be matched by name at all."""
     if "name" not in desired.columns:
         raise ValidationError([Problem(None, "name", None, "key='name' needs a 'name' column")])
     if desired.empty:
@@ -138,6 +139,13 @@ def _named_frame_problems(
         raise ValidationError(
             [Problem(None, None, sorted(set(desired.columns[desired.columns.duplicated()])), "duplicated column names")]
         )
+
+
+def _named_frame_problems(
+    desired: pd.DataFrame, row_spaces: list[int | None], create: bool, q: str | None, spaces: list[int] | None = None
+) -> list[Problem]:
+    """Every problem of a frame matched by name: no name, a name twice, a row outside the
+    scope it would be created in, bad values to create. ``row_spaces``: :func:`spaces_of_rows`."""
     problems = []
     if not desired.index.is_unique:
         problems.append(
@@ -152,18 +160,59 @@ def _named_frame_problems(
     if "space_id" in desired.columns:
         problems += [
             Problem(label, "space_id", to_python(value), "must be a space id (a whole number), or empty")
-            for (label, value), space in zip(desired["space_id"].items(), spaces_of_rows(desired), strict=True)
-            if not is_missing(value) and (space is None or space < 0)
+            for (label, value), space in zip(desired["space_id"].items(), row_spaces, strict=True)
+            if (space is None or space < 0) and not is_missing(value)
         ]
-    for label, value in names.items():
-        if is_missing(value) or not isinstance(to_python(value), str) or not str(value).strip():
-            problems.append(
-                Problem(label, "name", to_python(value), "a row without a name cannot be matched (key='name')")
+    cells = names.to_numpy(dtype=object)
+    problems += [
+        Problem(label, "name", to_python(value), "a row without a name cannot be matched (key='name')")
+        for label, value in zip(desired.index, cells, strict=True)
+        if not (type(value) is str and value.strip()) and _nameless(value)
+    ]
+    problems += _repeated_names(desired.index, cells, row_spaces)
+    if q and create:
+        folded = q.casefold()
+        problems += [
+            Problem(
+                label, "name", name, f"is outside the scope q={q!r}: planning again with it would not see this source"
             )
+            for label, name in zip(desired.index, cells, strict=True)
+            if isinstance(name, str) and folded not in name.casefold()
+        ]
+    if create and spaces is not None:
+        problems += [
+            Problem(
+                label,
+                "space_id",
+                to_python(space),
+                f"is outside the scope spaces_ids={spaces}: a source of this row's space is not compared, "
+                "so the row would be created again",
+            )
+            for label, space in zip(desired.index, row_spaces, strict=True)
+            if space is not None and space not in spaces
+        ]
+    return problems
+
+
+def _nameless(value: Any) -> bool:
+    return is_missing(value) or not isinstance(to_python(value), str) or not str(value).strip()
+
+
+def _repeated_names(labels: pd.Index, names: np.ndarray, row_spaces: list[int | None]) -> list[Problem]:
+    """A name two rows claim in the same space (or where one of them names no space)."""
+    given = np.fromiter((not is_missing(name) for name in names), dtype=bool, count=len(names))
+    texts = names[given]
+    if all(type(name) is str for name in texts):  # plain text: pandas finds the repeats
+        repeated = pd.Series(texts, dtype=object).duplicated(keep=False).to_numpy()
+    else:  # other cells compare as Python compares them: every row is looked at below
+        repeated = np.ones(len(texts), dtype=bool)
+    if not repeated.any():
+        return []
     seen: dict[Any, list[tuple[Any, Any]]] = {}
-    for label, name, space in zip(desired.index, names, spaces_of_rows(desired), strict=True):
-        if not is_missing(name):
-            seen.setdefault(name, []).append((label, space))
+    row_labels = list(labels)  # as iterating the index gives them (Python scalars, not numpy ones)
+    for position in np.flatnonzero(given)[repeated].tolist():
+        seen.setdefault(names[position], []).append((row_labels[position], row_spaces[position]))
+    problems = []
     for name, rows in seen.items():
         in_spaces = [space for _, space in rows]
         if len(rows) > 1 and (None in in_spaces or len(set(in_spaces)) < len(in_spaces)):
@@ -176,26 +225,6 @@ def _named_frame_problems(
                     f"(rows {', '.join(repr(label) for label, _ in rows)})",
                 )
             )
-    if q:
-        problems += [
-            Problem(
-                label, "name", name, f"is outside the scope q={q!r}: planning again with it would not see this source"
-            )
-            for label, name in names.items()
-            if create and isinstance(name, str) and q.casefold() not in name.casefold()
-        ]
-    if create and spaces is not None:
-        problems += [
-            Problem(
-                label,
-                "space_id",
-                to_python(space),
-                f"is outside the scope spaces_ids={spaces}: a source of this row's space is not compared, "
-                "so the row would be created again",
-            )
-            for label, space in zip(desired.index, spaces_of_rows(desired), strict=True)
-            if space is not None and space not in spaces
-        ]
     return problems
 
 
@@ -203,12 +232,18 @@ def spaces_of_rows(desired: pd.DataFrame) -> list[int | None]:
     """The space each row names (its ``space_id`` cell), None where it names none."""
     if "space_id" not in desired.columns:
         return [None] * len(desired)
-    return [None if is_missing(v) else whole_number(v, text=True) for v in desired["space_id"]]
+    column = desired["space_id"]
+    if column.dtype.kind in "iu" or str(column.dtype) in ("Int64", "Int32", "Int16", "Int8"):
+        missing = column.isna().to_numpy()
+        numbers = column.to_numpy(dtype="int64", na_value=0).tolist()
+        return [None if gone else number for number, gone in zip(numbers, missing.tolist(), strict=True)]
+    return [None if is_missing(v) else whole_number(v, text=True) for v in column]
 
 
-def _named_spaces(rows: pd.DataFrame) -> dict[Any, int]:
+def _named_spaces(labels: pd.Index, row_spaces: list[int | None], to_create: list[Any]) -> dict[Any, int]:
     """Row label -> the space a row to create names (a backup's ``space_id``): it must land there."""
-    return {label: space for label, space in zip(rows.index, spaces_of_rows(rows), strict=True) if space is not None}
+    space_of = dict(zip(labels, row_spaces, strict=True))
+    return {label: space for label in to_create if (space := space_of[label]) is not None}
 
 
 def _create_problems(rows: pd.DataFrame) -> list[Problem]:
@@ -231,30 +266,36 @@ def _read_scope(sources: SourceCalls, q: str | None, spaces: list[int] | None) -
     return {r["id"]: r for r in rows}
 
 
-def _match(desired: pd.DataFrame, scope: dict[int, dict[str, Any]]) -> tuple[dict[Any, int], list[Any], list[Problem]]:
+def _match(
+    desired: pd.DataFrame, row_spaces: list[int | None], scope: dict[int, dict[str, Any]]
+) -> tuple[dict[Any, int], list[Any], list[Problem]]:
     """Row label -> server id for the rows that match, the labels that match nothing, and
     the names that point at several sources. A row naming a space matches only there."""
     by_name: dict[Any, list[dict[str, Any]]] = {}
     for source in scope.values():
         by_name.setdefault(source.get("name"), []).append(source)
-    spaces = spaces_of_rows(desired)
+    rows = [
+        (label, name, space)
+        for label, name, space in zip(desired.index, desired["name"].to_numpy(dtype=object), row_spaces, strict=True)
+        if not is_missing(name)
+    ]
     matched: dict[Any, int] = {}
     claimed: set[int] = set()
     problems = []
     to_create = []
-    for label, name, space in zip(desired.index, desired["name"], spaces, strict=True):
-        if space is not None and not is_missing(name):
-            same_space = [s for s in by_name.get(name, []) if s.get("space_id") == space]
+    for label, name, space in rows:
+        if space is not None:
+            same_space = [s for s in by_name.get(name, ()) if s.get("space_id") == space]
             if same_space:
                 matched[label] = same_space[0]["id"]
                 claimed.add(same_space[0]["id"])
-    for label, name, space in zip(desired.index, desired["name"], spaces, strict=True):
-        if label in matched or is_missing(name):
+    for label, name, space in rows:
+        if label in matched:
             continue
         if space is not None:  # nothing of its name in its space; a namesake elsewhere is another source
             to_create.append(label)
             continue
-        candidates = [s for s in by_name.get(name, []) if s["id"] not in claimed]
+        candidates = [s for s in by_name.get(name, ()) if s["id"] not in claimed]
         if not candidates:
             to_create.append(label)
         elif len(candidates) == 1:
@@ -335,10 +376,6 @@ def _base_records(base: pd.DataFrame | None, ids: list[int]) -> dict[int, dict[s
         int(sid): {str(c): to_python(v) for c, v in row.items()}
         for sid, row in zip(rows.index, rows.to_dict("records"), strict=True)
     }
-
-
-def _empty_plan(sources: SourceCalls) -> Plan:
-    return update_plan(sources, [])
 
 
 def undo(
