@@ -179,9 +179,16 @@ def churn() -> Callable[..., list[int]]:
 
 
 @pytest.fixture
-def ctrl_c_at() -> Callable[[Sandbox, str, int], None]:
+def ctrl_c_at() -> Iterator[Callable[[Sandbox, str, int], None]]:
     """``ctrl_c_at(sb, "PATCH", n)``: the user presses Ctrl-C (a ``KeyboardInterrupt`` in the test's
-    own thread, as in a notebook) as ``sb`` starts on the n-th request of that method."""
+    own thread, as in a notebook) as ``sb`` starts on the n-th request of that method. That request
+    is answered only once the test's thread got the Ctrl-C, so the run cannot end before it,
+    however loaded the machine."""
+    heard = threading.Event()
+
+    def ctrl_c(signum: int, frame: Any) -> None:
+        heard.set()
+        raise KeyboardInterrupt  # as Python's own handler does
 
     def arm(sandbox: Sandbox, method: str, n: int) -> None:
         seen = 0
@@ -189,15 +196,20 @@ def ctrl_c_at() -> Callable[[Sandbox, str, int], None]:
 
         def hook(requested: str, path: str) -> None:
             nonlocal seen
-            if requested == method:
-                with lock:
-                    seen += 1
-                    if seen == n:
-                        _thread.interrupt_main()
+            if requested != method:
+                return
+            with lock:
+                seen += 1
+                now = seen == n
+            if now:
+                _thread.interrupt_main()
+                heard.wait(timeout=60)
 
         sandbox.before_request = hook
 
-    return arm
+    previous = signal.signal(signal.SIGINT, ctrl_c)
+    yield arm
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture
