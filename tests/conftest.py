@@ -10,6 +10,7 @@
 - ``patches()``: the PATCH bodies ``sb`` received, by source id, in arrival order.
 - ``churn``: another user adding or deleting sources while a listing is read.
 - ``ctrl_c_at(sb, method, n)``: Ctrl-C, as the n-th request of ``method`` reaches ``sb``.
+- ``listing_waits_for_a_patch(sb, n)``: from the n-th GET on, pages wait until a PATCH arrived.
 - ``free_port``: a loopback port nothing listens on.
 - ``connections_opened``: the TCP connections HTTP clients (urllib3, under requests) open
   during the test, as a list of addresses.
@@ -210,6 +211,33 @@ def ctrl_c_at() -> Iterator[Callable[[Sandbox, str, int], None]]:
     previous = signal.signal(signal.SIGINT, ctrl_c)
     yield arm
     signal.signal(signal.SIGINT, previous)
+
+
+@pytest.fixture
+def listing_waits_for_a_patch() -> Callable[[Sandbox, int], None]:
+    """``listing_waits_for_a_patch(sb, n)``: from the n-th GET on, each page waits at ``sb`` until a
+    PATCH has arrived (a minute at most), so a job that sends its PATCHes only once the whole
+    listing was read has them start after every page ended, however fast or loaded the machine."""
+
+    def arm(sandbox: Sandbox, n: int) -> None:
+        patched = threading.Event()
+        gets = 0
+        lock = threading.Lock()
+
+        def hook(method: str, path: str) -> None:
+            nonlocal gets
+            if method == "PATCH":
+                patched.set()
+            elif method == "GET":
+                with lock:
+                    gets += 1
+                    held = gets >= n
+                if held:
+                    patched.wait(timeout=60)
+
+        sandbox.before_request = hook
+
+    return arm
 
 
 @pytest.fixture

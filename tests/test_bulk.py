@@ -396,20 +396,20 @@ def test_an_unexpected_error_while_sending_one_source_is_a_failed_row(big, monke
 
 
 # ---- the conflict check's reads: as few as needed, and not in the way ----------------------
-
-
-def test_patches_start_while_the_listing_is_still_being_read(make_sandbox, client_for):
+def test_patches_start_while_the_listing_is_still_being_read(make_sandbox, client_for, listing_waits_for_a_patch):
     sb = make_sandbox(sources=3000, page_cap=50, latency=0.01)
     c = client_for(sb, max_workers=4)
     frame = c.sources.to_frame(progress=False)
     edited = frame.copy()
     edited.loc[frame.index[::10], "identify_facesize_threshold"] += 5
     sb.clear_log()
+    listing_waits_for_a_patch(sb, 30)
     report = c.sources.bulk_update(edited, base=frame, progress=False)
+    sb.before_request = None
     assert report.counts() == {"updated": 300}
     listing = [r for r in sb.log if r.method == "GET"]
     patches = [r for r in sb.log if r.method == "PATCH"]
-    assert min(p.started for p in patches) < max(g.started for g in listing)  # no wait for the whole listing
+    assert min(p.started for p in patches) < max(g.ended for g in listing)  # no wait for the whole listing
     assert len(listing) <= 3000 // 49 + 2 and all(g.path == "/v1/sources/" for g in listing)
     pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)
 

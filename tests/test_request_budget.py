@@ -209,7 +209,9 @@ def damaged_backup(sb, c, deleted: int, changed: int):
     return backup
 
 
-def test_a_syncs_updates_start_while_its_scope_is_read_and_creates_once_it_is(make_sandbox, client_for):
+def test_a_syncs_updates_start_while_its_scope_is_read_and_creates_once_it_is(
+    make_sandbox, client_for, listing_waits_for_a_patch
+):
     """A restore re-reads the account before writing: each PATCH starts as soon as the page holding
     its source arrives, and the creates once the whole account was read (a name may be held on
     any page)."""
@@ -219,12 +221,14 @@ def test_a_syncs_updates_start_while_its_scope_is_read_and_creates_once_it_is(ma
     plan = c.sources.plan(backup, key="name", create=True)
     assert plan.summary() == "20 sources to create, 200 to update (200 values)"
     sb.clear_log()
+    listing_waits_for_a_patch(sb, 20)
     report = plan.apply(progress=False)
+    sb.before_request = None
     assert report.counts() == {"created": 20, "updated": 200}
     listing = [r for r in sb.log if r.method == "GET"]
     patches = [r for r in sb.log if r.method == "PATCH"]
     posts = [r for r in sb.log if r.method == "POST"]
-    assert min(p.started for p in patches) < max(g.started for g in listing)  # no wait for the whole listing
+    assert min(p.started for p in patches) < max(g.ended for g in listing)  # no wait for the whole listing
     assert min(p.started for p in posts) > max(g.ended for g in listing)  # the creates wait for all of it
     assert len(listing) <= 2000 // 49 + 2
     again = c.sources.plan(backup, key="name", create=True)
