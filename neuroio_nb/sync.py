@@ -252,7 +252,11 @@ def _create_problems(rows: pd.DataFrame) -> list[Problem]:
     for column in rows.columns:
         field = BY_NAME.get(column)
         if field is not None and field.writable and column != "name":
-            given = rows[column][rows[column].map(lambda v: not is_missing(v))]
+            cells = rows[column]
+            if cells.dtype == object:  # a list cell is a value, not missing: asked cell by cell
+                given = cells[[not is_missing(v) for v in cells.to_numpy()]]
+            else:
+                given = cells[cells.notna().to_numpy()]
             problems += column_problems(field, given)
     return problems
 
