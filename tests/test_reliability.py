@@ -7,6 +7,7 @@ sandbox's own state and request log are the ground truth.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections import Counter
@@ -199,18 +200,22 @@ def test_create_never_adopts_a_source_that_existed_before_it(make_sandbox, clien
             {"id": 2, "space_id": 2, "name": "Dock upload", **create_defaults()},
         ]
     )
-    c = client_for(sb, timeout=0.5)
+    c = client_for(sb, timeout=2)
     posts = {"n": 0}
+    answer = threading.Event()
 
     def first_post_times_out_unapplied(method, path):
         if method == "POST":
             posts["n"] += 1
             if posts["n"] == 1:
-                time.sleep(1.0)  # past the client's timeout ...
+                answer.wait(timeout=60)  # past the client's timeout (held, however slow the machine) ...
                 raise RuntimeError("... and then failed: nothing was created")
 
     sb.before_request = first_post_times_out_unapplied
-    made = c.sources.create("Dock upload")
+    try:
+        made = c.sources.create("Dock upload")
+    finally:
+        answer.set()
     assert made["id"] == 3 and made == sb.source(3) and made["space_id"] == 1  # new, in the default space
     assert sorted(s["space_id"] for s in sb.sources.values() if s["name"] == "Dock upload") == [1, 2]
     assert posts["n"] == 2
@@ -218,19 +223,23 @@ def test_create_never_adopts_a_source_that_existed_before_it(make_sandbox, clien
 
 def test_timeout_on_a_write_says_it_may_have_been_applied(make_sandbox, client_for):
     sb = make_sandbox(sources=10)
-    c = client_for(sb, timeout=0.3, max_retries=0)
+    c = client_for(sb, timeout=2, max_retries=0)
+    answer = threading.Event()
 
     def slow_writes(method, path):
         if method != "GET":
-            time.sleep(0.8)
+            answer.wait(timeout=60)  # no answer within the client's timeout, however slow the machine
 
     sb.before_request = slow_writes
-    with pytest.raises(TransportError, match="may have been applied") as info:
-        c.sources.update(3, identify_facesize_threshold=4321)
-    assert "PATCH" in str(info.value)
-    with pytest.raises(TransportError, match="may have been applied") as info:
-        c.sources.create("Slow lane cam")
-    assert str(info.value).startswith("POST")  # the create's own error, not its check's GET
+    try:
+        with pytest.raises(TransportError, match="may have been applied") as info:
+            c.sources.update(3, identify_facesize_threshold=4321)
+        assert "PATCH" in str(info.value)
+        with pytest.raises(TransportError, match="may have been applied") as info:
+            c.sources.create("Slow lane cam")
+        assert str(info.value).startswith("POST")  # the create's own error, not its check's GET
+    finally:
+        answer.set()
 
 
 def test_throttling_alone_never_fails_a_row(make_sandbox, client_for):
