@@ -210,16 +210,7 @@ def network(args: argparse.Namespace, sdk: str | None) -> list[Row]:
             )
         )
         if "sdk" in times:
-            rows.append(
-                Row(
-                    label + ": vs neuroio SDK loop",
-                    ms(ours),
-                    ms(times["sdk"]),
-                    f"{times['sdk'] / ours:.1f}x faster",
-                    ">= 8x faster",
-                    times["sdk"] / ours >= 8,
-                )
-            )
+            rows.append(sdk_row(label, times, sdk))
         else:
             rows.append(
                 Row(label + ": vs neuroio SDK loop", ms(ours), "not measured: " + (sdk or ""), "", ">= 8x faster", None)
