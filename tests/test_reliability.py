@@ -313,38 +313,62 @@ def test_ctrl_c_stops_a_loop_that_catches_exception(make_sandbox, client_for, ct
     assert info.value.report.counts() == {"updated": len(applied_patches(sb))}
 
 
-def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, monkeypatch):
-    """Ctrl-C can land on any line: here, while a batch of finished results is being recorded."""
+def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_c_at, monkeypatch):
+    """Ctrl-C lands while results are being recorded. The notebook's main thread is slow to show
+    results (a busy progress bar): while it shows the first, a dozen more writes finish and wait
+    to be shown; it is showing the next when the Ctrl-C comes (a real one, as the 29th PATCH
+    arrives), and the writes still in flight record their outcomes while it is handled. The
+    partial report and the journal's run hold exactly the sources the server acted on, and
+    planning again shows exactly the rest. (No base: every write is handed over at once, so the
+    main thread is in the loop that takes the results, not in the one that hands them over.)"""
     sb = make_sandbox(sources=120, latency=0.02)
     c = client_for(sb, max_workers=8)
     frame = c.sources.to_frame(progress=False)
     edited = edit_every_source(frame)
-    real_wait = bulk.wait
 
-    def busy_notebook_wait(*args, **kwargs):  # the main thread was busy: several results wait together
-        time.sleep(0.1)
-        return real_wait(*args, **kwargs)
+    class CountedPool(ThreadPoolExecutor):
+        handed = 0  # writes handed to the pool
 
-    class CtrlCOnFirstResult:
+        def submit(self, fn, *args, **kwargs):
+            CountedPool.handed += 1
+            return super().submit(fn, *args, **kwargs)
+
+    class BusyNotebookBar:
+        """Results are shown at once while writes are still being handed to the pool. After that,
+        showing the first takes until 12 more writes were answered, and the next until the Ctrl-C."""
+
+        shown = 0
+
         def __init__(self, *args, **kwargs):
             pass
 
         def update(self, n=1):
-            raise KeyboardInterrupt
+            if CountedPool.handed < len(edited):
+                return
+            BusyNotebookBar.shown += n
+            answered = len(sb.requests("PATCH"))
+            until = answered + 12 if BusyNotebookBar.shown == 1 else len(edited)
+            while len(sb.requests("PATCH")) < until:
+                time.sleep(0.005)
 
         def close(self):
             pass
 
-    monkeypatch.setattr(bulk, "wait", busy_notebook_wait)
-    monkeypatch.setattr(bulk, "progress_bar", CtrlCOnFirstResult)
+    monkeypatch.setattr(bulk, "ThreadPoolExecutor", CountedPool)
+    monkeypatch.setattr(bulk, "progress_bar", BusyNotebookBar)
     sb.clear_log()
+    ctrl_c_at(sb, "PATCH", 29)  # 8 at a time: until about 13 are answered (the first shown), at most 21 arrive
     with pytest.raises(BulkInterrupted) as info:
-        c.sources.bulk_update(edited, base=frame, progress=False)
+        c.sources.bulk_update(edited, progress=False)
+    sb.before_request = None
+    monkeypatch.undo()
     partial = info.value.report
     applied = applied_patches(sb)
-    assert len(applied) > 1
     assert set(partial.index) == set(applied) and partial.counts() == {"updated": len(applied)}
-    monkeypatch.undo()
+    run_id = partial.attrs["run_id"]
+    assert c.sources.history().loc[run_id, ["state", "updated"]].tolist() == ["interrupted", len(applied)]
+    journaled = c.sources.history(run_id)
+    assert set(journaled.index[journaled["status"] == "updated"]) == set(applied)
     rest = c.sources.plan(edited)
     assert sorted(rest.ids) == sorted(frame.index.difference(list(applied)))
 
