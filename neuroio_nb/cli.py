@@ -46,7 +46,9 @@ from .errors import (
 )
 from .history import history_frame, prune, report_of, run_report
 from .journal import JournalError, open_journal
+from .plan import unmatched_note
 from .sandbox import cli as sandbox_cli
+from .sync import UnmatchedRowsWarning
 from .values import shown, to_python
 from .views import plural
 
@@ -62,7 +64,7 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (plan: nothing would change)",
     EXIT_ROWS_FAILED: "apply: some sources failed or conflicted (see the report)",
-    EXIT_DRIFT: "plan: the CSV differs from the server (something would change)",
+    EXIT_DRIFT: "plan: the CSV differs from the server (something would change, or rows match no source)",
     EXIT_USAGE: "bad usage or input: unknown option, unreadable or invalid CSV, file not found",
     EXIT_AUTH: f"authentication or configuration: no {TOKEN_ENV}, token refused (401/403), bad URL",
     EXIT_API: "the API failed: an error answer (404, 5xx, ...) or no connection after retries",
@@ -146,9 +148,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def _plan(client: Client, edited: Any, base: Any, args: argparse.Namespace) -> Any:
-    return client.sources.plan(
-        edited, base, key=args.key, create=args.create, delete=args.delete, q=args.q, spaces_ids=args.space
-    )
+    with warnings.catch_warnings():  # the plan printed says which rows match no source, and how to create them
+        warnings.simplefilter("ignore", UnmatchedRowsWarning)
+        return client.sources.plan(
+            edited, base, key=args.key, create=args.create, delete=args.delete, q=args.q, spaces_ids=args.space
+        )
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
@@ -160,7 +164,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     with _client(args) as client:
         plan = _plan(client, edited, base, args)
         _print_plan(plan)
-        if not plan:
+        if not len(plan) and not plan.missing:  # rows that match no source: nothing to send
             return EXIT_OK
         if len(plan.deletes) and not _confirmed(  # deletions are confirmed on their own
             args,
@@ -544,8 +548,18 @@ def _print_plan(plan: Any) -> None:
                 ],
             )
         )
-    if (len(plan.deletes) or len(plan.creates)) and not len(plan.changes):
-        return
+    if len(plan.changes) or not (len(plan.deletes) or len(plan.creates)):
+        _print_changes(plan)
+    if plan.missing:
+        print(
+            f"Not found ({plural(len(plan.missing), 'id')}; apply reports them as failed): "
+            + ", ".join(str(i) for i in plan.missing)
+        )
+    if len(plan.unmatched):
+        print(f"{unmatched_note(len(plan.unmatched), '--create')}: {plan.unmatched_names()}")
+
+
+def _print_changes(plan: Any) -> None:
     arrow = _arrow()
     rows = [
         [str(sid), _shown(plan.names.get(sid)), field, f"{_shown(old)} {arrow} {_shown(new)}"]
@@ -556,11 +570,6 @@ def _print_plan(plan: Any) -> None:
         print(f"{plural(len(plan), 'source')} would change, {plural(len(rows), 'value')} in all.")
     else:
         print("Nothing would change.")
-    if plan.missing:
-        print(
-            f"Not found ({plural(len(plan.missing), 'id')}; apply reports them as failed): "
-            + ", ".join(str(i) for i in plan.missing)
-        )
 
 
 def _print_not_updated(report: Any, names: dict[int, Any]) -> None:

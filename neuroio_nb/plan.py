@@ -25,14 +25,18 @@ from .values import id_index, same, sendable, to_python
 from .views import (
     ACTION_MARKS,
     changes_html,
+    cut_items,
     cut_lines,
     empty,
     esc,
+    headline,
     ids_text,
+    notice,
     number,
     plural,
     showing,
     shown,
+    view,
     window,
 )
 
@@ -41,7 +45,15 @@ CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
 
 @dataclass
 class Plan:
-    """The changes an edited frame makes. ``len(plan)`` is how many sources change."""
+    """The changes an edited frame makes. ``len(plan)`` is how many sources change.
+
+    ``unmatched``: the rows of a frame planned with ``key="name"`` and without
+    ``create=True`` whose name matches no source in scope, as the frame holds them (its
+    labels and columns). Nothing is done with them; ``create=True`` would create them. The
+    plan's summary, text and HTML view say how many and which (an
+    :class:`~neuroio_nb.sync.UnmatchedRowsWarning` did when it was planned); a plan that
+    has them is true (``bool(plan)``), as one with ids not found on the server is.
+    """
 
     sources: SourceCalls
     changes: pd.DataFrame
@@ -72,13 +84,15 @@ class Plan:
     seen: frozenset[int] = field(default_factory=frozenset, repr=False)
     #: The spaces of the sources to update, when known: applying reads only those.
     spaces: list[int] | None = field(default=None, repr=False)
+    #: Rows (``key="name"``, no ``create=True``) that match no source: see the class doc.
+    unmatched: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name"], dtype=object))
 
     def __len__(self) -> int:
         """How many sources change: updated, created and deleted."""
         return int(self.changes["id"].nunique()) + len(self.creates) + len(self.deletes)
 
     def __bool__(self) -> bool:
-        return len(self) > 0 or bool(self.missing)
+        return len(self) > 0 or bool(self.missing) or len(self.unmatched) > 0
 
     @property
     def ids(self) -> list[int]:
@@ -120,7 +134,7 @@ class Plan:
         """``3 sources to update (5 values); 1 id not found``; deletions and creations lead:
         ``1 source to delete, 2 to create, 269 to update (283 values)``."""
         if not len(self) and not self.missing:
-            return "nothing to change"
+            return "nothing to change" + (f"; {unmatched_note(len(self.unmatched))}" if len(self.unmatched) else "")
         n_updates = int(self.changes["id"].nunique())
         updates = f"to update ({plural(len(self.changes), 'value')})"
         if len(self.deletes) or len(self.creates):
@@ -133,7 +147,13 @@ class Plan:
             text = f"{plural(n_updates, 'source')} {updates}"
         if self.missing:
             text += f"; {plural(len(self.missing), 'id')} not found"
+        if len(self.unmatched):
+            text += f"; {unmatched_note(len(self.unmatched))}"
         return text
+
+    def unmatched_names(self) -> str:
+        """The names of :attr:`unmatched`, quoted (a stray space shows), cut as pandas cuts rows."""
+        return unmatched_names(self.unmatched["name"].tolist())
 
     def __repr__(self) -> str:
         """Every source a line, ``- `` deletes first, then ``+ `` creates and ``~ `` updates,
@@ -142,6 +162,8 @@ class Plan:
         win = window(len(rows))
         note = showing(win, self._where(), "sources")
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
+        if len(self.unmatched):
+            lines.append(f"  match no source (not created): {self.unmatched_names()}")
         lines += cut_lines([_row_line(*rows[k]) for k in win.positions()], win, "source")
         if self.missing:
             lines.append(f"  not found: {ids_text(list(self.missing))}")
@@ -154,7 +176,14 @@ class Plan:
         return "`plan.deletes`, `plan.creates` and `plan.changes`"
 
     def _repr_html_(self) -> str:
+        unmatched = (
+            notice(f"Matching no source: {self.unmatched_names()} (all in `plan.unmatched`)")
+            if len(self.unmatched)
+            else ""
+        )
         if not len(self) and not self.missing:
+            if unmatched:
+                return view(headline("Plan", self.summary()), unmatched)
             return empty("Nothing to change: every edited value already equals the current one.")
         rows = self.rows()
         fields = [c for c in ["name", *COLUMNS] if any(c in changes for _, _, _, changes in rows)]
@@ -170,6 +199,7 @@ class Plan:
             mark_header="" if marked else None,
             marks=[r[0] for r in rows] if marked else None,
             footer=footer,
+            lead=unmatched,
         )
 
     def rows(self) -> list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]]:
@@ -185,6 +215,22 @@ class Plan:
         ]
         out += [(update, sid, self.names.get(sid), changes) for sid, changes in self.by_source().items()]
         return out
+
+
+def unmatched_note(count: int, create: str = "create=True") -> str:
+    """``3 rows match no source (not created: plan with create=True to create them)``;
+    ``create`` says how to ask for creating (``--create`` on the command line)."""
+    verb = "matches" if count == 1 else "match"
+    return f"{plural(count, 'row')} {verb} no source (not created: plan with {create} to create {_them(count)})"
+
+
+def unmatched_names(names: list[Any]) -> str:
+    """Names quoted (``'Gate 1 '``: a stray space shows), on one line cut as pandas cuts rows."""
+    return cut_items([repr(str(name)) for name in names], "name")
+
+
+def _them(count: int) -> str:
+    return "it" if count == 1 else "them"
 
 
 def _row_line(mark: str, sid: Any, name: Any, changes: dict[str, tuple[Any, Any]]) -> str:

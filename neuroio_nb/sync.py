@@ -14,10 +14,15 @@ own space, so the create must land in the row's space or it is refused (see
 :func:`~neuroio_nb.bulk.create_task`). A row without a ``space_id`` matches the
 source of its name whatever its space. A name that points at two sources, or that
 two rows claim, is an error: nothing is guessed.
+
+Without ``create=True``, a row that matches no source is not dropped in silence: the
+plan keeps it (:attr:`~neuroio_nb.plan.Plan.unmatched`), says so in its views, and an
+:class:`UnmatchedRowsWarning` says it when the plan is made.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,7 +32,7 @@ import pandas as pd
 from .bulk import Report, SourceCalls, settings_of
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
-from .plan import CHANGE_COLUMNS, Plan, creates_frame, make_plan, update_plan
+from .plan import CHANGE_COLUMNS, Plan, creates_frame, make_plan, unmatched_names, update_plan
 from .schema import BY_NAME, READ_ONLY
 from .validate import column_problems
 from .values import is_missing, sendable, to_python, whole_number
@@ -35,6 +40,11 @@ from .values import is_missing, sendable, to_python, whole_number
 KEYS = ("id", "name")
 #: Re-reads of the scope before giving up on a listing that keeps changing.
 READS = 3
+
+
+class UnmatchedRowsWarning(UserWarning):
+    """Rows planned with ``key="name"`` and without ``create=True`` match no source: nothing
+    is done with them (they are in ``plan.unmatched``). One warning per plan, naming them."""
 
 
 def make_sync_plan(
@@ -90,8 +100,28 @@ def make_sync_plan(
         plan.creates = _creates(desired.loc[to_create], server)
         plan.create_spaces = _named_spaces(desired.index, row_spaces, to_create)
         plan.scope, plan.seen = (q, spaces), frozenset(scope)
+    elif to_create:
+        plan.unmatched = desired.loc[to_create]
+        _warn_unmatched(plan.unmatched, q, spaces)
     claimed = set(matched.values())
     return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
+
+
+def _warn_unmatched(rows: pd.DataFrame, q: str | None, spaces: list[int] | None) -> None:
+    """One :class:`UnmatchedRowsWarning` for the rows that match no source, naming them."""
+    n = len(rows)
+    scope = ", ".join(
+        part for part in (f"q={q!r}" if q else "", f"spaces_ids={spaces}" if spaces is not None else "") if part
+    )
+    rows_text = f"{n:,} row{'' if n == 1 else 's'} of the frame {'matches' if n == 1 else 'match'}"
+    it = "it" if n == 1 else "them"
+    warnings.warn(
+        f"{rows_text} no source{f' in scope ({scope})' if scope else ''}: {unmatched_names(rows['name'].tolist())}. "
+        f"Nothing is done with {it}: planning with create=True (CLI --create) would create {it}; "
+        f"plan.unmatched holds {it}.",
+        UnmatchedRowsWarning,
+        stacklevel=4,  # the caller of client.sources.plan
+    )
 
 
 def _check_arguments(desired: Any, key: Any, create: Any, delete: Any, q: Any) -> None:
@@ -443,4 +473,4 @@ def undo(
     return plan.apply(on_conflict=on_conflict, progress=progress)
 
 
-__all__ = ["CHANGE_COLUMNS", "make_sync_plan", "undo"]
+__all__ = ["CHANGE_COLUMNS", "UnmatchedRowsWarning", "make_sync_plan", "undo"]

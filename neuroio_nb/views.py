@@ -110,6 +110,17 @@ def showing(win: Window, where: str | None = None, noun: str = "rows") -> str:
     return text + (f"; all rows in {where if '`' in where else f'`{where}`'}" if where else "")
 
 
+def cut_items(items: Sequence[str], noun: str, max_rows: int | None = None, min_rows: int | None = None) -> str:
+    """``items`` on one line, cut as :func:`window` cuts rows: ``a, b, ... 490 more names ..., y, z``
+    (``noun``: what one item is, ``name``)."""
+    win = window(len(items), max_rows, min_rows)
+    parts = [items[k] for k in win.head]
+    if win.truncated:
+        parts.append(f"... {plural(win.total - win.shown, 'more ' + noun)} ...")
+    parts += [items[k] for k in win.tail]
+    return ", ".join(parts)
+
+
 # ---- grouping problems ----------------------------------------------------------------
 @dataclass(frozen=True)
 class ProblemGroup:
@@ -290,6 +301,15 @@ def headline(title: str, summary: str, note: str = "") -> str:
     return f"<p><b>{esc(title)}</b>: {esc(summary)}{extra}</p>"
 
 
+def notice(text: str, tone: str = "warn") -> str:
+    """A paragraph that needs the reader's attention, on a translucent tint (the text keeps the
+    theme's colour, see the module doc); a long word in it wraps rather than widen the output.
+    A name between backticks (`` `plan.unmatched` ``) is shown as code."""
+    code = re.sub(r"`([^`]+)`", r"<code>\1</code>", esc(text))
+    style = f"background:{TINTS[tone]};padding:2px 4px;{WRAPS['anywhere']}"
+    return f'<p class="neuroio-tone-{tone}" style="{style}">{code}</p>'
+
+
 def view(*parts: str) -> str:
     return f'<div class="neuroio-view">{"".join(parts)}</div>'
 
@@ -334,11 +354,13 @@ def changes_html(
     mark_header: str | None = None,
     marks: Sequence[str] | None = None,
     footer: str = "",
+    lead: str = "",
 ) -> str:
     """A wide table of changes: one row per source ``(id, name, {field: (old, new)})``.
 
     ``fields`` are the columns after id and name; a changed name is shown as a change.
-    ``marks`` (one per source, e.g. ``+ ~ -``) fill an optional first column.
+    ``marks`` (one per source, e.g. ``+ ~ -``) fill an optional first column. ``lead``
+    (HTML, e.g. a :func:`notice`) comes between the headline and the table.
     """
     win = window(len(by_source))
     columns = [c for c in fields if c != "name"]
@@ -355,7 +377,7 @@ def changes_html(
         cells += [change_td(*changes[c], created=created) if c in changes else td("") for c in columns]
         rows.append("".join(cells))
     return view(
-        headline(title, summary, showing(win, where, "sources")), table(header, rows, win, aligns=aligns), footer
+        headline(title, summary, showing(win, where, "sources")), lead, table(header, rows, win, aligns=aligns), footer
     )
 
 

@@ -3,6 +3,8 @@ faults and interrupts. The sandbox's state and request log are the ground truth.
 
 from __future__ import annotations
 
+import re
+import warnings
 from collections import Counter
 
 import pandas as pd
@@ -11,6 +13,7 @@ import pytest
 from neuroio_nb import read_csv
 from neuroio_nb.errors import BulkInterrupted, ValidationError
 from neuroio_nb.frames import frame_from_records
+from neuroio_nb.sync import UnmatchedRowsWarning
 
 FAULTS = {"503": 0.2, "429": 0.05, "502": 0.05, "drop": 0.03}
 WRITES = ("POST", "PATCH", "DELETE")
@@ -142,7 +145,10 @@ def test_a_backup_row_of_another_space_than_the_tokens_is_never_made_elsewhere_n
         sb.remove_source(int(sid))
     before = sb.sources
 
-    assert len(c.sources.plan(read_csv(path), key="name")) == 0  # not a change to the namesake in space 1
+    with pytest.warns(UnmatchedRowsWarning, match="^8 rows of the frame match no source"):
+        updates_only = c.sources.plan(read_csv(path), key="name")
+    assert len(updates_only) == 0  # not a change to the namesake in space 1
+    assert sorted(updates_only.unmatched["name"]) == sorted(original.loc[deleted, "name"])
     plan = c.sources.plan(read_csv(path), key="name", create=True)
     assert sorted(plan.creates["name"]) == sorted(original.loc[deleted, "name"]) and len(plan.changes) == 0
     report = plan.apply(progress=False)
@@ -404,6 +410,88 @@ def test_plan_view_leads_with_deletions(make_sandbox, client_for):
     assert text.index("- ") < text.index("+ ")
 
 
+def plan_warned(c, desired, **options):
+    """The plan of ``desired`` and the :class:`UnmatchedRowsWarning`s planning it raised."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        plan = c.sources.plan(desired, **options)
+    return plan, [w for w in seen if issubclass(w.category, UnmatchedRowsWarning)]
+
+
+@pytest.mark.parametrize("read", ["plain pd.read_csv", "reset_index"])
+def test_rows_that_match_no_source_are_warned_kept_and_shown_not_dropped(make_sandbox, client_for, tmp_path, read):
+    """``key="name"`` without ``create=True``: a row whose name is on no source (a typo, a
+    stray space, a camera not made yet) is not dropped in silence. Planning warns once,
+    naming them; the plan keeps them as the frame held them; its summary, text and HTML say
+    how many match no source and that create=True would create them; nothing is created."""
+    sb = make_sandbox(sources=60, seed=14)
+    c = client_for(sb)
+    path = tmp_path / "backup.csv"
+    frame = c.sources.export_csv(path)
+    desired = pd.read_csv(path) if read == "plain pd.read_csv" else frame.reset_index()
+    assert isinstance(desired.index, pd.RangeIndex) and "id" in desired.columns
+    original_name = desired.at[3, "name"]
+    desired.loc[3, "name"] = original_name + " "  # a stray space: another name
+    desired.loc[7, "name"] = "Gate 99, not made yet"
+    desired.loc[10, "identify_facesize_threshold"] = 4321  # matched: an update
+    lost = [3, 7]
+
+    plan, warned = plan_warned(c, desired, key="name")
+    assert len(warned) == 1  # one warning, not one per row
+    message = str(warned[0].message)
+    assert message.startswith("2 rows of the frame match no source: ")
+    assert f"{original_name + ' '!r}, 'Gate 99, not made yet'" in message
+    assert "create=True (CLI --create) would create them" in message and "plan.unmatched" in message
+    assert warned[0].filename == __file__  # points at the line that planned
+
+    pd.testing.assert_frame_equal(plan.unmatched, desired.loc[lost])  # the rows as the frame held them
+    note = "2 rows match no source (not created: plan with create=True to create them)"
+    assert plan.summary() == f"1 source to update (1 value); {note}"
+    assert plan.changes[["id", "field", "new"]].values.tolist() == [
+        [int(desired.at[10, "id"]), "identify_facesize_threshold", 4321]
+    ]
+    header, names, *_ = repr(plan).splitlines()
+    assert note in header and "'Gate 99, not made yet'" in names and repr(original_name + " ") in names
+    view = plan._repr_html_()
+    assert view.index(note) < view.index("Gate 99, not made yet") < view.index("<table")
+    warn = re.search(r'<p class="neuroio-tone-warn" style="([^"]*)">([^<]*)', view)
+    assert warn and "Matching no source" in warn.group(2)
+    assert "color:" not in warn.group(1) and "rgba(" in warn.group(1)  # a tint; the text keeps the theme's colour
+
+    sb.clear_log()
+    assert plan.apply(progress=False).counts() == {"updated": 1}
+    assert [r.method for r in writes(sb)] == ["PATCH"]  # nothing created
+
+    # asked to create: no warning (the list column is left out: to create from plain pd.read_csv's
+    # JSON text is refused, with a pointer to neuroio_nb.read_csv)
+    plan, warned = plan_warned(c, desired.drop(columns="store_images_for_results"), key="name", create=True)
+    assert warned == [] and len(plan.unmatched) == 0
+    assert sorted(plan.creates["name"]) == sorted(desired.loc[lost, "name"])
+
+
+def test_many_rows_that_match_no_source_are_named_cut_as_pandas_cuts(make_sandbox, client_for):
+    sb = make_sandbox(sources=30, seed=15)
+    c = client_for(sb)
+    site = new_site(70)  # nothing of the site exists yet
+    plan, warned = plan_warned(c, site, key="name", q="Site 7")
+    assert len(warned) == 1 and len(plan) == 0 and plan  # nothing to change, but not in sync either
+    names = [repr(n) for n in site["name"]]
+    cut = ", ".join([*names[:5], "... 60 more names ...", *names[-5:]])
+    message = str(warned[0].message)
+    assert message.startswith(f"70 rows of the frame match no source in scope (q='Site 7'): {cut}. ")
+    assert names[5] not in message
+    assert (
+        plan.summary()
+        == "nothing to change; 70 rows match no source (not created: plan with create=True to create them)"
+    )
+    assert cut in repr(plan).splitlines()[1]
+    view = plan._repr_html_()
+    assert "70 rows match no source" in view and "... 60 more names ..." in view and "plan.unmatched</code>" in view
+    with pd.option_context("display.max_rows", 100):  # every name, as pandas would show every row
+        assert all(n in plan_warned(c, site, key="name")[1][0].message.args[0] for n in names)
+    pd.testing.assert_frame_equal(plan.unmatched, site)
+
+
 # ---- the command line ------------------------------------------------------------------------
 
 
@@ -434,3 +522,28 @@ def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirm
         assert len(sb.requests("DELETE")) == deleted
     assert [s["name"] for s in sb.sources.values()].count("Zeta cam 2") == 0
     assert [s["name"] for s in sb.sources.values()].count("Zeta cam 1") == 1
+
+
+def test_cli_says_which_rows_match_no_source_and_that_create_would_create_them(make_sandbox, script, tmp_path):
+    sb = make_sandbox(sources=40, seed=13)
+    known, flag = sb.source(5)["name"], str(not sb.source(5)["use_pps_time"]).lower()
+    site = tmp_path / "site.csv"
+    site.write_text(f"name,use_pps_time\n{known},{flag}\nZeta cam 1,true\nZeta cam 2,\n")
+    line = "2 rows match no source (not created: plan with --create to create them): 'Zeta cam 1', 'Zeta cam 2'"
+    proc = script.run(sb, "plan", str(site), "--key", "name")
+    assert proc.returncode == 2, proc.stderr  # the CSV and the server differ
+    assert line in proc.stdout.splitlines()
+    assert "warning" not in proc.stderr  # said once, with the plan, not again as a warning
+    sb.clear_log()
+    proc = script.run(sb, "apply", str(site), "--key", "name", "--yes")
+    assert proc.returncode == 0 and line in proc.stdout.splitlines()
+    assert [r.method for r in writes(sb)] == ["PATCH"] and sb.source(5)["use_pps_time"] == (flag == "true")
+    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    assert "match no source" not in proc.stdout and "To create (2 sources)" in proc.stdout
+
+    only_missing = tmp_path / "missing.csv"
+    only_missing.write_text("name\nZeta cam 3\n")
+    sb.clear_log()
+    proc = script.run(sb, "apply", str(only_missing), "--key", "name")  # nothing to send: nothing asked
+    assert proc.returncode == 0 and writes(sb) == []
+    assert "1 row matches no source (not created: plan with --create to create it): 'Zeta cam 3'" in proc.stdout
