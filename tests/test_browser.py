@@ -88,7 +88,7 @@ def chromium_path() -> str:
 #: A sync of 1,000 sources, as an operator runs one: 40 to delete, 60 to create, 300 to
 #: update; meanwhile a colleague edits and deletes some and takes two of the new names,
 #: and the server drops, refuses and fails a few writes. Then a bad frame with 100 kinds
-#: of problem. The form edits this module's sandbox; the rest has its own in the kernel.
+#: of problem, and a plan by name of which 70 rows match no source. The form edits this module's sandbox; the rest has its own in the kernel.
 VIEWS_CELLS = [
     "import pandas as pd\nfrom neuroio_nb import Client\nfrom neuroio_nb.errors import ValidationError\n"
     "from neuroio_nb.sandbox import Sandbox\n\n"
@@ -114,10 +114,15 @@ VIEWS_CELLS = [
     "bad = pd.concat([bad, bad.iloc[:100]])   # 100 ids twice\n"
     "try:\n    big.sources.plan(bad)\nexcept ValidationError as exc:\n    error = exc\nerror",
     "print(error)",
+    # matched by name without create=True: 5 updates, and 70 rows whose (long) names match no source
+    "partial = frame.iloc[600:630].reset_index()   # sources the sync above left alone\n"
+    "partial.loc[:4, 'use_pps_time'] = ~partial.loc[:4, 'use_pps_time']\n"
+    "typos = pd.DataFrame({'name': [f'Gate {i:03}, north car park, the camera over the barrier' for i in range(70)]})\n"
+    "unmatched = big.sources.plan(pd.concat([partial, typos], ignore_index=True), key='name')\nunmatched",
     f"form = client.sources.form({FORM_SOURCE})\nform",
 ]
 #: The cells whose output is a view, by title (the index of the cell).
-VIEWS = {"Plan": 1, "Plan-text": 2, "Report": 3, "ValidationError": 4, "ValidationError-text": 5}
+VIEWS = {"Plan": 1, "Plan-text": 2, "Report": 3, "ValidationError": 4, "ValidationError-text": 5, "Plan-unmatched": 6}
 
 
 def views_notebook() -> nbformat.NotebookNode:
@@ -598,7 +603,13 @@ def test_long_views_at_laptop_width(views_page: Any, theme: str, artifacts: Path
         out.screenshot(path=str(artifacts / f"{title}-900-{theme.split()[-1]}.png"))
         problems += [f"{title}: {p}" for p in out.evaluate(OVERFLOW_JS)]
         problems += [f"{title}: {word!r} is split over two lines" for word in out.evaluate(SPLIT_WORDS_JS)]
-        if title in cut:
+        if title == "Plan-unmatched":  # rows that match no source: said above the table, names cut as pandas cuts
+            notice = out.locator("p.neuroio-tone-warn")
+            if "... 60 more names ..." not in notice.inner_text():
+                problems.append(f"{title}: the names are not cut as pandas cuts rows: {notice.inner_text()[:200]!r}")
+            if not notice.bounding_box()["y"] < out.locator("table").bounding_box()["y"]:
+                problems.append(f"{title}: the rows that match no source are not said above the table")
+        elif title in cut:
             rows = out.locator("tbody tr").count()
             if rows != 11:  # pandas' display.min_rows (10) and the row of ellipses
                 problems.append(f"{title}: {rows} rows shown, not 10 and the ellipsis")
