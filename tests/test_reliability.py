@@ -337,10 +337,10 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_
         """Results are shown at once while writes are still being handed to the pool. After that,
         showing the first takes until 12 more writes were answered, and the next until the Ctrl-C."""
 
-        shown = 0
+        made = shown = 0
 
         def __init__(self, *args, **kwargs):
-            pass
+            BusyNotebookBar.made += 1
 
         def update(self, n=1):
             if CountedPool.handed < len(edited):
@@ -362,6 +362,7 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_
         c.sources.bulk_update(edited, progress=False)
     sb.before_request = None
     monkeypatch.undo()
+    assert BusyNotebookBar.made == 1 and CountedPool.handed >= 29  # the send loop used both
     partial = info.value.report
     applied = applied_patches(sb)
     assert set(partial.index) == set(applied) and partial.counts() == {"updated": len(applied)}
