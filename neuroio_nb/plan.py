@@ -49,10 +49,12 @@ class Plan:
 
     ``unmatched``: the rows of a frame planned with ``key="name"`` and without
     ``create=True`` whose name matches no source in scope, as the frame holds them (its
-    labels and columns). Nothing is done with them; ``create=True`` would create them. The
-    plan's summary, text and HTML view say how many and which (an
+    labels, columns and dtypes; no row when every row matched). Nothing is done with them,
+    and applying does not report them; ``create=True`` would create them. The plan's
+    summary, text and HTML view say how many and which (an
     :class:`~neuroio_nb.sync.UnmatchedRowsWarning` did when it was planned); a plan that
-    has them is true (``bool(plan)``), as one with ids not found on the server is.
+    has them is true (``bool(plan)``), as one with ids not found on the server is (those,
+    under ``key="id"``, are in ``missing`` and reported as failed).
     """
 
     sources: SourceCalls

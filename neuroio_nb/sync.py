@@ -100,9 +100,10 @@ def make_sync_plan(
         plan.creates = _creates(desired.loc[to_create], server)
         plan.create_spaces = _named_spaces(desired.index, row_spaces, to_create)
         plan.scope, plan.seen = (q, spaces), frozenset(scope)
-    elif to_create:
-        plan.unmatched = desired.loc[to_create]
-        _warn_unmatched(plan.unmatched, q, spaces)
+    else:  # the frame's columns and dtypes, even with no row
+        plan.unmatched = desired.loc[to_create] if to_create else desired.iloc[:0]
+        if to_create:
+            _warn_unmatched(plan.unmatched, q, spaces)
     claimed = set(matched.values())
     return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
 

@@ -9,6 +9,8 @@ from collections import Counter
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
 
 from neuroio_nb import read_csv
 from neuroio_nb.errors import BulkInterrupted, ValidationError
@@ -490,6 +492,65 @@ def test_many_rows_that_match_no_source_are_named_cut_as_pandas_cuts(make_sandbo
     with pd.option_context("display.max_rows", 100):  # every name, as pandas would show every row
         assert all(n in plan_warned(c, site, key="name")[1][0].message.args[0] for n in names)
     pd.testing.assert_frame_equal(plan.unmatched, site)
+
+
+#: Names an operator's frame may hold that no source has: look-alikes of numbers, booleans and
+#: formulas, blanks around a word, other scripts; drawn beside names the server holds once.
+ODD_NAMES = st.one_of(
+    st.sampled_from(["45", "007", "1e3", "True", "nan", "None", "=A1", "+33", " Gate 1", "Gate 1 ", "ü", "東京 cam"]),
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12),
+).filter(lambda name: bool(name.strip()))
+
+
+def test_exactly_the_rows_whose_name_no_source_has_are_unmatched(make_sandbox, client_for):
+    """Generated frames (names the server holds and odd ones it does not, any index, object or
+    string dtype): ``plan.unmatched`` is exactly the rows whose name no source has, as the frame
+    holds them; one warning names each of them, and only when there are some."""
+    sb = make_sandbox(sources=80, seed=16)
+    c = client_for(sb)
+    counts = Counter(s["name"] for s in sb.sources.values())
+    held_once = sorted(name for name, n in counts.items() if n == 1)
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(
+        known=st.lists(st.sampled_from(held_once), unique=True, max_size=6),
+        odd=st.lists(ODD_NAMES.filter(lambda name: name not in counts), unique=True, max_size=8),
+        order=st.randoms(use_true_random=False),
+        labels=st.sampled_from(["range", "text", "negative"]),
+        dtype=st.sampled_from([object, "string"]),
+    )
+    def check(known, odd, order, labels, dtype):
+        names = known + odd
+        if not names:
+            return
+        order.shuffle(names)
+        index = {
+            "range": pd.RangeIndex(len(names)),
+            "text": pd.Index([f"row {n}" for n in range(len(names))]),
+            "negative": pd.Index([-n for n in range(len(names))]),
+        }[labels]
+        desired = pd.DataFrame({"name": pd.Series(names, index=index, dtype=dtype)})
+        plan, warned = plan_warned(c, desired, key="name")
+        lost = desired[~desired["name"].isin(known)]
+        pd.testing.assert_frame_equal(plan.unmatched, lost)
+        assert len(plan) == 0 and bool(plan) == bool(odd)
+        assert len(warned) == (1 if odd else 0)
+        if odd:
+            message = str(warned[0].message)
+            assert message.startswith(f"{len(odd)} row{'s' if len(odd) > 1 else ''} of the frame match")
+            assert all(repr(name) in message for name in odd)
+            assert plan.summary().endswith(
+                f"match{'es' if len(odd) == 1 else ''} no source (not created: plan with create=True to create {'it' if len(odd) == 1 else 'them'})"
+            )
+
+    check()
 
 
 # ---- the command line ------------------------------------------------------------------------
