@@ -77,27 +77,28 @@ def test_every_field_comes_from_the_schema(form: SourceForm, sb: Sandbox) -> Non
     assert sb.log == []
 
 
-def test_fields_the_server_did_not_send(sb: Sandbox) -> None:
+def test_fields_the_server_did_not_send(sb: Sandbox, make_sandbox, client_for) -> None:
     row = {k: v for k, v in sb.source(1).items() if k not in ("use_pps_time", *EXTRA_FIELDS)}
     row["use_pps_timestamp"] = True  # the JavaScript SDK's spelling: unknown here
     row["identify_facesize_threshold"] = None
-    with Sandbox(sources=[row]) as other, Client(other.token, other.url) as c:
-        form = c.sources.form(1)
-        assert form.inputs["use_pps_time"].disabled
-        assert form.inputs["identify_facesize_threshold"].disabled
-        assert "did not send" in text(form.errors["use_pps_time"])
-        assert form.inputs["use_pps_timestamp"].disabled and form.inputs["use_pps_timestamp"].value == "True"
-        assert "auto_check_angle_threshold" not in form.inputs
-        assert form.changes() == {}
-        other.external_edit(1, use_pps_time=True, auto_check_angle_threshold=45)
-        form.reload_button.click()
-        assert not form.inputs["use_pps_time"].disabled and form.inputs["use_pps_time"].value is True
-        assert text(form.errors["use_pps_time"]) == "changed on the server: — -> True"
-        assert form.inputs["auto_check_angle_threshold"].value == "45"
-        assert text(form.errors["auto_check_angle_threshold"]) == "changed on the server: — -> 45"
-        form.inputs["name"].value = "renamed"
-        form.save_button.click()
-        assert [r.body for r in other.requests("PATCH")] == [{"name": "renamed"}]
+    other = make_sandbox(sources=[row])
+    c = client_for(other)
+    form = c.sources.form(1)
+    assert form.inputs["use_pps_time"].disabled
+    assert form.inputs["identify_facesize_threshold"].disabled
+    assert "did not send" in text(form.errors["use_pps_time"])
+    assert form.inputs["use_pps_timestamp"].disabled and form.inputs["use_pps_timestamp"].value == "True"
+    assert "auto_check_angle_threshold" not in form.inputs
+    assert form.changes() == {}
+    other.external_edit(1, use_pps_time=True, auto_check_angle_threshold=45)
+    form.reload_button.click()
+    assert not form.inputs["use_pps_time"].disabled and form.inputs["use_pps_time"].value is True
+    assert text(form.errors["use_pps_time"]) == "changed on the server: — -> True"
+    assert form.inputs["auto_check_angle_threshold"].value == "45"
+    assert text(form.errors["auto_check_angle_threshold"]) == "changed on the server: — -> 45"
+    form.inputs["name"].value = "renamed"
+    form.save_button.click()
+    assert [r.body for r in other.requests("PATCH")] == [{"name": "renamed"}]
 
 
 def _help_text(form: SourceForm, name: str) -> str:
@@ -582,7 +583,9 @@ def test_state_works_without_widgets(client: Client, sb: Sandbox, patches) -> No
     assert "also changed on the server meanwhile: General > Use PPS time" in state.message
 
 
-def test_read_only_long_values_show_whole_on_hover_and_codes_are_explained(client: Client, sb: Sandbox) -> None:
+def test_read_only_long_values_show_whole_on_hover_and_codes_are_explained(
+    sb: Sandbox, make_sandbox, client_for
+) -> None:
     long_licence = {
         "id": 1001,
         "name": "Enterprise site licence, 500 cameras",
@@ -590,8 +593,7 @@ def test_read_only_long_values_show_whole_on_hover_and_codes_are_explained(clien
         "features": ["identify", "liveness", "age-sex-mood"],
     }
     row = {**sb.source(1), "license": long_licence}
-    with Sandbox(sources=[row]) as other, Client(other.token, other.url) as c:
-        form = c.sources.form(1)
+    form = client_for(make_sandbox(sources=[row])).sources.form(1)
     licence = form.inputs["license"]
     assert licence.disabled and licence.tooltip == licence.value
     assert json.loads(licence.value) == long_licence
