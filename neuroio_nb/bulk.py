@@ -4,29 +4,26 @@ Per-source failures never raise: any exception while one source is sent (a
 server error, a dropped connection, a bug) becomes a ``failed`` row carrying
 its message. Ctrl-C stops sending, lets requests in flight finish (however
 often it is pressed again meanwhile) and raises :class:`BulkInterrupted`
-with the exact partial report.
+with the exact partial report. The concurrent sending itself is
+:mod:`neuroio_nb.sending`'s; this module decides what each write sends.
 """
 
 from __future__ import annotations
 
 import json
-import queue
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, cast
 
 import pandas as pd
 
-from .errors import APIError, BulkInterrupted, NeuroIOError, NotFoundError, Problem, ValidationError
-from .journal import Intent, RunWriter, covered, start_run
-from .progress import progress_bar
+from .errors import APIError, NeuroIOError, NotFoundError, Problem, ValidationError
+from .journal import Intent, RunWriter, start_run
 from .reads import ReadFirst, current_as_read, names_read, read_before_sending, scope_as_read
 from .reads import SourceCalls as SourceCalls  # the protocol the jobs (plan, sync, history) take
 from .schema import READ_ONLY
-from .transport import outcome_unknown
+from .sending import send_all
 from .values import id_index, same, three_way, to_python
 from .views import empty, report_html
 
@@ -425,9 +422,20 @@ def apply_job(
             fallback=fallback,
             total=len(tasks) + len(job.updates) + (len(job.creates) + len(job.deletes) if sync_stream else 0),
             run=run,
+            report=lambda rows: with_run(make_report(rows), run),
         )
     else:
-        done = send_all(workers, tasks, decided, order, progress, desc, fallback=fallback, run=run)
+        done = send_all(
+            workers,
+            tasks,
+            decided,
+            order,
+            progress,
+            desc,
+            fallback=fallback,
+            run=run,
+            report=lambda rows: with_run(make_report(rows), run),
+        )
     return with_run(make_report([*(done.get(k) or decided[k] for k in order), *not_found]), run)
 
 
@@ -685,158 +693,3 @@ def check_sendable(by_source: dict[Any, Changes]) -> None:
                 )
     if problems:
         raise ValidationError(problems)
-
-
-def send_all(
-    workers: int,
-    tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
-    decided: dict[Hashable, Outcome],
-    order: Sequence[Hashable],
-    progress: bool | None,
-    desc: str,
-    fallback: Callable[[Any], Outcome],
-    total: int | None = None,
-    run: RunWriter | None = None,
-) -> dict[Hashable, Outcome]:
-    """Run ``tasks`` concurrently, each as soon as it is known; their outcomes by key.
-
-    ``tasks``: a mapping, or an iterator of ``(key, task)`` that may still be reading
-    the server (each task starts when it is yielded). ``fallback(key)``: the outcome of
-    a task that raised, completed with its error. On Ctrl-C, raises
-    :class:`BulkInterrupted` whose report holds ``decided`` and every task that
-    finished, in ``order``. ``run``: the journal run holding the tasks' intents (see
-    :func:`journal_run`); each outcome is recorded there, and the run is finished
-    (``complete``, or ``interrupted`` when this raises).
-    """
-    try:
-        done = _send_all(workers, tasks, decided, order, progress, desc, fallback, total, run)
-    except BaseException:
-        if run is not None:
-            _finish_in_flight(None, [], lambda: _close_run(run, decided, "interrupted"))
-        raise
-    if run is not None:
-        _finish_in_flight(None, [], lambda: _close_run(run, decided, "complete"))
-    return done
-
-
-def _close_run(run: RunWriter, decided: dict[Hashable, Outcome], state: str) -> None:
-    """Record the outcomes decided while sending (streamed conflict checks), then end the run."""
-    for key, outcome in list(decided.items()):
-        run.outcome_of(key, outcome.status, error=outcome.error, source_id=outcome.id)
-    run.finish(state)
-
-
-def _send_all(
-    workers: int,
-    tasks: Mapping[Hashable, Callable[[], Outcome]] | Iterator[tuple[Hashable, Task]],
-    decided: dict[Hashable, Outcome],
-    order: Sequence[Hashable],
-    progress: bool | None,
-    desc: str,
-    fallback: Callable[[Any], Outcome],
-    total: int | None,
-    run: RunWriter | None,
-) -> dict[Hashable, Outcome]:
-    # Each worker records its own outcome, so a run cut short at any line (even while
-    # the work is being queued) still knows exactly what was sent.
-    done: dict[Hashable, Outcome] = {}
-    items = iter(tasks.items()) if isinstance(tasks, Mapping) else tasks
-    total = len(tasks) if isinstance(tasks, Mapping) else total
-
-    def send(key: Hashable, task: Task) -> None:
-        unknown = False
-        try:
-            # A job without a journal run of its own leaves each write to journal itself.
-            with covered() if run is not None else nullcontext():
-                done[key] = task()
-        except Exception as exc:  # one source's trouble never aborts the run
-            outcome = fallback(key)
-            outcome.error = str(exc) or type(exc).__name__
-            unknown = isinstance(exc, NeuroIOError) and outcome_unknown(exc)
-            done[key] = outcome
-        if run is not None:
-            result = done[key]
-            run.outcome_of(key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown)
-
-    if isinstance(tasks, Mapping) and not tasks:
-        return done
-    bar = progress_bar(total=total or 0, desc=desc, unit="source", progress=progress)
-    pool = ThreadPoolExecutor(workers)
-    pending: set[Future[None]] = set()
-    submitted: list[Future[None]] = []
-    early: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()  # finished while tasks are still coming
-
-    try:
-        for key, task in items:
-            # Our own future, on record before the pool can start anything: Ctrl-C may land
-            # inside pool.submit after a worker took the write, and its future is then lost.
-            future: Future[None] = Future()
-            submitted.append(future)
-            pending.add(future)
-            future.add_done_callback(early.put)
-            pool.submit(_run_into, future, send, key, task)
-            while not early.empty():
-                finished = early.get()
-                pending.discard(finished)
-                bar.update(1)
-        while pending:  # each finished task once, as it finishes (waiting on all that are pending
-            # at every turn would cost as much as the whole job's requests on a thousand of them)
-            try:
-                finished = early.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            pending.discard(finished)
-            finished.result()
-            bar.update(1)
-    except KeyboardInterrupt:
-        _close(items)
-        report = _finish_in_flight(
-            pool, submitted, lambda: make_report([o for k in order if (o := done.get(k) or decided.get(k)) is not None])
-        )
-        raise BulkInterrupted(with_run(report, run) if run is not None else report) from None
-    finally:
-        _finish_in_flight(pool, submitted, lambda: bar.close())
-    return done
-
-
-def _run_into(future: Future[None], send: Callable[[Hashable, Task], None], key: Hashable, task: Task) -> None:
-    """Run ``send`` as ``future`` says: not at all once it is cancelled (Ctrl-C), else to its end."""
-    if not future.set_running_or_notify_cancel():
-        return
-    try:
-        send(key, task)
-    except BaseException as exc:
-        future.set_exception(exc)
-    else:
-        future.set_result(None)
-
-
-def _close(items: Iterator[Any]) -> None:
-    """Stop a generator of tasks (its reads of the server), however many Ctrl-Cs arrive."""
-    close = getattr(items, "close", None)
-    while close is not None:
-        try:
-            close()
-            return
-        except KeyboardInterrupt:
-            continue
-
-
-def _finish_in_flight(pool: ThreadPoolExecutor | None, submitted: list[Future[None]], then: Callable[[], Any]) -> Any:
-    """Let requests in flight finish (nothing new starts), then ``then()``: both
-    carried through however many more Ctrl-Cs arrive meanwhile.
-
-    It waits on the futures, not on the threads: a ``Thread.join`` cut short by
-    Ctrl-C can mark a live thread as finished (CPython 3.11), and a report made
-    then would miss the request that thread is still sending. Every future of
-    ``submitted`` that has not started is cancelled (it never will); the rest are waited for."""
-    while True:
-        try:
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
-            for future in submitted:
-                future.cancel()  # only one that has not started: a running one cannot be
-            wait([f for f in submitted if not f.cancelled()])
-            return then()
-        except KeyboardInterrupt:
-            continue

@@ -19,7 +19,7 @@ LAYERS: dict[int, set[str]] = {
     0: {"_version", "schema", "errors", "values", "throttle", "views", "progress"},
     1: {"transport", "journal", "sandbox"},
     2: {"rest", "paging"},
-    3: {"frames", "validate", "reads", "plan", "bulk", "sync", "csvio", "history"},
+    3: {"frames", "validate", "reads", "plan", "sending", "bulk", "sync", "csvio", "history"},
     4: {"form_state", "form", "explore"},
     5: {"sources", "client"},
     # Entry points: they start a Client (layer 5), so they sit above it.

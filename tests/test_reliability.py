@@ -7,6 +7,7 @@ sandbox's own state and request log are the ground truth.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import warnings
@@ -16,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 
-from neuroio_nb import bulk
+from neuroio_nb import bulk, sending
 from neuroio_nb.errors import BulkInterrupted, MalformedResponseError, NotFoundError, TransportError
 from neuroio_nb.frames import frame_from_records
 from neuroio_nb.schema import create_defaults
@@ -354,8 +355,8 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_
         def close(self):
             pass
 
-    monkeypatch.setattr(bulk, "ThreadPoolExecutor", CountedPool)
-    monkeypatch.setattr(bulk, "progress_bar", BusyNotebookBar)
+    monkeypatch.setattr(sending, "ThreadPoolExecutor", CountedPool)
+    monkeypatch.setattr(sending, "progress_bar", BusyNotebookBar)
     sb.clear_log()
     ctrl_c_at(sb, "PATCH", 29)  # 8 at a time: until about 13 are answered (the first shown), at most 21 arrive
     with pytest.raises(BulkInterrupted) as info:
@@ -392,7 +393,7 @@ def test_ctrl_c_while_the_work_is_being_queued_stops_everything(make_sandbox, cl
                 raise KeyboardInterrupt
             return future
 
-    monkeypatch.setattr(bulk, "ThreadPoolExecutor", CtrlCWhileQueueing)
+    monkeypatch.setattr(sending, "ThreadPoolExecutor", CtrlCWhileQueueing)
     sb.clear_log()
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, base=frame, progress=False)
@@ -430,7 +431,7 @@ def test_ctrl_c_inside_the_pools_submit_still_waits_for_that_request(make_sandbo
         if method == "PATCH" and path.rstrip("/").endswith(f"/{orphan.get('id')}"):
             time.sleep(0.5)  # still in flight when the others are done
 
-    monkeypatch.setattr(bulk, "ThreadPoolExecutor", CtrlCInsideSubmit)
+    monkeypatch.setattr(sending, "ThreadPoolExecutor", CtrlCInsideSubmit)
     sb.clear_log()
     sb.before_request = slow_orphan
     with pytest.raises(BulkInterrupted) as info:
@@ -441,6 +442,68 @@ def test_ctrl_c_inside_the_pools_submit_still_waits_for_that_request(make_sandbo
     assert orphan["id"] in applied and len(applied) == 3
     partial = info.value.report
     assert set(partial.index) == set(applied) and partial.counts() == {"updated": 3}
+
+
+#: Where a second Ctrl-C can land while a run winds down after the first: each function called
+#: then, in the module that calls it, pressed just before it runs or just after it returned.
+WINDING_DOWN = [
+    (sending, "_close"),  # stops the reads of the server that are still handing out writes
+    (sending, "_finish_in_flight"),  # waits for the requests in flight
+    (bulk, "make_report"),  # makes the partial report
+    (bulk, "with_run"),  # puts the journal run's id on it
+    (sending, "_close_run"),  # ends the journal run
+]
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+@pytest.mark.parametrize(("module", "name"), WINDING_DOWN, ids=[name for _, name in WINDING_DOWN])
+def test_a_second_ctrl_c_at_any_step_of_winding_down_keeps_the_partial_report(
+    make_sandbox, client_for, ctrl_c_at, monkeypatch, module, name, when
+):
+    """The partial report is a notebook user's only record of what was sent: a second Ctrl-C,
+    whichever step of stopping it lands on (between two statements too: just before a step
+    runs or just after it returned), still gives the exact partial report, on the run's
+    journal too."""
+    sb = make_sandbox(sources=120, latency=0.01)
+    c = client_for(sb, max_workers=4)
+    frame = c.sources.to_frame(progress=False)
+    edited = edit_every_source(frame)
+    step = getattr(module, name)
+    pressed: list[str] = []
+
+    def pressed_again(*args, **kwargs):
+        winding_down = isinstance(sys.exc_info()[1], KeyboardInterrupt)  # the first press is being handled
+        if winding_down and not pressed and when == "before":
+            pressed.append(name)
+            raise KeyboardInterrupt
+        result = step(*args, **kwargs)
+        if winding_down and not pressed:
+            pressed.append(name)
+            raise KeyboardInterrupt
+        return result
+
+    monkeypatch.setattr(module, name, pressed_again)
+    sb.clear_log()
+    ctrl_c_at(sb, "PATCH", 20)
+    try:
+        c.sources.bulk_update(edited, base=frame, progress=False)
+    except BulkInterrupted as exc:
+        partial = exc.report
+    except KeyboardInterrupt:  # a plain one would stop pytest itself: say what it means instead
+        pytest.fail("a plain KeyboardInterrupt came back: the partial report was lost")
+    else:
+        pytest.fail("the run was not interrupted")
+    sb.before_request = None
+    monkeypatch.undo()
+    assert pressed == [name]  # the second press did land there
+    applied = applied_patches(sb)
+    assert len(applied) >= 20
+    assert set(partial.index) == set(applied) and partial.counts() == {"updated": len(applied)}
+    run = c.sources.history().loc[partial.attrs["run_id"]]
+    assert run["state"] == "interrupted" and run["updated"] == len(applied)
+    journaled = c.sources.history(partial.attrs["run_id"])  # the rest: not sent, so no outcome
+    assert set(journaled.index[journaled["status"] == "updated"]) == set(applied)
+    assert set(journaled.index[journaled["status"] == "unknown"]) == set(frame.index) - set(applied)
 
 
 # ---- sources added and deleted while the listing is read -----------------------------------------

@@ -1,0 +1,228 @@
+"""Sending many writes at once: each starts as soon as it is known, each outcome is recorded.
+
+:func:`send_all` runs tasks concurrently (a mapping of them, or an iterator that may
+still be reading the server and hands out each task as soon as it can be sent) and
+records each outcome, in its result and in the job's journal run. It knows nothing of
+what the tasks send: a task that raises gets the outcome ``fallback`` gives, with the
+error's message.
+
+Ctrl-C stops starting tasks, lets those in flight finish and raises
+:class:`BulkInterrupted` with the exact partial report: in a notebook, the user's only
+record of what was sent. Pressed again while the run winds down, on whichever statement
+it lands, Ctrl-C cannot lose that report: each step of winding down can safely run twice,
+and a step cut short is run again.
+"""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+from .errors import BulkInterrupted, NeuroIOError
+from .journal import RunWriter, covered
+from .progress import progress_bar
+from .transport import outcome_unknown
+
+
+class Recorded(Protocol):
+    """What sending needs of a task's outcome: what the journal records of it."""
+
+    status: str
+    error: str | None
+    id: int | None
+
+
+OutcomeT = TypeVar("OutcomeT", bound=Recorded)
+
+
+@dataclass
+class _Flight:
+    """What a run has under way, for winding it down: the tasks still coming, the pool,
+    a future of our own for each task handed to the pool, the progress bar."""
+
+    items: Iterator[Any] | None = None
+    pool: ThreadPoolExecutor | None = None
+    submitted: list[Future[None]] = field(default_factory=list)
+    bar: Any = None
+
+
+def send_all(
+    workers: int,
+    tasks: Mapping[Hashable, Callable[[], OutcomeT]] | Iterator[tuple[Hashable, Callable[[], OutcomeT]]],
+    decided: Mapping[Hashable, OutcomeT],
+    order: Sequence[Hashable],
+    progress: bool | None,
+    desc: str,
+    fallback: Callable[[Any], OutcomeT],
+    total: int | None = None,
+    run: RunWriter | None = None,
+    *,
+    report: Callable[[list[OutcomeT]], Any],
+) -> dict[Hashable, OutcomeT]:
+    """Run ``tasks`` concurrently, each as soon as it is known; their outcomes by key.
+
+    ``tasks``: a mapping, or an iterator of ``(key, task)`` that may still be reading
+    the server (each task starts when it is yielded). ``decided``: the outcomes settled
+    without a task (it may grow while the iterator runs). ``fallback(key)``: the outcome
+    of a task that raised, completed with its error. On Ctrl-C, raises
+    :class:`BulkInterrupted` holding ``report(outcomes)``: those of ``decided`` and of
+    every task that finished, in ``order``. ``run``: the journal run holding the tasks'
+    intents; each outcome is recorded there, and the run is finished (``complete``, or
+    ``interrupted`` when this raises).
+    """
+    done: dict[Hashable, OutcomeT] = {}
+    flight = _Flight()
+    recorded: set[Hashable] = set()  # the keys of ``decided`` whose outcome is in the journal
+    try:
+        _send(flight, done, workers, tasks, fallback, progress, desc, total, run)
+        _finish_in_flight(flight)
+        if run is not None:
+            _close_run(run, decided, "complete", recorded)
+        return done
+    except KeyboardInterrupt:  # the first Ctrl-C, or one while the run was finishing
+        # Each step runs to its end however often Ctrl-C comes again: one cut short runs again.
+        # (No statement between this line and the raise can be interrupted outside the ``try``.)
+        while True:
+            try:
+                _wind_down(flight, run, decided, recorded)
+                interrupted = BulkInterrupted(
+                    report([o for k in order if (o := done.get(k) or decided.get(k)) is not None])
+                )
+                break
+            except KeyboardInterrupt:
+                continue
+        raise interrupted from None
+    except BaseException:  # a bug, or the tasks' iterator failed: the requests in flight still finish
+        while True:
+            try:
+                _wind_down(flight, run, decided, recorded)
+                break
+            except KeyboardInterrupt:
+                continue
+        raise
+
+
+def _send(
+    flight: _Flight,
+    done: dict[Hashable, OutcomeT],
+    workers: int,
+    tasks: Mapping[Hashable, Callable[[], OutcomeT]] | Iterator[tuple[Hashable, Callable[[], OutcomeT]]],
+    fallback: Callable[[Any], OutcomeT],
+    progress: bool | None,
+    desc: str,
+    total: int | None,
+    run: RunWriter | None,
+) -> None:
+    """Hand each task to a pool as it comes, and wait for all of them, recording them in ``flight``."""
+    # Each worker records its own outcome, so a run cut short at any line (even while
+    # the work is being queued) still knows exactly what was sent.
+    if isinstance(tasks, Mapping) and not tasks:
+        return
+    flight.items = items = iter(tasks.items()) if isinstance(tasks, Mapping) else tasks
+    total = len(tasks) if isinstance(tasks, Mapping) else total
+
+    def send(key: Hashable, task: Callable[[], OutcomeT]) -> None:
+        unknown = False
+        try:
+            # A job without a journal run of its own leaves each write to journal itself.
+            with covered() if run is not None else nullcontext():
+                done[key] = task()
+        except Exception as exc:  # one source's trouble never aborts the run
+            outcome = fallback(key)
+            outcome.error = str(exc) or type(exc).__name__
+            unknown = isinstance(exc, NeuroIOError) and outcome_unknown(exc)
+            done[key] = outcome
+        if run is not None:
+            result = done[key]
+            run.outcome_of(key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown)
+
+    flight.bar = bar = progress_bar(total=total or 0, desc=desc, unit="source", progress=progress)
+    flight.pool = pool = ThreadPoolExecutor(workers)
+    pending: set[Future[None]] = set()
+    early: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()  # finished while tasks are still coming
+    for key, task in items:
+        # Our own future, on record before the pool can start anything: Ctrl-C may land
+        # inside pool.submit after a worker took the write, and its future is then lost.
+        future: Future[None] = Future()
+        flight.submitted.append(future)
+        pending.add(future)
+        future.add_done_callback(early.put)
+        pool.submit(_run_into, future, send, key, task)
+        while not early.empty():
+            finished = early.get()
+            pending.discard(finished)
+            bar.update(1)
+    while pending:  # each finished task once, as it finishes (waiting on all that are pending
+        # at every turn would cost as much as the whole job's requests on a thousand of them)
+        try:
+            finished = early.get(timeout=0.2)
+        except queue.Empty:
+            continue
+        pending.discard(finished)
+        finished.result()
+        bar.update(1)
+
+
+def _run_into(
+    future: Future[None], send: Callable[[Hashable, Callable[[], Any]], None], key: Hashable, task: Callable[[], Any]
+) -> None:
+    """Run ``send`` as ``future`` says: not at all once it is cancelled (Ctrl-C), else to its end."""
+    if not future.set_running_or_notify_cancel():
+        return
+    try:
+        send(key, task)
+    except BaseException as exc:
+        future.set_exception(exc)
+    else:
+        future.set_result(None)
+
+
+def _wind_down(
+    flight: _Flight, run: RunWriter | None, decided: Mapping[Hashable, Any], recorded: set[Hashable]
+) -> None:
+    """Stop a run cut short: no task starts any more, those in flight finish, the run ends
+    ``interrupted``. Each step can run again after Ctrl-C cut it short."""
+    _close(flight.items)
+    _finish_in_flight(flight)
+    if run is not None:
+        _close_run(run, decided, "interrupted", recorded)
+
+
+def _close(items: Iterator[Any] | None) -> None:
+    """Stop a generator of tasks (its reads of the server); closing it again does nothing."""
+    close = getattr(items, "close", None)
+    if close is not None:
+        close()
+
+
+def _finish_in_flight(flight: _Flight) -> None:
+    """Let requests in flight finish (nothing new starts), then close the progress bar.
+
+    It waits on the futures, not on the threads: a ``Thread.join`` cut short by
+    Ctrl-C can mark a live thread as finished (CPython 3.11), and a report made
+    then would miss the request that thread is still sending. Every future that
+    has not started is cancelled (it never will); the rest are waited for."""
+    if flight.pool is not None:
+        flight.pool.shutdown(wait=False, cancel_futures=True)
+    for future in flight.submitted:
+        future.cancel()  # only one that has not started: a running one cannot be
+    wait([f for f in flight.submitted if not f.cancelled()])
+    if flight.bar is not None:
+        flight.bar.close()
+
+
+def _close_run(run: RunWriter, decided: Mapping[Hashable, Any], state: str, recorded: set[Hashable]) -> None:
+    """Record the outcomes decided while sending (streamed conflict checks), then end the run.
+
+    ``recorded``: the keys recorded already, by a call that Ctrl-C cut short (each is
+    recorded once; one cut short between its line and its key is recorded twice, which
+    a reader takes as one). Ending a run that has ended does nothing."""
+    for key, outcome in list(decided.items()):
+        if key not in recorded:
+            run.outcome_of(key, outcome.status, error=outcome.error, source_id=outcome.id)
+            recorded.add(key)
+    run.finish(state)
