@@ -608,3 +608,17 @@ def test_cli_says_which_rows_match_no_source_and_that_create_would_create_them(m
     proc = script.run(sb, "apply", str(only_missing), "--key", "name")  # nothing to send: nothing asked
     assert proc.returncode == 0 and writes(sb) == []
     assert "1 row matches no source (not created: plan with --create to create it): 'Zeta cam 3'" in proc.stdout
+
+
+def test_cli_names_ids_not_found_also_when_the_plan_only_deletes(make_sandbox, client_for, script, tmp_path):
+    """``--delete`` with ids the server does not have and no value changed: the deletions are
+    listed and so are the ids not found (apply reports them as failed)."""
+    sb = make_sandbox(sources=40, seed=13)
+    c = client_for(sb)
+    space_2 = c.sources.to_frame(spaces_ids=[2], progress=False)
+    gone = space_2.iloc[[1]].rename(index={space_2.index[1]: 99999})  # a row whose source is not there
+    path = tmp_path / "space2.csv"
+    c.sources.export_csv(path, pd.concat([space_2.drop(index=space_2.index[0]), gone]))
+    proc = script.run(sb, "plan", str(path), "--delete", "--space", "2")
+    assert proc.returncode == 2 and "To delete (1 source)" in proc.stdout
+    assert "Not found (1 id; apply reports them as failed): 99999" in proc.stdout
