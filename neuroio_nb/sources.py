@@ -82,8 +82,10 @@ class Sources(SourcesAPI):
         """What applying ``edited`` would change (against ``base``, or the server now).
 
         ``key="name"`` matches rows to sources by name; ``create=True`` creates the rows
-        that match none; ``delete=True`` deletes the sources in scope (``q``,
-        ``spaces_ids``) that no row matches. See :mod:`neuroio_nb.sync`.
+        that match none (without it they are kept in ``plan.unmatched``, said by the plan's
+        views and by an :class:`~neuroio_nb.sync.UnmatchedRowsWarning`); ``delete=True``
+        deletes the sources in scope (``q``, ``spaces_ids``) that no row matches. See
+        :mod:`neuroio_nb.sync`.
         """
         return make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
 
