@@ -145,6 +145,8 @@ class Job:
     spaces: list[int] | None = None
     #: create label -> the space its row names: made anywhere else, the create is refused.
     create_spaces: dict[Any, int] = field(default_factory=dict)
+    #: (count, rows a page) of the scope's listing when planned, if it was read.
+    listing: tuple[int, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -377,7 +379,7 @@ def apply_job(
                     batch.append((row["id"], row))
             return batch
 
-        reader = scope_as_read(sources, q, spaces_ids)
+        reader = scope_as_read(sources, q, spaces_ids, job.listing)
         try:
             while True:
                 try:

@@ -88,6 +88,9 @@ class Plan:
     spaces: list[int] | None = field(default=None, repr=False)
     #: Rows (``key="name"``, no ``create=True``) that match no source: see the class doc.
     unmatched: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name"], dtype=object))
+    #: How the scope's listing went when planned: (count, rows a page). Applying asks
+    #: for the pages that implies all at once (see :func:`~neuroio_nb.reads.scope_as_read`).
+    listing: tuple[int, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         """How many sources change: updated, created and deleted."""
@@ -122,6 +125,7 @@ class Plan:
             self.seen,
             self.spaces,
             self.create_spaces,
+            self.listing,
         )
         return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 

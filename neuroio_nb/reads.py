@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -208,29 +208,47 @@ def current_as_read(
 
 
 def scope_as_read(
-    sources: SourceCalls, q: str | None, spaces_ids: Any
+    sources: SourceCalls, q: str | None, spaces_ids: Any, expected: tuple[int, int] | None = None
 ) -> Generator[list[dict[str, Any]], None, tuple[list[dict[str, Any]], bool]]:
     """The sources of a scope, each page's as soon as it arrives (pages read concurrently,
     within ``max_readers``); then, as the generator's value, every source of the scope once
     and whether the listing changed while it was read, as :meth:`records` gives them (the
-    pages already read are walked again for that, not fetched again)."""
-    first = sources.list(q, spaces_ids, limit=sources.client.page_size)
-    yield first["results"]
-    count, got = first.get("count"), len(first["results"])
+    pages already read are walked again for that, not fetched again).
+
+    ``expected``: ``(count, rows a page)`` of the scope's last listing (a plan's read).
+    The pages it implies are asked for with the first, not a round trip after it; the
+    first page's own ``count`` still decides which pages are read, and the walk reads
+    any page the guess missed."""
+    size = sources.client.page_size
+    pool = ThreadPoolExecutor(sources.client.max_readers)
+    asked: dict[Future[dict[str, Any]], int] = {}
+
+    def ask(offsets: Iterable[int], count: int, got: int) -> None:
+        known = set(asked.values())
+        for offset in offsets:
+            if offset not in known:
+                asked[pool.submit(sources.list, q, spaces_ids, min(got, count - offset), offset)] = offset
+
     fetched: dict[int, dict[str, Any]] = {}
-    if isinstance(count, int) and got:
-        pool = ThreadPoolExecutor(sources.client.max_readers)
-        try:
-            pages = {
-                pool.submit(sources.list, q, spaces_ids, min(got, count - offset), offset): offset
-                for offset in overlapping_offsets(count, got)
-            }
-            for page in as_completed(pages):
-                try:
-                    fetched[pages[page]] = page.result()
-                except Exception:  # read again by the walk below, which raises if it fails again
-                    continue
-                yield fetched[pages[page]]["results"]
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)
+    try:
+        first_read = pool.submit(sources.list, q, spaces_ids, size, 0)
+        if expected is not None:
+            ask(overlapping_offsets(*expected), *expected)
+        first = first_read.result()
+        yield first["results"]
+        count, got = first.get("count"), len(first["results"])
+        if isinstance(count, int) and got:
+            ask(overlapping_offsets(count, got), count, got)
+        elif asked:  # no count to go by: the walk reads page after page, so the guesses are not used
+            for future in asked:
+                future.cancel()
+            asked.clear()
+        for page in as_completed(asked):
+            try:
+                fetched[asked[page]] = page.result()
+            except Exception:  # read again by the walk below, which raises if it fails again
+                continue
+            yield fetched[asked[page]]["results"]
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     return sources.records(q, spaces_ids, progress=False, first=first, fetched=fetched)

@@ -65,13 +65,13 @@ def make_sync_plan(
         return make_plan(sources, desired, base)
     if key == "id":
         plan = make_plan(sources, desired, base)
-        scope = _read_scope(sources, q, spaces)
+        scope, _ = _read_scope(sources, q, spaces)
         wanted = set(desired.index if desired.index.name == INDEX or INDEX not in desired.columns else desired[INDEX])
         return _with_deletes(plan, [sid for sid in scope if sid not in wanted], scope, base)
     _check_named_shape(desired)
     row_spaces = spaces_of_rows(desired)  # worked out once: the checks and the matching share it
     problems = _named_frame_problems(desired, row_spaces, create, q, spaces)  # every problem, before any write
-    scope = _read_scope(sources, q, spaces)
+    scope, listing = _read_scope(sources, q, spaces)
     matched, to_create, ambiguous = _match(desired, row_spaces, scope)
     problems += ambiguous
     if create:
@@ -99,7 +99,7 @@ def make_sync_plan(
     if create:
         plan.creates = _creates(desired.loc[to_create], server)
         plan.create_spaces = _named_spaces(desired.index, row_spaces, to_create)
-        plan.scope, plan.seen = (q, spaces), frozenset(scope)
+        plan.scope, plan.seen, plan.listing = (q, spaces), frozenset(scope), listing
     else:  # the frame's columns and dtypes, even with no row
         plan.unmatched = desired.loc[to_create] if to_create else desired.iloc[:0]
         if to_create:
@@ -292,13 +292,18 @@ def _create_problems(rows: pd.DataFrame) -> list[Problem]:
     return problems
 
 
-def _read_scope(sources: SourceCalls, q: str | None, spaces: list[int] | None) -> dict[int, dict[str, Any]]:
-    """The sources in scope by id, read until a read sees no change (at most :data:`READS`)."""
+def _read_scope(
+    sources: SourceCalls, q: str | None, spaces: list[int] | None
+) -> tuple[dict[int, dict[str, Any]], tuple[int, int] | None]:
+    """The sources in scope by id, read until a read sees no change (at most :data:`READS`),
+    and how the listing went: ``(count, rows a page)``, when its first page said."""
     for _ in range(READS):
-        rows, changed = sources.records(q, spaces, progress=False)
+        first = sources.list(q, spaces, limit=sources.client.page_size)
+        rows, changed = sources.records(q, spaces, progress=False, first=first)
         if not changed:
             break
-    return {r["id"]: r for r in rows}
+    count, got = first.get("count"), len(first["results"])
+    return {r["id"]: r for r in rows}, ((count, got) if isinstance(count, int) and got else None)
 
 
 def _match(

@@ -261,6 +261,14 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=self.max_workers + self.max_readers, max_retries=0)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        # requests reads the environment (proxies, NO_PROXY, CA bundle) again for every
+        # request, about as much CPU as the rest of sending it. Every request goes to
+        # base_url, so it is read once, here, and the session is told to stop.
+        env = self.session.merge_environment_settings(self.base_url + "/", {}, None, None, None)
+        self.session.proxies.update(env["proxies"])
+        self.session.verify = env["verify"]
+        self.session.cert = env["cert"]
+        self.session.trust_env = False
 
     def __repr__(self) -> str:
         return f"<neuroio_nb.{type(self).__name__} {self.base_url}>"

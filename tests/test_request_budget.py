@@ -265,3 +265,65 @@ def test_a_syncs_scope_that_cannot_be_read_midway_leaves_exact_failed_rows(make_
     assert sum(r.method == "PATCH" for r in sb.log) == counts["updated"]
     again = c.sources.plan(backup, key="name", create=True)
     assert len(again.creates) == 5 and set(again.ids) == set(failed.index[failed["action"] == "update"])
+
+
+def test_a_syncs_re_read_asks_for_every_page_at_once_when_the_plan_read_the_scope(make_sandbox, client_for):
+    """The plan's own read says how many pages the scope has, so applying asks for them all
+    with the first page, not a round trip after it: the first page is held at the server
+    until a later one has been asked for (ten seconds at most, else the test fails)."""
+    sb = make_sandbox(sources=400, page_cap=50, seed=2)
+    c = client_for(sb, max_readers=8)
+    backup = damaged_backup(sb, c, deleted=3, changed=30)
+    plan = c.sources.plan(backup, key="name", create=True)
+    another = threading.Event()
+    gets = {"n": 0}
+    lock = threading.Lock()
+
+    def first_page_waits_for_another(method, path):
+        if method == "GET":
+            with lock:
+                gets["n"] += 1
+                first = gets["n"] == 1
+            if first:
+                another.wait(timeout=10)
+            else:
+                another.set()
+
+    sb.clear_log()
+    sb.before_request = first_page_waits_for_another
+    report = plan.apply(progress=False)
+    sb.before_request = None
+    assert report.counts() == {"created": 3, "updated": 30}
+    listing = sorted((r for r in sb.log if r.method == "GET"), key=lambda r: r.started)
+    assert listing[0].params["offset"] in ("", "0") and listing[1].started < listing[0].ended
+    assert len(listing) <= 400 // 49 + 1  # each page once: the plan's page size (the server's cap) was kept
+    assert len(c.sources.plan(backup, key="name", create=True)) == 0
+
+
+@pytest.mark.parametrize("since", ["grown", "shrunk"])
+def test_the_plans_page_count_is_only_a_guess_when_applying(make_sandbox, client_for, since):
+    """Applying asks first for the pages the plan's read implies, but reads what the server has
+    now: a name taken since the plan on a page past the old end is a conflict, and sources
+    deleted since then (every page after them shifted) make no update go unchecked or missed."""
+    sb = make_sandbox(sources=120, seed=4)
+    c = client_for(sb, page_size=20)
+    backup = damaged_backup(sb, c, deleted=2, changed=25)
+    late = pd.DataFrame({"name": ["Late cam"], "use_pps_time": [True], "space_id": [1]})
+    plan = c.sources.plan(pd.concat([backup.reset_index(), late], ignore_index=True), key="name", create=True)
+    assert plan.summary() == "3 sources to create, 25 to update (25 values)"
+    if since == "grown":
+        for n in range(45):
+            sb.add_source(name=f"Filler {n}")
+        taken = sb.add_source(name="Late cam")["id"]  # listed last: past every page the plan saw
+    else:
+        edited = set(plan.ids)
+        for sid in [i for i in sorted(sb.sources) if i not in edited][:40]:
+            sb.remove_source(sid)
+    report = plan.apply(progress=False)
+    if since == "grown":
+        assert report.counts() == {"created": 2, "updated": 25, "conflict": 1}
+        assert report[report["status"] == "conflict"].index.tolist() == [taken]
+        assert [s["name"] for s in sb.sources.values()].count("Late cam") == 1
+    else:
+        assert report.counts() == {"created": 3, "updated": 25}
+    assert all(sb.source(sid)["identify_facesize_threshold"] != 4444 for sid in plan.ids)

@@ -1,9 +1,15 @@
-"""The one request path, with requests-mock: retries, errors, auth, URLs."""
+"""The one request path, with requests-mock: retries, errors, auth, URLs; over loopback where the
+network itself matters (a proxy from the environment)."""
 
 from __future__ import annotations
 
 import datetime as dt
+import http.server
+import json
+import threading
 import traceback
+from collections.abc import Iterator
+from typing import ClassVar
 
 import pytest
 import requests
@@ -216,6 +222,56 @@ def test_environment_variables(monkeypatch, requests_mock):
     requests_mock.get("https://env.example/v1/sources/1/", json={"id": 1})
     c.sources.get(1)
     assert requests_mock.last_request.headers["Authorization"] == "Token env-token"
+
+
+class _Proxy(http.server.BaseHTTPRequestHandler):
+    """A forward proxy that answers every request itself with an empty page, and notes what it was asked."""
+
+    asked: ClassVar[list[str]] = []
+
+    def do_GET(self) -> None:
+        type(self).asked.append(self.requestline)
+        body = json.dumps({"count": 0, "next": None, "previous": None, "results": []}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def proxy() -> Iterator[str]:
+    """The URL of a forward proxy on loopback; ``_Proxy.asked`` holds the request lines it got."""
+    _Proxy.asked = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Proxy)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("bypassed", [False, True], ids=["through-the-proxy", "no_proxy-names-the-host"])
+def test_a_proxy_from_the_environment_is_used_unless_no_proxy_names_the_host(monkeypatch, proxy, free_port, bypassed):
+    """The environment is read once, when the client is made (requests would read it again for
+    every request): a corporate proxy is still used, and NO_PROXY still bypasses it."""
+    for name in ("no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    if bypassed:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    c = Client(TOKEN, f"http://127.0.0.1:{free_port}", max_retries=0, journal=False)
+    monkeypatch.delenv("HTTP_PROXY")  # read when the client was made, not at each request
+    if bypassed:
+        with pytest.raises(TransportError, match="could not connect"):  # nothing listens there
+            c.sources.list()
+        assert _Proxy.asked == []
+    else:
+        assert c.sources.list()["results"] == []
+        assert _Proxy.asked == [f"GET http://127.0.0.1:{free_port}/v1/sources/?limit=20&offset=0 HTTP/1.1"]
 
 
 def test_default_url(monkeypatch):
