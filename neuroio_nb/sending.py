@@ -85,7 +85,9 @@ def send_all(
         return done
     except KeyboardInterrupt:  # the first Ctrl-C, or one while the run was finishing
         # Each step runs to its end however often Ctrl-C comes again: one cut short runs again.
-        # (No statement between this line and the raise can be interrupted outside the ``try``.)
+        # Outside the ``try`` is only the loop's jump back to it, a few instructions after a
+        # Ctrl-C was caught: a press that lands exactly there (within a microsecond of the
+        # last) is the one this cannot catch.
         while True:
             try:
                 _wind_down(flight, run, decided, recorded)
