@@ -317,26 +317,28 @@ def test_ctrl_c_stops_a_loop_that_catches_exception(make_sandbox, client_for, ct
 def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_c_at, monkeypatch):
     """Ctrl-C lands while results are being recorded. The notebook's main thread is slow to show
     results (a busy progress bar): while it shows the first, a dozen more writes finish and wait
-    to be shown; it is showing the next when the Ctrl-C comes (a real one, as the 29th PATCH
+    to be shown; it is showing the next when the Ctrl-C comes (a real one, as the 40th PATCH
     arrives), and the writes still in flight record their outcomes while it is handled. The
     partial report and the journal's run hold exactly the sources the server acted on, and
-    planning again shows exactly the rest. (No base: every write is handed over at once, so the
-    main thread is in the loop that takes the results, not in the one that hands them over.)"""
+    planning again shows exactly the rest."""
     sb = make_sandbox(sources=120, latency=0.02)
     c = client_for(sb, max_workers=8)
     frame = c.sources.to_frame(progress=False)
     edited = edit_every_source(frame)
+    every_write_handed, first_shown = threading.Event(), threading.Event()
 
     class CountedPool(ThreadPoolExecutor):
         handed = 0  # writes handed to the pool
 
         def submit(self, fn, *args, **kwargs):
+            future = super().submit(fn, *args, **kwargs)
             CountedPool.handed += 1
-            return super().submit(fn, *args, **kwargs)
+            if CountedPool.handed == len(edited):
+                every_write_handed.set()
+            return future
 
     class BusyNotebookBar:
-        """Results are shown at once while writes are still being handed to the pool. After that,
-        showing the first takes until 12 more writes were answered, and the next until the Ctrl-C."""
+        """Showing the first result takes until 12 more writes were answered; the next, until the Ctrl-C."""
 
         made = shown = 0
 
@@ -344,11 +346,9 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_
             BusyNotebookBar.made += 1
 
         def update(self, n=1):
-            if CountedPool.handed < len(edited):
-                return
             BusyNotebookBar.shown += n
-            answered = len(sb.requests("PATCH"))
-            until = answered + 12 if BusyNotebookBar.shown == 1 else len(edited)
+            first_shown.set()
+            until = len(sb.requests("PATCH")) + 12 if BusyNotebookBar.shown == 1 else len(edited)
             while len(sb.requests("PATCH")) < until:
                 time.sleep(0.005)
 
@@ -358,12 +358,25 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_
     monkeypatch.setattr(sending, "ThreadPoolExecutor", CountedPool)
     monkeypatch.setattr(sending, "progress_bar", BusyNotebookBar)
     sb.clear_log()
-    ctrl_c_at(sb, "PATCH", 29)  # 8 at a time: until about 13 are answered (the first shown), at most 21 arrive
+    ctrl_c_at(sb, "PATCH", 40)  # 8 at a time: well after the first result was shown
+    ctrl_c, arrived, lock = sb.before_request, [], threading.Lock()
+
+    def one_result_then_many(method, path):
+        """The first PATCH is answered once every write was handed to the pool, the others once
+        its result is being shown: results come one, then many, to the loop that takes them."""
+        if method == "PATCH":
+            with lock:
+                arrived.append(path)
+                first = len(arrived) == 1
+            (every_write_handed if first else first_shown).wait(timeout=60)
+        ctrl_c(method, path)
+
+    sb.before_request = one_result_then_many
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, progress=False)
     sb.before_request = None
     monkeypatch.undo()
-    assert BusyNotebookBar.made == 1 and CountedPool.handed >= 29  # the send loop used both
+    assert BusyNotebookBar.made == 1 and CountedPool.handed == len(edited)  # the send loop used both
     partial = info.value.report
     applied = applied_patches(sb)
     assert set(partial.index) == set(applied) and partial.counts() == {"updated": len(applied)}
