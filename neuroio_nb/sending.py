@@ -71,17 +71,20 @@ def send_all(
     of a task that raised, completed with its error. On Ctrl-C, raises
     :class:`BulkInterrupted` holding ``report(outcomes)``: those of ``decided`` and of
     every task that finished, in ``order``. ``run``: the journal run holding the tasks'
-    intents; each outcome is recorded there, and the run is finished (``complete``, or
-    ``interrupted`` when this raises).
+    intents; each outcome is recorded there, and the run is finished: ``complete`` once
+    every task was sent and answered (even if a Ctrl-C then came before this returned),
+    else ``interrupted``.
     """
     done: dict[Hashable, OutcomeT] = {}
     flight = _Flight()
     recorded: set[Hashable] = set()  # the keys of ``decided`` whose outcome is in the journal
+    state = "interrupted"
     try:
         _send(flight, done, workers, tasks, fallback, progress, desc, total, run)
+        state = "complete"  # every task was sent and answered
         _finish_in_flight(flight)
         if run is not None:
-            _close_run(run, decided, "complete", recorded)
+            _close_run(run, decided, state, recorded)
         return done
     except KeyboardInterrupt:  # the first Ctrl-C, or one while the run was finishing
         # Each step runs to its end however often Ctrl-C comes again: one cut short runs again.
@@ -90,7 +93,7 @@ def send_all(
         # last) is the one this cannot catch.
         while True:
             try:
-                _wind_down(flight, run, decided, recorded)
+                _wind_down(flight, run, decided, recorded, state)
                 interrupted = BulkInterrupted(
                     report([o for k in order if (o := done.get(k) or decided.get(k)) is not None])
                 )
@@ -101,7 +104,7 @@ def send_all(
     except BaseException:  # a bug, or the tasks' iterator failed: the requests in flight still finish
         while True:
             try:
-                _wind_down(flight, run, decided, recorded)
+                _wind_down(flight, run, decided, recorded, state)
                 break
             except KeyboardInterrupt:
                 continue
@@ -184,14 +187,14 @@ def _run_into(
 
 
 def _wind_down(
-    flight: _Flight, run: RunWriter | None, decided: Mapping[Hashable, Any], recorded: set[Hashable]
+    flight: _Flight, run: RunWriter | None, decided: Mapping[Hashable, Any], recorded: set[Hashable], state: str
 ) -> None:
     """Stop a run cut short: no task starts any more, those in flight finish, the run ends
-    ``interrupted``. Each step can run again after Ctrl-C cut it short."""
+    in ``state``. Each step can run again after Ctrl-C cut it short."""
     _close(flight.items)
     _finish_in_flight(flight)
     if run is not None:
-        _close_run(run, decided, "interrupted", recorded)
+        _close_run(run, decided, state, recorded)
 
 
 def _close(items: Iterator[Any] | None) -> None:

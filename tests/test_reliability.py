@@ -519,6 +519,32 @@ def test_a_second_ctrl_c_at_any_step_of_winding_down_keeps_the_partial_report(
     assert set(journaled.index[journaled["status"] == "unknown"]) == set(frame.index) - set(applied)
 
 
+def test_ctrl_c_as_the_last_write_was_answered_gives_the_whole_report_and_a_complete_run(
+    make_sandbox, client_for, monkeypatch
+):
+    """Ctrl-C that lands once every write was answered, while the run is being finished: it still
+    stops the caller (``BulkInterrupted``), its report holds every row, and the journal holds the
+    run as complete (nothing is left for ``resume``), not as interrupted."""
+    sb = make_sandbox(sources=40, latency=0.005)
+    c = client_for(sb, max_workers=4)
+    frame = c.sources.to_frame(progress=False)
+    edited = edit_every_source(frame)
+    finish = sending._finish_in_flight
+
+    def ctrl_c_once_all_were_answered(*args, **kwargs):
+        monkeypatch.setattr(sending, "_finish_in_flight", finish)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sending, "_finish_in_flight", ctrl_c_once_all_were_answered)
+    with pytest.raises(BulkInterrupted) as info:
+        c.sources.bulk_update(edited, base=frame, progress=False)
+    monkeypatch.undo()
+    report = info.value.report
+    assert report.counts() == {"updated": 40} and applied_patches(sb) == Counter(dict.fromkeys(frame.index, 1))
+    assert c.sources.history().loc[report.attrs["run_id"], "state"] == "complete"
+    assert len(c.sources.plan(edited)) == 0
+
+
 # ---- sources added and deleted while the listing is read -----------------------------------------
 
 
