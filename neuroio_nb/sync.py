@@ -36,6 +36,7 @@ from .plan import CHANGE_COLUMNS, Plan, creates_frame, make_plan, unmatched_name
 from .schema import BY_NAME, READ_ONLY
 from .validate import column_problems
 from .values import is_missing, sendable, to_python, whole_number
+from .views import plural
 
 KEYS = ("id", "name")
 #: Re-reads of the scope before giving up on a listing that keeps changing.
@@ -114,7 +115,7 @@ def _warn_unmatched(rows: pd.DataFrame, q: str | None, spaces: list[int] | None)
     scope = ", ".join(
         part for part in (f"q={q!r}" if q else "", f"spaces_ids={spaces}" if spaces is not None else "") if part
     )
-    rows_text = f"{n:,} row{'' if n == 1 else 's'} of the frame {'matches' if n == 1 else 'match'}"
+    rows_text = f"{plural(n, 'row')} of the frame {'matches' if n == 1 else 'match'}"
     it = "it" if n == 1 else "them"
     warnings.warn(
         f"{rows_text} no source{f' in scope ({scope})' if scope else ''}: {unmatched_names(rows['name'].tolist())}. "
