@@ -20,7 +20,7 @@ import pandas as pd
 
 from .errors import APIError, NeuroIOError, NotFoundError, Problem, ValidationError
 from .journal import Intent, RunWriter, start_run
-from .reads import ReadFirst, current_as_read, names_read, read_before_sending, scope_as_read
+from .reads import ReadFirst, ScopeRead, current_as_read, names_read, read_before_sending
 from .reads import SourceCalls as SourceCalls  # the protocol the jobs (plan, sync, history) take
 from .schema import READ_ONLY
 from .sending import send_all
@@ -314,12 +314,6 @@ def apply_job(
                 names.get(sid),
                 changes=changes,
             )
-    run = journal_run(
-        sources,
-        "apply" if not job.creates and not job.deletes else "sync",
-        intents,
-        [*(decided[k] for k in order if k in decided), *not_found],
-    )
 
     def checked(batch: list[tuple[int, dict[str, Any] | None]]) -> Iterator[tuple[Hashable, Task]]:
         """The writes of the sources in ``batch`` (id, the server's source), conflict-checked.
@@ -365,9 +359,8 @@ def apply_job(
         for batch in current_as_read(sources, list(job.updates), job.spaces):
             yield from checked(batch)
 
-    def scope_then_creates() -> Iterator[tuple[Hashable, Task]]:
+    def scope_then_creates(scope: ScopeRead) -> Iterator[tuple[Hashable, Task]]:
         """The updates and deletes as the scope's pages arrive; the creates once it is read."""
-        q, spaces_ids = job.scope or (None, None)
         waiting = dict.fromkeys([*job.deletes, *job.updates])
 
         def arrived(rows: Iterable[dict[str, Any]]) -> list[tuple[int, dict[str, Any] | None]]:
@@ -379,7 +372,7 @@ def apply_job(
                     batch.append((row["id"], row))
             return batch
 
-        reader = scope_as_read(sources, q, spaces_ids, job.listing)
+        reader = scope.pages()
         try:
             while True:
                 try:
@@ -411,33 +404,47 @@ def apply_job(
         for label in job.creates:
             decided[("create", label)] = replace(fallback(("create", label)), error=message)
 
-    desc = "updating" if not job.creates and not job.deletes else "sending"
-    workers = sources.client.max_workers
-    if stream or sync_stream:
-        done = send_all(
-            workers,
-            scope_then_creates() if sync_stream else as_read(),
-            decided,
-            order,
-            progress,
-            desc,
-            fallback=fallback,
-            total=len(tasks) + len(job.updates) + (len(job.creates) + len(job.deletes) if sync_stream else 0),
-            run=run,
-            report=lambda rows: with_run(make_report(rows), run),
+    # A sync's scope is asked for now, so that its first pages are on their way while the
+    # journal is written (reads need no journal; no write is sent before the run is on disk).
+    q, spaces_ids = job.scope or (None, None)
+    scope_read = ScopeRead(sources, q, spaces_ids, job.listing) if sync_stream else None
+    try:
+        run = journal_run(
+            sources,
+            "apply" if not job.creates and not job.deletes else "sync",
+            intents,
+            [*(decided[k] for k in order if k in decided), *not_found],
         )
-    else:
-        done = send_all(
-            workers,
-            tasks,
-            decided,
-            order,
-            progress,
-            desc,
-            fallback=fallback,
-            run=run,
-            report=lambda rows: with_run(make_report(rows), run),
-        )
+        desc = "updating" if not job.creates and not job.deletes else "sending"
+        workers = sources.client.max_workers
+        if stream or sync_stream:
+            done = send_all(
+                workers,
+                scope_then_creates(scope_read) if scope_read is not None else as_read(),
+                decided,
+                order,
+                progress,
+                desc,
+                fallback=fallback,
+                total=len(tasks) + len(job.updates) + (len(job.creates) + len(job.deletes) if sync_stream else 0),
+                run=run,
+                report=lambda rows: with_run(make_report(rows), run),
+            )
+        else:
+            done = send_all(
+                workers,
+                tasks,
+                decided,
+                order,
+                progress,
+                desc,
+                fallback=fallback,
+                run=run,
+                report=lambda rows: with_run(make_report(rows), run),
+            )
+    finally:
+        if scope_read is not None:
+            scope_read.close()
     return with_run(make_report([*(done.get(k) or decided[k] for k in order), *not_found]), run)
 
 

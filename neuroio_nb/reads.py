@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -207,48 +207,85 @@ def current_as_read(
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def scope_as_read(
-    sources: SourceCalls, q: str | None, spaces_ids: Any, expected: tuple[int, int] | None = None
-) -> Generator[list[dict[str, Any]], None, tuple[list[dict[str, Any]], bool]]:
-    """The sources of a scope, each page's as soon as it arrives (pages read concurrently,
-    within ``max_readers``); then, as the generator's value, every source of the scope once
-    and whether the listing changed while it was read, as :meth:`records` gives them (the
-    pages already read are walked again for that, not fetched again).
+class ScopeRead:
+    """The sources of a scope, read from the moment this is made: the first page, and the
+    pages ``expected`` implies, are asked for at once, so that the requests are under way
+    while the job does its other preparations (the journal's fsync among them).
 
     ``expected``: ``(count, rows a page)`` of the scope's last listing (a plan's read).
     The pages it implies are asked for with the first, not a round trip after it; the
     first page's own ``count`` still decides which pages are read, and the walk reads
-    any page the guess missed."""
-    size = sources.client.page_size
-    pool = ThreadPoolExecutor(sources.client.max_readers)
-    asked: dict[Future[dict[str, Any]], int] = {}
+    any page the guess missed. :meth:`pages` hands them on; :meth:`close` (which
+    :meth:`pages` calls when it ends) gives up what is still unasked or unread.
+    """
 
-    def ask(offsets: Iterable[int], count: int, got: int) -> None:
-        known = set(asked.values())
+    def __init__(
+        self, sources: SourceCalls, q: str | None, spaces_ids: Any, expected: tuple[int, int] | None = None
+    ) -> None:
+        self._sources, self._q, self._spaces_ids = sources, q, spaces_ids
+        self._pool = ThreadPoolExecutor(sources.client.max_readers)
+        self._asked: dict[Future[dict[str, Any]], int] = {}
+        try:
+            self._first = self._pool.submit(sources.list, q, spaces_ids, sources.client.page_size, 0)
+            if expected is not None:
+                self._ask(overlapping_offsets(*expected), *expected)
+        except BaseException:
+            self.close()
+            raise
+
+    def _ask(self, offsets: Iterable[int], count: int, got: int) -> None:
+        known = set(self._asked.values())
         for offset in offsets:
             if offset not in known:
-                asked[pool.submit(sources.list, q, spaces_ids, min(got, count - offset), offset)] = offset
+                page = self._pool.submit(
+                    self._sources.list, self._q, self._spaces_ids, min(got, count - offset), offset
+                )
+                self._asked[page] = offset
 
-    fetched: dict[int, dict[str, Any]] = {}
-    try:
-        first_read = pool.submit(sources.list, q, spaces_ids, size, 0)
-        if expected is not None:
-            ask(overlapping_offsets(*expected), *expected)
-        first = first_read.result()
-        yield first["results"]
+    def pages(self) -> Generator[list[dict[str, Any]], None, tuple[list[dict[str, Any]], bool]]:
+        """Each page's sources as soon as it arrives, in the order they arrive; then, as the
+        generator's value, every source of the scope once and whether the listing changed
+        while it was read, as :meth:`records` gives them (the pages already read are walked
+        again for that, not fetched again)."""
+        fetched: dict[int, dict[str, Any]] = {}
+        try:
+            pending: set[Future[dict[str, Any]]] = {self._first, *self._asked}
+            first: dict[str, Any] | None = None
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for page in done:
+                    if page is self._first:
+                        first = page.result()
+                        yield first["results"]
+                        before = set(self._asked)
+                        if self._counted(first):
+                            pending |= set(self._asked) - before
+                        else:  # no count to go by: the walk reads page after page, the guesses unused
+                            pending.clear()
+                            fetched.clear()
+                            break
+                        continue
+                    try:
+                        fetched[self._asked[page]] = page.result()
+                    except Exception:  # read again by the walk below, which raises if it fails again
+                        continue
+                    yield fetched[self._asked[page]]["results"]
+        finally:
+            self.close()
+        assert first is not None
+        return self._sources.records(self._q, self._spaces_ids, progress=False, first=first, fetched=fetched)
+
+    def _counted(self, first: dict[str, Any]) -> bool:
+        """Ask for the pages the first page's ``count`` implies that were not asked for yet;
+        without a count, give up the guessed ones. Does the count go by?"""
         count, got = first.get("count"), len(first["results"])
         if isinstance(count, int) and got:
-            ask(overlapping_offsets(count, got), count, got)
-        elif asked:  # no count to go by: the walk reads page after page, so the guesses are not used
-            for future in asked:
-                future.cancel()
-            asked.clear()
-        for page in as_completed(asked):
-            try:
-                fetched[asked[page]] = page.result()
-            except Exception:  # read again by the walk below, which raises if it fails again
-                continue
-            yield fetched[asked[page]]["results"]
-    finally:
-        pool.shutdown(wait=False, cancel_futures=True)
-    return sources.records(q, spaces_ids, progress=False, first=first, fetched=fetched)
+            self._ask(overlapping_offsets(count, got), count, got)
+            return True
+        for future in self._asked:
+            future.cancel()
+        return False
+
+    def close(self) -> None:
+        """Stop: pages not yet asked for never are."""
+        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3.exceptions as u3
 from requests.adapters import HTTPAdapter
+from requests.sessions import merge_setting
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from ._version import __version__
@@ -362,14 +363,41 @@ class Transport:
     def _sleep(seconds: float) -> None:
         time.sleep(seconds)
 
+    def _prepare(
+        self, method: str, url: str, params: dict[str, Any] | None, data: bytes | None
+    ) -> requests.PreparedRequest:
+        """The request as ``Session.request`` would prepare it, for much less CPU.
+
+        ``Session.request`` merges the session's settings into each request with general
+        code (copies of every setting, cookie jars merged, runtime protocol checks) that
+        costs about a fifth of the CPU of sending a request, which bounds a bulk job on a
+        small machine. The session's headers, params, auth, cookies and hooks are taken
+        here as they are at each request, so a change made to ``client.session`` still
+        applies; the settings ``Session.send`` fills in (proxies, verify, cert, stream)
+        it still fills in.
+        """
+        session = self.session
+        headers = dict(session.headers)
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=method,
+            url=url,
+            headers=headers,
+            params=_with_session_params(params, session.params),
+            data=data,
+            auth=session.auth,
+            cookies=session.cookies,
+            hooks=session.hooks,
+        )
+        return prepared
+
     def _send_once(self, method: str, path: str, params: dict[str, Any] | None, data: bytes | None) -> Any:
-        url = self.url(path)
-        headers = {"Content-Type": "application/json"} if data is not None else None
         with self.limit.reads if method in READS else self.limit.writes:
             try:
-                resp = self.session.request(
-                    method, url, params=params, data=data, headers=headers, timeout=self.timeout, allow_redirects=False
-                )
+                prepared = self._prepare(method, self.url(path), params, data)
+                resp = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
             except requests.exceptions.ConnectTimeout:
                 raise TransportError(
                     f"{method} {path}: connection timed out ({self.base_url})", maybe_sent=False
@@ -412,6 +440,13 @@ class Transport:
             raise MalformedResponseError(
                 resp.status_code, f'the server\'s answer is not JSON: "{_excerpt(resp.text)}"', method=method, path=path
             ) from None
+
+
+def _with_session_params(params: dict[str, Any] | None, session_params: Any) -> Any:
+    """The request's query parameters over the session's (rarely any), merged as ``Session.request`` does."""
+    if not session_params:
+        return params
+    return merge_setting(params, session_params)  # type: ignore[no-untyped-call]  # requests' stubs leave it untyped
 
 
 def error_from_response(resp: requests.Response, method: str, path: str) -> APIError:

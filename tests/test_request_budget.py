@@ -3,6 +3,7 @@ needless, and never more requests at once than the client allows."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import Counter
@@ -329,3 +330,66 @@ def test_the_plans_page_count_is_only_a_guess_when_applying(make_sandbox, client
     else:
         assert report.counts() == {"created": 3, "updated": 25}
     assert all(sb.source(sid)["identify_facesize_threshold"] != 4444 for sid in plan.ids)
+
+
+def spread_damage(sb, c, deleted: int, changed: int):
+    """Like :func:`damaged_backup`, but the edited sources are spread over the whole listing."""
+    backup = c.sources.to_frame(progress=False)
+    unique = backup[~backup["name"].duplicated(keep=False) & (backup["space_id"] == 1)]
+    kept = backup.index.difference(unique.index[:deleted])
+    for sid in unique.index[:deleted]:
+        sb.remove_source(int(sid))
+    for sid in kept[:: len(kept) // changed][:changed]:
+        sb.external_edit(int(sid), identify_facesize_threshold=4444)
+    return backup
+
+
+def test_a_syncs_writes_start_with_whichever_page_of_its_scope_comes_first(make_sandbox, client_for, monkeypatch):
+    """Applying a sync writes as soon as any page of its scope arrives, not once the first
+    page (offset 0) did: that page is held in the client, before it is sent, until a PATCH
+    has reached the server (ten seconds at most, else the test fails)."""
+    sb = make_sandbox(sources=400, page_cap=50, seed=2)
+    c = client_for(sb, max_readers=4)
+    backup = spread_damage(sb, c, deleted=3, changed=30)
+    plan = c.sources.plan(backup, key="name", create=True)
+    assert plan.summary() == "3 sources to create, 30 to update (30 values)"
+    patched = threading.Event()
+    sb.before_request = lambda method, path: patched.set() if method == "PATCH" else None
+    listing = c.sources.list
+    waited: list[bool] = []
+
+    def first_page_after_a_patch(q=None, spaces_ids=None, limit=20, offset=0):
+        if offset == 0:
+            waited.append(patched.wait(timeout=10))
+        return listing(q, spaces_ids, limit, offset)
+
+    monkeypatch.setattr(c.sources, "list", first_page_after_a_patch)
+    report = plan.apply(progress=False)
+    assert waited == [True]
+    assert report.counts() == {"created": 3, "updated": 30}
+    assert len(c.sources.plan(backup, key="name", create=True)) == 0
+
+
+def test_a_syncs_scope_is_asked_for_while_its_journal_run_is_written(make_sandbox, client_for, monkeypatch):
+    """A read needs no journal: applying a sync asks for its scope before writing its journal
+    run to disk, so the pages are on their way meanwhile (that every write waits for the run is
+    test_journal.py's). Each fsync is held until a GET has reached the server (ten seconds at most)."""
+    sb = make_sandbox(sources=200, page_cap=50, seed=3)
+    c = client_for(sb)
+    backup = spread_damage(sb, c, deleted=2, changed=10)
+    plan = c.sources.plan(backup, key="name", create=True)
+    asked = threading.Event()
+    sb.before_request = lambda method, path: asked.set() if method == "GET" else None
+    fsync = os.fsync
+    waited: list[bool] = []
+
+    def fsync_once_a_page_was_asked_for(fd: int) -> None:
+        waited.append(asked.wait(timeout=10))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync_once_a_page_was_asked_for)
+    report = plan.apply(progress=False)
+    monkeypatch.undo()
+    assert waited and waited[0] is True
+    assert report.counts() == {"created": 2, "updated": 10}
+    assert len(c.sources.plan(backup, key="name", create=True)) == 0

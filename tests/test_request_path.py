@@ -207,6 +207,26 @@ def test_headers_user_agent_and_token(mock_client, requests_mock):
     assert requests_mock.last_request.timeout == mock_client.timeout
 
 
+def test_what_a_user_sets_on_the_clients_session_still_applies(mock_client, requests_mock):
+    """Each request is prepared from the session as it is then (not through ``Session.request``,
+    which costs more CPU than the rest of sending): a header, a query parameter and a response
+    hook added to ``client.session`` later are used."""
+    seen = []
+    mock_client.session.headers["X-Trace"] = "on"
+    mock_client.session.params = {"tenant": "north"}
+    mock_client.session.hooks["response"].append(lambda r, *a, **k: seen.append(r.status_code))
+    requests_mock.get(ONE, json=SOURCE)
+    mock_client.sources.get(7)
+    requests_mock.patch(ONE, json=SOURCE)
+    mock_client.sources.update(7, use_pps_time=True)
+    first, second = requests_mock.request_history
+    assert first.headers["X-Trace"] == second.headers["X-Trace"] == "on"
+    assert first.qs == second.qs == {"tenant": ["north"]}
+    assert second.headers["Content-Type"] == "application/json" and second.json() == {"use_pps_time": True}
+    assert second.headers["Authorization"] == f"Token {TOKEN}"
+    assert seen == [200, 200]
+
+
 def test_missing_token_is_clear_at_first_request(monkeypatch):
     monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
     c = Client(base_url=URL)
@@ -423,3 +443,41 @@ def test_the_error_hierarchy():
         assert all(issubclass(cls, parent) for parent in parents), cls
     assert issubclass(NeuroIOError, Exception)
     assert not issubclass(BulkInterrupted, Exception)
+
+
+class _StickyBalancer(http.server.BaseHTTPRequestHandler):
+    """A server behind a load balancer that pins a client with a cookie; notes each request's cookie."""
+
+    cookies: ClassVar[list[str | None]] = []
+
+    def _answer(self) -> None:
+        type(self).cookies.append(self.headers.get("Cookie"))
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps(SOURCE).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Set-Cookie", "lb=node-3; Path=/")
+        self.end_headers()
+        self.wfile.write(body)
+
+    do_GET = do_PATCH = _answer
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_a_cookie_the_server_sets_is_sent_back():
+    """A load balancer's stickiness cookie, set by one answer, goes with the next requests."""
+    _StickyBalancer.cookies = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _StickyBalancer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Client(TOKEN, f"http://127.0.0.1:{server.server_address[1]}", journal=False) as c:
+            c.sources.get(7)
+            c.sources.update(7, use_pps_time=True)
+            c.sources.get(7)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert _StickyBalancer.cookies == [None, "lb=node-3", "lb=node-3"]
