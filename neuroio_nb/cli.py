@@ -556,7 +556,12 @@ def _print_plan(plan: Any) -> None:
             + ", ".join(str(i) for i in plan.missing)
         )
     if len(plan.unmatched):
-        print(f"{unmatched_note(len(plan.unmatched), '--create')}: {plan.unmatched_names()}")
+        refused = len(plan.unmatched_refused())
+        print(f"{unmatched_note(len(plan.unmatched), '--create', refused=refused)}: {plan.unmatched_names()}")
+        if refused:
+            print(
+                f"Outside the scope (--create refuses {'it' if refused == 1 else 'them'}): {plan.outside_scope(cli=True)}."
+            )
 
 
 def _print_changes(plan: Any) -> None:

@@ -50,9 +50,10 @@ class Plan:
     ``unmatched``: the rows of a frame planned with ``key="name"`` and without
     ``create=True`` whose name matches no source in scope, as the frame holds them (its
     labels, columns and dtypes; no row when every row matched). Nothing is done with them,
-    and applying does not report them; ``create=True`` would create them. The plan's
-    summary, text and HTML view say how many and which (an
-    :class:`~neuroio_nb.sync.UnmatchedRowsWarning` did when it was planned); a plan that
+    and applying does not report them; ``create=True`` would create them, but for those
+    outside the scope (``outside``: a name without ``q``, a ``space_id`` not in
+    ``spaces_ids``), which it refuses. The plan's summary, text and HTML view say how many
+    and which (an :class:`~neuroio_nb.sync.UnmatchedRowsWarning` did when it was planned); a plan that
     has them is true (``bool(plan)``), as one with ids not found on the server is (those,
     under ``key="id"``, are in ``missing`` and reported as failed).
     """
@@ -88,6 +89,10 @@ class Plan:
     spaces: list[int] | None = field(default=None, repr=False)
     #: Rows (``key="name"``, no ``create=True``) that match no source: see the class doc.
     unmatched: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name"], dtype=object))
+    #: Of :attr:`unmatched`, the labels of the rows ``create=True`` refuses as outside the scope,
+    #: by what they lie outside of: ``{"q": ("cam", [labels]), "spaces_ids": ([1, 2], [labels])}``
+    #: (a name without ``q``; a ``space_id`` not in ``spaces_ids``); a row may be in both.
+    outside: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict, repr=False)
     #: How the scope's listing went when planned: (count, rows a page). Applying asks
     #: for the pages that implies all at once (see :func:`~neuroio_nb.reads.scope_as_read`).
     listing: tuple[int, int] | None = field(default=None, repr=False)
@@ -140,7 +145,7 @@ class Plan:
         """``3 sources to update (5 values); 1 id not found``; deletions and creations lead:
         ``1 source to delete, 2 to create, 269 to update (283 values)``."""
         if not len(self) and not self.missing:
-            return "nothing to change" + (f"; {unmatched_note(len(self.unmatched))}" if len(self.unmatched) else "")
+            return "nothing to change" + (f"; {self._unmatched_note()}" if len(self.unmatched) else "")
         n_updates = int(self.changes["id"].nunique())
         updates = f"to update ({plural(len(self.changes), 'value')})"
         if len(self.deletes) or len(self.creates):
@@ -154,12 +159,48 @@ class Plan:
         if self.missing:
             text += f"; {plural(len(self.missing), 'id')} not found"
         if len(self.unmatched):
-            text += f"; {unmatched_note(len(self.unmatched))}"
+            text += f"; {self._unmatched_note()}"
         return text
+
+    def _unmatched_note(self) -> str:
+        return unmatched_note(len(self.unmatched), refused=len(self.unmatched_refused()))
 
     def unmatched_names(self) -> str:
         """The names of :attr:`unmatched`, quoted (a stray space shows), cut as pandas cuts rows."""
         return unmatched_names(self.unmatched["name"].tolist())
+
+    def unmatched_refused(self) -> list[Any]:
+        """The labels of the rows of :attr:`unmatched` that ``create=True`` refuses (:attr:`outside`)."""
+        refused = {label for _, labels in self.outside.values() for label in labels}
+        return [label for label in self.unmatched.index if label in refused]
+
+    def outside_scope(self, *, cli: bool = False) -> str:
+        """Which rows of :attr:`unmatched` lie outside the scope, why, and what to do:
+        ``names without q='cam': 'Kiosk 12'. To create them, widen or drop q, or fix their name``;
+        empty when none does. ``cli``: the scope said as the command line's options."""
+        groups, options, cells = [], [], []
+        if "q" in self.outside:
+            q, labels = self.outside["q"]
+            names = "name" if len(labels) == 1 else "names"
+            groups.append(f"{names} without {'--q ' if cli else 'q='}{q!r}: {self._names_of(labels)}")
+            options.append("--q" if cli else "q")
+            cells.append("name")
+        if "spaces_ids" in self.outside:
+            spaces, labels = self.outside["spaces_ids"]
+            scope = f"--space {' '.join(str(s) for s in spaces)}" if cli else f"spaces_ids={spaces}"
+            groups.append(f"space_id not in {scope}: {self._names_of(labels)}")
+            options.append("--space" if cli else "spaces_ids")
+            cells.append("space_id")
+        if not groups:
+            return ""
+        one = len(self.unmatched_refused()) == 1
+        return (
+            f"{'; '.join(groups)}. To create {'it' if one else 'them'}, "
+            f"widen or drop {' / '.join(options)}, or fix {'its' if one else 'their'} {' / '.join(cells)}"
+        )
+
+    def _names_of(self, labels: list[Any]) -> str:
+        return unmatched_names(self.unmatched.loc[labels, "name"].tolist())
 
     def __repr__(self) -> str:
         """Every source a line, ``- `` deletes first, then ``+ `` creates and ``~ `` updates,
@@ -170,6 +211,9 @@ class Plan:
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
         if len(self.unmatched):
             lines.append(f"  match no source (not created): {self.unmatched_names()}")
+        if self.outside:
+            refused = _them(len(self.unmatched_refused()))
+            lines.append(f"  outside the scope (create=True refuses {refused}): {self.outside_scope()}")
         lines += cut_lines([_row_line(*rows[k]) for k in win.positions()], win, "source")
         if self.missing:
             lines.append(f"  not found: {ids_text(list(self.missing))}")
@@ -182,8 +226,9 @@ class Plan:
         return "`plan.deletes`, `plan.creates` and `plan.changes`"
 
     def _repr_html_(self) -> str:
+        outside = f" Outside the scope, which create=True refuses: {self.outside_scope()}." if self.outside else ""
         unmatched = (
-            notice(f"Matching no source: {self.unmatched_names()} (all in `plan.unmatched`)")
+            notice(f"Matching no source: {self.unmatched_names()} (all in `plan.unmatched`).{outside}")
             if len(self.unmatched)
             else ""
         )
@@ -223,11 +268,17 @@ class Plan:
         return out
 
 
-def unmatched_note(count: int, create: str = "create=True") -> str:
+def unmatched_note(count: int, create: str = "create=True", *, refused: int = 0) -> str:
     """``3 rows match no source (not created: plan with create=True to create them)``;
-    ``create`` says how to ask for creating (``--create`` on the command line)."""
-    verb = "matches" if count == 1 else "match"
-    return f"{plural(count, 'row')} {verb} no source (not created: plan with {create} to create {_them(count)})"
+    ``create`` says how to ask for creating (``--create`` on the command line). ``refused``:
+    how many of them lie outside the scope, which creating refuses (and the plan with them):
+    ``5 rows match no source (not created; create=True would create 2 but refuses 3 outside the scope)``."""
+    head = f"{plural(count, 'row')} {'matches' if count == 1 else 'match'} no source"
+    if not refused:
+        return f"{head} (not created: plan with {create} to create {_them(count)})"
+    if refused >= count:
+        return f"{head} (not created; {create} refuses {_them(count)}: outside the scope)"
+    return f"{head} (not created; {create} would create {number(count - refused)} but refuses {number(refused)} outside the scope)"
 
 
 def unmatched_names(names: list[Any]) -> str:

@@ -17,7 +17,9 @@ two rows claim, is an error: nothing is guessed.
 
 Without ``create=True``, a row that matches no source is not dropped in silence: the
 plan keeps it (:attr:`~neuroio_nb.plan.Plan.unmatched`), says so in its views, and an
-:class:`UnmatchedRowsWarning` says it when the plan is made.
+:class:`UnmatchedRowsWarning` says it when the plan is made, with what ``create=True``
+would do with it: create it, or refuse it (and the plan) as outside the scope, its name
+lacking ``q`` or its ``space_id`` not in ``spaces_ids``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from .plan import CHANGE_COLUMNS, Plan, creates_frame, make_plan, unmatched_name
 from .schema import BY_NAME, READ_ONLY
 from .validate import column_problems
 from .values import is_missing, sendable, to_python, whole_number
-from .views import plural
+from .views import number, plural
 
 KEYS = ("id", "name")
 #: Re-reads of the scope before giving up on a listing that keeps changing.
@@ -45,7 +47,8 @@ READS = 3
 
 class UnmatchedRowsWarning(UserWarning):
     """Rows planned with ``key="name"`` and without ``create=True`` match no source: nothing
-    is done with them (they are in ``plan.unmatched``). One warning per plan, naming them."""
+    is done with them (they are in ``plan.unmatched``). One warning per plan, naming them and
+    saying which ``create=True`` would create and which it refuses as outside the scope."""
 
 
 def make_sync_plan(
@@ -104,26 +107,71 @@ def make_sync_plan(
     else:  # the frame's columns and dtypes, even with no row
         plan.unmatched = desired.loc[to_create] if to_create else desired.iloc[:0]
         if to_create:
-            _warn_unmatched(plan.unmatched, q, spaces)
+            plan.outside = _outside_scope(desired, row_spaces, to_create, q, spaces)
+            _warn_unmatched(plan, q, spaces)
     claimed = set(matched.values())
     return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
 
 
-def _warn_unmatched(rows: pd.DataFrame, q: str | None, spaces: list[int] | None) -> None:
-    """One :class:`UnmatchedRowsWarning` for the rows that match no source, naming them."""
-    n = len(rows)
+def _warn_unmatched(plan: Plan, q: str | None, spaces: list[int] | None) -> None:
+    """One :class:`UnmatchedRowsWarning` for the rows that match no source, naming them, and
+    what ``create=True`` would do with each: create it, or refuse it as outside the scope."""
+    rows = plan.unmatched
+    n, refused = len(rows), plan.unmatched_refused()
     scope = ", ".join(
         part for part in (f"q={q!r}" if q else "", f"spaces_ids={spaces}" if spaces is not None else "") if part
     )
     rows_text = f"{plural(n, 'row')} of the frame {'matches' if n == 1 else 'match'}"
     it = "it" if n == 1 else "them"
-    warnings.warn(
-        f"{rows_text} no source{f' in scope ({scope})' if scope else ''}: {unmatched_names(rows['name'].tolist())}. "
-        f"Nothing is done with {it}: planning with create=True (CLI --create) would create {it}; "
-        f"plan.unmatched holds {it}.",
-        UnmatchedRowsWarning,
-        stacklevel=4,  # the caller of client.sources.plan
-    )
+    said = f"{rows_text} no source{f' in scope ({scope})' if scope else ''}: {unmatched_names(rows['name'].tolist())}. "
+    if not refused:
+        hint = f"Nothing is done with {it}: planning with create=True (CLI --create) would create {it}; "
+        hint += f"plan.unmatched holds {it}."
+    else:
+        hint = f"Nothing is done with {it}; plan.unmatched holds {it}. Planning with create=True (CLI --create) "
+        if len(refused) == n:
+            hint += f"refuses {it}, as outside the scope: {plan.outside_scope()}."
+        else:
+            created = unmatched_names(rows.loc[~rows.index.isin(refused), "name"].tolist())
+            hint += (
+                f"would create {number(n - len(refused))} of them ({created}) but refuses {number(len(refused))} "
+                f"outside the scope, and the plan with them: {plan.outside_scope()}; "
+                "to create the rest, leave those out of the frame."
+            )
+    warnings.warn(said + hint, UnmatchedRowsWarning, stacklevel=4)  # stacklevel: the caller of client.sources.plan
+
+
+def _outside_q(name: Any, q: str | None) -> bool:
+    """Whether a row's name lies outside the scope ``q`` (it does not contain it, in any case)."""
+    if not q:
+        return False
+    return isinstance(name, str) and q.casefold() not in name.casefold()
+
+
+def _outside_spaces(space: int | None, spaces: list[int] | None) -> bool:
+    """Whether the space a row names lies outside the scope ``spaces_ids``."""
+    return spaces is not None and space is not None and space not in spaces
+
+
+def _outside_scope(
+    desired: pd.DataFrame, row_spaces: list[int | None], labels: list[Any], q: str | None, spaces: list[int] | None
+) -> dict[str, tuple[Any, list[Any]]]:
+    """Of the rows ``labels``, those ``create=True`` refuses as outside the scope (see
+    :func:`_named_frame_problems`), as :attr:`~neuroio_nb.plan.Plan.outside` holds them."""
+    wanted = set(labels)
+    rows = [
+        (label, name, space)
+        for label, name, space in zip(desired.index, desired["name"].to_numpy(dtype=object), row_spaces, strict=True)
+        if label in wanted
+    ]
+    outside: dict[str, tuple[Any, list[Any]]] = {}
+    off_q = [label for label, name, _ in rows if _outside_q(name, q)]
+    if off_q:
+        outside["q"] = (q, off_q)
+    off_spaces = [label for label, _, space in rows if _outside_spaces(space, spaces)]
+    if off_spaces:
+        outside["spaces_ids"] = (spaces, off_spaces)
+    return outside
 
 
 def _check_arguments(desired: Any, key: Any, create: Any, delete: Any, q: Any) -> None:
@@ -202,16 +250,14 @@ def _named_frame_problems(
         if not (type(value) is str and value.strip()) and _nameless(value)
     ]
     problems += _repeated_names(desired.index, cells, row_spaces)
-    if q and create:
-        folded = q.casefold()
+    if create:
         problems += [
             Problem(
                 label, "name", name, f"is outside the scope q={q!r}: planning again with it would not see this source"
             )
             for label, name in zip(desired.index, cells, strict=True)
-            if isinstance(name, str) and folded not in name.casefold()
+            if _outside_q(name, q)
         ]
-    if create and spaces is not None:
         problems += [
             Problem(
                 label,
@@ -221,7 +267,7 @@ def _named_frame_problems(
                 "so the row would be created again",
             )
             for label, space in zip(desired.index, row_spaces, strict=True)
-            if space is not None and space not in spaces
+            if _outside_spaces(space, spaces)
         ]
     return problems
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections import Counter
+from html import escape
 
 import pandas as pd
 import pytest
@@ -494,6 +495,77 @@ def test_many_rows_that_match_no_source_are_named_cut_as_pandas_cuts(make_sandbo
     pd.testing.assert_frame_equal(plan.unmatched, site)
 
 
+def test_rows_outside_the_scope_are_told_why_create_would_refuse_them_not_that_it_would_create_them(
+    make_sandbox, client_for
+):
+    """With ``q`` / ``spaces_ids`` and without ``create=True``, a row that matches no source
+    because its name lacks ``q`` or its ``space_id`` is not in ``spaces_ids`` is one that
+    ``create=True`` refuses (and the plan with it). The one warning, the summary, the text
+    and HTML views say so, why, and what to do; they say create=True would create only the
+    rows it does create. Each hint is checked against what planning with create=True does."""
+    sb = make_sandbox(sources=40, seed=13)
+    c = client_for(sb)
+    scope = {"q": "cam", "spaces_ids": [1, 2]}
+    server = c.sources.to_frame(progress=False, **scope)
+    known = server.index[0]
+    desired = pd.DataFrame(
+        {
+            "name": [server.at[known, "name"], "Gate 99 cam", "Gate 98 cam", "Kiosk 12", "Dock 7 cam", "Kiosk 13"],
+            "space_id": pd.array([server.at[known, "space_id"], 1, None, 1, 3, 4], dtype="Int64"),
+            "use_pps_time": [not server.at[known, "use_pps_time"], True, False, True, True, False],
+        },
+        index=["known", "new", "new, no space", "off q", "off spaces", "off both"],
+    )
+    creatable, off_q, off_spaces = ["new", "new, no space"], ["off q", "off both"], ["off spaces", "off both"]
+    refused = ["off q", "off spaces", "off both"]
+    names = desired["name"]
+
+    def quoted(labels):
+        return ", ".join(repr(names[label]) for label in labels)
+
+    plan, warned = plan_warned(c, desired, key="name", **scope)
+    assert len(warned) == 1  # one warning for the plan, not one per row or per reason
+    message = str(warned[0].message)
+    assert message.startswith(
+        f"5 rows of the frame match no source in scope (q='cam', spaces_ids=[1, 2]): {quoted(desired.index[1:])}. "
+    )
+    assert "would create them" not in message  # not every row: three of them it refuses
+    assert f"create=True (CLI --create) would create 2 of them ({quoted(creatable)})" in message
+    assert "refuses 3 outside the scope, and the plan with them" in message
+    assert f"names without q='cam': {quoted(off_q)}" in message
+    assert f"space_id not in spaces_ids=[1, 2]: {quoted(off_spaces)}" in message
+    assert "To create them, widen or drop q / spaces_ids, or fix their name / space_id" in message
+    pd.testing.assert_frame_equal(plan.unmatched, desired.iloc[1:])  # unchanged: every row that matches no source
+
+    note = "5 rows match no source (not created; create=True would create 2 but refuses 3 outside the scope)"
+    assert plan.summary() == f"1 source to update (1 value); {note}"
+    text = repr(plan)
+    assert note in text and "plan with create=True to create" not in text
+    assert f"names without q='cam': {quoted(off_q)}" in text
+    view = plan._repr_html_()
+    assert note in view and "plan with create=True to create" not in view
+    assert escape(f"names without q='cam': {quoted(off_q)}") in view
+
+    # the hints are true: create=True refuses exactly the rows said to be outside, for the reasons said ...
+    with pytest.raises(ValidationError) as refusal:
+        c.sources.plan(desired, key="name", create=True, **scope)
+    assert {p.id for p in refusal.value.problems} == set(refused)
+    assert {p.id for p in refusal.value.problems if "q='cam'" in p.reason} == set(off_q)
+    assert {p.id for p in refusal.value.problems if "spaces_ids=[1, 2]" in p.reason} == set(off_spaces)
+    # ... and, with them left out, creates exactly the rows said to be created
+    plan = c.sources.plan(desired.drop(index=refused), key="name", create=True, **scope)
+    assert sorted(plan.creates["name"]) == sorted(names[creatable])
+
+    # every row outside the scope: nothing said about create=True creating any
+    plan, warned = plan_warned(c, desired.loc[refused], key="name", **scope)
+    message = str(warned[0].message)
+    assert "would create" not in message and "create=True (CLI --create) refuses them, as outside the scope" in message
+    assert (
+        plan.summary()
+        == "nothing to change; 3 rows match no source (not created; create=True refuses them: outside the scope)"
+    )
+
+
 #: Names an operator's frame may hold that no source has: look-alikes of numbers, booleans and
 #: formulas, blanks around a word, other scripts; drawn beside names the server holds once.
 ODD_NAMES = st.one_of(
@@ -608,6 +680,36 @@ def test_cli_says_which_rows_match_no_source_and_that_create_would_create_them(m
     proc = script.run(sb, "apply", str(only_missing), "--key", "name")  # nothing to send: nothing asked
     assert proc.returncode == 0 and writes(sb) == []
     assert "1 row matches no source (not created: plan with --create to create it): 'Zeta cam 3'" in proc.stdout
+
+
+def test_cli_says_which_rows_are_outside_the_scope_that_create_refuses_and_what_to_do(make_sandbox, script, tmp_path):
+    """``--q`` / ``--space`` without ``--create``: a row outside them is not said to be one
+    ``--create`` would create; the plan names it, why ``--create`` refuses it, and what to do."""
+    sb = make_sandbox(sources=40, seed=13)
+    site = tmp_path / "site.csv"
+    site.write_text("name,space_id\nGate 99 cam,1\nKiosk 12,1\nDock 7 cam,3\n")
+    scope = ["--key", "name", "--q", "cam", "--space", "1", "2"]
+    proc = script.run(sb, "plan", str(site), *scope)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert (
+        "3 rows match no source (not created; --create would create 1 but refuses 2 outside the scope): "
+        "'Gate 99 cam', 'Kiosk 12', 'Dock 7 cam'"
+    ) in lines
+    assert (
+        "Outside the scope (--create refuses them): name without --q 'cam': 'Kiosk 12'; "
+        "space_id not in --space 1 2: 'Dock 7 cam'. To create them, widen or drop --q / --space, "
+        "or fix their name / space_id."
+    ) in lines
+    assert "to create them" not in proc.stdout and "warning" not in proc.stderr
+    # true: --create refuses exactly those two, and creates the other once they are left out
+    proc = script.run(sb, "plan", str(site), *scope, "--create")
+    assert proc.returncode != 0 and "To create" not in proc.stdout
+    said = proc.stdout + proc.stderr
+    assert "is outside the scope q='cam'" in said and "is outside the scope spaces_ids=[1, 2]" in said
+    site.write_text("name,space_id\nGate 99 cam,1\n")
+    proc = script.run(sb, "plan", str(site), *scope, "--create")
+    assert proc.returncode == 2 and "To create (1 source)" in proc.stdout and "Gate 99 cam" in proc.stdout
 
 
 def test_cli_names_ids_not_found_also_when_the_plan_only_deletes(make_sandbox, client_for, script, tmp_path):
