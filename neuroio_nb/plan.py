@@ -119,18 +119,18 @@ class Plan:
     def apply(self, *, dry_run: bool = False, on_conflict: str = "skip", progress: bool | None = None) -> Report:
         """Send the plan: one PATCH per changed source; returns the report."""
         job = Job(
-            self.by_source(),
-            {**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))},
-            self.missing,
-            self.check_conflicts,
-            self.create_bodies(),
-            self.deleted,
-            self.old_ids,
-            self.scope,
-            self.seen,
-            self.spaces,
-            self.create_spaces,
-            self.listing,
+            updates=self.by_source(),
+            names={**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))},
+            missing=self.missing,
+            check_conflicts=self.check_conflicts,
+            creates=self.create_bodies(),
+            deletes=self.deleted,
+            old_ids=self.old_ids,
+            scope=self.scope,
+            seen=self.seen,
+            spaces=self.spaces,
+            create_spaces=self.create_spaces,
+            listing=self.listing,
         )
         return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
