@@ -430,7 +430,10 @@ def _plain(name: str, column: pd.Series, where: np.ndarray) -> list[Any]:
     goes out as the integer 204; other texts (``"lic-7"``, ``"007"``) as text.
     """
     if any(column.dtype == pd.api.types.pandas_dtype(d) for d in _PLAIN_DTYPES):
-        cells = column.array[where].to_numpy(dtype=object, na_value=None).tolist()
+        cells: list[Any] = column.array[where].to_numpy(dtype=object, na_value=None).tolist()
+        field = BY_NAME.get(name)
+        if field is None or field.kind != "license":  # no float here: sendable would leave each as it is
+            return cells
     else:
         cells = column.to_numpy()[where].tolist()
     return [sendable(name, v) for v in cells]
@@ -462,13 +465,18 @@ def changed(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
 
 def _not_only_neutralised(old: pd.Series, new: pd.Series, mask: np.ndarray) -> np.ndarray:
     where = np.flatnonzero(mask)
-    if len(where):
-        before, after = old.to_numpy(dtype=object)[where], new.to_numpy(dtype=object)[where]
+    if len(where) and _may_hold_text(old) and _may_hold_text(new):
+        before, after = old.iloc[where].to_numpy(dtype=object), new.iloc[where].to_numpy(dtype=object)
         mask[where] = [
             not (isinstance(a, str) and isinstance(b, str) and a.startswith("'") and a == neutralised(b))
             for b, a in zip(before, after, strict=True)
         ]
     return mask
+
+
+def _may_hold_text(column: pd.Series) -> bool:
+    """Not a column of booleans, numbers or times (text, objects, categories may hold text)."""
+    return column.dtype.kind not in "biufcmM"
 
 
 def _changed_values(column: str, old: pd.Series, new: pd.Series) -> np.ndarray:
