@@ -123,11 +123,14 @@ def _present_problems(field: Field, column: pd.Series) -> list[Problem]:
     if field.dtype == "boolean" and column.dtype in ("boolean", bool):
         return []
     if field.dtype == "Int64" and (column.dtype.kind in "iu" or str(column.dtype) in ("Int64", "Int32")):
-        bad = pd.Series(False, index=column.index)
+        # As floats (a missing cell NaN, which is never out of range): the bounds are small
+        # whole numbers, so a comparison with one is exact for every value that is near it.
+        values = column.to_numpy(dtype="float64", na_value=np.nan)
+        bad = np.zeros(len(values), dtype=bool)
         if field.minimum is not None:
-            bad |= (column < field.minimum).fillna(False).astype(bool)
+            bad |= values < field.minimum
         if field.maximum is not None:
-            bad |= (column > field.maximum).fillna(False).astype(bool)
+            bad |= values > field.maximum
         return [
             Problem(i, field.name, _py(v), check_value(field, int(v)) or "out of range") for i, v in column[bad].items()
         ]
@@ -179,7 +182,8 @@ def _required(field: Field, column: pd.Series) -> list[Problem]:
         reason = f"may not be missing: the server takes no null for this setting (its default is {field.default!r})"
     else:
         return []
-    return [Problem(i, field.name, None, reason) for i in column.index[_na_mask(column)]]
+    missing = _na_mask(column)
+    return [Problem(i, field.name, None, reason) for i in column.index[missing]] if missing.any() else []
 
 
 def _na_mask(column: pd.Series) -> np.ndarray:
