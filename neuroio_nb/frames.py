@@ -38,7 +38,8 @@ def frame_from_records(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     unknown = [c for c in values if c not in BY_NAME]
     out = {c: _typed_values(BY_NAME[c], values[c]) for c in known}
     out.update({c: _as_came(values[c]) for c in unknown})
-    frame = pd.DataFrame(out, columns=known + unknown)
+    # The columns' arrays as they are: each is new, so there is nothing to copy or align.
+    frame = pd.DataFrame({c: column.array for c, column in out.items()}, columns=known + unknown, copy=False)
     frame.index = pd.Index(_id_values(ids, len(records)), name=INDEX)
     return frame
 
