@@ -444,11 +444,21 @@ def test_rows_that_match_no_source_are_warned_kept_and_shown_not_dropped(make_sa
     message = str(warned[0].message)
     assert message.startswith("2 rows of the frame match no source: ")
     assert f"{original_name + ' '!r}, 'Gate 99, not made yet'" in message
-    assert "create=True (CLI --create) would create them" in message and "plan.unmatched" in message
+    assert "plan.unmatched" in message
     assert warned[0].filename == __file__  # points at the line that planned
+    if read == "plain pd.read_csv":  # its list column is JSON text, which create=True refuses: not said to create
+        assert "would create" not in message
+        assert (
+            "create=True (CLI --create) refuses them for bad values: store_images_for_results must be a list, "
+            "not JSON text" in message
+        )
+        assert "To create them, fix their values (a CSV: read it with neuroio_nb.read_csv, not plain pd.read_csv)" in message
+        note = "2 rows match no source (not created; create=True refuses them: bad values)"
+    else:
+        assert "create=True (CLI --create) would create them" in message
+        note = "2 rows match no source (not created: plan with create=True to create them)"
 
     pd.testing.assert_frame_equal(plan.unmatched, desired.loc[lost])  # the rows as the frame held them
-    note = "2 rows match no source (not created: plan with create=True to create them)"
     assert plan.summary() == f"1 source to update (1 value); {note}"
     assert plan.changes[["id", "field", "new"]].values.tolist() == [
         [int(desired.at[10, "id"]), "identify_facesize_threshold", 4321]
@@ -465,8 +475,11 @@ def test_rows_that_match_no_source_are_warned_kept_and_shown_not_dropped(make_sa
     assert plan.apply(progress=False).counts() == {"updated": 1}
     assert [r.method for r in writes(sb)] == ["PATCH"]  # nothing created
 
-    # asked to create: no warning (the list column is left out: to create from plain pd.read_csv's
-    # JSON text is refused, with a pointer to neuroio_nb.read_csv)
+    # asked to create: refused exactly as said (plain pd.read_csv's JSON text), else no warning
+    if read == "plain pd.read_csv":
+        with pytest.raises(ValidationError) as refusal:
+            c.sources.plan(desired, key="name", create=True)
+        assert {(p.id, p.field) for p in refusal.value.problems} == {(k, "store_images_for_results") for k in lost}
     plan, warned = plan_warned(c, desired.drop(columns="store_images_for_results"), key="name", create=True)
     assert warned == [] and len(plan.unmatched) == 0
     assert sorted(plan.creates["name"]) == sorted(desired.loc[lost, "name"])
@@ -564,6 +577,146 @@ def test_rows_outside_the_scope_are_told_why_create_would_refuse_them_not_that_i
         plan.summary()
         == "nothing to change; 3 rows match no source (not created; create=True refuses them: outside the scope)"
     )
+
+
+def test_rows_whose_values_create_would_refuse_are_told_so_not_that_it_would_create_them(
+    make_sandbox, client_for, tmp_path
+):
+    """Without ``create=True``, a row that matches no source and holds a value ``create=True``
+    refuses (a plain ``pd.read_csv`` frame's list column is JSON text, a negative threshold, one
+    above the cap) is not said to be one create=True would create: the one warning, the summary,
+    the text and HTML views name those rows by field and problem and say what to do. Each hint is
+    checked against what create=True does: it refuses exactly those rows for those reasons, and
+    once they are fixed, or left out, it creates exactly the rows said to be created."""
+    sb = make_sandbox(sources=40, seed=13)
+    c = client_for(sb)
+    path = tmp_path / "backup.csv"
+    c.sources.export_csv(path)
+    desired = pd.read_csv(path)  # plain pandas: store_images_for_results is JSON text
+    own_space = desired.index[desired["space_id"] == 1][:4].tolist()  # created where the token's creates land
+    json_text, negative, too_big, creatable = own_space
+    for label in own_space:
+        desired.loc[label, "name"] = f"Renamed {label}"
+    desired.loc[negative, "identify_facesize_threshold"] = -5
+    desired.loc[[too_big, creatable], "store_images_for_results"] = None  # empty: the server's default
+    desired.loc[too_big, "auto_create_facesize_threshold"] = 20_000_000
+    refused = [json_text, negative, too_big]
+    names = desired["name"]
+
+    def quoted(labels):
+        return ", ".join(repr(names[label]) for label in labels)
+
+    json_reason = "must be a list, not JSON text (plain pd.read_csv leaves it as text; neuroio_nb.read_csv reads it as a list)"
+    groups = [  # grouped by field and problem, in the frame's column order, as create=True's error groups them
+        f"identify_facesize_threshold must be 0 or more: {quoted([negative])}",
+        f"auto_create_facesize_threshold must be at most 10,000,000: {quoted([too_big])}",
+        f"store_images_for_results {json_reason}: {quoted([json_text, negative])}",
+    ]
+    told = "; ".join(groups) + ". To create them, fix their values (a CSV: read it with neuroio_nb.read_csv, not plain pd.read_csv)"
+
+    plan, warned = plan_warned(c, desired, key="name")
+    assert len(warned) == 1  # one warning for the plan, not one per row or per reason
+    message = str(warned[0].message)
+    assert message.startswith(f"4 rows of the frame match no source: {quoted(own_space)}. ")
+    assert "would create them" not in message and "would create it" not in message
+    assert f"create=True (CLI --create) would create 1 of them ({quoted([creatable])})" in message
+    assert f"but refuses 3 for bad values, and the plan with them: {told}; to create the rest" in message
+    pd.testing.assert_frame_equal(plan.unmatched, desired.loc[own_space])  # unchanged: every row that matches no source
+    assert plan.unmatched_refused() == refused
+
+    note = "4 rows match no source (not created; create=True would create 1 but refuses 3 for bad values)"
+    assert plan.summary() == f"nothing to change; {note}"
+    text = repr(plan)
+    assert note in text and f"bad values (create=True refuses them): {told}" in text
+    view = plan._repr_html_()
+    assert note in view and escape(f"Bad values, which create=True refuses: {told}.") in view
+
+    # the hints are true: create=True refuses exactly the rows said to be refused, for the reasons said ...
+    with pytest.raises(ValidationError) as refusal:
+        c.sources.plan(desired, key="name", create=True)
+    said = {(label, f, r) for f, r, labels in (
+        ("store_images_for_results", json_reason, [json_text, negative]),
+        ("identify_facesize_threshold", "must be 0 or more", [negative]),
+        ("auto_create_facesize_threshold", "must be at most 10,000,000", [too_big]),
+    ) for label in labels}
+    assert {(p.id, p.field, p.reason) for p in refusal.value.problems} == said
+    # ... with them left out, it creates exactly the row said to be created ...
+    plan = c.sources.plan(desired.drop(index=refused), key="name", create=True)
+    assert list(plan.creates["name"]) == [names[creatable]]
+    # ... and with their values fixed (the CSV read as neuroio_nb.read_csv reads it), every one
+    fixed = read_csv(path).reset_index()
+    fixed.loc[own_space, "name"] = names[own_space]
+    report = c.sources.plan(fixed, key="name", create=True).apply(progress=False)
+    assert report.counts() == {"created": 4}
+    assert sorted(report["name"]) == sorted(names[own_space])
+
+    # a column create=True does not know refuses every row, and is said so
+    site = pd.DataFrame({"name": ["Zeta cam 1", "Zeta cam 2"], "notes": ["north door", None]})
+    plan, warned = plan_warned(c, site, key="name")
+    message = str(warned[0].message)
+    assert "would create" not in message and "create=True (CLI --create) refuses them for bad values" in message
+    assert "notes: unknown column: not a field of the schema nor of the server's sources. To create them, drop that column" in message
+    assert plan.summary() == "nothing to change; 2 rows match no source (not created; create=True refuses them: bad values)"
+    with pytest.raises(ValidationError, match="notes: unknown column"):
+        c.sources.plan(site, key="name", create=True)
+    assert len(c.sources.plan(site.drop(columns="notes"), key="name", create=True).creates) == 2
+
+
+#: Values a row to create may hold, good and bad, as object cells (a frame edited by hand).
+THRESHOLDS = st.sampled_from([None, 0, 5000, 10_000_000, -1, 10_000_001, 7000.0, "7000", 2.5])
+KEEP_IMAGES = st.sampled_from([None, [], ["new", "det"], '["new"]', "new", ["bogus"], ("ha",)])
+FLAGS = st.sampled_from([None, True, False, "yes", 1])
+
+
+def test_each_hint_of_what_create_would_do_with_an_unmatched_row_is_what_it_does(make_sandbox, client_for):
+    """Generated rows that match no source, beside rows that do, with good and bad values of
+    every kind: the rows the warning says create=True refuses are exactly those it refuses,
+    for the problems said (field and reason); with them left out it creates exactly the rest."""
+    sb = make_sandbox(sources=30, seed=17)
+    c = client_for(sb)
+    counts = Counter(s["name"] for s in sb.sources.values())
+    held_once = sorted(name for name, n in counts.items() if n == 1)
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        derandomize=True,
+        database=None,
+        phases=(Phase.explicit, Phase.generate),
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(
+        known=st.lists(st.sampled_from(held_once), unique=True, max_size=3),
+        new=st.lists(st.tuples(THRESHOLDS, KEEP_IMAGES, FLAGS), min_size=1, max_size=6),
+    )
+    def check(known, new):
+        rows = [(name, None, None, None) for name in known]
+        rows += [(f"New {n}", *values) for n, values in enumerate(new)]
+        desired = pd.DataFrame(
+            rows, columns=["name", "identify_facesize_threshold", "store_images_for_results", "use_pps_time"], dtype=object
+        )
+        plan, warned = plan_warned(c, desired, key="name")
+        assert len(warned) == 1 and len(plan.unmatched) == len(new)
+        message = str(warned[0].message)
+        said = plan.unmatched_refused()
+        try:
+            c.sources.plan(desired, key="name", create=True)
+            refused = []
+        except ValidationError as exc:
+            refused = exc.problems
+        assert said == sorted({p.id for p in refused})
+        assert {(p.id, p.field, p.reason) for p in refused} == {(p.id, p.field, p.reason) for p in plan.refused_values}
+        for p in refused:
+            assert f"{p.field} {p.reason}: " in message and repr(desired.at[p.id, "name"]) in message
+        if said:
+            assert "bad values" in plan.summary() and "would create them" not in message
+        else:
+            assert "would create them" in message or "would create it" in message
+        if len(said) < len(desired):  # with the refused rows left out, exactly the rest is created
+            created = c.sources.plan(desired.drop(index=said), key="name", create=True).creates
+            assert sorted(created["name"]) == sorted(plan.unmatched.drop(index=said)["name"])
+
+    check()
 
 
 #: Names an operator's frame may hold that no source has: look-alikes of numbers, booleans and
@@ -710,6 +863,33 @@ def test_cli_says_which_rows_are_outside_the_scope_that_create_refuses_and_what_
     site.write_text("name,space_id\nGate 99 cam,1\n")
     proc = script.run(sb, "plan", str(site), *scope, "--create")
     assert proc.returncode == 2 and "To create (1 source)" in proc.stdout and "Gate 99 cam" in proc.stdout
+
+
+def test_cli_says_which_rows_create_refuses_for_their_values_and_what_to_do(make_sandbox, script, tmp_path):
+    """``--key name`` without ``--create``: a row that matches no source and holds a value
+    ``--create`` refuses is not said to be one it would create; the plan names the row by field
+    and problem and says what to do; ``--create`` then refuses exactly it, and creates the rest."""
+    sb = make_sandbox(sources=40, seed=13)
+    site = tmp_path / "site.csv"
+    site.write_text("name,identify_facesize_threshold\nZeta cam 1,5000\nZeta cam 2,-5\nZeta cam 3,\n")
+    proc = script.run(sb, "plan", str(site), "--key", "name")
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert (
+        "3 rows match no source (not created; --create would create 2 but refuses 1 for bad values): "
+        "'Zeta cam 1', 'Zeta cam 2', 'Zeta cam 3'"
+    ) in lines
+    assert (
+        "Bad values (--create refuses it): identify_facesize_threshold must be 0 or more: 'Zeta cam 2'. "
+        "To create it, fix its value."
+    ) in lines
+    assert "to create them" not in proc.stdout and "warning" not in proc.stderr
+    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    assert proc.returncode != 0 and "To create" not in proc.stdout
+    assert "identify_facesize_threshold = -5: must be 0 or more" in proc.stdout + proc.stderr
+    site.write_text("name,identify_facesize_threshold\nZeta cam 1,5000\nZeta cam 3,\n")
+    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    assert proc.returncode == 2 and "To create (2 sources)" in proc.stdout
 
 
 def test_cli_names_ids_not_found_also_when_the_plan_only_deletes(make_sandbox, client_for, script, tmp_path):
