@@ -46,7 +46,7 @@ from .errors import (
 )
 from .history import history_frame, prune, report_of, run_report
 from .journal import JournalError, open_journal
-from .plan import unmatched_note
+from .plan import REFUSAL_NOUNS
 from .sandbox import cli as sandbox_cli
 from .sync import UnmatchedRowsWarning
 from .values import shown, to_python
@@ -556,12 +556,10 @@ def _print_plan(plan: Any) -> None:
             + ", ".join(str(i) for i in plan.missing)
         )
     if len(plan.unmatched):
-        refused = len(plan.unmatched_refused())
-        print(f"{unmatched_note(len(plan.unmatched), '--create', refused=refused)}: {plan.unmatched_names()}")
-        if refused:
-            print(
-                f"Outside the scope (--create refuses {'it' if refused == 1 else 'them'}): {plan.outside_scope(cli=True)}."
-            )
+        print(f"{plan.unmatched_note('--create')}: {plan.unmatched_names()}")
+        for reason, labels, text in plan.refusals(cli=True):
+            them = "it" if len(labels) == 1 else "them"
+            print(f"{REFUSAL_NOUNS[reason].capitalize()} (--create refuses {them}): {text}.")
 
 
 def _print_changes(plan: Any) -> None:

@@ -29,6 +29,7 @@ from .views import (
     cut_lines,
     empty,
     esc,
+    group_problems,
     headline,
     ids_text,
     notice,
@@ -52,7 +53,8 @@ class Plan:
     labels, columns and dtypes; no row when every row matched). Nothing is done with them,
     and applying does not report them; ``create=True`` would create them, but for those
     outside the scope (``outside``: a name without ``q``, a ``space_id`` not in
-    ``spaces_ids``), which it refuses. The plan's summary, text and HTML view say how many
+    ``spaces_ids``) and those with values it refuses (``refused_values``), which it refuses
+    (and the plan with them). The plan's summary, text and HTML view say how many
     and which (an :class:`~neuroio_nb.sync.UnmatchedRowsWarning` did when it was planned); a plan that
     has them is true (``bool(plan)``), as one with ids not found on the server is (those,
     under ``key="id"``, are in ``missing`` and reported as failed).
@@ -93,6 +95,10 @@ class Plan:
     #: by what they lie outside of: ``{"q": ("cam", [labels]), "spaces_ids": ([1, 2], [labels])}``
     #: (a name without ``q``; a ``space_id`` not in ``spaces_ids``); a row may be in both.
     outside: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict, repr=False)
+    #: Of :attr:`unmatched`, the problems ``create=True`` finds in their values, as its
+    #: ValidationError lists them (row label, field, value, reason; a label of None: a
+    #: column's problem, which refuses every row).
+    refused_values: list[Problem] = field(default_factory=list, repr=False)
     #: How the scope's listing went when planned: (count, rows a page). Applying asks
     #: for the pages that implies all at once (see :func:`~neuroio_nb.reads.scope_as_read`).
     listing: tuple[int, int] | None = field(default=None, repr=False)
@@ -145,7 +151,7 @@ class Plan:
         """``3 sources to update (5 values); 1 id not found``; deletions and creations lead:
         ``1 source to delete, 2 to create, 269 to update (283 values)``."""
         if not len(self) and not self.missing:
-            return "nothing to change" + (f"; {self._unmatched_note()}" if len(self.unmatched) else "")
+            return "nothing to change" + (f"; {self.unmatched_note()}" if len(self.unmatched) else "")
         n_updates = int(self.changes["id"].nunique())
         updates = f"to update ({plural(len(self.changes), 'value')})"
         if len(self.deletes) or len(self.creates):
@@ -159,19 +165,47 @@ class Plan:
         if self.missing:
             text += f"; {plural(len(self.missing), 'id')} not found"
         if len(self.unmatched):
-            text += f"; {self._unmatched_note()}"
+            text += f"; {self.unmatched_note()}"
         return text
 
-    def _unmatched_note(self) -> str:
-        return unmatched_note(len(self.unmatched), refused=len(self.unmatched_refused()))
+    def unmatched_note(self, create: str = "create=True") -> str:
+        """:func:`unmatched_note` of :attr:`unmatched`, with how many ``create=True`` refuses and why."""
+        reasons = tuple(self._refused_labels())
+        return unmatched_note(len(self.unmatched), create, refused=len(self.unmatched_refused()), reasons=reasons)
+
+    def refusals(self, *, cli: bool = False) -> list[tuple[str, list[Any], str]]:
+        """Why ``create=True`` refuses rows of :attr:`unmatched`, a group per reason, each
+        ``(reason, labels, text)``: ``scope`` (:meth:`outside_scope`), then ``values``
+        (:meth:`refused_for_values`). The warning, the views and the CLI say these groups."""
+        texts = {"scope": lambda: self.outside_scope(cli=cli), "values": self.refused_for_values}
+        return [(reason, labels, texts[reason]()) for reason, labels in self._refused_labels().items()]
+
+    def _refused_labels(self) -> dict[str, list[Any]]:
+        """Reason (``scope``, ``values``) -> the labels of the rows of :attr:`unmatched` that
+        ``create=True`` refuses for it, in the frame's order; no reason that refuses none."""
+        out: dict[str, list[Any]] = {}
+        if self.outside:
+            outside = {label for _, labels in self.outside.values() for label in labels}
+            out["scope"] = [label for label in self.unmatched.index if label in outside]
+        if self.refused_values:
+            if any(p.id is None for p in self.refused_values):  # a column's problem: every row's
+                out["values"] = list(self.unmatched.index)
+            else:
+                bad = {p.id for p in self.refused_values}
+                out["values"] = [label for label in self.unmatched.index if label in bad]
+        return out
 
     def unmatched_names(self) -> str:
         """The names of :attr:`unmatched`, quoted (a stray space shows), cut as pandas cuts rows."""
         return unmatched_names(self.unmatched["name"].tolist())
 
     def unmatched_refused(self) -> list[Any]:
-        """The labels of the rows of :attr:`unmatched` that ``create=True`` refuses (:attr:`outside`)."""
-        refused = {label for _, labels in self.outside.values() for label in labels}
+        """The labels of the rows of :attr:`unmatched` that ``create=True`` refuses: outside the
+        scope (:attr:`outside`) or for their values (:attr:`refused_values`)."""
+        groups = self._refused_labels()
+        if not groups:
+            return []
+        refused = {label for labels in groups.values() for label in labels}
         return [label for label in self.unmatched.index if label in refused]
 
     def outside_scope(self, *, cli: bool = False) -> str:
@@ -193,10 +227,40 @@ class Plan:
             cells.append("space_id")
         if not groups:
             return ""
-        one = len(self.unmatched_refused()) == 1
+        one = len(self._refused_labels()["scope"]) == 1
         return (
             f"{'; '.join(groups)}. To create {'it' if one else 'them'}, "
             f"widen or drop {' / '.join(options)}, or fix {'its' if one else 'their'} {' / '.join(cells)}"
+        )
+
+    def refused_for_values(self) -> str:
+        """Which rows of :attr:`unmatched` ``create=True`` refuses for their values, by field and
+        problem as its ValidationError groups them, and what to do:
+        ``identify_facesize_threshold must be 0 or more: 'Gate 4'. To create it, fix its value``;
+        empty when none. Long lists are cut as pandas cuts rows."""
+        if not self.refused_values:
+            return ""
+        groups = group_problems(self.refused_values)
+        said = [
+            f"{g.field}: {g.reason}" if None in g.ids else f"{g.field} {g.reason}: {self._names_of(list(g.ids))}"
+            for g in groups
+        ]
+        values = [p for p in self.refused_values if p.id is not None]
+        columns = {p.field for p in self.refused_values if p.id is None}
+        one = len(self._refused_labels()["values"]) == 1
+        todo = []
+        if values:
+            todo.append(f"fix {'its' if one else 'their'} {'value' if len(values) == 1 else 'values'}")
+        if columns:
+            todo.append(f"drop {'that column' if len(columns) == 1 else 'those columns'}")
+        as_text = any(  # a list given as text: most likely a CSV read with plain pd.read_csv
+            BY_NAME[p.field].kind == "list" and isinstance(p.value, str)
+            for p in self.refused_values
+            if p.field in BY_NAME
+        )
+        hint = " (a CSV: read it with neuroio_nb.read_csv, not plain pd.read_csv)" if as_text else ""
+        return (
+            f"{cut_items(said, 'problem', sep='; ')}. To create {'it' if one else 'them'}, {' and '.join(todo)}{hint}"
         )
 
     def _names_of(self, labels: list[Any]) -> str:
@@ -211,9 +275,10 @@ class Plan:
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
         if len(self.unmatched):
             lines.append(f"  match no source (not created): {self.unmatched_names()}")
-        if self.outside:
-            refused = _them(len(self.unmatched_refused()))
-            lines.append(f"  outside the scope (create=True refuses {refused}): {self.outside_scope()}")
+        lines += [
+            f"  {REFUSAL_NOUNS[reason]} (create=True refuses {_them(len(labels))}): {text}"
+            for reason, labels, text in self.refusals()
+        ]
         lines += cut_lines([_row_line(*rows[k]) for k in win.positions()], win, "source")
         if self.missing:
             lines.append(f"  not found: {ids_text(list(self.missing))}")
@@ -226,9 +291,12 @@ class Plan:
         return "`plan.deletes`, `plan.creates` and `plan.changes`"
 
     def _repr_html_(self) -> str:
-        outside = f" Outside the scope, which create=True refuses: {self.outside_scope()}." if self.outside else ""
+        refused = "".join(
+            f" {REFUSAL_NOUNS[reason].capitalize()}, which create=True refuses: {text}."
+            for reason, _, text in self.refusals()
+        )
         unmatched = (
-            notice(f"Matching no source: {self.unmatched_names()} (all in `plan.unmatched`).{outside}")
+            notice(f"Matching no source: {self.unmatched_names()} (all in `plan.unmatched`).{refused}")
             if len(self.unmatched)
             else ""
         )
@@ -268,17 +336,27 @@ class Plan:
         return out
 
 
-def unmatched_note(count: int, create: str = "create=True", *, refused: int = 0) -> str:
+def unmatched_note(
+    count: int, create: str = "create=True", *, refused: int = 0, reasons: tuple[str, ...] = ("scope",)
+) -> str:
     """``3 rows match no source (not created: plan with create=True to create them)``;
     ``create`` says how to ask for creating (``--create`` on the command line). ``refused``:
-    how many of them lie outside the scope, which creating refuses (and the plan with them):
+    how many of them creating refuses (and the plan with them), for ``reasons``: ``scope``
+    (outside it), ``values`` (bad values):
     ``5 rows match no source (not created; create=True would create 2 but refuses 3 outside the scope)``."""
     head = f"{plural(count, 'row')} {'matches' if count == 1 else 'match'} no source"
     if not refused:
         return f"{head} (not created: plan with {create} to create {_them(count)})"
     if refused >= count:
-        return f"{head} (not created; {create} refuses {_them(count)}: outside the scope)"
-    return f"{head} (not created; {create} would create {number(count - refused)} but refuses {number(refused)} outside the scope)"
+        why = " or ".join(REFUSAL_NOUNS[r] for r in reasons)
+        return f"{head} (not created; {create} refuses {_them(count)}: {why})"
+    why = " or ".join(REFUSAL_WHY[r] for r in reasons)
+    return f"{head} (not created; {create} would create {number(count - refused)} but refuses {number(refused)} {why})"
+
+
+#: Why ``create=True`` refuses a row that matches no source, as a noun and after "refuses 3".
+REFUSAL_NOUNS = {"scope": "outside the scope", "values": "bad values"}
+REFUSAL_WHY = {"scope": "outside the scope", "values": "for bad values"}
 
 
 def unmatched_names(names: list[Any]) -> str:

@@ -34,7 +34,7 @@ import pandas as pd
 from .bulk import Report, SourceCalls, settings_of
 from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
-from .plan import CHANGE_COLUMNS, Plan, creates_frame, make_plan, unmatched_names, update_plan
+from .plan import CHANGE_COLUMNS, REFUSAL_WHY, Plan, creates_frame, make_plan, unmatched_names, update_plan
 from .schema import BY_NAME, READ_ONLY
 from .validate import column_problems
 from .values import is_missing, sendable, to_python, whole_number
@@ -78,15 +78,9 @@ def make_sync_plan(
     scope, listing = _read_scope(sources, q, spaces)
     matched, to_create, ambiguous = _match(desired, row_spaces, scope)
     problems += ambiguous
-    if create:
-        problems += _create_problems(desired.loc[to_create])
     server = frame_from_records(scope.values())
-    if create and len(server.columns):
-        problems += [
-            Problem(None, c, None, "unknown column: not a field of the schema nor of the server's sources")
-            for c in desired.columns
-            if c not in BY_NAME and c != INDEX and c not in server.columns
-        ]
+    if create:
+        problems += _create_refusals(desired.loc[to_create], server)
     frame = desired.loc[list(matched)].drop(columns=[c for c in desired.columns if c in READ_ONLY or c == INDEX])
     frame.index = pd.Index([matched[label] for label in frame.index], name=INDEX)
     frame = _unspecified_kept(frame, server if base is None else base)
@@ -106,8 +100,9 @@ def make_sync_plan(
         plan.scope, plan.seen, plan.listing = (q, spaces), frozenset(scope), listing
     else:  # the frame's columns and dtypes, even with no row
         plan.unmatched = desired.loc[to_create] if to_create else desired.iloc[:0]
-        if to_create:
+        if to_create:  # what create=True would refuse of them, found as it finds it
             plan.outside = _outside_scope(desired, row_spaces, to_create, q, spaces)
+            plan.refused_values = _create_refusals(plan.unmatched, server)
             _warn_unmatched(plan, q, spaces)
     claimed = set(matched.values())
     return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
@@ -115,7 +110,8 @@ def make_sync_plan(
 
 def _warn_unmatched(plan: Plan, q: str | None, spaces: list[int] | None) -> None:
     """One :class:`UnmatchedRowsWarning` for the rows that match no source, naming them, and
-    what ``create=True`` would do with each: create it, or refuse it as outside the scope."""
+    what ``create=True`` would do with each: create it, or refuse it as outside the scope or
+    for its values (each group said as the plan's views say it)."""
     rows = plan.unmatched
     n, refused = len(rows), plan.unmatched_refused()
     scope = ", ".join(
@@ -129,14 +125,16 @@ def _warn_unmatched(plan: Plan, q: str | None, spaces: list[int] | None) -> None
         hint += f"plan.unmatched holds {it}."
     else:
         hint = f"Nothing is done with {it}; plan.unmatched holds {it}. Planning with create=True (CLI --create) "
+        groups = plan.refusals()
+        why = " or ".join(REFUSAL_WHY[reason] for reason, _, _ in groups)
+        details = ". ".join(text for _, _, text in groups)
         if len(refused) == n:
-            hint += f"refuses {it}, as outside the scope: {plan.outside_scope()}."
+            hint += f"refuses {it}{', as' if plan.outside else ''} {why}: {details}."
         else:
             created = unmatched_names(rows.loc[~rows.index.isin(refused), "name"].tolist())
             hint += (
                 f"would create {number(n - len(refused))} of them ({created}) but refuses {number(len(refused))} "
-                f"outside the scope, and the plan with them: {plan.outside_scope()}; "
-                "to create the rest, leave those out of the frame."
+                f"{why}, and the plan with them: {details}; to create the rest, leave those out of the frame."
             )
     warnings.warn(said + hint, UnmatchedRowsWarning, stacklevel=4)  # stacklevel: the caller of client.sources.plan
 
@@ -322,6 +320,20 @@ def _named_spaces(labels: pd.Index, row_spaces: list[int | None], to_create: lis
     """Row label -> the space a row to create names (a backup's ``space_id``): it must land there."""
     space_of = dict(zip(labels, row_spaces, strict=True))
     return {label: space for label in to_create if (space := space_of[label]) is not None}
+
+
+def _create_refusals(rows: pd.DataFrame, server: pd.DataFrame) -> list[Problem]:
+    """What ``create=True`` refuses in ``rows``, the rows to create: their bad values (see
+    :func:`_create_problems`), and columns neither the schema nor the server's sources know
+    (``server``: the scope as read; a column's problem has no row label: it is every row's)."""
+    problems = _create_problems(rows)
+    if len(server.columns):
+        problems += [
+            Problem(None, c, None, "unknown column: not a field of the schema nor of the server's sources")
+            for c in rows.columns
+            if c not in BY_NAME and c != INDEX and c not in server.columns
+        ]
+    return problems
 
 
 def _create_problems(rows: pd.DataFrame) -> list[Problem]:

@@ -110,15 +110,17 @@ def showing(win: Window, where: str | None = None, noun: str = "rows") -> str:
     return text + (f"; all rows in {where if '`' in where else f'`{where}`'}" if where else "")
 
 
-def cut_items(items: Sequence[str], noun: str, max_rows: int | None = None, min_rows: int | None = None) -> str:
+def cut_items(
+    items: Sequence[str], noun: str, max_rows: int | None = None, min_rows: int | None = None, *, sep: str = ", "
+) -> str:
     """``items`` on one line, cut as :func:`window` cuts rows: ``a, b, ... 490 more names ..., y, z``
-    (``noun``: what one item is, ``name``)."""
+    (``noun``: what one item is, ``name``; ``sep``: between two items)."""
     win = window(len(items), max_rows, min_rows)
     parts = [items[k] for k in win.head]
     if win.truncated:
         parts.append(f"... {plural(win.total - win.shown, 'more ' + noun)} ...")
     parts += [items[k] for k in win.tail]
-    return ", ".join(parts)
+    return sep.join(parts)
 
 
 # ---- grouping problems ----------------------------------------------------------------

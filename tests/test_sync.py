@@ -452,7 +452,10 @@ def test_rows_that_match_no_source_are_warned_kept_and_shown_not_dropped(make_sa
             "create=True (CLI --create) refuses them for bad values: store_images_for_results must be a list, "
             "not JSON text" in message
         )
-        assert "To create them, fix their values (a CSV: read it with neuroio_nb.read_csv, not plain pd.read_csv)" in message
+        assert (
+            "To create them, fix their values (a CSV: read it with neuroio_nb.read_csv, not plain pd.read_csv)"
+            in message
+        )
         note = "2 rows match no source (not created; create=True refuses them: bad values)"
     else:
         assert "create=True (CLI --create) would create them" in message
@@ -606,13 +609,18 @@ def test_rows_whose_values_create_would_refuse_are_told_so_not_that_it_would_cre
     def quoted(labels):
         return ", ".join(repr(names[label]) for label in labels)
 
-    json_reason = "must be a list, not JSON text (plain pd.read_csv leaves it as text; neuroio_nb.read_csv reads it as a list)"
+    json_reason = (
+        "must be a list, not JSON text (plain pd.read_csv leaves it as text; neuroio_nb.read_csv reads it as a list)"
+    )
     groups = [  # grouped by field and problem, in the frame's column order, as create=True's error groups them
         f"identify_facesize_threshold must be 0 or more: {quoted([negative])}",
         f"auto_create_facesize_threshold must be at most 10,000,000: {quoted([too_big])}",
         f"store_images_for_results {json_reason}: {quoted([json_text, negative])}",
     ]
-    told = "; ".join(groups) + ". To create them, fix their values (a CSV: read it with neuroio_nb.read_csv, not plain pd.read_csv)"
+    told = (
+        "; ".join(groups)
+        + ". To create them, fix their values (a CSV: read it with neuroio_nb.read_csv, not plain pd.read_csv)"
+    )
 
     plan, warned = plan_warned(c, desired, key="name")
     assert len(warned) == 1  # one warning for the plan, not one per row or per reason
@@ -634,11 +642,15 @@ def test_rows_whose_values_create_would_refuse_are_told_so_not_that_it_would_cre
     # the hints are true: create=True refuses exactly the rows said to be refused, for the reasons said ...
     with pytest.raises(ValidationError) as refusal:
         c.sources.plan(desired, key="name", create=True)
-    said = {(label, f, r) for f, r, labels in (
-        ("store_images_for_results", json_reason, [json_text, negative]),
-        ("identify_facesize_threshold", "must be 0 or more", [negative]),
-        ("auto_create_facesize_threshold", "must be at most 10,000,000", [too_big]),
-    ) for label in labels}
+    said = {
+        (label, f, r)
+        for f, r, labels in (
+            ("store_images_for_results", json_reason, [json_text, negative]),
+            ("identify_facesize_threshold", "must be 0 or more", [negative]),
+            ("auto_create_facesize_threshold", "must be at most 10,000,000", [too_big]),
+        )
+        for label in labels
+    }
     assert {(p.id, p.field, p.reason) for p in refusal.value.problems} == said
     # ... with them left out, it creates exactly the row said to be created ...
     plan = c.sources.plan(desired.drop(index=refused), key="name", create=True)
@@ -655,8 +667,14 @@ def test_rows_whose_values_create_would_refuse_are_told_so_not_that_it_would_cre
     plan, warned = plan_warned(c, site, key="name")
     message = str(warned[0].message)
     assert "would create" not in message and "create=True (CLI --create) refuses them for bad values" in message
-    assert "notes: unknown column: not a field of the schema nor of the server's sources. To create them, drop that column" in message
-    assert plan.summary() == "nothing to change; 2 rows match no source (not created; create=True refuses them: bad values)"
+    assert (
+        "notes: unknown column: not a field of the schema nor of the server's sources. To create them, drop that column"
+        in message
+    )
+    assert (
+        plan.summary()
+        == "nothing to change; 2 rows match no source (not created; create=True refuses them: bad values)"
+    )
     with pytest.raises(ValidationError, match="notes: unknown column"):
         c.sources.plan(site, key="name", create=True)
     assert len(c.sources.plan(site.drop(columns="notes"), key="name", create=True).creates) == 2
@@ -670,8 +688,9 @@ FLAGS = st.sampled_from([None, True, False, "yes", 1])
 
 def test_each_hint_of_what_create_would_do_with_an_unmatched_row_is_what_it_does(make_sandbox, client_for):
     """Generated rows that match no source, beside rows that do, with good and bad values of
-    every kind: the rows the warning says create=True refuses are exactly those it refuses,
-    for the problems said (field and reason); with them left out it creates exactly the rest."""
+    every kind, some outside ``q``: the rows the warning says create=True refuses are exactly
+    those it refuses, for the problems said (field and reason, or the scope); with them left
+    out it creates exactly the rest."""
     sb = make_sandbox(sources=30, seed=17)
     c = client_for(sb)
     counts = Counter(s["name"] for s in sb.sources.values())
@@ -687,33 +706,41 @@ def test_each_hint_of_what_create_would_do_with_an_unmatched_row_is_what_it_does
     )
     @given(
         known=st.lists(st.sampled_from(held_once), unique=True, max_size=3),
-        new=st.lists(st.tuples(THRESHOLDS, KEEP_IMAGES, FLAGS), min_size=1, max_size=6),
+        new=st.lists(st.tuples(st.booleans(), THRESHOLDS, KEEP_IMAGES, FLAGS), min_size=1, max_size=6),
+        q=st.sampled_from([None, "new"]),
     )
-    def check(known, new):
-        rows = [(name, None, None, None) for name in known]
-        rows += [(f"New {n}", *values) for n, values in enumerate(new)]
+    def check(known, new, q):
+        rows = [(name, None, None, None) for name in known if q is None or q in name.casefold()]
+        rows += [(f"{'New' if in_q else 'Kiosk'} {n}", *values) for n, (in_q, *values) in enumerate(new)]
         desired = pd.DataFrame(
-            rows, columns=["name", "identify_facesize_threshold", "store_images_for_results", "use_pps_time"], dtype=object
+            rows,
+            columns=["name", "identify_facesize_threshold", "store_images_for_results", "use_pps_time"],
+            dtype=object,
         )
-        plan, warned = plan_warned(c, desired, key="name")
+        plan, warned = plan_warned(c, desired, key="name", q=q)
         assert len(warned) == 1 and len(plan.unmatched) == len(new)
         message = str(warned[0].message)
         said = plan.unmatched_refused()
         try:
-            c.sources.plan(desired, key="name", create=True)
+            c.sources.plan(desired, key="name", create=True, q=q)
             refused = []
         except ValidationError as exc:
             refused = exc.problems
         assert said == sorted({p.id for p in refused})
-        assert {(p.id, p.field, p.reason) for p in refused} == {(p.id, p.field, p.reason) for p in plan.refused_values}
+        for_values = {(p.id, p.field, p.reason) for p in refused if "outside the scope" not in p.reason}
+        assert for_values == {(p.id, p.field, p.reason) for p in plan.refused_values}
         for p in refused:
-            assert f"{p.field} {p.reason}: " in message and repr(desired.at[p.id, "name"]) in message
+            assert repr(desired.at[p.id, "name"]) in message
+            assert f"{p.field} {p.reason}: " in message or re.search(f"names? without q={q!r}: ", message)
+        note = plan.summary()
+        assert ("bad values" in note) == bool(for_values)
+        assert ("outside the scope" in note) == any("outside the scope" in p.reason for p in refused)
         if said:
-            assert "bad values" in plan.summary() and "would create them" not in message
+            assert "would create them" not in message and "would create it" not in message
         else:
             assert "would create them" in message or "would create it" in message
         if len(said) < len(desired):  # with the refused rows left out, exactly the rest is created
-            created = c.sources.plan(desired.drop(index=said), key="name", create=True).creates
+            created = c.sources.plan(desired.drop(index=said), key="name", create=True, q=q).creates
             assert sorted(created["name"]) == sorted(plan.unmatched.drop(index=said)["name"])
 
     check()
