@@ -510,6 +510,22 @@ def test_many_rows_that_match_no_source_are_named_cut_as_pandas_cuts(make_sandbo
         assert all(n in plan_warned(c, site, key="name")[1][0].message.args[0] for n in names)
     pd.testing.assert_frame_equal(plan.unmatched, site)
 
+    # the rows create=True refuses for their values: each problem's names cut, and the problems too
+    site["store_images_for_results"] = [f'["new", "x{i}"]' for i in range(70)]  # JSON text, as plain pd.read_csv
+    site["identify_facesize_threshold"] = [-1 - i for i in range(70)]  # one problem each: cut as rows are
+    plan, warned = plan_warned(c, site, key="name", q="Site 7")
+    message = str(warned[0].message)
+    assert (
+        f"store_images_for_results must be a list, not JSON text (plain pd.read_csv leaves it as text; neuroio_nb.read_csv reads it as a list): {cut}"
+        in message
+    )
+    assert f"identify_facesize_threshold must be 0 or more: {cut}" in message  # same reason: one group
+    site["store_images_for_results"] = [[f"bad {i}"] for i in range(70)]  # a reason of its own each
+    plan, warned = plan_warned(c, site.drop(columns="identify_facesize_threshold"), key="name", q="Site 7")
+    told = plan.refused_for_values()
+    assert "... 60 more problems ..." in told and "unknown value(s) ['bad 4']" in told and "['bad 5']" not in told
+    assert told in str(warned[0].message) and told in repr(plan)
+
 
 def test_rows_outside_the_scope_are_told_why_create_would_refuse_them_not_that_it_would_create_them(
     make_sandbox, client_for
