@@ -143,18 +143,25 @@ def floor_writes(
     posts: Sequence[dict] = (),
     patches: dict[int, dict] | None = None,
     listing: bool = False,
+    relisting: Sequence[tuple[int, int]] = (),
 ) -> int:
-    """The POSTs and PATCHes, all at once (after the whole listing when ``listing``)."""
+    """The POSTs and PATCHes, all at once (after the whole listing when ``listing``). With
+    ``relisting`` (pages as ``(limit, offset)``), those pages are asked for too, queued ahead of
+    the writes in the same pool: the requests of a sync that reads its scope again to check
+    for conflicts."""
     with session(token) as http, ThreadPoolExecutor(max_workers) as pool:
         if listing:
             for _ in _listing(http, pool, url):
                 pass
 
-        def send(item: tuple[str, str, dict]) -> dict:
+        def send(item: tuple[str, str, dict | None]) -> dict:
             reply = http.request(item[0], item[1], json=item[2])
             reply.raise_for_status()
             return reply.json()
 
-        work = [("POST", url + PATH, body) for body in posts]
+        work: list[tuple[str, str, dict | None]] = [
+            ("GET", f"{url}{PATH}?limit={limit}&offset={offset}", None) for limit, offset in relisting
+        ]
+        work += [("POST", url + PATH, body) for body in posts]
         work += [("PATCH", f"{url}{PATH}{sid}/", body) for sid, body in (patches or {}).items()]
         return sum(1 for _ in pool.map(send, work))
