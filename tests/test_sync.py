@@ -696,6 +696,16 @@ def test_rows_whose_values_create_would_refuse_are_told_so_not_that_it_would_cre
     assert len(c.sources.plan(site.drop(columns="notes"), key="name", create=True).creates) == 2
 
 
+#: Hypothesis for a test that drives one sandbox: few examples, the same ones every run, no deadline.
+ON_A_SANDBOX = settings(
+    max_examples=25,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
 #: Values a row to create may hold, good and bad, as object cells (a frame edited by hand).
 THRESHOLDS = st.sampled_from([None, 0, 5000, 10_000_000, -1, 10_000_001, 7000.0, "7000", 2.5])
 KEEP_IMAGES = st.sampled_from([None, [], ["new", "det"], '["new"]', "new", ["bogus"], ("ha",)])
@@ -712,14 +722,7 @@ def test_each_hint_of_what_create_would_do_with_an_unmatched_row_is_what_it_does
     counts = Counter(s["name"] for s in sb.sources.values())
     held_once = sorted(name for name, n in counts.items() if n == 1)
 
-    @settings(
-        max_examples=25,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=(Phase.explicit, Phase.generate),
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @ON_A_SANDBOX
     @given(
         known=st.lists(st.sampled_from(held_once), unique=True, max_size=3),
         new=st.lists(st.tuples(st.booleans(), THRESHOLDS, KEEP_IMAGES, FLAGS), min_size=1, max_size=6),
@@ -779,14 +782,7 @@ def test_exactly_the_rows_whose_name_no_source_has_are_unmatched(make_sandbox, c
     counts = Counter(s["name"] for s in sb.sources.values())
     held_once = sorted(name for name, n in counts.items() if n == 1)
 
-    @settings(
-        max_examples=25,
-        deadline=None,
-        derandomize=True,
-        database=None,
-        phases=(Phase.explicit, Phase.generate),
-        suppress_health_check=[HealthCheck.too_slow],
-    )
+    @ON_A_SANDBOX
     @given(
         known=st.lists(st.sampled_from(held_once), unique=True, max_size=6),
         odd=st.lists(ODD_NAMES.filter(lambda name: name not in counts), unique=True, max_size=8),
