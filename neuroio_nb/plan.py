@@ -100,7 +100,7 @@ class Plan:
     #: column's problem, which refuses every row).
     refused_values: list[Problem] = field(default_factory=list, repr=False)
     #: How the scope's listing went when planned: (count, rows a page). Applying asks
-    #: for the pages that implies all at once (see :func:`~neuroio_nb.reads.scope_as_read`).
+    #: for the pages that implies all at once (see :class:`~neuroio_nb.reads.ScopeRead`).
     listing: tuple[int, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
