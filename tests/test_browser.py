@@ -114,10 +114,12 @@ VIEWS_CELLS = [
     "bad = pd.concat([bad, bad.iloc[:100]])   # 100 ids twice\n"
     "try:\n    big.sources.plan(bad)\nexcept ValidationError as exc:\n    error = exc\nerror",
     "print(error)",
-    # matched by name without create=True: 5 updates, and 70 rows whose (long) names match no source
+    # matched by name without create=True: 5 updates, and 70 rows whose (long) names match no source,
+    # 7 of them with a value create=True would refuse
     "partial = frame.iloc[600:630].reset_index()   # sources the sync above left alone\n"
     "partial.loc[:4, 'use_pps_time'] = ~partial.loc[:4, 'use_pps_time']\n"
-    "typos = pd.DataFrame({'name': [f'Gate {i:03}, north car park, the camera over the barrier' for i in range(70)]})\n"
+    "typos = pd.DataFrame({'name': [f'Gate {i:03}, north car park, the camera over the barrier' for i in range(70)],\n"
+    "                      'identify_facesize_threshold': [-5 if i % 10 == 0 else 9000 for i in range(70)]})\n"
     "unmatched = big.sources.plan(pd.concat([partial, typos], ignore_index=True), key='name')\nunmatched",
     f"form = client.sources.form({FORM_SOURCE})\nform",
 ]
@@ -607,6 +609,10 @@ def test_long_views_at_laptop_width(views_page: Any, theme: str, artifacts: Path
             notice = out.locator("p.neuroio-tone-warn")
             if "... 60 more names ..." not in notice.inner_text():
                 problems.append(f"{title}: the names are not cut as pandas cuts rows: {notice.inner_text()[:200]!r}")
+            if "Bad values, which create=True refuses: identify_facesize_threshold" not in notice.inner_text():
+                problems.append(
+                    f"{title}: the rows create=True would refuse are not said: {notice.inner_text()[-300:]!r}"
+                )
             if not notice.bounding_box()["y"] < out.locator("table").bounding_box()["y"]:
                 problems.append(f"{title}: the rows that match no source are not said above the table")
         elif title in cut:
