@@ -41,11 +41,11 @@ import loops
 from server import SandboxProcess
 
 from neuroio_nb import Client
-from neuroio_nb.frames import frame_from_records
-from neuroio_nb.plan import make_plan
+from neuroio_nb._jobs.frames import frame_from_records
+from neuroio_nb._jobs.plan import make_plan
+from neuroio_nb._jobs.validate import checked_frame
+from neuroio_nb._schema import BY_NAME
 from neuroio_nb.sandbox import generate_sources
-from neuroio_nb.schema import BY_NAME
-from neuroio_nb.validate import checked_frame
 
 WORKERS = 8  # Client's default max_workers
 PARTS = ("network", "limited", "cpu", "create", "stream", "restore", "big", "journal")

@@ -6,9 +6,9 @@ reviewed plan, edit one source in a form, and keep CSV exports.
 
 from __future__ import annotations
 
+from ._client import Client
+from ._jobs.csvio import read_csv
+from ._schema import EntryResult
 from ._version import __version__
-from .client import Client
-from .csvio import read_csv
-from .schema import EntryResult
 
 __all__ = ["Client", "EntryResult", "__version__", "read_csv"]

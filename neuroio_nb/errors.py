@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from .views import problems_html, problems_text
+from ._views import problems_html, problems_text
 
 
 class NeuroIOError(Exception):

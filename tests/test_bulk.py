@@ -14,8 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neuroio_nb._values import to_python
 from neuroio_nb.errors import BulkInterrupted, ValidationError
-from neuroio_nb.values import to_python
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ import pytest
 import requests
 from pandas.testing import assert_frame_equal
 
-from neuroio_nb import cli, read_csv
+from neuroio_nb import _cli as cli
+from neuroio_nb import read_csv
 from neuroio_nb.sandbox import Sandbox
 
 if TYPE_CHECKING:

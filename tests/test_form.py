@@ -15,9 +15,10 @@ from typing import Any
 import ipywidgets as widgets
 import pytest
 
-from neuroio_nb import Client, schema
-from neuroio_nb.form import UNSAVED_CLASS, SourceForm, SourcePicker
-from neuroio_nb.form_state import FormState, parse_whole_number
+from neuroio_nb import Client
+from neuroio_nb import _schema as schema
+from neuroio_nb._form import UNSAVED_CLASS, SourceForm, SourcePicker
+from neuroio_nb._form_state import FormState, parse_whole_number
 from neuroio_nb.sandbox import EXTRA_FIELDS, Sandbox
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "03_edit_one_source.ipynb"
@@ -191,7 +192,7 @@ def test_license_id_keeps_its_type(client: Client, sb: Sandbox, patches) -> None
 )
 def test_license_id_is_sent_as_a_frame_sends_it(client: Client, sb: Sandbox, patches, typed: str, sent: Any) -> None:
     """Plain digits are the number, anything else (leading zeros, other scripts' digits) stays text."""
-    from neuroio_nb.values import sendable
+    from neuroio_nb._values import sendable
 
     sb.external_edit(6, license_id=1001)
     form = client.sources.form(6)

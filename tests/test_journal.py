@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuroio_nb import journal as jn
+from neuroio_nb import _journal as jn
+from neuroio_nb._journal import Intent, Journal, JournalError, TornLineWarning
 from neuroio_nb.errors import ConfigurationError, NeuroIOError
-from neuroio_nb.journal import Intent, Journal, JournalError, TornLineWarning
 
 
 def lines_of(path: Path) -> list[dict]:
@@ -238,7 +238,7 @@ def test_threads_recording_outcomes_never_interleave_lines(tmp_path):
 
 WRITER = textwrap.dedent("""
     import sys, threading
-    from neuroio_nb.journal import Intent, Journal
+    from neuroio_nb._journal import Intent, Journal
     run = Journal(sys.argv[1]).start("apply", "http://x", details={"writer": sys.argv[2]})
     for batch in range(10):
         seqs = run.intend([Intent("update", batch * 100 + i, {"v": 0}, {"v": sys.argv[2]}) for i in range(100)])
@@ -390,7 +390,7 @@ edit = namespace["edit"]
 
 APPLIER = EDIT + textwrap.dedent("""
     import os, sys, time
-    import neuroio_nb.journal as jn
+    import neuroio_nb._journal as jn
     from neuroio_nb import Client
 
     if os.environ.get("HOLD_BEFORE_END"):
@@ -515,13 +515,13 @@ def test_killed_apply_can_be_undone_or_resumed_from_another_process(make_sandbox
 
 
 def pd_frame(sources: dict):
-    from neuroio_nb.frames import frame_from_records
+    from neuroio_nb._jobs.frames import frame_from_records
 
     return frame_from_records([sources[i] for i in sorted(sources)])
 
 
 def test_cli_history_undo_and_resume(sb, client_for, tmp_path, monkeypatch, capsys):
-    from neuroio_nb.cli import main
+    from neuroio_nb._cli import main
 
     monkeypatch.setenv("NEUROIO_NB_JOURNAL", str(tmp_path))
     monkeypatch.setenv("NEUROIO_API_TOKEN", sb.token)

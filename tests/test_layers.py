@@ -16,14 +16,16 @@ PACKAGE = Path(__file__).resolve().parent.parent / "neuroio_nb"
 
 #: Bottom to top. A module may import from its own layer or any layer below.
 LAYERS: dict[int, set[str]] = {
-    0: {"_version", "schema", "errors", "values", "throttle", "views", "progress"},
-    1: {"transport", "journal", "sandbox"},
-    2: {"rest", "paging"},
-    3: {"frames", "validate", "reads", "plan", "sending", "bulk", "sync", "csvio", "history"},
-    4: {"form_state", "form", "explore"},
-    5: {"sources", "client"},
+    0: {"_version", "_schema", "errors", "_values", "_throttle", "_views", "_progress"},
+    1: {"_transport", "_journal", "sandbox"},
+    2: {"_rest", "_paging"},
+    # The jobs: the private sub-package neuroio_nb._jobs (frames, validate, reads, plan,
+    # sending, bulk, sync, csvio, history).
+    3: {"_jobs"},
+    4: {"_form_state", "_form", "_explore"},
+    5: {"_sources", "_client"},
     # Entry points: they start a Client (layer 5), so they sit above it.
-    6: {"cli", "__init__", "__main__"},
+    6: {"_cli", "__init__", "__main__"},
 }
 LAYER_OF = {name: layer for layer, names in LAYERS.items() for name in names}
 
@@ -99,15 +101,15 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
     probe = tmp_path / "probe.py"
     probe.write_text(
         "from typing import TYPE_CHECKING\n"
-        "from .schema import FIELDS\n"
-        "if TYPE_CHECKING:\n    from .sources import Sources\n"
-        "def f():\n    from .form import source_form\n    from . import plan\n",
+        "from ._schema import FIELDS\n"
+        "if TYPE_CHECKING:\n    from ._sources import Sources\n"
+        "def f():\n    from ._form import source_form\n    from ._jobs import plan\n",
         encoding="utf-8",
     )
-    seen = {target for _, target in imports(probe, here="neuroio_nb.paging")}
-    assert seen == {"neuroio_nb.schema", "neuroio_nb.sources", "neuroio_nb.form", "neuroio_nb.plan"}
-    assert [t for t in sorted(seen) if layer(t) > layer("neuroio_nb.paging")] == [
-        "neuroio_nb.form",
-        "neuroio_nb.plan",
-        "neuroio_nb.sources",
+    seen = {target for _, target in imports(probe, here="neuroio_nb._paging")}
+    assert seen == {"neuroio_nb._schema", "neuroio_nb._sources", "neuroio_nb._form", "neuroio_nb._jobs.plan"}
+    assert [t for t in sorted(seen) if layer(t) > layer("neuroio_nb._paging")] == [
+        "neuroio_nb._form",
+        "neuroio_nb._jobs.plan",
+        "neuroio_nb._sources",
     ]

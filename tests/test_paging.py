@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuroio_nb.paging import Walk, is_last_page, overlapping_offsets
+from neuroio_nb._paging import Walk, is_last_page, overlapping_offsets
 
 
 def rows(*ids: int) -> list[dict[str, Any]]:

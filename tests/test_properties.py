@@ -26,9 +26,9 @@ from hypothesis import HealthCheck, Phase, assume, given, settings
 from hypothesis import strategies as st
 
 from neuroio_nb import Client, read_csv
+from neuroio_nb._schema import FIELDS, EntryResult
+from neuroio_nb._values import same
 from neuroio_nb.sandbox import TRICKY_TEXTS, VARIETY_FIELDS, Sandbox
-from neuroio_nb.schema import FIELDS, EntryResult
-from neuroio_nb.values import same
 
 #: No shrinking: each example starts a sandbox, and on 2 cores a shrink can take many minutes;
 #: a failure is reported as generated (derandomized, so it comes back on every run).

@@ -11,7 +11,7 @@ from collections import Counter
 import pandas as pd
 import pytest
 
-from neuroio_nb.schema import create_defaults
+from neuroio_nb._schema import create_defaults
 
 
 def site(n: int, prefix: str = "Site 7 cam") -> pd.DataFrame:

@@ -15,6 +15,7 @@ import pytest
 import requests
 
 from neuroio_nb import Client
+from neuroio_nb._transport import Verdict, outcome_unknown, parse_retry_after, retry_delay, should_retry
 from neuroio_nb.errors import (
     APIError,
     AuthenticationError,
@@ -28,7 +29,6 @@ from neuroio_nb.errors import (
     TransportError,
     ValidationError,
 )
-from neuroio_nb.transport import Verdict, outcome_unknown, parse_retry_after, retry_delay, should_retry
 
 URL = "https://api.test.example"
 TOKEN = "tok-SECRET-123"

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 import requests
 
-from neuroio_nb import schema, values
+from neuroio_nb import _schema as schema
+from neuroio_nb import _values as values
 from neuroio_nb.sandbox import EXTRA_FIELDS, VARIETY_FIELDS, RequestRecord, Sandbox, generate_sources
 from neuroio_nb.sandbox import sandbox as sandbox_module
 

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from neuroio_nb import Client, read_csv
+from neuroio_nb._sources import ListingChangedWarning
 from neuroio_nb.errors import (
     APIError,
     AuthenticationError,
@@ -33,7 +34,6 @@ from neuroio_nb.errors import (
     TransportError,
     ValidationError,
 )
-from neuroio_nb.sources import ListingChangedWarning
 
 SOURCE = {"id": 1, "space_id": 1, "name": "Gate"}
 

@@ -7,9 +7,9 @@ import itertools
 import pandas as pd
 import pytest
 
+from neuroio_nb._schema import BY_NAME, COLUMNS
+from neuroio_nb._sources import ListingChangedWarning
 from neuroio_nb.errors import APIError, NotFoundError
-from neuroio_nb.schema import BY_NAME, COLUMNS
-from neuroio_nb.sources import ListingChangedWarning
 
 
 def listed_offsets(sb):
@@ -124,7 +124,7 @@ def test_user_agent_and_keepalive(make_sandbox, client_for, connections_opened):
 
 
 def test_frame_builds_from_dicts_with_unknown_and_missing_fields():
-    from neuroio_nb.frames import frame_from_records
+    from neuroio_nb._jobs.frames import frame_from_records
 
     frame = frame_from_records(
         [
@@ -141,7 +141,7 @@ def test_frame_builds_from_dicts_with_unknown_and_missing_fields():
 
 
 def test_whole_number_license_ids_stay_whole_when_one_is_missing():
-    from neuroio_nb.frames import frame_from_records
+    from neuroio_nb._jobs.frames import frame_from_records
 
     frame = frame_from_records(
         [{"id": 1, "license_id": 1001}, {"id": 2, "license_id": None}, {"id": 3, "license_id": 7}]
@@ -150,7 +150,7 @@ def test_whole_number_license_ids_stay_whole_when_one_is_missing():
 
 
 def test_a_number_too_big_for_the_column_is_kept_with_a_warning():
-    from neuroio_nb.frames import frame_from_records
+    from neuroio_nb._jobs.frames import frame_from_records
 
     with pytest.warns(UserWarning, match="identify_facesize_threshold"):
         frame = frame_from_records(

@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from neuroio_nb import read_csv
+from neuroio_nb._jobs.frames import frame_from_records
+from neuroio_nb._jobs.sync import UnmatchedRowsWarning
 from neuroio_nb.errors import BulkInterrupted, ValidationError
-from neuroio_nb.frames import frame_from_records
-from neuroio_nb.sync import UnmatchedRowsWarning
 
 FAULTS = {"503": 0.2, "429": 0.05, "502": 0.05, "drop": 0.03}
 WRITES = ("POST", "PATCH", "DELETE")

@@ -1,4 +1,4 @@
-"""The value rules (neuroio_nb.values), each a table of cases; and numpy cells where users pass them."""
+"""The value rules (neuroio_nb._values), each a table of cases; and numpy cells where users pass them."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from neuroio_nb.schema import BY_NAME
-from neuroio_nb.values import check_value, id_problem, same, sendable, shown, three_way, to_python, whole_number
+from neuroio_nb._schema import BY_NAME
+from neuroio_nb._values import check_value, id_problem, same, sendable, shown, three_way, to_python, whole_number
 
 WHOLE = [
     (7, 7),

@@ -7,9 +7,9 @@ import re
 import pandas as pd
 import pytest
 
-from neuroio_nb import views
+from neuroio_nb import _views as views
+from neuroio_nb._jobs.plan import CHANGE_COLUMNS, Plan
 from neuroio_nb.errors import Problem, ValidationError
-from neuroio_nb.plan import CHANGE_COLUMNS, Plan
 
 
 def rows_of(html: str) -> list[str]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import random
 from typing import Any, Literal
 
-from .. import schema
+from .. import _schema as schema
 from .fields import TRICKY_TEXTS, VARIETY_FIELDS, server_fields
 
 LicenseIds = Literal["mixed", "int"]

@@ -1,6 +1,6 @@
 """The fields the sandbox server knows, and the checks it runs on a write.
 
-Everything comes from :mod:`neuroio_nb.schema`, plus :data:`EXTRA_FIELDS`:
+Everything comes from :mod:`neuroio_nb._schema`, plus :data:`EXTRA_FIELDS`:
 fields real servers have sent that the client's schema does not know, so that
 a client's handling of unknown fields is always exercised. With
 ``unknown_fields=True`` a sandbox also knows :data:`VARIETY_FIELDS`, and one
@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from .. import schema
+from .. import _schema as schema
 from .replies import field_error
 
 EXTRA_FIELDS: dict[str, schema.Field] = {

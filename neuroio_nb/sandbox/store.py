@@ -11,7 +11,7 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from .. import schema
+from .. import _schema as schema
 from .fields import ServerFields
 from .replies import ApiFailure, field_error
 

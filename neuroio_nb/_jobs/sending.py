@@ -22,10 +22,10 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from .errors import BulkInterrupted, NeuroIOError
-from .journal import RunWriter, covered
-from .progress import progress_bar
-from .transport import outcome_unknown
+from .._journal import RunWriter, covered
+from .._progress import progress_bar
+from .._transport import outcome_unknown
+from ..errors import BulkInterrupted, NeuroIOError
 
 
 class Recorded(Protocol):

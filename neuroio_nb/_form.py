@@ -1,11 +1,11 @@
 """An ipywidgets form for one source: ``client.sources.form(id)`` (layer 4, the view).
 
-What the form knows and decides lives in :class:`~neuroio_nb.form_state.FormState`
+What the form knows and decides lives in :class:`~neuroio_nb._form_state.FormState`
 (values, baseline, unsaved changes, server notes, problems); this module only
 shows it and turns widget events into calls on it.
 
-Every input is built from :data:`neuroio_nb.schema.FIELDS` (one section per
-:data:`~neuroio_nb.schema.GROUPS` entry) by one small factory per field kind
+Every input is built from :data:`neuroio_nb._schema.FIELDS` (one section per
+:data:`~neuroio_nb._schema.GROUPS` entry) by one small factory per field kind
 (:data:`CONTROLS`), as ipywidgets' own ``interaction.py`` builds its controls;
 fields the server sends that the schema does not know are shown read-only in an
 extra section.
@@ -28,10 +28,10 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from ._form_state import FormState, SourceCalls, field_title, parse_whole_number
+from ._schema import BY_NAME, FIELDS, GROUPS, EntryResult, Field
+from ._values import check_value, sendable, shown
 from .errors import NeuroIOError
-from .form_state import FormState, SourceCalls, field_title, parse_whole_number
-from .schema import BY_NAME, FIELDS, GROUPS, EntryResult, Field
-from .values import check_value, sendable, shown
 
 UNSAVED_CLASS = "neuroio-unsaved"
 #: Heading of the section that shows fields the schema does not know.
@@ -149,7 +149,7 @@ def list_control(field: Field) -> Control:
 
 
 def license_control(field: Field) -> Control:
-    """Text, sent as a frame's license id is sent (:func:`~neuroio_nb.values.sendable`): plain digits as the number."""
+    """Text, sent as a frame's license id is sent (:func:`~neuroio_nb._values.sendable`): plain digits as the number."""
     box = widgets.Text(**_common(field))
 
     def read(value: Any, _: Any) -> tuple[Any, str | None]:

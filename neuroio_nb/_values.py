@@ -18,7 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from .schema import BY_NAME, Field
+from ._schema import BY_NAME, Field
 
 #: How a missing value is shown where a blank would be lost (plans, reports, the form).
 MISSING = "—"

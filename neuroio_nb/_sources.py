@@ -1,6 +1,6 @@
 """``client.sources``: the facade over every layer (layer 5).
 
-:class:`Sources` is the REST resource (:class:`~neuroio_nb.rest.SourcesAPI`: list,
+:class:`Sources` is the REST resource (:class:`~neuroio_nb._rest.SourcesAPI`: list,
 iter, get, create, update, delete, ...) plus the jobs built on it, each delegated to
 its own module: the typed frame (``frames``), plan, bulk update and undo (``plan``,
 ``bulk``), CSV export (``csvio``) and the form (``form``).
@@ -15,19 +15,19 @@ from typing import Any
 
 import pandas as pd
 
-from .bulk import Report, check_on_conflict
-from .csvio import write_csv
-from .form import source_form
-from .frames import frame_from_records
-from .history import history
-from .history import resume as resume_run
-from .history import undo as undo_run
-from .journal import labelled
-from .paging import ListingChangedWarning
-from .plan import Plan
-from .rest import SourcesAPI
-from .sync import make_sync_plan
-from .sync import undo as undo_report
+from ._form import source_form
+from ._jobs.bulk import Report, check_on_conflict
+from ._jobs.csvio import write_csv
+from ._jobs.frames import frame_from_records
+from ._jobs.history import history
+from ._jobs.history import resume as resume_run
+from ._jobs.history import undo as undo_run
+from ._jobs.plan import Plan
+from ._jobs.sync import make_sync_plan
+from ._jobs.sync import undo as undo_report
+from ._journal import labelled
+from ._paging import ListingChangedWarning
+from ._rest import SourcesAPI
 
 
 class Sources(SourcesAPI):
@@ -83,9 +83,9 @@ class Sources(SourcesAPI):
 
         ``key="name"`` matches rows to sources by name; ``create=True`` creates the rows
         that match none (without it they are kept in ``plan.unmatched``, said by the plan's
-        views and by an :class:`~neuroio_nb.sync.UnmatchedRowsWarning`); ``delete=True``
+        views and by an :class:`~neuroio_nb._jobs.sync.UnmatchedRowsWarning`); ``delete=True``
         deletes the sources in scope (``q``, ``spaces_ids``) that no row matches. See
-        :mod:`neuroio_nb.sync`.
+        :mod:`neuroio_nb._jobs.sync`.
         """
         return make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
 
@@ -103,8 +103,8 @@ class Sources(SourcesAPI):
         return self.plan(edited, base).apply(dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def undo(self, report: pd.DataFrame | str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
-        """Put back what a report's writes replaced (see :func:`neuroio_nb.sync.undo`), or what a
-        journaled run changed, given its id (see :func:`neuroio_nb.history.undo`)."""
+        """Put back what a report's writes replaced (see :func:`neuroio_nb._jobs.sync.undo`), or what a
+        journaled run changed, given its id (see :func:`neuroio_nb._jobs.history.undo`)."""
         if isinstance(report, (str, os.PathLike)):
             return undo_run(self, os.fspath(report), on_conflict=on_conflict, progress=progress)
         with labelled("undo"):

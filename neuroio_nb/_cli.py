@@ -34,9 +34,15 @@ from typing import Any, NoReturn
 
 import pandas as pd
 
+from ._client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
+from ._jobs.csvio import read_csv
+from ._jobs.history import history_frame, prune, report_of, run_report
+from ._jobs.plan import REFUSAL_NOUNS
+from ._jobs.sync import UnmatchedRowsWarning
+from ._journal import JournalError, open_journal
+from ._values import shown, to_python
 from ._version import __version__
-from .client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
-from .csvio import read_csv
+from ._views import plural
 from .errors import (
     AuthenticationError,
     BulkInterrupted,
@@ -44,13 +50,7 @@ from .errors import (
     NeuroIOError,
     ValidationError,
 )
-from .history import history_frame, prune, report_of, run_report
-from .journal import JournalError, open_journal
-from .plan import REFUSAL_NOUNS
 from .sandbox import cli as sandbox_cli
-from .sync import UnmatchedRowsWarning
-from .values import shown, to_python
-from .views import plural
 
 EXIT_OK = 0
 EXIT_ROWS_FAILED = 1
@@ -81,7 +81,7 @@ EMPTY = "(empty)"
 
 
 def _shown(value: Any) -> str:
-    """A value in a terminal table: the one display rule (:func:`~neuroio_nb.values.shown`),
+    """A value in a terminal table: the one display rule (:func:`~neuroio_nb._values.shown`),
     spelt as the CSV and JSON files beside it spell it (``true``, ``["new", "ha"]``)."""
     return shown(value, missing=EMPTY, json_literals=True)
 

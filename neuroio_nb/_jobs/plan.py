@@ -15,14 +15,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .bulk import Job, Report, SourceCalls, apply_job
-from .csvio import neutralised
-from .errors import Problem, ValidationError
-from .frames import INDEX, frame_from_records, typed_column
-from .schema import BY_NAME, COLUMNS, READ_ONLY
-from .validate import checked_cells
-from .values import id_index, same, sendable, to_python
-from .views import (
+from .._schema import BY_NAME, COLUMNS, READ_ONLY
+from .._values import id_index, same, sendable, to_python
+from .._views import (
     ACTION_MARKS,
     changes_html,
     cut_items,
@@ -40,6 +35,11 @@ from .views import (
     view,
     window,
 )
+from ..errors import Problem, ValidationError
+from .bulk import Job, Report, SourceCalls, apply_job
+from .csvio import neutralised
+from .frames import INDEX, frame_from_records, typed_column
+from .validate import checked_cells
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
 
@@ -55,7 +55,7 @@ class Plan:
     outside the scope (``outside``: a name without ``q``, a ``space_id`` not in
     ``spaces_ids``) and those with values it refuses (``refused_values``), which it refuses
     (and the plan with them). The plan's summary, text and HTML view say how many
-    and which (an :class:`~neuroio_nb.sync.UnmatchedRowsWarning` did when it was planned); a plan that
+    and which (an :class:`~neuroio_nb._jobs.sync.UnmatchedRowsWarning` did when it was planned); a plan that
     has them is true (``bool(plan)``), as one with ids not found on the server is (those,
     under ``key="id"``, are in ``missing`` and reported as failed).
     """
@@ -100,7 +100,7 @@ class Plan:
     #: column's problem, which refuses every row).
     refused_values: list[Problem] = field(default_factory=list, repr=False)
     #: How the scope's listing went when planned: (count, rows a page). Applying asks
-    #: for the pages that implies all at once (see :class:`~neuroio_nb.reads.ScopeRead`).
+    #: for the pages that implies all at once (see :class:`~neuroio_nb._jobs.reads.ScopeRead`).
     listing: tuple[int, int] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:

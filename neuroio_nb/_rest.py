@@ -16,6 +16,12 @@ from typing import Any
 
 import numpy as np
 
+from ._journal import Intent, is_covered, journaled
+from ._paging import LISTING_CHANGED, ListingChangedWarning, Walk, overlapping_offsets
+from ._progress import progress_bar
+from ._schema import ALIASES, BY_NAME, create_defaults
+from ._transport import IfUnknown, Settled, Transport, _encode_json, outcome_unknown
+from ._values import COUNT_RULE, check_value, id_problem, same, whole_number
 from .errors import (
     MalformedResponseError,
     NeuroIOError,
@@ -24,12 +30,6 @@ from .errors import (
     TransportError,
     ValidationError,
 )
-from .journal import Intent, is_covered, journaled
-from .paging import LISTING_CHANGED, ListingChangedWarning, Walk, overlapping_offsets
-from .progress import progress_bar
-from .schema import ALIASES, BY_NAME, create_defaults
-from .transport import IfUnknown, Settled, Transport, _encode_json, outcome_unknown
-from .values import COUNT_RULE, check_value, id_problem, same, whole_number
 
 PATH = "v1/sources/"
 #: One source, as the API sends it.
@@ -40,7 +40,7 @@ SourceList = list[Source]
 
 
 class SourcesAPI:
-    """The REST verbs of ``v1/sources/`` over one :class:`~neuroio_nb.transport.Transport`."""
+    """The REST verbs of ``v1/sources/`` over one :class:`~neuroio_nb._transport.Transport`."""
 
     def __init__(self, client: Transport) -> None:
         self.client = client
@@ -100,7 +100,7 @@ class SourcesAPI:
         """Every source as dicts, each once; and whether the listing changed while it was read.
 
         With a ``count``, the pages after the first are fetched at once; then they
-        are walked as :class:`~neuroio_nb.paging.Walk` reads a listing page after
+        are walked as :class:`~neuroio_nb._paging.Walk` reads a listing page after
         page (each one row early, so a seam shows any shift), any page the walk
         needs that was not fetched (a shift, a short page, a ``count`` too low
         while ``next`` goes on) read then. ``first``: the first page (offset 0,

@@ -2,7 +2,7 @@
 
 Every request goes through :meth:`Transport.request`, which retries with tenacity,
 turns error answers into typed exceptions, and never lets the token out. It knows
-nothing of sources; :class:`neuroio_nb.client.Client` adds them on top.
+nothing of sources; :class:`neuroio_nb._client.Client` adds them on top.
 """
 
 from __future__ import annotations
@@ -31,6 +31,9 @@ from requests.adapters import HTTPAdapter
 from requests.sessions import merge_setting
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
+from ._journal import Journal, open_journal
+from ._throttle import AdaptiveLimit
+from ._values import whole_number
 from ._version import __version__
 from .errors import CUT as EXCERPT_CUT
 from .errors import (
@@ -47,9 +50,6 @@ from .errors import (
     ValidationError,
     scrub,
 )
-from .journal import Journal, open_journal
-from .throttle import AdaptiveLimit
-from .values import whole_number
 
 log = logging.getLogger("neuroio_nb")
 
@@ -212,7 +212,7 @@ class Transport:
     never hold up its writes (a conflict-checked update sends its PATCHes while the
     listing is still read), so up to ``max_workers + max_readers`` requests may be in
     flight at once, and the connection pool holds as many. A 429 narrows both and
-    paces both (see :mod:`neuroio_nb.throttle`). ``max_retries`` is how
+    paces both (see :mod:`neuroio_nb._throttle`). ``max_retries`` is how
     many times a retryable failure is retried. Answers "429 too many requests"
     do not count against ``max_retries``: a request waits them out (as long as
     each ``Retry-After`` says, capped at ``max_retry_after``) for up to
@@ -250,7 +250,7 @@ class Transport:
         self.max_retry_after = _check_number("max_retry_after", max_retry_after, minimum=0)
         self.max_throttled_wait = _check_number("max_throttled_wait", max_throttled_wait, minimum=0)
         self.limit = AdaptiveLimit(self.max_workers, self.max_readers)
-        #: Where every write is recorded before it is sent (None when off); see :mod:`neuroio_nb.journal`.
+        #: Where every write is recorded before it is sent (None when off); see :mod:`neuroio_nb._journal`.
         self.journal = open_journal(journal)
         parts = urlsplit(self.base_url)
         self._loopback = _is_loopback(parts.hostname or "")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .schema import FIELDS
-from .values import to_python
+from ._schema import FIELDS
+from ._values import to_python
 
 
 def non_defaults(frame: pd.DataFrame) -> pd.DataFrame:

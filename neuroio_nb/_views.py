@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import values
+from . import _values as values
 
 #: Translucent tints per tone; the text keeps the theme's colour (see module doc).
 TINTS = {

@@ -37,10 +37,10 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import Problem, ValidationError
+from .._schema import BY_NAME
+from .._values import ID_RULE, id_problem, to_python, whole_number
+from ..errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
-from .schema import BY_NAME
-from .values import ID_RULE, id_problem, to_python, whole_number
 
 TRUE = frozenset({"true", "1"})
 FALSE = frozenset({"false", "0"})

@@ -13,7 +13,7 @@ widgets at all:
 
 Save sends one PATCH of the unsaved fields, after checking them here and
 checking the server for changes made meanwhile (the three-way rule of
-:func:`neuroio_nb.values.three_way`). Reload takes the server's values for the
+:func:`neuroio_nb._values.three_way`). Reload takes the server's values for the
 fields the user did not touch and keeps the user's edits.
 """
 
@@ -23,10 +23,10 @@ import re
 from collections.abc import Iterable
 from typing import Any, Protocol
 
+from ._schema import BY_NAME, FIELDS, Field
+from ._values import check_value, same, shown, three_way
+from ._views import plural
 from .errors import APIError, NeuroIOError, ValidationError
-from .schema import BY_NAME, FIELDS, Field
-from .values import check_value, same, shown, three_way
-from .views import plural
 
 
 class SourceCalls(Protocol):

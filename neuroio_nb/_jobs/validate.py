@@ -16,10 +16,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import Problem, ValidationError
+from .._schema import BY_NAME, Field
+from .._values import ID_RULE, check_value, id_index, id_problem, is_missing, whole_number
+from ..errors import Problem, ValidationError
 from .frames import INDEX, typed_column
-from .schema import BY_NAME, Field
-from .values import ID_RULE, check_value, id_index, id_problem, is_missing, whole_number
 
 
 def checked_frame(edited: Any, *, what: str = "edited frame") -> pd.DataFrame:

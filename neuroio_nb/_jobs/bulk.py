@@ -5,7 +5,7 @@ server error, a dropped connection, a bug) becomes a ``failed`` row carrying
 its message. Ctrl-C stops sending, lets requests in flight finish (however
 often it is pressed again meanwhile) and raises :class:`BulkInterrupted`
 with the exact partial report. The concurrent sending itself is
-:mod:`neuroio_nb.sending`'s; this module decides what each write sends.
+:mod:`neuroio_nb._jobs.sending`'s; this module decides what each write sends.
 """
 
 from __future__ import annotations
@@ -18,14 +18,14 @@ from typing import Any, ClassVar, cast
 
 import pandas as pd
 
-from .errors import APIError, NeuroIOError, NotFoundError, Problem, ValidationError
-from .journal import Intent, RunWriter, start_run
+from .._journal import Intent, RunWriter, start_run
+from .._schema import READ_ONLY
+from .._values import id_index, same, three_way, to_python
+from .._views import empty, report_html
+from ..errors import APIError, NeuroIOError, NotFoundError, Problem, ValidationError
 from .reads import ReadFirst, ScopeRead, current_as_read, names_read, read_before_sending
 from .reads import SourceCalls as SourceCalls  # the protocol the jobs (plan, sync, history) take
-from .schema import READ_ONLY
 from .sending import send_all
-from .values import id_index, same, three_way, to_python
-from .views import empty, report_html
 
 STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned", "unknown")
 ACTIONS = ("delete", "create", "update")

@@ -15,13 +15,13 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
+from .._journal import Entry, Journal, JournalError, RunRecord, labelled, start_run
+from .._schema import BY_NAME
+from .._values import same
+from ..errors import ConfigurationError, Problem, ValidationError
 from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
-from .errors import ConfigurationError, Problem, ValidationError
-from .journal import Entry, Journal, JournalError, RunRecord, labelled, start_run
 from .plan import Plan, creates_frame, update_plan
-from .schema import BY_NAME
 from .sync import undo as undo_report
-from .values import same
 
 #: Count columns of :func:`history_frame`, in this order.
 COUNTED = ("updated", "created", "deleted", "conflict", "failed", "unknown")

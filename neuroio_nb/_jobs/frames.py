@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .schema import BY_NAME, COLUMNS, Field
-from .values import is_missing, whole_number
+from .._schema import BY_NAME, COLUMNS, Field
+from .._values import is_missing, whole_number
 
 INDEX = "id"
 

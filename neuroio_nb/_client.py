@@ -1,4 +1,4 @@
-"""``Client``: the connection (:class:`~neuroio_nb.transport.Transport`) with its sources on top.
+"""``Client``: the connection (:class:`~neuroio_nb._transport.Transport`) with its sources on top.
 
 This is the facade layer: ``client.sources`` is created on first use and kept.
 """
@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import functools
 
-from .sources import Sources
-from .transport import DEFAULT_URL, TOKEN_ENV, URL_ENV, Transport, error_from_response
+from ._sources import Sources
+from ._transport import DEFAULT_URL, TOKEN_ENV, URL_ENV, Transport, error_from_response
 
 
 class Client(Transport):

@@ -15,8 +15,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_c
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .errors import NotFoundError
-from .paging import overlapping_offsets
+from .._paging import overlapping_offsets
+from ..errors import NotFoundError
 
 
 class SourceCalls(Protocol):
@@ -62,7 +62,7 @@ class ReadFirst:
     name to create, a source now holding it that was not in scope when planned (the
     create is then a conflict). ``held``: by name to create, the ids of every source
     holding it now, for the names a listing read here covers (a create is settled
-    against them, see :meth:`~neuroio_nb.rest.SourcesAPI.create_from`); a name missing
+    against them, see :meth:`~neuroio_nb._rest.SourcesAPI.create_from`); a name missing
     here is looked up by its create.
     """
 

@@ -1,6 +1,6 @@
 """Desired state: the sources a frame describes, matched to the server by id or by name.
 
-:func:`make_sync_plan` builds a :class:`~neuroio_nb.plan.Plan` that may also create
+:func:`make_sync_plan` builds a :class:`~neuroio_nb._jobs.plan.Plan` that may also create
 (rows that match no source, when ``create=True``) and delete (sources in scope that
 no row matches, when ``delete=True``); :func:`undo` reverses any report.
 
@@ -11,12 +11,12 @@ rows have one) matches only the source of its name in that space: the namesake i
 another space is another source, and restoring a deleted one must not overwrite it.
 Such a row that matches nothing is created; the API puts a new source in the token's
 own space, so the create must land in the row's space or it is refused (see
-:func:`~neuroio_nb.bulk.create_task`). A row without a ``space_id`` matches the
+:func:`~neuroio_nb._jobs.bulk.create_task`). A row without a ``space_id`` matches the
 source of its name whatever its space. A name that points at two sources, or that
 two rows claim, is an error: nothing is guessed.
 
 Without ``create=True``, a row that matches no source is not dropped in silence: the
-plan keeps it (:attr:`~neuroio_nb.plan.Plan.unmatched`), says so in its views, and an
+plan keeps it (:attr:`~neuroio_nb._jobs.plan.Plan.unmatched`), says so in its views, and an
 :class:`UnmatchedRowsWarning` says it when the plan is made, with what ``create=True``
 would do with it: create it, or refuse it (and the plan) as outside the scope, its name
 lacking ``q`` or its ``space_id`` not in ``spaces_ids``.
@@ -31,14 +31,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._schema import BY_NAME, READ_ONLY
+from .._values import is_missing, sendable, to_python, whole_number
+from .._views import number, plural
+from ..errors import Problem, ValidationError
 from .bulk import Report, SourceCalls, settings_of
-from .errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
 from .plan import CHANGE_COLUMNS, REFUSAL_WHY, Plan, creates_frame, make_plan, unmatched_names, update_plan
-from .schema import BY_NAME, READ_ONLY
 from .validate import column_problems
-from .values import is_missing, sendable, to_python, whole_number
-from .views import number, plural
 
 KEYS = ("id", "name")
 #: Re-reads of the scope before giving up on a listing that keeps changing.
@@ -155,7 +155,7 @@ def _outside_scope(
     desired: pd.DataFrame, row_spaces: list[int | None], labels: list[Any], q: str | None, spaces: list[int] | None
 ) -> dict[str, tuple[Any, list[Any]]]:
     """Of the rows ``labels``, those ``create=True`` refuses as outside the scope (see
-    :func:`_named_frame_problems`), as :attr:`~neuroio_nb.plan.Plan.outside` holds them."""
+    :func:`_named_frame_problems`), as :attr:`~neuroio_nb._jobs.plan.Plan.outside` holds them."""
     wanted = set(labels)
     rows = [
         (label, name, space)
