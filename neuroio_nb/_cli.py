@@ -38,8 +38,7 @@ from ._client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
 from ._jobs.csvio import read_csv
 from ._jobs.history import history_frame, prune, report_of, run_report
 from ._jobs.plan import REFUSAL_NOUNS
-from ._jobs.sync import UnmatchedRowsWarning
-from ._journal import JournalError, open_journal
+from ._journal import open_journal
 from ._values import shown, to_python
 from ._version import __version__
 from ._views import plural
@@ -47,7 +46,9 @@ from .errors import (
     AuthenticationError,
     BulkInterrupted,
     ConfigurationError,
+    JournalError,
     NeuroIOError,
+    UnmatchedRowsWarning,
     ValidationError,
 )
 from .sandbox import cli as sandbox_cli

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigurationError, NeuroIOError
+from .errors import ConfigurationError, JournalError, TornLineWarning
 
 FORMAT = "neuroio-nb-journal"
 VERSION = 1
@@ -46,14 +46,6 @@ SUFFIX = ".jsonl"
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
 #: Statuses that say the server did what the intent asked.
 APPLIED = frozenset({"updated", "created", "deleted"})
-
-
-class JournalError(NeuroIOError):
-    """A journal file cannot be used: not the toolkit's, unreadable, or no such run."""
-
-
-class TornLineWarning(UserWarning):
-    """A journal file's last line was cut short (the process died while writing it); it was skipped."""
 
 
 def default_folder() -> Path:

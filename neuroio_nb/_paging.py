@@ -12,11 +12,6 @@ from __future__ import annotations
 
 from typing import Any
 
-
-class ListingChangedWarning(UserWarning):
-    """Sources were added or deleted while the listing was being read."""
-
-
 #: What a reader says when the listing changed under it.
 LISTING_CHANGED = (
     "The listing changed while it was read (sources added or deleted meanwhile): "

@@ -17,12 +17,13 @@ from typing import Any
 import numpy as np
 
 from ._journal import Intent, is_covered, journaled
-from ._paging import LISTING_CHANGED, ListingChangedWarning, Walk, overlapping_offsets
+from ._paging import LISTING_CHANGED, Walk, overlapping_offsets
 from ._progress import progress_bar
 from ._schema import ALIASES, BY_NAME, create_defaults
 from ._transport import IfUnknown, Settled, Transport, _encode_json, outcome_unknown
 from ._values import COUNT_RULE, check_value, id_problem, same, whole_number
 from .errors import (
+    ListingChangedWarning,
     MalformedResponseError,
     NeuroIOError,
     NotFoundError,

@@ -26,8 +26,8 @@ from ._jobs.plan import Plan
 from ._jobs.sync import make_sync_plan
 from ._jobs.sync import undo as undo_report
 from ._journal import labelled
-from ._paging import ListingChangedWarning
 from ._rest import SourcesAPI
+from .errors import ListingChangedWarning
 
 
 class Sources(SourcesAPI):

@@ -174,6 +174,24 @@ _SHORTEST_CUT_SECRET = 3
 _SHORTEST_SECRET = 8
 
 
+class JournalError(NeuroIOError):
+    """A journal file cannot be used: not the toolkit's, unreadable, or no such run."""
+
+
+class ListingChangedWarning(UserWarning):
+    """Sources were added or deleted while the listing was being read."""
+
+
+class TornLineWarning(UserWarning):
+    """A journal file's last line was cut short (the process died while writing it); it was skipped."""
+
+
+class UnmatchedRowsWarning(UserWarning):
+    """Rows planned with ``key="name"`` and without ``create=True`` match no source: nothing
+    is done with them (they are in ``plan.unmatched``). One warning per plan, naming them and
+    saying which ``create=True`` would create and which it refuses as outside the scope."""
+
+
 def redact(text: str, secret: str | None, *, mask: str = "***") -> str:
     """``text`` without ``secret``, nor the start of it that ends ``text`` or an excerpt (``CUT``)."""
     if not secret or len(secret) < _SHORTEST_SECRET:

@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from neuroio_nb import _journal as jn
-from neuroio_nb._journal import Intent, Journal, JournalError, TornLineWarning
-from neuroio_nb.errors import ConfigurationError, NeuroIOError
+from neuroio_nb._journal import Intent, Journal
+from neuroio_nb.errors import ConfigurationError, JournalError, NeuroIOError, TornLineWarning
 
 
 def lines_of(path: Path) -> list[dict]:

@@ -8,6 +8,8 @@ README's layout table); the test fails until it is.
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -113,3 +115,62 @@ def test_the_check_sees_every_kind_of_import(tmp_path: Path) -> None:
         "neuroio_nb._jobs.plan",
         "neuroio_nb._sources",
     ]
+
+
+# ---- one public face ------------------------------------------------------------------
+
+ROOT = PACKAGE.parent
+#: Modules a user may import: the package, its errors, and the sandbox (with its own modules).
+PUBLIC_MODULES = {"neuroio_nb", "neuroio_nb.errors", "neuroio_nb.sandbox"}
+#: What the docs, README and notebooks show a user: every import of the package they make.
+USER_TEXTS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md")), *sorted((ROOT / "notebooks").glob("*.ipynb"))]
+#: Exceptions that never reach a user, each turned into something else where it is raised.
+NEVER_RAISED_TO_USERS = {
+    "ApiFailure": "the sandbox turns it into an HTTP error answer",
+    "UsageError": "the CLI turns it into its usage exit code and a message",
+}
+USER_IMPORT = re.compile(r"(?:from|import)\s+(neuroio_nb(?:\.\w+)*)|:::\s+(neuroio_nb(?:\.\w+)*)")
+
+
+def test_the_package_names_everything_a_user_needs() -> None:
+    import neuroio_nb
+    import neuroio_nb.errors as errors
+    from neuroio_nb.sandbox import Sandbox
+
+    for name in ["Client", "Sources", "Plan", "Report", "History", "read_csv", "non_defaults", "EntryResult"]:
+        assert name in neuroio_nb.__all__ and getattr(neuroio_nb, name) is not None, name
+    assert Sandbox.__module__.startswith("neuroio_nb.sandbox")
+    raised = {
+        obj.__name__
+        for module in SOURCES
+        for obj in vars(importlib.import_module(module_name(module))).values()
+        if isinstance(obj, type) and issubclass(obj, (Exception, Warning)) and obj.__module__.startswith("neuroio_nb")
+    } - set(NEVER_RAISED_TO_USERS)
+    raised = {name for name in raised if not name.startswith("_")}
+    missing = sorted(name for name in raised if getattr(errors, name, None) is None)
+    assert not missing, f"exceptions or warnings not in neuroio_nb.errors: {missing}"
+
+
+def test_every_other_module_is_private() -> None:
+    public = sorted(
+        name
+        for name in map(module_name, SOURCES)
+        if name not in PUBLIC_MODULES
+        and not name.startswith("neuroio_nb.sandbox.")
+        and not any(part.startswith("_") for part in name.split(".")[1:])
+    )
+    assert not public, f"modules neither public nor private (add an underscore): {public}"
+
+
+@pytest.mark.parametrize("path", USER_TEXTS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_docs_readme_and_notebooks_use_only_public_names(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    private = sorted(
+        {
+            found
+            for match in USER_IMPORT.finditer(text)
+            for found in [match.group(1) or match.group(2)]
+            if any(part.startswith("_") and part != "__version__" for part in found.split(".")[1:])
+        }
+    )
+    assert not private, f"{path.name} shows private modules: {private}"

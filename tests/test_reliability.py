@@ -20,8 +20,13 @@ import pytest
 from neuroio_nb._jobs import bulk, sending
 from neuroio_nb._jobs.frames import frame_from_records
 from neuroio_nb._schema import create_defaults
-from neuroio_nb._sources import ListingChangedWarning
-from neuroio_nb.errors import BulkInterrupted, MalformedResponseError, NotFoundError, TransportError
+from neuroio_nb.errors import (
+    BulkInterrupted,
+    ListingChangedWarning,
+    MalformedResponseError,
+    NotFoundError,
+    TransportError,
+)
 
 #: A bad day's weather: 20% 503, 5% 429 (Retry-After 0-1 s), 5% HTML 502, 3% dropped connections.
 FAULTS = {"503": 0.2, "429": 0.05, "502": 0.05, "drop": 0.03}

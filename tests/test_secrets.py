@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 
 from neuroio_nb import Client, read_csv
-from neuroio_nb._sources import ListingChangedWarning
 from neuroio_nb.errors import (
     APIError,
     AuthenticationError,
     BulkInterrupted,
     ConfigurationError,
+    ListingChangedWarning,
     MalformedResponseError,
     NotFoundError,
     RateLimitError,

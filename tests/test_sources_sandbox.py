@@ -8,8 +8,7 @@ import pandas as pd
 import pytest
 
 from neuroio_nb._schema import BY_NAME, COLUMNS
-from neuroio_nb._sources import ListingChangedWarning
-from neuroio_nb.errors import APIError, NotFoundError
+from neuroio_nb.errors import APIError, ListingChangedWarning, NotFoundError
 
 
 def listed_offsets(sb):

@@ -15,8 +15,7 @@ from hypothesis import strategies as st
 
 from neuroio_nb import read_csv
 from neuroio_nb._jobs.frames import frame_from_records
-from neuroio_nb._jobs.sync import UnmatchedRowsWarning
-from neuroio_nb.errors import BulkInterrupted, ValidationError
+from neuroio_nb.errors import BulkInterrupted, UnmatchedRowsWarning, ValidationError
 
 FAULTS = {"503": 0.2, "429": 0.05, "502": 0.05, "drop": 0.03}
 WRITES = ("POST", "PATCH", "DELETE")

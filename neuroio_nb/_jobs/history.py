@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from .._journal import Entry, Journal, JournalError, RunRecord, labelled, start_run
+from .._journal import Entry, Journal, RunRecord, labelled, start_run
 from .._schema import BY_NAME
 from .._values import same
-from ..errors import ConfigurationError, Problem, ValidationError
+from ..errors import ConfigurationError, JournalError, Problem, ValidationError
 from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
 from .plan import Plan, creates_frame, update_plan
 from .sync import undo as undo_report

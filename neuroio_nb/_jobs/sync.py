@@ -34,7 +34,7 @@ import pandas as pd
 from .._schema import BY_NAME, READ_ONLY
 from .._values import is_missing, sendable, to_python, whole_number
 from .._views import number, plural
-from ..errors import Problem, ValidationError
+from ..errors import Problem, UnmatchedRowsWarning, ValidationError
 from .bulk import Report, SourceCalls, settings_of
 from .frames import INDEX, frame_from_records
 from .plan import CHANGE_COLUMNS, REFUSAL_WHY, Plan, creates_frame, make_plan, unmatched_names, update_plan
@@ -43,12 +43,6 @@ from .validate import column_problems
 KEYS = ("id", "name")
 #: Re-reads of the scope before giving up on a listing that keeps changing.
 READS = 3
-
-
-class UnmatchedRowsWarning(UserWarning):
-    """Rows planned with ``key="name"`` and without ``create=True`` match no source: nothing
-    is done with them (they are in ``plan.unmatched``). One warning per plan, naming them and
-    saying which ``create=True`` would create and which it refuses as outside the scope."""
 
 
 def make_sync_plan(
