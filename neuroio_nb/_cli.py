@@ -297,7 +297,9 @@ def cmd_undo(args: argparse.Namespace) -> int:
             target = run.attrs["run_id"]
         if not _confirmed(args, f"Undo {what}? [y/N] "):
             return EXIT_NOT_CONFIRMED
-        result = client.sources.undo(report if report_file else target, on_conflict=args.on_conflict, progress=True)
+        result = client.sources.undo(
+            report if report_file else target, on_conflict=args.on_conflict, progress=_progress()
+        )
     print(f"Undone: {result.summary()}" + (f" (run {result.attrs['run_id']})" if "run_id" in result.attrs else ""))
     _print_not_updated(result, {})
     return EXIT_ROWS_FAILED if result["status"].isin(["failed", "conflict"]).any() else EXIT_OK
@@ -309,7 +311,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
         run = report_of(client.sources, args.run)
         if not _confirmed(args, f"Resume run {run.attrs['run_id']} ({run.summary()})? [y/N] "):
             return EXIT_NOT_CONFIRMED
-        result = client.sources.resume(run.attrs["run_id"], on_conflict=args.on_conflict, progress=True)
+        result = client.sources.resume(run.attrs["run_id"], on_conflict=args.on_conflict, progress=_progress())
     print(f"Run {run.attrs['run_id']} now: {result.summary()}")
     _print_not_updated(result, {})
     return EXIT_ROWS_FAILED if result["status"].isin(["failed", "conflict"]).any() else EXIT_OK

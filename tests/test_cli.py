@@ -504,16 +504,18 @@ def test_progress_bars_stay_off_a_stderr_that_is_not_a_terminal(
     sb.page_cap = 10  # many pages: a bar would be drawn for them
     source = exported(script, sb, tmp_path)
     edited = edit_csv(source, tmp_path / "edited.csv", bumped(sb, *range(1, 31)))
+    report = tmp_path / "report.csv"
     for args in (
         ["export", str(tmp_path / "again.csv")],
         ["list"],
         ["list", "--format", "csv"],
-        ["apply", str(edited), "--yes"],
+        ["apply", str(edited), "--yes", "--report", str(report)],
+        ["undo", str(report), "--yes"],
     ):
         proc = script.run(sb, *args)
         assert proc.returncode == 0, proc.stderr
         assert proc.stderr == "", (args, proc.stderr)
-    assert script.run(sb, "plan", str(edited)).returncode == 0
+    assert script.run(sb, "plan", str(source)).returncode == 0  # undone: the export plans nothing
 
 
 def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(
