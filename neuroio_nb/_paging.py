@@ -10,6 +10,7 @@ deleted before it while the listing was read (a shift).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 #: What a reader says when the listing changed under it.
@@ -29,6 +30,49 @@ def overlapping_offsets(count: int, size: int) -> list[int]:
     """Offsets of the pages after a first page of ``size`` rows, up to ``count`` rows."""
     step = overlap_step(size)
     return list(range(step, count - (size - step), step))
+
+
+class Ahead:
+    """Which pages after the first of a counted listing to ask for next: a few at a time,
+    and none past a page that shows the listing ended there (no rows, or ``next`` null).
+
+    A ``count`` is the server's claim, not a promise: one of 10**9 on an account of fifty
+    sources must cost a few requests for empty pages, not millions. So the pages are asked
+    for as earlier ones are answered (a caller keeps a window of them in flight), and an
+    end seen stops the asking. ``asked``: offsets already asked for (not asked again);
+    ``end``: an end seen already.
+    """
+
+    def __init__(self, count: int, size: int, *, asked: Iterable[int] = (), end: int | None = None) -> None:
+        step = overlap_step(max(1, size))
+        offsets = range(step, count - (max(1, size) - step), step)
+        #: How many pages after the first ``count`` implies (not all are asked for if the listing ends first).
+        self.total = len(offsets)
+        self._offsets: Iterator[int] = iter(offsets)
+        self.asked: set[int] = set(asked)
+        self.end = end
+
+    def next(self, n: int) -> list[int]:
+        """Up to ``n`` more offsets to ask for, in order; none past the end."""
+        out: list[int] = []
+        while len(out) < n:
+            offset = next(self._offsets, None)
+            if offset is None or (self.end is not None and offset > self.end):
+                self._offsets = iter(())
+                break
+            if offset not in self.asked:
+                self.asked.add(offset)
+                out.append(offset)
+        return out
+
+    def answered(self, offset: int, page: dict[str, Any]) -> None:
+        """The page at ``offset`` came: if it shows the end of the listing, ask for nothing past it."""
+        if not page["results"] or ("next" in page and page["next"] is None):
+            self.end = offset if self.end is None else min(self.end, offset)
+
+    def beyond(self, offset: int) -> bool:
+        """Is ``offset`` past the end seen (a page asked for that is no longer needed)?"""
+        return self.end is not None and offset > self.end
 
 
 def is_last_page(page: dict[str, Any], offset_after: int) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import builtins
 import warnings
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
 
 from ._journal import Intent, is_covered, journaled
-from ._paging import LISTING_CHANGED, Walk, overlapping_offsets
+from ._paging import LISTING_CHANGED, Ahead, Walk
 from ._progress import progress_bar
 from ._schema import ALIASES, BY_NAME, create_defaults
 from ._transport import IfUnknown, Settled, Transport, _encode_json, outcome_unknown
@@ -120,32 +120,44 @@ class SourcesAPI:
                 pass
             return walk.rows, walk.changed
         if fetched is None:
-            fetched = self._concurrently(
-                overlapping_offsets(count, len(rows)), q, spaces_ids, len(rows), count, progress
-            )
+            fetched = self._concurrently(q, spaces_ids, len(rows), count, progress)
         counts = {page.get("count") for page in fetched.values()}
         for _ in self._walked(walk, q, spaces_ids, warn=False, fetched=dict(fetched)):
             pass
-        return walk.rows, walk.changed or counts - {count} != set() or len(walk.rows) != count
+        # Fewer rows than a count every page agreed on, with no shift seen: the count is wrong, not the listing.
+        return walk.rows, walk.changed or counts - {count} != set() or len(walk.rows) > count
 
     def _concurrently(
-        self, offsets: Sequence[int], q: str | None, spaces_ids: Any, size: int, count: int, progress: bool | None
+        self, q: str | None, spaces_ids: Any, size: int, count: int, progress: bool | None
     ) -> dict[int, Page]:
-        """The pages at ``offsets``, fetched at once; an error ends the read at the caller."""
-        bar = progress_bar(total=len(offsets) + 1, desc="sources", unit="page", progress=progress)
+        """The pages after the first that ``count`` implies, several at once, by offset; an
+        error ends the read at the caller. They are asked for as earlier ones come back (a
+        window of twice ``max_readers``), and none past a page that shows the listing ends:
+        a ``count`` far above the sources there costs a few empty pages, not millions."""
+        ahead = Ahead(count, size)
+        bar = progress_bar(total=ahead.total + 1, desc="sources", unit="page", progress=progress)
         bar.update(1)
-
-        def fetch(offset: int) -> Page:
-            page = self.list(q, spaces_ids, limit=min(size, count - offset), offset=offset)
-            bar.update(1)
-            return page
-
+        window = 2 * self.client.max_readers
+        pages: dict[int, Page] = {}
+        pool = ThreadPoolExecutor(self.client.max_readers)
         try:
-            with ThreadPoolExecutor(self.client.max_readers) as pool:
-                return dict(zip(offsets, pool.map(fetch, offsets), strict=True))
+            asked = {pool.submit(self.list, q, spaces_ids, min(size, count - o), o): o for o in ahead.next(window)}
+            while asked:
+                done, _ = wait(asked, return_when=FIRST_COMPLETED)
+                for future in done:
+                    offset = asked.pop(future)
+                    pages[offset] = future.result()
+                    ahead.answered(offset, pages[offset])
+                    bar.update(1)
+                for future in [f for f, o in asked.items() if ahead.beyond(o) and f.cancel()]:
+                    del asked[future]
+                for o in ahead.next(window - len(asked)):
+                    asked[pool.submit(self.list, q, spaces_ids, min(size, count - o), o)] = o
+            return pages
         except NeuroIOError as error:  # the traceback ends here, not in the pool's threads
             raise error.with_traceback(None) from None
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             bar.close()
 
     # ---- one source -----------------------------------------------------------

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from neuroio_nb._paging import Walk, is_last_page, overlapping_offsets
+from neuroio_nb._paging import Ahead, Walk, is_last_page, overlapping_offsets
 
 
 def rows(*ids: int) -> list[dict[str, Any]]:
@@ -127,3 +127,25 @@ def test_any_listing_that_changes_at_most_a_page_at_a_time(n, size, cap_less, ev
     assert len(ids) == len(set(ids))
     if not listing.changed:
         assert not w.changed and ids == list(range(1, n + 1))
+
+
+@given(
+    count=st.integers(0, 10**9),
+    size=st.integers(1, 200),
+    window=st.integers(1, 16),
+    ends_after=st.integers(0, 20),
+)
+def test_pages_are_asked_for_a_window_at_a_time_and_none_past_the_end(count, size, window, ends_after):
+    ahead = Ahead(count, size)
+    asked = ahead.next(window)
+    assert asked == overlapping_offsets(min(count, (window + 1) * size), size)[:window]  # in order, at most a window
+    answered = 0
+    while asked:
+        offset = asked.pop(0)
+        answered += 1
+        empty = answered > ends_after  # the pages after the first `ends_after` hold nothing
+        ahead.answered(offset, {"count": count, "next": None if empty else "x", "results": [] if empty else [{}]})
+        asked = [o for o in asked if not ahead.beyond(o)] + ahead.next(window - len(asked))
+        assert all(not ahead.beyond(o) for o in asked)
+    # every page up to the end was asked for once; past it, at most the window already in flight
+    assert answered <= min(ahead.total, ends_after + 1 + window)

@@ -146,6 +146,13 @@ def test_omit_count_sends_results_only() -> None:
         assert [r["id"] for r in page["results"]] == list(range(21, 26))
 
 
+def test_claimed_count_is_on_every_page_and_next_goes_on() -> None:
+    with Sandbox(25, claimed_count=10**9) as sb, session(sb) as http:
+        page = http.get(sb.url + LIST, params={"offset": 40}).json()
+        assert page["count"] == 10**9 and page["results"] == []
+        assert page["next"] == sb.url + LIST + "?limit=20&offset=40"
+
+
 def test_next_base_points_next_at_another_host() -> None:
     with Sandbox(25, next_base="http://elsewhere.invalid:9") as sb, session(sb) as http:
         page = http.get(sb.url + LIST).json()

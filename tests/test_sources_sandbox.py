@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import warnings
 
 import pandas as pd
 import pytest
@@ -219,3 +220,38 @@ def test_an_error_body_with_scalar_codes_and_fields_is_an_api_error(make_sandbox
     sb.faults = {"scalar_error": 1.0}
     report = plan.apply(progress=False)
     assert set(report["status"]) == {"failed"} and report["error"].str.contains("locked").all()
+
+
+#: A count far above the 230 sources there: the server lies (each page says it, and ``next`` goes on).
+LYING_COUNT = 10**6
+
+
+@pytest.mark.parametrize("read", ["to_frame", "iter", "bulk_update(base=)", "plan(key='name', delete=True)"])
+def test_a_count_far_above_the_sources_there_ends_the_read_with_the_data(make_sandbox, client_for, read):
+    sb = make_sandbox(sources=230, page_cap=50, claimed_count=LYING_COUNT)
+    src = client_for(sb, max_readers=4).sources
+    if read == "to_frame":
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ListingChangedWarning)  # the count is wrong, the listing did not move
+            assert sorted(src.to_frame(progress=False).index) == list(range(1, 231))
+    elif read == "iter":
+        assert [s["id"] for s in src.iter()] == list(range(1, 231))
+    elif read == "bulk_update(base=)":
+        sb.claimed_count = None
+        base = src.to_frame(progress=False)
+        sb.claimed_count = LYING_COUNT
+        sb.clear_log()
+        edited = base.copy()
+        edited.loc[[5, 200], "auto_check_liveness"] = ~edited.loc[[5, 200], "auto_check_liveness"]
+        report = src.bulk_update(edited, base=base, progress=False)
+        assert report["status"].tolist() == ["updated", "updated"]
+    else:
+        sb.claimed_count = None
+        desired = src.to_frame(progress=False).reset_index(drop=True)
+        sb.claimed_count = LYING_COUNT
+        sb.clear_log()
+        plan = src.plan(desired.iloc[1:], key="name", delete=True)
+        assert plan.deletes["id"].tolist() == [1]
+        assert plan.apply()["status"].tolist() == ["deleted"]
+    # the 5 pages of 50 there are, and the end: a few pages past it at most, never the million claimed
+    assert len(listed_offsets(sb)) <= 2 * (5 + 2 * 4 + 2)

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from .._paging import overlapping_offsets
+from .._paging import Ahead
 from ..errors import NotFoundError
 
 
@@ -190,16 +190,24 @@ def current_as_read(
             yield from seen(first["results"])
             count, got = first.get("count"), len(first["results"])
             if isinstance(count, int) and got and (count - got) / got < len(remaining):
-                pages = [
-                    pool.submit(sources.list, None, spaces, min(got, count - offset), offset)
-                    for offset in overlapping_offsets(count, got)
-                ]
-                for page in as_completed(pages):
-                    try:
-                        rows = page.result()["results"]
-                    except Exception:  # its sources are read one by one below
-                        continue
-                    yield from seen(rows)
+                ahead = Ahead(count, got)  # a window of pages at a time, none past the end
+                asked: dict[Future[dict[str, Any]], int] = {}
+                while True:
+                    for offset in ahead.next(2 * workers - len(asked)):
+                        asked[pool.submit(sources.list, None, spaces, min(got, count - offset), offset)] = offset
+                    if not asked:
+                        break
+                    done, _ = wait(asked, return_when=FIRST_COMPLETED)
+                    for page in done:
+                        offset = asked.pop(page)
+                        try:
+                            result = page.result()
+                        except Exception:  # its sources are read one by one below
+                            continue
+                        ahead.answered(offset, result)
+                        yield from seen(result["results"])
+                    for page in [page for page, offset in asked.items() if ahead.beyond(offset) and page.cancel()]:
+                        del asked[page]
         left = list(remaining)
         if left:
             yield list(zip(left, pool.map(get_or_none, left), strict=True))
@@ -225,22 +233,38 @@ class ScopeRead:
         self._sources, self._q, self._spaces_ids = sources, q, spaces_ids
         self._pool = ThreadPoolExecutor(sources.client.max_readers)
         self._asked: dict[Future[dict[str, Any]], int] = {}
+        self._window = 2 * sources.client.max_readers
+        self._ahead: Ahead | None = None
+        self._shape = (0, 0)
         try:
             self._first = self._pool.submit(sources.list, q, spaces_ids, sources.client.page_size, 0)
             if expected is not None:
-                self._ask(overlapping_offsets(*expected), *expected)
+                self._ask(*expected)
+                self._top_up()
         except BaseException:
             self.close()
             raise
 
-    def _ask(self, offsets: Iterable[int], count: int, got: int) -> None:
-        known = set(self._asked.values())
-        for offset in offsets:
-            if offset not in known:
-                page = self._pool.submit(
-                    self._sources.list, self._q, self._spaces_ids, min(got, count - offset), offset
-                )
-                self._asked[page] = offset
+    def _ask(self, count: int, got: int) -> None:
+        """From now on, ask for the pages ``count`` rows of ``got`` a page imply (those not
+        asked for yet, a window at a time: see :class:`~neuroio_nb._paging.Ahead`)."""
+        before = self._ahead
+        self._ahead = Ahead(count, got, asked=self._asked.values(), end=None if before is None else before.end)
+        self._shape = (count, got)
+
+    def _top_up(self) -> set[Future[dict[str, Any]]]:
+        """Give up pages past the end seen; ask for more while the window has room. The new ones."""
+        ahead, (count, got) = self._ahead, self._shape
+        if ahead is None:
+            return set()
+        for page in [page for page, offset in self._asked.items() if ahead.beyond(offset) and page.cancel()]:
+            del self._asked[page]
+        new = set()
+        for offset in ahead.next(self._window - sum(not page.done() for page in self._asked)):
+            page = self._pool.submit(self._sources.list, self._q, self._spaces_ids, min(got, count - offset), offset)
+            self._asked[page] = offset
+            new.add(page)
+        return new
 
     def pages(self) -> Generator[list[dict[str, Any]], None, tuple[list[dict[str, Any]], bool]]:
         """Each page's sources as soon as it arrives, in the order they arrive; then, as the
@@ -257,19 +281,21 @@ class ScopeRead:
                     if page is self._first:
                         first = page.result()
                         yield first["results"]
-                        before = set(self._asked)
-                        if self._counted(first):
-                            pending |= set(self._asked) - before
-                        else:  # no count to go by: the walk reads page after page, the guesses unused
+                        if not self._counted(first):  # no count to go by: the walk reads page after page
                             pending.clear()
                             fetched.clear()
                             break
+                        continue
+                    if page.cancelled() or page not in self._asked:
                         continue
                     try:
                         fetched[self._asked[page]] = page.result()
                     except Exception:  # read again by the walk below, which raises if it fails again
                         continue
+                    if self._ahead is not None:
+                        self._ahead.answered(self._asked[page], fetched[self._asked[page]])
                     yield fetched[self._asked[page]]["results"]
+                pending = {page for page in pending if page in self._asked or page is self._first} | self._top_up()
         finally:
             self.close()
         assert first is not None
@@ -280,10 +306,13 @@ class ScopeRead:
         without a count, give up the guessed ones. Does the count go by?"""
         count, got = first.get("count"), len(first["results"])
         if isinstance(count, int) and got:
-            self._ask(overlapping_offsets(count, got), count, got)
+            self._ask(count, got)
+            if self._ahead is not None:
+                self._ahead.answered(0, first)
             return True
         for future in self._asked:
             future.cancel()
+        self._ahead = None
         return False
 
     def close(self) -> None:

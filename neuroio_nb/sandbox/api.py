@@ -30,6 +30,8 @@ class PageOptions:
     cap: int
     omit_count: bool = False
     corrupt: str | None = None
+    #: A ``count`` every page claims instead of the true one (``next`` goes on until it): a server that lies.
+    claimed_count: int | None = None
 
 
 def parse_body(raw: bytes) -> Any:
@@ -96,6 +98,8 @@ def _list(store: Store, params: dict[str, str], options: PageOptions) -> Reply:
     q = params.get("q") or None
     spaces = {int(s) for s in raw_spaces.split(",")} if raw_spaces else None
     count, rows = store.page(q, spaces, offset, limit)
+    if options.claimed_count is not None:
+        count = options.claimed_count
     if options.corrupt == "missing_id" and rows:
         rows[0].pop("id", None)
     results: Any = rows

@@ -62,6 +62,7 @@ class Sandbox:
         license_ids: LicenseIds = "mixed",
         unknown_fields: bool = False,
         omit_count: bool = False,
+        claimed_count: int | None = None,
         next_base: str | None = None,
         corrupt: str | None = None,
         before_request: Callable[[str, str], None] | None = None,
@@ -85,6 +86,7 @@ class Sandbox:
         self.drop_after_apply = drop_after_apply
         self.gateway_after_apply = gateway_after_apply
         self.omit_count = omit_count
+        self.claimed_count = claimed_count
         self.next_base = next_base
         self.corrupt = corrupt
         self.before_request = before_request
@@ -327,7 +329,7 @@ class Sandbox:
             path,
             params,
             body,
-            PageOptions(self.next_base or self.url, self.page_cap, self.omit_count, self._corrupt),
+            PageOptions(self.next_base or self.url, self.page_cap, self.omit_count, self._corrupt, self.claimed_count),
         )
         if method in _WRITES and reply.status is not None and reply.status < 300:
             if self._dice.chance(self.drop_after_apply):
