@@ -400,7 +400,7 @@ class Transport:
                 resp = self.session.send(prepared, timeout=self.timeout, allow_redirects=False)
             except requests.exceptions.ConnectTimeout:
                 raise TransportError(
-                    f"{method} {path}: connection timed out ({self.base_url})", maybe_sent=False
+                    f"{method} {path}: connection timed out ({self.base_url})", maybe_sent=False, url=self.base_url
                 ) from None
             except requests.exceptions.ConnectionError as e:
                 never_sent = _never_sent(e)
@@ -410,13 +410,16 @@ class Transport:
                     f"{method} {path}: {reason} ({self.base_url}){hint}"
                     + ("" if never_sent else _may_have_acted(method)),
                     maybe_sent=not never_sent,
+                    url=self.base_url,
                 ) from None
             except requests.exceptions.Timeout:
                 raise TransportError(
-                    f"{method} {path}: no answer within {self.timeout} s" + _may_have_acted(method)
+                    f"{method} {path}: no answer within {self.timeout} s" + _may_have_acted(method), url=self.base_url
                 ) from None
             except requests.exceptions.RequestException as e:
-                raise TransportError(f"{method} {path}: {type(e).__name__}: {e}" + _may_have_acted(method)) from None
+                raise TransportError(
+                    f"{method} {path}: {type(e).__name__}: {e}" + _may_have_acted(method), url=self.base_url
+                ) from None
             if resp.status_code == 429:
                 self.limit.throttled()
             elif resp.status_code < 400:
@@ -478,6 +481,8 @@ def error_from_response(resp: requests.Response, method: str, path: str) -> APIE
     elif status >= 500:
         cls = ServerError
     err = cls(status, message or resp.reason or "error", error_codes=codes, fields=fields, method=method, path=path)
+    answered = urlsplit(resp.url or "")
+    err.url = f"{answered.scheme}://{answered.netloc}" if answered.netloc else None
     if isinstance(err, RateLimitError):
         err.retry_after = parse_retry_after(resp.headers.get("Retry-After"))
     return err
@@ -595,7 +600,9 @@ def _check_url(url: str, allow_insecure: bool) -> str:
     if parts.scheme == "http" and not allow_insecure and not _is_loopback(parts.hostname):
         raise ConfigurationError(
             f"Refusing plain http:// to {parts.hostname}: the token would cross the network "
-            "unencrypted. Use https://, or pass allow_insecure=True if you really mean it."
+            "unencrypted. Use https://, or pass allow_insecure=True if you really mean it.",
+            advice="the URL comes from Client(base_url=...), else $NEUROIO_API_URL: make it https://"
+            f"{parts.netloc}{parts.path.rstrip('/')} (or pass allow_insecure=True on a network you trust).",
         )
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 

@@ -203,13 +203,25 @@ def problem_line(group: ProblemGroup) -> str:
     return f"{group.field}: {group.reason}; {count}: {ids_text(group.ids, group.values)}"
 
 
-def problems_text(problems: Sequence[Sequence[Any]], what: str, max_rows: int | None = None) -> str:
+def problems_headline(count: int, what: str, nothing_sent: bool = True) -> str:
+    """``3 problems in the edited frame; nothing was sent`` (a file read sends nothing: not said)."""
+    return f"{plural(count, 'problem')} in the {what}" + ("; nothing was sent" if nothing_sent else "")
+
+
+def problems_text(
+    problems: Sequence[Sequence[Any]],
+    what: str,
+    max_rows: int | None = None,
+    *,
+    nothing_sent: bool = True,
+    min_rows: int | None = None,
+) -> str:
     """The text of a validation error: a headline, then one line per group, cut like pandas."""
     groups = group_problems(problems)
-    n = len(problems)
-    win = window(len(groups), max_rows)
+    win = window(len(groups), max_rows, min_rows)
     shown_lines = ["  " + problem_line(groups[k]) for k in win.positions()]
-    return "\n".join([f"{plural(n, 'problem')} in the {what}; nothing was sent:", *cut_lines(shown_lines, win, "line")])
+    headline = problems_headline(len(problems), what, nothing_sent) + ":"
+    return "\n".join([headline, *cut_lines(shown_lines, win, "line")])
 
 
 def cut_lines(lines: Sequence[str], win: Window, noun: str) -> list[str]:
@@ -316,12 +328,14 @@ def view(*parts: str) -> str:
     return f'<div class="neuroio-view">{"".join(parts)}</div>'
 
 
-def problems_html(problems: Sequence[Sequence[Any]], what: str, max_rows: int | None = None) -> str:
+def problems_html(
+    problems: Sequence[Sequence[Any]], what: str, max_rows: int | None = None, *, nothing_sent: bool = True
+) -> str:
     """A validation error as HTML: the headline, then one row per group of problems."""
     groups = group_problems(problems)
     win = window(len(groups), max_rows)
     n = len(problems)
-    summary = f"{plural(n, 'problem')} in the {what}; nothing was sent"
+    summary = problems_headline(n, what, nothing_sent)
     if len(groups) != n:
         summary += f" ({plural(len(groups), 'kind', 'kinds')} of problem)"
     rows = []
@@ -338,7 +352,9 @@ def problems_html(problems: Sequence[Sequence[Any]], what: str, max_rows: int | 
         )
     note = showing(win, noun="lines")
     note += "; every problem in the error's `.problems`" if note else ""
-    return view(headline("ValidationError", summary, note), table(["sources", "field", "value", "problem"], rows, win))
+    return view(
+        headline("ValidationError", summary, note), table(["source ids", "field", "value", "problem"], rows, win)
+    )
 
 
 def empty(sentence: str) -> str:

@@ -12,30 +12,123 @@ error is made.
 
 from __future__ import annotations
 
+import sys
+import traceback
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
 from ._views import problems_html, problems_text
 
+#: The most lines an error takes in a notebook (its message cut to fit, then what to do next).
+NOTEBOOK_LINES = 12
+_RED, _BOLD, _RESET = "\x1b[0;31m", "\x1b[1m", "\x1b[0m"
+
 
 class NeuroIOError(Exception):
-    """Base class of every error raised by neuroio-nb."""
+    """Base class of every error raised by neuroio-nb.
+
+    In a notebook (IPython) it shows short: its name and message, what to do next, and no
+    traceback through the toolkit's own code. ``%tb`` right after shows the whole traceback.
+
+    Example::
+
+        try:
+            client.sources.get(42)
+        except NeuroIOError as exc:
+            print(f"could not read source 42: {exc}")
+    """
+
+    _shown_short = False
+
+    def hint(self) -> str | None:
+        """What to do next, said under the message in a notebook (None: the message says it).
+
+        Example::
+
+            except NeuroIOError as exc:
+                print(exc, exc.hint() or "", sep="\n")
+        """
+        return None
+
+    def _message_lines(self) -> list[str]:
+        return str(self).splitlines() or [""]
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython's hook: the short form the first time, the whole traceback when asked again (``%tb``)."""
+        if getattr(self, "_shown_short", False):
+            return _whole_traceback(self)
+        self._shown_short = True
+        return short_form(self)
+
+
+def short_form(error: NeuroIOError) -> list[str]:
+    """At most :data:`NOTEBOOK_LINES` lines: the error's name and message, the user's line that
+    raised it, what to do next, and how to see the whole traceback."""
+    hint = error.hint()
+    tail = [*([f"{_BOLD}What to do:{_RESET} {hint}"] if hint else []), "(the whole traceback: %tb)"]
+    where = _users_line(error)
+    if where:
+        tail.insert(0, f"raised by: {where}")
+    lines = error._message_lines()
+    room = NOTEBOOK_LINES - len(tail)
+    if len(lines) > room:
+        lines = [*lines[: room - 1], f"  ... {len(lines) - room + 1} more lines ..."]
+    lines[0] = f"{_RED}{type(error).__name__}{_RESET}: {lines[0]}"
+    return [*lines, *tail]
+
+
+def _users_line(error: BaseException) -> str | None:
+    """The last line of the user's own code the traceback passes (not this package, not IPython)."""
+    found = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if not any(part in frame.filename for part in ("neuroio_nb", "IPython", "site-packages")) and frame.line:
+            found = frame.line.strip()
+    return found
+
+
+def _whole_traceback(error: BaseException) -> list[str]:
+    """The traceback IPython would show for ``error`` without the short form."""
+    shell = getattr(sys.modules.get("IPython"), "get_ipython", lambda: None)()
+    if shell is not None:
+        stb: list[str] = shell.InteractiveTB.structured_traceback(type(error), error, error.__traceback__)
+        return stb
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).splitlines()
 
 
 class ConfigurationError(NeuroIOError, ValueError):
-    """The client is set up wrongly (no token, a bad or insecure URL)."""
+    """The client is set up wrongly (no token, a bad or insecure URL); the message says what to change,
+    ``advice`` (when given) which setting holds it."""
+
+    def __init__(self, message: str, *, advice: str | None = None) -> None:
+        super().__init__(message)
+        self.advice = advice
+
+    def hint(self) -> str | None:
+        """The setting to change, when the message does not name it."""
+        return self.advice
 
 
 class TransportError(NeuroIOError):
     """A connection or timeout failure, once retries are spent.
 
     ``maybe_sent`` says whether the request may have reached the server (a
-    connection dropped after sending) as opposed to certainly not (refused).
+    connection dropped after sending) as opposed to certainly not (refused);
+    ``url`` is the API URL that was tried, when known.
     """
 
-    def __init__(self, message: str, *, maybe_sent: bool = True) -> None:
+    def __init__(self, message: str, *, maybe_sent: bool = True, url: str | None = None) -> None:
         super().__init__(message)
         self.maybe_sent = maybe_sent
+        self.url = url
+
+    def hint(self) -> str | None:
+        """The URL tried, where it came from, and the way there (None when no URL was tried)."""
+        if not self.url:
+            return None
+        return (
+            f"the API URL tried was {self.url}: is it right (Client(base_url=...), else $NEUROIO_API_URL) "
+            "and reachable from here (network, VPN, a proxy in $HTTPS_PROXY)? Then run the cell again."
+        )
 
 
 class APIError(NeuroIOError):
@@ -61,6 +154,8 @@ class APIError(NeuroIOError):
         self.fields = list(fields)
         self.method = method
         self.path = path
+        #: The API's address (scheme, host, port) that answered, when known.
+        self.url: str | None = None
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -96,6 +191,17 @@ def _field_line(entry: dict[str, Any]) -> str:
 class AuthenticationError(APIError):
     """401 or 403: the token is missing, wrong or lacks the right."""
 
+    def hint(self) -> str:
+        """Which setting holds the token, and which server refused it."""
+        server = f"the server at {self.url}" if self.url else "this server"
+        if self.status_code == 403:
+            return f"{server} knows the token but it lacks the right for this; ask for a token that has it."
+        return (
+            f"{server} refused the API token: check $NEUROIO_API_TOKEN (or Client(api_token=...)) holds "
+            "a token of this server, whole and not expired (the URL comes from Client(base_url=...), "
+            "else $NEUROIO_API_URL)."
+        )
+
 
 class NotFoundError(APIError):
     """404: no such source."""
@@ -125,22 +231,48 @@ class Problem(NamedTuple):
 
 
 class ValidationError(NeuroIOError, ValueError):
-    """Every problem found in an edited frame, found before anything was sent."""
+    """Every problem found in an edited frame (or a CSV, or arguments), found before anything was sent.
 
-    def __init__(self, problems: Iterable[Problem], *, what: str = "edited frame") -> None:
+    ``problems`` lists them all; ``what`` names what was checked; ``nothing_sent`` is False
+    for what sends nothing anyway (reading a CSV), so its message does not say "nothing was sent".
+    """
+
+    def __init__(self, problems: Iterable[Problem], *, what: str = "edited frame", nothing_sent: bool = True) -> None:
         self.problems = list(problems)
         self.what = what
+        self.nothing_sent = nothing_sent
         super().__init__(self._describe())
 
     @classmethod
     def one(
-        cls, reason: str, *, value: Any = None, field: str | None = None, what: str = "edited frame"
+        cls,
+        reason: str,
+        *,
+        value: Any = None,
+        field: str | None = None,
+        what: str = "edited frame",
+        nothing_sent: bool = True,
     ) -> ValidationError:
-        """The error of a single problem: a file, frame or argument refused as a whole."""
-        return cls([Problem(None, field, value, reason)], what=what)
+        """The error of a single problem: a file, frame or argument refused as a whole.
+
+        Example::
+
+            raise ValidationError.one("the file is empty", what="CSV 'sources.csv'", nothing_sent=False)
+        """
+        return cls([Problem(None, field, value, reason)], what=what, nothing_sent=nothing_sent)
 
     def _describe(self) -> str:
-        return problems_text(self.problems, self.what)
+        return problems_text(self.problems, self.what, nothing_sent=self.nothing_sent)
+
+    def _message_lines(self) -> list[str]:
+        """Cut as pandas cuts rows, to fit a notebook's short form (the message keeps every line)."""
+        text = problems_text(self.problems, self.what, max_rows=6, min_rows=6, nothing_sent=self.nothing_sent)
+        return text.splitlines()
+
+    def hint(self) -> str:
+        """Where every problem is, and what to do."""
+        where = f"the {self.what}" if self.nothing_sent else "the file"
+        return f"fix these in {where} and run again; all of them as a table: sys.last_value.to_frame()"
 
     def to_frame(self) -> Any:
         """The problems as a frame: one row per problem, a column per field of :class:`Problem`."""
@@ -149,7 +281,7 @@ class ValidationError(NeuroIOError, ValueError):
         return pd.DataFrame(self.problems, columns=list(Problem._fields))
 
     def _repr_html_(self) -> str:
-        return problems_html(self.problems, self.what)
+        return problems_html(self.problems, self.what, nothing_sent=self.nothing_sent)
 
 
 class BulkInterrupted(KeyboardInterrupt):

@@ -126,7 +126,9 @@ def _encode_cell(value: Any) -> str:
 def read_csv(path: Any) -> pd.DataFrame:
     """A CSV written by :func:`export_csv` (or edited by hand) as a frame typed like ``to_frame()``."""
     if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "read"):
-        raise ValidationError.one("read_csv needs a file path or an open file", value=type(path).__name__, what="CSV")
+        raise ValidationError.one(
+            "read_csv needs a file path or an open file", value=type(path).__name__, what="CSV", nothing_sent=False
+        )
     what = f"CSV {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else "CSV"
     text = _read_text(path, what)
     # strict: a stray or unclosed quote is an error, not cells silently merged across lines
@@ -146,18 +148,22 @@ def read_csv(path: Any) -> pd.DataFrame:
         raise ValidationError.one(
             f"line {reader.line_num}: not valid CSV ({exc}); check the quotes on this line and the ones before it",
             what=what,
+            nothing_sent=False,
         ) from None
     if header is None:
-        raise ValidationError.one("the file is empty: no header and no rows", what=what)
+        raise ValidationError.one("the file is empty: no header and no rows", what=what, nothing_sent=False)
     if INDEX not in header:
         raise ValidationError.one(
             "no header row with an 'id' column (the first line must name the columns, as export_csv writes it)",
             value=header[:5],
             what=what,
+            nothing_sent=False,
         )
     dups = sorted({h for h in header if header.count(h) > 1})
     if dups or "" in header:
-        raise ValidationError.one("column names must be unique and not empty", value=dups or header, what=what)
+        raise ValidationError.one(
+            "column names must be unique and not empty", value=dups or header, what=what, nothing_sent=False
+        )
     parsers = {name: _parser_for(name) for name in header}
     records = []
     for line, row in rows:
@@ -180,7 +186,7 @@ def read_csv(path: Any) -> pd.DataFrame:
             problems.append(Problem(None, INDEX, row[header.index(INDEX)] or None, f"line {line}: {reason}"))
         records.append(record)
     if problems:
-        raise ValidationError(problems, what=what)
+        raise ValidationError(problems, what=what, nothing_sent=False)
     if not records:
         from .frames import empty_frame
 
@@ -215,6 +221,7 @@ def _read_text(path: Any, what: str) -> str:
             f"line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
             "save the file as CSV UTF-8",
             what=what,
+            nothing_sent=False,
         ) from None
 
 
