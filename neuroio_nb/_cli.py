@@ -196,6 +196,15 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 _print_run(exc.report, interrupted=True)
                 _print_not_updated(exc.report, plan.names)
             return EXIT_INTERRUPTED
+        except JournalError as exc:  # the journal could not be written: the run stopped; say what was sent
+            if exc.report is None:
+                raise
+            with _interrupts_deferred():
+                if args.report:
+                    _write_report(exc.report, args.report)
+                print(f"Stopped: {exc.report.summary() if len(exc.report) else 'no source was updated'}.")
+                _print_not_updated(exc.report, plan.names)
+            raise
     with _interrupts_deferred():  # everything was sent: keep its report whatever comes
         if args.report:
             _write_report(report, args.report)

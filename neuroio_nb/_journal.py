@@ -19,6 +19,20 @@ the operating system at once (so a killed process keeps it) and fsynced with the
 end line; an outcome a machine crash loses only makes that source "unknown",
 which readers settle by asking the server, never by guessing.
 
+The journal never blocks the truth. Its folder is checked before a run's first line: one
+that cannot be made or written, or that others may read and that holds more than run files
+(so that narrowing it to ``0700`` would change someone's folder), is a :class:`JournalError`
+naming it and the way out (``Client(journal=False)``, ``$NEUROIO_NB_JOURNAL``) before
+anything is sent. A write that fails mid-run (disk full) makes the run's writer *broken*:
+that write and every later one raise the same :class:`JournalError`, which the job sending
+the writes treats like Ctrl-C (no new request starts, the partial report is kept on the
+error). A reader shows every run it can read: a record of the wrong shape hides only its
+own run, named in an :class:`UnreadableRunWarning`.
+
+The seam for testing (and for tools) is :class:`Journal`'s ``write`` argument: the function
+that puts bytes into a run file (``os.write``). One that raises ``OSError(errno.ENOSPC)``
+after some bytes is a full disk, without patching anything private.
+
 Only this module touches the files; it knows nothing of HTTP, pandas or plans.
 """
 
@@ -29,6 +43,7 @@ import json
 import os
 import re
 import secrets
+import stat
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,13 +52,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .errors import ConfigurationError, JournalError, TornLineWarning
+from .errors import ConfigurationError, JournalError, TornLineWarning, UnreadableRunWarning
 
 FORMAT = "neuroio-nb-journal"
 VERSION = 1
 ENV = "NEUROIO_NB_JOURNAL"
 SUFFIX = ".jsonl"
 RUN_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{6}$")
+#: What to do when the journal cannot be written: said by every error about it.
+WAY_OUT = (
+    "give the journal a folder you can write (Client(journal='/path/to/folder'), or the "
+    f"${ENV} environment variable for the CLI), or turn it off with Client(journal=False) "
+    "(then no run can be undone or resumed from the journal)"
+)
+#: A function that writes bytes to a file descriptor, as ``os.write`` does.
+WriteBytes = Callable[[int, memoryview], int]
+#: What an intent may ask the server to do.
+ACTIONS = ("update", "create", "delete")
 #: Statuses that say the server did what the intent asked.
 APPLIED = frozenset({"updated", "created", "deleted"})
 
@@ -134,10 +159,15 @@ class Intent:
 
 
 class Journal:
-    """A folder of run files. Made ``0700`` when the toolkit creates it; files are ``0600``."""
+    """A folder of run files: the folder ``0700``, files ``0600``.
 
-    def __init__(self, folder: str | os.PathLike[str]) -> None:
+    ``write``: the function that puts a run's bytes into its file (``os.write``); a test
+    passes one that fails as a full disk does (see the module doc).
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], *, write: WriteBytes = os.write) -> None:
         self.folder = Path(folder)
+        self.write = write
 
     def __repr__(self) -> str:
         return f"<neuroio_nb.Journal {self.folder}>"
@@ -145,7 +175,10 @@ class Journal:
     def start(
         self, kind: str, base_url: str, *, parent: str | None = None, details: Mapping[str, Any] | None = None
     ) -> RunWriter:
-        """Open a new run file (header written and fsynced) and return its writer."""
+        """Open a new run file (header written and fsynced) and return its writer.
+
+        Raises :class:`JournalError` (naming the folder and the way out) when the folder
+        cannot be made, written or kept to its owner: nothing has been sent then."""
         self._make_folder()
         for _ in range(20):
             run_id = new_run_id()
@@ -154,6 +187,8 @@ class Journal:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
             except FileExistsError:
                 continue
+            except OSError as exc:
+                raise self._unusable(f"cannot be written ({_reason(exc)})") from None
             if hasattr(os, "fchmod"):  # the umask may have narrowed it; never widen beyond 0600
                 os.fchmod(fd, 0o600)
             header = {
@@ -168,15 +203,57 @@ class Journal:
             }
             if details:
                 header["details"] = dict(details)
-            writer = RunWriter(run_id, path, fd)
-            writer._write([header], sync=True)
+            writer = RunWriter(run_id, path, fd, write=self.write)
+            try:
+                writer._write([header], sync=True)
+            except JournalError:
+                writer.close()
+                path.unlink(missing_ok=True)  # a header alone records nothing: no run was made
+                raise self._unusable(f"cannot be written ({writer.failure_reason})") from None
             return writer
-        raise JournalError(f"could not create a new run file in {self.folder}")
+        raise self._unusable("has no free run file name (20 tries)")
 
     def _make_folder(self) -> None:
-        if not self.folder.is_dir():
-            self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        """Make the folder ``0700`` (and its missing parents), or narrow an existing one to
+        ``0700``; refuse one that cannot be, or that holds files other than runs."""
+        try:
+            if not self.folder.is_dir():
+                if self.folder.exists():
+                    raise self._unusable("is a file, not a folder")
+                self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self.folder.chmod(0o700)
+            if os.name != "posix":
+                return
+            mode = stat.S_IMODE(self.folder.stat().st_mode)
+            if mode & 0o077:
+                self._narrow(mode)
+        except OSError as exc:
+            raise self._unusable(f"cannot be made or used ({_reason(exc)})") from None
+
+    def _narrow(self, mode: int) -> None:
+        """Narrow an existing folder open to others to ``0700``: only when it holds nothing
+        but run files, so that a folder of the user's (a home folder, ``/tmp``) is never changed."""
+        others = sorted(p.name for p in self.folder.iterdir() if not _is_run_file(p.name))
+        if others:
+            shown = ", ".join(others[:3]) + (" ..." if len(others) > 3 else "")
+            raise self._unusable(
+                f"may be read by others (mode {mode:04o}) and holds other files than journal runs "
+                f"({shown}); neuroio-nb will not change its permissions, as the journal holds what "
+                "each write changed: give the journal a folder of its own"
+            )
+        try:
             self.folder.chmod(0o700)
+        except OSError as exc:
+            raise self._unusable(
+                f"may be read by others (mode {mode:04o}) and cannot be narrowed to 0700 ({_reason(exc)})"
+            ) from None
+
+    def _unusable(self, problem: str) -> JournalError:
+        return JournalError(
+            f"the journal folder {self.folder} {problem}; nothing was sent. Every write is journaled "
+            f"before it is sent: {WAY_OUT}.",
+            path=self.folder,
+        )
 
     def path_of(self, run_id: str) -> Path:
         return self.folder / f"{run_id}{SUFFIX}"
@@ -223,7 +300,9 @@ class Journal:
                 found.append(read_run(self.path_of(run_id)))
             except JournalError as exc:
                 warnings.warn(
-                    str(exc), TornLineWarning if "no complete header" in str(exc) else UserWarning, stacklevel=2
+                    f"{exc}; that run is left out of the history, every other run is listed",
+                    TornLineWarning if "no complete header" in str(exc) else UnreadableRunWarning,
+                    stacklevel=2,
                 )
         return sorted(found, key=lambda r: (r.started, r.run_id), reverse=True)
 
@@ -232,12 +311,23 @@ class Journal:
 
 
 class RunWriter:
-    """Appends one run's lines. Thread-safe: each line is one ``write`` under a lock."""
+    """Appends one run's lines. Thread-safe: each line is one ``write`` under a lock.
 
-    def __init__(self, run_id: str, path: Path, fd: int) -> None:
+    A write that fails (disk full, the file gone read-only) *breaks* the writer: it raises a
+    :class:`JournalError` naming the file and the way out, and so does every later write,
+    at once (:attr:`failure`), so that a job stops before its next request.
+    """
+
+    def __init__(self, run_id: str, path: Path, fd: int, *, write: WriteBytes = os.write) -> None:
         self.run_id = run_id
         self.path = path
         self._fd: int | None = fd
+        self._write_bytes = write
+        #: The error of the write that failed, once one did: the run is then stopped.
+        self.failure: JournalError | None = None
+        self.failure_reason = ""
+        #: Whether intents are on disk, so that their requests may have been sent.
+        self.intended = False
         self._lock = threading.Lock()
         self._seq = 0
         self._keys: dict[Any, int] = {}
@@ -284,6 +374,7 @@ class RunWriter:
             encoded = [_line(line) for line in lines]
             if encoded:
                 self._write_locked(encoded, sync=True)
+                self.intended = True
         return seqs
 
     def intend_keyed(self, intents: Mapping[Any, Intent]) -> None:
@@ -347,38 +438,79 @@ class RunWriter:
             self._write_locked([line], sync=False)
 
     def finish(self, state: str = "complete") -> None:
-        """Write the end line (``complete``, or ``interrupted`` for a run stopped on purpose) and close."""
+        """Write the end line (``complete``, or ``interrupted`` for a run stopped on purpose) and close.
+
+        A broken writer (see the class doc) only closes: its run reads as interrupted."""
         with self._lock:
             if self._fd is None:
                 return
-            self._write_locked(
-                [_line({"t": "end", "state": state, "finished": _now(), "counts": dict(self.counts)})], sync=True
-            )
-            os.close(self._fd)
-            self._fd = None
+            if self.failure is None:
+                try:
+                    self._write_locked(
+                        [_line({"t": "end", "state": state, "finished": _now(), "counts": dict(self.counts)})],
+                        sync=True,
+                    )
+                except JournalError:
+                    self._close_locked(sync=False)
+                    raise
+            self._close_locked(sync=False)  # the end line was fsynced; a broken run has nothing to sync
 
     def close(self) -> None:
         """Close without an end line: the run reads as interrupted."""
         with self._lock:
-            if self._fd is not None:
-                os.fsync(self._fd)
-                os.close(self._fd)
-                self._fd = None
+            self._close_locked(sync=self.failure is None)
+
+    def _close_locked(self, *, sync: bool) -> None:
+        if self._fd is None:
+            return
+        fd, self._fd = self._fd, None
+        try:
+            if sync:
+                os.fsync(fd)
+        except OSError:
+            pass  # what reached the file stays; a reader settles the rest with the server
+        finally:
+            os.close(fd)
 
     def _write(self, records: list[dict[str, Any]], *, sync: bool) -> None:
         with self._lock:
             self._write_locked([_line(r) for r in records], sync=sync)
 
     def _write_locked(self, lines: list[bytes], *, sync: bool) -> None:
+        if self.failure is not None:
+            raise self.failure
         if self._fd is None:
-            raise JournalError(f"run {self.run_id} is already finished")
-        data = b"".join(lines)
-        view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
-        if sync:
-            os.fsync(self._fd)
+            raise JournalError(f"run {self.run_id} is already finished", path=self.path)
+        view = memoryview(b"".join(lines))
+        try:
+            while view:
+                written = self._write_bytes(self._fd, view)
+                view = view[written:]
+            if sync:
+                os.fsync(self._fd)
+        except OSError as exc:
+            self.failure_reason = _reason(exc)
+            sent = (
+                "What it sent is in the error's report (planning again shows what was not applied)"
+                if self.intended
+                else "Nothing was sent"
+            )
+            self.failure = JournalError(
+                f"the journal file {self.path} could not be written ({self.failure_reason}): run "
+                f"{self.run_id} stopped before its next write, as each write is journaled before it is "
+                f"sent. {sent}. To go on: {WAY_OUT}.",
+                path=self.path,
+            )
+            raise self.failure from None
+
+
+def _reason(exc: OSError) -> str:
+    """An OS error in words, without its Python dress: ``No space left on device``."""
+    return exc.strerror or str(exc) or type(exc).__name__
+
+
+def _is_run_file(name: str) -> bool:
+    return name.endswith(SUFFIX) and bool(RUN_ID.match(name[: -len(SUFFIX)]))
 
 
 class NoRun(RunWriter):
@@ -486,8 +618,12 @@ def journaled(
     except BaseException:
         run.finish("interrupted")
         raise
-    run.outcome(seq, applied, source_id=result_id(result))
-    run.finish("complete")
+    try:
+        run.outcome(seq, applied, source_id=result_id(result))
+        run.finish("complete")
+    except JournalError as exc:  # the write was made: its answer goes with the error
+        run.close()
+        raise JournalError(str(exc), path=exc.path, report=result) from None
     return result
 
 
@@ -540,8 +676,9 @@ class RunRecord:
         return [e for e in self.entries if e.status is None]
 
 
-def read_lines(path: Path) -> Iterator[dict[str, Any]]:
-    """The records of a run file. A torn last line is skipped with a :class:`TornLineWarning`."""
+def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The records of a run file, each with its line number. A torn last line is skipped with
+    a :class:`TornLineWarning`."""
     try:
         data = path.read_bytes()
     except OSError as exc:
@@ -564,7 +701,7 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
             raise JournalError(
                 _not_ours(path) if number == 1 else f"journal file {path}: line {number} is not a journal record"
             )
-        yield record
+        yield number, record
     if tail.strip():
         try:
             record = json.loads(tail)
@@ -577,7 +714,75 @@ def read_lines(path: Path) -> Iterator[dict[str, Any]]:
             )
             return
         if isinstance(record, dict):
-            yield record
+            yield len(lines) + 1, record
+
+
+#: JSON types a record's fields may have, by record kind (a field may also be absent).
+_TEXT, _INT, _NONE, _DICT, _BOOL = (str,), (int,), (type(None),), (dict,), (bool,)
+SHAPES: dict[str | None, dict[str, tuple[type, ...]]] = {
+    None: {
+        "run": _TEXT,
+        "kind": _TEXT,
+        "base_url": _TEXT,
+        "started": _TEXT,
+        "parent": _TEXT + _NONE,
+        "details": _DICT + _NONE,
+    },
+    "intent": {
+        "seq": _INT,
+        "action": _TEXT,
+        "id": _INT + _NONE,
+        "before": _DICT + _NONE,
+        "after": _DICT + _NONE,
+        "changes": _DICT + _NONE,
+    },
+    "amend": {"seq": _INT, "before": _DICT + _NONE, "after": _DICT + _NONE},
+    "outcome": {"seq": _INT, "status": _TEXT, "error": _TEXT + _NONE, "id": _INT + _NONE, "maybe_applied": _BOOL},
+    "end": {"state": _TEXT, "finished": _TEXT + _NONE, "counts": _DICT + _NONE},
+}
+#: Fields a record of each kind must have.
+REQUIRED = {
+    None: ("run", "kind", "base_url", "started"),
+    "intent": ("seq", "action"),
+    "amend": ("seq",),
+    "outcome": ("seq", "status"),
+    "end": ("state",),
+}
+#: Fields that hold a time (ISO 8601 text).
+TIMES = ("started", "finished")
+
+
+def shape_problem(record: Mapping[str, Any]) -> str | None:
+    """What is wrong with the shape of one record, or None. Kinds this version does not know
+    are not checked (a later writer of the same format version may add some); fields a kind
+    does not list are ignored, so that records may grow."""
+    kind = record.get("t")
+    shape = SHAPES.get(kind)
+    if shape is None:
+        return None
+    missing = [f for f in REQUIRED[kind] if f not in record]
+    if missing:
+        return f"lacks {', '.join(missing)}"
+    for name, types in shape.items():
+        value = record.get(name)
+        if name in record and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
+            return f"its {name} is {value!r}, not {' or '.join(_TYPE_WORDS[t] for t in types)}"
+        if name in TIMES and isinstance(value, str) and not _is_time(value):
+            return f"its {name} is {value!r}, not a time"
+    if kind == "intent" and record["action"] not in ACTIONS:
+        return f"its action is {record['action']!r}, not one of {', '.join(ACTIONS)}"
+    return None
+
+
+_TYPE_WORDS = {str: "text", int: "a whole number", type(None): "null", dict: "an object", bool: "true or false"}
+
+
+def _is_time(text: str) -> bool:
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _not_ours(path: Path) -> str:
@@ -587,9 +792,30 @@ def _not_ours(path: Path) -> str:
     )
 
 
+def _shaped(path: Path, lines: Iterator[tuple[int, dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """The records of ``lines``; one of the wrong shape raises :class:`JournalError` naming it.
+    The header (the first) is checked by :func:`read_run`, once its format and version are known."""
+    first = True
+    for number, record in lines:
+        if not first:
+            _check_shape(path, number, record)
+        first = False
+        yield record
+
+
+def _check_shape(path: Path, number: int, record: Mapping[str, Any]) -> None:
+    problem = shape_problem(record)
+    if problem is not None:
+        raise JournalError(
+            f"journal file {path}: line {number} is not a record neuroio-nb writes ({problem}); "
+            "the file was changed by something other than neuroio-nb, so this run cannot be read",
+            path=path,
+        )
+
+
 def read_run(path: Path) -> RunRecord:
     """Read one run file; a file that is not the toolkit's raises :class:`JournalError`."""
-    records = iter(read_lines(path))
+    records = _shaped(path, read_lines(path))
     header = next(records, None)
     if header is None:
         raise JournalError(
@@ -603,6 +829,7 @@ def read_run(path: Path) -> RunRecord:
             f"{path} is a neuroio-nb journal of version {header.get('version')!r}; this "
             f"neuroio-nb reads version {VERSION} or older: upgrade neuroio-nb to read it"
         )
+    _check_shape(path, 1, header)
     entries: dict[int, Entry] = {}
     end: dict[str, Any] | None = None
     for record in records:

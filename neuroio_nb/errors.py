@@ -307,11 +307,27 @@ _SHORTEST_SECRET = 8
 
 
 class JournalError(NeuroIOError):
-    """A journal file cannot be used: not the toolkit's, unreadable, or no such run."""
+    """The journal cannot be used: its folder cannot be written (or is open to others), a
+    run file cannot be written (disk full) or read (not the toolkit's, damaged), or no such run.
+
+    ``path``: the folder or run file concerned, when there is one. ``report``: when a run
+    was stopped because its journal could not be written, the exact partial report of
+    what was sent before it stopped (as :class:`BulkInterrupted` holds one), else None.
+    """
+
+    def __init__(self, message: str, *, path: Any = None, report: Any = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.report = report
 
 
 class ListingChangedWarning(UserWarning):
     """Sources were added or deleted while the listing was being read."""
+
+
+class UnreadableRunWarning(UserWarning):
+    """A run of the journal cannot be read (a record of the wrong shape, a damaged or foreign
+    file): it is left out of ``history()`` and named, and every other run is listed."""
 
 
 class TornLineWarning(UserWarning):

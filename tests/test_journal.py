@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import stat
@@ -18,7 +19,13 @@ import pytest
 
 from neuroio_nb import _journal as jn
 from neuroio_nb._journal import Intent, Journal
-from neuroio_nb.errors import ConfigurationError, JournalError, NeuroIOError, TornLineWarning
+from neuroio_nb.errors import (
+    ConfigurationError,
+    JournalError,
+    NeuroIOError,
+    TornLineWarning,
+    UnreadableRunWarning,
+)
 
 
 def lines_of(path: Path) -> list[dict]:
@@ -779,3 +786,201 @@ def test_a_killed_sync_is_undone_exactly_from_another_process(make_sandbox, clie
         return flat.set_index(["space_id", "name"]).sort_index()
 
     pd.testing.assert_frame_equal(settings(sb.sources), settings(original))
+
+
+# ---- the journal never blocks the truth: a full disk, an unusable folder, a bad record -----------
+
+
+def full_disk_after(calls: int):
+    """A ``Journal(write=...)`` that writes ``calls`` times, then fails as a full disk does."""
+    made = []
+
+    def write(fd: int, data) -> int:
+        made.append(len(data))
+        if len(made) > calls:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return os.write(fd, data)
+
+    return write
+
+
+def says_the_way_out(message: str) -> None:
+    assert "journal=False" in message and "NEUROIO_NB_JOURNAL" in message, message
+    assert "Traceback" not in message
+
+
+@pytest.mark.parametrize("with_base", [False, True], ids=["batch", "checked as pages arrive"])
+def test_a_journal_write_that_fails_mid_apply_stops_the_run_and_keeps_the_partial_report(
+    make_sandbox, client_for, tmp_path, with_base
+):
+    """The disk fills up after the run's header, its intents and a dozen more lines: the run
+    stops before its next write (only the requests already in flight finish), and the error,
+    a JournalError naming the run file and the way out, holds the exact partial report. The
+    run reads back interrupted; resumed with a journal that works, it finishes the rest."""
+    sb = make_sandbox(sources=200, latency=0.01)
+    c = client_for(sb, max_workers=4, journal=Journal(tmp_path, write=full_disk_after(14)))
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["identify_facesize_threshold"] += 1
+    original = sb.sources
+    with pytest.raises(JournalError) as info:
+        c.sources.bulk_update(edited, base=frame if with_base else None, progress=False)
+    error = info.value
+    run_file = next(tmp_path.glob("*.jsonl"))
+    assert str(run_file) in str(error) and error.path == run_file
+    assert "No space left on device" in str(error)
+    says_the_way_out(str(error))
+    changed = {sid for sid, s in sb.sources.items() if s != original[sid]}
+    patches = [r.source_id for r in sb.log if r.method == "PATCH"]
+    assert 0 < len(patches) <= 14 + 4, "no write starts once the journal failed (4 may be in flight)"
+    report = error.report
+    assert set(report.index[report["status"] == "updated"]) == changed == set(patches)
+    assert set(report["status"]) == {"updated"}
+    run = Journal(tmp_path).read(run_file)
+    assert run.state == "interrupted" and run.counts()["unknown"] == 200 - run.counts().get("updated", 0)
+    resumed = client_for(sb, journal=tmp_path).sources.resume(run.run_id, progress=False)
+    assert resumed.counts() == {"updated": 200}
+    pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)
+
+
+def test_a_single_write_whose_outcome_cannot_be_journaled_says_it_was_made(sb, client_for, tmp_path):
+    c = client_for(sb, journal=Journal(tmp_path, write=full_disk_after(2)))  # the header, the intent
+    with pytest.raises(JournalError) as info:
+        c.sources.update(3, name="Made anyway")
+    assert sb.source(3)["name"] == "Made anyway" and info.value.report["name"] == "Made anyway"
+    says_the_way_out(str(info.value))
+
+
+@pytest.mark.parametrize("calls", [0, 1], ids=["header", "intents"])
+def test_a_journal_that_fails_before_the_first_write_sends_nothing(sb, client_for, tmp_path, calls):
+    c = client_for(sb, journal=Journal(tmp_path, write=full_disk_after(calls)))
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["identify_facesize_threshold"] += 1
+    sb.clear_log()
+    with pytest.raises(JournalError, match="No space left on device") as info:
+        c.sources.bulk_update(edited, progress=False)
+    assert "Nothing was sent" in str(info.value) or "nothing was sent" in str(info.value)
+    says_the_way_out(str(info.value))
+    assert [r for r in sb.log if r.method in ("PATCH", "POST", "DELETE")] == []
+
+
+def unusable_folders(tmp_path: Path) -> dict[str, Path]:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    return {"a file": a_file, "under a file": a_file / "journal"}
+
+
+@pytest.mark.parametrize("how", ["a file", "under a file"])
+@pytest.mark.parametrize("write", ["bulk", "sync", "single"])
+def test_an_unusable_journal_folder_is_refused_before_the_first_write(sb, client_for, tmp_path, how, write):
+    folder = unusable_folders(tmp_path)[how]
+    c = client_for(sb, journal=folder)
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["identify_facesize_threshold"] += 1
+    sb.clear_log()
+    with pytest.raises(JournalError) as info:
+        if write == "bulk":
+            c.sources.bulk_update(edited, base=frame, progress=False)
+        elif write == "sync":
+            site = pd.DataFrame({"name": ["Journal-less cam"]})
+            c.sources.plan(site, key="name", create=True).apply(progress=False)
+        else:
+            c.sources.update(3, name="x")
+    assert str(folder) in str(info.value) and "nothing was sent" in str(info.value)
+    says_the_way_out(str(info.value))
+    assert [r for r in sb.log if r.method in ("PATCH", "POST", "DELETE")] == []
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="POSIX permissions, which root ignores")
+def test_a_folder_the_user_cannot_write_is_refused_before_the_first_write(sb, client_for, tmp_path):
+    folder = tmp_path / "locked"
+    folder.mkdir(mode=0o500)
+    c = client_for(sb, journal=folder)
+    with pytest.raises(JournalError, match="cannot be written") as info:
+        c.sources.update(3, name="x")
+    says_the_way_out(str(info.value))
+    assert sb.source(3)["name"] != "x"
+
+
+def test_the_cli_names_an_unusable_journal_folder_and_the_way_out(sb, script, tmp_path):
+    folder = unusable_folders(tmp_path)["a file"]
+    frame = pd_frame(sb.sources)
+    edited = frame.copy()
+    edited["identify_facesize_threshold"] += 1
+    from neuroio_nb._jobs.csvio import write_csv
+
+    write_csv(edited, tmp_path / "edited.csv")
+    proc = script.run(
+        sb, "apply", str(tmp_path / "edited.csv"), "--yes", env=script.env(sb, NEUROIO_NB_JOURNAL=str(folder))
+    )
+    assert proc.returncode == 3
+    assert str(folder) in proc.stderr
+    says_the_way_out(proc.stderr)
+    assert sb.requests("PATCH") == []
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+def test_an_existing_folder_open_to_others_is_narrowed_to_0700_or_refused(tmp_path):
+    mine = tmp_path / "journal"
+    mine.mkdir()
+    mine.chmod(0o755)
+    Journal(mine).start("apply", "http://x").finish()
+    Journal(mine).start("apply", "http://x").finish()
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+    mine.chmod(0o755)  # runs alone: narrowed again
+    Journal(mine).start("apply", "http://x").finish()
+    assert stat.S_IMODE(mine.stat().st_mode) == 0o700
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "notes.txt").write_text("someone else's")
+    shared.chmod(0o755)
+    with pytest.raises(JournalError, match=r"mode 0755.*notes\.txt.*a folder of its own") as info:
+        Journal(shared).start("apply", "http://x")
+    says_the_way_out(str(info.value))
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755, "someone's folder is never changed"
+    assert list(shared.glob("*.jsonl")) == []
+
+
+WRONG_SHAPES = {
+    "outcome seq as text": {"t": "outcome", "seq": "1", "status": "updated"},
+    "intent before a list": {"t": "intent", "seq": 9, "action": "update", "id": 3, "before": [1], "after": {}},
+    "intent of no action": {"t": "intent", "seq": 9, "action": "explode", "id": 3},
+    "end finished not a time": {"t": "end", "state": "complete", "finished": "yesterday"},
+    "outcome status a number": {"t": "outcome", "seq": 1, "status": 5},
+    "amend without seq": {"t": "amend", "before": {}, "after": {}},
+}
+
+
+@pytest.mark.parametrize("bad", list(WRONG_SHAPES), ids=list(WRONG_SHAPES))
+def test_a_record_of_the_wrong_shape_hides_only_its_own_run(sb, client_for, tmp_path, bad):
+    c = client_for(sb, journal=tmp_path)
+    c.sources.update(3, name="Kept A")
+    c.sources.update(4, name="Damaged")
+    c.sources.update(5, name="Kept B")
+    runs = c.sources.history()
+    damaged = runs.index[1]
+    with open(Journal(tmp_path).path_of(damaged), "a") as f:
+        f.write(json.dumps(WRONG_SHAPES[bad]) + "\n")
+    with pytest.warns(UnreadableRunWarning, match=rf"{damaged}\.jsonl: line \d+ .*left out of the history"):
+        shown = c.sources.history()
+    assert list(shown.index) == [runs.index[0], runs.index[2]]
+    with pytest.raises(JournalError, match="line"):
+        c.sources.history(damaged)
+
+
+def test_a_damaged_header_hides_only_its_run_in_the_cli_too(sb, client_for, tmp_path, script):
+    c = client_for(sb, journal=tmp_path)
+    c.sources.update(3, name="Kept")
+    c.sources.update(4, name="Damaged")
+    kept, damaged = c.sources.history().index[1], c.sources.history().index[0]
+    path = Journal(tmp_path).path_of(damaged)
+    lines = path.read_text().splitlines()
+    header = json.loads(lines[0]) | {"started": 5}
+    path.write_text("\n".join([json.dumps(header), *lines[1:]]) + "\n")
+    proc = script.run(sb, "history", env=script.env(sb, NEUROIO_NB_JOURNAL=str(tmp_path)))
+    assert proc.returncode == 0
+    assert kept in proc.stdout and damaged not in proc.stdout
+    assert damaged in proc.stderr and "left out" in proc.stderr

@@ -11,6 +11,10 @@ Ctrl-C stops starting tasks, lets those in flight finish and raises
 record of what was sent. Pressed again while the run winds down, on whichever statement
 it lands, Ctrl-C cannot lose that report: each step of winding down can safely run twice,
 and a step cut short is run again.
+
+A journal write that fails (disk full: the run's writer raises :class:`JournalError`) stops
+the run the same way: no task starts after it, those in flight finish, and the
+:class:`JournalError` raised holds the exact partial report (``.report``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from typing import Any, Protocol, TypeVar
 from .._journal import RunWriter, covered
 from .._progress import progress_bar
 from .._transport import outcome_unknown
-from ..errors import BulkInterrupted, NeuroIOError
+from ..errors import BulkInterrupted, JournalError, NeuroIOError
 
 
 class Recorded(Protocol):
@@ -86,6 +90,19 @@ def send_all(
         if run is not None:
             _close_run(run, decided, state, recorded)
         return done
+    except JournalError as failure:  # the journal cannot be written: stop as Ctrl-C does, say why
+        while True:
+            try:
+                _wind_down(flight, run, decided, recorded, "interrupted")
+                stopped = JournalError(
+                    str(failure),
+                    path=failure.path,
+                    report=report([o for k in order if (o := done.get(k) or decided.get(k)) is not None]),
+                )
+                break
+            except KeyboardInterrupt:
+                continue
+        raise stopped from None
     except KeyboardInterrupt:  # the first Ctrl-C, or one while the run was finishing
         # Each step runs to its end however often Ctrl-C comes again: one cut short runs again.
         # Outside the ``try`` is only the loop's jump back to it, a few instructions after a
@@ -131,6 +148,8 @@ def _send(
     total = len(tasks) if isinstance(tasks, Mapping) else total
 
     def send(key: Hashable, task: Callable[[], OutcomeT]) -> None:
+        if run is not None and run.failure is not None:  # the journal stopped the run: not sent
+            return
         unknown = False
         try:
             # A job without a journal run of its own leaves each write to journal itself.
@@ -150,6 +169,8 @@ def _send(
     pending: set[Future[None]] = set()
     early: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()  # finished while tasks are still coming
     for key, task in items:
+        if run is not None and run.failure is not None:
+            raise run.failure
         # Our own future, on record before the pool can start anything: Ctrl-C may land
         # inside pool.submit after a worker took the write, and its future is then lost.
         future: Future[None] = Future()
@@ -194,7 +215,10 @@ def _wind_down(
     _close(flight.items)
     _finish_in_flight(flight)
     if run is not None:
-        _close_run(run, decided, state, recorded)
+        try:
+            _close_run(run, decided, state, recorded)
+        except JournalError:  # it cannot be written: the run reads as interrupted
+            run.close()
 
 
 def _close(items: Iterator[Any] | None) -> None:
