@@ -330,6 +330,11 @@ class UnreadableRunWarning(UserWarning):
     file): it is left out of ``history()`` and named, and every other run is listed."""
 
 
+class RunsKeptWarning(UserWarning):
+    """``history(prune_before=...)`` kept runs older than the date that are not settled: each
+    is interrupted (or still running in another process) and no undo or resume finished it."""
+
+
 class TornLineWarning(UserWarning):
     """A journal file's last line was cut short (the process died while writing it); it was skipped."""
 

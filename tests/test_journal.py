@@ -23,6 +23,7 @@ from neuroio_nb.errors import (
     ConfigurationError,
     JournalError,
     NeuroIOError,
+    RunsKeptWarning,
     TornLineWarning,
     UnreadableRunWarning,
 )
@@ -627,6 +628,55 @@ def test_old_runs_are_removed_only_on_request(sb, client_for, tmp_path):
     assert len(c.sources.history(prune_before="2021-01-01")) == 0
     with pytest.raises(ValueError, match="prune_before"):
         c.sources.history(prune_before="not a date")
+
+
+def old_run(folder: Path, url: str, *, day: int, kind: str = "apply", parent=None, end: bool = True) -> str:
+    """A run file started on 2020-01-``day``: one update intent, its outcome and an end line
+    (without them, ``end=False``: the run was interrupted, or is still running elsewhere)."""
+    run_id = jn.new_run_id(jn.dt.datetime(2020, 1, day, tzinfo=jn.dt.timezone.utc))
+    started = f"2020-01-{day:02d}T00:00:00.000+00:00"
+    lines = [
+        {
+            "format": "neuroio-nb-journal",
+            "version": 1,
+            "run": run_id,
+            "kind": kind,
+            "base_url": url,
+            "started": started,
+            "parent": parent,
+        },
+        {"t": "intent", "seq": 1, "action": "update", "id": 3, "name": "a", "before": {"x": 1}, "after": {"x": 2}},
+    ]
+    if end:
+        lines += [
+            {"t": "outcome", "seq": 1, "status": "updated", "error": None, "id": 3},
+            {"t": "end", "state": "complete", "finished": started},
+        ]
+    (folder / f"{run_id}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return run_id
+
+
+def test_pruning_never_removes_a_run_that_is_interrupted_or_still_running_without_saying_so(
+    sb, client_for, tmp_path, script
+):
+    """Pruning keeps each old run that is not settled (interrupted, or still running in another
+    process: on disk they look alike) and names it in a warning with what to do; an interrupted
+    run that a complete resume (or undo) followed is settled, and goes with the rest."""
+    c = client_for(sb, journal=tmp_path)
+    done = old_run(tmp_path, sb.url, day=2)
+    open_run = old_run(tmp_path, sb.url, day=3, end=False)
+    resumed = old_run(tmp_path, sb.url, day=4, end=False)
+    its_resume = old_run(tmp_path, sb.url, day=5, kind="resume", parent=resumed)
+    with pytest.warns(RunsKeptWarning, match=rf"kept 1 run .*not settled: {open_run} .*resume.*undo") as caught:
+        removed = c.sources.history(prune_before="2021-01-01")
+    assert caught[0].filename == __file__, "the warning points at the caller's line"
+    assert sorted(removed.index) == sorted([done, resumed, its_resume])
+    assert list(c.sources.history().index) == [open_run]
+    proc = script.run(
+        sb, "history", "--prune-before", "2021-01-01", env=script.env(sb, NEUROIO_NB_JOURNAL=str(tmp_path))
+    )
+    assert proc.returncode == 0 and open_run in proc.stderr and "Removed 0 runs" in proc.stdout
+    assert list(c.sources.history().index) == [open_run]
 
 
 def test_a_run_stopped_with_ctrl_c_reads_interrupted_and_resume_finishes_it(

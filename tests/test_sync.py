@@ -278,6 +278,33 @@ def test_bad_arguments(make_sandbox, client_for, bad):
     assert sb.log == []
 
 
+@pytest.mark.parametrize("q", ["", "  "], ids=["empty", "blank"])
+@pytest.mark.parametrize("key", ["id", "name"])
+def test_an_empty_q_with_delete_is_refused_not_a_plan_to_delete_everything_else(make_sandbox, client_for, key, q):
+    """``--q "$SITE"`` with the variable unset: the scope would be every source, and every
+    source the frame does not list would be deleted. It is refused before anything is read."""
+    sb = make_sandbox(sources=20)
+    c = client_for(sb)
+    frame = c.sources.to_frame(progress=False).iloc[:3]
+    sb.clear_log()
+    with pytest.raises(ValidationError, match=r"q.*is empty: with delete=True") as info:
+        c.sources.plan(frame, key=key, delete=True, q=q)
+    assert "leave q out (None)" in str(info.value)
+    assert sb.log == []
+    with warnings.catch_warnings():  # a blank q leaves the rows outside the scope: said, not the point here
+        warnings.simplefilter("ignore", UnmatchedRowsWarning)
+        assert len(c.sources.plan(frame, key=key, q=q)) == 0, "without delete=True an empty q is harmless"
+
+
+def test_the_cli_refuses_an_empty_q_with_delete(make_sandbox, script, tmp_path):
+    sb = make_sandbox(sources=20)
+    site = tmp_path / "site.csv"
+    site.write_text("name\nZeta cam 1\n")
+    proc = script.run(sb, "apply", str(site), "--key", "name", "--delete", "--q", "", "--yes")
+    assert proc.returncode == 3 and "is empty: with delete=True" in proc.stderr
+    assert writes(sb) == [] and len(sb.sources) == 20
+
+
 def test_conflicts_of_deletes_and_creates(make_sandbox, client_for):
     sb = make_sandbox(sources=200, seed=8)
     c = client_for(sb)

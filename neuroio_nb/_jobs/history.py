@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import html
 import os
+import warnings
 from typing import Any, ClassVar
 
 import pandas as pd
@@ -18,7 +19,8 @@ import pandas as pd
 from .._journal import Entry, Journal, RunRecord, labelled, start_run
 from .._schema import BY_NAME
 from .._values import same
-from ..errors import ConfigurationError, JournalError, Problem, ValidationError
+from .._views import plural
+from ..errors import ConfigurationError, JournalError, Problem, RunsKeptWarning, ValidationError
 from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
 from .plan import Plan, creates_frame, update_plan
 from .sync import undo as undo_report
@@ -159,7 +161,12 @@ def history(sources: SourceCalls, run_id: str | None = None, *, prune_before: An
 
 
 def prune(journal: Journal, before: Any) -> History:
-    """Remove the runs started before ``before`` (a date, time, or text pandas reads as one); returns them."""
+    """Remove the runs started before ``before`` (a date, time, or text pandas reads as one); returns them.
+
+    A run that is not settled is kept, named in a :class:`RunsKeptWarning`: one that is
+    ``interrupted`` (or still running in another process: the two look alike on disk), that
+    recorded a write, and that no complete undo or resume followed. Its file is what undo and
+    resume need (and a process still writing it would lose it)."""
     try:
         cutoff = pd.Timestamp(before)
     except (TypeError, ValueError):
@@ -170,9 +177,23 @@ def prune(journal: Journal, before: Any) -> History:
     if pd.isna(cutoff):
         raise ValidationError([Problem(None, "prune_before", before, "must be a date or time")], what="arguments")
     cutoff = cutoff.tz_localize("UTC") if cutoff.tzinfo is None else cutoff.tz_convert("UTC")
-    removed = [run for run in journal.runs() if pd.Timestamp(run.started) < cutoff]
+    runs = journal.runs()
+    settled = {run.parent for run in runs if run.parent and run.kind in ("undo", "resume") and run.state == "complete"}
+    older = [run for run in runs if pd.Timestamp(run.started) < cutoff]
+    kept = [run.run_id for run in older if run.state != "complete" and run.entries and run.run_id not in settled]
+    removed = [run for run in older if run.run_id not in kept]
     for run in removed:
         os.unlink(run.path)
+    if kept:
+        warnings.warn(
+            f"kept {plural(len(kept), 'run')} started before {cutoff:%Y-%m-%d %H:%M} UTC that "
+            f"{'is' if len(kept) == 1 else 'are'} not settled: {', '.join(kept)} (interrupted, or still "
+            "running in another process, and neither undone nor resumed since). sources.resume(run) "
+            "sends the rest of one, sources.undo(run) puts back what it changed; then prune again. "
+            f"To drop one anyway, delete its file from {journal.folder}.",
+            RunsKeptWarning,
+            stacklevel=4,  # the caller of sources.history
+        )
     return history_frame(removed)
 
 

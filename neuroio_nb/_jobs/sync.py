@@ -185,6 +185,17 @@ def _check_arguments(desired: Any, key: Any, create: Any, delete: Any, q: Any) -
         )
     if q is not None and not isinstance(q, str):
         problems.append(Problem(None, "q", q, "must be text (part of a name)"))
+    elif isinstance(q, str) and not q.strip() and delete is True:
+        problems.append(
+            Problem(
+                None,
+                "q",
+                q,
+                "is empty: with delete=True it would delete every source the frame does not list "
+                "(an empty shell variable?); give the text names contain, or leave q out (None) "
+                "to mean every source on purpose",
+            )
+        )
     if problems:
         raise ValidationError(problems, what="arguments")
     if key == "name" and not isinstance(desired, pd.DataFrame):
