@@ -18,6 +18,7 @@ import numbers
 import os
 import random
 import re
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,7 +91,7 @@ def outcome_unknown(error: BaseException) -> bool:
 def should_retry(error: BaseException, method: str, *, can_ask: bool = False) -> Verdict:
     """Send ``method`` again after ``error``, ask the server first, or give up?"""
     if isinstance(error, TransportError) and not error.maybe_sent:
-        return Verdict.RETRY
+        return Verdict.RETRY if error.retryable else Verdict.STOP
     if isinstance(error, APIError) and error.status_code in NOT_ACTED_STATUSES:
         return Verdict.RETRY
     if outcome_unknown(error):
@@ -402,6 +403,8 @@ class Transport:
                 raise TransportError(
                     f"{method} {path}: connection timed out ({self.base_url})", maybe_sent=False, url=self.base_url
                 ) from None
+            except requests.exceptions.SSLError as e:
+                raise _tls_error(e, f"{method} {path}", self.base_url) from None
             except requests.exceptions.ConnectionError as e:
                 never_sent = _never_sent(e)
                 reason = "could not connect" if never_sent else "the connection was lost before an answer came"
@@ -511,6 +514,54 @@ def _excerpt(text: str, n: int = 200) -> str:
         return flat
     head = flat[: n + 1]  # one more: a word that ends exactly at n is whole
     return (head.rsplit(" ", 1)[0] if " " in head else "") + EXCERPT_CUT
+
+
+#: OpenSSL's words for a handshake that failed before any request byte was sent.
+_HANDSHAKE_FAILED = re.compile(
+    r"HANDSHAKE|WRONG_VERSION_NUMBER|UNSUPPORTED_PROTOCOL|NO_PROTOCOLS|ALERT|NO_SHARED_CIPHER"
+)
+
+
+def _tls_error(e: requests.exceptions.SSLError, request: str, base_url: str) -> TransportError:
+    """A TLS failure as the user can act on it. A certificate that is not trusted, or a
+    handshake that failed, means the request was never sent (so a write is not "maybe
+    applied"), and sending it again cannot help."""
+    reason = _innermost(e, ssl.SSLError)
+    if isinstance(reason, ssl.SSLCertVerificationError):
+        return TransportError(
+            f"{request}: the server's TLS certificate is not trusted ({base_url}: {reason.verify_message}); "
+            "nothing was sent. If the URL is right and your network signs certificates with its own "
+            "authority (a company proxy, an internal CA), set REQUESTS_CA_BUNDLE to that authority's "
+            "PEM file before the Client is made (or set client.session.verify to it)",
+            maybe_sent=False,
+            retryable=False,
+        )
+    if reason is not None and _HANDSHAKE_FAILED.search(str(reason)):
+        return TransportError(
+            f"{request}: the TLS handshake with {base_url} failed ({reason.reason or reason}); nothing was sent. "
+            "Check that the URL's scheme and port are right (https:// to a port that speaks TLS)",
+            maybe_sent=False,
+            retryable=False,
+        )
+    return TransportError(
+        f"{request}: the TLS connection failed ({base_url}: {reason or e})" + _may_have_acted(request.split()[0])
+    )
+
+
+def _innermost(e: BaseException, kind: type[BaseException]) -> Any:
+    """The innermost exception of ``kind`` in ``e``'s chain (args, reasons, contexts), or None."""
+    found: BaseException | None = None
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, kind):
+            found = cur
+        if isinstance(cur, u3.MaxRetryError) and cur.reason is not None:
+            cur = cur.reason
+            continue
+        cur = cur.args[0] if cur.args and isinstance(cur.args[0], BaseException) else cur.__context__
+    return found
 
 
 def _never_sent(e: requests.exceptions.ConnectionError) -> bool:

@@ -112,14 +112,19 @@ class TransportError(NeuroIOError):
     """A connection or timeout failure, once retries are spent.
 
     ``maybe_sent`` says whether the request may have reached the server (a
-    connection dropped after sending) as opposed to certainly not (refused);
-    ``url`` is the API URL that was tried, when known.
+    connection dropped after sending) as opposed to certainly not (refused, or a
+    TLS handshake that failed); ``url`` is the API URL that was tried, when known.
+    ``retryable`` is False for a failure that sending again cannot cure (a
+    certificate that is not trusted).
     """
 
-    def __init__(self, message: str, *, maybe_sent: bool = True, url: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, maybe_sent: bool = True, url: str | None = None, retryable: bool = True
+    ) -> None:
         super().__init__(message)
         self.maybe_sent = maybe_sent
         self.url = url
+        self.retryable = retryable
 
     def hint(self) -> str | None:
         """The URL tried, where it came from, and the way there (None when no URL was tried)."""

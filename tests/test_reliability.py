@@ -7,6 +7,7 @@ sandbox's own state and request log are the ground truth.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import threading
 import time
@@ -656,3 +657,55 @@ def test_garbage_midway_gives_no_half_built_frame_and_no_writes(make_sandbox, cl
     with pytest.raises(MalformedResponseError):  # the conflict check reads the listing: nothing is sent
         c.sources.bulk_update(edited, base=frame, progress=False)
     assert sb.requests("PATCH") == []
+
+
+@pytest.fixture(scope="module")
+def self_signed(tmp_path_factory) -> tuple[str, str]:
+    """A certificate for 127.0.0.1 that no CA signed, and its key (PEM files)."""
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = str(folder / "cert.pem"), str(folder / "key.pem")
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1",
+            "-keyout",
+            key,
+            "-out",
+            cert,
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+def test_an_untrusted_certificate_names_the_certificate_and_the_way_out_and_sends_nothing(
+    make_sandbox, client_for, self_signed, monkeypatch
+) -> None:
+    sb = make_sandbox(sources=20, tls=self_signed)
+    before = sb.sources
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    src = client_for(sb, journal=False).sources
+    writes = (lambda: src.update(1, use_pps_time=True), lambda: src.create("Gate"), lambda: src.delete(2))
+    for call in (lambda: src.get(1), *writes):
+        with pytest.raises(TransportError) as info:
+            call()
+        message = str(info.value)
+        assert "certificate" in message and "REQUESTS_CA_BUNDLE" in message, message
+        assert "may have been applied" not in message  # the handshake failed: nothing was sent
+        assert info.value.maybe_sent is False
+    assert sb.requests() == [] and sb.sources == before  # not one request reached the server
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", self_signed[0])  # the way out the message names
+    assert client_for(sb).sources.get(1)["id"] == 1

@@ -29,7 +29,7 @@ INCOMPLETE = "incomplete_body"
 class Sandbox:
     """Serves the sources API on ``host:port`` (a free port by default) until stopped.
 
-    Every knob but ``sources``, ``seed``, ``host``, ``port``, ``license_ids`` and
+    Every knob but ``sources``, ``seed``, ``host``, ``port``, ``tls``, ``license_ids`` and
     ``unknown_fields`` is an attribute that may be changed while the sandbox runs;
     requests read them as they arrive. :meth:`reset` replaces the state.
 
@@ -38,7 +38,8 @@ class Sandbox:
     fields they carry that the server does not know are learned, and writes to them
     must keep the JSON types the records had. ``drop_after_apply`` and
     ``gateway_after_apply`` are the shares of writes that are applied and then
-    answered by a dropped connection, or by a proxy's HTML 502.
+    answered by a dropped connection, or by a proxy's HTML 502. ``tls``: the paths of a
+    PEM certificate and its key, to serve HTTPS (``url`` is then ``https://``).
     """
 
     def __init__(
@@ -66,6 +67,7 @@ class Sandbox:
         next_base: str | None = None,
         corrupt: str | None = None,
         before_request: Callable[[str, str], None] | None = None,
+        tls: tuple[str, str] | None = None,
     ) -> None:
         self._seed = seed
         self.license_ids = license_ids
@@ -90,6 +92,7 @@ class Sandbox:
         self.next_base = next_base
         self.corrupt = corrupt
         self.before_request = before_request
+        self.tls = tls
         self._dice = Dice(seed)
         self._log = RequestLog()
         self._server: SandboxServer | None = None
@@ -100,7 +103,7 @@ class Sandbox:
     def start(self) -> Sandbox:
         """Start serving in a background thread (a no-op when already serving); returns the sandbox."""
         if self._server is None:
-            self._server = SandboxServer((self.host, self._port), self._respond)
+            self._server = SandboxServer((self.host, self._port), self._respond, self.tls)
             self._port = self._server.server_address[1]
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
@@ -131,10 +134,11 @@ class Sandbox:
 
     @property
     def url(self) -> str:
-        """``http://host:port`` of the running sandbox, for ``Client(sandbox.token, sandbox.url)``."""
+        """``http://host:port`` of the running sandbox (``https://`` with ``tls``), for
+        ``Client(sandbox.token, sandbox.url)``."""
         if self._server is None:
             raise RuntimeError("the sandbox is not running; call start() or use `with`")
-        return f"http://{self.host}:{self._port}"
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self._port}"
 
     @property
     def port(self) -> int:
