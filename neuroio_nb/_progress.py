@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -35,7 +36,13 @@ def progress_bar(*, total: int, desc: str, unit: str, progress: bool | None = No
 
 
 def _notebook_class() -> Any:
-    """The notebook bar class when running in a Jupyter kernel with ipywidgets, else None."""
+    """The notebook bar class when running in a Jupyter kernel with ipywidgets, else None.
+
+    Outside a kernel (ipykernel not loaded: a script, the command line) nothing more is
+    imported: asking tqdm.auto would load IPython, and tqdm.notebook ipywidgets, which cost
+    a command line a noticeable start-up."""
+    if "ipykernel" not in sys.modules:
+        return None
     try:
         from tqdm.auto import tqdm as auto
         from tqdm.notebook import tqdm_notebook

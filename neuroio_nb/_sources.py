@@ -15,7 +15,6 @@ from typing import Any
 
 import pandas as pd
 
-from ._form import source_form
 from ._jobs.bulk import Report, check_on_conflict
 from ._jobs.csvio import write_csv
 from ._jobs.frames import frame_from_records
@@ -127,6 +126,8 @@ class Sources(SourcesAPI):
 
     def form(self, source_id: int | None = None) -> Any:
         """An ipywidgets form for one source (a searchable picker when no id)."""
+        from ._form import source_form  # ipywidgets only when a form is asked for: the CLI never loads it
+
         return source_form(self, source_id)
 
 

@@ -86,6 +86,27 @@ def test_help_lists_commands_env_and_exit_codes_and_offers_no_token_option(scrip
     assert "--latency" in script.run(None, "sandbox", "--help").stdout
 
 
+def imported_modules(stderr: str) -> set[str]:
+    """The modules a process imported, from what ``PYTHONPROFILEIMPORTTIME=1`` made it write."""
+    found = set()
+    for line in stderr.splitlines():
+        if line.startswith("import time:") and "|" in line:
+            found.add(line.rpartition("|")[2].strip())
+    return found
+
+
+def test_the_command_line_never_imports_widgets(script: ConsoleScript, sb: Sandbox) -> None:
+    """ipywidgets (and IPython with it) is a notebook's business: importing it costs every
+    command a noticeable start-up, so neither `--help` nor a command that talks to the
+    server loads it."""
+    for sandbox, args in ((None, ["--help"]), (sb, ["list", "--format", "csv"])):
+        proc = script.run(sandbox, *args, env=script.env(sandbox, PYTHONPROFILEIMPORTTIME="1"))
+        assert proc.returncode == 0, proc.stderr
+        imported = imported_modules(proc.stderr)
+        assert "neuroio_nb._cli" in imported  # the check sees the command's own imports
+        assert not {m for m in imported if m.split(".")[0] in ("ipywidgets", "IPython")}, args
+
+
 @pytest.mark.parametrize("args", [["frobnicate"], [], ["get", "seven"], ["apply", "x.csv", "--on-conflict", "maybe"]])
 def test_bad_usage_exits_3(script: ConsoleScript, args: list[str]) -> None:
     proc = script.run(None, *args)
