@@ -329,6 +329,12 @@ def read_pipe_until_the_writer_exits(pipe: Path, proc: subprocess.Popen[str]) ->
     return b"".join(chunks).decode("utf-8")
 
 
+def waits_for_a_reader(wchan: str) -> bool:
+    """A process's kernel wait channel says it is blocked opening a named pipe no one reads:
+    ``fifo_open`` on older kernels, ``wait_for_partner`` on newer ones."""
+    return "fifo" in wchan or wchan == "wait_for_partner"
+
+
 def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(
     script: ConsoleScript, sb: Sandbox, tmp_path: Path
 ) -> None:
@@ -342,7 +348,7 @@ def test_ctrl_c_while_the_report_is_written_still_writes_all_of_it(
     try:
         wchan = Path(f"/proc/{proc.pid}/wchan")
         for _ in range(200):  # until it waits for a reader of the pipe
-            if len(sb.requests("PATCH")) == 3 and (not wchan.exists() or "fifo" in wchan.read_text()):
+            if len(sb.requests("PATCH")) == 3 and (not wchan.exists() or waits_for_a_reader(wchan.read_text())):
                 break
             time.sleep(0.1)
         time.sleep(0.2)
