@@ -16,6 +16,7 @@ from ._jobs.bulk import Report
 from ._jobs.csvio import read_csv
 from ._jobs.history import History
 from ._jobs.plan import Plan
+from ._jobs.policy import Policy
 from ._schema import EntryResult
 from ._sources import Sources
 from ._version import __version__
@@ -25,6 +26,7 @@ __all__ = [
     "EntryResult",
     "History",
     "Plan",
+    "Policy",
     "Report",
     "Sources",
     "__version__",

@@ -8,6 +8,7 @@
     neuroio-nb history [RUN]                 the journal: every write run, or one run's report
     neuroio-nb undo RUN|REPORT.csv           put back what a run (or an apply report) changed
     neuroio-nb resume RUN                    finish an interrupted run
+    neuroio-nb check --policy rules.toml     audit every source against rules (exit 2 if any breaks one)
 
 The token comes only from ``$NEUROIO_API_TOKEN`` (an option would land in the
 shell history) and never appears in any output; the URL from ``--url``, else
@@ -38,6 +39,8 @@ from ._client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
 from ._jobs.csvio import read_csv
 from ._jobs.history import history_frame, prune, report_of, run_report
 from ._jobs.plan import REFUSAL_NOUNS
+from ._jobs.policy import Policy
+from ._jobs.review import violation_lines
 from ._journal import open_journal
 from ._values import shown, to_python
 from ._version import __version__
@@ -65,7 +68,8 @@ EXIT_INTERRUPTED = 130
 EXIT_CODES: dict[int, str] = {
     EXIT_OK: "success (plan: nothing would change)",
     EXIT_ROWS_FAILED: "apply: some sources failed or conflicted (see the report)",
-    EXIT_DRIFT: "plan: the CSV differs from the server (something would change, or rows match no source)",
+    EXIT_DRIFT: "plan: the CSV differs from the server (something would change, rows match no source, "
+    "or the plan breaks --policy); check: sources break the policy; apply: refused, the plan breaks --policy",
     EXIT_USAGE: "bad usage or input: unknown option, unreadable or invalid CSV, file not found",
     EXIT_AUTH: f"authentication or configuration: no {TOKEN_ENV}, token refused (401/403), bad URL",
     EXIT_API: "the API failed: an error answer (404, 5xx, ...) or no connection after retries",
@@ -140,6 +144,7 @@ def _read_desired(path: str, key: str) -> Any:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show what the edited CSV would change; exit 2 if anything would."""
+    args.policy = Policy.from_toml(args.policy) if args.policy else None  # a bad rule: said before any request
     edited = _read_desired(args.path, args.key)
     base = read_csv(args.base) if args.base else None
     with _client(args) as client:
@@ -152,12 +157,20 @@ def _plan(client: Client, edited: Any, base: Any, args: argparse.Namespace) -> A
     with warnings.catch_warnings():  # the plan printed says which rows match no source, and how to create them
         warnings.simplefilter("ignore", UnmatchedRowsWarning)
         return client.sources.plan(
-            edited, base, key=args.key, create=args.create, delete=args.delete, q=args.q, spaces_ids=args.space
+            edited,
+            base,
+            key=args.key,
+            create=args.create,
+            delete=args.delete,
+            q=args.q,
+            spaces_ids=args.space,
+            policy=args.policy,
         )
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
     """Show the plan, confirm, apply it, print (and maybe write) the report."""
+    args.policy = Policy.from_toml(args.policy) if args.policy else None  # a bad rule: said before any request
     edited = _read_desired(args.path, args.key)
     base = read_csv(args.base) if args.base else None
     if args.report:
@@ -165,6 +178,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
     with _client(args) as client:
         plan = _plan(client, edited, base, args)
         _print_plan(plan)
+        if len(plan.violations) and not args.allow_violations:
+            _error("not applied: the plan breaks the policy (listed above); fix the CSV, or pass --allow-violations")
+            return EXIT_DRIFT
         if not len(plan) and not plan.missing:  # rows that match no source: nothing to send
             return EXIT_OK
         if len(plan.deletes) and not _confirmed(  # deletions are confirmed on their own
@@ -186,7 +202,9 @@ def cmd_apply(args: argparse.Namespace) -> int:
                 return EXIT_NOT_CONFIRMED
         try:
             with _first_interrupt_only():  # the first Ctrl-C stops the run; more cannot cut it short
-                report = plan.apply(on_conflict=args.on_conflict, progress=_progress())
+                report = plan.apply(
+                    on_conflict=args.on_conflict, progress=_progress(), allow_violations=args.allow_violations
+                )
         except BulkInterrupted as exc:
             with _interrupts_deferred():
                 done = exc.report.summary() if len(exc.report) else "no source was updated"
@@ -326,6 +344,30 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return EXIT_ROWS_FAILED if result["status"].isin(["failed", "conflict"]).any() else EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    """Audit every source (matching --q / --space) against a policy; exit 2 if any breaks a rule."""
+    policy = Policy.from_toml(args.policy)  # a bad rule: said before any request
+    with _client(args) as client:
+        violations = client.sources.check(policy, q=args.q, spaces_ids=args.space, progress=_progress())
+    if not len(violations):
+        print(f"Every source meets the {plural(len(policy), 'rule')} of {args.policy}.")
+        return EXIT_OK
+    _print_violations(violations)
+    return EXIT_DRIFT
+
+
+def _print_violations(violations: Any) -> None:
+    """Every violation, one line each (a terminal or a CI log shows them all), then the count."""
+    sources = violations["id"].nunique() + int(violations["id"].isna().sum())
+    rules = violations["rule"].nunique()
+    print(
+        f"{plural(len(violations), 'policy violation')} ({plural(sources, 'source')}, {plural(rules, 'rule')} broken):"
+    )
+    with pd.option_context("display.max_rows", None):
+        for line in violation_lines(violations):
+            print(line)
+
+
 def _print_run(report: Any, interrupted: bool = False) -> None:
     run_id = report.attrs.get("run_id")
     if run_id:
@@ -416,6 +458,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="delete the sources in scope (--q, --space; default every source) that no row "
         "matches; apply lists them and asks about them on their own",
     )
+    edits.add_argument(
+        "--policy",
+        metavar="TOML",
+        help="check the state the plan would leave against these rules ([[rule]] tables of name, where, "
+        "require); apply refuses a plan that breaks one unless --allow-violations",
+    )
 
     def command(
         name: str, handler: Callable[[argparse.Namespace], int], text: str, parents: list[_Parser]
@@ -447,6 +495,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = command(
         "apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.", [connection, selection, edits, applying]
+    )
+    p.add_argument(
+        "--allow-violations", action="store_true", help="with --policy: apply even if the plan breaks a rule"
     )
     p.add_argument(
         "--report",
@@ -483,6 +534,14 @@ def build_parser() -> argparse.ArgumentParser:
         "resume", cmd_resume, "Finish an interrupted run: send exactly what it did not send.", [connection, redoing]
     )
     p.add_argument("run", metavar="RUN", help="a run id from 'history'")
+
+    p = command(
+        "check",
+        cmd_check,
+        "Audit every source against a policy's rules (exit 2 if any source breaks one).",
+        [connection, selection],
+    )
+    p.add_argument("--policy", metavar="TOML", required=True, help="the rules: [[rule]] tables of name, where, require")
 
     p = command("sandbox", cmd_sandbox, "Serve a local NeuroIO sandbox until Ctrl-C.", [])
     sandbox_cli.add_arguments(p)
@@ -572,6 +631,8 @@ def _print_plan(plan: Any) -> None:
         for reason, labels, text in plan.refusals(cli=True):
             them = "it" if len(labels) == 1 else "them"
             print(f"{REFUSAL_NOUNS[reason].capitalize()} (--create refuses {them}): {text}.")
+    if len(plan.violations):
+        _print_violations(plan.violations)
 
 
 def _print_changes(plan: Any) -> None:

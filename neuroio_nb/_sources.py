@@ -22,6 +22,8 @@ from ._jobs.history import history
 from ._jobs.history import resume as resume_run
 from ._jobs.history import undo as undo_run
 from ._jobs.plan import Plan
+from ._jobs.policy import Policy
+from ._jobs.review import plan_violations
 from ._jobs.sync import make_sync_plan
 from ._jobs.sync import undo as undo_report
 from ._journal import labelled
@@ -77,6 +79,7 @@ class Sources(SourcesAPI):
         delete: bool = False,
         q: str | None = None,
         spaces_ids: Iterable[int] | int | None = None,
+        policy: Policy | Any = None,
     ) -> Plan:
         """What applying ``edited`` would change (against ``base``, or the server now).
 
@@ -85,8 +88,31 @@ class Sources(SourcesAPI):
         views and by an :class:`~neuroio_nb._jobs.sync.UnmatchedRowsWarning`); ``delete=True``
         deletes the sources in scope (``q``, ``spaces_ids``) that no row matches. See
         :mod:`neuroio_nb._jobs.sync`.
+
+        ``policy`` (a :class:`Policy`, a TOML file's path or a list of rules; checked before
+        anything is read): ``plan.violations`` lists what breaks its rules in the state the
+        plan would leave, and ``plan.apply()`` refuses while any remain.
         """
-        return make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
+        rules = None if policy is None else Policy.coerce(policy)
+        plan = make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
+        if rules is not None:
+            plan.policy, plan.violations = rules, plan_violations(plan, rules)
+        return plan
+
+    def check(
+        self,
+        policy: Policy | Any,
+        *,
+        q: str | None = None,
+        spaces_ids: Iterable[int] | int | None = None,
+        progress: bool | None = None,
+    ) -> pd.DataFrame:
+        """Audit the account now: every source (matching ``q`` / ``spaces_ids``) against
+        ``policy`` (a :class:`Policy`, a TOML file's path or a list of rules; checked before
+        anything is read). One row per source and rule it breaks (``id``, ``name``, ``rule``,
+        ``require``, ``fields``, ``values``); no row when every source meets every rule."""
+        rules = Policy.coerce(policy)
+        return rules.check(self.to_frame(q=q, spaces_ids=spaces_ids, progress=progress))
 
     def bulk_update(
         self,

@@ -326,6 +326,18 @@ class JournalError(NeuroIOError):
         self.report = report
 
 
+class PolicyViolationError(NeuroIOError):
+    """A plan would leave sources that break its policy's rules, so ``apply()`` sent nothing.
+
+    ``violations``: the plan's violations frame (one row per source and rule). Fix the
+    edit and plan again, or pass ``apply(allow_violations=True)`` to apply it anyway.
+    """
+
+    def __init__(self, message: str, violations: Any) -> None:
+        super().__init__(message)
+        self.violations = violations
+
+
 class ListingChangedWarning(UserWarning):
     """Sources were added or deleted while the listing was being read."""
 

@@ -22,7 +22,7 @@ LAYERS: dict[int, set[str]] = {
     1: {"_transport", "_journal", "sandbox"},
     2: {"_rest", "_paging"},
     # The jobs: the private sub-package neuroio_nb._jobs (frames, validate, reads, plan,
-    # sending, bulk, sync, csvio, history).
+    # sending, bulk, sync, csvio, history, policy, review).
     3: {"_jobs"},
     4: {"_form_state", "_form", "_explore"},
     5: {"_sources", "_client"},
@@ -137,7 +137,7 @@ def test_the_package_names_everything_a_user_needs() -> None:
     import neuroio_nb.errors as errors
     from neuroio_nb.sandbox import Sandbox
 
-    for name in ["Client", "Sources", "Plan", "Report", "History", "read_csv", "non_defaults", "EntryResult"]:
+    for name in ["Client", "Sources", "Plan", "Policy", "Report", "History", "read_csv", "non_defaults", "EntryResult"]:
         assert name in neuroio_nb.__all__ and getattr(neuroio_nb, name) is not None, name
     assert Sandbox.__module__.startswith("neuroio_nb.sandbox")
     raised = {

@@ -35,10 +35,12 @@ from .._views import (
     view,
     window,
 )
-from ..errors import Problem, ValidationError
+from ..errors import PolicyViolationError, Problem, ValidationError
 from .bulk import Job, Report, SourceCalls, apply_job
 from .csvio import neutralised
 from .frames import INDEX, frame_from_records, typed_column
+from .policy import Policy, empty_violations
+from .review import refusal, summary_note, violation_lines
 from .validate import checked_cells
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
@@ -102,13 +104,21 @@ class Plan:
     #: How the scope's listing went when planned: (count, rows a page). Applying asks
     #: for the pages that implies all at once (see :class:`~neuroio_nb._jobs.reads.ScopeRead`).
     listing: tuple[int, int] | None = field(default=None, repr=False)
+    #: The rules the plan was checked against (``plan(..., policy=)``), if any.
+    policy: Policy | None = field(default=None, repr=False)
+    #: What breaks them in the state the plan would leave: one row per source and rule
+    #: (``id``, ``name``, ``rule``, ``require``, ``fields``, ``values``); apply() refuses while any remain.
+    violations: pd.DataFrame = field(default_factory=empty_violations, repr=False)
+    #: (the edited rows that matched a source, what the plan read of those sources): the
+    #: parts of the state the plan would leave, which a policy checks.
+    compared: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         """How many sources change: updated, created and deleted."""
         return int(self.changes["id"].nunique()) + len(self.creates) + len(self.deletes)
 
     def __bool__(self) -> bool:
-        return len(self) > 0 or bool(self.missing) or len(self.unmatched) > 0
+        return len(self) > 0 or bool(self.missing) or len(self.unmatched) > 0 or len(self.violations) > 0
 
     @property
     def ids(self) -> list[int]:
@@ -122,8 +132,21 @@ class Plan:
             out.setdefault(sid, {})[fname] = (old, new)
         return out
 
-    def apply(self, *, dry_run: bool = False, on_conflict: str = "skip", progress: bool | None = None) -> Report:
-        """Send the plan: one PATCH per changed source; returns the report."""
+    def apply(
+        self,
+        *,
+        dry_run: bool = False,
+        on_conflict: str = "skip",
+        progress: bool | None = None,
+        allow_violations: bool = False,
+    ) -> Report:
+        """Send the plan: one PATCH per changed source; returns the report.
+
+        A plan with policy :attr:`violations` sends nothing (:class:`~neuroio_nb.errors.PolicyViolationError`)
+        unless ``allow_violations=True``.
+        """
+        if len(self.violations) and not allow_violations and not dry_run:
+            raise PolicyViolationError(refusal(self.violations), self.violations)
         job = Job(
             updates=self.by_source(),
             names={**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))},
@@ -151,7 +174,8 @@ class Plan:
         """``3 sources to update (5 values); 1 id not found``; deletions and creations lead:
         ``1 source to delete, 2 to create, 269 to update (283 values)``."""
         if not len(self) and not self.missing:
-            return "nothing to change" + (f"; {self.unmatched_note()}" if len(self.unmatched) else "")
+            notes = [self.unmatched_note() if len(self.unmatched) else "", summary_note(self.violations)]
+            return "; ".join(["nothing to change", *filter(None, notes)])
         n_updates = int(self.changes["id"].nunique())
         updates = f"to update ({plural(len(self.changes), 'value')})"
         if len(self.deletes) or len(self.creates):
@@ -166,6 +190,8 @@ class Plan:
             text += f"; {plural(len(self.missing), 'id')} not found"
         if len(self.unmatched):
             text += f"; {self.unmatched_note()}"
+        if len(self.violations):
+            text += f"; {summary_note(self.violations)}"
         return text
 
     def unmatched_note(self, create: str = "create=True") -> str:
@@ -282,6 +308,9 @@ class Plan:
         lines += cut_lines([_row_line(*rows[k]) for k in win.positions()], win, "source")
         if self.missing:
             lines.append(f"  not found: {ids_text(list(self.missing))}")
+        if len(self.violations):
+            lines += [f"  {summary_note(self.violations)} (apply() refuses the plan while any remain):"]
+            lines += violation_lines(self.violations, indent="    ")
         return "\n".join(lines)
 
     def _where(self) -> str:
@@ -300,6 +329,7 @@ class Plan:
             if len(self.unmatched)
             else ""
         )
+        unmatched += self._violations_html()
         if not len(self) and not self.missing:
             if unmatched:
                 return view(headline("Plan", self.summary()), unmatched)
@@ -320,6 +350,14 @@ class Plan:
             footer=footer,
             lead=unmatched,
         )
+
+    def _violations_html(self) -> str:
+        """The policy's violations as a notice: what apply() refuses, one per line, cut like pandas."""
+        if not len(self.violations):
+            return ""
+        lines = "<br>".join(esc(line) for line in violation_lines(self.violations, indent=""))
+        head = f"{summary_note(self.violations).capitalize()} (all in `plan.violations`): apply() refuses them"
+        return notice(f"{head} unless apply(allow_violations=True).", tone="bad") + f"<p>{lines}</p>"
 
     def rows(self) -> list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]]:
         """One ``(mark, id, name, {field: (old, new)})`` per source: ``-`` deletes first,
@@ -421,6 +459,7 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
         missing=missing,
         names=names,
         spaces=_spaces_of_ids(base_frame, changes["id"].unique()),
+        compared=(known, old),
     )
 
 
