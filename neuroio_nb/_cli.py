@@ -149,8 +149,18 @@ def cmd_plan(args: argparse.Namespace) -> int:
     base = read_csv(args.base) if args.base else None
     with _client(args) as client:
         plan = _plan(client, edited, base, args)
-    _print_plan(plan)
+    _show_plan(plan, args.format)
     return EXIT_DRIFT if plan else EXIT_OK
+
+
+def _show_plan(plan: Any, form: str) -> None:
+    """The plan as a table (``text``), for a ticket (``markdown``) or for a program (``json``, every change)."""
+    if form == "markdown":
+        print(plan.to_markdown(), end="")
+    elif form == "json":
+        print(plan.to_json())
+    else:
+        _print_plan(plan)
 
 
 def _plan(client: Client, edited: Any, base: Any, args: argparse.Namespace) -> Any:
@@ -475,11 +485,18 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
     p.add_argument("path", metavar="CSV", help="the file to write; - writes to stdout (UTF-8)")
 
-    command(
+    p = command(
         "plan",
         cmd_plan,
         "Show what an edited CSV would change (exit 2 if anything would).",
         [connection, selection, edits],
+    )
+    p.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="text: tables (default); markdown: for a ticket or pull request (long plans cut as pandas "
+        "cuts them); json: every change, uncut",
     )
 
     def answering(yes: str, conflict: str) -> _Parser:

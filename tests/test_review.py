@@ -7,12 +7,15 @@ frames alone.
 
 from __future__ import annotations
 
+import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from neuroio_nb import Policy
@@ -346,3 +349,190 @@ def test_cli_plan_and_apply_with_a_policy(script: ConsoleScript, sb: Sandbox, tm
     proc = script.run(sb, "apply", str(tmp_path / "edited.csv"), "--policy", str(rules), "--yes", "--allow-violations")
     assert proc.returncode == 0, proc.stderr
     assert sb.source(victim)[THRESHOLD] == 10
+
+
+# -- plans for a ticket: Markdown and JSON -------------------------------------------------
+
+
+def markdown_rows(text: str) -> list[list[str]]:
+    """The table rows of a Markdown plan (header and rule excluded), split on unescaped pipes."""
+    rows = [line for line in text.splitlines() if line.startswith("| ")][1:]
+    return [[cell.strip() for cell in re.split(r"(?<!\\)\|", row)[1:-1]] for row in rows]
+
+
+def a_sync_plan(sb: Sandbox, client: Client) -> tuple[pd.DataFrame, object]:
+    """A plan that deletes one source, creates one (its name full of Markdown) and updates two."""
+    frame = client.sources.to_frame()
+    desired = frame.reset_index(drop=True)
+    gone = desired.index[-1]
+    desired = desired.drop(index=gone)
+    desired.loc[0, THRESHOLD] = 10
+    desired.loc[1, "store_images_for_results"] = ["new", "ha"]
+    new = desired.iloc[[2]].copy()
+    new["name"] = "Gate | *7* `x`"
+    new.index = [1000]
+    desired = pd.concat([desired, new.drop(columns=["space_id"])])
+    return frame, client.sources.plan(desired, key="name", create=True, delete=True, policy=[BIG_FACES])
+
+
+def test_markdown_puts_the_summary_first_then_deletes_creates_and_updates_with_old_and_new(
+    sb: Sandbox, client: Client
+) -> None:
+    frame, plan = a_sync_plan(sb, client)
+    text = plan.to_markdown()
+    assert text.splitlines()[0].startswith("**Plan**: 1 source to delete, 1 to create, 2 to update")
+    assert "1 policy violation" in text.splitlines()[0]
+    assert f"> - rule 'big faces': {frame.index[0]} {frame.iloc[0]['name']}" in text  # the violation
+    rows = markdown_rows(text)
+    assert all(len(row) == 6 for row in rows), rows  # a | in a name does not add a cell
+    assert [row[0] for row in rows] == ["`-`", "`+`", "`~`", "`~`"]
+    deleted = frame.iloc[-1]
+    assert rows[0][1:3] == [str(frame.index[-1]), deleted["name"]]
+    assert f"space {deleted['space_id']}" in rows[0][4]
+    assert rows[1][2] == "Gate \\| \\*7\\* \\`x\\`" and f"`{THRESHOLD}`" in rows[1][5]
+    first, second = frame.index[0], frame.index[1]
+    assert rows[2] == [
+        "`~`",
+        str(first),
+        frame.loc[first, "name"],
+        f"`{THRESHOLD}`",
+        f"`{frame.loc[first, THRESHOLD]}`",
+        "`10`",
+    ]
+    assert rows[3][3:] == [
+        "`store_images_for_results`",
+        f"`{json.dumps(list(frame.loc[second, 'store_images_for_results']))}`",
+        '`["new", "ha"]`',
+    ]
+
+
+def test_a_long_markdown_plan_is_cut_like_pandas_and_its_json_holds_every_change(client: Client) -> None:
+    frame = client.sources.to_frame()
+    edited = frame.copy()
+    edited[THRESHOLD] = 4242
+    plan = client.sources.plan(edited, base=frame)
+    with pd.option_context("display.max_rows", 10, "display.min_rows", 4):
+        text = plan.to_markdown()
+    assert f"showing 4 of {len(frame)} rows" in text and "plan.to_json()" in text
+    rows = markdown_rows(text)
+    assert len(rows) == 5 and f"{len(frame) - 4} more rows" in rows[2][2]
+    assert [r[1] for r in rows[:2] + rows[3:]] == [str(i) for i in [*frame.index[:2], *frame.index[-2:]]]
+    with pd.option_context("display.max_rows", 10, "display.min_rows", 4):
+        document = json.loads(plan.to_json())
+    assert len(document["updates"]) == len(frame)
+    assert document["counts"]["values"] == len(frame)
+
+
+def test_the_json_holds_every_change_deletes_settings_and_violations(sb: Sandbox, client: Client) -> None:
+    frame, plan = a_sync_plan(sb, client)
+    document = json.loads(plan.to_json())
+    assert document["schema"] == "neuroio-nb plan" and document["version"] == 1
+    assert document["base_url"] == sb.url and sb.token not in plan.to_json()
+    assert document["summary"] == plan.summary()
+    gone = int(frame.index[-1])
+    assert document["deletes"] == [
+        {
+            "id": gone,
+            "space_id": int(frame.loc[gone, "space_id"]),
+            "name": frame.loc[gone, "name"],
+            "settings": document["deletes"][0]["settings"],
+        }
+    ]
+    settings_ = document["deletes"][0]["settings"]
+    server = sb.source(gone)
+    assert {k: v for k, v in server.items() if k in settings_} == settings_
+    assert THRESHOLD in settings_ and "name" in settings_
+    assert [c["row"] for c in document["creates"]] == [1000]
+    assert document["creates"][0]["settings"]["name"] == "Gate | *7* `x`"
+    first = int(frame.index[0])
+    assert document["updates"][0] == {
+        "id": first,
+        "name": frame.loc[first, "name"],
+        "changes": {THRESHOLD: {"old": int(frame.loc[first, THRESHOLD]), "new": 10}},
+    }
+    assert document["counts"] == {
+        "delete": 1,
+        "create": 1,
+        "update": 2,
+        "values": 2,
+        "not_found": 0,
+        "unmatched": 0,
+        "violations": 1,
+    }
+    assert document["violations"] == [
+        {
+            "id": first,
+            "name": frame.loc[first, "name"],
+            "rule": "big faces",
+            "require": BIG_FACES["require"],
+            "values": {THRESHOLD: 10},
+        }
+    ]
+
+
+edits = st.dictionaries(
+    st.integers(0, 39),
+    st.fixed_dictionaries(
+        {},
+        optional={
+            THRESHOLD: st.integers(0, 100_000),
+            "use_pps_time": st.booleans(),
+            "name": st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=12),
+        },
+    ),
+    max_size=12,
+)
+
+
+#: Hypothesis for a test that drives one sandbox: few examples, the same ones every run, no deadline.
+ON_A_SANDBOX = settings(
+    max_examples=30,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+def test_markdown_and_json_say_exactly_the_edits(
+    make_sandbox: Callable[..., Sandbox], client_for: Callable[..., Client]
+) -> None:
+    """Whatever is edited (names full of Markdown and JSON specials included): one Markdown row
+    per changed value, ids in order, and the JSON's updates are the plan's changes."""
+    client = client_for(make_sandbox(sources=40))
+    frame = client.sources.to_frame()
+
+    @ON_A_SANDBOX
+    @given(edits)
+    def check(cells: dict[int, dict[str, object]]) -> None:
+        edited = frame.copy()
+        for position, values in cells.items():
+            for column, value in values.items():
+                edited.loc[frame.index[position], column] = value
+        plan = client.sources.plan(edited, base=frame)
+        with pd.option_context("display.max_rows", None):
+            rows = markdown_rows(plan.to_markdown())
+        assert len(rows) == len(plan.changes)
+        assert [int(r[1]) for r in rows] == plan.changes["id"].tolist()
+        document = json.loads(plan.to_json())
+        said = {u["id"]: {f: (c["old"], c["new"]) for f, c in u["changes"].items()} for u in document["updates"]}
+        assert said == plan.by_source()
+
+    check()
+
+
+def test_cli_plan_as_markdown_or_json(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+    export = tmp_path / "sources.csv"
+    assert script.run(sb, "export", str(export)).returncode == 0
+    victim = next(iter(sb.sources))
+    edited = pd.read_csv(export, dtype=str, keep_default_na=False)
+    edited.loc[edited["id"] == str(victim), THRESHOLD] = "10"
+    edited.to_csv(tmp_path / "edited.csv", index=False)
+    proc = script.run(sb, "plan", str(tmp_path / "edited.csv"), "--format", "markdown")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout.startswith("**Plan**: 1 source to update (1 value)")
+    assert markdown_rows(proc.stdout)[0][1] == str(victim)
+    proc = script.run(sb, "plan", str(tmp_path / "edited.csv"), "--format", "json")
+    assert proc.returncode == 2, proc.stderr
+    assert json.loads(proc.stdout)["updates"][0]["changes"][THRESHOLD]["new"] == 10

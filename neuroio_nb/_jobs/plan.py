@@ -40,7 +40,7 @@ from .bulk import Job, Report, SourceCalls, apply_job
 from .csvio import neutralised
 from .frames import INDEX, frame_from_records, typed_column
 from .policy import Policy, empty_violations
-from .review import refusal, summary_note, violation_lines
+from .review import plan_json, plan_markdown, refusal, summary_note, violation_lines
 from .validate import checked_cells
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
@@ -162,6 +162,18 @@ class Plan:
             listing=self.listing,
         )
         return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
+
+    def to_markdown(self) -> str:
+        """The plan for a ticket or a pull request (GitHub-flavoured Markdown): the summary, then
+        a row per deleted source (``-``), created source's value (``+``) and changed value (``~``)
+        with old and new, cut as pandas cuts rows ("showing N of M"; :meth:`to_json` has all)."""
+        return plan_markdown(self)
+
+    def to_json(self, *, indent: int | None = 2) -> str:
+        """Every change, uncut, as JSON: ``deletes`` (with each source's settings), ``creates``,
+        ``updates`` (each field's old and new), ``not_found``, ``unmatched``, ``violations``,
+        ``counts`` and ``summary`` (the schema: the user guide's "Change review" page)."""
+        return json.dumps(plan_json(self), indent=indent, ensure_ascii=False, default=str)
 
     def create_bodies(self) -> dict[Any, dict[str, Any]]:
         """Row label -> the fields a create sends (missing cells left to the server's defaults)."""

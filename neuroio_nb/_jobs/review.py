@@ -9,13 +9,14 @@ leaves out). Sources the plan deletes are not checked: they would not exist.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from .._schema import READ_ONLY, create_defaults
-from .._values import shown
-from .._views import cut_lines, plural, window
+from .._values import shown, to_python
+from .._views import ACTION_MARKS, cut_lines, plural, showing, window
 from .frames import INDEX, empty_frame, frame_from_records
 from .policy import Policy, empty_violations
 
@@ -92,3 +93,139 @@ def _values_text(values: dict[str, Any]) -> str:
 def summary_note(violations: pd.DataFrame) -> str:
     """``3 policy violations`` for a plan's summary; empty when none."""
     return plural(len(violations), "policy violation") if len(violations) else ""
+
+
+# ---- a plan for a ticket: Markdown and JSON -------------------------------------------
+
+#: The version of :func:`plan_json`'s schema (``docs/guide/review.md`` documents it).
+JSON_VERSION = 1
+#: Characters that would format inline Markdown text (or end a table cell): escaped in names and notes.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|~])")
+
+
+def plan_markdown(plan: Plan) -> str:
+    """GitHub-flavoured Markdown: the summary first, then one table row per deleted source
+    (``-``), created source (``+``, with the values it sends) and changed value (``~``, old
+    and new); cut
+    as pandas cuts rows, with "showing N of M" (:func:`plan_json` holds every one)."""
+    rows = _markdown_rows(plan)
+    win = window(len(rows))
+    lines = [f"**Plan**: {_md_text(plan.summary())}", ""]
+    if win.truncated:
+        lines += [f"_{showing(win, None, 'rows')}; every change in the JSON (`plan.to_json()`, `--format json`)_", ""]
+    lines += _markdown_notes(plan)
+    if rows:
+        lines += ["| | id | name | field | old | new |", "|:-:|--:|---|---|---|---|"]
+        lines += [rows[k] for k in win.head]
+        if win.truncated:
+            lines.append(f"| | | _… {plural(win.total - win.shown, 'more row')} …_ | | | |")
+        lines += [rows[k] for k in win.tail]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _markdown_rows(plan: Plan) -> list[str]:
+    delete, create, update = (ACTION_MARKS[a] for a in ("delete", "create", "update"))
+    out = [
+        _md_row(delete, sid, name, "", f"every setting (space {shown(space)})", "deleted")
+        for sid, space, name in plan.deletes[["id", "space_id", "name"]].itertuples(index=False, name=None)
+    ]
+    for body in plan.create_bodies().values():
+        sent = "; ".join(f"`{f}`: {_md_value(v)}" for f, v in body.items() if f != "name")
+        out.append(_md_row(create, "", body.get("name"), "", "", sent or "the server's defaults"))
+    out += [
+        _md_row(update, sid, plan.names.get(sid), fname, _md_value(old), _md_value(new))
+        for sid, fname, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)
+    ]
+    return out
+
+
+def _markdown_notes(plan: Plan) -> list[str]:
+    """What needs the reviewer's eye besides the changes: violations, ids not found, unmatched rows."""
+    notes = []
+    if len(plan.violations):
+        notes.append(f"> **{_md_text(summary_note(plan.violations))}** (apply() refuses the plan while any remain):")
+        notes += [f"> - {_md_text(line.strip())}" for line in violation_lines(plan.violations, indent="")]
+        notes.append("")
+    if plan.missing:
+        notes += [f"> Not found: {_md_text(', '.join(str(i) for i in plan.missing))} (reported as failed)", ""]
+    if len(plan.unmatched):
+        notes += [f"> {_md_text(plan.unmatched_note())}: {_md_text(plan.unmatched_names())}", ""]
+    return notes
+
+
+def _md_row(mark: str, sid: Any, name: Any, field: str, old: str, new: str) -> str:
+    who = "" if name is None else _md_text(shown(name))
+    cells = [f"`{mark}`", str(sid), who, f"`{field}`" if field else "", old, new]
+    return "| " + " | ".join(cells) + " |"
+
+
+def _md_value(value: Any) -> str:
+    """A value as code (``7000``, ``true``, ``["new", "ha"]``), safe inside a table cell."""
+    text = shown(value, json_literals=True).replace("|", "\\|").replace("\n", " ")
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
+def _md_text(text: Any) -> str:
+    """Text with Markdown's special characters escaped (a name such as ``*Gate*|2`` shows as written)."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", str(text).replace("\n", " "))
+
+
+def plan_json(plan: Plan) -> dict[str, Any]:
+    """Every change of ``plan``, uncut, as plain JSON values (the schema is in the docs)."""
+    return {
+        "schema": "neuroio-nb plan",
+        "version": JSON_VERSION,
+        "base_url": plan.sources.client.base_url,
+        "summary": plan.summary(),
+        "counts": {
+            "delete": len(plan.deletes),
+            "create": len(plan.creates),
+            "update": int(plan.changes["id"].nunique()),
+            "values": len(plan.changes),
+            "not_found": len(plan.missing),
+            "unmatched": len(plan.unmatched),
+            "violations": len(plan.violations),
+        },
+        "deletes": [
+            {
+                "id": int(sid),
+                "space_id": _plain(space),
+                "name": _plain(name),
+                "settings": _plain(plan.deleted.get(sid, {})),
+            }
+            for sid, space, name in plan.deletes[["id", "space_id", "name"]].itertuples(index=False, name=None)
+        ],
+        "creates": [{"row": _label(row), "settings": _plain(body)} for row, body in plan.create_bodies().items()],
+        "updates": [
+            {
+                "id": int(sid),
+                "name": _plain(plan.names.get(sid)),
+                "changes": {f: {"old": _plain(old), "new": _plain(new)} for f, (old, new) in changes.items()},
+            }
+            for sid, changes in plan.by_source().items()
+        ],
+        "not_found": [{"id": _plain(sid), "reason": reason} for sid, reason in plan.missing.items()],
+        "unmatched": [{"row": _label(row), "name": _plain(name)} for row, name in plan.unmatched["name"].items()],
+        "violations": [
+            {"id": _plain(sid), "name": _plain(name), "rule": rule, "require": require, "values": _plain(values)}
+            for sid, name, rule, require, values in plan.violations[
+                ["id", "name", "rule", "require", "values"]
+            ].itertuples(index=False, name=None)
+        ],
+    }
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON: numpy and pandas scalars as Python ones, missing as null, containers inside too."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    return to_python(value)
+
+
+def _label(label: Any) -> Any:
+    """A frame's row label as JSON: an int or text as it is, anything else as its text."""
+    label = to_python(label)
+    return label if isinstance(label, (int, str)) else str(label)
