@@ -375,7 +375,9 @@ class Transport:
         small machine. The session's headers, params, auth, cookies and hooks are taken
         here as they are at each request, so a change made to ``client.session`` still
         applies; the settings ``Session.send`` fills in (proxies, verify, cert, stream)
-        it still fills in.
+        it still fills in. What this must keep (auth after headers, cookies, hooks, params,
+        the environment's proxies and CA bundle, mounted adapters) is pinned by tests in
+        ``tests/test_request_path.py`` that fail when a part is dropped.
         """
         session = self.session
         headers = dict(session.headers)

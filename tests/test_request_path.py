@@ -481,3 +481,77 @@ def test_a_cookie_the_server_sets_is_sent_back():
         server.shutdown()
         server.server_close()
     assert _StickyBalancer.cookies == [None, "lb=node-3", "lb=node-3"]
+
+
+# ---- what requests' own preparation would keep ---------------------------------------------
+# Each request is prepared from the session by the client itself (Transport._prepare), not by
+# Session.request: each test below fails when a part of what Session.request does is dropped.
+
+
+class _SignedAuth(requests.auth.AuthBase):
+    """A user's own auth (a gateway that wants its own signature header)."""
+
+    def __call__(self, r: requests.PreparedRequest) -> requests.PreparedRequest:
+        r.headers["X-Gateway-Signature"] = "signed"
+        return r
+
+
+def test_the_session_auth_wins_over_an_authorization_header_and_a_users_own_auth_is_used(mock_client, requests_mock):
+    """As with requests: auth is applied after the headers, so an ``Authorization`` header left on
+    ``client.session.headers`` never replaces the client's token; an auth the user sets on
+    ``client.session.auth`` afterwards is the one used."""
+    requests_mock.get(ONE, json=SOURCE)
+    mock_client.session.headers["Authorization"] = "Basic c3RhbGU6c3RhbGU="
+    mock_client.sources.get(7)
+    assert requests_mock.last_request.headers["Authorization"] == f"Token {TOKEN}"
+
+    mock_client.session.auth = _SignedAuth()
+    mock_client.sources.get(7)
+    assert requests_mock.last_request.headers["X-Gateway-Signature"] == "signed"
+
+
+def test_a_cookie_set_on_the_clients_session_is_sent(mock_client, requests_mock):
+    """A single-sign-on cookie a user put in ``client.session.cookies`` goes with each request to
+    its domain, and only there."""
+    mock_client.session.cookies.set("sso", "abc123", domain="api.test.example")
+    mock_client.session.cookies.set("elsewhere", "no", domain="other.example")
+    requests_mock.get(ONE, json=SOURCE)
+    mock_client.sources.get(7)
+    assert requests_mock.last_request.headers["Cookie"] == "sso=abc123"
+
+
+class _RecordingAdapter(requests.adapters.HTTPAdapter):
+    """An adapter a user mounts (their own pool size, retries or TLS settings): it notes what
+    requests hands it for each request, then sends it as usual."""
+
+    def __init__(self) -> None:
+        super().__init__(max_retries=0)
+        self.sent: list[dict[str, object]] = []
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):  # type: ignore[override]
+        self.sent.append({"url": request.url, "verify": verify, "cert": cert, "proxies": dict(proxies or {})})
+        return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=proxies)
+
+
+def test_an_adapter_mounted_on_the_session_sends_with_the_ca_bundle_and_certificate_from_the_environment(
+    monkeypatch, tmp_path, sb
+):
+    """``REQUESTS_CA_BUNDLE`` (read when the client is made), a client certificate set on
+    ``client.session.cert``, and an adapter mounted on ``client.session`` for the API's URL: every
+    request goes through that adapter, with that bundle and that certificate, as
+    ``Session.request`` would send it."""
+    bundle = tmp_path / "corporate-ca.pem"
+    bundle.write_text("-----BEGIN CERTIFICATE-----\n")  # never opened: the URL is plain http
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    c = Client(sb.token, sb.url, journal=False)
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")  # read when the client was made, not at each request
+    adapter = _RecordingAdapter()
+    c.session.mount(sb.url + "/", adapter)
+    certificate = tmp_path / "client.pem"
+    certificate.write_text("-----BEGIN CERTIFICATE-----\n")  # nor loaded, for the same reason
+    c.session.cert = str(certificate)
+    with c:
+        assert c.sources.get(1) == sb.source(1)
+        c.sources.update(1, use_pps_time=not sb.source(1)["use_pps_time"])
+    assert [s["url"] for s in adapter.sent] == [f"{sb.url}/v1/sources/1/"] * 2
+    assert {(s["verify"], s["cert"]) for s in adapter.sent} == {(str(bundle), str(certificate))}
