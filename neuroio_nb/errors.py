@@ -347,6 +347,12 @@ class UnreadableRunWarning(UserWarning):
     file): it is left out of ``history()`` and named, and every other run is listed."""
 
 
+class NotEmptiedWarning(UserWarning):
+    """A restore (rows that describe whole sources, matched by name) holds empty cells that the
+    API cannot empty (a setting with a default takes no null): those sources keep the server's
+    value. Said when the plan is made, naming each source, field and value kept."""
+
+
 class RunsKeptWarning(UserWarning):
     """``history(prune_before=...)`` kept runs older than the date that are not settled: each
     is interrupted (or still running in another process) and no undo or resume finished it."""

@@ -13,9 +13,11 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from neuroio_nb import read_csv
+from neuroio_nb import Client, read_csv
 from neuroio_nb._jobs.frames import frame_from_records
-from neuroio_nb.errors import BulkInterrupted, UnmatchedRowsWarning, ValidationError
+from neuroio_nb.errors import BulkInterrupted, NotEmptiedWarning, UnmatchedRowsWarning, ValidationError
+from neuroio_nb.sandbox import Sandbox
+from neuroio_nb.sandbox.fields import server_fields
 
 FAULTS = {"503": 0.2, "429": 0.05, "502": 0.05, "drop": 0.03}
 WRITES = ("POST", "PATCH", "DELETE")
@@ -84,6 +86,154 @@ def test_restore_from_a_backup(make_sandbox, client_for, tmp_path):
     pd.testing.assert_frame_equal(by_name(c.sources.to_frame(progress=False)), by_name(original))
     again = c.sources.plan(read_csv(backup_path), key="name", create=True)
     assert len(again) == 0 and not again
+
+
+def test_restore_empties_what_was_empty_in_the_backup(make_sandbox, client_for, tmp_path):
+    """A license assigned since the backup, "keep images for" set where the backup had none: a
+    restore puts back the backup's empty values too, so the export equals the backup."""
+    sb = make_sandbox(sources=300, seed=5, license_ids="int")
+    c = client_for(sb)
+    path = tmp_path / "backup.csv"
+    original = c.sources.export_csv(path)
+    unlicensed = original.index[original["license_id"].isna()][:6]
+    unkept = original.index[original["store_images_for_results"].isna()][:6]
+    assert len(unlicensed) == 6 and len(unkept) == 6
+    for sid in unlicensed:
+        sb.external_edit(int(sid), license_id=1234)
+    for sid in unkept:
+        sb.external_edit(int(sid), store_images_for_results=["new", "det"])
+
+    plan = c.sources.plan(read_csv(path), key="name", create=True)
+    emptied = plan.changes[plan.changes["new"].isna()]
+    assert sorted(emptied["id"]) == sorted([*unlicensed, *unkept])
+    report = plan.apply(progress=False)
+    assert report.counts() == {"updated": len(set(unlicensed) | set(unkept))}
+    pd.testing.assert_frame_equal(by_name(c.sources.to_frame(progress=False)), by_name(original))
+    assert len(c.sources.plan(read_csv(path), key="name", create=True)) == 0
+
+
+def test_a_site_csv_without_space_ids_still_leaves_its_empty_cells_as_they_are(make_sandbox, client_for, tmp_path):
+    """A row that names no space (a site's CSV, not an export) sets only what it fills."""
+    sb = make_sandbox(sources=50, seed=5, license_ids="int")
+    c = client_for(sb)
+    frame = c.sources.to_frame(progress=False)
+    licensed = frame.index[frame["license_id"].notna()][:3]
+    site = pd.DataFrame(
+        {
+            "name": frame.loc[licensed, "name"].tolist(),
+            "license_id": pd.Series([None] * 3, dtype="string"),
+            "identify_facesize_threshold": [4321] * 3,
+        }
+    )
+    plan = c.sources.plan(site, key="name")
+    assert set(plan.changes["field"]) == {"identify_facesize_threshold"}
+
+
+#: A restore's generated account: names unique, all in the token's space (where creates land).
+RESTORE_KINDS = ["new", "reinit", "exact", "ha", "junk", "nm", "det"]
+#: Every field a source the sandbox creates has, at its default: a seeded source has them too.
+ALL_FIELDS = {f.name: f.default for f in server_fields() if f.writable}
+
+
+@st.composite
+def backups_and_drifts(draw: st.DrawFn) -> tuple[list[dict], dict[int, str]]:
+    """An account whose empty cells vary (license, kept images, a field the schema does not
+    know), and what happens to each source after the backup."""
+    n = draw(st.integers(3, 9))
+    records = []
+    for sid in range(1, n + 1):
+        record = {
+            **ALL_FIELDS,
+            "id": sid,
+            "space_id": 1,
+            "name": f"Restore cam {sid}",
+            "license_id": draw(st.one_of(st.none(), st.integers(1000, 1999))),
+            "identify_facesize_threshold": draw(st.integers(0, 50000)),
+            "auto_check_liveness": draw(st.booleans()),
+            "store_images_for_results": draw(
+                st.one_of(st.none(), st.lists(st.sampled_from(RESTORE_KINDS), unique=True, max_size=3))
+            ),
+            "site_code": draw(st.one_of(st.none(), st.sampled_from(["A-17", "007", "Gate 3"]))),
+        }
+        records.append(record)
+    records.append({**records[0], "id": n + 1, "name": "Restore cam null", "site_code": None})
+    records.append({**records[0], "id": n + 2, "name": "Restore cam text", "site_code": "B-2"})
+    drifts = {
+        r["id"]: draw(
+            st.sampled_from(["none", "license", "unlicense", "keep", "unkeep", "code", "uncode", "threshold", "delete"])
+        )
+        for r in records
+    }
+    return records, drifts
+
+
+DRIFT = {
+    "license": {"license_id": 1777},
+    "unlicense": {"license_id": None},
+    "keep": {"store_images_for_results": ["nm"]},
+    "unkeep": {"store_images_for_results": None},
+    "code": {"site_code": "Z-9"},
+    "uncode": {"site_code": None},
+    "threshold": {"identify_facesize_threshold": 77},
+}
+
+
+#: Each example starts a sandbox: few examples, the same ones every run, no deadline, no shrinking.
+RESTORES = settings(
+    max_examples=15,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    phases=(Phase.explicit, Phase.generate),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@RESTORES
+@given(case=backups_and_drifts())
+def test_after_a_restore_an_export_equals_the_backup(case, tmp_path_factory):
+    """Whatever the backup held empty or filled, and whatever happened since (a value set where
+    it was empty, emptied where it was set, changed, the source deleted): after the restore an
+    export equals the backup in every column but id (and the read-only license object, which
+    the server alone writes), and planning again is empty."""
+    records, drifts = case
+    with Sandbox(sources=records) as sb:
+        c = Client(sb.token, sb.url, max_retries=2)
+        try:
+            path = tmp_path_factory.mktemp("restore") / "backup.csv"
+            original = c.sources.export_csv(path)
+            for sid, drift in drifts.items():
+                if drift == "delete":
+                    sb.remove_source(sid)
+                elif drift in DRIFT:
+                    sb.external_edit(sid, **DRIFT[drift])
+            c.sources.plan(read_csv(path), key="name", create=True).apply(progress=False)
+            restored = c.sources.to_frame(progress=False)
+            pd.testing.assert_frame_equal(by_name(restored), by_name(original), check_like=True)
+            assert len(c.sources.plan(read_csv(path), key="name", create=True)) == 0
+        finally:
+            c.close()
+
+
+def test_a_restore_says_before_apply_which_empty_values_the_api_cannot_empty(make_sandbox, client_for, tmp_path):
+    """A switch the server left null in the backup, switched on since: the API takes no null
+    for a setting with a default, so the restore cannot empty it. The plan says so when it is
+    made (naming the source, the field and the value it keeps), and plans no change for it."""
+    records = [dict(s) for s in make_sandbox(sources=20, seed=5).sources.values()]
+    records[2]["auto_check_liveness"] = None
+    sb2 = make_sandbox(sources=records)
+    c2 = client_for(sb2)
+    path = tmp_path / "backup.csv"
+    c2.sources.export_csv(path)
+    sid = records[2]["id"]
+    sb2.external_edit(sid, auto_check_liveness=True, identify_facesize_threshold=4242)
+    with pytest.warns(
+        NotEmptiedWarning,
+        match=rf"no null for auto_check_liveness.*{sid} \({re.escape(repr(records[2]['name']))}\) keeps auto_check_liveness=True",
+    ) as caught:
+        plan = c2.sources.plan(read_csv(path), key="name", create=True)
+    assert caught[0].filename == __file__
+    assert plan.changes[["id", "field"]].values.tolist() == [[sid, "identify_facesize_threshold"]]
 
 
 @pytest.mark.parametrize("backup_of", ["the account", "space 1"])

@@ -4,8 +4,13 @@
 (rows that match no source, when ``create=True``) and delete (sources in scope that
 no row matches, when ``delete=True``); :func:`undo` reverses any report.
 
-Matching by name. An empty cell means "leave it as it is" (a site's CSV need not
-list every setting); a row matches the source of its name within the scope (``q``,
+Matching by name. A row that names its space (a ``space_id`` cell: an export's rows,
+``to_frame()``'s) describes the whole source, so a restore is exact: its empty cell is an
+empty value, and the server's value is emptied (a license assigned since the backup is
+taken off again), except where the API takes no null (a setting with a default): that
+value stays, and a :class:`NotEmptiedWarning` says so when the plan is made. A row that
+names no space (a site's CSV need not list every setting) sets only what it fills: its
+empty cell means "leave it as it is". A row matches the source of its name within the scope (``q``,
 ``spaces_ids``). Names are unique per space, so a row with a ``space_id`` (a backup's
 rows have one) matches only the source of its name in that space: the namesake in
 another space is another source, and restoring a deleted one must not overwrite it.
@@ -34,7 +39,7 @@ import pandas as pd
 from .._schema import BY_NAME, READ_ONLY
 from .._values import is_missing, sendable, to_python, whole_number
 from .._views import number, plural
-from ..errors import Problem, UnmatchedRowsWarning, ValidationError
+from ..errors import NotEmptiedWarning, Problem, UnmatchedRowsWarning, ValidationError
 from .bulk import Report, SourceCalls, settings_of
 from .frames import INDEX, frame_from_records
 from .plan import CHANGE_COLUMNS, REFUSAL_WHY, Plan, creates_frame, make_plan, unmatched_names, update_plan
@@ -68,6 +73,7 @@ def make_sync_plan(
         return _with_deletes(plan, [sid for sid in scope if sid not in wanted], scope, base)
     _check_named_shape(desired)
     row_spaces = spaces_of_rows(desired)  # worked out once: the checks and the matching share it
+    row_spaces_of = dict(zip(desired.index, row_spaces, strict=True))
     problems = _named_frame_problems(desired, row_spaces, create, q, spaces)  # every problem, before any write
     scope, listing = _read_scope(sources, q, spaces)
     matched, to_create, ambiguous = _match(desired, row_spaces, scope)
@@ -77,7 +83,8 @@ def make_sync_plan(
         problems += _create_refusals(desired.loc[to_create], server)
     frame = desired.loc[list(matched)].drop(columns=[c for c in desired.columns if c in READ_ONLY or c == INDEX])
     frame.index = pd.Index([matched[label] for label in frame.index], name=INDEX)
-    frame = _unspecified_kept(frame, server if base is None else base)
+    whole = [row_spaces_of[label] is not None for label in matched]
+    frame = _empty_cells(frame, server if base is None else base, whole)
     compared: Plan | None = None  # no matched row: an empty plan, made only once nothing is wrong
     if len(frame):
         try:
@@ -419,21 +426,72 @@ def _match(
     return matched, to_create, problems
 
 
-def _unspecified_kept(frame: pd.DataFrame, reference: pd.DataFrame) -> pd.DataFrame:
-    """An empty cell of a row matched by name means "as it is": filled from ``reference``."""
+def _empty_cells(frame: pd.DataFrame, reference: pd.DataFrame, whole: list[bool]) -> pd.DataFrame:
+    """The empty cells of rows matched by name, as the plan compares them (see the module doc).
+
+    ``whole``: per row, whether it describes the whole source (it names its space). Its empty
+    cell stays empty (the plan empties the server's value) unless the API takes no null for
+    the field: such a cell, and every empty cell of another row, is filled from ``reference``
+    ("as it is"); the values a whole row could not empty are named in a :class:`NotEmptiedWarning`.
+    """
     if INDEX in reference.columns:
         reference = reference.set_index(INDEX)
     known = frame.index.isin(reference.index)
+    exact = np.asarray(whole, dtype=bool) & known
     out = frame.copy()
+    kept: list[tuple[Any, Any, str, Any]] = []
     for column in frame.columns:
         if column not in reference.columns:
             continue
-        empty = frame[column].isna().to_numpy() & known
-        if empty.any():
+        empty = _na_cells(frame[column]) & known
+        fill = empty & ~exact if _can_empty(column) else empty
+        if fill.any():
+            server = reference.loc[frame.index[fill], column].astype(object).to_numpy()
             cells = out[column].astype(object)
-            cells[empty] = reference.loc[frame.index[empty], column].astype(object).to_numpy()
+            cells[fill] = server
             out[column] = cells
+            kept += [
+                (sid, frame.at[sid, "name"] if "name" in frame.columns else None, column, value)
+                for sid, value, was_exact in zip(frame.index[fill], server, exact[fill], strict=True)
+                if was_exact and not is_missing(value)
+            ]
+    if kept:
+        _warn_not_emptied(kept)
     return out
+
+
+def _na_cells(column: pd.Series) -> np.ndarray:
+    """Missing cells (an empty list is a value)."""
+    if column.dtype == object:
+        return np.fromiter(
+            (not isinstance(v, (list, tuple, set, frozenset, dict, np.ndarray)) and is_missing(v) for v in column),
+            dtype=bool,
+            count=len(column),
+        )
+    return np.asarray(column.isna(), dtype=bool)
+
+
+def _can_empty(column: str) -> bool:
+    """Whether the API takes null for a field: not for the name nor a setting with a default.
+    A field the schema does not know is tried (the server's answer says, on its row)."""
+    spec = BY_NAME.get(column)
+    return spec is None or (not spec.required and spec.default is None)
+
+
+def _warn_not_emptied(kept: list[tuple[Any, Any, str, Any]]) -> None:
+    """One :class:`NotEmptiedWarning` naming each source, field and value a restore keeps."""
+    shown = pd.get_option("display.max_rows") or len(kept)  # cut as pandas cuts rows
+    listed = "; ".join(f"{sid} ({name!r}) keeps {column}={value!r}" for sid, name, column, value in kept[:shown])
+    more = f"; and {number(len(kept) - shown)} more" if len(kept) > shown else ""
+    fields = sorted({column for _, _, column, _ in kept})
+    warnings.warn(
+        f"{plural(len(kept), 'value')} empty in the frame cannot be emptied on the server: the API "
+        f"takes no null for {', '.join(fields)} (a setting with a default), so the plan leaves "
+        f"{'it' if len(kept) == 1 else 'them'} as {'it is' if len(kept) == 1 else 'they are'}: "
+        f"{listed}{more}. Fill the cell with the value wanted to change it.",
+        NotEmptiedWarning,
+        stacklevel=5,  # the caller of client.sources.plan
+    )
 
 
 def _creates(rows: pd.DataFrame, server: pd.DataFrame) -> pd.DataFrame:
