@@ -284,7 +284,7 @@ def cmd_sandbox(args: argparse.Namespace) -> int:
 
 def cmd_history(args: argparse.Namespace) -> int:
     """The journal: every run (newest first), one run's report, or pruning old runs."""
-    journal = open_journal(None)
+    journal = open_journal(None, os.environ.get(URL_ENV))  # a sandbox serving in this process: its own
     if journal is None:  # open_journal(None) is never None; this satisfies the type checker
         return EXIT_USAGE
     if args.prune_before:

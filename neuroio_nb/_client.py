@@ -20,7 +20,8 @@ class Client(Transport):
     reads, apart, so a job's reads never hold up its writes; a 429 narrows both.
     ``max_retries`` is how many times a retryable failure is retried. ``journal``:
     where every write is recorded before it is sent (None: ``$NEUROIO_NB_JOURNAL``,
-    else the user data folder; a folder path; False: no journal).
+    else the user data folder, but for a client of a sandbox serving in this process,
+    that sandbox's temporary journal; a folder path; False: no journal).
     """
 
     @functools.cached_property

@@ -51,6 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from .errors import ConfigurationError, JournalError, TornLineWarning, UnreadableRunWarning
 
@@ -83,12 +84,33 @@ def default_folder() -> Path:
     return Path(platformdirs.user_data_dir("neuroio-nb", appauthor=False)) / "journal"
 
 
-def open_journal(option: Any) -> Journal | None:
-    """The journal a ``Client(journal=...)`` option asks for: None the default folder, False none, else a path."""
+#: The journals of the sandboxes serving in this process: their port -> (host, folder).
+_SANDBOXES: dict[int, tuple[str, Path]] = {}
+_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
+
+def sandbox_journal(host: str, port: int, folder: Path | None) -> None:
+    """A sandbox serving on ``host:port`` keeps the runs of its clients in ``folder``
+    (None: it stopped serving), never in the user's journal: see :func:`open_journal`."""
+    if folder is None:
+        _SANDBOXES.pop(port, None)
+    else:
+        _SANDBOXES[port] = (host, folder)
+
+
+def open_journal(option: Any, base_url: str | None = None) -> Journal | None:
+    """The journal a ``Client(journal=...)`` option asks for: None the default folder, False none, else a path.
+
+    The default for a client of a sandbox serving in this process (``base_url``) is that
+    sandbox's own temporary journal, which goes when the sandbox stops: a demo's runs do not
+    mix with the user's real ones, and a run of a sandbox that is gone can never be undone
+    or resumed against another sandbox that later gets the same port.
+    """
     if option is False:
         return None
     if option is None or option is True:
-        return Journal(default_folder())
+        folder = _sandbox_folder(base_url) if base_url else None
+        return Journal(folder or default_folder())
     if isinstance(option, Journal):
         return option
     if isinstance(option, (str, os.PathLike)):
@@ -97,6 +119,15 @@ def open_journal(option: Any) -> Journal | None:
         f"Client option journal must be None (the default folder), False (no journal) "
         f"or a folder path, not {type(option).__name__}"
     )
+
+
+def _sandbox_folder(base_url: str) -> Path | None:
+    parts = urlsplit(base_url)
+    try:
+        host, folder = _SANDBOXES[parts.port or -1]
+    except (KeyError, ValueError):
+        return None
+    return folder if parts.hostname in _LOOPBACK | {host} else None
 
 
 def new_run_id(now: dt.datetime | None = None) -> str:
@@ -410,10 +441,13 @@ class RunWriter:
         error: str | None = None,
         source_id: int | None = None,
         maybe_applied: bool = False,
+        changes: Mapping[str, tuple[Any, Any]] | None = None,
     ) -> None:
         """:meth:`outcome` of the intent written under ``key`` by :meth:`intend_keyed`."""
         if key in self._keys:
-            self.outcome(self._keys[key], status, error=error, source_id=source_id, maybe_applied=maybe_applied)
+            self.outcome(
+                self._keys[key], status, error=error, source_id=source_id, maybe_applied=maybe_applied, changes=changes
+            )
 
     def outcome(
         self,
@@ -423,15 +457,21 @@ class RunWriter:
         error: str | None = None,
         source_id: int | None = None,
         maybe_applied: bool = False,
+        changes: Mapping[str, tuple[Any, Any]] | None = None,
     ) -> None:
         """Record what came of intent ``seq`` (written at once; fsynced at :meth:`finish`).
 
         ``maybe_applied``: it failed without an answer that says the server did
         nothing (a lost connection), so undo settles it by reading the server.
+        ``changes``: the report row's changes when the write came out other than its
+        intent says (a create: every value the server gave the new source).
         """
-        record = {"t": "outcome", "seq": seq, "status": status, "error": error, "id": source_id, "at": _now()}
+        record: dict[str, Any] = {"t": "outcome", "seq": seq, "status": status, "error": error, "id": source_id}
+        record["at"] = _now()
         if maybe_applied:
             record["maybe_applied"] = True
+        if changes is not None:
+            record["changes"] = {f: list(pair) for f, pair in changes.items()}
         line = _line(record)
         with self._lock:
             self.counts[status] = self.counts.get(status, 0) + 1
@@ -534,6 +574,7 @@ class NoRun(RunWriter):
         error: str | None = None,
         source_id: int | None = None,
         maybe_applied: bool = False,
+        changes: Mapping[str, tuple[Any, Any]] | None = None,
     ) -> None:
         return None
 
@@ -844,11 +885,7 @@ def read_run(path: Path) -> RunRecord:
                 dict(record.get("before") or {}),
                 dict(record.get("after") or {}),
             )
-            if isinstance(record.get("changes"), dict):
-                entries[seq].changes = {
-                    f: tuple(pair) if isinstance(pair, list) and len(pair) == 2 else (None, pair)
-                    for f, pair in record["changes"].items()
-                }
+            entries[seq].changes = _changes_of(record)
         elif kind == "amend" and isinstance(seq, int) and seq in entries:
             entries[seq].before = dict(record.get("before") or {})
             entries[seq].after = dict(record.get("after") or {})
@@ -858,6 +895,7 @@ def read_run(path: Path) -> RunRecord:
             entry.error = record.get("error")
             entry.result_id = record.get("id")
             entry.maybe_applied = bool(record.get("maybe_applied"))
+            entry.changes = _changes_of(record) or entry.changes
         elif kind == "end":
             end = record
     state = "interrupted"
@@ -898,3 +936,13 @@ __all__ = [
     "read_run",
     "start_run",
 ]
+
+
+def _changes_of(record: Mapping[str, Any]) -> dict[str, tuple[Any, Any]] | None:
+    """The ``changes`` of an intent or outcome line (field -> [old, new]), if it has them."""
+    if not isinstance(record.get("changes"), dict):
+        return None
+    return {
+        f: tuple(pair) if isinstance(pair, list) and len(pair) == 2 else (None, pair)
+        for f, pair in record["changes"].items()
+    }

@@ -252,7 +252,7 @@ class Transport:
         self.max_throttled_wait = _check_number("max_throttled_wait", max_throttled_wait, minimum=0)
         self.limit = AdaptiveLimit(self.max_workers, self.max_readers)
         #: Where every write is recorded before it is sent (None when off); see :mod:`neuroio_nb._journal`.
-        self.journal = open_journal(journal)
+        self.journal = open_journal(journal, self.base_url)
         parts = urlsplit(self.base_url)
         self._loopback = _is_loopback(parts.hostname or "")
         self.session = requests.Session()

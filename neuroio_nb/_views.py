@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from . import _values as values
+from ._schema import create_defaults
 
 #: Translucent tints per tone; the text keeps the theme's colour (see module doc).
 TINTS = {
@@ -60,6 +61,32 @@ def plural(count: int, singular: str, plural_form: str | None = None) -> str:
 
 
 shown = values.shown  # the one display rule, kept importable from here
+
+
+# ---- what a create says -------------------------------------------------------------
+def split_create(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new source's values (its ``name`` aside) as ``(said, defaults)``: the values that
+    differ from what the toolkit creates a source with (:func:`create_defaults`), and the rest.
+
+    A create reads as what it sets: a backup row that repeats 15 defaults, or a report
+    row of every value the server gave, says the same as the row that set only the others.
+    A value the toolkit has no default for (a field it does not know, a license) is said,
+    unless it is missing.
+    """
+    defaults = create_defaults()
+    said: dict[str, Any] = {}
+    folded: dict[str, Any] = {}
+    for field, value in settings.items():
+        if field == "name":
+            continue
+        default = field in defaults and values.same(field, value, defaults[field])
+        (folded if default or values.is_missing(value) else said)[field] = value
+    return said, folded
+
+
+def defaults_text(folded: Mapping[str, Any]) -> str:
+    """``+ 15 defaults`` (empty when none), as the text views fold a create's defaults."""
+    return f"+ {plural(len(folded), 'default')}" if folded else ""
 
 
 # ---- cutting long outputs -----------------------------------------------------------
@@ -376,12 +403,22 @@ def changes_html(
 ) -> str:
     """A wide table of changes: one row per source ``(id, name, {field: (old, new)})``.
 
-    ``fields`` are the columns after id and name; a changed name is shown as a change.
-    ``marks`` (one per source, e.g. ``+ ~ -``) fill an optional first column. ``lead``
+    ``fields`` are the columns after id and name, in order (one no row shows is left out); a
+    changed name is shown as a change. ``marks`` (one per source, e.g. ``+ ~ -``) fill an
+    optional first column. A source to create shows the values it sets differently from
+    the defaults, the defaults folded under its name (:func:`split_create`). ``lead``
     (HTML, e.g. a :func:`notice`) comes between the headline and the table.
     """
     win = window(len(by_source))
-    columns = [c for c in fields if c != "name"]
+    creates = [marks is not None and marks[k] == ACTION_MARKS["create"] for k in range(len(by_source))]
+    said = [
+        _created_said(changes) if created else changes
+        for (_, _, changes), created in zip(by_source, creates, strict=True)
+    ]
+    columns = [c for c in fields if c != "name" and any(c in changes for changes in said)]
+    if len(columns) > WIDE_FIELDS:
+        table_html = _listed_changes(by_source, creates, win, marks if mark_header is not None else None)
+        return view(headline(title, summary, showing(win, where, "sources")), lead, table_html, footer)
     header = ([mark_header] if marks is not None and mark_header is not None else []) + ["id", "name", *columns]
     aligns = ["left"] * len(header)
     aligns[header.index("id")] = "right"
@@ -390,13 +427,99 @@ def changes_html(
         sid, name, changes = by_source[k]
         cells = [mark_td(marks[k])] if marks is not None and mark_header is not None else []
         cells.append(td(sid, align="right", wrap="never"))
-        created = marks is not None and marks[k] == ACTION_MARKS["create"]
-        cells.append(change_td(*changes["name"]) if "name" in changes else td("" if name is None else name))
-        cells += [change_td(*changes[c], created=created) if c in changes else td("") for c in columns]
+        if "name" in changes and not creates[k]:
+            cells.append(change_td(*changes["name"]))
+        else:
+            folded = split_create({f: new for f, (_, new) in changes.items()})[1] if creates[k] else {}
+            cells.append(td(esc("" if name is None else name) + folded_defaults(folded), raw=True))
+        cells += [change_td(*said[k][c], created=creates[k]) if c in said[k] else td("") for c in columns]
         rows.append("".join(cells))
     return view(
         headline(title, summary, showing(win, where, "sources")), lead, table(header, rows, win, aligns=aligns), footer
     )
+
+
+#: A plan of changes to at most this many fields is a wide table, a column per field; one of
+#: more (a restore, whose new sources set many fields) lists each source's changes, a field a line.
+WIDE_FIELDS = 4
+
+
+def _listed_changes(
+    by_source: Sequence[tuple[Any, Any, dict[str, tuple[Any, Any]]]],
+    creates: Sequence[bool],
+    win: Window,
+    marks: Sequence[str] | None,
+) -> str:
+    """The rows of :func:`changes_html` ``win`` shows, their changes listed one field a line."""
+    header = [*([""] if marks is not None else []), "id", "name", "changes"]
+    aligns = [*(["center"] if marks is not None else []), "right", "left", "left"]
+    rows = []
+    for k in win.positions():
+        sid, name, changes = by_source[k]
+        if creates[k]:
+            said, folded = split_create({f: new for f, (_, new) in changes.items()})
+            lines = "".join(change_line(f, None, v, created=True, plan=True) for f, v in said.items())
+            lines += folded_defaults(folded)
+        else:
+            lines = "".join(change_line(f, old, new, plan=True) for f, (old, new) in changes.items())
+        rows.append(
+            (mark_td(marks[k]) if marks is not None else "")
+            + td(sid, align="right", wrap="never")
+            + td("" if name is None else name)
+            + td(lines, raw=True)
+        )
+    return table(header, rows, win, aligns=aligns)
+
+
+def _created_said(changes: Mapping[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    said, _ = split_create({f: new for f, (_, new) in changes.items()})
+    return {f: changes[f] for f in said}
+
+
+#: A value of up to this many characters never breaks inside; a longer one (a long text of a
+#: field the toolkit does not know) may, rather than widen the table past the output.
+WHOLE_VALUE = 40
+
+
+def _whole(text: str) -> str:
+    """``text`` escaped, on one line when short enough (see :data:`WHOLE_VALUE`)."""
+    return f'<span style="{WRAPS["never"] if len(text) <= WHOLE_VALUE else WRAPS["anywhere"]}">{esc(text)}</span>'
+
+
+def change_line(field: str, old: Any, new: Any, *, created: bool = False, plan: bool = False) -> str:
+    """One field on a line of its own: ``field: old → new`` (``field: new`` for a new source).
+    The line may break after the colon and around the arrow, never inside the field's name or a
+    value. ``plan``: as the plan's cells show a change, the old value struck out, the new in bold."""
+    before, after = _whole(shown(old)), _whole(shown(new))
+    if plan:
+        before, after = f"<s>{before}</s>", f"<b>{after}</b>"
+    what = after if created else f"{before} &rarr; {after}"
+    return f'<div class="neuroio-change">{_whole(f"{field}:")} {what}</div>'
+
+
+def folded_defaults(folded: Mapping[str, Any]) -> str:
+    """A create's defaults folded away: ``+ 15 defaults``, which opens to list them."""
+    if not folded:
+        return ""
+    lines = "".join(change_line(f, None, v, created=True) for f, v in folded.items())
+    return f'<details class="neuroio-defaults"><summary>{esc(defaults_text(folded))}</summary>{lines}</details>'
+
+
+def changes_list(action: Any, changes: Mapping[str, tuple[Any, Any]] | None) -> str:
+    """A report row's changes, one field a line: an update's ``old → new``; a create's values that
+    differ from the defaults, the defaults folded (:func:`split_create`); nothing for a delete
+    (every setting -> nothing: the mark and the status say it, as in the plan)."""
+    if action == "delete" or not changes:
+        return ""
+    if action == "create":  # what it was created with: the name has its own column
+        said, folded = split_create({f: new for f, (_, new) in changes.items()})
+        return "".join(change_line(f, None, v, created=True) for f, v in said.items()) + folded_defaults(folded)
+    return "".join(change_line(f, old, new) for f, (old, new) in changes.items())
+
+
+def error_lines(error: Any) -> str:
+    """The server's message, its field errors on lines of their own (HTML would run them together)."""
+    return "<br>".join(breakable(line.strip()) for line in str(error or "").splitlines())
 
 
 def report_html(
@@ -406,7 +529,8 @@ def report_html(
     where: str | None = "report",
     actions: Sequence[Any] | None = None,
 ) -> str:
-    """A report: one row per source ``(id, name, status, changes, error)``, failed and conflict first.
+    """A report: one row per source ``(id, name, status, changes, error)``, failed and conflict first;
+    its changes one field a line (:func:`changes_list`); no error column when no row has an error.
 
     ``actions`` (one per row: ``create``, ``update``, ``delete``) add the plan's first column of
     marks (``+ ~ -``) when any row is not an update, as the plan shows it.
@@ -419,33 +543,21 @@ def report_html(
         ),
     )
     marked = actions is not None and any(a in ACTION_MARKS and a != "update" for a in actions)
+    errors = any(not values.is_missing(row[4]) and str(row[4]).strip() for row in rows)
     win = window(len(order))
-    header = [*([""] if marked else []), "id", "name", "status", "changes", "error"]
-    aligns = [*(["center"] if marked else []), "right", "left", "left", "left", "left"]
+    header = [*([""] if marked else []), "id", "name", "status", "changes", *(["error"] if errors else [])]
+    aligns = [*(["center"] if marked else []), "right", "left", "left", "left", *(["left"] if errors else [])]
     shown_rows = []
     for k in win.positions():
         sid, name, status, changes, error = rows[order[k]]
         action = actions[order[k]] if actions is not None else None
-        if action == "delete":  # every setting -> nothing: the mark and the status say it (as in the plan)
-            changes = None
-        if action == "create":  # what it was created with: the name has its own column
-            text = "; ".join(f"{breakable(f)}: {esc(shown(n))}" for f, (_, n) in (changes or {}).items() if f != "name")
-        else:
-            text = "; ".join(
-                f"{breakable(f)}: {esc(shown(o))} → {esc(shown(n))}" for f, (o, n) in (changes or {}).items()
-            )
-        mark = mark_td(ACTION_MARKS.get(str(action), "")) if marked else ""
         shown_rows.append(
-            mark
+            (mark_td(ACTION_MARKS.get(str(action), "")) if marked else "")
             + td("" if values.is_missing(sid) else sid, align="right", wrap="never")
             + td("" if name is None else name)
             + td(status, tone=STATUS_TONES.get(status), wrap="never")
-            + td(text, raw=True, wrap="anywhere")
-            + td(
-                "<br>".join(breakable(line.strip()) for line in str(error or "").splitlines()),
-                raw=True,
-                wrap="anywhere",
-            )
+            + td(changes_list(action, changes), raw=True)
+            + (td(error_lines(error), raw=True, wrap="anywhere") if errors else "")
         )
     note = showing(win, where, "sources")
     return view(headline("Report", summary, note), table(header, shown_rows, win, aligns=aligns))

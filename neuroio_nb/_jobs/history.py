@@ -9,7 +9,6 @@ intent's ``before`` and ``after`` values (the conflict check of a plan with a ba
 from __future__ import annotations
 
 import datetime as dt
-import html
 import os
 import warnings
 from typing import Any, ClassVar
@@ -19,7 +18,7 @@ import pandas as pd
 from .._journal import Entry, Journal, RunRecord, labelled, start_run
 from .._schema import BY_NAME
 from .._values import same
-from .._views import plural
+from .._views import empty, headline, plural, showing, table, td, view, window
 from ..errors import ConfigurationError, JournalError, Problem, RunsKeptWarning, ValidationError
 from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
 from .plan import Plan, creates_frame, update_plan
@@ -29,6 +28,9 @@ from .sync import undo as undo_report
 COUNTED = ("updated", "created", "deleted", "conflict", "failed", "unknown")
 WRITABLE = frozenset(name for name, spec in BY_NAME.items() if spec.writable)
 COLUMNS = ["started", "finished", "kind", "base_url", "parent", *COUNTED, "state", "followed_by"]
+#: The HTML view's order: what a run did and how it ended first, then when and where.
+HTML_ORDER = ["kind", *COUNTED, "state", "started", "finished", "parent", "followed_by", "base_url"]
+HTML_TONES = {"conflict": "warn", "failed": "bad", "unknown": "warn"}
 
 
 class History(pd.DataFrame):
@@ -54,9 +56,37 @@ class History(pd.DataFrame):
         return text
 
     def _repr_html_(self) -> str:
-        plain: Any = pd.DataFrame(self)  # pandas' own view, cut as pandas cuts it
-        table = plain._repr_html_() or ""
-        return f"<p><b>{html.escape(self.summary())}</b></p>{table}"
+        """The runs as a table that fits beside the file browser: run id, kind, counts and state
+        first, then when and where; columns empty in every run (and counts that are 0 in every
+        run) are left out. Cut as pandas cuts rows."""
+        if not set(COLUMNS) <= set(self.columns):  # a selection of columns: pandas' own view
+            plain: Any = pd.DataFrame(self)
+            return str(plain._repr_html_())
+        if not len(self):
+            return empty("No runs in the journal.")
+        columns = [c for c in HTML_ORDER if self[c].notna().any() and not (c in COUNTED and not self[c].any())]
+        win = window(len(self))
+        rows = []
+        for k in win.positions():
+            row = self.iloc[k]
+            cells = [td(self.index[k], wrap="never")]
+            for c in columns:
+                value = row[c]
+                if c in COUNTED:
+                    cells.append(td(value or "", align="right", tone=HTML_TONES.get(c) if value else None))
+                elif c == "state":
+                    cells.append(td(value, tone="good" if value == "complete" else "warn", wrap="never"))
+                elif c in ("started", "finished"):
+                    cells.append(td("" if pd.isna(value) else f"{value:%Y-%m-%d %H:%M:%S}", wrap="never"))
+                else:
+                    cells.append(td("" if pd.isna(value) else value, wrap="anywhere"))
+            rows.append("".join(cells))
+        aligns = ["left", *("right" if c in COUNTED else "left" for c in columns)]
+        note = showing(win, "sources.history()", "runs")
+        times = " (times in UTC)" if "started" in columns else ""
+        return view(
+            headline("History", self.summary() + times, note), table(["run", *columns], rows, win, aligns=aligns)
+        )
 
 
 def journal_of(sources: SourceCalls) -> Journal:

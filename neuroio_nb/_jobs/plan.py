@@ -22,6 +22,7 @@ from .._views import (
     changes_html,
     cut_items,
     cut_lines,
+    defaults_text,
     empty,
     esc,
     group_problems,
@@ -32,6 +33,7 @@ from .._views import (
     plural,
     showing,
     shown,
+    split_create,
     view,
     window,
 )
@@ -419,12 +421,15 @@ def _them(count: int) -> str:
 
 
 def _row_line(mark: str, sid: Any, name: Any, changes: dict[str, tuple[Any, Any]]) -> str:
-    """``  ~ 3 Gate: use_pps_time: False -> True``; a create shows the values it sends."""
+    """``  ~ 3 Gate: use_pps_time: False -> True``; a create shows the values it sets differently
+    from the defaults, and counts the rest: ``  + Gate 9: use_pps_time: True (+ 15 defaults)``."""
     who = " ".join(str(part) for part in (sid, shown(name)) if part != "")
-    what = ", ".join(
-        f"{k}: {shown(n)}" if mark == ACTION_MARKS["create"] else f"{k}: {shown(o)} -> {shown(n)}"
-        for k, (o, n) in changes.items()
-    )
+    if mark == ACTION_MARKS["create"]:
+        said, folded = split_create({k: n for k, (_, n) in changes.items()})
+        what = ", ".join(f"{k}: {shown(n)}" for k, n in said.items())
+        what += f" ({defaults_text(folded)})" if what and folded else defaults_text(folded)
+    else:
+        what = ", ".join(f"{k}: {shown(o)} -> {shown(n)}" for k, (o, n) in changes.items())
     return f"  {mark} {who}" + (f": {what}" if what else "")
 
 

@@ -26,7 +26,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
-from .._journal import RunWriter, covered
+from .._journal import APPLIED, RunWriter, covered
 from .._progress import progress_bar
 from .._transport import outcome_unknown
 from ..errors import BulkInterrupted, JournalError, NeuroIOError
@@ -35,9 +35,11 @@ from ..errors import BulkInterrupted, JournalError, NeuroIOError
 class Recorded(Protocol):
     """What sending needs of a task's outcome: what the journal records of it."""
 
+    action: str
     status: str
     error: str | None
     id: int | None
+    changes: dict[str, tuple[Any, Any]]
 
 
 OutcomeT = TypeVar("OutcomeT", bound=Recorded)
@@ -162,7 +164,11 @@ def _send(
             done[key] = outcome
         if run is not None:
             result = done[key]
-            run.outcome_of(key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown)
+            # a create's row as it came out (every value the server gave it), for history(run) to show as this run did
+            came_out = result.changes if result.action == "create" and result.status in APPLIED else None
+            run.outcome_of(
+                key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown, changes=came_out
+            )
 
     flight.bar = bar = progress_bar(total=total or 0, desc=desc, unit="source", progress=progress)
     flight.pool = pool = ThreadPoolExecutor(workers)

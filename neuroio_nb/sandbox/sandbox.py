@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import math
 import secrets
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
 
+from .._journal import sandbox_journal
 from .api import CORRUPT_MODES, INVALID_JSON, PageOptions, handle, parse_body
 from .data import LicenseIds, generate_sources
 from .faults import Dice, TokenBucket, bad_gateway, checked_faults, even_split, fault_reply, throttled
@@ -96,15 +100,24 @@ class Sandbox:
         self._dice = Dice(seed)
         self._log = RequestLog()
         self._server: SandboxServer | None = None
+        #: Where its clients journal their runs while it serves (None when stopped); see :meth:`start`.
+        self.journal_folder: Path | None = None
         self._thread: threading.Thread | None = None
 
     # -- life cycle -----------------------------------------------------------
 
     def start(self) -> Sandbox:
-        """Start serving in a background thread (a no-op when already serving); returns the sandbox."""
+        """Start serving in a background thread (a no-op when already serving); returns the sandbox.
+
+        Its clients (``Client(sandbox.token, sandbox.url)``, with no ``journal=``) journal their
+        runs in a temporary folder of its own, removed when it stops: a demo never lands in the
+        user's real journal (:attr:`journal_folder`).
+        """
         if self._server is None:
             self._server = SandboxServer((self.host, self._port), self._respond, self.tls)
             self._port = self._server.server_address[1]
+            self.journal_folder = Path(tempfile.mkdtemp(prefix="neuroio-sandbox-journal-"))
+            sandbox_journal(self.host, self._port, self.journal_folder)
             self._thread = threading.Thread(
                 target=self._server.serve_forever,
                 kwargs={"poll_interval": 0.05},
@@ -120,6 +133,10 @@ class Sandbox:
         if server is not None:
             server.shutdown()
             server.server_close()
+            sandbox_journal(self.host, self._port, None)
+            if self.journal_folder is not None:
+                shutil.rmtree(self.journal_folder, ignore_errors=True)
+                self.journal_folder = None
         if self._thread is not None:
             self._thread.join()
             self._thread = None
