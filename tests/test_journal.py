@@ -12,6 +12,7 @@ import textwrap
 import threading
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -1034,3 +1035,67 @@ def test_a_damaged_header_hides_only_its_run_in_the_cli_too(sb, client_for, tmp_
     assert proc.returncode == 0
     assert kept in proc.stdout and damaged not in proc.stdout
     assert damaged in proc.stderr and "left out" in proc.stderr
+
+
+def _can_mount_a_tmpfs() -> bool:
+    if os.name != "posix" or os.geteuid() != 0 or not Path("/proc/filesystems").exists():
+        return False
+    return "tmpfs" in Path("/proc/filesystems").read_text()
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A real file system of 1 MiB (tmpfs), mounted for the test: a full disk without a seam."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode(errors='replace').strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+@pytest.mark.skipif(not _can_mount_a_tmpfs(), reason="needs root and tmpfs to fill a real disk")
+def test_the_cli_on_a_disk_that_fills_up_mid_apply_prints_and_writes_the_partial_report(
+    make_sandbox, script, tmp_path, small_disk
+):
+    """``neuroio-nb apply`` with its journal on a real disk that fills up halfway through the
+    outcomes: it stops, prints what was sent, writes the partial report CSV, names the journal
+    file and the way out on stderr (exit 3, no traceback); the CSV lists exactly what changed."""
+    edited_csv = tmp_path / "edited.csv"
+
+    def apply(folder: Path) -> tuple[Any, Any, dict]:
+        sb = make_sandbox(sources=300, seed=21)
+        frame = pd_frame(sb.sources)
+        edited = frame.copy()
+        edited["identify_facesize_threshold"] += 1
+        from neuroio_nb._jobs.csvio import write_csv
+
+        write_csv(edited, edited_csv)
+        before = sb.sources
+        args = ["apply", str(edited_csv), "--yes", "--report", str(tmp_path / "report.csv")]
+        return sb, script.run(sb, *args, env=script.env(sb, NEUROIO_NB_JOURNAL=str(folder))), before
+
+    measured = tmp_path / "measured"
+    apply(measured)
+    (run_file,) = measured.glob("*.jsonl")
+    lines = run_file.read_bytes().splitlines(keepends=True)
+    intents = sum(len(line) for line in lines if b'"t": "outcome"' not in line and b'"t": "end"' not in line)
+    outcomes = sum(len(line) for line in lines if b'"t": "outcome"' in line)
+    journal = small_disk / "journal"
+    journal.mkdir(mode=0o700)
+    free = os.statvfs(small_disk).f_bavail * os.statvfs(small_disk).f_frsize
+    (small_disk / "filler").write_bytes(b"\0" * (free - intents - outcomes // 2))
+
+    sb, proc, before = apply(journal)
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    (run_file,) = journal.glob("*.jsonl")
+    assert str(run_file) in proc.stderr and "No space left on device" in proc.stderr
+    says_the_way_out(proc.stderr)
+    changed = {sid for sid, s in sb.sources.items() if s != before[sid]}
+    assert 0 < len(changed) < 300
+    assert f"Stopped: {len(changed)} updated" in proc.stdout
+    report = pd.read_csv(tmp_path / "report.csv")
+    assert set(report["id"]) == changed and set(report["status"]) == {"updated"}
