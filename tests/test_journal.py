@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import warnings
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neuroio_nb import _journal as jn
 from neuroio_nb._journal import Intent, Journal
@@ -1099,3 +1102,62 @@ def test_the_cli_on_a_disk_that_fills_up_mid_apply_prints_and_writes_the_partial
     assert f"Stopped: {len(changed)} updated" in proc.stdout
     report = pd.read_csv(tmp_path / "report.csv")
     assert set(report["id"]) == changed and set(report["status"]) == {"updated"}
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=8,
+)
+RECORD_KEYS = [
+    "t",
+    "seq",
+    "action",
+    "id",
+    "name",
+    "before",
+    "after",
+    "changes",
+    "status",
+    "error",
+    "maybe_applied",
+    "state",
+    "finished",
+    "counts",
+    "at",
+]
+KINDS_OF_RECORD = st.sampled_from(["intent", "amend", "outcome", "end", "something new"])
+
+
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)
+@given(
+    record=st.fixed_dictionaries({"t": KINDS_OF_RECORD})
+    | st.fixed_dictionaries({"t": KINDS_OF_RECORD, "seq": st.integers(0, 3)}),
+    extra=st.dictionaries(st.sampled_from(RECORD_KEYS[1:]), JSON_VALUES, max_size=6),
+)
+def test_any_json_record_appended_to_a_run_never_breaks_the_history(tmp_path_factory, record, extra):
+    """Whatever well-formed JSON object a line holds, the history lists every other run, and
+    the run holding it is either read (its report made) or left out with a warning naming it."""
+    from neuroio_nb._jobs.history import history_frame, run_report
+
+    folder = tmp_path_factory.mktemp("j")
+    journal = Journal(folder)
+    runs = []
+    for n in range(2):
+        run = journal.start("apply", "http://x")
+        (seq,) = run.intend([Intent("update", 7 + n, {"a": 1}, {"a": 2}, name=f"cam {n}")])
+        run.outcome(seq, "updated", source_id=7 + n)
+        run.finish()
+        runs.append(run)
+    with open(runs[0].path, "a") as f:
+        f.write(json.dumps({**record, **extra}) + "\n")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        read = journal.runs()
+    ids = [r.run_id for r in read]
+    assert runs[1].run_id in ids
+    if runs[0].run_id not in ids:
+        assert any(runs[0].path.name in str(w.message) for w in caught)
+    history_frame(read)
+    for run in read:
+        run_report(run)
