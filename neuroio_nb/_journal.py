@@ -290,8 +290,14 @@ class Journal:
         return self.folder / f"{run_id}{SUFFIX}"
 
     def run_ids(self) -> list[str]:
-        """Every run id in the folder, newest first."""
+        """Every run id in the folder, newest first (none when the folder is not there yet)."""
         if not self.folder.is_dir():
+            if self.folder.exists():
+                raise JournalError(
+                    f"the journal folder {self.folder} is a file, not a folder: no run can be in it. "
+                    f"Point the journal at its folder (Client(journal=...), ${ENV})",
+                    path=self.folder,
+                )
             return []
         ids = [p.name[: -len(SUFFIX)] for p in self.folder.iterdir() if p.name.endswith(SUFFIX)]
         return sorted((i for i in ids if RUN_ID.match(i)), reverse=True)

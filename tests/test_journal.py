@@ -973,6 +973,8 @@ def test_the_cli_names_an_unusable_journal_folder_and_the_way_out(sb, script, tm
     assert str(folder) in proc.stderr
     says_the_way_out(proc.stderr)
     assert sb.requests("PATCH") == []
+    proc = script.run(sb, "history", env=script.env(sb, NEUROIO_NB_JOURNAL=str(folder)))
+    assert proc.returncode == 3 and f"the journal folder {folder} is a file" in proc.stderr, "not 'no runs'"
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
