@@ -36,7 +36,7 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from ._client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
-from ._jobs.csvio import read_csv
+from ._jobs.csvio import read_csv, read_named_csv
 from ._jobs.history import history_frame, prune, report_of, run_report
 from ._jobs.plan import REFUSAL_NOUNS
 from ._jobs.policy import Policy
@@ -122,30 +122,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _read_desired(path: str, key: str) -> Any:
+def _read_desired(args: argparse.Namespace) -> Any:
     """The CSV as a frame; with ``--key name`` it may have no ``id`` column (a new site's
-    names and settings): its rows are then labelled 0, 1, ... as a frame of them would be."""
-    if key != "name":
-        return read_csv(path)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.reader(fh))
-    header = next((row for row in rows if any(cell.strip() for cell in row)), None)
-    if header is None or "id" in [cell.strip() for cell in header]:
-        return read_csv(path)
-    numbered = io.StringIO()
-    writer = csv.writer(numbered, lineterminator="\n")
-    body = [row for row in rows if any(cell.strip() for cell in row)]
-    writer.writerows([["id", *body[0]], *([str(n), *row] for n, row in enumerate(body[1:], start=1))])
-    numbered.seek(0)
-    frame = read_csv(numbered)
-    frame.index = pd.RangeIndex(len(frame))
-    return frame
+    names and settings): its rows are then labelled by their line in the file."""
+    if args.key != "name":
+        if args.create:
+            raise UsageError(
+                "--create makes the rows that match no source, and rows match by name: "
+                f"you probably mean --key name (neuroio-nb {args.command} {args.path} --key name --create)"
+            )
+        return read_csv(args.path)
+    return read_named_csv(args.path)
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
     """Show what the edited CSV would change; exit 2 if anything would."""
     args.policy = Policy.from_toml(args.policy) if args.policy else None  # a bad rule: said before any request
-    edited = _read_desired(args.path, args.key)
+    edited = _read_desired(args)
     base = read_csv(args.base) if args.base else None
     with _client(args) as client:
         plan = _plan(client, edited, base, args)
@@ -181,7 +174,7 @@ def _plan(client: Client, edited: Any, base: Any, args: argparse.Namespace) -> A
 def cmd_apply(args: argparse.Namespace) -> int:
     """Show the plan, confirm, apply it, print (and maybe write) the report."""
     args.policy = Policy.from_toml(args.policy) if args.policy else None  # a bad rule: said before any request
-    edited = _read_desired(args.path, args.key)
+    edited = _read_desired(args)
     base = read_csv(args.base) if args.base else None
     if args.report:
         _check_writable(args.report)

@@ -188,18 +188,23 @@ def group_problems(problems: Iterable[Sequence[Any]]) -> list[ProblemGroup]:
     ]
 
 
-def ids_text(ids: Sequence[Any], values: Sequence[Any] | None = None, most: int = 10) -> str:
-    """``ids 1, 2, 3 ... 1000`` (or ``id 1 = -1, id 2 = -5 ...`` with ``values``)."""
+#: What a problem's ``id`` may be: a source's id, a frame's row label, a file's line.
+LABEL_NOUNS = ("id", "row", "line")
+
+
+def ids_text(ids: Sequence[Any], values: Sequence[Any] | None = None, most: int = 10, noun: str = "id") -> str:
+    """``ids 1, 2, 3 ... 1000`` (or ``id 1 = -1, id 2 = -5 ...`` with ``values``); ``noun``:
+    what the ids are (``rows 0, 1`` for a frame matched by name, which has no ids)."""
 
     def one(k: int) -> str:
-        return f"id {ids[k]} = {_value_repr(values[k])}" if values is not None else str(ids[k])
+        return f"{noun} {ids[k]} = {_value_repr(values[k])}" if values is not None else str(ids[k])
 
     if len(ids) <= most:
         parts = [one(k) for k in range(len(ids))]
         joined = ", ".join(parts)
     else:
         joined = ", ".join(one(k) for k in range(3)) + " ... " + one(len(ids) - 1)
-    return joined if values is not None else f"id{'s' if len(ids) != 1 else ''} {joined}"
+    return joined if values is not None else f"{noun}{'s' if len(ids) != 1 else ''} {joined}"
 
 
 def _value_repr(value: Any) -> str:
@@ -209,25 +214,26 @@ def _value_repr(value: Any) -> str:
     return repr(value)
 
 
-def problem_line(group: ProblemGroup) -> str:
-    """One line for a group: "field = -1: must be 0 or more; 1,000 sources: ids 1, 2, 3 ... 1000"."""
+def problem_line(group: ProblemGroup, noun: str = "id") -> str:
+    """One line for a group: "field = -1: must be 0 or more; 1,000 sources: ids 1, 2, 3 ... 1000".
+    ``noun``: what the problems' ids are (``row 3`` for a frame matched by name)."""
     if len(group.ids) == 1:
         pid, value = group.ids[0], group.values[0]
-        about_id = group.field == "id" and pid is not None  # "id 3", not "id 3, id = 3"
+        about_id = group.field == "id" and pid is not None and noun == "id"  # "id 3", not "id 3, id = 3"
         where = ", ".join(
-            ([f"id {_value_repr(pid)}"] if pid is not None else [])
+            ([f"{noun} {_value_repr(pid)}"] if pid is not None else [])
             + ([group.field] if group.field and not about_id else [])
         )
         shown_value = _value_repr(value) if value is not None and not about_id else None
         if where:
             return f"{where}{f' = {shown_value}' if shown_value else ''}: {group.reason}"
         return f"{group.reason}{f' (got {shown_value})' if shown_value else ''}"
-    count = plural(len(group.ids), "source")
+    count = plural(len(group.ids), "source" if noun == "id" else noun)
     if group.same_value:
         value = group.values[0]
         head = f"{group.field} = {_value_repr(value)}" if value is not None else f"{group.field}"
-        return f"{head}: {group.reason}; {count}: {ids_text(group.ids)}"
-    return f"{group.field}: {group.reason}; {count}: {ids_text(group.ids, group.values)}"
+        return f"{head}: {group.reason}; {count}: {ids_text(group.ids, noun=noun)}"
+    return f"{group.field}: {group.reason}; {count}: {ids_text(group.ids, group.values, noun=noun)}"
 
 
 def problems_headline(count: int, what: str, nothing_sent: bool = True) -> str:
@@ -242,11 +248,12 @@ def problems_text(
     *,
     nothing_sent: bool = True,
     min_rows: int | None = None,
+    noun: str = "id",
 ) -> str:
     """The text of a validation error: a headline, then one line per group, cut like pandas."""
     groups = group_problems(problems)
     win = window(len(groups), max_rows, min_rows)
-    shown_lines = ["  " + problem_line(groups[k]) for k in win.positions()]
+    shown_lines = ["  " + problem_line(groups[k], noun) for k in win.positions()]
     headline = problems_headline(len(problems), what, nothing_sent) + ":"
     return "\n".join([headline, *cut_lines(shown_lines, win, "line")])
 
@@ -356,7 +363,12 @@ def view(*parts: str) -> str:
 
 
 def problems_html(
-    problems: Sequence[Sequence[Any]], what: str, max_rows: int | None = None, *, nothing_sent: bool = True
+    problems: Sequence[Sequence[Any]],
+    what: str,
+    max_rows: int | None = None,
+    *,
+    nothing_sent: bool = True,
+    noun: str = "id",
 ) -> str:
     """A validation error as HTML: the headline, then one row per group of problems."""
     groups = group_problems(problems)
@@ -369,11 +381,11 @@ def problems_html(
     for k in win.positions():
         g = groups[k]
         if len(g.ids) == 1:
-            where = "" if g.ids[0] is None else str(g.ids[0])
+            where = "" if g.ids[0] is None else str(g.ids[0]) if noun == "id" else f"{noun} {g.ids[0]}"
             value = "" if g.values[0] is None else _value_repr(g.values[0])
         else:
-            where = f"{plural(len(g.ids), 'source')}: {ids_text(g.ids)}"
-            value = _value_repr(g.values[0]) if g.same_value else ids_text(g.ids, g.values)
+            where = f"{plural(len(g.ids), 'source' if noun == 'id' else noun)}: {ids_text(g.ids, noun=noun)}"
+            value = _value_repr(g.values[0]) if g.same_value else ids_text(g.ids, g.values, noun=noun)
         rows.append(
             td(where) + td(breakable(g.field or ""), raw=True) + td(value, wrap="anywhere") + td(g.reason, tone="bad")
         )

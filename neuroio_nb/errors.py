@@ -240,12 +240,22 @@ class ValidationError(NeuroIOError, ValueError):
 
     ``problems`` lists them all; ``what`` names what was checked; ``nothing_sent`` is False
     for what sends nothing anyway (reading a CSV), so its message does not say "nothing was sent".
+    ``labels`` says what each problem's ``id`` is: a source's ``"id"``, or for a frame matched
+    by name (which has no ids) its ``"row"`` label, or the ``"line"`` of the file it was read from.
     """
 
-    def __init__(self, problems: Iterable[Problem], *, what: str = "edited frame", nothing_sent: bool = True) -> None:
+    def __init__(
+        self,
+        problems: Iterable[Problem],
+        *,
+        what: str = "edited frame",
+        nothing_sent: bool = True,
+        labels: str = "id",
+    ) -> None:
         self.problems = list(problems)
         self.what = what
         self.nothing_sent = nothing_sent
+        self.labels = labels
         super().__init__(self._describe())
 
     @classmethod
@@ -267,11 +277,13 @@ class ValidationError(NeuroIOError, ValueError):
         return cls([Problem(None, field, value, reason)], what=what, nothing_sent=nothing_sent)
 
     def _describe(self) -> str:
-        return problems_text(self.problems, self.what, nothing_sent=self.nothing_sent)
+        return problems_text(self.problems, self.what, nothing_sent=self.nothing_sent, noun=self.labels)
 
     def _message_lines(self) -> list[str]:
         """Cut as pandas cuts rows, to fit a notebook's short form (the message keeps every line)."""
-        text = problems_text(self.problems, self.what, max_rows=6, min_rows=6, nothing_sent=self.nothing_sent)
+        text = problems_text(
+            self.problems, self.what, max_rows=6, min_rows=6, nothing_sent=self.nothing_sent, noun=self.labels
+        )
         return text.splitlines()
 
     def hint(self) -> str:
@@ -286,7 +298,7 @@ class ValidationError(NeuroIOError, ValueError):
         return pd.DataFrame(self.problems, columns=list(Problem._fields))
 
     def _repr_html_(self) -> str:
-        return problems_html(self.problems, self.what, nothing_sent=self.nothing_sent)
+        return problems_html(self.problems, self.what, nothing_sent=self.nothing_sent, noun=self.labels)
 
 
 class BulkInterrupted(KeyboardInterrupt):

@@ -254,6 +254,18 @@ CSVS = {  # case id: (file bytes, what the message says)
         ("id '4'", "use_pps_time", "'maybe'", "line 2, column 2", "true or false"),
     ),
     "duplicate-header": (b"id,name,name\n1,a,b\n", ("unique", "name")),
+    "utf-16": ("id,name\n1,Gate\n".encode("utf-16"), ("UTF-16", "not UTF-8", "CSV UTF-8", "iconv")),
+    "utf-16-no-bom": ("id,name\n1,Gate\n".encode("utf-16-le"), ("UTF-16", "CSV UTF-8")),
+    "cp1252": (
+        "id,name\n1,Gate\n2,Caf\u00e9 Nord\n".encode("cp1252"),
+        ("line 3, character 6", "0xe9", "Windows-1252", "'2,Caf\u00e9 Nord'", "CSV UTF-8", "iconv -f CP1252"),
+    ),
+    "cp1252-cr-only": ("id,name\r1,Gate\r2,Caf\u00e9\r".encode("cp1252"), ("line 3, character 6", "Windows-1252")),
+    "semicolons-no-id": (b"name;use_pps_time\nGate;true\n", ("no header row with an 'id' column", "semicolons")),
+    "ragged-semicolons": (
+        b"id;name;use_pps_time\n1;Gate;true\n2;Door\n",
+        ("line 3 has 2 cells, the header has 3", "separated by semicolons"),
+    ),
 }
 
 

@@ -594,3 +594,33 @@ def test_sandbox_on_a_taken_port_exits_7(script: ConsoleScript, command: str) ->
     assert proc.returncode == 7, proc.stderr
     assert "cannot serve on 127.0.0.1:" in proc.stderr and "in use" in proc.stderr
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def test_a_site_csv_matched_by_name_is_read_as_a_spreadsheet_saved_it_or_refused_with_the_way_out(
+    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+) -> None:
+    site = tmp_path / "site.csv"
+    # Excel in a semicolon locale, saved as "CSV (Macintosh)": semicolons and lone carriage returns, no id
+    site.write_bytes(b"name;auto_check_liveness\rDock cam 1;true\rDock cam 2;false\r")
+    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    assert proc.returncode == 2, proc.stderr
+    assert "Dock cam 1" in proc.stdout and "Dock cam 2" in proc.stdout
+
+    sb.clear_log()
+    for encoding, says in (("cp1252", "Windows-1252"), ("utf-16", "UTF-16")):
+        site.write_bytes("name,auto_check_liveness\nCaf\u00e9 cam,true\n".encode(encoding))
+        proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+        assert proc.returncode == 3, proc.stderr
+        assert says in proc.stderr and "CSV UTF-8" in proc.stderr, proc.stderr
+    assert sb.requests() == []  # refused before the first request
+
+    site.write_text("name,identify_facesize_threshold\nDock cam 1,7000\n\nDock cam 2,-5\n", encoding="utf-8")
+    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    assert proc.returncode == 3
+    assert "line 4, identify_facesize_threshold = -5" in proc.stderr, proc.stderr  # the file's line, no id
+    assert "id 4" not in proc.stderr and "id 3" not in proc.stderr
+
+    sb.clear_log()
+    proc = script.run(sb, "plan", str(site), "--create")
+    assert proc.returncode == 3 and "--key name" in proc.stderr, proc.stderr
+    assert sb.requests() == []

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
+
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from neuroio_nb import read_csv
+from neuroio_nb._jobs.csvio import read_named_csv
 from neuroio_nb.errors import ValidationError
 
 
@@ -112,3 +119,82 @@ def test_unreadable_cells_name_line_and_column(exported, tmp_path):
     assert f"line 2, column {col_bool}" in text and "maybe" in text
     assert f"line 2, column {col_int}" in text and "whole number" in text
     assert len(info.value.problems) == 2
+
+
+def test_an_export_saved_with_carriage_returns_only_reads_back(exported, tmp_path):
+    """Excel for Mac's "CSV (Macintosh)" ends each line with a lone carriage return."""
+    _sb, _c, frame, path = exported
+    mac = tmp_path / "mac.csv"
+    mac.write_bytes(path.read_bytes().replace(b"\n", b"\r"))
+    pd.testing.assert_frame_equal(read_csv(mac), frame)
+
+
+#: Text a spreadsheet or pandas would take for something else: numbers, booleans, dates, JSON.
+LOOKS_LIKE = st.sampled_from(["007", "1e5", "-3", "1,5", "3.0", "true", "nan", "null", "2024-01-02", "[1]", '"q"'])
+NAMES = st.one_of(
+    LOOKS_LIKE,
+    st.text(st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp")), min_size=1, max_size=12),
+).filter(lambda n: n.strip() == n and n and not n.startswith("'"))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(NAMES, st.integers(0, 10**6), LOOKS_LIKE), min_size=1, max_size=6, unique_by=lambda r: r[0]
+    ),
+    separator=st.sampled_from([",", ";", "\t"]),
+    ending=st.sampled_from(["\n", "\r\n", "\r"]),
+    bom=st.booleans(),
+    blank_lines=st.booleans(),
+)
+def test_a_file_of_names_without_ids_is_read_whatever_its_separator_and_line_ends(
+    tmp_path_factory, rows, separator, ending, bom, blank_lines
+):
+    out = io.StringIO()
+    writer = csv.writer(out, delimiter=separator, lineterminator=ending)
+    writer.writerow(["name", "identify_facesize_threshold", "gate_label"])
+    for row in rows:
+        writer.writerow(row)
+        if blank_lines:
+            out.write(ending)
+    path = tmp_path_factory.mktemp("names") / "site.csv"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + out.getvalue().encode("utf-8"))
+    frame = read_named_csv(path)
+    assert frame["name"].tolist() == [name for name, _, _ in rows]
+    assert frame["identify_facesize_threshold"].tolist() == [threshold for _, threshold, _ in rows]
+    # a column the toolkit does not know: each cell as read_csv reads it (JSON if it is JSON, else text)
+    got = [None if isinstance(v, float) and v != v else v for v in frame["gate_label"].tolist()]  # NaN: missing
+    assert got == [_as_read(label) for _, _, label in rows]
+    # each row is labelled by its line in the file, and the frame says so
+    step = 2 if blank_lines else 1
+    assert frame.index.tolist() == [2 + step * k for k in range(len(rows))]
+    assert frame.attrs["labels"] == "line"
+
+
+def _as_read(cell: str) -> object:
+    try:
+        return json.loads(cell)
+    except ValueError:
+        return cell
+
+
+@pytest.mark.parametrize("encoding", ["cp1252", "utf-16"])
+def test_a_file_of_names_that_is_not_utf8_is_refused_with_the_way_to_save_it(tmp_path, encoding):
+    path = tmp_path / "site.csv"
+    path.write_bytes("name;use_pps_time\nCaf\u00e9 Nord;true\n".encode(encoding))
+    with pytest.raises(ValidationError) as info:
+        read_named_csv(path)
+    message = str(info.value)
+    assert "not UTF-8" in message and "CSV UTF-8" in message and "iconv" in message
+    assert ("line 2, character 4" in message) if encoding == "cp1252" else ("UTF-16" in message)
+
+
+def test_a_file_of_names_says_which_line_column_and_cells_and_no_id(tmp_path):
+    path = tmp_path / "site.csv"
+    path.write_text("name;identify_facesize_threshold\n\nGate;7000\nDoor;lots\nDock\n", encoding="utf-8")
+    with pytest.raises(ValidationError) as info:
+        read_named_csv(path)
+    message = str(info.value)
+    assert "line 4, column 2: not a number" in message
+    assert "line 5 has 1 cell, the header has 2 (cells separated by semicolons)" in message
+    assert "id" not in message.replace("identify", "")

@@ -1119,3 +1119,21 @@ def test_cli_names_ids_not_found_also_when_the_plan_only_deletes(make_sandbox, c
     proc = script.run(sb, "plan", str(path), "--delete", "--space", "2")
     assert proc.returncode == 2 and "To delete (1 source)" in proc.stdout
     assert "Not found (1 id; apply reports them as failed): 99999" in proc.stdout
+
+
+def test_problems_of_a_frame_matched_by_name_name_its_rows_not_ids(sb, client):
+    """A frame matched by name has no ids: its labels are rows (a RangeIndex, another account's ids)."""
+    known = server_frame(sb).iloc[0]
+    desired = pd.DataFrame(
+        {
+            "name": ["Dock cam 1", known["name"], "Dock cam 1"],
+            "identify_facesize_threshold": [7000, -5, 7000],
+        }
+    )
+    with pytest.raises(ValidationError) as info:
+        client.sources.plan(desired, key="name", create=True)
+    message = str(info.value)
+    assert "row 1, identify_facesize_threshold = -5" in message  # the row matched a source: still its row
+    assert "rows 0, 2" in message  # the name twice
+    assert not re.search(r"\bids? \d", message), message
+    assert info.value.labels == "row" and {p.id for p in info.value.problems} >= {1, 2}

@@ -27,6 +27,7 @@ line and column of each cell it cannot read.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -39,6 +40,7 @@ import pandas as pd
 
 from .._schema import BY_NAME
 from .._values import ID_RULE, id_problem, to_python, whole_number
+from .._views import plural
 from ..errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
 
@@ -125,17 +127,57 @@ def _encode_cell(value: Any) -> str:
 
 def read_csv(path: Any) -> pd.DataFrame:
     """A CSV written by :func:`export_csv` (or edited by hand) as a frame typed like ``to_frame()``."""
+    return _read(path, ids_needed=True)
+
+
+def read_named_csv(path: Any) -> pd.DataFrame:
+    """A CSV of sources to match by name (``--key name``): :func:`read_csv`'s frame when the file
+    has an ``id`` column; without one (a new site's names and settings), its rows are labelled
+    by the line of the file each ends on, and the frame says so (``attrs["labels"] == "line"``),
+    so that a message about a row names the line to look at."""
+    return _read(path, ids_needed=False)
+
+
+def _read(path: Any, *, ids_needed: bool) -> pd.DataFrame:
     if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "read"):
-        raise ValidationError.one(
-            "read_csv needs a file path or an open file", value=type(path).__name__, what="CSV", nothing_sent=False
-        )
+        raise ValidationError.one("read_csv needs a file path or an open file", value=type(path).__name__, what="CSV")
     what = f"CSV {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else "CSV"
     text = _read_text(path, what)
+    separator = _separator(text)
+    header, rows = _rows(text, separator, what)
+    if INDEX not in header and (ids_needed or "name" not in header):
+        needed = "an 'id'" if ids_needed else "an 'id' or a 'name'"
+        raise ValidationError.one(
+            f"no header row with {needed} column "
+            f"(the first line must name the columns, as export_csv writes it); {_split_as(separator, header, text)}",
+            value=header[:5],
+            what=what,
+        )
+    dups = sorted({h for h in header if header.count(h) > 1})
+    if dups or "" in header:
+        raise ValidationError.one("column names must be unique and not empty", value=dups or header, what=what)
+    records, problems = _records(header, rows, separator)
+    if problems:
+        raise ValidationError(problems, what=what)
+    if INDEX not in header:
+        frame = frame_from_records(records)
+        frame.index = pd.Index([line for line, _ in rows], name=None)
+        frame.attrs["labels"] = "line"
+        return frame
+    if not records:
+        from .frames import empty_frame
+
+        return empty_frame()[[c for c in header if c != INDEX and c in BY_NAME]]
+    return frame_from_records(records)
+
+
+def _rows(text: str, separator: str, what: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header's cells and each non-blank row with the line it ends on."""
+    # newline="": a line may end with \n, \r\n or a lone \r (Excel for Mac's "CSV (Macintosh)");
     # strict: a stray or unclosed quote is an error, not cells silently merged across lines
-    reader = csv.reader(io.StringIO(text), delimiter=_separator(text), strict=True)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=separator, strict=True)
     header: list[str] | None = None
     rows: list[tuple[int, list[str]]] = []
-    problems: list[Problem] = []
     try:
         for row in reader:
             if not any(cell.strip() for cell in row):
@@ -148,59 +190,72 @@ def read_csv(path: Any) -> pd.DataFrame:
         raise ValidationError.one(
             f"line {reader.line_num}: not valid CSV ({exc}); check the quotes on this line and the ones before it",
             what=what,
-            nothing_sent=False,
         ) from None
     if header is None:
-        raise ValidationError.one("the file is empty: no header and no rows", what=what, nothing_sent=False)
-    if INDEX not in header:
-        raise ValidationError.one(
-            "no header row with an 'id' column (the first line must name the columns, as export_csv writes it)",
-            value=header[:5],
-            what=what,
-            nothing_sent=False,
-        )
-    dups = sorted({h for h in header if header.count(h) > 1})
-    if dups or "" in header:
-        raise ValidationError.one(
-            "column names must be unique and not empty", value=dups or header, what=what, nothing_sent=False
-        )
+        raise ValidationError.one("the file is empty: no header and no rows", what=what)
+    return header, rows
+
+
+def _records(
+    header: list[str], rows: list[tuple[int, list[str]]], separator: str
+) -> tuple[list[dict[str, Any]], list[Problem]]:
+    """Each row as a record (its line in place of the id when the file has no ids); every problem."""
     parsers = {name: _parser_for(name) for name in header}
-    records = []
+    has_ids = INDEX in header
+    records, problems = [], []
     for line, row in rows:
+        sid = (row[header.index(INDEX)].strip() or None) if has_ids and len(row) > header.index(INDEX) else None
         if len(row) != len(header):
-            cells = dict(zip(header, row, strict=False))
-            sid = (cells.get(INDEX) or "").strip() or None
-            problems.append(Problem(sid, None, None, f"line {line} has {len(row)} cells, the header has {len(header)}"))
+            problems.append(
+                Problem(
+                    sid,
+                    None,
+                    None,
+                    f"line {line} has {plural(len(row), 'cell')}, the header has {len(header)} "
+                    f"(cells separated by {SEPARATOR_NAMES[separator]})",
+                )
+            )
             continue
         record: dict[str, Any] = {}
         for col, (name, cell) in enumerate(zip(header, row, strict=True), start=1):
             try:
                 record[name] = parsers[name](cell)
             except ValueError as exc:
-                problems.append(
-                    Problem(row[header.index(INDEX)].strip() or None, name, cell, f"line {line}, column {col}: {exc}")
-                )
-        sid = record.get(INDEX, 1)  # absent: the id cell was unreadable, already reported
-        reason = f"no source id ({ID_RULE})" if sid is None else id_problem(sid)
-        if reason is not None:
-            problems.append(Problem(None, INDEX, row[header.index(INDEX)] or None, f"line {line}: {reason}"))
+                problems.append(Problem(sid, name, cell, f"line {line}, column {col}: {exc}"))
+        if has_ids:
+            value = record.get(INDEX, 1)  # absent: the id cell was unreadable, already reported
+            reason = f"no source id ({ID_RULE})" if value is None else id_problem(value)
+            if reason is not None:
+                problems.append(Problem(None, INDEX, sid, f"line {line}: {reason}"))
+        else:
+            record[INDEX] = line
         records.append(record)
-    if problems:
-        raise ValidationError(problems, what=what, nothing_sent=False)
-    if not records:
-        from .frames import empty_frame
+    return records, problems
 
-        return empty_frame()[[c for c in header if c != INDEX and c in BY_NAME]]
-    return frame_from_records(records)
+
+#: The separators a CSV may use, as a message names them.
+SEPARATOR_NAMES = {",": "commas", ";": "semicolons", "\t": "tabs"}
 
 
 def _separator(text: str) -> str:
-    """``,`` unless the header names ``id`` only when split by ``;`` or a tab (Excel's habit in many locales)."""
+    """The separator of the header: of ``,``, ``;`` and a tab, the one that splits it into the
+    most column names the toolkit knows (``id``, ``name``, the schema's fields); ``,`` on a tie."""
     first = next((line for line in text.splitlines() if line.strip()), "")
-    cells = {delimiter: [c.strip().strip('"') for c in first.split(delimiter)] for delimiter in (",", ";", "\t")}
-    if INDEX in cells[","]:
-        return ","
-    return next((d for d in (";", "\t") if INDEX in cells[d]), ",")
+
+    def known(delimiter: str) -> int:
+        return sum(c.strip().strip('"') in BY_NAME or c.strip().strip('"') == INDEX for c in first.split(delimiter))
+
+    return max((",", ";", "\t"), key=lambda d: (known(d), d == ","))
+
+
+def _split_as(separator: str, header: list[str], text: str) -> str:
+    """How the header was read, and the other separators it holds: for a message about it."""
+    first = next((line for line in text.splitlines() if line.strip()), "")
+    others = [SEPARATOR_NAMES[d] for d in (",", ";", "\t") if d != separator and d in first]
+    said = f"split by {SEPARATOR_NAMES[separator]} it has {plural(len(header), 'column')}"
+    if others:
+        said += f"; it also holds {' and '.join(others)}, but split by those it names no known column either"
+    return said
 
 
 def _read_text(path: Any, what: str) -> str:
@@ -212,17 +267,43 @@ def _read_text(path: Any, what: str) -> str:
             data = fh.read()
     if isinstance(data, str):
         return data
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) or b"\x00" in data[:4096]:
+        raise ValidationError.one(
+            'the file is UTF-16 text (Excel\'s "Unicode Text"), not UTF-8: ' + _save_as_utf8("UTF-16"),
+            what=what,
+        )
     try:
         text: str = data.decode("utf-8-sig")
         return text
     except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ValidationError.one(
-            f"line {line}: not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset {exc.start}); "
-            "save the file as CSV UTF-8",
-            what=what,
-            nothing_sent=False,
-        ) from None
+        raise ValidationError.one(_not_utf8(data, exc), what=what) from None
+
+
+def _save_as_utf8(encoding: str) -> str:
+    """How to make a file of ``encoding`` UTF-8, for a message about one that is not."""
+    return (
+        'save it as "CSV UTF-8 (Comma delimited)" (Excel: File > Save As; LibreOffice: Character set '
+        f"Unicode (UTF-8)), or convert it: iconv -f {encoding} -t UTF-8 FILE > FILE-utf8.csv"
+    )
+
+
+def _not_utf8(data: bytes, exc: UnicodeDecodeError) -> str:
+    """Where a file stops being UTF-8, how the line reads in Windows-1252 (what Excel writes in
+    Western locales), and how to save it as UTF-8."""
+    line = data.count(b"\n", 0, exc.start) + data.count(b"\r", 0, exc.start) - data.count(b"\r\n", 0, exc.start) + 1
+    start = max(data.rfind(b"\n", 0, exc.start), data.rfind(b"\r", 0, exc.start)) + 1
+    column = len(data[start : exc.start].decode("utf-8", errors="replace")) + 1
+    head = f"line {line}, character {column}: not UTF-8 text (byte {data[exc.start]:#04x})"
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return f"{head}: {_save_as_utf8('ITS-ENCODING')}"
+    end = min(i for i in (data.find(b"\n", exc.start), data.find(b"\r", exc.start), len(data)) if i >= 0)
+    shown = data[start:end].decode("cp1252")[:80]
+    return (
+        f'{head}; it looks like Windows-1252 (Excel\'s plain "CSV" in Western locales), which reads '
+        f"this line as {shown!r}: {_save_as_utf8('CP1252')}"
+    )
 
 
 def _parser_for(name: str) -> Callable[[str], Any]:

@@ -89,10 +89,11 @@ def make_sync_plan(
     if len(frame):
         try:
             compared = make_plan(sources, frame, server if base is None else base)
-        except ValidationError as exc:
-            problems += exc.problems
-    if problems:
-        raise ValidationError(problems)
+        except ValidationError as exc:  # about the sources the rows matched: said of those rows
+            row_of = {sid: label for label, sid in matched.items()}
+            problems += [p._replace(id=row_of.get(p.id, p.id)) for p in exc.problems]
+    if problems:  # a frame matched by name has no ids: its problems name rows (a file's, lines)
+        raise ValidationError(problems, labels=desired.attrs.get("labels", "row"))
     plan = update_plan(sources, []) if compared is None else compared
     plan.check_conflicts = True
     if create:
