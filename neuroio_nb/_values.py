@@ -135,8 +135,9 @@ def sendable(field: str, value: Any) -> Any:
 
     - a whole float in a number field, or in a field the schema does not know, as
       the integer it stands for (pandas makes a column float when a cell is missing);
-    - a license id written in plain digits (``"204"``; a frame holds license ids as
-      text) as the integer; other texts (``"lic-7"``, ``"007"``) stay text.
+    - a license id that is a whole number in text (:func:`license_number`: ``"204"``, or
+      ``"204.0"`` as pandas and spreadsheets show a float column; a frame holds license
+      ids as text) as the integer; other texts (``"lic-7"``, ``"007"``) stay text.
     """
     value = to_python(value)
     spec = BY_NAME.get(field)
@@ -144,15 +145,21 @@ def sendable(field: str, value: Any) -> Any:
     if isinstance(value, float) and kind in (None, "int", "id", "license"):
         number = whole_number(value)
         return value if number is None else number
-    if (
-        kind == "license"
-        and isinstance(value, str)
-        and value.isascii()
-        and value.isdigit()
-        and str(int(value)) == value
-    ):
-        return int(value)
+    if kind == "license" and isinstance(value, str) and (number := license_number(value)) is not None:
+        return number
     return value
+
+
+#: A whole number as a license id's text: plain digits, or followed by a point and zeros (``204.0``).
+_LICENSE_NUMBER = re.compile(r"(0|[1-9][0-9]*)(\.0+)?")
+
+
+def license_number(text: str) -> int | None:
+    """The one rule for a license id typed or read as text (a CSV cell, the form's box, a frame's
+    cell): ``"204"`` and ``"204.0"`` (a float column as pandas and spreadsheets show it) are
+    license 204; anything else (``"007"``, ``"204.5"``, ``"lic-7"``) is a text id (None here)."""
+    match = _LICENSE_NUMBER.fullmatch(text)
+    return int(match.group(1)) if match else None
 
 
 def id_index(ids: Any, name: str = "id") -> pd.Index:
@@ -191,7 +198,7 @@ def same(field: str, a: Any, b: Any) -> bool:
 
 
 def _license_text(value: Any) -> str:
-    number = whole_number(value)
+    number = license_number(value) if isinstance(value, str) else whole_number(value)
     return str(number) if number is not None else str(value)
 
 

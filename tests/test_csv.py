@@ -198,3 +198,19 @@ def test_a_file_of_names_says_which_line_column_and_cells_and_no_id(tmp_path):
     assert "line 4, column 2: not a number" in message
     assert "line 5 has 1 cell, the header has 2 (cells separated by semicolons)" in message
     assert "id" not in message.replace("identify", "")
+
+
+def test_a_license_id_written_as_a_float_is_that_license_as_in_the_form(make_sandbox, client_for, tmp_path):
+    """`204.0` (how pandas and spreadsheets show a float column) is license 204, in a CSV as in the form."""
+    sb = make_sandbox(sources=5)
+    sb.external_edit(1, license_id=204)
+    sb.external_edit(2, license_id=300)
+    c = client_for(sb)
+    path = tmp_path / "sources.csv"
+    c.sources.export_csv(path)
+    text = path.read_text(encoding="utf-8").replace(",204,", ",204.0,").replace(",300,", ",205.0,")
+    path.write_text(text, encoding="utf-8")
+    plan = c.sources.plan(read_csv(path))
+    assert plan.changes[["id", "field"]].values.tolist() == [[2, "license_id"]]  # 204.0 is 204: no change
+    plan.apply(progress=False)
+    assert [r.body for r in sb.requests("PATCH")] == [{"license_id": 205}]  # the integer, as the form sends it

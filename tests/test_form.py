@@ -188,7 +188,7 @@ def test_license_id_keeps_its_type(client: Client, sb: Sandbox, patches) -> None
 
 @pytest.mark.parametrize(
     ("typed", "sent"),
-    [(" 1003 ", 1003), ("007", "007"), ("²", "²"), ("+5", "+5"), ("lic-9", "lic-9")],
+    [(" 1003 ", 1003), ("204.0", 204), ("007", "007"), ("²", "²"), ("+5", "+5"), ("lic-9", "lic-9")],
 )
 def test_license_id_is_sent_as_a_frame_sends_it(client: Client, sb: Sandbox, patches, typed: str, sent: Any) -> None:
     """Plain digits are the number, anything else (leading zeros, other scripts' digits) stays text."""

@@ -49,7 +49,9 @@ SAME = [
     ("store_images_for_results", ["new"], None, False),
     ("license_id", 204, "204", True),
     ("license_id", 204.0, "204", True),
-    ("license_id", "204.0", 204, False),
+    ("license_id", "204.0", 204, True),  # one rule: a whole number written as pandas shows a float
+    ("license_id", "204.5", 204, False),
+    ("license_id", "007.0", 7, False),
     ("use_pps_time", True, 1, False),
     ("use_pps_time", np.bool_(True), True, True),
     ("use_pps_time", pd.NA, None, True),
@@ -145,6 +147,10 @@ def test_update_and_create_take_numpy_scalars_from_a_frame(sb, client) -> None:
     [
         ("license_id", "204", 204),
         ("license_id", 204.0, 204),
+        ("license_id", "204.0", 204),
+        ("license_id", "204.00", 204),
+        ("license_id", "204.5", "204.5"),
+        ("license_id", "007.0", "007.0"),
         ("license_id", "007", "007"),
         ("license_id", "lic-7", "lic-7"),
         ("custom_unknown", 45.0, 45),

@@ -39,7 +39,7 @@ from typing import Any
 import pandas as pd
 
 from .._schema import BY_NAME
-from .._values import ID_RULE, id_problem, to_python, whole_number
+from .._values import ID_RULE, id_problem, license_number, to_python, whole_number
 from .._views import plural
 from ..errors import Problem, ValidationError
 from .frames import INDEX, frame_from_records
@@ -315,7 +315,7 @@ def _parser_for(name: str) -> Callable[[str], Any]:
         "int": _parse_int,
         "bool": _parse_bool,
         "str": _parse_text,
-        "license": _parse_text,
+        "license": _parse_license,
         "list": _parse_list,
         "object": _parse_json,
     }[field.kind]
@@ -356,6 +356,14 @@ def _parse_int(cell: str) -> int | None:
 
 def _parse_text(cell: str) -> str | None:
     return restored(cell) if cell.strip() else None
+
+
+def _parse_license(cell: str) -> str | None:
+    """A license id as the one rule reads it (:func:`~neuroio_nb._values.license_number`):
+    ``204.0`` (a float column saved by pandas or a spreadsheet) is ``"204"``; other text as written."""
+    text = _parse_text(cell)
+    number = None if text is None else license_number(text.strip())
+    return text if number is None else str(number)
 
 
 def _parse_unknown(cell: str) -> Any:
