@@ -17,6 +17,14 @@ Reload and the status line sit at the top and stay in view while scrolling.
 
 ``client.sources.form()`` (no id) gives a :class:`SourcePicker`: a filter box
 and a list of "name - space S (id)" above the form of the chosen source.
+
+For everyone: what standard widgets cannot say from Python (an input's unique
+accessible name "Photo uploads: Create face size", ``aria-describedby`` to its help
+and error lines, ``role="status"`` on the status line, and keys that belong to a
+list rather than to the notebook) is added in the browser by :data:`KEYS_AND_NAMES`,
+a small script each form and picker carry (an ``<img onerror>`` in their style
+widget, since ipywidgets renders HTML without running ``<script>``). Where it cannot
+run the form works as before, with the labels it shows.
 """
 
 from __future__ import annotations
@@ -78,7 +86,109 @@ _STYLE = f"""<style>
 .neuroio-form {{ overflow: visible !important; }}
 .jp-WindowedPanel-viewport:has(.neuroio-save-bar),
 .jp-WindowedPanel-viewport :has(.neuroio-save-bar) {{ overflow: visible !important; contain: none !important; }}
+.neuroio-form .neuroio-status {{ contain: inline-size; }}
+.neuroio-form .neuroio-status .widget-html-content {{ flex: 1 1 0; width: 0; min-width: 0; white-space: nowrap;
+  overflow: hidden; text-overflow: ellipsis; }}
+.neuroio-form input:focus, .neuroio-form select:focus, .neuroio-picker input:focus, .neuroio-picker select:focus {{
+  outline: 2px solid var(--jp-brand-color1, #1976d2) !important; outline-offset: 1px; }}
 </style>"""
+
+#: The browser half of the form (see the module doc): run once per page for the keys, and for
+#: each form or picker rendered, to name its inputs and link them to their help and errors.
+KEYS_AND_NAMES = """(function (img) {
+  if (!window.__neuroioKeys) {
+    window.__neuroioKeys = true;
+    var NAV = ['ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight', 'Home', 'End', 'PageUp', 'PageDown'];
+    var ours = function (el) { return el && el.closest && el.closest('.neuroio-form, .neuroio-picker'); };
+    var commit = function (list) {
+      if (!list.dataset.neuroioPending) return;
+      delete list.dataset.neuroioPending;
+      list.dispatchEvent(new Event('change', {bubbles: true}));
+    };
+    /* A list's own keys move its selection, not JupyterLab's active cell; the picker's list
+       opens the highlighted source on Enter (or when it loses focus), not at every arrow. */
+    document.addEventListener('keydown', function (e) {
+      var t = e.target;
+      if (!ours(t) || e.isComposing) return;
+      var plain = !e.ctrlKey && !e.metaKey && !e.altKey;
+      var picker = t.tagName === 'SELECT' && t.closest('.neuroio-picker-list');
+      if (t.tagName === 'SELECT') {
+        if (e.key === 'Enter' && plain && !e.shiftKey) {
+          e.stopPropagation();
+          e.preventDefault();
+          if (picker) commit(t);
+        } else if (NAV.indexOf(e.key) >= 0 || (plain && e.key.length === 1)) {
+          e.stopPropagation();
+          if (picker) t.dataset.neuroioPending = '1';
+        }
+      } else if ((t.type === 'checkbox' || t.tagName === 'BUTTON') && plain && (e.key === ' ' || e.key === 'Enter')) {
+        e.stopPropagation();
+      }
+    }, true);
+    document.addEventListener('change', function (e) {
+      if (e.target && e.target.dataset && e.target.dataset.neuroioPending) e.stopImmediatePropagation();
+    }, true);
+    document.addEventListener('mousedown', function (e) {
+      var list = e.target && e.target.closest && e.target.closest('.neuroio-picker-list select');
+      if (list) delete list.dataset.neuroioPending;
+    }, true);
+    document.addEventListener('focusout', function (e) {
+      if (e.target && e.target.tagName === 'SELECT' && e.target.dataset.neuroioPending) commit(e.target);
+    }, true);
+  }
+  var uid = function (el) {
+    if (!el.id) el.id = 'neuroio-' + Math.random().toString(36).slice(2, 12);
+    return el.id;
+  };
+  var wire = function (root) {
+    root.querySelectorAll('.neuroio-status, .neuroio-count').forEach(function (line) {
+      line.setAttribute('role', 'status');
+      line.title = line.textContent.trim();  /* the whole line, where a narrow output cuts it */
+    });
+    root.querySelectorAll('.neuroio-section').forEach(function (section) {
+      var heading = section.querySelector('.neuroio-heading');
+      var title = heading ? heading.textContent.trim() : '';
+      section.setAttribute('role', 'group');
+      if (heading) section.setAttribute('aria-labelledby', uid(heading));
+      section.querySelectorAll('.neuroio-row').forEach(function (row) {
+        var input = row.querySelector('.neuroio-line input, .neuroio-line select, .neuroio-line textarea');
+        if (!input) return;
+        var label = input.labels && input.labels[0];
+        var text = label ? label.textContent.replace(/\u200b/g, '').trim() : '';
+        if (text) input.setAttribute('aria-label', title ? title + ': ' + text : text);
+        var error = row.querySelector('.neuroio-errline .widget-html-content');
+        var help = row.querySelector('.neuroio-helpbox .widget-html-content');
+        input.setAttribute('aria-describedby', [error, help].filter(Boolean).map(uid).join(' '));
+        if (error && error.querySelector('.neuroio-error')) input.setAttribute('aria-invalid', 'true');
+        else input.removeAttribute('aria-invalid');
+      });
+    });
+  };
+  var tries = 0;
+  var start = function () {
+    var root = img.closest('.neuroio-form, .neuroio-picker');
+    if (!root || !root.isConnected) {
+      if (tries++ < 600) requestAnimationFrame(start);
+      return;
+    }
+    if (root.__neuroioWired) return;
+    root.__neuroioWired = true;
+    var queued = false;
+    new MutationObserver(function () {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(function () { queued = false; wire(root); });
+    }).observe(root, {childList: true, subtree: true, characterData: true});
+    wire(root);
+  };
+  start();
+})(this);"""
+
+
+def page_assets() -> widgets.HTML:
+    """The style and :data:`KEYS_AND_NAMES` of a form or picker, as one invisible widget."""
+    script = html.escape(KEYS_AND_NAMES, quote=True)
+    return widgets.HTML(f'{_STYLE}<img src="data:," alt="" style="display:none" onerror="{script}">')
 
 
 # ---- one small factory per field kind -----------------------------------------------
@@ -220,6 +330,7 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
         self.title = widgets.HTML()
         sections = [self._section(group, [f for f in FIELDS if f.group == group]) for group in GROUPS]
         self._other = widgets.VBox()
+        self._other.add_class("neuroio-section")
         self.save_button = widgets.Button(
             description="Save",
             button_style="primary",
@@ -241,14 +352,16 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
         self.reload_button.on_click(lambda _: self.reload())
         bar = widgets.HBox([self.save_button, self.revert_button, self.reload_button, self.status])
         bar.add_class("neuroio-save-bar")
-        super().__init__([widgets.HTML(_STYLE), self.title, bar, *sections, self._other])
+        super().__init__([page_assets(), self.title, bar, *sections, self._other])
         self.add_class("neuroio-form")
         self._show()
 
     # ---- building -------------------------------------------------------------
     def _section(self, title: str, fields: Iterable[Field]) -> widgets.VBox:
         rows = [self._row(field) for field in fields]
-        return widgets.VBox([widgets.HTML(f"<h4 style='margin:0.6em 0 0.2em'>{html.escape(title)}</h4>"), *rows])
+        section = widgets.VBox([_heading(title), *rows])
+        section.add_class("neuroio-section")
+        return section
 
     def _row(self, field: Field, *, known: bool = True) -> widgets.VBox:
         """One field: marker, input (its label in the label column) and help on a line that
@@ -287,8 +400,7 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
         rows = [
             self._row(Field(name, "object", OTHER_GROUP, name, "", writable=False), known=False) for name in unknown
         ]
-        heading = widgets.HTML(f"<h4 style='margin:0.6em 0 0.2em'>{html.escape(OTHER_GROUP)}</h4>")
-        self._other.children = (heading, *rows) if rows else ()
+        self._other.children = (_heading(OTHER_GROUP), *rows) if rows else ()
 
     # ---- state <-> widgets ------------------------------------------------------
     @property
@@ -406,7 +518,9 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
     """A filter box and a list of "name - space S (id)"; the chosen source's form below.
 
     Forms are kept per source, so choosing another source and coming back
-    finds unsaved edits where they were left.
+    finds unsaved edits where they were left. A click opens a source; from the
+    keyboard, the arrow keys move in the list and Enter opens the highlighted one;
+    Enter in the filter box opens the highlighted source, else the first that matches.
     """
 
     max_shown = 200
@@ -425,12 +539,15 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self.select = widgets.Select(
             description="Source", rows=8, value=None, layout=widgets.Layout(width="auto", max_width="40em")
         )
+        self.select.add_class("neuroio-picker-list")
         self.count = widgets.HTML()
+        self.count.add_class("neuroio-count")
         self.holder = widgets.VBox()
         self._updating = False
         self.filter.observe(lambda _: self._apply_filter(), names="value")
+        self.filter.on_msg(self._filter_message)
         self.select.observe(lambda change: self._chosen(change["new"]), names="value")
-        super().__init__([self.filter, self.select, self.count, self.holder])
+        super().__init__([page_assets(), self.filter, self.select, self.count, self.holder])
         self.add_class("neuroio-picker")
         self._apply_filter()
 
@@ -463,6 +580,18 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
             text += f". The open form ({label}) is hidden by this filter; it stays open below"
         self.count.value = f"<small>{html.escape(text)}</small>"
 
+    def _filter_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        """Enter in the filter box (the frontend's "submit"): open the highlighted source, else the first match."""
+        if content.get("event") == "submit":
+            self.open_first()
+
+    def open_first(self) -> None:
+        """Open the source highlighted in the list, else the first one the filter shows."""
+        if self.select.value is not None:
+            self._chosen(self.select.value)
+        elif self.select.options:
+            self.select.value = self.select.options[0][1]
+
     def _chosen(self, source_id: int | None) -> None:
         if self._updating or source_id is None:
             return
@@ -474,6 +603,12 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
                 self.holder.children = (widgets.HTML(_line("error", f"could not read source {source_id}: {exc}")),)
                 return
         self.holder.children = (form,)
+
+
+def _heading(title: str) -> widgets.HTML:
+    heading = widgets.HTML(f"<h4 style='margin:0.6em 0 0.2em'>{html.escape(title)}</h4>")
+    heading.add_class("neuroio-heading")
+    return heading
 
 
 def _picker_label(row: dict[str, Any]) -> str:

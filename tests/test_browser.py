@@ -636,7 +636,8 @@ def form_parts(page: Any) -> tuple[Any, Any]:
 
 
 def field_input(form: Any, label: str, nth: int = 0) -> tuple[Any, Any]:
-    """The input labelled ``label`` (the ``nth`` of that label) and its row."""
+    """The input whose accessible name is ``label`` ("Video stream: Create face size"; the ``nth``
+    of that name) and its row."""
     box = form.get_by_label(label, exact=True).nth(nth)
     return box, box.locator("xpath=ancestor::div[contains(concat(' ', @class, ' '), ' neuroio-row ')][1]")
 
@@ -660,7 +661,7 @@ def test_form_at_laptop_width(views_page: Any, theme: str, artifacts: Path) -> N
     if narrow > 1.6 * wide:
         problems.append(f"the form is {narrow:.0f} px tall at 900 px, {narrow / wide:.1f}x its {wide:.0f} px at 1280")
 
-    box, row = field_input(out, "Create face size", 1)  # Video stream > Create face size
+    box, row = field_input(out, "Video stream: Create face size")
     box.scroll_into_view_if_needed()
     box.fill("31234")
     box.press("Enter")
@@ -700,7 +701,7 @@ def test_number_box_never_saves_a_wrong_number(
     page.set_viewport_size({"width": 900, "height": 900})
     use_theme(page, theme)
     out, form = form_parts(page)
-    box, row = field_input(out, "Identify face size")
+    box, row = field_input(out, "General: Identify face size")
     status = out.locator(".neuroio-status").first
     sandbox.clear_log()
     for typed in ("7000.5", "1e5", "12abc"):
@@ -765,8 +766,8 @@ def test_jupyterlab_form_saves_one_patch(
         expect(out.locator(".neuroio-status").first).to_contain_text("no unsaved changes")
         sandbox.clear_log()
 
-        out.get_by_role("checkbox", name="Use PPS time", exact=True).click()
-        threshold = out.get_by_label("Identify face size", exact=True)
+        out.get_by_role("checkbox", name="General: Use PPS time", exact=True).click()
+        threshold = out.get_by_label("General: Identify face size", exact=True)
         threshold.fill("4545")
         threshold.press("Enter")
         expect(out.locator(".neuroio-status").first).to_contain_text("2 unsaved changes")
@@ -790,3 +791,298 @@ def test_jupyterlab_form_saves_one_patch(
     assert patches[0].path == "/v1/sources/1/"
     assert patches[0].body == {"use_pps_time": not first["use_pps_time"], "identify_facesize_threshold": 4545}
     assert sandbox.source(1)["identify_facesize_threshold"] == 4545
+
+
+# ---- the form for everyone: keyboard, names, short errors ----------------------------
+EVERYONE_NOTEBOOK = "form_for_everyone.ipynb"
+#: The source the accessibility notebook's form edits (03 edits 1, the views notebook 5).
+A11Y_SOURCE = 9
+#: Run All stops at the first error (cell 3); the cells after it are run one by one.
+EVERYONE_CELLS = [
+    "from neuroio_nb import Client\nclient = Client()",
+    "picker = client.sources.form()\npicker",
+    f"form = client.sources.form({A11Y_SOURCE})\nform",
+    "bad = client.sources.to_frame().head(40).copy()\nbad['identify_facesize_threshold'] = range(-40, 0)\n"
+    "bad['name'] = None\nclient.sources.plan(bad)",
+    "%tb",
+    "Client('not-the-token-at-all', client.base_url).sources.get(1)",
+    "Client('a-token-1234567890', 'http://127.0.0.1:9', max_retries=0).sources.get(1)",
+    "Client('a-token-1234567890', 'http://neuroio.example.com')",
+]
+#: Error cells: what each must say (beyond its name), at most NOTEBOOK_LINES lines.
+ERROR_CELLS = {
+    3: ("ValidationError", "nothing was sent", "What to do: fix these in the edited frame"),
+    5: ("AuthenticationError", "refused the API token", "$NEUROIO_API_TOKEN"),
+    6: ("TransportError", "could not connect", "the API URL tried was http://127.0.0.1:9"),
+    7: ("ConfigurationError", "Refusing plain http://", "$NEUROIO_API_URL"),
+}
+
+NOTEBOOK_STATE = """() => {
+    const panel = window.jupyterapp.shell.currentWidget;
+    return {active: panel.content.activeCellIndex, mode: panel.content.mode,
+            focus: document.activeElement ? document.activeElement.tagName : null};
+}"""
+
+
+def run_cell(page: Any, index: int) -> None:
+    """Run one cell of the open notebook (focus-independent: Lab's own command), once the kernel is
+    idle (requests that reach it while it unwinds an error are dropped)."""
+    page.wait_for_function(f"({KERNEL_STATUS})() === 'idle'", timeout=60_000)
+    page.wait_for_timeout(500)
+    page.evaluate(
+        """async (index) => {
+            const panel = window.jupyterapp.shell.currentWidget;
+            panel.content.activeCellIndex = index;
+            await window.jupyterapp.commands.execute('notebook:run-cell');
+        }""",
+        index,
+    )
+
+
+@pytest.fixture(scope="module")
+def everyone_page(lab: Lab, browser: Browser, jupyter_home: dict[str, Path], artifacts: Path) -> Iterator[Any]:
+    """The picker, a form and four errors, run once in one page."""
+    from playwright.sync_api import expect
+
+    nb = nbformat.v4.new_notebook(
+        metadata={"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    )
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in EVERYONE_CELLS]
+    nbformat.write(nb, jupyter_home["root"] / EVERYONE_NOTEBOOK)
+    page = new_page(browser)
+    try:
+        open_and_run_all(page, lab, EVERYONE_NOTEBOOK)
+        expect(output_of_cell(page, 3)).to_contain_text("ValidationError", timeout=90_000)
+        for index in range(4, len(EVERYONE_CELLS)):
+            run_cell(page, index)
+            expect(output_of_cell(page, index)).to_contain_text("Error" if index > 4 else "Traceback", timeout=60_000)
+        expect(output_of_cell(page, 2).locator(".neuroio-status")).to_contain_text("no unsaved changes")
+        page.keyboard.press("Escape")
+    except BaseException:
+        page.screenshot(path=str(artifacts / "FAILED-everyone-page.png"), full_page=True)
+        print(f"jupyterlab log tail:\n{lab.log_tail()}")
+        raise
+    yield page
+    page.close()
+
+
+def test_errors_in_a_notebook_are_short(everyone_page: Any, artifacts: Path) -> None:
+    """Point 5: ValidationError, AuthenticationError, TransportError and the plain-http refusal show
+    in at most 12 lines (as text, and as laid out at 1280 px), with what to do next and no frame of
+    the toolkit's code; %tb right after shows the whole traceback."""
+    from neuroio_nb.errors import NOTEBOOK_LINES
+
+    page = everyone_page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    use_theme(page, THEMES[0])
+    problems = []
+    for index, (name, *parts) in ERROR_CELLS.items():
+        out = output_of_cell(page, index)
+        out.scroll_into_view_if_needed()
+        out.screenshot(path=str(artifacts / f"error-{name}.png"))
+        text = out.inner_text().strip()
+        lines = text.splitlines()
+        laid_out = out.evaluate(
+            "(o) => { const p = o.querySelector('pre') || o;"
+            " return Math.round(p.getBoundingClientRect().height / parseFloat(getComputedStyle(p).lineHeight)); }"
+        )
+        if len(lines) > NOTEBOOK_LINES or laid_out > NOTEBOOK_LINES + 2:
+            problems.append(f"{name}: {len(lines)} lines of text, {laid_out} laid out:\n{text}")
+        if not lines[0].startswith(f"{name}: ") or "neuroio_nb/" in text or "Traceback" in text:
+            problems.append(f"{name} is not short:\n{text}")
+        problems += [f"{name} does not say {part!r}:\n{text}" for part in parts if part not in text]
+    whole = output_of_cell(page, 4).inner_text()
+    if "Traceback" not in whole or "neuroio_nb" not in whole:
+        problems.append(f"%tb does not show the whole traceback:\n{whole[:400]}")
+    assert not problems, "\n\n".join(problems)
+
+
+def option_id(listbox: Any, index: int) -> str:
+    """The source id of the picker's ``index``-th entry ("Lobby cam - space 1 (26)" -> "26")."""
+    return str(listbox.evaluate("(s, i) => s.options[i].textContent", index).rsplit("(", 1)[1].rstrip(")"))
+
+
+def test_keys_in_lists_move_the_selection_not_the_notebook(everyone_page: Any, artifacts: Path) -> None:
+    """Point 4: arrow keys in the picker's list and in "Keep images for" move their selection, not
+    JupyterLab's active cell; Enter in the list, or in the filter box, opens the form."""
+    from playwright.sync_api import expect
+
+    page = everyone_page
+    page.set_viewport_size({"width": 1280, "height": 900})
+    picker = output_of_cell(page, 1)
+    listbox = picker.locator(".neuroio-picker-list select")
+    title = picker.locator(".neuroio-form h3")
+    picker.scroll_into_view_if_needed()
+    listbox.locator("option").nth(1).click()  # the mouse opens the second source
+    expect(title).to_contain_text(f"Source {option_id(listbox, 1)}:", timeout=30_000)
+    opened = title.inner_text()
+    listbox.focus()  # the notebook makes the cell holding the focus its active cell
+    before = page.evaluate(NOTEBOOK_STATE)
+    for _ in range(2):
+        page.keyboard.press("ArrowDown")
+    state = page.evaluate(NOTEBOOK_STATE)
+    assert state["active"] == before["active"] and state["mode"] == "command", f"the notebook moved: {state}"
+    assert listbox.evaluate("(s) => s.selectedIndex") == 3, "ArrowDown did not move the list's selection"
+    assert title.inner_text() == opened, "an arrow key opened a form: only Enter (or a click) does"
+    page.keyboard.press("Enter")
+    expect(title).to_contain_text(f"Source {option_id(listbox, 3)}:")
+    state = page.evaluate(NOTEBOOK_STATE)
+    assert state == {**before, "focus": "SELECT"}, f"Enter left the list: {state}"
+
+    finder = picker.get_by_label("Find source")
+    finder.fill("(12)")
+    finder.press("Enter")
+    expect(title).to_contain_text("Source 12:")
+    finder.fill("")
+
+    form = output_of_cell(page, 2)
+    keep = form.locator(".neuroio-field-store_images_for_results select")
+    keep.scroll_into_view_if_needed()
+    keep.locator("option").first.click()  # "new" alone
+    expect(form.locator(".neuroio-status")).to_contain_text("1 unsaved change")
+    before = page.evaluate(NOTEBOOK_STATE)
+    page.keyboard.press("ArrowDown")
+    state = page.evaluate(NOTEBOOK_STATE)
+    assert state["active"] == before["active"] and state["mode"] == "command", f"the notebook moved: {state}"
+    assert keep.evaluate("(s) => [...s.selectedOptions].map(o => o.index)") == [1], "ArrowDown did not move"
+    page.screenshot(path=str(artifacts / "keys-in-lists.png"))
+    form.get_by_role("button", name="Revert", exact=True).click()
+    expect(form.locator(".neuroio-status")).to_contain_text("no unsaved changes")
+
+
+#: Elements under ``root`` that show a scrollbar: more content than room, and allowed to scroll.
+SCROLLBARS_JS = """(root) => {
+    const found = [];
+    for (const el of [root, ...root.querySelectorAll('*')]) {
+        const s = getComputedStyle(el);
+        const y = /(auto|scroll)/.test(s.overflowY) && el.scrollHeight > el.clientHeight + 1;
+        const x = /(auto|scroll)/.test(s.overflowX) && el.scrollWidth > el.clientWidth + 1;
+        if ((x || y) && el.tagName !== 'SELECT') {
+            const row = el.closest('.neuroio-row');
+            found.push(`${el.className || el.tagName} in ${row ? row.className : 'the form'}`
+                       + ` (${el.scrollWidth}x${el.scrollHeight} in ${el.clientWidth}x${el.clientHeight})`);
+        }
+    }
+    return found.slice(0, 10);
+}"""
+
+#: The focus ring of the focused element: its outline (or border) colour's contrast with what is around it.
+FOCUS_RING_JS = """(el) => {
+    const parse = (c) => {
+        const m = c && c.match(/rgba?\\(([^)]+)\\)/);
+        if (!m) return null;
+        const p = m[1].split(/[\\s,\\/]+/).filter(Boolean).map(Number);
+        return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    };
+    const over = (top, bottom) => [0, 1, 2].map(i => top[i] * top[3] + bottom[i] * (1 - top[3])).concat([1]);
+    const chain = [];
+    for (let e = el.parentElement; e; e = e.parentElement) chain.push(e);
+    let bg = [255, 255, 255, 1];
+    for (const e of chain.reverse()) {
+        const c = parse(getComputedStyle(e).backgroundColor);
+        if (c && c[3] > 0) bg = over(c, bg);
+    }
+    const lum = (c) => {
+        const f = (v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); };
+        return 0.2126 * f(c[0]) + 0.7152 * f(c[1]) + 0.0722 * f(c[2]);
+    };
+    const s = getComputedStyle(el);
+    const outline = s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) >= 2;
+    const ring = over(parse(outline ? s.outlineColor : s.borderTopColor), bg);
+    const a = lum(ring), b = lum(bg);
+    return {ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05), outline, width: s.outlineWidth,
+            color: outline ? s.outlineColor : s.borderTopColor,
+            bg: 'rgb(' + bg.slice(0, 3).map(Math.round).join(',') + ')'};
+}"""
+
+ROLES = ("textbox", "checkbox", "listbox", "combobox", "spinbutton")
+
+
+def accessible_names(locator: Any) -> list[str]:
+    """The accessible names of the inputs under ``locator``, as the browser's accessibility tree has them."""
+    import re
+
+    snapshot = locator.aria_snapshot()
+    return [m.group(2) for m in re.finditer(rf'- \'?({"|".join(ROLES)}) "([^"]*)"', snapshot)]
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_the_form_for_everyone(everyone_page: Any, theme: str, artifacts: Path) -> None:
+    """Point 6, at 1280 px and at 900 px beside the file browser: no stray scrollbars; every input a
+    unique accessible name ("Photo uploads: Create face size"); help and error lines linked with
+    aria-describedby; the status line a role="status" of one line; a text box's focus ring >= 3:1."""
+    from playwright.sync_api import expect
+
+    page = everyone_page
+    use_theme(page, theme)
+    out = output_of_cell(page, 2)
+    form = out.locator(".neuroio-form").first
+    problems = []
+    for width in (1280, 900):
+        page.set_viewport_size({"width": width, "height": 900})
+        if width == 900:
+            open_file_browser(page)
+        page.wait_for_timeout(300)
+        problems += [f"{width} px: scrollbar on {s}" for s in form.evaluate(SCROLLBARS_JS)]
+
+    names = accessible_names(form)
+    inputs = form.locator(".neuroio-row input, .neuroio-row select").count()
+    if len(names) != inputs or len(set(names)) != len(names) or not all(names):
+        problems.append(f"{inputs} inputs, accessible names: {names}")
+    for wanted in ("Photo uploads: Create face size", "Video stream: Create face size", "General: Use PPS time"):
+        if wanted not in names:
+            problems.append(f"no input is named {wanted!r}: {names}")
+
+    described = form.evaluate(
+        """(form) => [...form.querySelectorAll('.neuroio-row')].map(row => {
+            const input = row.querySelector('.neuroio-line input, .neuroio-line select');
+            const ids = (input.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
+            const help = row.querySelector('.neuroio-help').textContent;
+            const texts = ids.map(id => (document.getElementById(id) || {textContent: null}).textContent);
+            return {name: input.getAttribute('aria-label'), ok: texts.includes(help) && texts.length === 2};
+        })"""
+    )
+    problems += [f"{d['name']}: help and error line not linked by aria-describedby" for d in described if not d["ok"]]
+
+    status = out.get_by_role("status")
+    expect(status).to_contain_text("no unsaved changes")
+    box, _ = field_input(out, "General: Identify face size")
+    other, _ = field_input(out, "Video stream: Create face size")
+    for field, typed in ((box, "7000.5"), (other, "12abc")):
+        field.fill(typed)
+        field.press("Enter")
+    out.get_by_role("button", name="Save", exact=True).click()
+    expect(status).to_contain_text("not saved")
+    error_id = box.get_attribute("aria-describedby").split()[0]
+    if "whole number" not in page.locator(f"[id='{error_id}']").inner_text():
+        problems.append("the error under a field is not the first of its aria-describedby")
+    if box.get_attribute("aria-invalid") != "true":
+        problems.append("a field in error is not aria-invalid")
+    page.set_viewport_size({"width": 900, "height": 900})
+    page.wait_for_timeout(300)
+    lines = status.evaluate(
+        "(s) => { const c = s.querySelector('.widget-html-content') || s;"
+        " return c.getBoundingClientRect().height / parseFloat(getComputedStyle(c).lineHeight); }"
+    )
+    whole = status.get_attribute("title") or ""
+    if lines > 1.5 or "not saved" not in whole or "2 unsaved changes" not in whole:
+        problems.append(f"the status line is {lines:.1f} lines at 900 px (its title: {whole!r})")
+    # past the output's edge: nothing but the status line's own words, which its ellipsis cuts
+    status_words = status.inner_text()
+    for found in out.evaluate(OVERFLOW_JS):
+        quoted = found.split('"')[1] if found.count('"') >= 2 else None
+        if quoted is None or quoted not in status_words:
+            problems.append(f"900 px: {found}")
+    page.screenshot(path=str(artifacts / f"form-for-everyone-900-{theme.split()[-1]}.png"))
+
+    name_box, name_row = field_input(out, "General: Name")
+    name_box.click()
+    ring = name_box.evaluate(FOCUS_RING_JS)
+    if ring["ratio"] < 3:
+        problems.append(f"the focus ring of a text box is {ring['ratio']:.2f}:1 ({ring})")
+    name_row.screenshot(path=str(artifacts / f"focus-ring-{theme.split()[-1]}.png"))
+    page.keyboard.press("Escape")
+    out.get_by_role("button", name="Revert", exact=True).click()
+    expect(status).to_contain_text("no unsaved changes")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert not problems, f"in {theme}:\n" + "\n".join(problems)
