@@ -139,6 +139,14 @@ def read_named_csv(path: Any) -> pd.DataFrame:
 
 
 def _read(path: Any, *, ids_needed: bool) -> pd.DataFrame:
+    """Read a CSV; its errors do not say "nothing was sent" (reading a file sends nothing)."""
+    try:
+        return _read_checked(path, ids_needed=ids_needed)
+    except ValidationError as exc:
+        raise ValidationError(exc.problems, what=exc.what, nothing_sent=False) from None
+
+
+def _read_checked(path: Any, *, ids_needed: bool) -> pd.DataFrame:
     if not isinstance(path, (str, os.PathLike)) and not hasattr(path, "read"):
         raise ValidationError.one("read_csv needs a file path or an open file", value=type(path).__name__, what="CSV")
     what = f"CSV {os.fspath(path)!r}" if isinstance(path, (str, os.PathLike)) else "CSV"
