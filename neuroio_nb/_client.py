@@ -22,11 +22,21 @@ class Client(Transport):
     where every write is recorded before it is sent (None: ``$NEUROIO_NB_JOURNAL``,
     else the user data folder, but for a client of a sandbox serving in this process,
     that sandbox's temporary journal; a folder path; False: no journal).
+
+    Example::
+
+        client = Client()   # $NEUROIO_API_TOKEN, $NEUROIO_API_URL
+        client = Client(sandbox.token, sandbox.url, max_workers=4, journal=False)
     """
 
     @functools.cached_property
     def sources(self) -> Sources:
-        """The sources: one page, every page, one source, and the bulk jobs built on them."""
+        """The sources: one page, every page, one source, and the bulk jobs built on them.
+
+        Example::
+
+            frame = client.sources.to_frame()
+        """
         return Sources(self)
 
 

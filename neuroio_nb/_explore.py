@@ -12,6 +12,10 @@ def non_defaults(frame: pd.DataFrame) -> pd.DataFrame:
     """Every setting that differs from the create default: one row per (source, field).
 
     Columns: ``name``, ``field``, ``value``, ``default``; index ``id``.
+
+    Example::
+
+        non_defaults(client.sources.to_frame())   # name, field, value, default per (source, field)
     """
     parts = []
     for field in FIELDS:

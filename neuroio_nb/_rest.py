@@ -53,7 +53,13 @@ class SourcesAPI:
     def list(
         self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None, limit: int = 20, offset: int = 0
     ) -> dict[str, Any]:
-        """One page, as the API sends it: ``{"count", "next", "previous", "results"}``."""
+        """One page, as the API sends it: ``{"count", "next", "previous", "results"}``.
+
+        Example::
+
+            page = client.sources.list(q="lobby", limit=50)
+            page["count"], len(page["results"])
+        """
         params: dict[str, Any] = {"limit": _count_param("limit", limit), "offset": _count_param("offset", offset)}
         if q is not None:
             params["q"] = q
@@ -67,6 +73,10 @@ class SourcesAPI:
         Pages overlap by one row, so sources added or deleted while the listing is
         read cannot make others go unseen; a :class:`ListingChangedWarning` says
         when that happened (once the last page is read).
+
+        Example::
+
+            names = [source["name"] for source in client.sources.iter(spaces_ids=[2])]
         """
         walk = Walk(self.client.page_size)
         yield from self._walked(walk, q, spaces_ids)
@@ -107,6 +117,10 @@ class SourcesAPI:
         while ``next`` goes on) read then. ``first``: the first page (offset 0,
         the client's page size), if already read; ``fetched``: pages after it
         already read, by offset (those are not fetched again).
+
+        Example::
+
+            sources, changed = client.sources.records(q="dock")
         """
         if first is None:
             first = self.list(q, spaces_ids, limit=self.client.page_size, offset=0)
@@ -162,7 +176,13 @@ class SourcesAPI:
 
     # ---- one source -----------------------------------------------------------
     def get(self, source_id: int) -> dict[str, Any]:
-        """One source, as the API sends it (``NotFoundError`` when there is none)."""
+        """One source, as the API sends it (``NotFoundError`` when there is none).
+
+        Example::
+
+            source = client.sources.get(42)
+            source["auto_check_liveness"]
+        """
         return _checked_source(self.client.request("GET", _path(source_id)), _path(source_id))
 
     def create(self, name: str, **fields: Any) -> dict[str, Any]:
@@ -172,6 +192,11 @@ class SourcesAPI:
         a 502/504) is settled by reading the server: a source of that name and
         those settings that was not there before the POST is the one made;
         with none, the create is sent again. Never two sources for one call.
+
+        Example::
+
+            new = client.sources.create("Dock cam 3", auto_check_liveness=True, license=7)
+            new["id"]
         """
         return self.create_from(dict(fields, name=name))
 
@@ -183,6 +208,10 @@ class SourcesAPI:
         hold the name: unscoped, or searched with a ``q`` the name contains, and not
         narrowed to some spaces). An unknown outcome is then settled against them, and
         the create sends no read of its own first. None: read them first (one GET).
+
+        Example::
+
+            client.sources.create_from({"name": "Dock cam 4", "use_pps_time": True})
         """
         if "name" not in fields:
             raise ValidationError([Problem(None, "name", None, "a source to create needs a name")], what="request")
@@ -230,7 +259,12 @@ class SourcesAPI:
         return new[0] if new else None
 
     def update(self, source_id: int, **fields: Any) -> dict[str, Any]:
-        """PATCH only the given fields (checked against the schema first)."""
+        """PATCH only the given fields (checked against the schema first).
+
+        Example::
+
+            client.sources.update(42, identify_facesize_threshold=9000, use_pps_time=True)
+        """
         path = _path(source_id)
         body = _writable(fields, source_id)
 
@@ -253,7 +287,12 @@ class SourcesAPI:
         )
 
     def delete(self, source_id: int) -> None:
-        """Delete a source. A retry after an answer was lost finds it gone: that is success."""
+        """Delete a source. A retry after an answer was lost finds it gone: that is success.
+
+        Example::
+
+            client.sources.delete(42)
+        """
         path = _path(source_id)
         if self.client.journal is None or is_covered():
             return self._delete(path)
@@ -298,6 +337,10 @@ class SourcesAPI:
 
         Few ids: one GET each, concurrently. Many: the listing (of the given
         spaces, when known), and a GET for any id the listing did not have.
+
+        Example::
+
+            now = client.sources.current([7, 8, 9])   # {7: {...}, 8: {...}, 9: None}
         """
         ids = list(dict.fromkeys(int(i) for i in ids))
         found: dict[int, Source | None] = {}

@@ -49,6 +49,11 @@ class Sources(SourcesAPI):
         holds no duplicate ids and a :class:`ListingChangedWarning` says so;
         ``consistent=True`` re-reads (up to ``attempts`` times) until a read
         sees no change.
+
+        Example::
+
+            frame = client.sources.to_frame()                         # every source
+            lobby = client.sources.to_frame(q="lobby", spaces_ids=[1, 2])
         """
         for attempt in range(1, attempts + 1):
             rows, changed = self.records(q, spaces_ids, progress)
@@ -92,6 +97,13 @@ class Sources(SourcesAPI):
         ``policy`` (a :class:`Policy`, a TOML file's path or a list of rules; checked before
         anything is read): ``plan.violations`` lists what breaks its rules in the state the
         plan would leave, and ``plan.apply()`` refuses while any remain.
+
+        Example::
+
+            edited = frame.copy()
+            edited.loc[edited["space_id"] == 2, "auto_check_liveness"] = True
+            plan = client.sources.plan(edited, base=frame)   # nothing sent yet
+            plan.summary()
         """
         rules = None if policy is None else Policy.coerce(policy)
         plan = make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
@@ -110,7 +122,13 @@ class Sources(SourcesAPI):
         """Audit the account now: every source (matching ``q`` / ``spaces_ids``) against
         ``policy`` (a :class:`Policy`, a TOML file's path or a list of rules; checked before
         anything is read). One row per source and rule it breaks (``id``, ``name``, ``rule``,
-        ``require``, ``fields``, ``values``); no row when every source meets every rule."""
+        ``require``, ``fields``, ``values``); no row when every source meets every rule.
+
+        Example::
+
+            violations = client.sources.check("rules.toml", spaces_ids=[2])
+            violations.empty   # True when every source meets every rule
+        """
         rules = Policy.coerce(policy)
         return rules.check(self.to_frame(q=q, spaces_ids=spaces_ids, progress=progress))
 
@@ -123,13 +141,25 @@ class Sources(SourcesAPI):
         on_conflict: str = "skip",
         progress: bool | None = None,
     ) -> pd.DataFrame:
-        """Apply ``edited``: one PATCH per changed source; a report row per source."""
+        """Apply ``edited``: one PATCH per changed source; a report row per source.
+
+        Example::
+
+            report = client.sources.bulk_update(edited, base=frame, on_conflict="skip")
+            report.summary()   # "297 updated, 2 conflict"
+        """
         check_on_conflict(on_conflict)
         return self.plan(edited, base).apply(dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def undo(self, report: pd.DataFrame | str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
         """Put back what a report's writes replaced (see :func:`neuroio_nb._jobs.sync.undo`), or what a
-        journaled run changed, given its id (see :func:`neuroio_nb._jobs.history.undo`)."""
+        journaled run changed, given its id (see :func:`neuroio_nb._jobs.history.undo`).
+
+        Example::
+
+            report = plan.apply()
+            client.sources.undo(report)                     # or a journaled run: undo("20261129-101538-80ec68")
+        """
         if isinstance(report, (str, os.PathLike)):
             return undo_run(self, os.fspath(report), on_conflict=on_conflict, progress=progress)
         with labelled("undo"):
@@ -137,21 +167,44 @@ class Sources(SourcesAPI):
 
     def history(self, run_id: str | None = None, *, prune_before: Any = None) -> pd.DataFrame:
         """The journal: every run, newest first; one run's report (``run_id``); or, with
-        ``prune_before``, remove the runs started before then (and get them back as a frame)."""
+        ``prune_before``, remove the runs started before then (and get them back as a frame).
+
+        Example::
+
+            client.sources.history()                        # every run, newest first
+            client.sources.history("20261129-101538")        # that run's report
+        """
         return history(self, run_id, prune_before=prune_before)
 
     def resume(self, run_id: str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
-        """Finish an interrupted run: send exactly what it did not; the report covers the whole run."""
+        """Finish an interrupted run: send exactly what it did not; the report covers the whole run.
+
+        Example::
+
+            client.sources.resume("20261129-101538-80ec68")   # after a crash: send the rest
+        """
         return resume_run(self, run_id, on_conflict=on_conflict, progress=progress)
 
     def export_csv(self, path: Any, frame: pd.DataFrame | None = None) -> pd.DataFrame:
-        """Write every source (or ``frame``) to CSV; returns the frame written."""
+        """Write every source (or ``frame``) to CSV; returns the frame written.
+
+        Example::
+
+            client.sources.export_csv("sources.csv")
+            frame = read_csv("sources.csv")
+        """
         frame = self.to_frame() if frame is None else frame
         write_csv(frame, path)
         return frame
 
     def form(self, source_id: int | None = None) -> Any:
-        """An ipywidgets form for one source (a searchable picker when no id)."""
+        """An ipywidgets form for one source (a searchable picker when no id).
+
+        Example::
+
+            client.sources.form(42)   # the form of source 42
+            client.sources.form()     # a searchable picker above the form
+        """
         from ._form import source_form  # ipywidgets only when a form is asked for: the CLI never loads it
 
         return source_form(self, source_id)

@@ -282,11 +282,23 @@ class Transport:
         self.close()
 
     def close(self) -> None:
-        """Close the HTTP session and its pooled connections."""
+        """Close the HTTP session and its pooled connections.
+
+        Example::
+
+            client = Client()
+            ...
+            client.close()   # or: with Client() as client: ...
+        """
         self.session.close()
 
     def url(self, path: str) -> str:
-        """The absolute URL of an API path on this client's server."""
+        """The absolute URL of an API path on this client's server.
+
+        Example::
+
+            client.url("/v1/sources/")   # "https://api.neuroio.com/v1/sources/"
+        """
         return self.base_url + "/" + path.lstrip("/")
 
     def request(
@@ -306,6 +318,11 @@ class Transport:
         :class:`Settled` when the request did act (its value is the answer), or
         None when it did not (the request is then sent again). Without
         ``if_unknown`` such a POST is not sent again: its error is raised.
+
+        Example::
+
+            page = client.request("GET", "/v1/sources/", params={"limit": 5})
+            page["count"]
         """
         if not self._token:
             raise ConfigurationError(

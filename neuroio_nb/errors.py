@@ -63,7 +63,15 @@ class NeuroIOError(Exception):
 
 def short_form(error: NeuroIOError) -> list[str]:
     """At most :data:`NOTEBOOK_LINES` lines: the error's name and message, the user's line that
-    raised it, what to do next, and how to see the whole traceback."""
+    raised it, what to do next, and how to see the whole traceback.
+
+    Example::
+
+        try:
+            client.sources.plan(edited)
+        except ValidationError as exc:
+            log.warning("\n".join(short_form(exc)))
+    """
     hint = error.hint()
     tail = [*([f"{_BOLD}What to do:{_RESET} {hint}"] if hint else []), "(the whole traceback: %tb)"]
     where = _users_line(error)
@@ -104,7 +112,12 @@ class ConfigurationError(NeuroIOError, ValueError):
         self.advice = advice
 
     def hint(self) -> str | None:
-        """The setting to change, when the message does not name it."""
+        """The setting to change, when the message does not name it.
+
+        Example::
+
+            Client("token", "http://neuroio.example.com")   # ConfigurationError; .hint() names base_url and $NEUROIO_API_URL
+        """
         return self.advice
 
 
@@ -127,7 +140,13 @@ class TransportError(NeuroIOError):
         self.retryable = retryable
 
     def hint(self) -> str | None:
-        """The URL tried, where it came from, and the way there (None when no URL was tried)."""
+        """The URL tried, where it came from, and the way there (None when no URL was tried).
+
+        Example::
+
+            except TransportError as exc:
+                print(exc.hint())   # "the API URL tried was https://...: is it right ...?"
+        """
         if not self.url:
             return None
         return (
@@ -197,7 +216,13 @@ class AuthenticationError(APIError):
     """401 or 403: the token is missing, wrong or lacks the right."""
 
     def hint(self) -> str:
-        """Which setting holds the token, and which server refused it."""
+        """Which setting holds the token, and which server refused it.
+
+        Example::
+
+            except AuthenticationError as exc:
+                print(exc.hint())   # "... refused the API token: check $NEUROIO_API_TOKEN ..."
+        """
         server = f"the server at {self.url}" if self.url else "this server"
         if self.status_code == 403:
             return f"{server} knows the token but it lacks the right for this; ask for a token that has it."
@@ -287,12 +312,26 @@ class ValidationError(NeuroIOError, ValueError):
         return text.splitlines()
 
     def hint(self) -> str:
-        """Where every problem is, and what to do."""
+        """Where every problem is, and what to do.
+
+        Example::
+
+            except ValidationError as exc:
+                print(exc.hint())   # "fix these in the edited frame and run again; ..."
+        """
         where = f"the {self.what}" if self.nothing_sent else "the file"
         return f"fix these in {where} and run again; all of them as a table: sys.last_value.to_frame()"
 
     def to_frame(self) -> Any:
-        """The problems as a frame: one row per problem, a column per field of :class:`Problem`."""
+        """The problems as a frame: one row per problem, a column per field of :class:`Problem`.
+
+        Example::
+
+            try:
+                client.sources.plan(edited)
+            except ValidationError as exc:
+                problems = exc.to_frame()   # id, field, value, reason
+        """
         import pandas as pd
 
         return pd.DataFrame(self.problems, columns=list(Problem._fields))
@@ -381,7 +420,12 @@ class UnmatchedRowsWarning(UserWarning):
 
 
 def redact(text: str, secret: str | None, *, mask: str = "***") -> str:
-    """``text`` without ``secret``, nor the start of it that ends ``text`` or an excerpt (``CUT``)."""
+    """``text`` without ``secret``, nor the start of it that ends ``text`` or an excerpt (``CUT``).
+
+    Example::
+
+        redact("token abcd1234efgh was refused", "abcd1234efgh")   # "token *** was refused"
+    """
     if not secret or len(secret) < _SHORTEST_SECRET:
         return text
     text = text.replace(secret, mask)
@@ -394,7 +438,12 @@ def redact(text: str, secret: str | None, *, mask: str = "***") -> str:
 
 
 def scrub(error: NeuroIOError, secret: str | None) -> NeuroIOError:
-    """``error`` with ``secret`` redacted from its message, its field errors and its args."""
+    """``error`` with ``secret`` redacted from its message, its field errors and its args.
+
+    Example::
+
+        raise scrub(TransportError(f"lost {url}"), token)
+    """
     if not secret:
         return error
     if isinstance(error, APIError):

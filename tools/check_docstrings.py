@@ -1,4 +1,5 @@
-"""Fail when a public name shown in the API reference has no docstring.
+"""Fail when a public name shown in the API reference has no docstring, or a public
+method or function has no example.
 
     python tools/check_docstrings.py          (run by `python3 tasks.py docs`)
 
@@ -8,6 +9,11 @@ reference renders for it: a class's methods and properties, its own and those it
 from classes of this package (not names starting with `_`), and a module's public classes
 and functions. mkdocstrings
 would silently leave them out; here they are errors, all listed at once.
+
+Every public method and function (not properties) also needs an example in its
+docstring: an ``Example::`` line and the indented code under it, or ``>>>`` lines.
+And the signatures are formatted on several lines only when a formatter mkdocstrings
+knows (Ruff or Black) is installed: without one, that is an error too.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 DIRECTIVE = re.compile(r"^:::\s+([\w.]+)\s*$", re.MULTILINE)
+#: An example in a docstring: ``Example::`` (or ``Examples::``) then an indented line of code, or ``>>>``.
+EXAMPLE = re.compile(r"^\s*Examples?::\s*\n\s*\n(\s+)\S|^\s*>>> ", re.MULTILINE)
 
 
 def resolve(dotted: str) -> Any:
@@ -70,17 +78,43 @@ def module_members(module: Any) -> list[tuple[str, Any]]:
     return found
 
 
+def has_example(obj: Any) -> bool:
+    return bool(EXAMPLE.search(getattr(obj, "__doc__", None) or ""))
+
+
+def is_method(member: Any) -> bool:
+    """A function (a method, classmethod, staticmethod or module function), not a property."""
+    return inspect.isfunction(member)
+
+
 def missing(dotted: str) -> list[str]:
+    """What ``dotted`` and the members the reference shows for it lack: ``name`` (no docstring)
+    or ``name: no example``."""
     obj = resolve(dotted)
     problems = [] if has_doc(obj) else [dotted]
+    if inspect.isfunction(obj) and has_doc(obj) and not has_example(obj):
+        problems.append(f"{dotted}: no example")
     if inspect.ismodule(obj):
-        for name, member in module_members(obj):
-            problems += missing(f"{dotted}.{name}") if inspect.isclass(member) else []
-            if not inspect.isclass(member) and not has_doc(member):
-                problems.append(f"{dotted}.{name}")
+        for name, _member in module_members(obj):
+            problems += missing(f"{dotted}.{name}")
     elif inspect.isclass(obj):
-        problems += [f"{dotted}.{name}" for name, member in own_members(obj) if not has_doc(member)]
+        for name, member in own_members(obj):
+            if not has_doc(member):
+                problems.append(f"{dotted}.{name}")
+            elif is_method(member) and not has_example(member):
+                problems.append(f"{dotted}.{name}: no example")
     return problems
+
+
+def signature_formatter() -> str | None:
+    """The formatter mkdocstrings would lay signatures out with (Ruff first, as it does), if any."""
+    for module in ("ruff", "black"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            continue
+        return module
+    return None
 
 
 def main() -> int:
@@ -92,12 +126,17 @@ def main() -> int:
         print("check_docstrings: no `::: name` lines in docs/reference/*.md", file=sys.stderr)
         return 1
     problems = [problem for name in names for problem in missing(name)]
+    if signature_formatter() is None:
+        problems.append("no signature formatter: install the docs extra (pip install -e '.[docs]': Ruff)")
     if problems:
-        print(f"{len(problems)} public names in the API reference have no docstring:", file=sys.stderr)
+        print(f"{len(problems)} problems in the API reference (no docstring, or no example):", file=sys.stderr)
         for problem in problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
-    print(f"check_docstrings: {len(names)} documented objects, every public member has a docstring")
+    print(
+        f"check_docstrings: {len(names)} documented objects, every public member has a docstring, "
+        f"every public method an example; signatures laid out by {signature_formatter()}"
+    )
     return 0
 
 

@@ -66,12 +66,22 @@ class Report(pd.DataFrame):
         return report
 
     def counts(self) -> dict[str, int]:
-        """How many sources ended in each status, e.g. ``{"updated": 297, "conflict": 2}``."""
+        """How many sources ended in each status, e.g. ``{"updated": 297, "conflict": 2}``.
+
+        Example::
+
+            plan.apply().counts()   # {"updated": 297, "conflict": 2}
+        """
         found = self["status"].value_counts().to_dict() if "status" in self else {}
         return {s: int(found[s]) for s in STATUSES if found.get(s)}
 
     def summary(self) -> str:
-        """The counts in words: ``"297 updated, 2 conflict"`` (``"nothing to change"`` when empty)."""
+        """The counts in words: ``"297 updated, 2 conflict"`` (``"nothing to change"`` when empty).
+
+        Example::
+
+            plan.apply().summary()   # "297 updated, 2 conflict"
+        """
         counts = self.counts()
         return ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to change"
 

@@ -126,7 +126,13 @@ def _encode_cell(value: Any) -> str:
 
 
 def read_csv(path: Any) -> pd.DataFrame:
-    """A CSV written by :func:`export_csv` (or edited by hand) as a frame typed like ``to_frame()``."""
+    """A CSV written by :func:`export_csv` (or edited by hand) as a frame typed like ``to_frame()``.
+
+    Example::
+
+        frame = read_csv("sources.csv")   # typed exactly like to_frame()
+        plan = client.sources.plan(frame)
+    """
     return _read(path, ids_needed=True)
 
 

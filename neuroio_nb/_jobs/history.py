@@ -43,7 +43,12 @@ class History(pd.DataFrame):
         return History
 
     def summary(self) -> str:
-        """``"12 runs; 1 interrupted (latest ...): ..."``, with what to do about an interrupted one."""
+        """``"12 runs; 1 interrupted (latest ...): ..."``, with what to do about an interrupted one.
+
+        Example::
+
+            client.sources.history().summary()   # "12 runs; 1 interrupted (latest ...): ..."
+        """
         if not len(self):
             return "no runs in the journal"
         interrupted = self.index[self["state"] == "interrupted"].tolist()

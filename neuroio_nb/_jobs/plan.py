@@ -128,7 +128,12 @@ class Plan:
         return list(dict.fromkeys(self.changes["id"].tolist()))
 
     def by_source(self) -> dict[int, dict[str, tuple[Any, Any]]]:
-        """id -> {field: (old, new)}, fields in schema order."""
+        """id -> {field: (old, new)}, fields in schema order.
+
+        Example::
+
+            plan.by_source()[42]   # {"use_pps_time": (False, True)}
+        """
         out: dict[int, dict[str, tuple[Any, Any]]] = {}
         for sid, fname, old, new in self.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None):
             out.setdefault(sid, {})[fname] = (old, new)
@@ -146,6 +151,11 @@ class Plan:
 
         A plan with policy :attr:`violations` sends nothing (:class:`~neuroio_nb.errors.PolicyViolationError`)
         unless ``allow_violations=True``.
+
+        Example::
+
+            report = plan.apply(on_conflict="skip")
+            report.summary()
         """
         if len(self.violations) and not allow_violations and not dry_run:
             raise PolicyViolationError(refusal(self.violations), self.violations)
@@ -168,17 +178,34 @@ class Plan:
     def to_markdown(self) -> str:
         """The plan for a ticket or a pull request (GitHub-flavoured Markdown): the summary, then
         a row per deleted source (``-``), created source's value (``+``) and changed value (``~``)
-        with old and new, cut as pandas cuts rows ("showing N of M"; :meth:`to_json` has all)."""
+        with old and new, cut as pandas cuts rows ("showing N of M"; :meth:`to_json` has all).
+
+        Example::
+
+            Path("change.md").write_text(plan.to_markdown())   # for the ticket or pull request
+        """
         return plan_markdown(self)
 
     def to_json(self, *, indent: int | None = 2) -> str:
         """Every change, uncut, as JSON: ``deletes`` (with each source's settings), ``creates``,
         ``updates`` (each field's old and new), ``not_found``, ``unmatched``, ``violations``,
-        ``counts`` and ``summary`` (the schema: the user guide's "Change review" page)."""
+        ``counts`` and ``summary`` (the schema: the user guide's "Change review" page).
+
+        Example::
+
+            changes = json.loads(plan.to_json())
+            changes["summary"]
+        """
         return json.dumps(plan_json(self), indent=indent, ensure_ascii=False, default=str)
 
     def create_bodies(self) -> dict[Any, dict[str, Any]]:
-        """Row label -> the fields a create sends (missing cells left to the server's defaults)."""
+        """Row label -> the fields a create sends (missing cells left to the server's defaults).
+
+        Example::
+
+            plan = client.sources.plan(site, key="name", create=True)
+            plan.create_bodies()   # {0: {"name": "Dock cam 1", ...}, ...}
+        """
         bodies: dict[Any, dict[str, Any]] = {}
         for label, row in zip(self.creates.index, self.creates.to_dict("records"), strict=True):
             bodies[label] = {str(f): v for f, v in ((f, to_python(v)) for f, v in row.items()) if v is not None}
@@ -186,7 +213,12 @@ class Plan:
 
     def summary(self) -> str:
         """``3 sources to update (5 values); 1 id not found``; deletions and creations lead:
-        ``1 source to delete, 2 to create, 269 to update (283 values)``."""
+        ``1 source to delete, 2 to create, 269 to update (283 values)``.
+
+        Example::
+
+            plan.summary()   # "1 source to delete, 2 to create, 3 to update (4 values)"
+        """
         if not len(self) and not self.missing:
             notes = [self.unmatched_note() if len(self.unmatched) else "", summary_note(self.violations)]
             return "; ".join(["nothing to change", *filter(None, notes)])
@@ -209,14 +241,26 @@ class Plan:
         return text
 
     def unmatched_note(self, create: str = "create=True") -> str:
-        """:func:`unmatched_note` of :attr:`unmatched`, with how many ``create=True`` refuses and why."""
+        """:func:`unmatched_note` of :attr:`unmatched`, with how many ``create=True`` refuses and why.
+
+        Example::
+
+            plan = client.sources.plan(site, key="name")
+            plan.unmatched_note()   # "2 rows match no source (not created: ...)"
+        """
         reasons = tuple(self._refused_labels())
         return unmatched_note(len(self.unmatched), create, refused=len(self.unmatched_refused()), reasons=reasons)
 
     def refusals(self, *, cli: bool = False) -> list[tuple[str, list[Any], str]]:
         """Why ``create=True`` refuses rows of :attr:`unmatched`, a group per reason, each
         ``(reason, labels, text)``: ``scope`` (:meth:`outside_scope`), then ``values``
-        (:meth:`refused_for_values`). The warning, the views and the CLI say these groups."""
+        (:meth:`refused_for_values`). The warning, the views and the CLI say these groups.
+
+        Example::
+
+            for reason, labels, text in plan.refusals():
+                print(reason, labels, text)
+        """
         texts = {"scope": lambda: self.outside_scope(cli=cli), "values": self.refused_for_values}
         return [(reason, labels, texts[reason]()) for reason, labels in self._refused_labels().items()]
 
@@ -236,12 +280,22 @@ class Plan:
         return out
 
     def unmatched_names(self) -> str:
-        """The names of :attr:`unmatched`, quoted (a stray space shows), cut as pandas cuts rows."""
+        """The names of :attr:`unmatched`, quoted (a stray space shows), cut as pandas cuts rows.
+
+        Example::
+
+            plan.unmatched_names()   # "'Dock cam 1', 'Dock cam 2'"
+        """
         return unmatched_names(self.unmatched["name"].tolist())
 
     def unmatched_refused(self) -> list[Any]:
         """The labels of the rows of :attr:`unmatched` that ``create=True`` refuses: outside the
-        scope (:attr:`outside`) or for their values (:attr:`refused_values`)."""
+        scope (:attr:`outside`) or for their values (:attr:`refused_values`).
+
+        Example::
+
+            site.drop(index=plan.unmatched_refused())   # the rows create=True would refuse
+        """
         groups = self._refused_labels()
         if not groups:
             return []
@@ -251,7 +305,12 @@ class Plan:
     def outside_scope(self, *, cli: bool = False) -> str:
         """Which rows of :attr:`unmatched` lie outside the scope, why, and what to do:
         ``names without q='cam': 'Kiosk 12'. To create them, widen or drop q, or fix their name``;
-        empty when none does. ``cli``: the scope said as the command line's options."""
+        empty when none does. ``cli``: the scope said as the command line's options.
+
+        Example::
+
+            print(plan.outside_scope())
+        """
         groups, options, cells = [], [], []
         if "q" in self.outside:
             q, labels = self.outside["q"]
@@ -277,7 +336,12 @@ class Plan:
         """Which rows of :attr:`unmatched` ``create=True`` refuses for their values, by field and
         problem as its ValidationError groups them, and what to do:
         ``identify_facesize_threshold must be 0 or more: 'Gate 4'. To create it, fix its value``;
-        empty when none. Long lists are cut as pandas cuts rows."""
+        empty when none. Long lists are cut as pandas cuts rows.
+
+        Example::
+
+            print(plan.refused_for_values())
+        """
         if not self.refused_values:
             return ""
         groups = group_problems(self.refused_values)
@@ -375,7 +439,13 @@ class Plan:
 
     def rows(self) -> list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]]:
         """One ``(mark, id, name, {field: (old, new)})`` per source: ``-`` deletes first,
-        then ``+`` creates (no id yet), then ``~`` updates."""
+        then ``+`` creates (no id yet), then ``~`` updates.
+
+        Example::
+
+            for mark, source_id, name, changes in plan.rows():
+                print(mark, source_id, name, changes)
+        """
         delete, create, update = (ACTION_MARKS[a] for a in ("delete", "create", "update"))
         out: list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]] = [
             (delete, sid, name, {}) for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)

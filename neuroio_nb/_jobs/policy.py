@@ -105,6 +105,11 @@ class Policy:
         name = "liveness in space 2"
         where = "space_id == 2"
         require = "auto_check_liveness == True"
+
+        Example::
+
+            rules = Policy.from_toml("rules.toml")
+            plan = client.sources.plan(edited, policy=rules)
         """
         where = os.fspath(path)
         with open(where, "rb") as fh:
@@ -126,7 +131,12 @@ class Policy:
 
     @classmethod
     def coerce(cls, policy: Any) -> Policy:
-        """``policy`` as a Policy: one already, a TOML file's path, or a list of rules."""
+        """``policy`` as a Policy: one already, a TOML file's path, or a list of rules.
+
+        Example::
+
+            Policy.coerce("rules.toml") == Policy.from_toml("rules.toml")   # True
+        """
         if isinstance(policy, Policy):
             return policy
         if isinstance(policy, (str, os.PathLike)):
@@ -154,14 +164,25 @@ class Policy:
         return "\n".join(lines)
 
     def as_list(self) -> list[dict[str, str]]:
-        """The rules as written (``Policy(policy.as_list()) == policy``)."""
+        """The rules as written (``Policy(policy.as_list()) == policy``).
+
+        Example::
+
+            Policy.from_toml("rules.toml").as_list()   # [{"name": ..., "where": ..., "require": ...}]
+        """
         return [rule.as_dict() for rule in self.rules]
 
     def check(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The violations of ``frame`` (a frame of sources, as ``to_frame`` makes it): one row
         per source and rule it breaks, rule by rule, each rule's in the frame's order.
         Columns: ``id`` (the frame's index), ``name``, ``rule``, ``require``, ``fields`` (the
-        fields the rule uses) and ``values`` (those fields' values for that source)."""
+        fields the rule uses) and ``values`` (those fields' values for that source).
+
+        Example::
+
+            rules = Policy([{"name": "live in space 2", "where": "space_id == 2", "require": "auto_check_liveness == True"}])
+            rules.check(client.sources.to_frame())   # one row per (source, rule) broken
+        """
         self._check_names(frame)
         frame = _with_schema_fields(frame, [f for rule in self.rules for f in rule.fields])
         problems: list[Problem] = []

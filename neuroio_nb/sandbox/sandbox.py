@@ -112,6 +112,11 @@ class Sandbox:
         Its clients (``Client(sandbox.token, sandbox.url)``, with no ``journal=``) journal their
         runs in a temporary folder of its own, removed when it stops: a demo never lands in the
         user's real journal (:attr:`journal_folder`).
+
+        Example::
+
+            sandbox = Sandbox(sources=500, latency=0.02).start()
+            client = Client(sandbox.token, sandbox.url)
         """
         if self._server is None:
             self._server = SandboxServer((self.host, self._port), self._respond, self.tls)
@@ -128,7 +133,12 @@ class Sandbox:
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the listening socket (a no-op when not serving)."""
+        """Stop serving and close the listening socket (a no-op when not serving).
+
+        Example::
+
+            sandbox.stop()   # or: with Sandbox() as sandbox: ...
+        """
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -231,6 +241,11 @@ class Sandbox:
         """Replace every source (a number to generate, or the records) and clear the log.
 
         For tests that try many servers' data on one running sandbox (hypothesis).
+
+        Example::
+
+            sandbox.reset(50)                                   # 50 fresh sources
+            sandbox.reset([{"id": 1, "name": "Gate"}])          # exactly these
         """
         self._store = self._new_store(sources)
         self.clear_log()
@@ -241,19 +256,39 @@ class Sandbox:
         return self._store.snapshot()
 
     def source(self, source_id: int) -> dict[str, Any]:
-        """A copy of one source as the server holds it now."""
+        """A copy of one source as the server holds it now.
+
+        Example::
+
+            sandbox.source(7)["use_pps_time"]
+        """
         return self._call(self._store.get, source_id)
 
     def external_edit(self, source_id: int, **fields: Any) -> dict[str, Any]:
-        """Change a source as another user would (validated, not logged); the result."""
+        """Change a source as another user would (validated, not logged); the result.
+
+        Example::
+
+            sandbox.external_edit(7, use_pps_time=True)   # a colleague changed it meanwhile
+        """
         return self._call(self._store.update, source_id, fields)
 
     def add_source(self, **fields: Any) -> dict[str, Any]:
-        """Create a source as another user would (validated, not logged)."""
+        """Create a source as another user would (validated, not logged).
+
+        Example::
+
+            sandbox.add_source(name="Dock cam 1")   # the name is taken before our create
+        """
         return self._call(self._store.create, fields)
 
     def remove_source(self, source_id: int) -> None:
-        """Delete a source on the server side, as another user would."""
+        """Delete a source on the server side, as another user would.
+
+        Example::
+
+            sandbox.remove_source(7)
+        """
         self._call(self._store.delete, source_id)
 
     @staticmethod
@@ -274,12 +309,25 @@ class Sandbox:
         return self._log.records()
 
     def requests(self, method: str | None = None) -> list[RequestRecord]:
-        """The request log, or the requests of one method (``"PATCH"``), oldest first."""
+        """The request log, or the requests of one method (``"PATCH"``), oldest first.
+
+        Example::
+
+            patches = sandbox.requests("PATCH")
+            [(r.path, r.body) for r in patches]
+        """
         records = self._log.records()
         return records if method is None else [r for r in records if r.method == method.upper()]
 
     def clear_log(self) -> None:
-        """Forget the requests seen so far; the in-flight high-water mark restarts from now."""
+        """Forget the requests seen so far; the in-flight high-water mark restarts from now.
+
+        Example::
+
+            sandbox.clear_log()
+            client.sources.get(7)
+            assert len(sandbox.requests()) == 1
+        """
         self._log.clear()
 
     @property
