@@ -38,6 +38,7 @@ Only this module touches the files; it knows nothing of HTTP, pandas or plans.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -237,9 +238,7 @@ class Journal:
             writer = RunWriter(run_id, path, fd, write=self.write)
             try:
                 writer._write([header], sync=True)
-            except JournalError:
-                writer.close()
-                path.unlink(missing_ok=True)  # a header alone records nothing: no run was made
+            except JournalError:  # the writer removed its file: a header alone records nothing
                 raise self._unusable(f"cannot be written ({writer.failure_reason})") from None
             return writer
         raise self._unusable("has no free run file name (20 tries)")
@@ -506,6 +505,11 @@ class RunWriter:
         with self._lock:
             self._close_locked(sync=self.failure is None)
 
+    def _remove_locked(self) -> None:
+        """Close and remove the run's file (called before any intent is on disk)."""
+        self._close_locked(sync=False)
+        _remove(self.path)
+
     def _close_locked(self, *, sync: bool) -> None:
         if self._fd is None:
             return
@@ -541,6 +545,8 @@ class RunWriter:
                 if self.intended
                 else "Nothing was sent"
             )
+            if not self.intended:  # no write can have been sent: the file records nothing
+                self._remove_locked()
             self.failure = JournalError(
                 f"the journal file {self.path} could not be written ({self.failure_reason}): run "
                 f"{self.run_id} stopped before its next write, as each write is journaled before it is "
@@ -548,6 +554,11 @@ class RunWriter:
                 path=self.path,
             )
             raise self.failure from None
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(OSError):  # left, it reads as a run whose intents were cut short
+        path.unlink(missing_ok=True)
 
 
 def _reason(exc: OSError) -> str:

@@ -917,6 +917,7 @@ def test_a_journal_that_fails_before_the_first_write_sends_nothing(sb, client_fo
     assert "Nothing was sent" in str(info.value) or "nothing was sent" in str(info.value)
     says_the_way_out(str(info.value))
     assert [r for r in sb.log if r.method in ("PATCH", "POST", "DELETE")] == []
+    assert list(tmp_path.glob("*.jsonl")) == [], "a run that sent nothing leaves no file to undo or resume"
 
 
 def unusable_folders(tmp_path: Path) -> dict[str, Path]:
