@@ -413,6 +413,13 @@ class TornLineWarning(UserWarning):
     """A journal file's last line was cut short (the process died while writing it); it was skipped."""
 
 
+class NearDuplicateNamesWarning(UserWarning):
+    """Rows planned with ``key="name"`` match no source exactly, but each matches one once case,
+    spaces at the ends, invisible or non-breaking spaces, or Unicode normalisation (NFC/NFKC) are
+    set aside: almost always a typo that would create a second source beside the first. Matching
+    stays exact; the warning names each row, the source it looks like and what differs."""
+
+
 class UnmatchedRowsWarning(UserWarning):
     """Rows planned with ``key="name"`` and without ``create=True`` match no source: nothing
     is done with them (they are in ``plan.unmatched``). One warning per plan, naming them and

@@ -4,6 +4,7 @@ faults and interrupts. The sandbox's state and request log are the ground truth.
 from __future__ import annotations
 
 import re
+import unicodedata
 import warnings
 from collections import Counter
 from html import escape
@@ -15,7 +16,13 @@ from hypothesis import strategies as st
 
 from neuroio_nb import Client, read_csv
 from neuroio_nb._jobs.frames import frame_from_records
-from neuroio_nb.errors import BulkInterrupted, NotEmptiedWarning, UnmatchedRowsWarning, ValidationError
+from neuroio_nb.errors import (
+    BulkInterrupted,
+    NearDuplicateNamesWarning,
+    NotEmptiedWarning,
+    UnmatchedRowsWarning,
+    ValidationError,
+)
 from neuroio_nb.sandbox import Sandbox
 from neuroio_nb.sandbox.fields import server_fields
 
@@ -1137,3 +1144,68 @@ def test_problems_of_a_frame_matched_by_name_name_its_rows_not_ids(sb, client):
     assert "rows 0, 2" in message  # the name twice
     assert not re.search(r"\bids? \d", message), message
     assert info.value.labels == "row" and {p.id for p in info.value.problems} >= {1, 2}
+
+
+#: Names a person cannot tell from a source's, each with what differs.
+LOOK_ALIKES = {
+    "dock cam 1": ("Dock cam 1", "upper and lower case"),
+    "Gate\u00a0A": ("Gate A", "non-breaking"),
+    "Gate A ": ("Gate A", "spaces at the start or end"),
+    "Cafe\u0301 Nord": ("Caf\u00e9 Nord", "NFC"),
+    "\uff27ate B": ("Gate B", "NFKC"),
+    "Dock\u200b cam 2": ("Dock cam 2", "invisible"),
+}
+
+
+@pytest.mark.parametrize("create", [True, False])
+def test_a_name_that_only_looks_like_a_sources_is_warned_about_and_matching_stays_exact(
+    make_sandbox, client_for, create
+):
+    originals = ["Dock cam 1", "Gate A", "Caf\u00e9 Nord", "Gate B", "Dock cam 2"]
+    sb = make_sandbox(sources=[{"id": n, "name": name} for n, name in enumerate(originals, start=1)])
+    desired = pd.DataFrame({"name": [*LOOK_ALIKES, "Brand new", "Dock cam 2"]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        plan = client_for(sb).sources.plan(desired, key="name", create=create)
+    near = [w for w in caught if issubclass(w.category, NearDuplicateNamesWarning)]
+    assert len(near) == 1 and near[0].filename == __file__  # one warning, pointing at the user's line
+    message = str(near[0].message)
+    assert message.startswith("6 rows match no source by name, but each looks like one: ")
+    for label, (typed, (source, differs)) in enumerate(LOOK_ALIKES.items()):
+        assert f"row {label} {typed!r} ~ source {originals.index(source) + 1} {source!r}" in message
+        assert differs in message.split(f"row {label} ")[1].split(";")[0]
+    assert "row 6" not in message and "row 7" not in message  # a new name; an exact one
+    # matching stays exact: the look-alikes are rows to create (or unmatched), never updates of the sources
+    assert len(plan.changes) == 0
+    assert len(plan.creates if create else plan.unmatched) == 7
+
+
+@given(
+    name=st.text(
+        st.characters(codec="utf-8", exclude_categories=("Cc", "Cs", "Zl", "Zp", "Zs")), min_size=1, max_size=12
+    ),
+    disguise=st.sampled_from(
+        [
+            str.upper,
+            str.lower,
+            lambda s: f" {s}",
+            lambda s: s + "\u00a0",
+            lambda s: "\u200b" + s,
+            lambda s: s.replace("e", "\uff45"),
+        ]
+    ),
+)
+def test_a_disguised_name_is_a_near_duplicate_and_an_exact_one_never(name, disguise):
+    from neuroio_nb._jobs.names import near_duplicates
+
+    sources = [{"id": 1, "name": name}]
+    assert near_duplicates([(0, name)], sources) == []  # exact: a match, not a look-alike
+    typed = disguise(name)
+    found = near_duplicates([(0, typed)], sources)
+    if typed == name:
+        assert found == []
+    elif (
+        unicodedata.normalize("NFKC", typed).casefold().strip()
+        == unicodedata.normalize("NFKC", name).casefold().strip()
+    ):
+        assert [(d.label, d.source_id) for d in found] == [(0, 1)] and found[0].differences

@@ -39,9 +39,10 @@ import pandas as pd
 from .._schema import BY_NAME, READ_ONLY
 from .._values import is_missing, sendable, to_python, whole_number
 from .._views import number, plural
-from ..errors import NotEmptiedWarning, Problem, UnmatchedRowsWarning, ValidationError
+from ..errors import NearDuplicateNamesWarning, NotEmptiedWarning, Problem, UnmatchedRowsWarning, ValidationError
 from .bulk import Report, SourceCalls, settings_of
 from .frames import INDEX, frame_from_records
+from .names import near_duplicates
 from .plan import CHANGE_COLUMNS, REFUSAL_WHY, Plan, creates_frame, make_plan, unmatched_names, update_plan
 from .validate import column_problems
 
@@ -78,6 +79,7 @@ def make_sync_plan(
     scope, listing = _read_scope(sources, q, spaces)
     matched, to_create, ambiguous = _match(desired, row_spaces, scope)
     problems += ambiguous
+    _warn_near_duplicates(desired, to_create, scope)
     server = frame_from_records(scope.values())
     if create:
         problems += _create_refusals(desired.loc[to_create], server)
@@ -108,6 +110,36 @@ def make_sync_plan(
             _warn_unmatched(plan, q, spaces)
     claimed = set(matched.values())
     return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
+
+
+def _warn_near_duplicates(desired: pd.DataFrame, unmatched: list[Any], scope: dict[int, dict[str, Any]]) -> None:
+    """One :class:`NearDuplicateNamesWarning` for the rows that match no source only because of
+    a difference a person cannot see (case, spaces, Unicode): each with the source it looks like."""
+    if not unmatched:
+        return
+    names = desired["name"]
+    found = near_duplicates(((label, names.at[label]) for label in unmatched), scope.values())
+    if not found:
+        return
+    noun = desired.attrs.get("labels", "row")
+    shown = [
+        f"{noun} {d.label!r} {d.name!r} ~ source {d.source_id} {d.source_name!r} ({', '.join(d.differences)})"
+        for d in found[:NEAR_DUPLICATES_SHOWN]
+    ]
+    if len(found) > NEAR_DUPLICATES_SHOWN:
+        shown.append(f"... {len(found) - NEAR_DUPLICATES_SHOWN} more")
+    warnings.warn(
+        f"{plural(len(found), noun)} {'matches' if len(found) == 1 else 'match'} no source by name, but "
+        f"{'it looks' if len(found) == 1 else 'each looks'} like one: {'; '.join(shown)}. Matching is exact, "
+        "so create=True would make a second source beside it; to update that source instead, give the row "
+        "its exact name",
+        NearDuplicateNamesWarning,
+        stacklevel=4,
+    )
+
+
+#: How many near-duplicate rows a warning names before it counts the rest.
+NEAR_DUPLICATES_SHOWN = 10
 
 
 def _warn_unmatched(plan: Plan, q: str | None, spaces: list[int] | None) -> None:
