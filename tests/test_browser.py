@@ -1023,7 +1023,9 @@ def test_the_form_for_everyone(everyone_page: Any, theme: str, artifacts: Path) 
         if width == 900:
             open_file_browser(page)
         page.wait_for_timeout(300)
-        problems += [f"{width} px: scrollbar on {s}" for s in form.evaluate(SCROLLBARS_JS)]
+        for where, output in (("form", out), ("picker", output_of_cell(page, 1))):
+            problems += [f"{width} px, {where}: scrollbar on {s}" for s in output.evaluate(SCROLLBARS_JS)]
+        out.screenshot(path=str(artifacts / f"form-for-everyone-{width}-{theme.split()[-1]}.png"))
 
     names = accessible_names(form)
     inputs = form.locator(".neuroio-row input, .neuroio-row select").count()

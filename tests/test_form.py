@@ -378,6 +378,15 @@ def test_picker_filters_and_opens_forms(client: Client, sb: Sandbox) -> None:
     assert "40 of 40 sources match" in text(picker.count)
 
 
+def test_enter_in_the_picker_filter_opens_the_first_match(client: Client) -> None:
+    """What the browser sends for Enter in the filter box ("submit") opens a form, and nothing else does."""
+    picker = client.sources.form()
+    picker.filter.value = "(7)"
+    assert picker.form is None  # typing filters, it opens nothing
+    picker.filter._handle_custom_msg({"event": "submit"}, [])
+    assert picker.form is not None and picker.form.source_id == 7
+
+
 # ---- notebook 03 in a real kernel --------------------------------------------------
 @pytest.fixture
 def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
