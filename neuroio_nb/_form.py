@@ -69,6 +69,7 @@ _STYLE = f"""<style>
 .neuroio-form .neuroio-row.{UNSAVED_CLASS} {{ border-left-color: #e8a33d; background: rgba(232, 163, 61, 0.10); }}
 .neuroio-form .{UNSAVED_CLASS} .widget-label, .neuroio-form .{UNSAVED_CLASS} label {{ font-weight: bold; }}
 .neuroio-form .neuroio-line {{ flex-wrap: wrap; align-items: center; column-gap: 6px; }}
+.neuroio-form .neuroio-section, .neuroio-form .neuroio-row, .neuroio-form .neuroio-line {{ overflow: visible; }}
 .neuroio-form .neuroio-line .widget-label {{ white-space: normal; line-height: 1.2; }}
 .neuroio-form .widget-checkbox .widget-label-basic {{ display: flex; flex-direction: row-reverse;
   justify-content: flex-end; align-items: center; }}

@@ -950,13 +950,15 @@ def test_keys_in_lists_move_the_selection_not_the_notebook(everyone_page: Any, a
     expect(form.locator(".neuroio-status")).to_contain_text("no unsaved changes")
 
 
-#: Elements under ``root`` that show a scrollbar: more content than room, and allowed to scroll.
+#: Elements under ``root`` that show a scrollbar: more content than room (by a single pixel: a
+#: desktop browser draws a scrollbar for that; headless Chromium hides scrollbars, so they are
+#: measured, not seen), and allowed to scroll.
 SCROLLBARS_JS = """(root) => {
     const found = [];
     for (const el of [root, ...root.querySelectorAll('*')]) {
         const s = getComputedStyle(el);
-        const y = /(auto|scroll)/.test(s.overflowY) && el.scrollHeight > el.clientHeight + 1;
-        const x = /(auto|scroll)/.test(s.overflowX) && el.scrollWidth > el.clientWidth + 1;
+        const y = /(auto|scroll)/.test(s.overflowY) && el.scrollHeight > el.clientHeight;
+        const x = /(auto|scroll)/.test(s.overflowX) && el.scrollWidth > el.clientWidth;
         if ((x || y) && el.tagName !== 'SELECT') {
             const row = el.closest('.neuroio-row');
             found.push(`${el.className || el.tagName} in ${row ? row.className : 'the form'}`
