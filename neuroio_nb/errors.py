@@ -236,15 +236,55 @@ class AuthenticationError(APIError):
 class NotFoundError(APIError):
     """404: no such source."""
 
+    def hint(self) -> str:
+        """Where the ids of the sources that are there can be seen.
+
+        Example::
+
+            except NotFoundError as exc:
+                print(exc.hint())   # "this server has no such source: ..."
+        """
+        server = f"the server at {self.url}" if self.url else "this server"
+        return (
+            f"{server} has no such source: it may have been deleted, or the id belongs to another "
+            "account or server; client.sources.to_frame() lists the ones there are."
+        )
+
 
 class RateLimitError(APIError):
     """429: too many requests. ``retry_after`` is in seconds, if the server said."""
 
     retry_after: float | None = None
 
+    def hint(self) -> str:
+        """When to try again, and how to ask less at once.
+
+        Example::
+
+            except RateLimitError as exc:
+                time.sleep(exc.retry_after or 60)
+        """
+        wait = f"in {self.retry_after:g} s" if self.retry_after else "in a minute"
+        return (
+            f"the server limits how many requests it takes: run the cell again {wait}, or with Client(max_workers=2)."
+        )
+
 
 class ServerError(APIError):
     """5xx: the server or a proxy in front of it failed."""
+
+    def hint(self) -> str:
+        """What can be done about a server that failed (retries are already spent).
+
+        Example::
+
+            except ServerError as exc:
+                print(exc.hint())
+        """
+        return (
+            "the server failed, also when asked again (retries spent): run the cell again later; "
+            "a write it failed may or may not have been applied (planning again shows what is left)."
+        )
 
 
 class MalformedResponseError(APIError):

@@ -156,3 +156,13 @@ def test_any_validation_error_fits_in_a_dozen_lines(problems: list[Problem]) -> 
     assert len(lines) <= NOTEBOOK_LINES
     assert lines[0].startswith("ValidationError: ") and lines[-1] == "(the whole traceback: %tb)"
     assert len(error.to_frame()) == len(problems)
+
+
+def test_a_missing_source_and_a_failing_server_say_what_to_do(shell: Any, capsys: Any, make_sandbox: Any) -> None:
+    sb = make_sandbox(sources=5)
+    setup = f"from neuroio_nb import Client\nclient = Client({sb.token!r}, {sb.url!r}, max_retries=0)\n"
+    lines = shown(shell, capsys, setup + "client.sources.get(999)")
+    check_short(lines, "NotFoundError", "404", f"the server at {sb.url} has no such source", "to_frame()")
+    sb.faults = {"503": 1.0}
+    lines = shown(shell, capsys, "client.sources.get(1)")
+    check_short(lines, "ServerError", "503", "run the cell again later")
