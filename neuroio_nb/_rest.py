@@ -60,12 +60,13 @@ class SourcesAPI:
             page = client.sources.list(q="lobby", limit=50)
             page["count"], len(page["results"])
         """
-        params: dict[str, Any] = {"limit": _count_param("limit", limit), "offset": _count_param("offset", offset)}
-        if q is not None:
-            params["q"] = q
-        if spaces_ids is not None:
-            params["spaces_ids"] = _spaces_param(spaces_ids)
-        return _checked_page(self.client.request("GET", PATH, params=params), PATH)
+        with self.client.one_call():
+            params: dict[str, Any] = {"limit": _count_param("limit", limit), "offset": _count_param("offset", offset)}
+            if q is not None:
+                params["q"] = q
+            if spaces_ids is not None:
+                params["spaces_ids"] = _spaces_param(spaces_ids)
+            return _checked_page(self.client.request("GET", PATH, params=params), PATH)
 
     def iter(self, q: str | None = None, spaces_ids: Iterable[int] | int | None = None) -> Iterator[Source]:
         """Every source, page after page, as dicts, each once.
@@ -183,7 +184,8 @@ class SourcesAPI:
             source = client.sources.get(42)
             source["auto_check_liveness"]
         """
-        return _checked_source(self.client.request("GET", _path(source_id)), _path(source_id))
+        with self.client.one_call():
+            return _checked_source(self.client.request("GET", _path(source_id)), _path(source_id))
 
     def create(self, name: str, **fields: Any) -> dict[str, Any]:
         """Create a source; fields not given get the SDK's defaults.
@@ -213,22 +215,23 @@ class SourcesAPI:
 
             client.sources.create_from({"name": "Dock cam 4", "use_pps_time": True})
         """
-        if "name" not in fields:
-            raise ValidationError([Problem(None, "name", None, "a source to create needs a name")], what="request")
-        body = {**create_defaults(), **_writable(dict(fields))}
-        before = None if holders is None else {int(i) for i in holders}
-        if self.client.journal is None or is_covered():
-            return self._create(body, before)
-        _encode_json(body, "POST", PATH)  # a body that cannot be sent is refused before anything is written
-        return journaled(
-            self.client.journal,
-            self.client.base_url,
-            Intent("create", None, {}, body, body["name"]),
-            lambda: self._create(body, before),
-            applied="created",
-            result_id=lambda made: made["id"],
-            unknown=outcome_unknown,
-        )
+        with self.client.one_call():
+            if "name" not in fields:
+                raise ValidationError([Problem(None, "name", None, "a source to create needs a name")], what="request")
+            body = {**create_defaults(), **_writable(dict(fields))}
+            before = None if holders is None else {int(i) for i in holders}
+            if self.client.journal is None or is_covered():
+                return self._create(body, before)
+            _encode_json(body, "POST", PATH)  # a body that cannot be sent is refused before anything is written
+            return journaled(
+                self.client.journal,
+                self.client.base_url,
+                Intent("create", None, {}, body, body["name"]),
+                lambda: self._create(body, before),
+                applied="created",
+                result_id=lambda made: made["id"],
+                unknown=outcome_unknown,
+            )
 
     def _create(self, body: dict[str, Any], before: set[int] | None = None) -> dict[str, Any]:
         """POST ``body``; ``before``: the ids that held its name before (read now when None)."""
@@ -265,26 +268,27 @@ class SourcesAPI:
 
             client.sources.update(42, identify_facesize_threshold=9000, use_pps_time=True)
         """
-        path = _path(source_id)
-        body = _writable(fields, source_id)
+        with self.client.one_call():
+            path = _path(source_id)
+            body = _writable(fields, source_id)
 
-        def send() -> dict[str, Any]:
-            return _checked_source(self._write("PATCH", path, body), path)
+            def send() -> dict[str, Any]:
+                return _checked_source(self._write("PATCH", path, body), path)
 
-        if self.client.journal is None or is_covered():
-            return send()
-        _encode_json(body, "PATCH", path)
-        was = self.get(source_id)  # the journal keeps the values this write replaces
-        intent = Intent("update", was["id"], {f: was.get(f) for f in body}, body, was.get("name"))
-        return journaled(
-            self.client.journal,
-            self.client.base_url,
-            intent,
-            send,
-            applied="updated",
-            result_id=lambda result: result["id"],
-            unknown=outcome_unknown,
-        )
+            if self.client.journal is None or is_covered():
+                return send()
+            _encode_json(body, "PATCH", path)
+            was = self.get(source_id)  # the journal keeps the values this write replaces
+            intent = Intent("update", was["id"], {f: was.get(f) for f in body}, body, was.get("name"))
+            return journaled(
+                self.client.journal,
+                self.client.base_url,
+                intent,
+                send,
+                applied="updated",
+                result_id=lambda result: result["id"],
+                unknown=outcome_unknown,
+            )
 
     def delete(self, source_id: int) -> None:
         """Delete a source. A retry after an answer was lost finds it gone: that is success.
@@ -293,20 +297,21 @@ class SourcesAPI:
 
             client.sources.delete(42)
         """
-        path = _path(source_id)
-        if self.client.journal is None or is_covered():
-            return self._delete(path)
-        was = self.get(source_id)  # the whole source, so that undo can make it again
-        journaled(
-            self.client.journal,
-            self.client.base_url,
-            Intent("delete", was["id"], was, {}, was.get("name")),
-            lambda: self._delete(path),
-            applied="deleted",
-            result_id=lambda _: was["id"],
-            unknown=outcome_unknown,
-        )
-        return None
+        with self.client.one_call():
+            path = _path(source_id)
+            if self.client.journal is None or is_covered():
+                return self._delete(path)
+            was = self.get(source_id)  # the whole source, so that undo can make it again
+            journaled(
+                self.client.journal,
+                self.client.base_url,
+                Intent("delete", was["id"], was, {}, was.get("name")),
+                lambda: self._delete(path),
+                applied="deleted",
+                result_id=lambda _: was["id"],
+                unknown=outcome_unknown,
+            )
+            return None
 
     def _delete(self, path: str) -> None:
         unanswered: builtins.list[NeuroIOError] = []

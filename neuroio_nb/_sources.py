@@ -55,24 +55,25 @@ class Sources(SourcesAPI):
             frame = client.sources.to_frame()                         # every source
             lobby = client.sources.to_frame(q="lobby", spaces_ids=[1, 2])
         """
-        for attempt in range(1, attempts + 1):
-            rows, changed = self.records(q, spaces_ids, progress)
-            if not changed or not consistent or attempt == attempts:
-                break
-        if changed:
-            warnings.warn(
-                "The listing changed while it was read (sources added or deleted meanwhile): "
-                "the frame has no duplicate ids, but it may lack sources that were there all along "
-                "(the pages shifted under the read) and still hold ones deleted meanwhile. "
-                + (
-                    f"It did not settle after {attempts} reads."
-                    if consistent
-                    else "Pass consistent=True to re-read until it is stable."
-                ),
-                ListingChangedWarning,
-                stacklevel=2,
-            )
-        return frame_from_records(rows)
+        with self.client.job():
+            for attempt in range(1, attempts + 1):
+                rows, changed = self.records(q, spaces_ids, progress)
+                if not changed or not consistent or attempt == attempts:
+                    break
+            if changed:
+                warnings.warn(
+                    "The listing changed while it was read (sources added or deleted meanwhile): "
+                    "the frame has no duplicate ids, but it may lack sources that were there all along "
+                    "(the pages shifted under the read) and still hold ones deleted meanwhile. "
+                    + (
+                        f"It did not settle after {attempts} reads."
+                        if consistent
+                        else "Pass consistent=True to re-read until it is stable."
+                    ),
+                    ListingChangedWarning,
+                    stacklevel=2,
+                )
+            return frame_from_records(rows)
 
     def plan(
         self,
@@ -105,11 +106,12 @@ class Sources(SourcesAPI):
             plan = client.sources.plan(edited, base=frame)   # nothing sent yet
             plan.summary()
         """
-        rules = None if policy is None else Policy.coerce(policy)
-        plan = make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
-        if rules is not None:
-            plan.policy, plan.violations = rules, plan_violations(plan, rules)
-        return plan
+        with self.client.job():
+            rules = None if policy is None else Policy.coerce(policy)
+            plan = make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
+            if rules is not None:
+                plan.policy, plan.violations = rules, plan_violations(plan, rules)
+            return plan
 
     def check(
         self,
@@ -129,8 +131,9 @@ class Sources(SourcesAPI):
             violations = client.sources.check("rules.toml", spaces_ids=[2])
             violations.empty   # True when every source meets every rule
         """
-        rules = Policy.coerce(policy)
-        return rules.check(self.to_frame(q=q, spaces_ids=spaces_ids, progress=progress))
+        with self.client.job():
+            rules = Policy.coerce(policy)
+            return rules.check(self.to_frame(q=q, spaces_ids=spaces_ids, progress=progress))
 
     def bulk_update(
         self,
@@ -148,8 +151,9 @@ class Sources(SourcesAPI):
             report = client.sources.bulk_update(edited, base=frame, on_conflict="skip")
             report.summary()   # "297 updated, 2 conflict"
         """
-        check_on_conflict(on_conflict)
-        return self.plan(edited, base).apply(dry_run=dry_run, on_conflict=on_conflict, progress=progress)
+        with self.client.job():
+            check_on_conflict(on_conflict)
+            return self.plan(edited, base).apply(dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def undo(self, report: pd.DataFrame | str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
         """Put back what a report's writes replaced (see :func:`neuroio_nb._jobs.sync.undo`), or what a
@@ -160,10 +164,11 @@ class Sources(SourcesAPI):
             report = plan.apply()
             client.sources.undo(report)                     # or a journaled run: undo("20261129-101538-80ec68")
         """
-        if isinstance(report, (str, os.PathLike)):
-            return undo_run(self, os.fspath(report), on_conflict=on_conflict, progress=progress)
-        with labelled("undo"):
-            return undo_report(self, report, on_conflict=on_conflict, progress=progress)
+        with self.client.job():
+            if isinstance(report, (str, os.PathLike)):
+                return undo_run(self, os.fspath(report), on_conflict=on_conflict, progress=progress)
+            with labelled("undo"):
+                return undo_report(self, report, on_conflict=on_conflict, progress=progress)
 
     def history(self, run_id: str | None = None, *, prune_before: Any = None) -> pd.DataFrame:
         """The journal: every run, newest first; one run's report (``run_id``); or, with
@@ -183,7 +188,8 @@ class Sources(SourcesAPI):
 
             client.sources.resume("20261129-101538-80ec68")   # after a crash: send the rest
         """
-        return resume_run(self, run_id, on_conflict=on_conflict, progress=progress)
+        with self.client.job():
+            return resume_run(self, run_id, on_conflict=on_conflict, progress=progress)
 
     def export_csv(self, path: Any, frame: pd.DataFrame | None = None) -> pd.DataFrame:
         """Write every source (or ``frame``) to CSV; returns the frame written.
@@ -193,9 +199,10 @@ class Sources(SourcesAPI):
             client.sources.export_csv("sources.csv")
             frame = read_csv("sources.csv")
         """
-        frame = self.to_frame() if frame is None else frame
-        write_csv(frame, path)
-        return frame
+        with self.client.job():
+            frame = self.to_frame() if frame is None else frame
+            write_csv(frame, path)
+            return frame
 
     def form(self, source_id: int | None = None) -> Any:
         """An ipywidgets form for one source (a searchable picker when no id).

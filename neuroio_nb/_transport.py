@@ -7,6 +7,7 @@ nothing of sources; :class:`neuroio_nb._client.Client` adds them on top.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
 import functools
@@ -19,8 +20,11 @@ import os
 import random
 import re
 import ssl
+import sys
+import threading
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any, TypeVar
@@ -47,6 +51,7 @@ from .errors import (
     Problem,
     RateLimitError,
     ServerError,
+    ThrottledWarning,
     TransportError,
     ValidationError,
     scrub,
@@ -151,12 +156,47 @@ class Settled:
 IfUnknown = Callable[[NeuroIOError], "Settled | None"]
 
 
+#: Seconds of waiting out 429s after which a single call says it is waiting (once).
+THROTTLED_NOTICE = 5.0
+
+
+@dataclass
+class _Throttled:
+    """Seconds a call has waited out 429s (all its requests), and whether it said so."""
+
+    waited: float = 0.0
+    noticed: bool = False
+
+
 @dataclass
 class _Budget:
-    """What one request has spent: failures (against ``max_retries``) and seconds waited on 429s."""
+    """What one request has spent: failures (against ``max_retries``), and its call's waiting
+    on 429s (against ``limit`` seconds, which ``setting`` sets)."""
 
+    throttled: _Throttled
+    limit: float
+    setting: str
     failures: int = 0
-    throttled_wait: float = 0.0
+    #: Is the wait about to be taken one out of a 429?
+    throttled_next: bool = False
+
+
+def _still_throttled(error: RateLimitError, budget: _Budget) -> None:
+    """Say in ``error`` how long was waited, the setting that bounds it, and the ways out."""
+    error.message = (
+        f"{error.message} (still throttled after waiting {budget.throttled.waited:.0f} s in all, the most "
+        f"{budget.setting}={budget.limit:g} allows: try again later, or make the client with a larger "
+        f"{budget.setting})"
+    )
+    error.args = (error._describe(),)
+
+
+def _caller_level() -> int:
+    """The stack level of the first frame outside this package, for a warning to point at the user's line."""
+    frame, level = sys._getframe(1), 1
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(("neuroio_nb", "tenacity")):
+        frame, level = frame.f_back, level + 1  # type: ignore[assignment]
+    return level
 
 
 class _Again(Exception):
@@ -215,9 +255,18 @@ class Transport:
     flight at once, and the connection pool holds as many. A 429 narrows both and
     paces both (see :mod:`neuroio_nb._throttle`). ``max_retries`` is how
     many times a retryable failure is retried. Answers "429 too many requests"
-    do not count against ``max_retries``: a request waits them out (as long as
-    each ``Retry-After`` says, capped at ``max_retry_after``) for up to
-    ``max_throttled_wait`` seconds in all. ``journal``: where every write is
+    do not count against ``max_retries``: they are waited out (as long as each
+    ``Retry-After`` says, capped at ``max_retry_after``), by a single call (``get``,
+    ``list``, ``create``, ``update``, ``delete``, a form's Save: every request it sends)
+    for up to ``max_throttled_wait`` seconds in all (default a minute, so that control
+    comes back to a person), then :class:`~neuroio_nb.errors.RateLimitError` names the
+    setting; a call that waits more than :data:`THROTTLED_NOTICE` seconds says so once
+    (:class:`~neuroio_nb.errors.ThrottledWarning`). A bulk job (``to_frame``, ``plan``,
+    ``apply``, ``bulk_update``, ``undo``, ``resume``) waits up to ``job_throttled_wait``
+    seconds per request, since it runs unattended and throttling alone must not fail
+    its rows. ``timeout``: seconds to wait for the connection, then for *each read* of
+    the answer (the gap between bytes, not the whole answer: a server that keeps sending
+    slowly is not cut off); a ``(connect, read)`` pair sets them apart. ``journal``: where every write is
     recorded before it is sent: None for ``$NEUROIO_NB_JOURNAL``, else the user
     data folder; a folder path; False for no journal.
     """
@@ -233,7 +282,8 @@ class Transport:
         max_readers: int | None = None,
         page_size: int = 100,
         max_retry_after: float = 30.0,
-        max_throttled_wait: float = 300.0,
+        max_throttled_wait: float = 60.0,
+        job_throttled_wait: float = 300.0,
         allow_insecure: bool = False,
         journal: Journal | str | os.PathLike[str] | bool | None = None,
     ) -> None:
@@ -250,6 +300,10 @@ class Transport:
         self.page_size = int(_check_number("page_size", page_size, minimum=1, whole=True))
         self.max_retry_after = _check_number("max_retry_after", max_retry_after, minimum=0)
         self.max_throttled_wait = _check_number("max_throttled_wait", max_throttled_wait, minimum=0)
+        self.job_throttled_wait = _check_number("job_throttled_wait", job_throttled_wait, minimum=0)
+        self._jobs = 0  # bulk jobs running on this client (see job())
+        self._jobs_lock = threading.Lock()
+        self._calls = threading.local()  # the call a thread is making (see one_call())
         self.limit = AdaptiveLimit(self.max_workers, self.max_readers)
         #: Where every write is recorded before it is sent (None when off); see :mod:`neuroio_nb._journal`.
         self.journal = open_journal(journal, self.base_url)
@@ -301,6 +355,36 @@ class Transport:
         """
         return self.base_url + "/" + path.lstrip("/")
 
+    @contextlib.contextmanager
+    def job(self) -> Iterator[None]:
+        """Meanwhile a bulk job runs: 429s are waited out up to ``job_throttled_wait`` per request."""
+        with self._jobs_lock:
+            self._jobs += 1
+        try:
+            yield
+        finally:
+            with self._jobs_lock:
+                self._jobs -= 1
+
+    @contextlib.contextmanager
+    def one_call(self) -> Iterator[None]:
+        """Meanwhile one call is made from this thread: its requests share one budget of throttled
+        waiting (``max_throttled_wait`` in all) and one notice. Nested calls are part of the outer one."""
+        if getattr(self._calls, "throttled", None) is not None:
+            yield
+            return
+        self._calls.throttled = _Throttled()
+        try:
+            yield
+        finally:
+            self._calls.throttled = None
+
+    def _throttle_budget(self) -> tuple[float, str]:
+        """How long a request may wait out 429s in all now, and the setting that says so."""
+        if self._jobs:
+            return self.job_throttled_wait, "job_throttled_wait"
+        return self.max_throttled_wait, "max_throttled_wait"
+
     def request(
         self,
         method: str,
@@ -330,7 +414,8 @@ class Transport:
             )
         method = method.upper()
         data = None if json_body is None else _encode_json(json_body, method, path)
-        budget = _Budget()
+        limit, setting = self._throttle_budget()
+        budget = _Budget(getattr(self._calls, "throttled", None) or _Throttled(), limit, setting)
 
         def attempt() -> Any:
             try:
@@ -351,12 +436,14 @@ class Transport:
             stop=functools.partial(self._stop, budget),
             wait=functools.partial(self._wait, budget),
             retry=retry_if_exception_type(_Again),
-            sleep=self._sleep,
+            sleep=functools.partial(self._sleep_counted, budget),
             reraise=True,
         )
         try:
             return retrying(attempt)
         except _Again as spent:  # retries spent: the last error, with a traceback that starts here
+            if isinstance(spent.error, RateLimitError):
+                _still_throttled(spent.error, budget)
             raise spent.error.with_traceback(None) from None
         except NeuroIOError as error:
             raise error.with_traceback(None) from None
@@ -365,7 +452,7 @@ class Transport:
         """Retries spent? 429s draw on their own budget (waited seconds), everything else on ``max_retries``."""
         error = _error_of(state)
         if isinstance(error, RateLimitError):
-            return bool(budget.throttled_wait >= self.max_throttled_wait)
+            return bool(budget.throttled.waited >= budget.limit - 1e-9)
         budget.failures += 1
         return budget.failures > self.max_retries
 
@@ -373,9 +460,26 @@ class Transport:
         error = _error_of(state)
         retry_after = error.retry_after if isinstance(error, RateLimitError) else None
         delay = retry_delay(state.attempt_number, retry_after, max_retry_after=self.max_retry_after)
+        budget.throttled_next = isinstance(error, RateLimitError)
         if isinstance(error, RateLimitError):
-            budget.throttled_wait += delay
+            throttled = budget.throttled
+            delay = min(delay, max(0.0, budget.limit - throttled.waited))  # never past the budget
+            if throttled.waited + delay > THROTTLED_NOTICE and not throttled.noticed and not self._jobs:
+                throttled.noticed = True
+                warnings.warn(
+                    f"{error.method} {error.path}: the server is throttling requests (429 too many requests); "
+                    f"waiting it out, up to {budget.limit:g} s in all ({budget.setting})",
+                    ThrottledWarning,
+                    stacklevel=_caller_level(),
+                )
         return delay
+
+    def _sleep_counted(self, budget: _Budget, seconds: float) -> None:
+        """Wait before the next attempt; a wait out of a 429 counts against the call's budget
+        (counted here, as it happens: tenacity may work out a wait it then does not take)."""
+        if budget.throttled_next:
+            budget.throttled.waited += seconds
+        self._sleep(seconds)
 
     @staticmethod
     def _sleep(seconds: float) -> None:
@@ -436,7 +540,10 @@ class Transport:
                 ) from None
             except requests.exceptions.Timeout:
                 raise TransportError(
-                    f"{method} {path}: no answer within {self.timeout} s" + _may_have_acted(method), url=self.base_url
+                    f"{method} {path}: the server sent nothing for {_read_timeout(self.timeout):g} s (the client's "
+                    "timeout bounds each wait for the answer's next bytes, not the whole answer; a slow server "
+                    "needs a larger Client(timeout=...))" + _may_have_acted(method),
+                    url=self.base_url,
                 ) from None
             except requests.exceptions.RequestException as e:
                 raise TransportError(
@@ -635,6 +742,11 @@ def _check_token(token: str | None) -> str | None:
             "character, so it cannot be sent in an HTTP header; check how it was copied."
         )
     return token
+
+
+def _read_timeout(timeout: Any) -> float:
+    """The read part of a timeout (a number, or a ``(connect, read)`` pair)."""
+    return float(timeout[1] if isinstance(timeout, tuple) else timeout)
 
 
 def _check_timeout(timeout: Any) -> Any:

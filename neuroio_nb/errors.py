@@ -453,6 +453,11 @@ class TornLineWarning(UserWarning):
     """A journal file's last line was cut short (the process died while writing it); it was skipped."""
 
 
+class ThrottledWarning(UserWarning):
+    """A single call is waiting out the server's 429 answers for more than a few seconds: said
+    once per call, with how long it may wait in all (``max_throttled_wait``)."""
+
+
 class NearDuplicateNamesWarning(UserWarning):
     """Rows planned with ``key="name"`` match no source exactly, but each matches one once case,
     spaces at the ends, invisible or non-breaking spaces, or Unicode normalisation (NFC/NFKC) are

@@ -26,6 +26,8 @@ from neuroio_nb.errors import (
     ListingChangedWarning,
     MalformedResponseError,
     NotFoundError,
+    RateLimitError,
+    ThrottledWarning,
     TransportError,
 )
 
@@ -709,3 +711,44 @@ def test_an_untrusted_certificate_names_the_certificate_and_the_way_out_and_send
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", self_signed[0])  # the way out the message names
     assert client_for(sb).sources.get(1)["id"] == 1
+
+
+@pytest.mark.parametrize("call", ["get", "list", "create", "update", "delete"])
+def test_a_single_call_under_persistent_429s_gives_control_back_within_a_minute_and_says_so_once(
+    make_sandbox, client_for, monkeypatch, call
+) -> None:
+    sb = make_sandbox(sources=5, faults={"429": 1.0}, retry_after=(20, 20))  # the server never lets up
+    client = client_for(sb)  # the defaults a person gets (journal on: update and delete read first)
+    slept: list[float] = []
+    monkeypatch.setattr(client, "_sleep", slept.append)  # the client's own waits, counted, not waited
+    calls = {
+        "get": lambda: client.sources.get(1),
+        "list": lambda: client.sources.list(),
+        "create": lambda: client.sources.create("Gate"),
+        "update": lambda: client.sources.update(1, use_pps_time=True),
+        "delete": lambda: client.sources.delete(2),
+    }
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(RateLimitError) as info:
+        warnings.simplefilter("always")
+        calls[call]()
+    assert 50 <= sum(slept) <= client.max_throttled_wait == 60  # about a minute in all, every request of the call
+    assert "max_throttled_wait=60" in str(info.value) and "try again later" in str(info.value)
+    notices = [w for w in caught if issubclass(w.category, ThrottledWarning)]
+    assert len(notices) == 1 and notices[0].filename == __file__, [str(w.message) for w in caught]
+    assert "max_throttled_wait" in str(notices[0].message)
+    assert sb.sources == make_sandbox(sources=5).sources  # nothing was written
+
+
+def test_a_job_under_persistent_429s_keeps_its_longer_budget_and_says_nothing_per_request(
+    make_sandbox, client_for, monkeypatch
+) -> None:
+    sb = make_sandbox(sources=5, faults={"429": 1.0}, retry_after=(20, 20))
+    client = client_for(sb)
+    slept: list[float] = []
+    monkeypatch.setattr(client, "_sleep", slept.append)
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(RateLimitError) as info:
+        warnings.simplefilter("always")
+        client.sources.to_frame(progress=False)
+    assert 250 <= sum(slept) <= client.job_throttled_wait == 300
+    assert "job_throttled_wait=300" in str(info.value)
+    assert not [w for w in caught if issubclass(w.category, ThrottledWarning)]

@@ -173,7 +173,8 @@ class Plan:
             create_spaces=self.create_spaces,
             listing=self.listing,
         )
-        return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
+        with self.sources.client.job():  # unattended: 429s waited out on the job's budget
+            return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
 
     def to_markdown(self) -> str:
         """The plan for a ticket or a pull request (GitHub-flavoured Markdown): the summary, then
