@@ -101,13 +101,16 @@ KEYS_AND_NAMES = """(function (img) {
     window.__neuroioKeys = true;
     var NAV = ['ArrowUp', 'ArrowDown', 'ArrowLeft', 'ArrowRight', 'Home', 'End', 'PageUp', 'PageDown'];
     var ours = function (el) { return el && el.closest && el.closest('.neuroio-form, .neuroio-picker'); };
+    /* data-neuroio-open: the index of the source open below, while the keys highlight another */
+    var pending = function (el) { return el && el.dataset && el.dataset.neuroioOpen !== undefined; };
     var commit = function (list) {
-      if (!list.dataset.neuroioPending) return;
-      delete list.dataset.neuroioPending;
+      if (!pending(list)) return;
+      delete list.dataset.neuroioOpen;
       list.dispatchEvent(new Event('change', {bubbles: true}));
     };
     /* A list's own keys move its selection, not JupyterLab's active cell; the picker's list
-       opens the highlighted source on Enter (or when it loses focus), not at every arrow. */
+       opens the highlighted source on Enter, not at every arrow (leaving the list without
+       Enter puts the highlight back on the source that is open). */
     document.addEventListener('keydown', function (e) {
       var t = e.target;
       if (!ours(t) || e.isComposing) return;
@@ -120,21 +123,25 @@ KEYS_AND_NAMES = """(function (img) {
           if (picker) commit(t);
         } else if (NAV.indexOf(e.key) >= 0 || (plain && e.key.length === 1)) {
           e.stopPropagation();
-          if (picker) t.dataset.neuroioPending = '1';
+          if (picker && !pending(t)) t.dataset.neuroioOpen = String(t.selectedIndex);
         }
       } else if ((t.type === 'checkbox' || t.tagName === 'BUTTON') && plain && (e.key === ' ' || e.key === 'Enter')) {
         e.stopPropagation();
       }
     }, true);
     document.addEventListener('change', function (e) {
-      if (e.target && e.target.dataset && e.target.dataset.neuroioPending) e.stopImmediatePropagation();
+      if (pending(e.target)) e.stopImmediatePropagation();
     }, true);
     document.addEventListener('mousedown', function (e) {
       var list = e.target && e.target.closest && e.target.closest('.neuroio-picker-list select');
-      if (list) delete list.dataset.neuroioPending;
+      if (list) delete list.dataset.neuroioOpen;
     }, true);
     document.addEventListener('focusout', function (e) {
-      if (e.target && e.target.tagName === 'SELECT' && e.target.dataset.neuroioPending) commit(e.target);
+      var list = e.target;
+      if (list && list.tagName === 'SELECT' && pending(list)) {
+        list.selectedIndex = Number(list.dataset.neuroioOpen);
+        delete list.dataset.neuroioOpen;
+      }
     }, true);
   }
   var uid = function (el) {
@@ -520,7 +527,8 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
 
     Forms are kept per source, so choosing another source and coming back
     finds unsaved edits where they were left. A click opens a source; from the
-    keyboard, the arrow keys move in the list and Enter opens the highlighted one;
+    keyboard, the arrow keys move in the list and Enter opens the highlighted one
+    (leaving the list without Enter puts the highlight back on the open source);
     Enter in the filter box opens the highlighted source, else the first that matches.
     """
 

@@ -928,6 +928,10 @@ def test_keys_in_lists_move_the_selection_not_the_notebook(everyone_page: Any, a
     expect(title).to_contain_text(f"Source {option_id(listbox, 3)}:")
     state = page.evaluate(NOTEBOOK_STATE)
     assert state == {**before, "focus": "SELECT"}, f"Enter left the list: {state}"
+    page.keyboard.press("ArrowUp")  # a highlight left without Enter goes back to the open source
+    picker.get_by_label("Find source").focus()
+    assert listbox.evaluate("(s) => s.selectedIndex") == 3, "the list no longer shows the open source"
+    expect(title).to_contain_text(f"Source {option_id(listbox, 3)}:")
 
     finder = picker.get_by_label("Find source")
     finder.fill("(12)")
