@@ -357,7 +357,14 @@ class Transport:
 
     @contextlib.contextmanager
     def job(self) -> Iterator[None]:
-        """Meanwhile a bulk job runs: 429s are waited out up to ``job_throttled_wait`` per request."""
+        """Meanwhile a bulk job runs: 429s are waited out up to ``job_throttled_wait`` per request.
+
+        Example::
+
+            with client.job():   # a loop of your own that sends many requests
+                for source_id in ids:
+                    client.sources.update(source_id, use_pps_time=True)
+        """
         with self._jobs_lock:
             self._jobs += 1
         try:
@@ -369,7 +376,14 @@ class Transport:
     @contextlib.contextmanager
     def one_call(self) -> Iterator[None]:
         """Meanwhile one call is made from this thread: its requests share one budget of throttled
-        waiting (``max_throttled_wait`` in all) and one notice. Nested calls are part of the outer one."""
+        waiting (``max_throttled_wait`` in all) and one notice. Nested calls are part of the outer one.
+
+        Example::
+
+            with client.one_call():   # two requests, one budget of waiting out 429s
+                source = client.request("GET", "/v1/sources/7/")
+                client.request("PATCH", "/v1/sources/7/", json_body={"use_pps_time": True})
+        """
         if getattr(self._calls, "throttled", None) is not None:
             yield
             return
