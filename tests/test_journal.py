@@ -457,9 +457,9 @@ def killed_apply(make_sandbox, folder: Path, kill: str) -> tuple:
     # What reached the server is what it holds: a request cut off mid-body by the kill
     # is dropped by the sandbox unprocessed, as a real server drops it.
     applied = changed_ids(sb, original)
-    edited = edit(pd_frame(original))
+    edited, now = edit(pd_frame(original)), pd_frame(sb.sources)
     for sid in applied:
-        assert pd_frame(sb.sources).loc[sid].equals(edited.loc[sid]), "each write is applied whole or not at all"
+        assert now.loc[sid].equals(edited.loc[sid]), "each write is applied whole or not at all"
     return sb, original, applied
 
 
