@@ -2,10 +2,12 @@
 
     python3 tasks.py demo    set up .venv, run notebooks/01_explore_sources.ipynb
                              against the embedded sandbox -> output/
-    python3 tasks.py test    set up .venv, run the whole test suite
+    python3 tasks.py test    set up .venv, run the test suite (in parallel processes;
+                             the full-weather tests marked slow aside)
 
 and the checks CI adds after them:
 
+    python3 tasks.py slow    the full-weather tests (marked slow: faults on the real clock)
     python3 tasks.py matrix  the suite (browser test aside) on the oldest supported stack
                              (Python 3.10, every dependency at its minimum: constraints-min.txt)
                              and the newest (Python 3.13, newest releases), each in its own
@@ -70,9 +72,23 @@ def pytest(python: Path, basetemp: Path, args: list[str]) -> int:
     return subprocess.run(command, cwd=ROOT, env=env).returncode
 
 
+#: The suite runs in parallel processes (pytest-xdist), more of them than CPUs: most of a test's
+#: time is spent waiting (a sandbox's latency, a console script starting). The browser tests
+#: share one JupyterLab, so they stay on one worker (the `browser` group, see tests/conftest.py).
+PARALLEL = ["--numprocesses", "4", "--dist", "loadgroup"]
+
+
 def test(args: list[str]) -> None:
+    """The suite less the slow tests (`slow` runs them); pytest arguments after `test` come last,
+    so `-m ...`, `-n 0` or a file name given there win."""
     setup("test")
-    sys.exit(pytest(PYTHON, ROOT / ".pytest-tmp", args))
+    sys.exit(pytest(PYTHON, ROOT / ".pytest-tmp", [*PARALLEL, "-m", "not slow", *args]))
+
+
+def slow(args: list[str]) -> None:
+    """The full-weather tests: faults with every retry wait slept out (a few minutes)."""
+    setup("test")
+    sys.exit(pytest(PYTHON, ROOT / ".pytest-tmp-slow", ["-m", "slow", *args]))
 
 
 # ---- matrix ---------------------------------------------------------------------------
@@ -150,7 +166,12 @@ def matrix_stack(name: str, version: str, constraints: Path | None, args: list[s
     print(f"[{name}] set up in {time.monotonic() - started:.0f} s", flush=True)
     started = time.monotonic()
     # The browser test needs JupyterLab's front end and Chromium: it runs once, in `test`.
-    code = pytest(env_python, ROOT / f".pytest-tmp-{name}", ["-m", "not browser", "-p", "no:cacheprovider", *args])
+    # The slow tests prove no more about versions than their bounded-clock twins: they run once, in `slow`.
+    code = pytest(
+        env_python,
+        ROOT / f".pytest-tmp-{name}",
+        [*PARALLEL, "-m", "not browser and not slow", "-p", "no:cacheprovider", *args],
+    )
     print(f"[{name}] tests ran in {time.monotonic() - started:.0f} s", flush=True)
     return None if code == 0 else f"the suite failed (pytest exit code {code})"
 
@@ -257,6 +278,8 @@ def main() -> None:
     jobs = {"demo": demo, "lint": lint, "docs": docs, "dist": dist}
     if job == "test":
         test(sys.argv[2:])
+    elif job == "slow":
+        slow(sys.argv[2:])
     elif job == "matrix":
         matrix(sys.argv[2:])
     elif job in jobs:

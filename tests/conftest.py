@@ -18,6 +18,10 @@
   every process they start, however the suite itself was started.
 - ``journal_folder`` (automatic): every test, and every process it starts, journals into
   a temporary folder, never the user's.
+- ``retry_waits`` (automatic): how long clients really wait before a retry. ``"bounded"``
+  (the default): at most :data:`RETRY_WAIT_CAP` seconds a wait, so fault tests meet the same
+  retries, budgets and verdicts without sleeping out the backoff; ``"real"``: as long as the
+  client asks, for tests marked ``slow`` or ``real_clock`` (or parametrized with it).
 - ``serve_in_subprocess(*argv)``: a command that serves a sandbox, run as its own process.
 - ``script``: the installed ``neuroio-nb`` console script, run as its own process against a
   sandbox (``script.run``, ``script.start``, ``script.on_a_terminal``); nothing it prints may
@@ -38,6 +42,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -48,14 +53,41 @@ import pytest
 import urllib3.util.connection
 
 from neuroio_nb import Client
+from neuroio_nb._transport import Transport
 from neuroio_nb.sandbox import Sandbox
 
 DEFAULT_KNOBS: dict[str, Any] = {"sources": 120}
+#: Seconds a client of a test waits at most before a retry, unless the test runs on the real clock.
+RETRY_WAIT_CAP = 0.02
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sandbox(**knobs): the knobs of the `sb` fixture's sandbox")
     config.addinivalue_line("markers", "client(**options): the options of the `client` fixture")
+
+
+#: Test modules whose tests run on one pytest-xdist worker, one after another: the browser tests
+#: share one JupyterLab and Chromium (module fixtures), which a second worker would start again.
+ONE_WORKER_MODULES = {"tests/test_browser.py"}
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: without pytest-xdist it is never called
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` (``python3 tasks.py test``): each test is handed to whichever worker
+    is free, except that the tests of :data:`ONE_WORKER_MODULES` go to one worker together.
+
+    pytest-xdist's own grouping (the ``xdist_group`` marker) renames node ids, which pytest 9
+    no longer allows, so the groups are made here, from the ids the controller sees."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling
+
+    class ModulesTogether(LoadGroupScheduling):  # type: ignore[misc]  # pytest-xdist ships no types
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::", 1)[0]
+            return module if module in ONE_WORKER_MODULES else nodeid
+
+    return ModulesTogether(config, log)
 
 
 def _marker_kwargs(node: pytest.Item | pytest.Collector, name: str) -> dict[str, Any]:
@@ -86,6 +118,29 @@ def journal_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("NEUROIO_NB_JOURNAL", str(folder))
         yield folder
+
+
+def _bounded_sleep(seconds: float) -> None:
+    time.sleep(min(seconds, RETRY_WAIT_CAP))
+
+
+@pytest.fixture(autouse=True)
+def retry_waits(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """``"bounded"`` or ``"real"``: whether the clients of this test sleep out their retry waits.
+
+    Bounded by default: which requests are retried, how often, and what each budget
+    (``max_retries``, ``max_throttled_wait``) allows are decided exactly as on the real clock
+    (the budgets count the waits asked for, not the time slept); only the sleeping is cut
+    short. The real clock is for tests marked ``slow`` (the full-weather runs CI makes) or
+    ``real_clock`` (a server whose rate limit must really be waited out), or parametrized
+    ``indirect=True`` with ``"real"``. Clients in other processes (the CLI) always wait."""
+    clock: str = getattr(request, "param", "")
+    if not clock:
+        real = request.node.get_closest_marker("slow") or request.node.get_closest_marker("real_clock")
+        clock = "real" if real else "bounded"
+    if clock == "bounded":
+        monkeypatch.setattr(Transport, "_sleep", staticmethod(_bounded_sleep))
+    return clock
 
 
 @pytest.fixture

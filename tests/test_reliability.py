@@ -80,6 +80,12 @@ def edit_every_source(frame: pd.DataFrame) -> pd.DataFrame:
 # ---- a bulk update under faults -----------------------------------------------------------------
 
 
+@pytest.mark.parametrize(
+    "retry_waits",
+    ["bounded", pytest.param("real", marks=pytest.mark.slow)],
+    indirect=True,
+    ids=["bounded-clock", "full-weather"],
+)
 def test_1000_sources_under_faults_every_row_updated_exactly_once(make_sandbox, client_for):
     sb = make_sandbox(sources=1000, seed=11)
     c = client_for(sb, max_retries=RETRIES)
@@ -251,6 +257,7 @@ def test_timeout_on_a_write_says_it_may_have_been_applied(make_sandbox, client_f
         answer.set()
 
 
+@pytest.mark.real_clock  # the rate limit is waited out for real, as a server that counts would need
 def test_throttling_alone_never_fails_a_row(make_sandbox, client_for):
     """A plain rate limit answers 429 with Retry-After: waited out on its own budget, even with
     max_retries=0, so every row is updated and none fails for throttling alone."""
