@@ -11,7 +11,8 @@ from ._values import to_python
 def non_defaults(frame: pd.DataFrame) -> pd.DataFrame:
     """Every setting that differs from the create default: one row per (source, field).
 
-    Columns: ``name``, ``field``, ``value``, ``default``; index ``id``.
+    Columns: ``name``, ``field``, ``value``, ``default``; index ``id``. ``value`` and ``default``
+    hold each field's own kind of value (a switch True or False, a threshold a number).
 
     Example::
 
@@ -24,15 +25,17 @@ def non_defaults(frame: pd.DataFrame) -> pd.DataFrame:
         column = frame[field.name]
         differs = column.ne(field.default).fillna(True).to_numpy(dtype=bool)
         if differs.any():
+            index = frame.index[differs]
             parts.append(
                 pd.DataFrame(
                     {
                         "name": frame["name"].to_numpy()[differs] if "name" in frame.columns else None,
                         "field": field.name,
-                        "value": [to_python(v) for v in column.to_numpy()[differs]],
-                        "default": field.default,
+                        # object columns: a switch stays True/False beside numbers (pandas would make it 1/0)
+                        "value": pd.Series([to_python(v) for v in column.to_numpy()[differs]], index, object),
+                        "default": pd.Series([field.default] * len(index), index, object),
                     },
-                    index=frame.index[differs],
+                    index=index,
                 )
             )
     if not parts:

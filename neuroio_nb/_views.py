@@ -64,22 +64,26 @@ shown = values.shown  # the one display rule, kept importable from here
 
 
 # ---- what a create says -------------------------------------------------------------
-def split_create(settings: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A new source's values (its ``name`` aside) as ``(said, defaults)``: the values that
-    differ from what the toolkit creates a source with (:func:`create_defaults`), and the rest.
+def split_create(
+    settings: Mapping[str, Any], unset: Iterable[str] | None = None
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A new source's values (its ``name`` aside) as ``(said, defaults)``: the values its row set
+    differently from what the toolkit creates a source with (:func:`create_defaults`), and the
+    rest. ``unset``: fields the row did not set (the server gave them), always defaults.
 
-    A create reads as what it sets: a backup row that repeats 15 defaults, or a report
-    row of every value the server gave, says the same as the row that set only the others.
-    A value the toolkit has no default for (a field it does not know, a license) is said,
-    unless it is missing.
+    A create reads as what it sets: a backup row that repeats 15 defaults, or a report row
+    of every value the server gave, says the same as the row that set only the others. A
+    value the toolkit has no default for (a field it does not know, a license) that the row
+    set is said, unless it is missing.
     """
     defaults = create_defaults()
+    left = set(unset or ())
     said: dict[str, Any] = {}
     folded: dict[str, Any] = {}
     for field, value in settings.items():
         if field == "name":
             continue
-        default = field in defaults and values.same(field, value, defaults[field])
+        default = field in left or (field in defaults and values.same(field, value, defaults[field]))
         (folded if default or values.is_missing(value) else said)[field] = value
     return said, folded
 
@@ -294,7 +298,7 @@ def td(
     wrap: str = "words",
 ) -> str:
     """A cell; ``tone`` lays a translucent tint (the text keeps the theme's colour); ``wrap``: see :data:`WRAPS`."""
-    style = [f"text-align:{align}", *([WRAPS[wrap]] if WRAPS[wrap] else [])]
+    style = [f"text-align:{align}", "padding:0.25em 0.5em", *([WRAPS[wrap]] if WRAPS[wrap] else [])]
     if tone:
         style.append(f"background:{TINTS[tone]}")
     attrs = f' style="{";".join(style)}"'
@@ -462,21 +466,21 @@ def _listed_changes(
     win: Window,
     marks: Sequence[str] | None,
 ) -> str:
-    """The rows of :func:`changes_html` ``win`` shows, their changes listed one field a line."""
-    header = [*([""] if marks is not None else []), "id", "name", "changes"]
-    aligns = [*(["center"] if marks is not None else []), "right", "left", "left"]
+    """The rows of :func:`changes_html` ``win`` shows, their changes listed one field a line (no
+    id column when every row is a source still to create)."""
+    ids = any(sid not in ("", None) for sid, _, _ in by_source)
+    header = [*([""] if marks is not None else []), *(["id"] if ids else []), "name", "changes"]
+    aligns = [*(["center"] if marks is not None else []), *(["right"] if ids else []), "left", "left"]
     rows = []
     for k in win.positions():
         sid, name, changes = by_source[k]
         if creates[k]:
-            said, folded = split_create({f: new for f, (_, new) in changes.items()})
-            lines = "".join(change_line(f, None, v, created=True, plan=True) for f, v in said.items())
-            lines += folded_defaults(folded)
+            lines = created_values({f: new for f, (_, new) in changes.items()}, plan=True)
         else:
             lines = "".join(change_line(f, old, new, plan=True) for f, (old, new) in changes.items())
         rows.append(
             (mark_td(marks[k]) if marks is not None else "")
-            + td(sid, align="right", wrap="never")
+            + (td(sid, align="right", wrap="never") if ids else "")
             + td("" if name is None else name)
             + td(lines, raw=True)
         )
@@ -510,22 +514,39 @@ def change_line(field: str, old: Any, new: Any, *, created: bool = False, plan: 
 
 
 def folded_defaults(folded: Mapping[str, Any]) -> str:
-    """A create's defaults folded away: ``+ 15 defaults``, which opens to list them."""
+    """A create's defaults folded away: ``+ 15 defaults``, which opens to list them, one a line."""
     if not folded:
         return ""
     lines = "".join(change_line(f, None, v, created=True) for f, v in folded.items())
-    return f'<details class="neuroio-defaults"><summary>{esc(defaults_text(folded))}</summary>{lines}</details>'
+    style = "display:inline-block;vertical-align:top"
+    return (
+        f'<details class="neuroio-defaults" style="{style}"><summary>{esc(defaults_text(folded))}</summary>'
+        f"{lines}</details>"
+    )
 
 
-def changes_list(action: Any, changes: Mapping[str, tuple[Any, Any]] | None) -> str:
-    """A report row's changes, one field a line: an update's ``old → new``; a create's values that
-    differ from the defaults, the defaults folded (:func:`split_create`); nothing for a delete
+def created_values(settings: Mapping[str, Any], unset: Iterable[str] | None = None, *, plan: bool = False) -> str:
+    """What a new source sets, as a run of ``field: value`` pieces that wrap between pieces (a
+    create is read as one sentence of what it sets, not as a list of changes), then its
+    defaults folded (:func:`split_create`)."""
+    said, folded = split_create(settings, unset)
+    pieces = []
+    for field, value in said.items():
+        shown_value = _whole(shown(value))
+        pieces.append(
+            f'<span class="neuroio-value">{_whole(f"{field}:")} {f"<b>{shown_value}</b>" if plan else shown_value}</span>'
+        )
+    return "; ".join(pieces) + (" " if pieces and folded else "") + folded_defaults(folded)
+
+
+def changes_list(action: Any, changes: Mapping[str, tuple[Any, Any]] | None, unset: Iterable[str] | None = None) -> str:
+    """A report row's changes: an update's ``old → new``, one field a line; a create's values
+    (:func:`created_values`; ``unset``: the fields its row did not set); nothing for a delete
     (every setting -> nothing: the mark and the status say it, as in the plan)."""
     if action == "delete" or not changes:
         return ""
     if action == "create":  # what it was created with: the name has its own column
-        said, folded = split_create({f: new for f, (_, new) in changes.items()})
-        return "".join(change_line(f, None, v, created=True) for f, v in said.items()) + folded_defaults(folded)
+        return created_values({f: new for f, (_, new) in changes.items()}, unset)
     return "".join(change_line(f, old, new) for f, (old, new) in changes.items())
 
 
@@ -540,12 +561,14 @@ def report_html(
     *,
     where: str | None = "report",
     actions: Sequence[Any] | None = None,
+    defaults: Sequence[Any] | None = None,
 ) -> str:
     """A report: one row per source ``(id, name, status, changes, error)``, failed and conflict first;
-    its changes one field a line (:func:`changes_list`); no error column when no row has an error.
+    its changes as :func:`changes_list` shows them; no error column when no row has an error.
 
     ``actions`` (one per row: ``create``, ``update``, ``delete``) add the plan's first column of
-    marks (``+ ~ -``) when any row is not an update, as the plan shows it.
+    marks (``+ ~ -``) when any row is not an update, as the plan shows it. ``defaults`` (one per
+    row): the fields of a created source that its row did not set.
     """
     order = sorted(
         range(len(rows)),
@@ -568,7 +591,7 @@ def report_html(
             + td("" if values.is_missing(sid) else sid, align="right", wrap="never")
             + td("" if name is None else name)
             + td(status, tone=STATUS_TONES.get(status), wrap="never")
-            + td(changes_list(action, changes), raw=True)
+            + td(changes_list(action, changes, defaults[order[k]] if defaults is not None else None), raw=True)
             + (td(error_lines(error), raw=True, wrap="anywhere") if errors else "")
         )
     note = showing(win, where, "sources")

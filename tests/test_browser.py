@@ -23,7 +23,11 @@ switched in place):
 3. a number box refuses ``7000.5`` and ``1e5`` with a message next to it and
    sends nothing, and accepts ``12 345`` / ``12,346``;
 6. no progress bar left behind: no "0%" text and no "Error displaying widget"
-   on the page, in the saved notebook or after reopening it.
+   on the page, in the saved notebook or after reopening it;
+7. what a person reads of a sync (issue 24): short create reports with their defaults
+   folded, history(run) as the live report, changes one field a line never split inside
+   a name or value, a restore plan of what the backup sets, history() in view at 900 px;
+   and notebooks 01, 04 and 05 telling their story.
 
 Skipped when Chromium or Playwright is missing, unless ``CI`` is set: then
 that is a failure.
@@ -34,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -63,6 +68,10 @@ THEMES = ("JupyterLab Light", "JupyterLab Dark")
 MIN_CONTRAST = 4.5
 #: The source the views notebook's form edits (notebook 03 edits the first one).
 FORM_SOURCE = 5
+#: The notebooks whose story is read in the browser, each run as with no account (a first cell
+#: forgets this module's sandbox, so each starts its own).
+STORY_NOTEBOOKS = ("01_explore_sources.ipynb", "04_export_csv.ipynb", "05_provision_and_restore.ipynb")
+NO_ACCOUNT = "import os\nos.environ.pop('NEUROIO_API_TOKEN', None)\nos.environ.pop('NEUROIO_API_URL', None)"
 
 
 def _missing(reason: str) -> None:
@@ -83,6 +92,32 @@ def chromium_path() -> str:
     )
     raise AssertionError("unreachable")
 
+
+#: What a person reads of a sync's report, its history and a restore (issue 24): (title, cell).
+PERSON_CELLS = [
+    # a new site of 8 sources, each row setting three values (notebook 05), on a sandbox of its own
+    ("Create-report",
+     "from neuroio_nb import read_csv\n"
+     "small = Sandbox(sources=60, seed=3).start()\ndemo = Client(small.token, small.url)\n"
+     "site = pd.DataFrame({'name': [f'Harbour office cam {n:02d}' for n in range(1, 9)],\n"
+     "                     'identify_facesize_threshold': [9000] * 4 + [12000] * 4,\n"
+     "                     'auto_check_liveness': True, 'store_images_for_results': [['new', 'det']] * 8})\n"
+     "created = demo.sources.plan(site, key='name', create=True).apply(progress=False)\ncreated"),
+    ("Create-history", "demo.sources.history(created.attrs['run_id'])"),
+    # 10 sources: a switch on five, a long-named threshold and switch on five more (notebook 02 changes two)
+    ("Update-report",
+     "before = demo.sources.to_frame(progress=False)\nten = before.copy()\nfive, more = ten.index[:5], ten.index[5:10]\n"
+     "ten.loc[five, 'auto_check_liveness'] = ~ten.loc[five, 'auto_check_liveness']\n"
+     "ten.loc[more, 'manual_create_facesize_threshold'] += 5\n"
+     "ten.loc[more, 'auto_create_liveness_only'] = ~ten.loc[more, 'auto_create_liveness_only']\n"
+     "updated = demo.sources.bulk_update(ten, base=before, progress=False)\nupdated"),
+    # a backup restored after three sources were deleted
+    ("Restore-plan",
+     "demo.sources.export_csv('backup.csv')\n"
+     "for sid in before.index[20:23]:\n    small.remove_source(int(sid))\n"
+     "restore = demo.sources.plan(read_csv('backup.csv'), key='name', create=True)\nrestore"),
+    ("History", "demo.sources.history()"),
+]  # fmt: skip
 
 # ---- the notebook whose outputs are measured -------------------------------------
 #: A sync of 1,000 sources, as an operator runs one: 40 to delete, 60 to create, 300 to
@@ -121,10 +156,13 @@ VIEWS_CELLS = [
     "typos = pd.DataFrame({'name': [f'Gate {i:03}, north car park, the camera over the barrier' for i in range(70)],\n"
     "                      'identify_facesize_threshold': [-5 if i % 10 == 0 else 9000 for i in range(70)]})\n"
     "unmatched = big.sources.plan(pd.concat([partial, typos], ignore_index=True), key='name')\nunmatched",
+    *[source for _, source in PERSON_CELLS],
     f"form = client.sources.form({FORM_SOURCE})\nform",
 ]
 #: The cells whose output is a view, by title (the index of the cell).
 VIEWS = {"Plan": 1, "Plan-text": 2, "Report": 3, "ValidationError": 4, "ValidationError-text": 5, "Plan-unmatched": 6}
+#: What a person reads of a sync's report, its history and a restore (issue 24), by title (the cell's index).
+PERSON = {title: 7 + k for k, (title, _) in enumerate(PERSON_CELLS)}
 
 
 def views_notebook() -> nbformat.NotebookNode:
@@ -192,6 +230,10 @@ def jupyter_home(lab_dir: Path) -> dict[str, Path]:
     (tracker / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     shutil.copy(NOTEBOOK, dirs["root"] / NOTEBOOK.name)
     nbformat.write(views_notebook(), dirs["root"] / VIEWS_NOTEBOOK)
+    for name in STORY_NOTEBOOKS:  # as a person with no account runs them: on a sandbox of their own
+        story = nbformat.read(NOTEBOOK.with_name(name), as_version=4)
+        story.cells.insert(0, nbformat.v4.new_code_cell(NO_ACCOUNT))
+        nbformat.write(story, dirs["root"] / name)
     return dirs
 
 
@@ -374,9 +416,11 @@ KERNEL_STATUS = """() => {
 }"""
 
 
-def open_and_run_all(page: Any, lab: Lab, name: str) -> None:
-    """Open a notebook, wait until Lab has settled (kernel idle, restored, focus quiet), Run All."""
-    page.goto(f"{lab.url}/lab/tree/{name}?token={lab.token}")
+def open_and_run_all(page: Any, lab: Lab, name: str, workspace: str | None = None) -> None:
+    """Open a notebook, wait until Lab has settled (kernel idle, restored, focus quiet), Run All.
+    ``workspace``: a workspace of its own (the notebook alone in it), not the one others share."""
+    where = f"workspaces/{workspace}/tree" if workspace else "tree"
+    page.goto(f"{lab.url}/lab/{where}/{name}?token={lab.token}")
     page.wait_for_function(f"({KERNEL_STATUS})() === 'idle'", timeout=90_000)
     page.evaluate("async () => { await window.jupyterapp.restored; }")
     page.locator(".jp-NotebookPanel-notebook").first.click()
@@ -564,6 +608,7 @@ OVERFLOW_JS = """(out) => {
     const found = [];
     if (out.scrollWidth > out.clientWidth + 1) found.push(`scrolls sideways: ${out.scrollWidth} > ${out.clientWidth} px`);
     for (const el of out.querySelectorAll('*')) {
+        if (!el.checkVisibility()) continue;  // the inside of a closed fold (Chromium lays it out, unseen)
         const b = el.getBoundingClientRect();
         if (b.width && b.right > edge + 1) {
             found.push(`${el.tagName} "${(el.textContent || '').trim().slice(0, 40)}" ends at ${Math.round(b.right)} px,`
@@ -628,6 +673,149 @@ def test_long_views_at_laptop_width(views_page: Any, theme: str, artifacts: Path
                 problems.append(f"{title}: {len(lines)} lines, cut at {lines[6:7]} (wanted 12, '... {more} ...')")
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not problems, f"at 900 px in {theme}:\n" + "\n".join(problems)
+
+
+#: Each listed change of an output: the pieces kept whole (a field's name, a value) that break
+#: over two lines, and the lines (one field each) that wrap.
+CHANGE_LINES_JS = """(out) => {
+    const lines = (node) => {
+        const range = document.createRange();
+        range.selectNodeContents(node);
+        const tops = [...range.getClientRects()].map(r => r.top).sort((a, b) => a - b);
+        return tops.filter((t, k) => k === 0 || t - tops[k - 1] > 4).length;
+    };
+    const split = [], wrapped = [];
+    for (const line of out.querySelectorAll('.neuroio-change, .neuroio-value')) {
+        if (!line.checkVisibility()) continue;  // inside a fold that is closed
+        for (const whole of line.querySelectorAll('span')) {
+            if (lines(whole) > 1) split.push(whole.textContent);
+        }
+        if (line.classList.contains('neuroio-change') && lines(line) > 1) wrapped.push(line.textContent);
+    }
+    return {split: split.slice(0, 8), wrapped: wrapped.slice(0, 8), count: out.querySelectorAll('.neuroio-change').length};
+}"""
+
+#: The tallest each view may be, by window width (issue 24: a create report, a 10-row update report).
+TALLEST = {1280: {"Create-report": 450, "Create-history": 450, "Update-report": 400}, 900: {"Create-report": 700}}
+
+
+def headers(out: Any) -> list[str]:
+    return [t.strip() for t in out.locator("thead th").all_inner_texts()]
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_what_a_person_reads_of_a_sync(views_page: Any, theme: str, artifacts: Path) -> None:
+    """Issue 24: a create report folds its defaults and is short, history(run) shows it the same way,
+    changes are listed one field a line and never split inside a name or value, a restore plan
+    lists what the backup sets apart from the defaults, history() keeps run, kind, counts and
+    state in view beside the file browser, and holds only the sandbox's own runs; all readable."""
+    page = views_page
+    use_theme(page, theme)
+    name = theme.split()[-1]
+    problems = []
+    for width in (1280, 900):
+        page.set_viewport_size({"width": width, "height": 1000})
+        page.wait_for_timeout(300)
+        for title, index in PERSON.items():
+            out = output_of_cell(page, index)
+            out.scroll_into_view_if_needed()
+            out.screenshot(path=str(artifacts / f"{title}-{width}-{name}.png"))
+            height = out.bounding_box()["height"]
+            if height > TALLEST[width].get(title, float("inf")):
+                problems.append(f"{title} at {width} px is {height:.0f} px tall, over {TALLEST[width][title]}")
+            lines = out.evaluate(CHANGE_LINES_JS)
+            problems += [f"{title} at {width} px: {whole!r} is split over two lines" for whole in lines["split"]]
+            if width == 1280:
+                problems += [f"{title}: the change {line!r} wraps at 1280 px" for line in lines["wrapped"]]
+                problems += [f"{title}: {p}" for p in low_contrast(out)]
+            else:
+                problems += [f"{title} at 900 px: {p}" for p in out.evaluate(OVERFLOW_JS)]
+                problems += [f"{title} at 900 px: {w!r} is split over two lines" for w in out.evaluate(SPLIT_WORDS_JS)]
+    assert page.evaluate("() => document.getElementById('filebrowser').getBoundingClientRect().width") > 150
+
+    report, again = output_of_cell(page, PERSON["Create-report"]), output_of_cell(page, PERSON["Create-history"])
+    folds = report.locator("details.neuroio-defaults > summary")
+    if folds.count() != 8 or not all(re.fullmatch(r"\+ \d+ defaults", t.strip()) for t in folds.all_inner_texts()):
+        problems.append(f"the 8 creates do not each fold their defaults: {folds.all_inner_texts()}")
+    if again.inner_text() != report.inner_text():
+        problems.append("history(run) does not show the run as its live report did")
+    closed = report.bounding_box()["height"]
+    folds.first.click()  # it opens to list the defaults, and closes again
+    inside = report.locator("details.neuroio-defaults").first.locator(".neuroio-change")
+    if not (inside.count() and inside.first.is_visible() and report.bounding_box()["height"] > closed):
+        problems.append("'+ N defaults' does not open to list them")
+    problems += [f"an opened fold: {p}" for p in low_contrast(report.locator("details.neuroio-defaults").first)]
+    folds.first.click()
+
+    restore = output_of_cell(page, PERSON["Restore-plan"])
+    if headers(restore) != ["", "name", "changes"] or restore.locator("details.neuroio-defaults").count() != 3:
+        problems.append(f"the restore plan is not 3 creates listing what they set: {headers(restore)}")
+
+    history = output_of_cell(page, PERSON["History"])  # at 900 px, beside the file browser
+    if "2 runs" not in history.locator("p").first.inner_text():  # the demo's own: not the other sandbox's sync
+        problems.append(f"history() of the demo sandbox: {history.locator('p').first.inner_text()!r}")
+    edge = history.bounding_box()["x"] + history.bounding_box()["width"]
+    for column in ("run", "kind", "sources", "state"):
+        th = history.locator("thead th").filter(has_text=re.compile(f"^{column}$"))
+        if not th.count() or th.first.bounding_box()["x"] + th.first.bounding_box()["width"] > edge + 1:
+            problems.append(f"history(): the {column!r} column is not in view at 900 px ({headers(history)})")
+    page.set_viewport_size({"width": 1280, "height": 900})
+    assert not problems, f"in {theme}:\n" + "\n".join(problems)
+
+
+#: Every code cell of the notebook in view has run (a number in its prompt, none still ``[*]``).
+ALL_RAN = """() => {
+    const prompts = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-CodeCell .jp-InputPrompt')];
+    return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+}"""
+
+
+def story_checks(page: Any, name: str) -> list[str]:
+    """What notebook ``name`` must show a person (issue 24, point 7), at 900 px beside the file browser."""
+    cells = page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell")
+    found = []
+
+    def output(index: int) -> Any:  # the notebook's own cell index (the copy has one cell more on top)
+        return cells.nth(index + 1).locator(".jp-OutputArea-output").last
+
+    if name.startswith("01"):
+        head = output(3)
+        licenses = [t for t in head.locator("tbody td").all_inner_texts() if "lic" in t or "(" in t]
+        if not licenses or any("{" in t or "\n" in t.strip() for t in licenses):
+            found.append(f"01: the license column is not a short label: {licenses[:3]}")
+        values = output(14).locator("tbody tr").first.locator("td").all_inner_texts()
+        column = output(14).locator("tbody td").all_inner_texts()
+        if "True" not in column or "False" not in column:
+            found.append(f"01: non_defaults does not show switches as True/False: {values}")
+    if name.startswith("04") and not output(2).locator("table").count():
+        found.append("04: the CSV is not previewed as a table")
+    if name.startswith("05"):
+        texts = [t.strip().split("\n")[0] for t in page.locator(
+            ".jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output").all_inner_texts()]  # fmt: skip
+        shown = [t.split(":")[0] for t in texts if t.startswith(("Plan:", "Report:"))]
+        if shown[:2] != ["Plan", "Report"] or shown.count("Plan") < 3:
+            found.append(f"05: the plans are not each displayed before they are applied: {shown}")
+        trim = [t for t in texts if t.startswith("Plan: 2 sources to delete")]
+        if not trim:
+            found.append("05: the plan of deletions is not displayed with its - marks")
+    return found
+
+
+@pytest.mark.parametrize("name", STORY_NOTEBOOKS)
+def test_the_notebooks_tell_the_story(lab: Lab, browser: Browser, artifacts: Path, name: str) -> None:
+    """Point 7: notebook 01 shows licenses as short labels and non_defaults' switches as True/False,
+    04 previews the CSV as a table, 05 displays each plan before applying it (at 900 px)."""
+    page = new_page(browser)
+    try:
+        page.set_viewport_size({"width": 900, "height": 900})
+        open_and_run_all(page, lab, name, workspace=f"story-{name[:2]}")
+        page.wait_for_function(ALL_RAN, timeout=240_000, polling=500)
+        open_file_browser(page)
+        problems = story_checks(page, name)
+        page.screenshot(path=str(artifacts / f"story-{name[:2]}.png"), full_page=True)
+    finally:
+        page.close()
+    assert not problems, "\n".join(problems)
 
 
 def form_parts(page: Any) -> tuple[Any, Any]:

@@ -63,13 +63,25 @@ def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
     assert '"output_type": "error"' not in text
     if name == "01_explore_sources":
         assert text.count("image/png") >= 3  # per space, switches, thresholds
+        head = "".join(nb.cells[3].outputs[-1]["data"]["text/html"])
+        assert "{&#x27;id&#x27;" not in head and "{'id'" not in head and re.search(r"<td>\w+ \([\w-]+\)</td>", head)
+        changed = "".join(nb.cells[14].outputs[-1]["data"]["text/html"])  # non_defaults: switches as True/False
+        assert "<td>True</td>" in changed and "<td>False</td>" in changed
     if name == "02_bulk_edit":
         assert "1 conflict" in text and "updated" in text
     if name == "04_export_csv":
         assert (tmp_path / "exports" / "sources.csv").exists() and "identical, dtypes included" in text
+        assert "<table" in "".join(nb.cells[2].outputs[-1]["data"]["text/html"])  # the CSV previewed as a table
     if name == "05_provision_and_restore":
         assert "8 sources to create" in text and "3 created, 2 updated" in text and "2 sources to delete" in text
         assert text.count("nothing to change") == 2  # planning again after provisioning and after restoring
+        htmls = ["".join(o["data"].get("text/html", "")) for c in nb.cells for o in c.get("outputs", []) if "data" in o]
+        plans = [k for k, h in enumerate(htmls) if "<b>Plan</b>" in h]
+        reports = [k for k, h in enumerate(htmls) if "<b>Report</b>" in h]
+        assert len(plans) == 3 and plans[0] < reports[0] and plans[2] < reports[-1]  # each plan shown before applying
+        marks = [re.findall(r'title="(\w+)"><b>', htmls[k]) for k in plans]  # provision, restore, trim
+        assert marks[0] == ["create"] * 8 and marks[2] == ["delete"] * 2 and "defaults</summary>" in htmls[plans[1]]
+        assert "<b>History</b>: 4 runs" in htmls[-1]  # this notebook's own runs, in its sandbox's journal
 
 
 @pytest.mark.notebook

@@ -28,7 +28,8 @@ SITE = pd.DataFrame(
         "store_images_for_results": [["new", "det"]] * 8,
     }
 )
-#: Fields the sandbox's server fills that the toolkit knows no default for: said, like any value set.
+#: Fields the sandbox's server fills that the toolkit knows no default for: a default when the
+#: server gave it, said when a row (a backup's) sets it.
 SERVER_ONLY = set(EXTRA_FIELDS)
 
 
@@ -55,6 +56,8 @@ def listed(cell: str) -> tuple[list[str], str, list[str]]:
     folded = re.search(r"<details[^>]*><summary>(.*?)</summary>(.*?)</details>", cell)
     outside = cell[: folded.start()] + cell[folded.end() :] if folded else cell
     lines = [text(line) for line in re.findall(r'<div class="neuroio-change">(.*?)</div>', outside)]
+    pieces = re.findall(r'<span class="neuroio-value"><span[^>]*>([^<]*)</span> (?:<b>)?<span[^>]*>([^<]*)<', outside)
+    lines += [text(f"{field} {value}") for field, value in pieces]
     if not folded:
         return lines, "", []
     inside = [text(line) for line in re.findall(r'<div class="neuroio-change">(.*?)</div>', folded.group(2))]
@@ -70,14 +73,15 @@ def test_a_create_report_says_what_each_row_set_and_folds_the_defaults(sb: Sandb
         row = SITE.set_index("name").loc[text(cells[2])]
         lines, summary, inside = listed(cells[4])
         said = {line.split(": ", 1)[0] for line in lines}
-        assert said == {"identify_facesize_threshold", "auto_check_liveness", "store_images_for_results"} | SERVER_ONLY
+        assert said == {"identify_facesize_threshold", "auto_check_liveness", "store_images_for_results"}
         assert f"identify_facesize_threshold: {row['identify_facesize_threshold']}" in lines
         assert "store_images_for_results: new, det" in lines
         source = sb.source(int(text(cells[1])))
         defaults = {f for f in source if f not in said | {"id", "space_id", "name"} and source[f] is not None}
         assert summary == f"+ {len(defaults)} defaults" and {line.split(": ")[0] for line in inside} == defaults
-    for changes in report["changes"]:  # the report itself keeps every value the server gave
-        assert {"name", "manual_identify_asm", "use_pps_time", "auto_check_liveness"} <= set(changes)
+    for changes, defaults in zip(report["changes"], report["defaults"], strict=True):  # it keeps every value
+        assert {"name", "manual_identify_asm", "use_pps_time", "auto_check_liveness", *SERVER_ONLY} <= set(changes)
+        assert set(defaults) == set(changes) - set(SITE.columns)  # what the server gave, the row did not set
 
 
 def test_history_shows_a_run_as_its_live_report_did(sb: Sandbox, client: Client) -> None:
@@ -117,11 +121,11 @@ def test_a_restore_plan_shows_for_creates_what_the_backup_sets_differently_from_
         sb.remove_source(int(sid))
     restore = client.sources.plan(backup, key="name", create=True)
     view = restore._repr_html_()
-    assert header_of(view) == ["", "id", "name", "changes"]  # not a column for each of the 19 fields
+    assert header_of(view) == ["", "name", "changes"]  # not a column for each of the 19 fields (nor empty ids)
     differ = non_defaults(backup.loc[gone])
     for sid, cells in zip(gone, rows_of(view), strict=True):
-        assert text(cells[2]) == backup.at[sid, "name"]
-        lines, summary, inside = listed(cells[3])
+        assert text(cells[1]) == backup.at[sid, "name"]
+        lines, summary, inside = listed(cells[2])
         said = {line.split(": ", 1)[0] for line in lines}
         no_default = {"license_id", "store_images_for_results", *SERVER_ONLY}  # said whenever the backup has one
         expected = set(differ.loc[[sid], "field"]) if sid in differ.index else set()
@@ -137,14 +141,17 @@ def test_history_leads_with_what_each_run_did_and_leaves_out_empty_columns(sb: S
     client.sources.undo(report.attrs["run_id"], progress=False)
     history = client.sources.history()
     view = history._repr_html_()
-    # what each run did and how it ended, then when and where: no column of an update count, 0 in every run
-    assert header_of(view) == [
-        "run", "kind", "created", "deleted", "state", "started", "finished", "parent", "followed_by", "base_url"
-    ]  # fmt: skip
-    assert [text(cells[1]) for cells in rows_of(view)] == ["undo", "sync"]
+    # what each run did and how it ended, then when; the run each undid or was followed by
+    assert header_of(view) == ["run", "kind", "sources", "state", "started", "parent", "followed_by"]
+    assert [[text(c) for c in cells[1:4]] for cells in rows_of(view)] == [
+        ["undo", "8 deleted", "complete"],
+        ["sync", "8 created", "complete"],
+    ]
+    assert f"against {sb.url} (times in UTC)" in text(view.split("<table>")[0])  # one URL: said once, on top
     client.sources.update(3, use_pps_time=True)
     alone = client.sources.history().iloc[:1]  # a run no other run follows: no parent, no followed_by
-    assert header_of(alone._repr_html_()) == ["run", "kind", "updated", "state", "started", "finished", "base_url"]
+    assert header_of(alone._repr_html_()) == ["run", "kind", "sources", "state", "started"]
+    assert list(alone.columns) == list(history.columns)  # the frame keeps every column
 
 
 def test_a_sandboxs_runs_stay_in_the_sandbox(make_sandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -172,3 +179,12 @@ def test_a_sandboxs_runs_stay_in_the_sandbox(make_sandbox, tmp_path: Path, monke
     other = make_sandbox(sources=5)
     assert len(Client(other.token, other.url).sources.history()) == 0
     assert not real.exists() or not list(real.iterdir())
+
+
+def test_non_defaults_shows_switches_as_true_or_false(client: Client) -> None:
+    changed = non_defaults(client.sources.to_frame(progress=False))
+    switches = changed[changed["field"].isin(["use_pps_time", "auto_check_liveness", "manual_identify_asm"])]
+    assert len(switches) and {type(v) for v in switches["value"]} == {bool} == {type(v) for v in switches["default"]}
+    thresholds = changed[changed["field"] == "identify_facesize_threshold"]
+    assert len(thresholds) and {type(v) for v in thresholds["value"]} == {int}
+    assert "True" in changed.to_string() and "False" in changed._repr_html_()

@@ -47,11 +47,14 @@ class Outcome:
     replaced: dict[str, Any] = field(default_factory=dict)
     row: Any = None
     old_id: int | None = None
+    #: A created source's fields its row did not set: the server gave them their defaults.
+    defaults: list[str] | None = None
 
 
 class Report(pd.DataFrame):
     """The outcome of a bulk job: index ``id``; ``action``, ``status``, ``name``, ``changes``,
-    ``replaced``, ``error`` (and ``row``, ``old_id`` when sources were created)."""
+    ``replaced``, ``error`` (and ``row``, ``old_id`` and ``defaults`` when sources were created:
+    ``defaults`` lists the fields of a created source's ``changes`` that its row did not set)."""
 
     _metadata: ClassVar[list[str]] = []
 
@@ -102,7 +105,8 @@ class Report(pd.DataFrame):
             )
         )
         actions = self["action"].tolist() if "action" in self.columns else None
-        return report_html(self.summary(), rows, where="report", actions=actions)
+        defaults = self["defaults"].tolist() if "defaults" in self.columns else None
+        return report_html(self.summary(), rows, where="report", actions=actions, defaults=defaults)
 
 
 def make_report(outcomes: Iterable[Outcome]) -> Report:
@@ -120,6 +124,7 @@ def make_report(outcomes: Iterable[Outcome]) -> Report:
     if any(o.action == "create" for o in rows):
         columns["row"] = pd.Series([o.row for o in rows], dtype=object)
         columns["old_id"] = pd.Series([o.old_id for o in rows], dtype="Int64")
+        columns["defaults"] = pd.Series([o.defaults for o in rows], dtype=object)
     report: Report = Report(columns)
     report.index = pd.Index(ids, dtype="Int64", name="id") if None in ids else id_index(ids)
     return report
@@ -605,6 +610,7 @@ def create_task(
         if landed is not None:
             landed.setdefault("space", made.get("space_id"))
         made_with = {f: (None, v) for f, v in settings_of(made).items()}  # the server's defaults too: undo checks them
+        defaults = [f for f in made_with if f not in body]
         if space is not None and made.get("space_id") != space:
             try:
                 sources.delete(made["id"])
@@ -621,9 +627,12 @@ def create_task(
                     made["id"],
                     row=label,
                     old_id=old_id,
+                    defaults=defaults,
                 )
             return elsewhere(made.get("space_id"), made["id"])
-        return Outcome("create", "created", made_with, None, name, made["id"], row=label, old_id=old_id)
+        return Outcome(
+            "create", "created", made_with, None, name, made["id"], row=label, old_id=old_id, defaults=defaults
+        )
 
     return send
 

@@ -18,7 +18,7 @@ import pandas as pd
 from .._journal import Entry, Journal, RunRecord, labelled, start_run
 from .._schema import BY_NAME
 from .._values import same
-from .._views import empty, headline, plural, showing, table, td, view, window
+from .._views import empty, esc, headline, plural, showing, table, td, view, window
 from ..errors import ConfigurationError, JournalError, Problem, RunsKeptWarning, ValidationError
 from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
 from .plan import Plan, creates_frame, update_plan
@@ -28,9 +28,6 @@ from .sync import undo as undo_report
 COUNTED = ("updated", "created", "deleted", "conflict", "failed", "unknown")
 WRITABLE = frozenset(name for name, spec in BY_NAME.items() if spec.writable)
 COLUMNS = ["started", "finished", "kind", "base_url", "parent", *COUNTED, "state", "followed_by"]
-#: The HTML view's order: what a run did and how it ended first, then when and where.
-HTML_ORDER = ["kind", *COUNTED, "state", "started", "finished", "parent", "followed_by", "base_url"]
-HTML_TONES = {"conflict": "warn", "failed": "bad", "unknown": "warn"}
 
 
 class History(pd.DataFrame):
@@ -61,37 +58,41 @@ class History(pd.DataFrame):
         return text
 
     def _repr_html_(self) -> str:
-        """The runs as a table that fits beside the file browser: run id, kind, counts and state
-        first, then when and where; columns empty in every run (and counts that are 0 in every
-        run) are left out. Cut as pandas cuts rows."""
+        """The runs as a table that fits beside the file browser (900 px): run id, kind, what it
+        did to how many sources, state, then when it started; the run it undid or resumed and
+        the run that followed it when any run has one, and the API URL only when runs differ
+        in it (else the headline says it). The frame keeps every column. Cut as pandas cuts rows."""
         if not set(COLUMNS) <= set(self.columns):  # a selection of columns: pandas' own view
             plain: Any = pd.DataFrame(self)
             return str(plain._repr_html_())
         if not len(self):
             return empty("No runs in the journal.")
-        columns = [c for c in HTML_ORDER if self[c].notna().any() and not (c in COUNTED and not self[c].any())]
-        win = window(len(self))
-        rows = []
-        for k in win.positions():
-            row = self.iloc[k]
-            cells = [td(self.index[k], wrap="never")]
-            for c in columns:
-                value = row[c]
-                if c in COUNTED:
-                    cells.append(td(value or "", align="right", tone=HTML_TONES.get(c) if value else None))
-                elif c == "state":
-                    cells.append(td(value, tone="good" if value == "complete" else "warn", wrap="never"))
-                elif c in ("started", "finished"):
-                    cells.append(td("" if pd.isna(value) else f"{value:%Y-%m-%d %H:%M:%S}", wrap="never"))
-                else:
-                    cells.append(td("" if pd.isna(value) else value, wrap="anywhere"))
-            rows.append("".join(cells))
-        aligns = ["left", *("right" if c in COUNTED else "left" for c in columns)]
-        note = showing(win, "sources.history()", "runs")
-        times = " (times in UTC)" if "started" in columns else ""
-        return view(
-            headline("History", self.summary() + times, note), table(["run", *columns], rows, win, aligns=aligns)
+        urls = self["base_url"].dropna().unique().tolist()
+        extra = [c for c in ("parent", "followed_by") if self[c].notna().any()] + (
+            ["base_url"] if len(urls) > 1 else []
         )
+        win = window(len(self))
+        rows = [_run_row(str(self.index[k]), self.iloc[k], extra) for k in win.positions()]
+        summary = self.summary() + (f"; against {urls[0]}" if len(urls) == 1 else "") + " (times in UTC)"
+        header = ["run", "kind", "sources", "state", "started", *extra]
+        return view(headline("History", summary, showing(win, "sources.history()", "runs")), table(header, rows, win))
+
+
+def _run_row(run_id: str, row: pd.Series, extra: list[str]) -> str:
+    """One run of :meth:`History._repr_html_`: its id (it may break after a ``-``), kind, counts in
+    words (toned when some failed or conflicted), state and start; ``extra`` columns as text."""
+    counts = [f"{row[c]} {c}" for c in COUNTED if row[c]]
+    tone = "bad" if row["failed"] else "warn" if row["conflict"] or row["unknown"] else None
+    started = row["started"]
+    when = "" if pd.isna(started) else f"<span>{started:%Y-%m-%d}</span> <span>{started:%H:%M:%S}</span>"
+    return (
+        td(esc(run_id).replace("-", "-<wbr>"), raw=True)
+        + td(row["kind"], wrap="never")
+        + td(", ".join(counts) or "nothing", tone=tone)
+        + td(row["state"], tone="good" if row["state"] == "complete" else "warn", wrap="never")
+        + td(when.replace("<span>", '<span style="white-space:nowrap">'), raw=True)
+        + "".join(td("" if pd.isna(row[c]) else row[c], wrap="anywhere") for c in extra)
+    )
 
 
 def journal_of(sources: SourceCalls) -> Journal:
@@ -153,6 +154,7 @@ def outcomes(run: RunRecord) -> list[Outcome]:
     for entry in run.entries:
         changes = entry.changes if entry.changes is not None else _changes(entry)
         sent = entry.action != "create" and (entry.after or entry.action == "delete")
+        created = entry.action == "create" and entry.status == "created"
         rows.append(
             Outcome(
                 entry.action,
@@ -162,6 +164,8 @@ def outcomes(run: RunRecord) -> list[Outcome]:
                 entry.name,
                 entry.result_id if entry.result_id is not None else entry.source_id,
                 replaced=dict(entry.before) if sent else {},
+                # what the server gave that the row did not set (its intent holds what the row set)
+                defaults=[f for f in changes if f not in entry.after] if created else None,
             )
         )
     return rows
