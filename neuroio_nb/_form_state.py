@@ -157,43 +157,8 @@ class FormState:
         if not changes:
             self._say("nothing to save")
             return False
-        problems = self.problems()
-        if problems:
-            for name, reason in problems.items():
-                self.notes[name] = ("error", reason)
-            self._say(
-                f"not saved: {plural(len(problems), 'problem')} ({titles(problems)}); nothing was sent", error=True
-            )
-            return False
-        try:
-            current = self.sources.get(self.source_id)
-            conflicts = {
-                name: current.get(name)
-                for name, mine in changes.items()
-                if three_way(name, self.saved.get(name), mine, current.get(name)) == "conflict"
-                and not same(name, current.get(name), self.overwrite.get(name, object()))
-            }
-            if conflicts:
-                self.overwrite.update(conflicts)
-                for name, value in conflicts.items():
-                    self.notes[name] = (
-                        "note",
-                        f"changed on the server to {shown(value)} since it was read; "
-                        "Save again to overwrite it, Revert or Reload to take it",
-                    )
-                self._say(
-                    f"not saved: changed on the server meanwhile: {titles(conflicts)}. "
-                    "Save again to overwrite them with yours; nothing was sent",
-                    error=True,
-                )
-                return False
-            saved = self.sources.update(self.source_id, **changes)
-        except ValidationError as exc:
-            return self._refused({p.field: p.reason for p in exc.problems if p.field}, exc)
-        except APIError as exc:
-            return self._refused(exc.field_errors, exc)
-        except NeuroIOError as exc:
-            self._say(f"not saved: {exc}", error=True)
+        saved = None if self._refuse_problems() else self._send(changes)
+        if saved is None:
             return False
         also = [name for name in saved if name not in changes and not same(name, saved.get(name), self.saved.get(name))]
         self.notes.clear()
@@ -205,7 +170,59 @@ class FormState:
         )
         return True
 
-    def _refused(self, by_field: dict[str, str], exc: Exception) -> bool:
+    def _send(self, changes: dict[str, Any]) -> dict[str, Any] | None:
+        """The source as saved, or None when the save was refused (said in the status line)."""
+        try:
+            if self._refuse_server_changes(changes):
+                return None
+            saved: dict[str, Any] = self.sources.update(self.source_id, **changes)
+        except ValidationError as exc:
+            self._refused({p.field: p.reason for p in exc.problems if p.field}, exc)
+        except APIError as exc:
+            self._refused(exc.field_errors, exc)
+        except NeuroIOError as exc:
+            self._say(f"not saved: {exc}", error=True)
+        else:
+            return saved
+        return None
+
+    def _refuse_problems(self) -> bool:
+        """Checks the unsaved values first: each problem under its field; True if any."""
+        problems = self.problems()
+        if not problems:
+            return False
+        for name, reason in problems.items():
+            self.notes[name] = ("error", reason)
+        self._say(f"not saved: {plural(len(problems), 'problem')} ({titles(problems)}); nothing was sent", error=True)
+        return True
+
+    def _refuse_server_changes(self, changes: dict[str, Any]) -> bool:
+        """Re-reads the source and refuses, once, to overwrite a field someone else changed
+        meanwhile (a Save right after overwrites it); True if refused."""
+        current = self.sources.get(self.source_id)
+        conflicts = {
+            name: current.get(name)
+            for name, mine in changes.items()
+            if three_way(name, self.saved.get(name), mine, current.get(name)) == "conflict"
+            and not same(name, current.get(name), self.overwrite.get(name, object()))
+        }
+        if not conflicts:
+            return False
+        self.overwrite.update(conflicts)
+        for name, value in conflicts.items():
+            self.notes[name] = (
+                "note",
+                f"changed on the server to {shown(value)} since it was read; "
+                "Save again to overwrite it, Revert or Reload to take it",
+            )
+        self._say(
+            f"not saved: changed on the server meanwhile: {titles(conflicts)}. "
+            "Save again to overwrite them with yours; nothing was sent",
+            error=True,
+        )
+        return True
+
+    def _refused(self, by_field: dict[str, str], exc: Exception) -> None:
         """Errors the server (or the client's checks) named, each under its field."""
         elsewhere = []
         for name, reason in by_field.items():
@@ -222,7 +239,6 @@ class FormState:
             head + (f"; see {titles(named)}" if named else "") + (f"; {'; '.join(elsewhere)}" if elsewhere else ""),
             error=True,
         )
-        return False
 
     def first_in_error(self) -> str | None:
         """The first field (in form order) with an error note: the one to focus."""

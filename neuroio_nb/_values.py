@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -96,38 +97,62 @@ def check_value(field: Field, value: Any) -> str | None:
     value = to_python(value)
     if value is None:
         return "is required" if field.required else None
-    kind = field.kind
-    if kind == "bool":
-        if not isinstance(value, bool):
-            return "must be true or false"
-    elif kind in ("int", "id"):
-        number = whole_number(value)
-        if number is None:
-            return "must be a whole number"
-        if field.minimum is not None and number < field.minimum:
-            return f"must be {field.minimum:,} or more"
-        if field.maximum is not None and number > field.maximum:
-            return f"must be at most {field.maximum:,}"
-    elif kind == "str":
-        if not isinstance(value, str):
-            return "must be text"
-        if field.required and not value.strip():
-            return "must not be empty"
-    elif kind == "license":
-        if not isinstance(value, str) and whole_number(value) is None:
-            return "must be a whole number or text"
-    elif kind == "list":
-        if isinstance(value, str) and value.lstrip().startswith("["):
-            return (
-                "must be a list, not JSON text (plain pd.read_csv leaves it as text; "
-                "neuroio_nb.read_csv reads it as a list)"
-            )
-        if not isinstance(value, list):
-            return "must be a list"
-        bad = [v for v in value if not isinstance(v, str) or (field.choices and v not in field.choices)]
-        if bad:
-            return f"unknown value(s) {bad!r}; allowed: {', '.join(field.choices or ())}"
+    check = _CHECKS_BY_KIND.get(field.kind)
+    return None if check is None else check(field, value)
+
+
+def _check_switch(field: Field, value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _check_number(field: Field, value: Any) -> str | None:
+    number = whole_number(value)
+    if number is None:
+        return "must be a whole number"
+    if field.minimum is not None and number < field.minimum:
+        return f"must be {field.minimum:,} or more"
+    if field.maximum is not None and number > field.maximum:
+        return f"must be at most {field.maximum:,}"
     return None
+
+
+def _check_text(field: Field, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be text"
+    if field.required and not value.strip():
+        return "must not be empty"
+    return None
+
+
+def _check_license(field: Field, value: Any) -> str | None:
+    if not isinstance(value, str) and whole_number(value) is None:
+        return "must be a whole number or text"
+    return None
+
+
+def _check_list(field: Field, value: Any) -> str | None:
+    if isinstance(value, str) and value.lstrip().startswith("["):
+        return (
+            "must be a list, not JSON text (plain pd.read_csv leaves it as text; "
+            "neuroio_nb.read_csv reads it as a list)"
+        )
+    if not isinstance(value, list):
+        return "must be a list"
+    bad = [v for v in value if not isinstance(v, str) or (field.choices and v not in field.choices)]
+    if bad:
+        return f"unknown value(s) {bad!r}; allowed: {', '.join(field.choices or ())}"
+    return None
+
+
+#: The check of a present value, by the field's kind (kinds not here take any value).
+_CHECKS_BY_KIND: dict[str, Callable[[Field, Any], str | None]] = {
+    "bool": _check_switch,
+    "int": _check_number,
+    "id": _check_number,
+    "str": _check_text,
+    "license": _check_license,
+    "list": _check_list,
+}
 
 
 def sendable(field: str, value: Any) -> Any:
@@ -180,21 +205,29 @@ def same(field: str, a: Any, b: Any) -> bool:
     a, b = to_python(a), to_python(b)
     spec = BY_NAME.get(field)
     if spec is not None and a is not None and b is not None:
-        if spec.kind == "list":
-            try:
-                return set(_json_or_text(a)) == set(_json_or_text(b))
-            except TypeError:
-                return False
-        if spec.kind == "license":
-            return _license_text(a) == _license_text(b)
-        if spec.kind == "object" and isinstance(a, str) != isinstance(b, str):
-            return bool(_json_or_text(a) == _json_or_text(b))
+        by_kind = _same_by_kind(spec.kind, a, b)
+        if by_kind is not None:
+            return by_kind
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     try:
         return bool(a == b)
     except (TypeError, ValueError):
         return False
+
+
+def _same_by_kind(kind: str, a: Any, b: Any) -> bool | None:
+    """The answer of :func:`same` for two present values of a kind with its own rule, else None."""
+    if kind == "list":
+        try:
+            return set(_json_or_text(a)) == set(_json_or_text(b))
+        except TypeError:
+            return False
+    if kind == "license":
+        return _license_text(a) == _license_text(b)
+    if kind == "object" and isinstance(a, str) != isinstance(b, str):
+        return bool(_json_or_text(a) == _json_or_text(b))
+    return None
 
 
 def _license_text(value: Any) -> str:

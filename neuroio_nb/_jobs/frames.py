@@ -151,16 +151,21 @@ def typed_column(field: Field, column: pd.Series) -> pd.Series:
         values[_missing(field, values)] = None
         return pd.Series(values, index=column.index, dtype=object, name=column.name)
     try:
-        if dtype == "boolean":
-            return _boolean(column)
-        if dtype == "Int64":
-            return _int64(column)
-        if field.kind == "license":
-            return _license_text(column)
-        return column.astype("string")
+        return _converted(field, column)
     except (TypeError, ValueError, OverflowError):
         warnings.warn(f"column {field.name!r}: values the schema does not expect; kept as they came", stacklevel=3)
         return column
+
+
+def _converted(field: Field, column: pd.Series) -> pd.Series:
+    """``column`` in the dtype of a boolean, number or text field (raises if it cannot be)."""
+    if field.dtype == "boolean":
+        return _boolean(column)
+    if field.dtype == "Int64":
+        return _int64(column)
+    if field.kind == "license":
+        return _license_text(column)
+    return column.astype("string")
 
 
 def _license_text(column: pd.Series) -> pd.Series:

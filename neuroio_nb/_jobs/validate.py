@@ -123,24 +123,11 @@ def _present_problems(field: Field, column: pd.Series) -> list[Problem]:
     if field.dtype == "boolean" and column.dtype in ("boolean", bool):
         return []
     if field.dtype == "Int64" and (column.dtype.kind in "iu" or str(column.dtype) in ("Int64", "Int32")):
-        # As floats (a missing cell NaN, which is never out of range): the bounds are small
-        # whole numbers, so a comparison with one is exact for every value that is near it.
-        values = column.to_numpy(dtype="float64", na_value=np.nan)
-        bad = np.zeros(len(values), dtype=bool)
-        if field.minimum is not None:
-            bad |= values < field.minimum
-        if field.maximum is not None:
-            bad |= values > field.maximum
-        return [
-            Problem(i, field.name, _py(v), check_value(field, int(v)) or "out of range") for i, v in column[bad].items()
-        ]
+        return _out_of_bounds(field, column)
     if field.kind == "object":
         return []
     if field.dtype == "string" and isinstance(column.dtype, pd.StringDtype):
-        if not field.required:
-            return []
-        blank = column.str.strip().eq("").fillna(False).astype(bool)
-        return [Problem(i, field.name, v, "must not be empty") for i, v in column[blank].items()]
+        return _blank_required_texts(field, column)
     if field.kind == "list":
         return _list_problems(field, column)
     return [
@@ -148,6 +135,29 @@ def _present_problems(field: Field, column: pd.Series) -> list[Problem]:
         for i, v in column.items()
         if not _is_na(v) and (reason := check_value(field, _cell(v)))
     ]
+
+
+def _out_of_bounds(field: Field, column: pd.Series) -> list[Problem]:
+    """The cells of a typed number column outside the field's bounds."""
+    # As floats (a missing cell NaN, which is never out of range): the bounds are small
+    # whole numbers, so a comparison with one is exact for every value that is near it.
+    values = column.to_numpy(dtype="float64", na_value=np.nan)
+    bad = np.zeros(len(values), dtype=bool)
+    if field.minimum is not None:
+        bad |= values < field.minimum
+    if field.maximum is not None:
+        bad |= values > field.maximum
+    return [
+        Problem(i, field.name, _py(v), check_value(field, int(v)) or "out of range") for i, v in column[bad].items()
+    ]
+
+
+def _blank_required_texts(field: Field, column: pd.Series) -> list[Problem]:
+    """The blank cells of a typed text column whose field must not be empty."""
+    if not field.required:
+        return []
+    blank = column.str.strip().eq("").fillna(False).astype(bool)
+    return [Problem(i, field.name, v, "must not be empty") for i, v in column[blank].items()]
 
 
 def _list_problems(field: Field, column: pd.Series) -> list[Problem]:

@@ -13,7 +13,7 @@ that a mistake there is not mirrored here.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .. import _schema as schema
@@ -150,31 +150,54 @@ class ServerFields:
 
 
 def _kind_problem(field: schema.Field, value: Any, *, whole_license_ids: bool) -> str | None:
-    kind = field.kind
-    if kind == "bool":
-        return None if isinstance(value, bool) else "must be true or false"
-    if kind == "int":
-        if type(value) is not int:
-            return "must be a whole number"
-        if field.minimum is not None and value < field.minimum:
-            return f"must be >= {field.minimum}"
-        if field.maximum is not None and value > field.maximum:
-            return f"must be <= {field.maximum}"
-        return None
-    if kind == "str":
-        if not isinstance(value, str):
-            return "must be text"
-        return "must not be empty" if field.required and not value.strip() else None
-    if kind == "license":
-        if type(value) is int:
-            return None
-        if whole_license_ids:
-            return "must be a whole number"
-        return None if isinstance(value, str) else "must be a number or text"
-    if kind == "list":
-        if not isinstance(value, list):
-            return "must be a list"
-        bad = [v for v in value if not isinstance(v, str) or (field.choices and v not in field.choices)]
-        if bad:
-            return f"unknown value(s) {bad!r}; allowed: {', '.join(field.choices or ())}"
+    """The server's check of a present value of a field it knows (the client's own rules are
+    in ``neuroio_nb._values``: the sandbox checks as a real server would, in its own words)."""
+    if field.kind == "license":
+        return _license_problem(value, whole_license_ids=whole_license_ids)
+    check = _PROBLEMS_BY_KIND.get(field.kind)
+    return None if check is None else check(field, value)
+
+
+def _switch_problem(field: schema.Field, value: Any) -> str | None:
+    return None if isinstance(value, bool) else "must be true or false"
+
+
+def _number_problem(field: schema.Field, value: Any) -> str | None:
+    if type(value) is not int:
+        return "must be a whole number"
+    if field.minimum is not None and value < field.minimum:
+        return f"must be >= {field.minimum}"
+    if field.maximum is not None and value > field.maximum:
+        return f"must be <= {field.maximum}"
     return None
+
+
+def _text_problem(field: schema.Field, value: Any) -> str | None:
+    if not isinstance(value, str):
+        return "must be text"
+    return "must not be empty" if field.required and not value.strip() else None
+
+
+def _license_problem(value: Any, *, whole_license_ids: bool) -> str | None:
+    if type(value) is int:
+        return None
+    if whole_license_ids:
+        return "must be a whole number"
+    return None if isinstance(value, str) else "must be a number or text"
+
+
+def _list_problem(field: schema.Field, value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "must be a list"
+    bad = [v for v in value if not isinstance(v, str) or (field.choices and v not in field.choices)]
+    if bad:
+        return f"unknown value(s) {bad!r}; allowed: {', '.join(field.choices or ())}"
+    return None
+
+
+_PROBLEMS_BY_KIND: dict[str, Callable[[schema.Field, Any], str | None]] = {
+    "bool": _switch_problem,
+    "int": _number_problem,
+    "str": _text_problem,
+    "list": _list_problem,
+}
