@@ -550,6 +550,10 @@ def changes_list(action: Any, changes: Mapping[str, tuple[Any, Any]] | None, uns
     return "".join(change_line(f, old, new) for f, (old, new) in changes.items())
 
 
+def _has_error(error: Any) -> bool:
+    return not values.is_missing(error) and bool(str(error).strip())
+
+
 def error_lines(error: Any) -> str:
     """The server's message, its field errors on lines of their own (HTML would run them together)."""
     return "<br>".join(breakable(line.strip()) for line in str(error or "").splitlines())
@@ -564,7 +568,8 @@ def report_html(
     defaults: Sequence[Any] | None = None,
 ) -> str:
     """A report: one row per source ``(id, name, status, changes, error)``, failed and conflict first;
-    its changes as :func:`changes_list` shows them; no error column when no row has an error.
+    its changes as :func:`changes_list` shows them, and under them the row's error, if any (one
+    column for both: beside the file browser a column of its own would leave each a sliver).
 
     ``actions`` (one per row: ``create``, ``update``, ``delete``) add the plan's first column of
     marks (``+ ~ -``) when any row is not an update, as the plan shows it. ``defaults`` (one per
@@ -578,21 +583,25 @@ def report_html(
         ),
     )
     marked = actions is not None and any(a in ACTION_MARKS and a != "update" for a in actions)
-    errors = any(not values.is_missing(row[4]) and str(row[4]).strip() for row in rows)
+    errors = any(_has_error(row[4]) for row in rows)
     win = window(len(order))
-    header = [*([""] if marked else []), "id", "name", "status", "changes", *(["error"] if errors else [])]
-    aligns = [*(["center"] if marked else []), "right", "left", "left", "left", *(["left"] if errors else [])]
+    header = [*([""] if marked else []), "id", "name", "status", "changes / error" if errors else "changes"]
+    aligns = [*(["center"] if marked else []), "right", "left", "left", "left"]
     shown_rows = []
     for k in win.positions():
         sid, name, status, changes, error = rows[order[k]]
         action = actions[order[k]] if actions is not None else None
+        why = (
+            f'<div class="neuroio-why" style="margin-top:0.2em;{WRAPS["anywhere"]}">{error_lines(error)}</div>'
+            if _has_error(error)
+            else ""
+        )
         shown_rows.append(
             (mark_td(ACTION_MARKS.get(str(action), "")) if marked else "")
             + td("" if values.is_missing(sid) else sid, align="right", wrap="never")
             + td("" if name is None else name)
             + td(status, tone=STATUS_TONES.get(status), wrap="never")
-            + td(changes_list(action, changes, defaults[order[k]] if defaults is not None else None), raw=True)
-            + (td(error_lines(error), raw=True, wrap="anywhere") if errors else "")
+            + td(changes_list(action, changes, defaults[order[k]] if defaults is not None else None) + why, raw=True)
         )
     note = showing(win, where, "sources")
     return view(headline("Report", summary, note), table(header, shown_rows, win, aligns=aligns))

@@ -732,6 +732,11 @@ def test_what_a_person_reads_of_a_sync(views_page: Any, theme: str, artifacts: P
                 problems += [f"{title} at 900 px: {p}" for p in out.evaluate(OVERFLOW_JS)]
                 problems += [f"{title} at 900 px: {w!r} is split over two lines" for w in out.evaluate(SPLIT_WORDS_JS)]
     assert page.evaluate("() => document.getElementById('filebrowser').getBoundingClientRect().width") > 150
+    # the 1,000-source sync's errors, under each row's changes: a readable width, not a sliver
+    reasons = output_of_cell(page, VIEWS["Report"]).locator(".neuroio-why")
+    widths = [round(box["width"]) for box in (r.bounding_box() for r in reasons.all()) if box]
+    if not widths or min(widths) < 150:
+        problems.append(f"the report's errors at 900 px are {widths} px wide, not >= 150 px")
 
     report, again = output_of_cell(page, PERSON["Create-report"]), output_of_cell(page, PERSON["Create-history"])
     folds = report.locator("details.neuroio-defaults > summary")

@@ -188,3 +188,17 @@ def test_non_defaults_shows_switches_as_true_or_false(client: Client) -> None:
     thresholds = changed[changed["field"] == "identify_facesize_threshold"]
     assert len(thresholds) and {type(v) for v in thresholds["value"]} == {int}
     assert "True" in changed.to_string() and "False" in changed._repr_html_()
+
+
+def test_a_rows_error_comes_under_its_changes_in_one_column() -> None:
+    from neuroio_nb import _views as views
+
+    rows = [
+        (4, "Roof", "failed", {"use_pps_time": (False, True)}, "400: Source is locked\n  settings: locked"),
+        (1, "Lobby", "updated", {"use_pps_time": (False, True)}, None),
+    ]
+    view = views.report_html("1 updated, 1 failed", rows)
+    assert header_of(view) == ["id", "name", "status", "changes / error"]
+    failed, updated = rows_of(view)
+    assert text(failed[3]) == "use_pps_time: False → True400: Source is locked" + "settings: locked"
+    assert '<div class="neuroio-why"' in failed[3] and "neuroio-why" not in updated[3]
