@@ -703,41 +703,34 @@ def headers(out: Any) -> list[str]:
     return [t.strip() for t in out.locator("thead th").all_inner_texts()]
 
 
-@pytest.mark.parametrize("theme", THEMES)
-def test_what_a_person_reads_of_a_sync(views_page: Any, theme: str, artifacts: Path) -> None:
-    """Issue 24: a create report folds its defaults and is short, history(run) shows it the same way,
-    changes are listed one field a line and never split inside a name or value, a restore plan
-    lists what the backup sets apart from the defaults, history() keeps run, kind, counts and
-    state in view beside the file browser, and holds only the sandbox's own runs; all readable."""
-    page = views_page
-    use_theme(page, theme)
-    name = theme.split()[-1]
+def layout_problems(page: Any, width: int, theme: str, artifacts: Path) -> list[str]:
+    """How tall each view of :data:`PERSON` is, whether a name or value is split, and (at 900 px)
+    whether anything passes the output's edge; each view's screenshot in ``artifacts``."""
+    page.set_viewport_size({"width": width, "height": 1000})
+    page.wait_for_timeout(300)
     problems = []
-    for width in (1280, 900):
-        page.set_viewport_size({"width": width, "height": 1000})
-        page.wait_for_timeout(300)
-        for title, index in PERSON.items():
-            out = output_of_cell(page, index)
-            out.scroll_into_view_if_needed()
-            out.screenshot(path=str(artifacts / f"{title}-{width}-{name}.png"))
-            height = out.bounding_box()["height"]
-            if height > TALLEST[width].get(title, float("inf")):
-                problems.append(f"{title} at {width} px is {height:.0f} px tall, over {TALLEST[width][title]}")
-            lines = out.evaluate(CHANGE_LINES_JS)
-            problems += [f"{title} at {width} px: {whole!r} is split over two lines" for whole in lines["split"]]
-            if width == 1280:
-                problems += [f"{title}: the change {line!r} wraps at 1280 px" for line in lines["wrapped"]]
-                problems += [f"{title}: {p}" for p in low_contrast(out)]
-            else:
-                problems += [f"{title} at 900 px: {p}" for p in out.evaluate(OVERFLOW_JS)]
-                problems += [f"{title} at 900 px: {w!r} is split over two lines" for w in out.evaluate(SPLIT_WORDS_JS)]
-    assert page.evaluate("() => document.getElementById('filebrowser').getBoundingClientRect().width") > 150
-    # the 1,000-source sync's errors, under each row's changes: a readable width, not a sliver
-    reasons = output_of_cell(page, VIEWS["Report"]).locator(".neuroio-why")
-    widths = [round(box["width"]) for box in (r.bounding_box() for r in reasons.all()) if box]
-    if not widths or min(widths) < 150:
-        problems.append(f"the report's errors at 900 px are {widths} px wide, not >= 150 px")
+    for title, index in PERSON.items():
+        out = output_of_cell(page, index)
+        out.scroll_into_view_if_needed()
+        out.screenshot(path=str(artifacts / f"{title}-{width}-{theme.split()[-1]}.png"))
+        height = out.bounding_box()["height"]
+        print(f"{title} at {width} px in {theme}: {height:.0f} px tall")
+        if height > TALLEST[width].get(title, float("inf")):
+            problems.append(f"{title} at {width} px is {height:.0f} px tall, over {TALLEST[width][title]}")
+        lines = out.evaluate(CHANGE_LINES_JS)
+        problems += [f"{title} at {width} px: {whole!r} is split over two lines" for whole in lines["split"]]
+        if width == 1280:
+            problems += [f"{title}: the change {line!r} wraps at 1280 px" for line in lines["wrapped"]]
+            problems += [f"{title}: {p}" for p in low_contrast(out)]
+        else:
+            problems += [f"{title} at 900 px: {p}" for p in out.evaluate(OVERFLOW_JS)]
+            problems += [f"{title} at 900 px: {w!r} is split over two lines" for w in out.evaluate(SPLIT_WORDS_JS)]
+    return problems
 
+
+def folding_problems(page: Any) -> list[str]:
+    """The 8 creates each fold their defaults, which open and close; history(run) reads as the live report."""
+    problems = []
     report, again = output_of_cell(page, PERSON["Create-report"]), output_of_cell(page, PERSON["Create-history"])
     folds = report.locator("details.neuroio-defaults > summary")
     if folds.count() != 8 or not all(re.fullmatch(r"\+ \d+ defaults", t.strip()) for t in folds.all_inner_texts()):
@@ -751,12 +744,21 @@ def test_what_a_person_reads_of_a_sync(views_page: Any, theme: str, artifacts: P
         problems.append("'+ N defaults' does not open to list them")
     problems += [f"an opened fold: {p}" for p in low_contrast(report.locator("details.neuroio-defaults").first)]
     folds.first.click()
-
     restore = output_of_cell(page, PERSON["Restore-plan"])
     if headers(restore) != ["", "name", "changes"] or restore.locator("details.neuroio-defaults").count() != 3:
         problems.append(f"the restore plan is not 3 creates listing what they set: {headers(restore)}")
+    return problems
 
-    history = output_of_cell(page, PERSON["History"])  # at 900 px, beside the file browser
+
+def narrow_problems(page: Any) -> list[str]:
+    """At 900 px beside the file browser: the big report's errors are readable, and history()
+    keeps run, kind, counts and state in view and holds only the demo sandbox's own runs."""
+    problems = []
+    reasons = output_of_cell(page, VIEWS["Report"]).locator(".neuroio-why")  # under each row's changes
+    widths = [round(box["width"]) for box in (r.bounding_box() for r in reasons.all()) if box]
+    if not widths or min(widths) < 150:
+        problems.append(f"the report's errors at 900 px are {widths} px wide, not >= 150 px")
+    history = output_of_cell(page, PERSON["History"])
     if "2 runs" not in history.locator("p").first.inner_text():  # the demo's own: not the other sandbox's sync
         problems.append(f"history() of the demo sandbox: {history.locator('p').first.inner_text()!r}")
     edge = history.bounding_box()["x"] + history.bounding_box()["width"]
@@ -764,6 +766,20 @@ def test_what_a_person_reads_of_a_sync(views_page: Any, theme: str, artifacts: P
         th = history.locator("thead th").filter(has_text=re.compile(f"^{column}$"))
         if not th.count() or th.first.bounding_box()["x"] + th.first.bounding_box()["width"] > edge + 1:
             problems.append(f"history(): the {column!r} column is not in view at 900 px ({headers(history)})")
+    return problems
+
+
+@pytest.mark.parametrize("theme", THEMES)
+def test_what_a_person_reads_of_a_sync(views_page: Any, theme: str, artifacts: Path) -> None:
+    """Issue 24: a create report folds its defaults and is short, history(run) shows it the same way,
+    changes are listed one field a line and never split inside a name or value, a restore plan
+    lists what the backup sets apart from the defaults, history() keeps run, kind, counts and
+    state in view beside the file browser, and holds only the sandbox's own runs; all readable."""
+    page = views_page
+    use_theme(page, theme)
+    problems = layout_problems(page, 1280, theme, artifacts) + layout_problems(page, 900, theme, artifacts)
+    assert page.evaluate("() => document.getElementById('filebrowser').getBoundingClientRect().width") > 150
+    problems += narrow_problems(page) + folding_problems(page)
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not problems, f"in {theme}:\n" + "\n".join(problems)
 
