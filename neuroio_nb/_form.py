@@ -162,7 +162,7 @@ KEYS_AND_NAMES = """(function (img) {
         var input = row.querySelector('.neuroio-line input, .neuroio-line select, .neuroio-line textarea');
         if (!input) return;
         var label = input.labels && input.labels[0];
-        var text = label ? label.textContent.replace(/\u200b/g, '').trim() : '';
+        var text = label ? label.textContent.replace(/\\u200b/g, '').trim() : '';
         if (text) input.setAttribute('aria-label', title ? title + ': ' + text : text);
         var error = row.querySelector('.neuroio-errline .widget-html-content');
         var help = row.querySelector('.neuroio-helpbox .widget-html-content');
