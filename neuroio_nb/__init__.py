@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from ._client import Client
 from ._explore import non_defaults
-from ._jobs.bulk import Report
 from ._jobs.csvio import read_csv
 from ._jobs.history import History
+from ._jobs.outcomes import Report
 from ._jobs.plan import Plan
 from ._jobs.policy import Policy
 from ._schema import EntryResult

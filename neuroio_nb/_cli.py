@@ -36,6 +36,7 @@ from typing import Any, NoReturn
 import pandas as pd
 
 from ._client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
+from ._jobs.bulk import refuse_irreversible
 from ._jobs.csvio import read_csv, read_named_csv
 from ._jobs.history import history_frame, prune, report_of, run_report
 from ._jobs.plan import REFUSAL_NOUNS
@@ -186,6 +187,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
             return EXIT_DRIFT
         if not len(plan) and not plan.missing:  # rows that match no source: nothing to send
             return EXIT_OK
+        if not args.irreversible:  # deletes undo could not bring back: refused before any question
+            refuse_irreversible(plan.job, client.sources.landing_space)
         if len(plan.deletes) and not _confirmed(  # deletions are confirmed on their own
             args,
             f"Delete the {plural(len(plan.deletes), 'source')} listed above? [y/N] ",
@@ -206,7 +209,10 @@ def cmd_apply(args: argparse.Namespace) -> int:
         try:
             with _first_interrupt_only():  # the first Ctrl-C stops the run; more cannot cut it short
                 report = plan.apply(
-                    on_conflict=args.on_conflict, progress=_progress(), allow_violations=args.allow_violations
+                    on_conflict=args.on_conflict,
+                    progress=_progress(),
+                    allow_violations=args.allow_violations,
+                    irreversible=args.irreversible,
                 )
         except BulkInterrupted as exc:
             with _interrupts_deferred():
@@ -514,6 +520,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="CSV",
         help="write the report here (columns id,action,status,name,changes,replaced,error; "
         "changes and replaced as JSON)",
+    )
+    p.add_argument(
+        "--irreversible",
+        action="store_true",
+        help="also delete sources that undo could not re-create (another space than the one this "
+        "token creates in), or cannot tell yet (the plan says which)",
     )
 
     p = command("get", cmd_get, "Print one source.", [connection])

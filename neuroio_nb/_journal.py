@@ -169,14 +169,18 @@ def _line(record: Mapping[str, Any]) -> bytes:
     return (json.dumps(record, default=_plain, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Intent:
     """One write about to be sent: ``action`` is ``update``, ``create`` or ``delete``.
 
-    ``before``/``after`` hold the fields it changes (a delete's ``before`` is the
-    whole source, so that it can be made again; a create's ``after`` is its body).
-    ``status``, when given, is an outcome decided without a request (a conflict
-    found before sending, say): it is written with the intent, and nothing is sent.
+    ``before``/``after`` hold the fields it changes (``before``: the server's values it
+    expects to find and replaces; a delete's is the whole source, so that it can be made
+    again; a create's ``after`` is its body). ``status``, when given, is an outcome decided
+    without a request (a conflict found before sending, say): it is written with the
+    intent, and nothing is sent. A create also records ``holders``, the ids of every source
+    that held its name just before the POST (an unknown outcome is then settled as the
+    holder of the name that is not among them), and ``space``, the space it must land in
+    (its row's, or where the token's creates land), when known.
     """
 
     action: str
@@ -188,6 +192,14 @@ class Intent:
     error: str | None = None
     #: The plan's view, field -> (old, new), when it differs from before/after (for the report).
     changes: dict[str, Any] | None = None
+    holders: list[int] | None = None
+    space: int | None = None
+
+
+#: Called with the type of each batch of lines (``header``, ``intent``, ``amend``,
+#: ``holders``, ``outcome``, ``end``) just before it is written: the seam tests use to stop a
+#: process at a known point (see :attr:`Journal.hook`).
+Hook = Callable[[str], None]
 
 
 class Journal:
@@ -200,6 +212,8 @@ class Journal:
     def __init__(self, folder: str | os.PathLike[str], *, write: WriteBytes = os.write) -> None:
         self.folder = Path(folder)
         self.write = write
+        #: A :data:`Hook` for the runs started from now on (None: none).
+        self.hook: Hook | None = None
 
     def __repr__(self) -> str:
         return f"<neuroio_nb.Journal {self.folder}>"
@@ -235,7 +249,7 @@ class Journal:
             }
             if details:
                 header["details"] = dict(details)
-            writer = RunWriter(run_id, path, fd, write=self.write)
+            writer = RunWriter(run_id, path, fd, write=self.write, hook=self.hook)
             try:
                 writer._write([header], sync=True)
             except JournalError:  # the writer removed its file: a header alone records nothing
@@ -354,8 +368,11 @@ class RunWriter:
     at once (:attr:`failure`), so that a job stops before its next request.
     """
 
-    def __init__(self, run_id: str, path: Path, fd: int, *, write: WriteBytes = os.write) -> None:
+    def __init__(
+        self, run_id: str, path: Path, fd: int, *, write: WriteBytes = os.write, hook: Hook | None = None
+    ) -> None:
         self.run_id = run_id
+        self._hook = hook
         self.path = path
         self._fd: int | None = fd
         self._write_bytes = write
@@ -395,6 +412,10 @@ class RunWriter:
                 }
                 if intent.changes is not None:
                     line["changes"] = {f: list(pair) for f, pair in intent.changes.items()}
+                if intent.holders is not None:
+                    line["holders"] = sorted(intent.holders)
+                if intent.space is not None:
+                    line["space"] = intent.space
                 lines.append(line)
                 if intent.status is not None:
                     lines.append(
@@ -409,7 +430,7 @@ class RunWriter:
                     self.counts[intent.status] = self.counts.get(intent.status, 0) + 1
             encoded = [_line(line) for line in lines]
             if encoded:
-                self._write_locked(encoded, sync=True)
+                self._write_locked(encoded, sync=True, kind="intent")
                 self.intended = True
         return seqs
 
@@ -436,7 +457,15 @@ class RunWriter:
             if key in self._keys
         ]
         if records:
-            self._write(records, sync=False)
+            self._write(records, sync=False, kind="amend")
+
+    def holders_of(self, key: Any, holders: Iterable[int], space: int | None) -> None:
+        """Record, before a create's POST goes, the ids of every source holding its name now and
+        the space it must land in (None: not known). Written to the operating system at once
+        (a killed process keeps it), fsynced with the next batch or the end line."""
+        if key in self._keys:
+            record = {"t": "holders", "seq": self._keys[key], "ids": sorted(holders), "space": space}
+            self._write([record], sync=False, kind="holders")
 
     def outcome_of(
         self,
@@ -480,7 +509,7 @@ class RunWriter:
         line = _line(record)
         with self._lock:
             self.counts[status] = self.counts.get(status, 0) + 1
-            self._write_locked([line], sync=False)
+            self._write_locked([line], sync=False, kind="outcome")
 
     def finish(self, state: str = "complete") -> None:
         """Write the end line (``complete``, or ``interrupted`` for a run stopped on purpose) and close.
@@ -494,6 +523,7 @@ class RunWriter:
                     self._write_locked(
                         [_line({"t": "end", "state": state, "finished": _now(), "counts": dict(self.counts)})],
                         sync=True,
+                        kind="end",
                     )
                 except JournalError:
                     self._close_locked(sync=False)
@@ -522,13 +552,15 @@ class RunWriter:
         finally:
             os.close(fd)
 
-    def _write(self, records: list[dict[str, Any]], *, sync: bool) -> None:
+    def _write(self, records: list[dict[str, Any]], *, sync: bool, kind: str = "header") -> None:
         with self._lock:
-            self._write_locked([_line(r) for r in records], sync=sync)
+            self._write_locked([_line(r) for r in records], sync=sync, kind=kind)
 
-    def _write_locked(self, lines: list[bytes], *, sync: bool) -> None:
+    def _write_locked(self, lines: list[bytes], *, sync: bool, kind: str = "header") -> None:
         if self.failure is not None:
             raise self.failure
+        if self._hook is not None:
+            self._hook(kind)
         if self._fd is None:
             raise JournalError(f"run {self.run_id} is already finished", path=self.path)
         view = memoryview(b"".join(lines))
@@ -601,7 +633,7 @@ class NoRun(RunWriter):
     def close(self) -> None:
         return None
 
-    def _write(self, records: list[dict[str, Any]], *, sync: bool) -> None:
+    def _write(self, records: list[dict[str, Any]], *, sync: bool, kind: str = "header") -> None:
         return None
 
 
@@ -629,22 +661,6 @@ def start_run(journal: Journal | None, kind: str, base_url: str, *, parent: str 
     return journal.start(kind, base_url, parent=parent)
 
 
-@contextmanager
-def covered() -> Iterator[None]:
-    """Writes sent from this thread meanwhile are journaled by the caller's run, not one of their own."""
-    depth = getattr(_local, "covered", 0)
-    _local.covered = depth + 1
-    try:
-        yield
-    finally:
-        _local.covered = depth
-
-
-def is_covered() -> bool:
-    """Is a write sent now from this thread already journaled by a run (see :func:`covered`)?"""
-    return bool(getattr(_local, "covered", 0))
-
-
 T = TypeVar("T")
 
 
@@ -667,8 +683,7 @@ def journaled(
     run = start_run(journal, intent.action, base_url)
     (seq,) = run.intend([intent])
     try:
-        with covered():
-            result = send()
+        result = send()
     except Exception as exc:
         run.outcome(seq, "failed", error=str(exc), source_id=intent.source_id, maybe_applied=unknown(exc))
         run.finish("complete")
@@ -700,6 +715,10 @@ class Entry:
     result_id: int | None = None
     maybe_applied: bool = False
     changes: dict[str, tuple[Any, Any]] | None = None
+    #: A create's: the ids that held its name just before its POST (None: not recorded, so
+    #: the POST never went), and the space it had to land in (None: not known).
+    holders: list[int] | None = None
+    space: int | None = None
 
     @property
     def perhaps_applied(self) -> bool:
@@ -871,6 +890,15 @@ def _check_shape(path: Path, number: int, record: Mapping[str, Any]) -> None:
         )
 
 
+def _read_holders(entry: Entry, record: Mapping[str, Any]) -> None:
+    """A create's recorded holders and space, when the record holds them as it should."""
+    holders, space = record.get("holders"), record.get("space")
+    if isinstance(holders, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in holders):
+        entry.holders = list(holders)
+    if isinstance(space, int) and not isinstance(space, bool):
+        entry.space = space
+
+
 def read_run(path: Path) -> RunRecord:
     """Read one run file; a file that is not the toolkit's raises :class:`JournalError`."""
     records = _shaped(path, read_lines(path))
@@ -903,9 +931,12 @@ def read_run(path: Path) -> RunRecord:
                 dict(record.get("after") or {}),
             )
             entries[seq].changes = _changes_of(record)
+            _read_holders(entries[seq], record)
         elif kind == "amend" and isinstance(seq, int) and seq in entries:
             entries[seq].before = dict(record.get("before") or {})
             entries[seq].after = dict(record.get("after") or {})
+        elif kind == "holders" and isinstance(seq, int) and seq in entries:
+            _read_holders(entries[seq], {"holders": record.get("ids"), "space": record.get("space")})
         elif kind == "outcome" and isinstance(seq, int) and seq in entries:
             entry = entries[seq]
             entry.status = record.get("status")
@@ -943,9 +974,7 @@ __all__ = [
     "RunRecord",
     "RunWriter",
     "TornLineWarning",
-    "covered",
     "default_folder",
-    "is_covered",
     "journaled",
     "labelled",
     "new_run_id",

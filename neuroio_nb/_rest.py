@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from ._journal import Intent, is_covered, journaled
+from ._journal import Intent, journaled
 from ._paging import LISTING_CHANGED, Ahead, Walk
 from ._progress import progress_bar
 from ._schema import ALIASES, BY_NAME, create_defaults
@@ -45,6 +45,9 @@ class SourcesAPI:
 
     def __init__(self, client: Transport) -> None:
         self.client = client
+        #: The space this token's creates land in, once a create's answer showed it (the API
+        #: lets no client choose it, and says it nowhere else). None: not known yet.
+        self.landing_space: int | None = None
 
     def __repr__(self) -> str:
         return f"<Sources of {self.client!r}>"
@@ -203,50 +206,74 @@ class SourcesAPI:
         return self.create_from(dict(fields, name=name))
 
     def create_from(self, fields: Mapping[str, Any], *, holders: Collection[int] | None = None) -> dict[str, Any]:
-        """:meth:`create` for jobs: every field (``name`` too) in one mapping.
+        """:meth:`create` for callers holding every field (``name`` too) in one mapping.
 
         ``holders``: the ids of every source that held the name just before, when the
         caller has read them already (from a listing that covers every source that could
         hold the name: unscoped, or searched with a ``q`` the name contains, and not
-        narrowed to some spaces). An unknown outcome is then settled against them, and
-        the create sends no read of its own first. None: read them first (one GET).
+        narrowed to some spaces). None: read them first (one GET). An unknown outcome is
+        settled against them; the journal records them before the POST goes, so that undo
+        and resume settle it the same way from another process.
 
         Example::
 
             client.sources.create_from({"name": "Dock cam 4", "use_pps_time": True})
         """
         with self.client.one_call():
-            if "name" not in fields:
-                raise ValidationError([Problem(None, "name", None, "a source to create needs a name")], what="request")
-            body = {**create_defaults(), **_writable(dict(fields))}
-            before = None if holders is None else {int(i) for i in holders}
-            if self.client.journal is None or is_covered():
-                return self._create(body, before)
+            body = self._create_body(fields)
+            held = self._holders_of(body["name"]) if holders is None else frozenset(int(i) for i in holders)
+            if self.client.journal is None:
+                return self._create(body, held)
             _encode_json(body, "POST", PATH)  # a body that cannot be sent is refused before anything is written
+            intent = Intent(
+                action="create",
+                source_id=None,
+                after=body,
+                name=body["name"],
+                holders=sorted(held),
+                space=self.landing_space,
+            )
             return journaled(
                 self.client.journal,
                 self.client.base_url,
-                Intent("create", None, {}, body, body["name"]),
-                lambda: self._create(body, before),
+                intent,
+                lambda: self._create(body, held),
                 applied="created",
                 result_id=lambda made: made["id"],
                 unknown=outcome_unknown,
             )
 
-    def _create(self, body: dict[str, Any], before: set[int] | None = None) -> dict[str, Any]:
-        """POST ``body``; ``before``: the ids that held its name before (read now when None)."""
-        held = {source["id"] for source in self._named(body["name"])} if before is None else before
+    def _send_create(self, fields: Mapping[str, Any], *, holders: Collection[int]) -> dict[str, Any]:
+        """POST a create, not journaled: for a job whose own run records it (with ``holders``,
+        the ids that held the name just before, before this is called)."""
+        return self._create(self._create_body(fields), frozenset(int(i) for i in holders))
+
+    def _holders_of(self, name: Any) -> frozenset[int]:
+        """The ids of every source (in every space this token sees) holding ``name`` now."""
+        return frozenset(source["id"] for source in self._named(name))
+
+    def _create_body(self, fields: Mapping[str, Any]) -> dict[str, Any]:
+        if "name" not in fields:
+            raise ValidationError([Problem(None, "name", None, "a source to create needs a name")], what="request")
+        return {**create_defaults(), **_writable(dict(fields))}
+
+    def _create(self, body: dict[str, Any], held: frozenset[int]) -> dict[str, Any]:
+        """POST ``body``; ``held``: the ids that held its name before. Learns :attr:`landing_space`."""
 
         def if_unknown(error: NeuroIOError) -> Settled | None:
             made = self._created_since(body, held)
             return None if made is None else Settled(made)
 
-        return _checked_source(self._write("POST", PATH, body, if_unknown=if_unknown), PATH)
+        made = _checked_source(self._write("POST", PATH, body, if_unknown=if_unknown), PATH)
+        space = made.get("space_id")
+        if self.landing_space is None and isinstance(space, int) and not isinstance(space, bool):
+            self.landing_space = space
+        return made
 
     def _named(self, name: str) -> SourceList:
         return [source for source in self.iter(q=name) if source.get("name") == name]
 
-    def _created_since(self, body: dict[str, Any], before: set[int]) -> dict[str, Any] | None:
+    def _created_since(self, body: dict[str, Any], before: frozenset[int]) -> dict[str, Any] | None:
         """The source ``body`` made, if it is there: one that was not among ``before`` (ids)."""
         new = [
             source
@@ -262,7 +289,8 @@ class SourcesAPI:
         return new[0] if new else None
 
     def update(self, source_id: int, **fields: Any) -> dict[str, Any]:
-        """PATCH only the given fields (checked against the schema first).
+        """PATCH only the given fields (checked against the schema first); journaled as a run
+        of its own, with the values it replaces (read just before).
 
         Example::
 
@@ -271,47 +299,58 @@ class SourcesAPI:
         with self.client.one_call():
             path = _path(source_id)
             body = _writable(fields, source_id)
-
-            def send() -> dict[str, Any]:
-                return _checked_source(self._write("PATCH", path, body), path)
-
-            if self.client.journal is None or is_covered():
-                return send()
+            if self.client.journal is None:
+                return self._send_update(source_id, body)
             _encode_json(body, "PATCH", path)
             was = self.get(source_id)  # the journal keeps the values this write replaces
-            intent = Intent("update", was["id"], {f: was.get(f) for f in body}, body, was.get("name"))
+            intent = Intent(
+                action="update",
+                source_id=was["id"],
+                before={f: was.get(f) for f in body},
+                after=body,
+                name=was.get("name"),
+            )
             return journaled(
                 self.client.journal,
                 self.client.base_url,
                 intent,
-                send,
+                lambda: self._send_update(source_id, body),
                 applied="updated",
                 result_id=lambda result: result["id"],
                 unknown=outcome_unknown,
             )
 
+    def _send_update(self, source_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """PATCH ``fields``, not journaled: for a job whose own run records it."""
+        path = _path(source_id)
+        return _checked_source(self._write("PATCH", path, _writable(dict(fields), source_id)), path)
+
     def delete(self, source_id: int) -> None:
-        """Delete a source. A retry after an answer was lost finds it gone: that is success.
+        """Delete a source, journaled as a run of its own (with the whole source, so that undo
+        can make it again). A retry after an answer was lost finds it gone: that is success.
 
         Example::
 
             client.sources.delete(42)
         """
         with self.client.one_call():
-            path = _path(source_id)
-            if self.client.journal is None or is_covered():
-                return self._delete(path)
-            was = self.get(source_id)  # the whole source, so that undo can make it again
+            if self.client.journal is None:
+                return self._send_delete(source_id)
+            was = self.get(source_id)
             journaled(
                 self.client.journal,
                 self.client.base_url,
-                Intent("delete", was["id"], was, {}, was.get("name")),
-                lambda: self._delete(path),
+                Intent(action="delete", source_id=was["id"], before=was, name=was.get("name")),
+                lambda: self._send_delete(source_id),
                 applied="deleted",
                 result_id=lambda _: was["id"],
                 unknown=outcome_unknown,
             )
             return None
+
+    def _send_delete(self, source_id: int) -> None:
+        """DELETE, not journaled: for a job whose own run records it."""
+        self._delete(_path(source_id))
 
     def _delete(self, path: str) -> None:
         unanswered: builtins.list[NeuroIOError] = []
@@ -331,9 +370,10 @@ class SourcesAPI:
     ) -> Any:
         """Send one write (POST, PATCH or DELETE): every change this package makes goes through here.
 
-        The journal's hook sits one level up, in create/update/delete (or in the bulk job
-        that sends them): it records the verb's settled outcome (a retried delete that
-        finds the source gone is a success), and the values a write replaces.
+        Journaling sits one level up, explicitly: :meth:`create`, :meth:`update` and
+        :meth:`delete` each write a run of their own; a job calls the ``_send_*`` verbs and
+        records them in its run. Either records the verb's settled outcome (a retried delete
+        that finds the source gone is a success), and the values a write replaces.
         """
         return self.client.request(method, path, json_body=body, if_unknown=if_unknown)
 

@@ -15,12 +15,12 @@ from typing import Any
 
 import pandas as pd
 
-from ._jobs.bulk import Report, check_on_conflict
 from ._jobs.csvio import write_csv
 from ._jobs.frames import frame_from_records
 from ._jobs.history import history
 from ._jobs.history import resume as resume_run
 from ._jobs.history import undo as undo_run
+from ._jobs.outcomes import Report, check_on_conflict
 from ._jobs.plan import Plan
 from ._jobs.policy import Policy
 from ._jobs.review import plan_violations

@@ -381,14 +381,14 @@ def test_an_unexpected_error_while_sending_one_source_is_a_failed_row(big, monke
     sb, c, frame = big
     edited = frame.copy()
     edited["identify_facesize_threshold"] = 4321
-    real_update = type(c.sources).update
+    real_update = type(c.sources)._send_update  # the REST verb a job's writes go through
 
-    def update_that_breaks_on_40(self, source_id, **fields):
+    def update_that_breaks_on_40(self, source_id, fields):
         if source_id == 40:  # a bug deep in the stack, as a scalar error_codes once gave
             raise TypeError("'int' object is not iterable")
-        return real_update(self, source_id, **fields)
+        return real_update(self, source_id, fields)
 
-    monkeypatch.setattr(type(c.sources), "update", update_that_breaks_on_40)
+    monkeypatch.setattr(type(c.sources), "_send_update", update_that_breaks_on_40)
     report = c.sources.bulk_update(edited, base=frame, progress=False)
     assert report.counts() == {"updated": 999, "failed": 1}
     assert report.loc[40, "status"] == "failed" and "not iterable" in report.loc[40, "error"]

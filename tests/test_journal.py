@@ -45,9 +45,16 @@ def test_a_run_reads_back_with_intents_outcomes_and_state(tmp_path):
     run = journal.start("apply", "http://127.0.0.1:1")
     seqs = run.intend(
         [
-            Intent("update", 7, {"name": "a"}, {"name": "b"}, name="a"),
-            Intent("update", 8, {"name": "c"}, {"name": "d"}, name="c"),
-            Intent("update", 9, {"name": "e"}, {"name": "f"}, status="conflict", error="moved"),
+            Intent(action="update", source_id=7, before={"name": "a"}, after={"name": "b"}, name="a"),
+            Intent(action="update", source_id=8, before={"name": "c"}, after={"name": "d"}, name="c"),
+            Intent(
+                action="update",
+                source_id=9,
+                before={"name": "e"},
+                after={"name": "f"},
+                status="conflict",
+                error="moved",
+            ),
         ]
     )
     run.outcome(seqs[0], "updated", source_id=7)
@@ -70,7 +77,7 @@ def test_a_run_reads_back_with_intents_outcomes_and_state(tmp_path):
 
 def test_each_line_is_readable_json_a_person_can_grep(tmp_path):
     run = Journal(tmp_path).start("update", "https://api.example")
-    run.intend([Intent("update", 3, {"name": "Porte Est"}, {"name": "Porte Ouest"})])
+    run.intend([Intent(action="update", source_id=3, before={"name": "Porte Est"}, after={"name": "Porte Ouest"})])
     run.finish()
     text = run.path.read_text(encoding="utf-8")
     assert "Porte Ouest" in text and text.endswith("\n")
@@ -82,7 +89,7 @@ def test_intents_are_fsynced_before_intend_returns(tmp_path, monkeypatch):
     synced: list[str] = []
     real_fsync = os.fsync
     monkeypatch.setattr(jn.os, "fsync", lambda fd: (synced.append(run.path.read_text()), real_fsync(fd)))
-    run.intend([Intent("update", i, {"x": 1}, {"x": 2}) for i in range(50)])
+    run.intend([Intent(action="update", source_id=i, before={"x": 1}, after={"x": 2}) for i in range(50)])
     assert len(synced) == 1, "one fsync for the whole batch"
     assert synced[0].count('"t": "intent"') == 50, "every intent of the batch written before the fsync"
     run.outcome(1, "updated")
@@ -97,10 +104,10 @@ def test_numpy_values_are_written_as_plain_json(tmp_path):
     run.intend(
         [
             Intent(
-                "update",
-                int(np.int64(5)),
-                {"t": np.int64(3), "b": np.bool_(True)},
-                {"t": np.int64(4), "l": np.array(["a", "b"])},
+                action="update",
+                source_id=int(np.int64(5)),
+                before={"t": np.int64(3), "b": np.bool_(True)},
+                after={"t": np.int64(4), "l": np.array(["a", "b"])},
             )
         ]
     )
@@ -152,7 +159,12 @@ def test_the_test_suite_never_writes_to_the_real_user_folder():
 def test_a_torn_last_line_is_skipped_with_a_warning(tmp_path):
     journal = Journal(tmp_path)
     run = journal.start("apply", "http://x")
-    seqs = run.intend([Intent("update", 1, {"a": 1}, {"a": 2}), Intent("update", 2, {"a": 1}, {"a": 2})])
+    seqs = run.intend(
+        [
+            Intent(action="update", source_id=1, before={"a": 1}, after={"a": 2}),
+            Intent(action="update", source_id=2, before={"a": 1}, after={"a": 2}),
+        ]
+    )
     run.outcome(seqs[0], "updated")
     run.close()
     with open(run.path, "ab") as f:
@@ -232,7 +244,12 @@ def test_run_ids_never_collide_even_with_the_same_clock(tmp_path, monkeypatch):
 
 def test_threads_recording_outcomes_never_interleave_lines(tmp_path):
     run = Journal(tmp_path).start("apply", "http://x")
-    seqs = run.intend([Intent("update", i, {"name": "x" * 500}, {"name": "y" * 500}) for i in range(800)])
+    seqs = run.intend(
+        [
+            Intent(action="update", source_id=i, before={"name": "x" * 500}, after={"name": "y" * 500})
+            for i in range(800)
+        ]
+    )
 
     def worker(part: list[int]) -> None:
         for seq in part:
@@ -253,7 +270,7 @@ WRITER = textwrap.dedent("""
     from neuroio_nb._journal import Intent, Journal
     run = Journal(sys.argv[1]).start("apply", "http://x", details={"writer": sys.argv[2]})
     for batch in range(10):
-        seqs = run.intend([Intent("update", batch * 100 + i, {"v": 0}, {"v": sys.argv[2]}) for i in range(100)])
+        seqs = run.intend([Intent(action="update", source_id=batch * 100 + i, before={"v": 0}, after={"v": sys.argv[2]}) for i in range(100)])
         threads = [threading.Thread(target=lambda s=s: run.outcome(s, "updated")) for s in seqs]
         [t.start() for t in threads]
         [t.join() for t in threads]
@@ -402,15 +419,15 @@ edit = namespace["edit"]
 
 APPLIER = EDIT + textwrap.dedent("""
     import os, sys, time
-    import neuroio_nb._journal as jn
     from neuroio_nb import Client
 
-    if os.environ.get("HOLD_BEFORE_END"):
-        def hold(self, state="complete"):
-            print("HOLDING", flush=True)
-            time.sleep(600)
-        jn.RunWriter.finish = hold
     client = Client(max_workers=4)
+    if os.environ.get("HOLD_BEFORE_END"):
+        def hold(kind):  # the journal's hook: called before each batch of lines is written
+            if kind == "end":
+                print("HOLDING", flush=True)
+                time.sleep(600)
+        client.journal.hook = hold
     frame = client.sources.to_frame(progress=False)
     client.sources.plan(edit(frame), base=frame).apply(progress=False)
     print("FINISHED", flush=True)
@@ -466,12 +483,7 @@ def killed_apply(make_sandbox, folder: Path, kill: str) -> tuple:
 def settle_sandbox(sb) -> None:
     """Wait until the sandbox has handled every request the dead process sent: each of its
     connections is closed only after the requests already in it were read and answered."""
-    import time
-
-    seen = -1
-    while seen != len(sb.log) or sb._server._connections or sb._log._in_flight:
-        seen = len(sb.log)
-        time.sleep(0.1)
+    sb.wait_idle(closed=True)
 
 
 def changed_ids(sb, original: dict) -> set[int]:
@@ -578,7 +590,9 @@ def test_a_sync_is_journaled_and_undone_by_its_run_id(make_sandbox, client_for, 
     desired = pd.concat(
         [desired.reset_index(drop=True), pd.DataFrame({"name": ["Journal cam A", "Journal cam B"]})], ignore_index=True
     )
-    report = c.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(progress=False)
+    report = c.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(
+        progress=False, irreversible=True
+    )
     assert report.counts() == {"deleted": 3, "created": 2, "updated": 2}
 
     later = client_for(sb, journal=tmp_path)  # as another process would: only the journal is shared
@@ -722,7 +736,9 @@ SYNCER = textwrap.dedent("""
         {"name": [f"Site 9 camera {i:03d}" for i in range(60)], "identify_facesize_threshold": range(5000, 5060)}
     )
     desired = pd.concat([space_1.iloc[30:].reset_index(drop=True), site], ignore_index=True)
-    client.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(progress=False)
+    client.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(
+        progress=False, irreversible=True
+    )
     print("FINISHED", flush=True)
 """)
 SITE = [f"Site 9 camera {i:03d}" for i in range(60)]
@@ -1148,7 +1164,9 @@ def test_any_json_record_appended_to_a_run_never_breaks_the_history(tmp_path_fac
     runs = []
     for n in range(2):
         run = journal.start("apply", "http://x")
-        (seq,) = run.intend([Intent("update", 7 + n, {"a": 1}, {"a": 2}, name=f"cam {n}")])
+        (seq,) = run.intend(
+            [Intent(action="update", source_id=7 + n, before={"a": 1}, after={"a": 2}, name=f"cam {n}")]
+        )
         run.outcome(seq, "updated", source_id=7 + n)
         run.finish()
         runs.append(run)

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pandas as pd
 import pytest
 
-from neuroio_nb._jobs import bulk, sending
+from neuroio_nb._jobs import sending
 from neuroio_nb._jobs.frames import frame_from_records
 from neuroio_nb._schema import create_defaults
 from neuroio_nb.errors import (
@@ -464,53 +464,36 @@ def test_ctrl_c_inside_the_pools_submit_still_waits_for_that_request(make_sandbo
     sb.before_request = slow_orphan
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, base=frame, progress=False)
-    while sb.max_in_flight and sb._log._in_flight:  # let the sandbox finish what it was sent
-        time.sleep(0.05)
+    sb.wait_idle()  # let the sandbox finish what it was sent
     applied = applied_patches(sb)
     assert orphan["id"] in applied and len(applied) == 3
     partial = info.value.report
     assert set(partial.index) == set(applied) and partial.counts() == {"updated": 3}
 
 
-#: Where a second Ctrl-C can land while a run winds down after the first: each function called
-#: then, in the module that calls it, pressed just before it runs or just after it returned.
-WINDING_DOWN = [
-    (sending, "_close"),  # stops the reads of the server that are still handing out writes
-    (sending, "_finish_in_flight"),  # waits for the requests in flight
-    (bulk, "make_report"),  # makes the partial report
-    (bulk, "with_run"),  # puts the journal run's id on it
-    (sending, "_close_run"),  # ends the journal run
-]
-
-
 @pytest.mark.parametrize("when", ["before", "after"])
-@pytest.mark.parametrize(("module", "name"), WINDING_DOWN, ids=[name for _, name in WINDING_DOWN])
+@pytest.mark.parametrize("name", sending.STEPS)
 def test_a_second_ctrl_c_at_any_step_of_winding_down_keeps_the_partial_report(
-    make_sandbox, client_for, ctrl_c_at, monkeypatch, module, name, when
+    make_sandbox, client_for, ctrl_c_at, monkeypatch, name, when
 ):
     """The partial report is a notebook user's only record of what was sent: a second Ctrl-C,
-    whichever step of stopping it lands on (between two statements too: just before a step
-    runs or just after it returned), still gives the exact partial report, on the run's
-    journal too."""
+    whichever step of stopping it lands on (stopping the reads, waiting for the requests in
+    flight, making the partial report, ending the journal run; just before a step runs or just
+    after it returned), still gives the exact partial report, on the run's journal too. The
+    presses come through the sender's documented seam, ``sending.wind_down_hook``."""
     sb = make_sandbox(sources=120, latency=0.01)
     c = client_for(sb, max_workers=4)
     frame = c.sources.to_frame(progress=False)
     edited = edit_every_source(frame)
-    step = getattr(module, name)
     pressed: list[str] = []
 
-    def pressed_again(*args, **kwargs):
+    def pressed_again(step: str, moment: str) -> None:
         winding_down = isinstance(sys.exc_info()[1], KeyboardInterrupt)  # the first press is being handled
-        if winding_down and not pressed and when == "before":
-            pressed.append(name)
+        if winding_down and not pressed and (step, moment) == (name, when):
+            pressed.append(step)
             raise KeyboardInterrupt
-        result = step(*args, **kwargs)
-        if winding_down and not pressed:
-            pressed.append(name)
-            raise KeyboardInterrupt
-        return result
 
-    monkeypatch.setattr(module, name, pressed_again)
+    monkeypatch.setattr(sending, "wind_down_hook", pressed_again)
     sb.clear_log()
     ctrl_c_at(sb, "PATCH", 20)
     try:
@@ -544,13 +527,14 @@ def test_ctrl_c_as_the_last_write_was_answered_gives_the_whole_report_and_a_comp
     c = client_for(sb, max_workers=4)
     frame = c.sources.to_frame(progress=False)
     edited = edit_every_source(frame)
-    finish = sending._finish_in_flight
+    pressed: list[str] = []
 
-    def ctrl_c_once_all_were_answered(*args, **kwargs):
-        monkeypatch.setattr(sending, "_finish_in_flight", finish)
-        raise KeyboardInterrupt
+    def ctrl_c_once_all_were_answered(step: str, moment: str) -> None:
+        if (step, moment) == ("finish", "before") and not pressed:  # every write was answered
+            pressed.append(step)
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(sending, "_finish_in_flight", ctrl_c_once_all_were_answered)
+    monkeypatch.setattr(sending, "wind_down_hook", ctrl_c_once_all_were_answered)
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, base=frame, progress=False)
     monkeypatch.undo()
@@ -663,8 +647,10 @@ def test_garbage_midway_gives_no_half_built_frame_and_no_writes(make_sandbox, cl
     assert len(read) >= 4 and all(r.status == 200 for r in read[:3])  # good pages came first: midway
     sb.clear_log()
     edited = edit_every_source(frame)
-    with pytest.raises(MalformedResponseError):  # the conflict check reads the listing: nothing is sent
-        c.sources.bulk_update(edited, base=frame, progress=False)
+    # The conflict check reads the listing: nothing is sent, and every row says why.
+    report = c.sources.bulk_update(edited, base=frame, progress=False)
+    assert report.counts() == {"failed": len(frame)}
+    assert report["error"].str.startswith("not sent: the server's sources could not be read to check it").all()
     assert sb.requests("PATCH") == []
 
 

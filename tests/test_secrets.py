@@ -382,7 +382,7 @@ def test_the_sandbox_echoing_headers_shows_no_token_in_errors_or_reports(make_sa
     sb.faults = {}
     edited = frame.copy()
     edited.loc[[3, 4], "use_pps_time"] = ~frame.loc[[3, 4], "use_pps_time"]
-    plan = c.sources.plan(edited)  # against the server now: applying it sends only the PATCHes
+    plan = c.sources.plan(edited)  # against the server now: applying it reads them again, then PATCHes
     sb.faults = {"echo_headers": 1.0}
     report = plan.apply(progress=False)
     assert set(report["status"]) == {"failed"} and report["error"].str.contains("Request Rejected").all()

@@ -15,7 +15,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
 
-from neuroio_nb._jobs.bulk import Report
+from neuroio_nb._jobs.outcomes import Report
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -348,7 +348,7 @@ def test_provision_500_names_each_created_once_under_faults_with_100_deletes(mak
     assert set(plan.deletes["id"]) == set(dropped)
     sb.faults = FAULTS
     sb.clear_log()
-    report = plan.apply(progress=False)
+    report = plan.apply(progress=False, irreversible=True)  # the token's space is not known yet
     sb.faults = {}
 
     assert report.counts() == {"deleted": 100, "created": 500}
@@ -382,7 +382,7 @@ def test_nothing_is_deleted_unless_asked_nor_outside_the_scope(make_sandbox, cli
     plan = c.sources.plan(kiosks.iloc[3:].reset_index(drop=True), key="name", delete=True, q="kiosk")
     assert set(plan.deletes["id"]) == set(kiosks.index[:3])
     sb.clear_log()
-    report = plan.apply(progress=False)
+    report = plan.apply(progress=False, irreversible=True)
     assert report.counts() == {"deleted": 3}
     assert set(sb.sources) == set(frame.index) - set(kiosks.index[:3])
     assert sorted(r.method for r in writes(sb)) == ["DELETE"] * 3
@@ -480,7 +480,7 @@ def test_conflicts_of_deletes_and_creates(make_sandbox, client_for):
     sb.external_edit(changed, identify_facesize_threshold=12345)  # changed since the base: not deleted
     sb.remove_source(gone)  # already gone: deleted
     taken = sb.add_source(name="Site 7 camera 001", use_pps_time=True)["id"]  # someone made it meanwhile
-    report = plan.apply(progress=False)
+    report = plan.apply(progress=False, irreversible=True)
     assert report.loc[changed, "status"] == "conflict" and "12345" in report.loc[changed, "error"]
     assert report.loc[gone, "status"] == "deleted" and report.loc[deleted, "status"] == "deleted"
     conflict = report[(report["action"] == "create") & (report["status"] == "conflict")]
@@ -510,7 +510,9 @@ def test_undo_of_a_sync(make_sandbox, client_for):
     desired = space_1.drop(index=doomed).copy()
     desired.loc[desired.index[:5], "identify_facesize_threshold"] = 31000
     desired = pd.concat([desired.reset_index(drop=True), new_site(6)], ignore_index=True)
-    report = c.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(progress=False)
+    report = c.sources.plan(desired, key="name", create=True, delete=True, spaces_ids=[1]).apply(
+        progress=False, irreversible=True
+    )
     assert report.counts() == {"deleted": 4, "created": 6, "updated": 5}
 
     undone = c.sources.undo(report, progress=False)
@@ -533,7 +535,9 @@ def test_undo_of_a_delete_in_another_space_than_the_tokens_is_refused_not_made_i
     before = c.sources.to_frame(progress=False)
     space_2 = before[before["space_id"] == 2]
     doomed = space_2.index[:3]
-    report = c.sources.plan(space_2.drop(index=doomed), delete=True, spaces_ids=[2]).apply(progress=False)
+    report = c.sources.plan(space_2.drop(index=doomed), delete=True, spaces_ids=[2]).apply(
+        progress=False, irreversible=True
+    )
     assert report.counts() == {"deleted": 3}
     assert [r["space_id"] for r in report["replaced"]] == [2, 2, 2]
     after_delete = sb.sources
@@ -1019,7 +1023,7 @@ def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirm
 
     only_dock = tmp_path / "only_dock.csv"
     only_dock.write_text("name\nZeta cam 1\n")
-    args = ["apply", str(only_dock), "--key", "name", "--delete", "--q", "zeta"]
+    args = ["apply", str(only_dock), "--key", "name", "--delete", "--q", "zeta", "--irreversible"]
     sb.clear_log()
     proc = script.run(sb, *args)  # stdin is not a terminal and no --yes: nothing at all
     assert proc.returncode == 6 and "To delete (1 source)" in proc.stdout and writes(sb) == []

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
 
 from neuroio_nb import _views as views
+from neuroio_nb._jobs.bulk import Job, deletes_frame
 from neuroio_nb._jobs.plan import CHANGE_COLUMNS, Plan
 from neuroio_nb.errors import Problem, ValidationError
 
@@ -149,19 +151,14 @@ def a_sync_plan(deletes: int, creates: int, updates: int) -> Plan:
     changes = pd.DataFrame(
         [(1000 + i, f"cam {i}", "use_pps_time", False, True) for i in range(updates)], columns=CHANGE_COLUMNS
     )
-    return Plan(
-        None,  # type: ignore[arg-type]  # showing a plan never calls the server
-        changes,
+    job = Job(
+        changes=changes,
         names={1000 + i: f"cam {i}" for i in range(updates)},
         creates=pd.DataFrame({"name": [f"new {i}" for i in range(creates)], "use_pps_time": True}),
-        deletes=pd.DataFrame(
-            {
-                "id": pd.Series(range(1, deletes + 1), dtype="int64"),
-                "space_id": pd.Series([1] * deletes, dtype="Int64"),
-                "name": [f"old {i}" for i in range(deletes)],
-            }
-        ),
+        deletes=deletes_frame(list(range(1, deletes + 1)), [1] * deletes, [f"old {i}" for i in range(deletes)]),
     )
+    # Showing a plan never calls the server; it knows the token creates in space 1.
+    return Plan(SimpleNamespace(landing_space=1), job)  # type: ignore[arg-type]
 
 
 def test_a_long_plan_says_what_its_text_cuts_as_its_html_view_does():
@@ -174,7 +171,7 @@ def test_a_long_plan_says_what_its_text_cuts_as_its_html_view_does():
         "showing 10 of 1,000 sources; all rows in `plan.deletes`, `plan.creates` and `plan.changes`>"
     )
     assert len(lines) == 1 + 5 + 1 + 5 and lines[6] == "  ... 990 more sources ..."
-    assert lines[1] == "  - 1 old 0" and lines[2].startswith("  - 2 ")
+    assert lines[1] == "  - 1 old 0 (space 1)" and lines[2].startswith("  - 2 ")
     assert lines[-1] == "  ~ 1399 cam 399: use_pps_time: False -> True"
     rows = rows_of(html)
     assert len(rows) == 11 and "showing 10 of 1,000 sources" in html.split("<table>", 1)[0]
@@ -190,7 +187,7 @@ def test_a_short_plan_shows_every_source_and_a_create_its_values():
     lines = repr(plan).splitlines()
     assert lines == [
         "<Plan: 1 source to delete, 1 to create, 1 to update (1 value)>",
-        "  - 1 old 0",
+        "  - 1 old 0 (space 1)",
         "  + new 0: use_pps_time: True",
         "  ~ 1000 cam 0: use_pps_time: False -> True",
     ]

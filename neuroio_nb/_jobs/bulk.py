@@ -1,391 +1,455 @@
-"""Applying a plan: conflict check, concurrent writes, one report row per source.
+"""Applying a job: every write conditional on what the plan saw, one report row per source.
 
-Per-source failures never raise: any exception while one source is sent (a
-server error, a dropped connection, a bug) becomes a ``failed`` row carrying
-its message. Ctrl-C stops sending, lets requests in flight finish (however
-often it is pressed again meanwhile) and raises :class:`BulkInterrupted`
-with the exact partial report. The concurrent sending itself is
-:mod:`neuroio_nb._jobs.sending`'s; this module decides what each write sends.
+A :class:`Job` is everything a plan asks to send and what each write expects to find; a
+plan owns one, frozen. :func:`apply_job` sends it with one small strategy:
+
+- :class:`DryRun`: nothing is sent, every row ``planned``;
+- :class:`Batch`: the sources the writes touch are read first, each write decided against
+  them, the run journaled, then sent (undo and resume, and jobs that only delete);
+- :class:`StreamedUpdates`: updates checked as the listing's pages arrive, each written as
+  soon as its page is in (deletes read and decided first);
+- :class:`SyncStream`: a sync that creates: its scope's pages asked for at once, updates and
+  deletes written as they arrive, creates once the whole scope (every holder of a name) is read.
+
+Every strategy checks each write against the server's source as read right before it
+(:mod:`~neuroio_nb._jobs.writes`), journals each intent through its run before the request
+goes, and never raises for one source's trouble (a ``failed`` row with its message).
+Ctrl-C stops sending, lets requests in flight finish and raises :class:`BulkInterrupted`
+with the exact partial report (see :mod:`~neuroio_nb._jobs.sending`).
 """
 
 from __future__ import annotations
 
-import json
 from collections import Counter
-from collections.abc import Callable, Hashable, Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, cast
+from functools import cached_property
+from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 
-from .._journal import Intent, RunWriter, start_run
-from .._schema import READ_ONLY
-from .._values import id_index, same, three_way, to_python
-from .._views import empty, report_html
-from ..errors import APIError, NeuroIOError, NotFoundError, Problem, ValidationError
+from .._journal import Intent, NoRun, RunWriter, start_run
+from .._values import to_python
+from ..errors import NeuroIOError, Problem, ValidationError
+from .outcomes import (
+    ACTIONS as ACTIONS,
+)
+from .outcomes import (
+    STATUSES as STATUSES,
+)
+from .outcomes import (
+    Changes,
+    OnConflict,
+    Outcome,
+    Report,
+    check_on_conflict,
+    make_report,
+    with_run,
+)
 from .reads import ReadFirst, ScopeRead, current_as_read, names_read, read_before_sending
 from .reads import SourceCalls as SourceCalls  # the protocol the jobs (plan, sync, history) take
 from .sending import send_all
+from .writes import CreateWrite, Task, check_sendable, checked_delete, checked_update, delete_task, update_task
+from .writes import settings_of as settings_of
 
-STATUSES = ("deleted", "created", "updated", "conflict", "failed", "planned", "unknown")
-ACTIONS = ("delete", "create", "update")
-Changes = dict[str, tuple[Any, Any]]
-Task = Callable[[], "Outcome"]
-
-
-@dataclass
-class Outcome:
-    """One report row. ``replaced``: field -> the server's value that a write replaced
-    (as read just before sending); empty when nothing was sent."""
-
-    action: str
-    status: str
-    changes: Changes
-    error: str | None = None
-    name: Any = None
-    id: int | None = None
-    replaced: dict[str, Any] = field(default_factory=dict)
-    row: Any = None
-    old_id: int | None = None
-    #: A created source's fields its row did not set: the server gave them their defaults.
-    defaults: list[str] | None = None
+CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
+#: A write's key in a job: ``("update", id)``, ``("delete", id)``, ``("create", row label)``.
+Key = tuple[str, Any]
+#: What the plan says of a delete that undo can re-create, and of one it cannot tell yet.
+RESTORABLE = "can restore"
+CANNOT_TELL = "cannot tell yet"
 
 
-class Report(pd.DataFrame):
-    """The outcome of a bulk job: index ``id``; ``action``, ``status``, ``name``, ``changes``,
-    ``replaced``, ``error`` (and ``row``, ``old_id`` and ``defaults`` when sources were created:
-    ``defaults`` lists the fields of a created source's ``changes`` that its row did not set)."""
-
-    _metadata: ClassVar[list[str]] = []
-
-    @property
-    def _constructor(self) -> type[Report]:
-        return Report
-
-    def _constructor_from_mgr(self, mgr: Any, axes: Any) -> Report:
-        # pandas >= 2.1 builds results from a block manager; building a subclass from one
-        # through __init__ is deprecated (pandas 2.2 warns), so skip __init__ as pandas does.
-        report: Report = Report._from_mgr(mgr, axes=axes)  # type: ignore[attr-defined]  # private pandas API, not in pandas-stubs
-        return report
-
-    def counts(self) -> dict[str, int]:
-        """How many sources ended in each status, e.g. ``{"updated": 297, "conflict": 2}``.
-
-        Example::
-
-            plan.apply().counts()   # {"updated": 297, "conflict": 2}
-        """
-        found = self["status"].value_counts().to_dict() if "status" in self else {}
-        return {s: int(found[s]) for s in STATUSES if found.get(s)}
-
-    def summary(self) -> str:
-        """The counts in words: ``"297 updated, 2 conflict"`` (``"nothing to change"`` when empty).
-
-        Example::
-
-            plan.apply().summary()   # "297 updated, 2 conflict"
-        """
-        counts = self.counts()
-        return ", ".join(f"{n} {s}" for s, n in counts.items()) or "nothing to change"
-
-    def _repr_html_(self) -> str:
-        if not {"status", "changes", "error"} <= set(self.columns):  # a selection of columns: a plain table
-            return str(cast(Any, pd.DataFrame(self))._repr_html_())
-        if not len(self):
-            return empty("Nothing was changed: the plan had no changes.")
-        names = self["name"] if "name" in self.columns else pd.Series(None, index=self.index, dtype=object)
-        rows = list(
-            zip(
-                self.index.tolist(),
-                names.tolist(),
-                self["status"].tolist(),
-                self["changes"].tolist(),
-                self["error"].tolist(),
-                strict=False,
-            )
-        )
-        actions = self["action"].tolist() if "action" in self.columns else None
-        defaults = self["defaults"].tolist() if "defaults" in self.columns else None
-        return report_html(self.summary(), rows, where="report", actions=actions, defaults=defaults)
+def no_changes() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series([], dtype="int64" if c == "id" else object) for c in CHANGE_COLUMNS})
 
 
-def make_report(outcomes: Iterable[Outcome]) -> Report:
-    """A report with one row per outcome, in the order given."""
-    rows = list(outcomes)
-    ids = [o.id for o in rows]
-    columns: dict[str, pd.Series] = {
-        "action": pd.Series([o.action for o in rows], dtype="string"),
-        "status": pd.Series([o.status for o in rows], dtype="string"),
-        "name": pd.Series([to_python(o.name) for o in rows], dtype=object),
-        "changes": pd.Series([o.changes for o in rows], dtype=object),
-        "replaced": pd.Series([o.replaced for o in rows], dtype=object),
-        "error": pd.Series([o.error for o in rows], dtype=object),
-    }
-    if any(o.action == "create" for o in rows):
-        columns["row"] = pd.Series([o.row for o in rows], dtype=object)
-        columns["old_id"] = pd.Series([o.old_id for o in rows], dtype="Int64")
-        columns["defaults"] = pd.Series([o.defaults for o in rows], dtype=object)
-    report: Report = Report(columns)
-    report.index = pd.Index(ids, dtype="Int64", name="id") if None in ids else id_index(ids)
-    return report
+def no_creates() -> pd.DataFrame:
+    return pd.DataFrame(columns=["name"], dtype=object)
 
 
-def check_on_conflict(on_conflict: Any) -> None:
-    if on_conflict not in ("skip", "overwrite"):
-        raise ValidationError(
-            [Problem(None, "on_conflict", on_conflict, "must be 'skip' or 'overwrite'")], what="arguments"
-        )
+def deletes_frame(ids: list[int], spaces: list[Any], names: list[Any]) -> pd.DataFrame:
+    """The server sources a job deletes: ``id``, ``space_id``, ``name``."""
+    return pd.DataFrame(
+        {
+            "id": pd.Series(ids, dtype="int64"),
+            "space_id": pd.Series(spaces, dtype="Int64"),
+            "name": pd.Series(names, dtype=object),
+        }
+    )
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True, eq=False)
 class Job:
-    """Everything a plan asks to send, and what its conflict checks compare with.
+    """Everything a plan asks to send, and what each write expects to find.
 
-    ``updates``: id -> field -> (old, new). ``creates``: row label -> the body to POST.
-    ``deletes``: id -> the source's settings as planned (base). ``seen``: the ids in
-    ``scope`` (q, spaces_ids) when planned; a create whose name is held by a source in
-    scope that was not seen then is a conflict. ``scope`` None: no such check.
+    ``changes``: the updates, one row per (id, field) with the value the plan saw (``old``)
+    and the one to write (``new``); ``missing``: ids that could not be planned, by reason.
+    ``creates``: the rows to create (index: their labels; a column per field sent), each in
+    the space ``create_spaces`` names when it names one, re-creating ``old_ids`` (undo).
+    ``deletes``: the sources to delete (``id``, ``space_id``, ``name``), each expecting the
+    settings in ``deleted``. ``scope``: the (q, spaces_ids) a sync read when planned, and
+    ``seen`` the ids it held: a name taken since by a source in scope is a conflict.
+    ``spaces``: the spaces of the sources to update, when known (the check reads only
+    those); ``listing``: (count, rows a page) of the scope's listing when planned.
     """
 
-    updates: dict[int, Changes]
-    names: dict[Any, Any] = field(default_factory=dict)
-    missing: dict[int, str] = field(default_factory=dict)
-    check_conflicts: bool = False
-    creates: dict[Any, dict[str, Any]] = field(default_factory=dict)
-    deletes: dict[int, dict[str, Any]] = field(default_factory=dict)
-    old_ids: dict[Any, int] = field(default_factory=dict)
+    changes: pd.DataFrame = field(default_factory=no_changes)
+    names: Mapping[Any, Any] = field(default_factory=dict)
+    missing: Mapping[int, str] = field(default_factory=dict)
+    creates: pd.DataFrame = field(default_factory=no_creates)
+    create_spaces: Mapping[Any, int] = field(default_factory=dict)
+    old_ids: Mapping[Any, int] = field(default_factory=dict)
+    deletes: pd.DataFrame = field(default_factory=lambda: deletes_frame([], [], []))
+    deleted: Mapping[int, dict[str, Any]] = field(default_factory=dict)
     scope: tuple[str | None, Any] | None = None
     seen: frozenset[int] = frozenset()
-    #: The spaces of the sources to update, when known: the conflict check reads only those.
     spaces: list[int] | None = None
-    #: create label -> the space its row names: made anywhere else, the create is refused.
-    create_spaces: dict[Any, int] = field(default_factory=dict)
-    #: (count, rows a page) of the scope's listing when planned, if it was read.
     listing: tuple[int, int] | None = None
 
+    @cached_property
+    def updates(self) -> dict[int, Changes]:
+        """id -> {field: (old, new)}, fields in the order of :attr:`changes`."""
+        out: dict[int, Changes] = {}
+        for sid, fname, old, new in self.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None):
+            out.setdefault(sid, {})[fname] = (old, new)
+        return out
 
-@dataclass(frozen=True)
-class Sending:
-    """A write about to be sent: its task key, the task, the server's values it replaces, the body."""
+    @cached_property
+    def bodies(self) -> dict[Any, dict[str, Any]]:
+        """Row label -> the fields a create sends (missing cells left to the server's defaults)."""
+        bodies: dict[Any, dict[str, Any]] = {}
+        for label, row in zip(self.creates.index, self.creates.to_dict("records"), strict=True):
+            bodies[label] = {str(f): v for f, v in ((f, to_python(v)) for f, v in row.items()) if v is not None}
+        return bodies
 
-    key: Hashable
+    @cached_property
+    def who(self) -> dict[Any, Any]:
+        """id -> name, of the sources updated and deleted."""
+        return {**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))}
+
+    @property
+    def kind(self) -> str:
+        """The journal's name for a run of this job: ``apply`` (updates only) or ``sync``."""
+        return "apply" if not len(self.creates) and not len(self.deletes) else "sync"
+
+    def order(self) -> list[Key]:
+        """The report's order: deletes, creates, updates."""
+        return [
+            *(("delete", sid) for sid in self.deleted),
+            *(("create", label) for label in self.bodies),
+            *(("update", sid) for sid in self.updates),
+        ]
+
+
+def undo_of_deletes(job: Job, landing: int | None) -> list[str]:
+    """Per delete of ``job``, in order, whether undo could re-create it: :data:`RESTORABLE`,
+    :data:`CANNOT_TELL` (the token's space is not known yet), or why not. ``landing``: the
+    space the token's creates land in (None: not known)."""
+    said = []
+    for space in job.deletes["space_id"].tolist():
+        if landing is None:
+            said.append(CANNOT_TELL)
+        elif space is pd.NA or space is None or int(space) == landing:
+            said.append(RESTORABLE)
+        else:
+            said.append(f"cannot restore: space {space}, and new sources land in space {landing}")
+    return said
+
+
+def refuse_irreversible(job: Job, landing: int | None) -> None:
+    """A ValidationError for the deletes undo could not bring back (or cannot tell yet)."""
+    problems = [
+        Problem(
+            sid,
+            "space_id",
+            None if space is pd.NA else int(space),
+            f"undo {said}: apply(irreversible=True) (CLI --irreversible) deletes it anyway"
+            if said == CANNOT_TELL
+            else f"undo {said}; apply(irreversible=True) (CLI --irreversible) deletes it anyway",
+        )
+        for sid, space, said in zip(
+            job.deletes["id"], job.deletes["space_id"], undo_of_deletes(job, landing), strict=True
+        )
+        if said != RESTORABLE
+    ]
+    if problems:
+        raise ValidationError(problems, what="deletes (undo could not re-create them in their space)")
+
+
+class Write(NamedTuple):
+    """A write about to be sent: its key, its task, and what it replaces and sends (the journal's)."""
+
+    key: Key
     task: Task
-    replaced: dict[str, Any]
-    body: dict[str, Any]
+    before: dict[str, Any]
+    after: dict[str, Any]
 
 
-def apply_updates(
-    sources: SourceCalls,
-    by_source: dict[int, Changes],
-    *,
-    names: dict[Any, Any],
-    missing: dict[int, str],
-    check_conflicts: bool,
-    dry_run: bool = False,
-    on_conflict: str = "skip",
-    progress: bool | None = None,
-    spaces: list[int] | None = None,
-) -> Report:
-    """Send updates: one PATCH per changed source (``by_source``: id -> field -> (old, new))."""
-    return apply_job(
-        sources,
-        Job(by_source, names, missing, check_conflicts, spaces=spaces),
-        dry_run=dry_run,
-        on_conflict=on_conflict,
-        progress=progress,
-    )
+@dataclass
+class Engine:
+    """One application of a job: what its strategy shares (the rows decided without a request,
+    the journal run) and the steps every strategy takes."""
 
+    sources: SourceCalls
+    job: Job
+    on_conflict: OnConflict
+    decided: dict[Key, Outcome] = field(default_factory=dict)
+    run: RunWriter = field(default_factory=NoRun)
 
-def apply_job(
-    sources: SourceCalls, job: Job, *, dry_run: bool = False, on_conflict: str = "skip", progress: bool | None = None
-) -> Report:
-    """Send a job: deletes first, then updates and creates; one report row per source."""
-    check_on_conflict(on_conflict)
-    check_sendable(job.updates)
-    check_sendable({label: {f: (None, v) for f, v in body.items()} for label, body in job.creates.items()})
-    names = job.names
-    not_found = [Outcome("update", "failed", {}, reason, names.get(sid), sid) for sid, reason in job.missing.items()]
-    delete_changes = {sid: {f: (v, None) for f, v in settings.items()} for sid, settings in job.deletes.items()}
-    create_changes = {label: {f: (None, v) for f, v in body.items()} for label, body in job.creates.items()}
-    order: list[Hashable] = (
-        [("delete", sid) for sid in job.deletes]
-        + [("create", label) for label in job.creates]
-        + [("update", sid) for sid in job.updates]
-    )
-    if dry_run:
-        planned: dict[Hashable, Outcome] = {
-            ("delete", sid): Outcome("delete", "planned", delete_changes[sid], None, names.get(sid), sid)
-            for sid in job.deletes
+    def planned(self, key: Key) -> Outcome:
+        """The row of ``key`` as planned (status ``planned``)."""
+        action, ref = key
+        job = self.job
+        if action == "create":
+            body = job.bodies[ref]
+            changes = {f: (None, v) for f, v in body.items()}
+            name = body.get("name")
+            return Outcome(
+                action="create", status="planned", changes=changes, name=name, row=ref, old_id=job.old_ids.get(ref)
+            )
+        if action == "delete":
+            changes = {f: (v, None) for f, v in job.deleted[ref].items()}
+            return Outcome(action="delete", status="planned", changes=changes, name=job.who.get(ref), id=ref)
+        return Outcome(action="update", status="planned", changes=job.updates[ref], name=job.who.get(ref), id=ref)
+
+    def fallback(self, key: Any) -> Outcome:
+        """The row of a write that raised (its error is filled in by the sender)."""
+        return replace(self.planned(key), status="failed")
+
+    def not_found(self) -> list[Outcome]:
+        return [
+            Outcome(action="update", status="failed", changes={}, error=reason, name=self.job.who.get(sid), id=sid)
+            for sid, reason in self.job.missing.items()
+        ]
+
+    def check(self, sid: int, server: dict[str, Any] | None) -> Write | None:
+        """The delete or update of ``sid`` checked against ``server`` (its source as read now,
+        None: gone): the write to send, or None with its row decided."""
+        job, name, on_conflict = self.job, self.job.who.get(sid), self.on_conflict
+        if sid in job.deleted:
+            key: Key = ("delete", sid)
+            changes = self.planned(key).changes
+            settings = checked_delete(sid, job.deleted[sid], server, on_conflict, name)
+            if isinstance(settings, Outcome):
+                self.decided[key] = settings
+                return None
+            return Write(key, delete_task(self.sources, sid, changes, settings, name), settings, {})
+        key, changes = ("update", sid), job.updates[sid]
+        checked = checked_update(sid, changes, server, on_conflict, name)
+        if isinstance(checked, Outcome):
+            self.decided[key] = checked
+            return None
+        body, replaced = checked
+        return Write(key, update_task(self.sources, sid, changes, body, replaced, name), replaced, body)
+
+    def create_writes(self, read: ReadFirst) -> list[CreateWrite]:
+        job = self.job
+        return [
+            CreateWrite(
+                sources=self.sources,
+                run=self.run,
+                key=("create", label),
+                label=label,
+                body=body,
+                on_conflict=self.on_conflict,
+                old_id=job.old_ids.get(label),
+                holder=read.holders.get(body.get("name")),
+                held=read.held.get(body.get("name")),
+                seen=job.seen if job.scope is not None else None,
+                space=job.create_spaces.get(label),
+            )
+            for label, body in job.bodies.items()
+        ]
+
+    def intent(self, key: Key, before: dict[str, Any] | None = None, after: dict[str, Any] | None = None) -> Intent:
+        """What the write of ``key`` sends (the plan's values unless ``before``/``after`` say)."""
+        action, ref = key
+        row = self.planned(key)
+        if action == "create":
+            space = self.job.create_spaces.get(ref)
+            return Intent(
+                action="create",
+                source_id=None,
+                before={} if space is None else {"space_id": space},
+                after=self.job.bodies[ref],
+                name=row.name,
+                changes=row.changes,
+                space=space,
+            )
+        if before is None and action == "update":
+            before = {f: old for f, (old, new) in row.changes.items()}
+            after = {f: new for f, (old, new) in row.changes.items()}
+        elif before is None:
+            before = dict(self.job.deleted[ref])
+        return Intent(
+            action=action, source_id=ref, before=before, after=after or {}, name=row.name, changes=row.changes
+        )
+
+    def start(self, intents: Mapping[Key, Intent]) -> None:
+        """The journal run, holding every row of the job, fsynced before its first request goes.
+
+        ``intents``: what each write will send; the rows decided so far are recorded with it."""
+        settled = {
+            ("decided", n): Intent(
+                action=o.action,
+                source_id=o.id,
+                name=to_python(o.name),
+                status=o.status,
+                error=o.error,
+                changes=o.changes,
+            )
+            for n, o in enumerate(
+                [*(self.decided[k] for k in self.job.order() if k in self.decided), *self.not_found()]
+            )
         }
-        planned.update(
-            {
-                ("create", label): Outcome(
-                    "create",
-                    "planned",
-                    create_changes[label],
-                    None,
-                    body.get("name"),
-                    None,
-                    row=label,
-                    old_id=job.old_ids.get(label),
-                )
-                for label, body in job.creates.items()
-            }
+        journal = self.sources.client.journal if intents or settled else None
+        self.run = start_run(journal, self.job.kind, self.sources.client.base_url)
+        self.run.intend_keyed({**settled, **intents})
+
+    def amend(self, writes: list[Write], decided: Iterable[Key] = ()) -> None:
+        """Record what each checked write really sends (and, of the rows ``decided`` as they were
+        checked, that an update already holding its values sends nothing), before any is sent."""
+        amends: dict[Key, tuple[dict[str, Any], dict[str, Any]]] = {
+            k: ({}, {})
+            for k in decided
+            if k[0] == "update" and k in self.decided and self.decided[k].status == "updated"
+        }
+        amends.update({w.key: (w.before, w.after) for w in writes})
+        self.run.amend_keyed(amends)
+
+    def creates_in_turn(self, writes: list[CreateWrite]) -> Iterator[tuple[Key, Task]]:
+        """The creates, each as soon as it may go. While the token's space is not known and a row
+        names one, one create is sent alone first, a probe: once it is answered, creates of
+        other spaces are not sent at all. The probe is a row whose name no other row sends
+        when there is one, so that it never takes a name another row restores."""
+        spaced = [w for w in writes if w.space is not None]
+        if spaced and self.sources.landing_space is None:
+            names = Counter(w.body.get("name") for w in writes)
+            probe = next((w for w in spaced if names[w.body.get("name")] == 1), spaced[0])
+            yield probe.key, probe
+            while not probe.done.wait(0.05):
+                pass
+            writes = [w for w in writes if w is not probe]
+        for write in writes:
+            yield write.key, write
+
+    def send(
+        self, items: Mapping[Key, Task] | Iterator[tuple[Key, Task]], progress: bool | None, total: int | None = None
+    ) -> Report:
+        done = send_all(
+            self.sources.client.max_workers,
+            items,
+            self.decided,
+            self.job.order(),
+            progress,
+            "updating" if self.job.kind == "apply" else "sending",
+            fallback=self.fallback,
+            total=total,
+            run=self.run,
+            report=lambda rows: with_run(make_report(rows), self.run),
         )
-        planned.update(
-            {
-                ("update", sid): Outcome("update", "planned", changes, None, names.get(sid), sid)
-                for sid, changes in job.updates.items()
-            }
-        )
-        return make_report([*(planned[k] for k in order), *not_found])
-    # Streamed: each write starts as soon as the page holding its source arrives. A sync that
-    # creates reads its scope so (creates wait for the whole of it: a holder may be on any page).
-    sync_stream = bool(job.creates) and job.scope is not None and job.check_conflicts
-    stream = job.check_conflicts and not job.creates and len(job.updates) > 0
-    read = (
-        ReadFirst()
-        if sync_stream
-        else read_before_sending(
-            sources,
-            list(job.deletes) + (list(job.updates) if job.check_conflicts and not stream else []),
-            [body.get("name") for body in job.creates.values()],
+        rows = [done.get(k) or self.decided[k] for k in self.job.order()]
+        return with_run(make_report([*rows, *self.not_found()]), self.run)
+
+
+class Strategy(Protocol):
+    def apply(self, engine: Engine, progress: bool | None) -> Report: ...
+
+
+class DryRun:
+    """Nothing is sent: every row ``planned``."""
+
+    def apply(self, engine: Engine, progress: bool | None) -> Report:
+        return make_report([*(engine.planned(k) for k in engine.job.order()), *engine.not_found()])
+
+
+class Batch:
+    """Read every source the writes touch (and the holders of the names to create), decide each
+    write against them, journal the run, then send."""
+
+    def apply(self, engine: Engine, progress: bool | None) -> Report:
+        job = engine.job
+        read = read_before_sending(
+            engine.sources,
+            [*job.deleted, *job.updates],
+            [body.get("name") for body in job.bodies.values()],
             job.scope,
             job.seen,
         )
-    )
-    current = read.current
-    decided: dict[Hashable, Outcome] = {}
-    tasks: dict[Hashable, Callable[[], Outcome]] = {}
-    intents: dict[Hashable, Intent] = {}  # what each task sends, for the journal
-    for sid, settings in job.deletes.items():
-        key = ("delete", sid)
-        if sync_stream:  # the planned settings, amended with the server's once read
-            intents[key] = Intent("delete", sid, dict(settings), {}, names.get(sid), changes=delete_changes[sid])
-            continue
-        outcome = checked_delete(sid, settings, current.get(sid), on_conflict, names.get(sid))
-        if isinstance(outcome, Outcome):
-            decided[key] = outcome
-        else:
-            tasks[key] = delete_task(sources, sid, delete_changes[sid], outcome, names.get(sid))
-            intents[key] = Intent("delete", sid, outcome, {}, names.get(sid), changes=delete_changes[sid])
-    landed: dict[str, Any] = {}  # where this token's creates land, once an answer shows it
+        writes = [w for sid in [*job.deleted, *job.updates] if (w := engine.check(sid, read.current.get(sid)))]
+        intents = {w.key: engine.intent(w.key, w.before, w.after) for w in writes}
+        intents.update({("create", label): engine.intent(("create", label)) for label in job.bodies})
+        engine.start(intents)
+        creates = engine.create_writes(read)
 
-    def create_of(label: Any, body: dict[str, Any]) -> Task:
-        return create_task(
-            sources,
-            label,
-            body,
-            read.holders.get(body.get("name")),
-            on_conflict,
-            job.old_ids.get(label),
-            job.seen if job.scope is not None else None,
-            read.held.get(body.get("name")),
-            job.create_spaces.get(label),
-            landed,
-        )
+        def items() -> Iterator[tuple[Key, Task]]:
+            yield from ((w.key, w.task) for w in writes)
+            yield from engine.creates_in_turn(creates)
 
-    for label, body in job.creates.items():
-        if not sync_stream:
-            tasks[("create", label)] = create_of(label, body)
-        space = job.create_spaces.get(label)  # kept in the journal: resume creates it there or not at all
-        intents[("create", label)] = Intent(
-            "create",
-            None,
-            {} if space is None else {"space_id": space},
-            body,
-            body.get("name"),
-            changes=create_changes[label],
-        )
+        return engine.send(items(), progress, total=len(writes) + len(creates))
 
-    def update_of(sid: int, server: dict[str, Any] | None) -> Sending | None:
-        """The PATCH of ``sid``, or None when its outcome is decided without sending."""
-        changes, name = job.updates[sid], names.get(sid)
-        if job.check_conflicts:
-            outcome_or_body = checked_update(sid, changes, server, on_conflict, name)
-            if isinstance(outcome_or_body, Outcome):
-                decided[("update", sid)] = outcome_or_body
-                return None
-            body, replaced = outcome_or_body
-        else:
-            body = {f: new for f, (old, new) in changes.items()}
-            replaced = {f: old for f, (old, new) in changes.items()}
-        if not stream and not sync_stream:
-            intents[("update", sid)] = Intent("update", sid, replaced, body, name, changes=changes)
-        return Sending(("update", sid), update_task(sources, sid, changes, body, replaced, name), replaced, body)
 
-    if not stream and not sync_stream:
-        for sid in job.updates:
-            item = update_of(sid, current.get(sid))
-            if item is not None:
-                tasks[item.key] = item.task
-    else:  # checked as the pages arrive: every planned update is on record before the first is sent
-        for sid, changes in job.updates.items():
-            intents[("update", sid)] = Intent(
-                "update",
-                sid,
-                {f: old for f, (old, new) in changes.items()},
-                {f: new for f, (old, new) in changes.items()},
-                names.get(sid),
-                changes=changes,
-            )
+class StreamedUpdates:
+    """Deletes read and decided first; each update checked as the page holding its source
+    arrives and sent at once. Every update is on record (with the plan's values) before the
+    first is sent; the journal learns what each really sends as it is checked."""
 
-    def checked(batch: list[tuple[int, dict[str, Any] | None]]) -> Iterator[tuple[Hashable, Task]]:
-        """The writes of the sources in ``batch`` (id, the server's source), conflict-checked.
+    def apply(self, engine: Engine, progress: bool | None) -> Report:
+        job = engine.job
+        current = engine.sources.current(list(job.deleted)) if job.deleted else {}
+        deletes = [w for sid in job.deleted if (w := engine.check(sid, current.get(sid)))]
+        intents = {w.key: engine.intent(w.key, w.before, w.after) for w in deletes}
+        intents.update({("update", sid): engine.intent(("update", sid)) for sid in job.updates})
+        engine.start(intents)
 
-        The journal holds the plan's values: it now learns what each write really replaces
-        and sends, and that a source already holding its values gets nothing."""
-        sending: list[Sending] = []
-        amends: dict[Hashable, tuple[dict[str, Any], dict[str, Any]]] = {}
-        for sid, server in batch:
-            if sid in job.deletes:
-                outcome = checked_delete(sid, job.deletes[sid], server, on_conflict, names.get(sid))
-                if isinstance(outcome, Outcome):
-                    decided[("delete", sid)] = outcome
-                else:
-                    task = delete_task(sources, sid, delete_changes[sid], outcome, names.get(sid))
-                    sending.append(Sending(("delete", sid), task, outcome, {}))
-            elif (item := update_of(sid, server)) is not None:
-                sending.append(item)
-            elif decided[("update", sid)].status == "updated":  # it holds the new values already
-                amends[("update", sid)] = ({}, {})
-        amends.update({item.key: (item.replaced, item.body) for item in sending})
-        run.amend_keyed(amends)
-        for item in sending:
-            yield item.key, item.task
+        def items() -> Iterator[tuple[Key, Task]]:
+            yield from ((w.key, w.task) for w in deletes)
+            waiting = dict.fromkeys(job.updates)
+            try:
+                for batch in current_as_read(engine.sources, list(job.updates), job.spaces):
+                    for sid, _ in batch:
+                        waiting.pop(sid, None)
+                    writes = [w for sid, server in batch if (w := engine.check(sid, server))]
+                    engine.amend(writes, [("update", sid) for sid, _ in batch])
+                    yield from ((w.key, w.task) for w in writes)
+            except NeuroIOError as error:  # nothing more can be checked: the rest is not sent, and says why
+                unread(engine, waiting, error)
 
-    def fallback(key: Any) -> Outcome:
-        action, ref = key
-        if action == "create":
-            return Outcome(
-                "create",
-                "failed",
-                create_changes[ref],
-                None,
-                job.creates[ref].get("name"),
-                row=ref,
-                old_id=job.old_ids.get(ref),
-            )
-        changes = delete_changes[ref] if action == "delete" else job.updates[ref]
-        return Outcome(action, "failed", changes, None, names.get(ref), ref)
+        return engine.send(items(), progress, total=len(deletes) + len(job.updates))
 
-    def as_read() -> Iterator[tuple[Hashable, Task]]:
-        yield from tasks.items()
-        for batch in current_as_read(sources, list(job.updates), job.spaces):
-            yield from checked(batch)
 
-    def scope_then_creates(scope: ScopeRead) -> Iterator[tuple[Hashable, Task]]:
-        """The updates and deletes as the scope's pages arrive; the creates once it is read."""
-        waiting = dict.fromkeys([*job.deletes, *job.updates])
+class SyncStream:
+    """A sync that creates: its scope's pages are asked for at once (before the journal is
+    written, so they are on their way meanwhile); updates and deletes are checked and sent as
+    the pages arrive, creates once the whole scope is read (a holder may be on any page)."""
 
-        def arrived(rows: Iterable[dict[str, Any]]) -> list[tuple[int, dict[str, Any] | None]]:
-            """The awaited sources among ``rows`` (each once), no longer awaited."""
-            batch: list[tuple[int, dict[str, Any] | None]] = []
+    def apply(self, engine: Engine, progress: bool | None) -> Report:
+        job = engine.job
+        q, spaces_ids = job.scope or (None, None)
+        scope = ScopeRead(engine.sources, q, spaces_ids, job.listing)
+        try:
+            engine.start({k: engine.intent(k) for k in job.order()})
+            total = len(job.order())
+            return engine.send(self._items(engine, scope), progress, total=total)
+        finally:
+            scope.close()
+
+    def _items(self, engine: Engine, scope: ScopeRead) -> Iterator[tuple[Key, Task]]:
+        job = engine.job
+        waiting = dict.fromkeys([*job.deleted, *job.updates])
+
+        def arrived(rows: Iterable[dict[str, Any]]) -> Iterator[tuple[Key, Task]]:
+            """The writes of the awaited sources among ``rows`` (each once), checked and amended."""
+            writes, checked = [], []
             for row in rows:
                 if row["id"] in waiting:
                     del waiting[row["id"]]
-                    batch.append((row["id"], row))
-            return batch
+                    checked.append(("update", row["id"]))
+                    if (write := engine.check(row["id"], row)) is not None:
+                        writes.append(write)
+            engine.amend(writes, checked)
+            yield from ((w.key, w.task) for w in writes)
 
         reader = scope.pages()
         try:
@@ -395,329 +459,61 @@ def apply_job(
                 except StopIteration as stop:
                     listing, changed = stop.value
                     break
-                yield from checked(arrived(rows))
+                yield from arrived(rows)
             if waiting:  # not in the listing (moved, or shifted past): read one by one
-                found = sources.current(list(waiting))
-                yield from checked(arrived(s for s in found.values() if s is not None))
-                yield from checked([(sid, None) for sid in list(waiting)])
-                waiting.clear()
-            named = Counter(body.get("name") for body in job.creates.values())
-            read.holders, read.held = names_read(sources, named, job.scope, job.seen, listing, changed)
+                found = engine.sources.current(list(waiting))
+                yield from arrived(s for s in found.values() if s is not None)
+                for sid in list(waiting):
+                    del waiting[sid]
+                    if (write := engine.check(sid, None)) is not None:
+                        yield write.key, write.task
+            named = Counter(body.get("name") for body in job.bodies.values())
+            holders, held = names_read(engine.sources, named, job.scope, job.seen, listing, changed)
         except NeuroIOError as error:  # nothing more can be checked: the rest is not sent, and says why
-            unread(list(waiting), f"not sent: the server's sources could not be read to check it ({error})")
+            unread(engine, waiting, error, creates=True)
             return
         finally:
             reader.close()
-        for label, body in job.creates.items():
-            yield ("create", label), create_of(label, body)
-
-    def unread(ids: list[int], message: str) -> None:
-        for sid in ids:
-            action = "delete" if sid in job.deletes else "update"
-            changes = delete_changes[sid] if sid in job.deletes else job.updates[sid]
-            decided[(action, sid)] = Outcome(action, "failed", changes, message, names.get(sid), sid)
-        for label in job.creates:
-            decided[("create", label)] = replace(fallback(("create", label)), error=message)
-
-    # A sync's scope is asked for now, so that its first pages are on their way while the
-    # journal is written (reads need no journal; no write is sent before the run is on disk).
-    q, spaces_ids = job.scope or (None, None)
-    scope_read = ScopeRead(sources, q, spaces_ids, job.listing) if sync_stream else None
-    try:
-        run = journal_run(
-            sources,
-            "apply" if not job.creates and not job.deletes else "sync",
-            intents,
-            [*(decided[k] for k in order if k in decided), *not_found],
-        )
-        desc = "updating" if not job.creates and not job.deletes else "sending"
-        workers = sources.client.max_workers
-        if stream or sync_stream:
-            done = send_all(
-                workers,
-                scope_then_creates(scope_read) if scope_read is not None else as_read(),
-                decided,
-                order,
-                progress,
-                desc,
-                fallback=fallback,
-                total=len(tasks) + len(job.updates) + (len(job.creates) + len(job.deletes) if sync_stream else 0),
-                run=run,
-                report=lambda rows: with_run(make_report(rows), run),
-            )
-        else:
-            done = send_all(
-                workers,
-                tasks,
-                decided,
-                order,
-                progress,
-                desc,
-                fallback=fallback,
-                run=run,
-                report=lambda rows: with_run(make_report(rows), run),
-            )
-    finally:
-        if scope_read is not None:
-            scope_read.close()
-    return with_run(make_report([*(done.get(k) or decided[k] for k in order), *not_found]), run)
+        yield from engine.creates_in_turn(engine.create_writes(ReadFirst(holders=holders, held=held)))
 
 
-def journal_run(
-    sources: SourceCalls, kind: str, intents: dict[Hashable, Intent], decided: Iterable[Outcome]
-) -> RunWriter:
-    """A journal run holding every row of a job, fsynced before its first request goes.
-
-    ``intents``: what each task will send, by task key (``before``: what it replaces);
-    ``decided``: rows settled without a request (conflicts, not found, already there).
-    """
-    settled = {
-        ("decided", n): Intent(o.action, o.id, {}, {}, to_python(o.name), o.status, o.error, changes=o.changes)
-        for n, o in enumerate(decided)
-    }
-    run = start_run(sources.client.journal if intents or settled else None, kind, sources.client.base_url)
-    run.intend_keyed({**settled, **intents})
-    return run
+def unread(engine: Engine, ids: Iterable[int], error: NeuroIOError, *, creates: bool = False) -> None:
+    """The writes of ``ids`` (updates or deletes), and with ``creates`` every create, are not
+    sent: the server's sources could not be read to check them. Their rows say so."""
+    message = f"not sent: the server's sources could not be read to check it ({error})"
+    keys: list[Key] = [("delete" if sid in engine.job.deleted else "update", sid) for sid in ids]
+    keys += [("create", label) for label in engine.job.bodies] if creates else []
+    for key in keys:
+        engine.decided[key] = replace(engine.fallback(key), error=message)
 
 
-def with_run(report: Report, run: RunWriter) -> Report:
-    """The report, its journal run id in ``report.attrs["run_id"]`` (for ``sources.undo(run_id)``)."""
-    if run.run_id:
-        report.attrs["run_id"] = run.run_id
-    return report
+def strategy_for(job: Job, dry_run: bool) -> Strategy:
+    if dry_run:
+        return DryRun()
+    if len(job.creates) and job.scope is not None:
+        return SyncStream()
+    if job.updates and not len(job.creates):
+        return StreamedUpdates()
+    return Batch()
 
 
-def checked_delete(
-    sid: int, settings: dict[str, Any], server: dict[str, Any] | None, on_conflict: str, name: Any
-) -> Outcome | dict[str, Any]:
-    """The outcome decided without sending (already gone, conflict), or the server's settings
-    that the delete will remove, with its ``space_id`` (undo re-creates it there or not at all)."""
-    changes = {f: (v, None) for f, v in settings.items()}
-    if server is None:
-        return Outcome("delete", "deleted", changes, None, name, sid)
-    moved = {f: server.get(f) for f, v in settings.items() if not same(f, server.get(f), v)}
-    if moved and on_conflict == "skip":
-        return Outcome(
-            "delete",
-            "conflict",
-            changes,
-            "changed on the server since it was planned: "
-            + ", ".join(f"{f} is now {v!r} (planned with {settings[f]!r})" for f, v in moved.items()),
-            name,
-            sid,
-        )
-    space = server.get("space_id")
-    return settings_of(server) | ({} if space is None else {"space_id": space})  # where undo must re-create it
-
-
-def settings_of(source: dict[str, Any]) -> dict[str, Any]:
-    """What re-creating a source needs: its writable and unknown fields that have a value."""
-    return {f: v for f, v in source.items() if f not in READ_ONLY and v is not None}
-
-
-def delete_task(
-    sources: SourceCalls, sid: int, changes: Changes, settings: dict[str, Any], name: Any
-) -> Callable[[], Outcome]:
-    """A DELETE; its outcome keeps the settings it removed (``replaced``) for undo."""
-
-    def send() -> Outcome:
-        try:
-            sources.delete(sid)
-        except NotFoundError:  # gone meanwhile: what was asked holds, and nothing was removed by us
-            return Outcome("delete", "deleted", changes, None, name, sid)
-        return Outcome("delete", "deleted", changes, None, name, sid, settings)
-
-    return send
-
-
-def create_task(
+def apply_job(
     sources: SourceCalls,
-    label: Any,
-    body: dict[str, Any],
-    holder: dict[str, Any] | None,
-    on_conflict: str,
-    old_id: int | None,
-    seen: frozenset[int] | None,
-    held: frozenset[int] | None = None,
-    space: int | None = None,
-    landed: dict[str, Any] | None = None,
-) -> Callable[[], Outcome]:
-    """A POST, unless the name was taken meanwhile (a conflict, or an update of its holder
-    under ``on_conflict="overwrite"``). ``seen``: sources known when planned, which do not
-    count as taking the name (the server's refusal is then a failure, with its message).
-    ``held``: the ids of every source holding the name just before, when already read.
+    job: Job,
+    *,
+    dry_run: bool = False,
+    on_conflict: OnConflict = "skip",
+    progress: bool | None = None,
+    irreversible: bool = False,
+) -> Report:
+    """Send ``job``: deletes first, then creates and updates; one report row per source.
 
-    ``space``: the space the row names (a backup's ``space_id``). The API puts a new
-    source in the token's own space and lets no client choose, so a create that an answer
-    shows landing elsewhere is ``failed`` and the source just made is deleted again;
-    ``landed`` (shared by a job's creates) remembers where creates land, so the rest of
-    that space's rows are not sent at all. Only a source in ``space`` takes its name."""
-    name = body.get("name")
-    changes = {f: (None, v) for f, v in body.items()}
-
-    def elsewhere(where: Any, made: int | None = None) -> Outcome:
-        again = f"; it was made there as source {made} and deleted again" if made is not None else ""
-        return Outcome(
-            "create",
-            "failed",
-            changes,
-            f"not created in space {space}, which the row names: new sources land in the token's own space, "
-            f"{where}{again}. Create it with a token of space {space}, or empty the row's space_id "
-            f"to create it in space {where}",
-            name,
-            None,
-            row=label,
-            old_id=old_id,
-        )
-
-    def taken(by: dict[str, Any], error: str) -> Outcome:
-        if on_conflict == "skip":
-            return Outcome("create", "conflict", changes, error, name, by.get("id"), row=label, old_id=old_id)
-        update = {f: (by.get(f), v) for f, v in body.items() if not same(f, by.get(f), v)}
-        if not update:
-            return Outcome("create", "updated", update, None, name, by["id"], row=label, old_id=old_id)
-        outcome = update_task(
-            sources,
-            by["id"],
-            update,
-            {f: v for f, (o, v) in update.items()},
-            {f: o for f, (o, v) in update.items()},
-            name,
-            "create",
-        )()
-        outcome.row, outcome.old_id = label, old_id
-        return outcome
-
-    def send() -> Outcome:
-        known = (landed or {}).get("space")
-        if space is not None and known is not None and known != space:
-            return elsewhere(known)
-        if holder is not None and (space is None or holder.get("space_id") == space):
-            return taken(holder, f"the name {name!r} was taken since the plan, by source {holder['id']}")
-        try:
-            made = sources.create_from(body, holders=held)
-        except APIError as exc:
-            if exc.status_code != 400 or "name" not in exc.field_errors:
-                raise
-            holders = [s for s in sources.records(name, None, progress=False)[0] if s.get("name") == name]
-            if space is not None and len(holders) == 1 and holders[0].get("space_id") != space:
-                if landed is not None:  # refused in the space it would land in: that is where creates go
-                    landed.setdefault("space", holders[0].get("space_id"))
-                return elsewhere(holders[0].get("space_id"))
-            if len(holders) != 1 or (seen is not None and holders[0]["id"] in seen):
-                raise
-            return taken(holders[0], str(exc))
-        if landed is not None:
-            landed.setdefault("space", made.get("space_id"))
-        made_with = {f: (None, v) for f, v in settings_of(made).items()}  # the server's defaults too: undo checks them
-        defaults = [f for f in made_with if f not in body]
-        if space is not None and made.get("space_id") != space:
-            try:
-                sources.delete(made["id"])
-            except NotFoundError:
-                pass
-            except NeuroIOError as exc:  # it stays: report it, with its id, so that undo can remove it
-                error = f"made in space {made.get('space_id')}, not in space {space} that the row names; "
-                return Outcome(
-                    "create",
-                    "created",
-                    made_with,
-                    error + f"deleting it again failed: {exc}",
-                    name,
-                    made["id"],
-                    row=label,
-                    old_id=old_id,
-                    defaults=defaults,
-                )
-            return elsewhere(made.get("space_id"), made["id"])
-        return Outcome(
-            "create", "created", made_with, None, name, made["id"], row=label, old_id=old_id, defaults=defaults
-        )
-
-    return send
-
-
-def checked_update(
-    sid: int,
-    changes: Changes,
-    server: dict[str, Any] | None,
-    on_conflict: str,
-    name: Any = None,
-    action: str = "update",
-) -> Outcome | tuple[dict[str, Any], dict[str, Any]]:
-    """The outcome decided without sending (gone, conflict, already there), or the body to send
-    and the server's values it replaces."""
-    if server is None:
-        return Outcome(action, "failed", changes, "not found on the server", name, sid)
-    sides = {f: three_way(f, old, new, server.get(f)) for f, (old, new) in changes.items()}
-    moved = {f: server.get(f) for f, side in sides.items() if side == "conflict"}
-    if moved and on_conflict == "skip":
-        return Outcome(
-            action,
-            "conflict",
-            changes,
-            "changed on the server since the base was read: "
-            + ", ".join(f"{f} is now {v!r} (base had {changes[f][0]!r})" for f, v in moved.items()),
-            name,
-            sid,
-        )
-    body = {f: new for f, (old, new) in changes.items() if sides[f] != "agree"}
-    if not body:
-        return Outcome(action, "updated", changes, None, name, sid)
-    return body, {f: server.get(f) for f in body}
-
-
-def update_task(
-    sources: SourceCalls,
-    sid: int,
-    changes: Changes,
-    body: dict[str, Any],
-    replaced: dict[str, Any],
-    name: Any,
-    action: str = "update",
-) -> Callable[[], Outcome]:
-    """A PATCH of ``body``; its outcome says what it replaced."""
-
-    def send() -> Outcome:
-        result = sources.update(sid, **body)
-        lost = [f for f, v in body.items() if not same(f, result.get(f), v)]
-        if lost:
-            return Outcome(
-                action,
-                "failed",
-                changes,
-                "the server answered but did not keep: "
-                + ", ".join(f"{f} (sent {body[f]!r}, has {result.get(f)!r})" for f in lost),
-                name,
-                sid,
-                replaced,
-            )
-        return Outcome(action, "updated", changes, None, name, sid, replaced)
-
-    return send
-
-
-def check_sendable(by_source: dict[Any, Changes]) -> None:
-    """Every new value must be JSON: checked for the whole plan before anything is sent."""
-    try:  # the whole plan at once; value by value only to say which values cannot be sent
-        json.dumps([to_python(new) for changes in by_source.values() for _, new in changes.values()], allow_nan=False)
-        return
-    except (TypeError, ValueError):
-        pass
-    problems = []
-    for sid, changes in by_source.items():
-        for fname, (_, new) in changes.items():
-            try:
-                json.dumps(to_python(new), allow_nan=False)
-            except (TypeError, ValueError):
-                problems.append(
-                    Problem(
-                        sid,
-                        fname,
-                        new,
-                        f"a {type(new).__name__} value cannot be sent as JSON "
-                        "(use a number, text, true/false, a list or nothing)",
-                    )
-                )
-    if problems:
-        raise ValidationError(problems)
+    Unless ``irreversible``, deletes that undo could not re-create (another space than the
+    one the token's creates land in, or one it cannot tell yet) are refused before anything
+    is sent."""
+    check_on_conflict(on_conflict)
+    check_sendable(job.updates)
+    check_sendable({label: {f: (None, v) for f, v in body.items()} for label, body in job.bodies.items()})
+    if not irreversible and not dry_run:
+        refuse_irreversible(job, sources.landing_space)
+    return strategy_for(job, dry_run).apply(Engine(sources, job, on_conflict), progress)

@@ -11,17 +11,18 @@ from __future__ import annotations
 import datetime as dt
 import os
 import warnings
+from dataclasses import replace
 from typing import Any, ClassVar
 
 import pandas as pd
 
 from .._journal import Entry, Journal, RunRecord, labelled, start_run
 from .._schema import BY_NAME
-from .._values import same
 from .._views import empty, esc, headline, plural, showing, table, td, view, window
 from ..errors import ConfigurationError, JournalError, Problem, RunsKeptWarning, ValidationError
-from .bulk import Outcome, Report, SourceCalls, check_on_conflict, make_report, with_run
-from .plan import Plan, creates_frame, update_plan
+from .bulk import SourceCalls, apply_job, deletes_frame
+from .outcomes import Outcome, Report, as_action, as_status, check_on_conflict, make_report, with_run
+from .plan import creates_frame, update_plan
 from .sync import undo as undo_report
 
 #: Count columns of :func:`history_frame`, in this order.
@@ -157,12 +158,12 @@ def outcomes(run: RunRecord) -> list[Outcome]:
         created = entry.action == "create" and entry.status == "created"
         rows.append(
             Outcome(
-                entry.action,
-                entry.status or "unknown",
-                changes,
-                UNKNOWN if entry.status is None else entry.error,
-                entry.name,
-                entry.result_id if entry.result_id is not None else entry.source_id,
+                action=as_action(entry.action),
+                status=as_status(entry.status or "unknown"),
+                changes=changes,
+                error=UNKNOWN if entry.status is None else entry.error,
+                name=entry.name,
+                id=entry.result_id if entry.result_id is not None else entry.source_id,
                 replaced=dict(entry.before) if sent else {},
                 # what the server gave that the row did not set (its intent holds what the row set)
                 defaults=[f for f in changes if f not in entry.after] if created else None,
@@ -256,10 +257,11 @@ def undo(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progre
 
     Sources the run certainly did not change are not touched. One whose outcome
     is unknown is read from the server first: an update is put back only where
-    the server holds the run's new values; a create is looked up by name; a
+    the server holds the run's new values; a create made the holder of its name
+    that was not among the holders recorded before its POST (:func:`made_by`); a
     delete counts only if the source is gone.
     """
-    check_on_conflict(on_conflict)
+    on_conflict = check_on_conflict(on_conflict)
     run = _checked_run(sources, run_id)
     rows = []
     for entry, row in zip(run.entries, outcomes(run), strict=True):
@@ -268,7 +270,8 @@ def undo(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progre
         if entry.action == "update" and entry.after:
             row.status = "updated"  # sent, or perhaps: the conflict check compares with the server
         elif entry.action == "create" and entry.status is None:
-            row.id = _created_id(sources, entry)
+            made = made_by(sources, entry)
+            row.id = made[0] if len(made) == 1 else None
             row.status = "created" if row.id is not None else "unknown"
         elif entry.action == "delete" and entry.status is None and entry.source_id is not None:
             gone = sources.current([entry.source_id]).get(entry.source_id) is None
@@ -291,7 +294,7 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     and one whose source changed since the run read it is a ``conflict``. What is left
     is sent as one plan, journaled as one run of kind ``resume``.
     """
-    check_on_conflict(on_conflict)
+    on_conflict = check_on_conflict(on_conflict)
     run = _checked_run(sources, run_id)
     todo = {k: e for k, e in enumerate(run.entries) if e.status is None}
     updates = [e for e in todo.values() if e.action == "update" and e.after]
@@ -304,10 +307,19 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     settled, creates, spaces, deletes = _settled(sources, todo)
     with labelled("resume", parent=run.run_id):
         plan = update_plan(sources, records, {e.source_id: e.name for e in updates})
-        _add_creates_and_deletes(plan, creates, deletes)
-        plan.create_spaces = spaces
-        if len(plan):
-            resumed = plan.apply(on_conflict=on_conflict, progress=progress)
+        job = replace(
+            plan.job,
+            creates=creates_frame(creates),
+            create_spaces=spaces,
+            deleted={int(e.source_id): dict(e.before) for e in deletes.values() if e.source_id is not None},
+            deletes=deletes_frame(
+                [int(e.source_id) for e in deletes.values() if e.source_id is not None],
+                [None] * len(deletes),
+                [e.name for e in deletes.values() if e.source_id is not None],
+            ),
+        )
+        if job.order():  # the deletes were asked for by the run: no second refusal
+            resumed = apply_job(sources, job, on_conflict=on_conflict, progress=progress, irreversible=True)
         else:  # nothing to send: for an interrupted run, a run of its own says it was looked after
             empty_run = start_run(
                 sources.client.journal if run.state == "interrupted" else None, "resume", sources.client.base_url
@@ -344,35 +356,35 @@ def _settled(
     for k, entry in todo.items():
         changes = entry.changes if entry.changes is not None else _changes(entry)
         if entry.action == "create":
-            made = _created_id(sources, entry)
-            if made is None:
+            made = made_by(sources, entry)
+            if len(made) == 1:
+                settled[k] = Outcome(action="create", status="created", changes=changes, name=entry.name, id=made[0])
+            elif made:  # several new holders: which one this create made cannot be told
+                settled[k] = Outcome(
+                    action="create",
+                    status="unknown",
+                    changes=changes,
+                    name=entry.name,
+                    error=f"sources {', '.join(map(str, made))} took the name since; which one this create made "
+                    "cannot be told, so none is taken as it and nothing is sent again",
+                )
+            else:
                 creates[k] = dict(entry.after)
                 if entry.before.get("space_id") is not None:  # the space its row names
                     spaces[k] = int(entry.before["space_id"])
-            else:
-                settled[k] = Outcome("create", "created", changes, None, entry.name, made)
         elif entry.action == "delete" and entry.source_id is not None:
             if current.get(entry.source_id) is None:
                 settled[k] = Outcome(
-                    "delete", "deleted", changes, None, entry.name, entry.source_id, replaced=dict(entry.before)
+                    action="delete",
+                    status="deleted",
+                    changes=changes,
+                    name=entry.name,
+                    id=entry.source_id,
+                    replaced=dict(entry.before),
                 )
             else:
                 deletes[k] = entry
     return settled, creates, spaces, deletes
-
-
-def _add_creates_and_deletes(plan: Plan, creates: dict[int, dict[str, Any]], deletes: dict[int, Entry]) -> None:
-    """``plan`` also creates ``creates`` (labelled by entry position) and deletes ``deletes``,
-    each delete conflict-checked against the settings the run read before deleting."""
-    plan.creates = creates_frame(creates)
-    plan.deleted = {int(e.source_id): dict(e.before) for e in deletes.values() if e.source_id is not None}
-    plan.deletes = pd.DataFrame(
-        {
-            "id": pd.Series(list(plan.deleted), dtype="int64"),
-            "space_id": pd.Series([None] * len(plan.deleted), dtype="Int64"),
-            "name": pd.Series([e.name for e in deletes.values()], dtype=object),
-        }
-    )
 
 
 def _by_key(report: Report) -> dict[tuple[str, Any], Outcome]:
@@ -382,29 +394,34 @@ def _by_key(report: Report) -> dict[tuple[str, Any], Outcome]:
     for row in rows:
         sid = None if pd.isna(row["id"]) else int(row["id"])
         outcome = Outcome(
-            str(row["action"]),
-            str(row["status"]),
-            row["changes"],
-            row["error"],
-            row["name"],
-            sid,
-            row["replaced"] if isinstance(row["replaced"], dict) else {},
+            action=as_action(row["action"]),
+            status=as_status(row["status"]),
+            changes=row["changes"],
+            error=row["error"],
+            name=row["name"],
+            id=sid,
+            replaced=row["replaced"] if isinstance(row["replaced"], dict) else {},
         )
         out[("create", row["row"]) if row["action"] == "create" else (str(row["action"]), sid)] = outcome
     return out
 
 
-def _created_id(sources: SourceCalls, entry: Entry) -> int | None:
-    """The id of the source a create made, found by its name and settings; None if there is none."""
-    name, space = entry.after.get("name"), entry.before.get("space_id") if entry.action == "create" else None
-    for source in sources.records(q=str(name), progress=False)[0]:
-        if (
-            source.get("name") == name
-            and space in (None, source.get("space_id"))
-            and all(same(k, source.get(k), v) for k, v in entry.after.items() if k in WRITABLE)
-        ):
-            return int(source["id"])
-    return None
+def made_by(sources: SourceCalls, entry: Entry) -> list[int]:
+    """The ids of the sources an unanswered create may have made: holders of its name now that
+    were not among the holders recorded before its POST, in the space it had to land in when
+    that is known (never a namesake looked up across spaces). Empty: it made none (with no
+    holders on record, its POST never went). One read of the server."""
+    if entry.holders is None:
+        return []
+    name, before = entry.after.get("name"), set(entry.holders)
+    space = entry.space if entry.space is not None else sources.landing_space
+    return [
+        int(source["id"])
+        for source in sources.records(q=str(name), progress=False)[0]
+        if source.get("name") == name
+        and source["id"] not in before
+        and (space is None or source.get("space_id") == space)
+    ]
 
 
 __all__ = ["History", "history", "history_frame", "outcomes", "prune", "resume", "run_report", "undo"]

@@ -8,7 +8,7 @@ per column: NA equals NA, and ``store_images_for_results`` compares as a set.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,14 +38,13 @@ from .._views import (
     window,
 )
 from ..errors import PolicyViolationError, Problem, ValidationError
-from .bulk import Job, Report, SourceCalls, apply_job
+from .bulk import CANNOT_TELL, CHANGE_COLUMNS, RESTORABLE, Job, SourceCalls, apply_job, undo_of_deletes
 from .csvio import neutralised
 from .frames import INDEX, frame_from_records, typed_column
+from .outcomes import Report, check_on_conflict
 from .policy import Policy, empty_violations
 from .review import plan_json, plan_markdown, refusal, summary_note, violation_lines
 from .validate import checked_cells
-
-CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
 
 
 @dataclass
@@ -65,34 +64,9 @@ class Plan:
     """
 
     sources: SourceCalls
-    changes: pd.DataFrame
-    check_conflicts: bool = False
-    missing: dict[int, str] = field(default_factory=dict)
-    names: dict[int, Any] = field(default_factory=dict)
-    #: Rows to create (index: the desired frame's labels; one column per field sent).
-    creates: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name"], dtype=object))
-    #: Server sources to delete: ``id``, ``space_id``, ``name``.
-    deletes: pd.DataFrame = field(
-        default_factory=lambda: pd.DataFrame(
-            {
-                "id": pd.Series([], dtype="int64"),
-                "space_id": pd.Series([], dtype="Int64"),
-                "name": pd.Series([], dtype=object),
-            }
-        )
-    )
-    #: id -> the settings each delete was planned with (compared with the server before deleting).
-    deleted: dict[int, dict[str, Any]] = field(default_factory=dict, repr=False)
-    #: create label -> the id a re-created source had (undo of a delete).
-    old_ids: dict[Any, int] = field(default_factory=dict, repr=False)
-    #: create label -> the space its row names (``space_id``): the source must land there.
-    create_spaces: dict[Any, int] = field(default_factory=dict, repr=False)
-    #: (q, spaces_ids) read when planned, and the ids it held: a create whose name was
-    #: taken since by a source in scope is a conflict. None: the server alone decides.
-    scope: tuple[str | None, Any] | None = field(default=None, repr=False)
-    seen: frozenset[int] = field(default_factory=frozenset, repr=False)
-    #: The spaces of the sources to update, when known: applying reads only those.
-    spaces: list[int] | None = field(default=None, repr=False)
+    #: What applying sends, and what each write expects to find: the plan's own read of the
+    #: server (or the ``base`` given), so that every write is conditional on what it saw.
+    job: Job = field(default_factory=Job)
     #: Rows (``key="name"``, no ``create=True``) that match no source: see the class doc.
     unmatched: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name"], dtype=object))
     #: Of :attr:`unmatched`, the labels of the rows ``create=True`` refuses as outside the scope,
@@ -103,9 +77,6 @@ class Plan:
     #: ValidationError lists them (row label, field, value, reason; a label of None: a
     #: column's problem, which refuses every row).
     refused_values: list[Problem] = field(default_factory=list, repr=False)
-    #: How the scope's listing went when planned: (count, rows a page). Applying asks
-    #: for the pages that implies all at once (see :class:`~neuroio_nb._jobs.reads.ScopeRead`).
-    listing: tuple[int, int] | None = field(default=None, repr=False)
     #: The rules the plan was checked against (``plan(..., policy=)``), if any.
     policy: Policy | None = field(default=None, repr=False)
     #: What breaks them in the state the plan would leave: one row per source and rule
@@ -114,6 +85,45 @@ class Plan:
     #: (the edited rows that matched a source, what the plan read of those sources): the
     #: parts of the state the plan would leave, which a policy checks.
     compared: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False)
+
+    @property
+    def changes(self) -> pd.DataFrame:
+        """The updates: one row per (id, field): ``id``, ``name``, ``field``, ``old`` (the value
+        the plan saw), ``new``."""
+        return self.job.changes
+
+    @property
+    def creates(self) -> pd.DataFrame:
+        """Rows to create (index: the desired frame's labels; one column per field sent)."""
+        return self.job.creates
+
+    @property
+    def deletes(self) -> pd.DataFrame:
+        """Server sources to delete: ``id``, ``space_id``, ``name``, and ``undo``: whether undo
+        could re-create it (``can restore``; ``cannot restore: ...`` for a source of another
+        space than the one the token's creates land in; ``cannot tell yet`` while that space is
+        not known). ``apply()`` refuses deletes undo could not re-create, unless
+        ``apply(irreversible=True)``."""
+        frame = self.job.deletes.copy()
+        frame["undo"] = pd.Series(
+            undo_of_deletes(self.job, self.sources.landing_space), index=frame.index, dtype=object
+        )
+        return frame
+
+    @property
+    def deleted(self) -> Mapping[int, dict[str, Any]]:
+        """id -> the settings each delete expects to find (and removes)."""
+        return self.job.deleted
+
+    @property
+    def missing(self) -> Mapping[int, str]:
+        """Ids that could not be planned (not on the server, not in the base), by reason."""
+        return self.job.missing
+
+    @property
+    def names(self) -> Mapping[Any, Any]:
+        """id -> name, of the sources updated."""
+        return self.job.names
 
     def __len__(self) -> int:
         """How many sources change: updated, created and deleted."""
@@ -134,10 +144,7 @@ class Plan:
 
             plan.by_source()[42]   # {"use_pps_time": (False, True)}
         """
-        out: dict[int, dict[str, tuple[Any, Any]]] = {}
-        for sid, fname, old, new in self.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None):
-            out.setdefault(sid, {})[fname] = (old, new)
-        return out
+        return self.job.updates
 
     def apply(
         self,
@@ -146,11 +153,15 @@ class Plan:
         on_conflict: str = "skip",
         progress: bool | None = None,
         allow_violations: bool = False,
+        irreversible: bool = False,
     ) -> Report:
-        """Send the plan: one PATCH per changed source; returns the report.
+        """Send the plan, each write conditional on what the plan saw (a field changed on the
+        server since is a conflict: ``on_conflict`` says whether to skip it or overwrite it);
+        returns the report.
 
         A plan with policy :attr:`violations` sends nothing (:class:`~neuroio_nb.errors.PolicyViolationError`)
-        unless ``allow_violations=True``.
+        unless ``allow_violations=True``; deletes that undo could not bring back (see
+        :attr:`deletes`) are refused before anything is sent, unless ``irreversible=True``.
 
         Example::
 
@@ -159,22 +170,15 @@ class Plan:
         """
         if len(self.violations) and not allow_violations and not dry_run:
             raise PolicyViolationError(refusal(self.violations), self.violations)
-        job = Job(
-            updates=self.by_source(),
-            names={**self.names, **dict(zip(self.deletes["id"], self.deletes["name"], strict=True))},
-            missing=self.missing,
-            check_conflicts=self.check_conflicts,
-            creates=self.create_bodies(),
-            deletes=self.deleted,
-            old_ids=self.old_ids,
-            scope=self.scope,
-            seen=self.seen,
-            spaces=self.spaces,
-            create_spaces=self.create_spaces,
-            listing=self.listing,
-        )
         with self.sources.client.job():  # unattended: 429s waited out on the job's budget
-            return apply_job(self.sources, job, dry_run=dry_run, on_conflict=on_conflict, progress=progress)
+            return apply_job(
+                self.sources,
+                self.job,
+                dry_run=dry_run,
+                on_conflict=check_on_conflict(on_conflict),
+                progress=progress,
+                irreversible=irreversible,
+            )
 
     def to_markdown(self) -> str:
         """The plan for a ticket or a pull request (GitHub-flavoured Markdown): the summary, then
@@ -207,10 +211,7 @@ class Plan:
             plan = client.sources.plan(site, key="name", create=True)
             plan.create_bodies()   # {0: {"name": "Dock cam 1", ...}, ...}
         """
-        bodies: dict[Any, dict[str, Any]] = {}
-        for label, row in zip(self.creates.index, self.creates.to_dict("records"), strict=True):
-            bodies[label] = {str(f): v for f, v in ((f, to_python(v)) for f, v in row.items()) if v is not None}
-        return bodies
+        return self.job.bodies
 
     def summary(self) -> str:
         """``3 sources to update (5 values); 1 id not found``; deletions and creations lead:
@@ -240,6 +241,21 @@ class Plan:
         if len(self.violations):
             text += f"; {summary_note(self.violations)}"
         return text
+
+    def _irreversible_note(self) -> str:
+        """``undo cannot restore 1 of the deleted (not in the space the token creates in): ...``,
+        or that it cannot tell yet; empty when undo can bring every delete back."""
+        said = pd.Series(undo_of_deletes(self.job, self.sources.landing_space), dtype=object)
+        lost, unknown = int((~said.isin([RESTORABLE, CANNOT_TELL])).sum()), int((said == CANNOT_TELL).sum())
+        parts = []
+        if lost:
+            parts.append(f"undo cannot restore {number(lost)} of the deleted (not in the space the token creates in)")
+        if unknown:
+            parts.append(
+                f"undo cannot tell yet whether it can restore {'it' if unknown == 1 else 'them'} "
+                "(the token's space is known once it created a source)"
+            )
+        return f"{'; '.join(parts)}: apply(irreversible=True) deletes anyway" if parts else ""
 
     def unmatched_note(self, create: str = "create=True") -> str:
         """:func:`unmatched_note` of :attr:`unmatched`, with how many ``create=True`` refuses and why.
@@ -378,6 +394,8 @@ class Plan:
         win = window(len(rows))
         note = showing(win, self._where(), "sources")
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
+        if irreversible := self._irreversible_note():
+            lines.append(f"  {irreversible}")
         if len(self.unmatched):
             lines.append(f"  match no source (not created): {self.unmatched_names()}")
         lines += [
@@ -413,7 +431,8 @@ class Plan:
             if unmatched:
                 return view(headline("Plan", self.summary()), unmatched)
             return empty("Nothing to change: every edited value already equals the current one.")
-        rows = self.rows()
+        deleted = ACTION_MARKS["delete"]
+        rows = [(m, sid, name, {} if m == deleted else ch) for m, sid, name, ch in self.rows()]
         fields = [c for c in ["name", *COLUMNS] if any(c in changes for _, _, _, changes in rows)]
         fields += sorted({f for _, _, _, changes in rows for f in changes} - set(fields))
         footer = f"<p>Not found: {esc(ids_text(list(self.missing)))}</p>" if self.missing else ""
@@ -427,8 +446,22 @@ class Plan:
             mark_header="" if marked else None,
             marks=[r[0] for r in rows] if marked else None,
             footer=footer,
-            lead=unmatched,
+            lead=unmatched + self._irreversible_html(),
         )
+
+    def _irreversible_html(self) -> str:
+        """A notice naming each delete undo could not restore, or cannot tell yet, with its space."""
+        deletes = self.deletes
+        shown_rows = deletes[deletes["undo"] != RESTORABLE]
+        if not len(shown_rows):
+            return ""
+        items = [
+            f"{sid} {shown(name)} (space {shown(_plain_cell(space))}): undo {said}"
+            for sid, name, space, said in zip(
+                shown_rows["id"], shown_rows["name"], shown_rows["space_id"], shown_rows["undo"], strict=True
+            )
+        ]
+        return notice(f"{cut_items(items, 'delete', sep='; ')}. apply(irreversible=True) deletes them anyway.")
 
     def _violations_html(self) -> str:
         """The policy's violations as a notice: what apply() refuses, one per line, cut like pandas."""
@@ -448,8 +481,12 @@ class Plan:
                 print(mark, source_id, name, changes)
         """
         delete, create, update = (ACTION_MARKS[a] for a in ("delete", "create", "update"))
+        deletes = self.deletes
         out: list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]] = [
-            (delete, sid, name, {}) for sid, name in zip(self.deletes["id"], self.deletes["name"], strict=True)
+            (delete, sid, name, {"space_id": (_plain_cell(space), None), "undo": (said, None)})
+            for sid, name, space, said in zip(
+                deletes["id"], deletes["name"], deletes["space_id"], deletes["undo"], strict=True
+            )
         ]
         out += [
             (create, "", body.get("name"), {f: (None, v) for f, v in body.items() if f != "name"})
@@ -491,10 +528,18 @@ def _them(count: int) -> str:
     return "it" if count == 1 else "them"
 
 
+def _plain_cell(value: Any) -> Any:
+    return None if value is pd.NA or value is None else int(value)
+
+
 def _row_line(mark: str, sid: Any, name: Any, changes: dict[str, tuple[Any, Any]]) -> str:
     """``  ~ 3 Gate: use_pps_time: False -> True``; a create shows the values it sets differently
     from the defaults, and counts the rest: ``  + Gate 9: use_pps_time: True (+ 15 defaults)``."""
     who = " ".join(str(part) for part in (sid, shown(name)) if part != "")
+    if mark == ACTION_MARKS["delete"]:
+        space, said = changes["space_id"][0], changes["undo"][0]
+        undo = "" if said == RESTORABLE else f"; undo {said}"
+        return f"  {mark} {who} (space {shown(space)}{undo})"
     if mark == ACTION_MARKS["create"]:
         said, folded = split_create({k: n for k, (_, n) in changes.items()})
         what = ", ".join(f"{k}: {shown(n)}" for k, n in said.items())
@@ -540,15 +585,8 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
     _refuse_bad_changes(cell_problems, changes)
     names = _names(known if "name" in known.columns else base_frame, changes["id"].unique())
     changes.insert(1, "name", changes["id"].map(names).astype(object))
-    return Plan(
-        sources,
-        changes,
-        check_conflicts=base is not None,
-        missing=missing,
-        names=names,
-        spaces=_spaces_of_ids(base_frame, changes["id"].unique()),
-        compared=(known, old),
-    )
+    job = Job(changes=changes, names=names, missing=missing, spaces=_spaces_of_ids(base_frame, changes["id"].unique()))
+    return Plan(sources, job, compared=(known, old))
 
 
 def _spaces_of_ids(frame: pd.DataFrame, ids: np.ndarray) -> list[int] | None:
@@ -582,7 +620,7 @@ def update_plan(
         [(sid, names.get(sid), f, old, new) for sid, f, old, new in records], columns=CHANGE_COLUMNS, dtype=object
     )  # objects: None stays None, not NaN
     changes = changes.astype({"id": id_index(changes["id"]).dtype, "name": object, "old": object, "new": object})
-    return Plan(sources, changes, check_conflicts=True, names={sid: names.get(sid) for sid in changes["id"]})
+    return Plan(sources, Job(changes=changes, names={sid: names.get(sid) for sid in changes["id"]}))
 
 
 def _names(frame: pd.DataFrame, ids: np.ndarray) -> dict[int, Any]:

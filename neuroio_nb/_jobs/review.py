@@ -36,7 +36,7 @@ def desired_state(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
             if column not in READ_ONLY and column != INDEX:
                 kept[column] = edited[column]
     bodies = plan.create_bodies()
-    spaces = plan.create_spaces  # where a row says its source must land
+    spaces = plan.job.create_spaces  # where a row says its source must land
     made = frame_from_records(
         [
             {**create_defaults(), **body, **({"space_id": spaces[label]} if label in spaces else {}), INDEX: n}

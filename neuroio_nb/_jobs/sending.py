@@ -15,6 +15,8 @@ and a step cut short is run again.
 A journal write that fails (disk full: the run's writer raises :class:`JournalError`) stops
 the run the same way: no task starts after it, those in flight finish, and the
 :class:`JournalError` raised holds the exact partial report (``.report``).
+
+:data:`wind_down_hook` is the seam tests use to press Ctrl-C again at each step of winding down.
 """
 
 from __future__ import annotations
@@ -22,27 +24,56 @@ from __future__ import annotations
 import queue
 from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol, TypeVar
 
-from .._journal import APPLIED, RunWriter, covered
+from .._journal import APPLIED, RunWriter
 from .._progress import progress_bar
 from .._transport import outcome_unknown
 from ..errors import BulkInterrupted, JournalError, NeuroIOError
 
 
 class Recorded(Protocol):
-    """What sending needs of a task's outcome: what the journal records of it."""
+    """What sending needs of a task's outcome: what the journal records of it (its ``error``
+    is filled in when the task raised)."""
 
-    action: str
-    status: str
     error: str | None
-    id: int | None
     changes: dict[str, tuple[Any, Any]]
+
+    @property
+    def action(self) -> str: ...
+
+    @property
+    def status(self) -> str: ...
+
+    @property
+    def id(self) -> int | None: ...
 
 
 OutcomeT = TypeVar("OutcomeT", bound=Recorded)
+KeyT = TypeVar("KeyT", bound=Hashable)
+_T = TypeVar("_T")
+
+#: The steps of finishing a run, in order: ``close`` (stop the reads that still hand out
+#: writes), ``finish`` (wait for the requests in flight), ``report`` (make the partial report,
+#: with its journal run id), ``end`` (record the last outcomes and end the journal run).
+STEPS = ("close", "finish", "report", "end")
+#: A test seam, None in use: called as ``wind_down_hook(step, when)`` just ``"before"`` each
+#: step of :data:`STEPS` runs and just ``"after"`` it returned, so that a test can press
+#: Ctrl-C there (raise ``KeyboardInterrupt``); ``close`` and ``report`` run only after a
+#: Ctrl-C, ``finish`` and ``end`` also when a run ends normally.
+wind_down_hook: Callable[[str, str], None] | None = None
+
+
+def _step(name: str, run: Callable[[], _T]) -> _T:
+    """Run step ``name`` of finishing a run, between the calls of :data:`wind_down_hook`."""
+    if wind_down_hook is not None:
+        wind_down_hook(name, "before")
+    result = run()
+    if wind_down_hook is not None:
+        wind_down_hook(name, "after")
+    return result
 
 
 @dataclass
@@ -58,9 +89,9 @@ class _Flight:
 
 def send_all(
     workers: int,
-    tasks: Mapping[Hashable, Callable[[], OutcomeT]] | Iterator[tuple[Hashable, Callable[[], OutcomeT]]],
-    decided: Mapping[Hashable, OutcomeT],
-    order: Sequence[Hashable],
+    tasks: Mapping[KeyT, Callable[[], OutcomeT]] | Iterator[tuple[KeyT, Callable[[], OutcomeT]]],
+    decided: Mapping[KeyT, OutcomeT],
+    order: Sequence[KeyT],
     progress: bool | None,
     desc: str,
     fallback: Callable[[Any], OutcomeT],
@@ -68,7 +99,7 @@ def send_all(
     run: RunWriter | None = None,
     *,
     report: Callable[[list[OutcomeT]], Any],
-) -> dict[Hashable, OutcomeT]:
+) -> dict[KeyT, OutcomeT]:
     """Run ``tasks`` concurrently, each as soon as it is known; their outcomes by key.
 
     ``tasks``: a mapping, or an iterator of ``(key, task)`` that may still be reading
@@ -81,16 +112,16 @@ def send_all(
     every task was sent and answered (even if a Ctrl-C then came before this returned),
     else ``interrupted``.
     """
-    done: dict[Hashable, OutcomeT] = {}
+    done: dict[KeyT, OutcomeT] = {}
     flight = _Flight()
-    recorded: set[Hashable] = set()  # the keys of ``decided`` whose outcome is in the journal
+    recorded: set[KeyT] = set()  # the keys of ``decided`` whose outcome is in the journal
     state = "interrupted"
     try:
         _send(flight, done, workers, tasks, fallback, progress, desc, total, run)
         state = "complete"  # every task was sent and answered
-        _finish_in_flight(flight)
+        _step("finish", lambda: _finish_in_flight(flight))
         if run is not None:
-            _close_run(run, decided, state, recorded)
+            _step("end", lambda: _close_run(run, decided, state, recorded))
         return done
     except JournalError as failure:  # the journal cannot be written: stop as Ctrl-C does, say why
         while True:
@@ -113,9 +144,8 @@ def send_all(
         while True:
             try:
                 _wind_down(flight, run, decided, recorded, state)
-                interrupted = BulkInterrupted(
-                    report([o for k in order if (o := done.get(k) or decided.get(k)) is not None])
-                )
+                rows = [o for k in order if (o := done.get(k) or decided.get(k)) is not None]
+                interrupted = BulkInterrupted(_step("report", partial(report, rows)))
                 break
             except KeyboardInterrupt:
                 continue
@@ -132,9 +162,9 @@ def send_all(
 
 def _send(
     flight: _Flight,
-    done: dict[Hashable, OutcomeT],
+    done: dict[KeyT, OutcomeT],
     workers: int,
-    tasks: Mapping[Hashable, Callable[[], OutcomeT]] | Iterator[tuple[Hashable, Callable[[], OutcomeT]]],
+    tasks: Mapping[KeyT, Callable[[], OutcomeT]] | Iterator[tuple[KeyT, Callable[[], OutcomeT]]],
     fallback: Callable[[Any], OutcomeT],
     progress: bool | None,
     desc: str,
@@ -149,14 +179,12 @@ def _send(
     flight.items = items = iter(tasks.items()) if isinstance(tasks, Mapping) else tasks
     total = len(tasks) if isinstance(tasks, Mapping) else total
 
-    def send(key: Hashable, task: Callable[[], OutcomeT]) -> None:
+    def send(key: KeyT, task: Callable[[], OutcomeT]) -> None:
         if run is not None and run.failure is not None:  # the journal stopped the run: not sent
             return
         unknown = False
         try:
-            # A job without a journal run of its own leaves each write to journal itself.
-            with covered() if run is not None else nullcontext():
-                done[key] = task()
+            done[key] = task()
         except Exception as exc:  # one source's trouble never aborts the run
             outcome = fallback(key)
             outcome.error = str(exc) or type(exc).__name__
@@ -200,7 +228,7 @@ def _send(
 
 
 def _run_into(
-    future: Future[None], send: Callable[[Hashable, Callable[[], Any]], None], key: Hashable, task: Callable[[], Any]
+    future: Future[None], send: Callable[[KeyT, Callable[[], Any]], None], key: KeyT, task: Callable[[], Any]
 ) -> None:
     """Run ``send`` as ``future`` says: not at all once it is cancelled (Ctrl-C), else to its end."""
     if not future.set_running_or_notify_cancel():
@@ -214,15 +242,15 @@ def _run_into(
 
 
 def _wind_down(
-    flight: _Flight, run: RunWriter | None, decided: Mapping[Hashable, Any], recorded: set[Hashable], state: str
+    flight: _Flight, run: RunWriter | None, decided: Mapping[KeyT, Any], recorded: set[KeyT], state: str
 ) -> None:
     """Stop a run cut short: no task starts any more, those in flight finish, the run ends
     in ``state``. Each step can run again after Ctrl-C cut it short."""
-    _close(flight.items)
-    _finish_in_flight(flight)
+    _step("close", lambda: _close(flight.items))
+    _step("finish", lambda: _finish_in_flight(flight))
     if run is not None:
         try:
-            _close_run(run, decided, state, recorded)
+            _step("end", lambda: _close_run(run, decided, state, recorded))
         except JournalError:  # it cannot be written: the run reads as interrupted
             run.close()
 
@@ -250,7 +278,7 @@ def _finish_in_flight(flight: _Flight) -> None:
         flight.bar.close()
 
 
-def _close_run(run: RunWriter, decided: Mapping[Hashable, Any], state: str, recorded: set[Hashable]) -> None:
+def _close_run(run: RunWriter, decided: Mapping[KeyT, Any], state: str, recorded: set[KeyT]) -> None:
     """Record the outcomes decided while sending (streamed conflict checks), then end the run.
 
     ``recorded``: the keys recorded already, by a call that Ctrl-C cut short (each is

@@ -16,7 +16,7 @@ rows have one) matches only the source of its name in that space: the namesake i
 another space is another source, and restoring a deleted one must not overwrite it.
 Such a row that matches nothing is created; the API puts a new source in the token's
 own space, so the create must land in the row's space or it is refused (see
-:func:`~neuroio_nb._jobs.bulk.create_task`). A row without a ``space_id`` matches the
+:class:`~neuroio_nb._jobs.writes.CreateWrite`). A row without a ``space_id`` matches the
 source of its name whatever its space. A name that points at two sources, or that
 two rows claim, is an error: nothing is guessed.
 
@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -40,10 +41,11 @@ from .._schema import BY_NAME, READ_ONLY
 from .._values import is_missing, sendable, to_python, whole_number
 from .._views import number, plural
 from ..errors import NearDuplicateNamesWarning, NotEmptiedWarning, Problem, UnmatchedRowsWarning, ValidationError
-from .bulk import Report, SourceCalls, settings_of
+from .bulk import CHANGE_COLUMNS, SourceCalls, apply_job, deletes_frame, settings_of
 from .frames import INDEX, frame_from_records
 from .names import near_duplicates
-from .plan import CHANGE_COLUMNS, REFUSAL_WHY, Plan, creates_frame, make_plan, unmatched_names, update_plan
+from .outcomes import Report, check_on_conflict
+from .plan import REFUSAL_WHY, Plan, creates_frame, make_plan, unmatched_names, update_plan
 from .validate import column_problems
 
 KEYS = ("id", "name")
@@ -97,11 +99,15 @@ def make_sync_plan(
     if problems:  # a frame matched by name has no ids: its problems name rows (a file's, lines)
         raise ValidationError(problems, labels=desired.attrs.get("labels", "row"))
     plan = update_plan(sources, []) if compared is None else compared
-    plan.check_conflicts = True
     if create:
-        plan.creates = _creates(desired.loc[to_create], server)
-        plan.create_spaces = _named_spaces(desired.index, row_spaces, to_create)
-        plan.scope, plan.seen, plan.listing = (q, spaces), frozenset(scope), listing
+        plan.job = replace(
+            plan.job,
+            creates=_creates(desired.loc[to_create], server),
+            create_spaces=_named_spaces(desired.index, row_spaces, to_create),
+            scope=(q, spaces),
+            seen=frozenset(scope),
+            listing=listing,
+        )
     else:  # the frame's columns and dtypes, even with no row
         plan.unmatched = desired.loc[to_create] if to_create else desired.iloc[:0]
         if to_create:  # what create=True would refuse of them, found as it finds it
@@ -549,16 +555,16 @@ def _sendable(column: str, value: Any) -> Any:
 
 def _with_deletes(plan: Plan, ids: list[int], scope: dict[int, dict[str, Any]], base: pd.DataFrame | None) -> Plan:
     """``plan`` that also deletes ``ids``, each conflict-checked against the base (else the scope as read)."""
+    if not ids:
+        return plan
     based = _base_records(base, ids)
-    plan.deleted = {sid: settings_of(based.get(sid) or scope[sid]) for sid in ids}
-    plan.deletes = pd.DataFrame(
-        {
-            "id": pd.Series(ids, dtype="int64"),
-            "space_id": pd.Series([scope[sid].get("space_id") for sid in ids], dtype="Int64"),
-            "name": pd.Series([scope[sid].get("name") for sid in ids], dtype=object),
-        }
+    plan.job = replace(
+        plan.job,
+        deleted={sid: settings_of(based.get(sid) or scope[sid]) for sid in ids},
+        deletes=deletes_frame(
+            ids, [scope[sid].get("space_id") for sid in ids], [scope[sid].get("name") for sid in ids]
+        ),
     )
-    plan.check_conflicts = plan.check_conflicts or base is not None
     return plan
 
 
@@ -620,18 +626,16 @@ def undo(
             if space is not None:  # re-created there, or refused: never made in another space
                 spaces[int(sid)] = space
     plan = update_plan(sources, records, dict(zip(report.index, names, strict=True)))
-    plan.deleted = remove
-    plan.deletes = pd.DataFrame(
-        {
-            "id": pd.Series(list(remove), dtype="int64"),
-            "space_id": pd.Series([None] * len(remove), dtype="Int64"),
-            "name": pd.Series(list(remove_names.values()), dtype=object),
-        }
+    job = replace(
+        plan.job,
+        deleted=remove,
+        deletes=deletes_frame(list(remove), [None] * len(remove), list(remove_names.values())),
+        creates=creates_frame(recreate),
+        old_ids={sid: sid for sid in recreate},
+        create_spaces=spaces,
     )
-    plan.creates = creates_frame(recreate)
-    plan.old_ids = {sid: sid for sid in recreate}
-    plan.create_spaces = spaces
-    return plan.apply(on_conflict=on_conflict, progress=progress)
+    # Undo deletes only what the run created, in the space the token creates in: no refusal.
+    return apply_job(sources, job, on_conflict=check_on_conflict(on_conflict), progress=progress, irreversible=True)
 
 
 __all__ = ["CHANGE_COLUMNS", "UnmatchedRowsWarning", "make_sync_plan", "undo"]

@@ -69,3 +69,9 @@ class RequestLog:
     def max_in_flight(self) -> int:
         with self._lock:
             return self._max_in_flight
+
+    @property
+    def in_flight(self) -> int:
+        """How many requests are being handled now."""
+        with self._lock:
+            return self._in_flight

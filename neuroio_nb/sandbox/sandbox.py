@@ -335,6 +335,34 @@ class Sandbox:
         """The most requests handled at once since the last :meth:`clear_log`."""
         return self._log.max_in_flight
 
+    def wait_idle(self, timeout: float = 60.0, *, closed: bool = False, poll: float = 0.05) -> None:
+        """Wait until no request is being handled and none arrived for a moment; ``closed``:
+        also until every client connection is closed.
+
+        For tests of a client stopped mid-run: what it sent still reaches the store before the
+        test looks at the state. A killed process's connections close only once the requests
+        already in them were read and answered (a request it had sent whole is applied, its
+        answer never read): ``closed=True`` waits for that. Raises ``TimeoutError`` after
+        ``timeout`` seconds.
+
+        Example::
+
+            process.kill()                # a client killed mid-run
+            sandbox.wait_idle(closed=True)
+            sandbox.sources               # now holds whatever that client's requests did
+        """
+        deadline = time.monotonic() + timeout
+        seen = -1
+        while True:
+            server = self._server
+            busy = self._log.in_flight or (closed and server is not None and server.open_connections)
+            if not busy and seen == len(self._log.records()):
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the sandbox was still busy after {timeout} s")
+            seen = len(self._log.records())
+            time.sleep(poll)
+
     # -- answering ---------------------------------------------------------------
 
     def _respond(self, request: Request) -> Reply:

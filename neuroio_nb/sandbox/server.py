@@ -66,6 +66,12 @@ class SandboxServer(ThreadingHTTPServer):
         with self._connections_lock:
             (self._connections.add if open_ else self._connections.discard)(connection)
 
+    @property
+    def open_connections(self) -> int:
+        """How many client connections are open now."""
+        with self._connections_lock:
+            return len(self._connections)
+
     def server_close(self) -> None:
         super().server_close()
         with self._connections_lock:
