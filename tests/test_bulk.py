@@ -286,6 +286,79 @@ _lines, _first = inspect.getsourcelines(threading.Condition.wait)
 _CONDITION_WAIT_TRY = _first + next(n for n, line in enumerate(_lines) if line.strip().startswith("try:"))
 
 
+class _ImpatientUser:
+    """Presses Ctrl-C as the 20th PATCH arrives, then twice more while the requests in flight
+    are held at the server (``hook``, the sandbox's ``before_request``), each press a real
+    SIGINT to the run's thread (``main``); ``ctrl_c`` is the run's SIGINT handler."""
+
+    def __init__(self, main: int) -> None:
+        self.main = main
+        self.received: queue.SimpleQueue[int] = queue.SimpleQueue()  # a press, as the run's thread gets it
+        self.held: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
+        self.let_go = threading.Event()
+        self.twentieth = threading.Event()
+        self.trouble: list[str] = []
+        self.rounds: list[int] = []
+        self.seen = 0
+        self.lock = threading.Lock()
+
+    def ctrl_c(self, signum, stack):
+        self.received.put(signum)
+        raise KeyboardInterrupt  # as Python's own handler does
+
+    def hook(self, method, path):
+        if method != "PATCH" or self.let_go.is_set():
+            return
+        with self.lock:
+            self.seen += 1
+            n = self.seen
+        if n >= 19:  # the 19th, the 20th and any sent after them stay in flight until let go
+            if n == 20:
+                self.twentieth.set()
+            release = threading.Event()
+            self.held.put(release)
+            if not self.let_go.is_set():
+                release.wait(timeout=120)
+
+    def press(self) -> None:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            signal.pthread_kill(self.main, signal.SIGINT)
+            try:
+                self.rounds.append(self.received.get(timeout=0.5))
+                return
+            except queue.Empty:  # it came just before the thread blocked, so it waits for a wake-up
+                continue
+        raise AssertionError("a Ctrl-C never reached the run")
+
+    def presses(self) -> None:
+        """The user's thread: the three presses, then every held request let go."""
+        try:
+            if not self.twentieth.wait(timeout=60):
+                raise AssertionError("the 20th PATCH never came")
+            self.press()
+            last: FrameType | None = None
+            for _ in range(2):  # impatient: again, while the requests in flight finish
+                last = self.wait_anew_for_the_requests_in_flight(last)
+                self.press()
+        except Exception as exc:  # reported by the test, once everything was let go
+            self.trouble.append(repr(exc))
+        finally:
+            self.let_go.set()
+            while not self.held.empty():
+                self.held.get().set()
+
+    @staticmethod
+    def wait_anew_for_the_requests_in_flight(last: FrameType | None) -> FrameType:
+        """The run's frame waiting for the requests in flight, once it is not ``last`` (a new wait)."""
+        deadline = time.monotonic() + 60
+        while (waiting := _waiting_in("_finish_in_flight")) is None or waiting is last:
+            if time.monotonic() > deadline:
+                raise AssertionError("the run never waited for the requests in flight")
+            time.sleep(0.005)
+        return waiting
+
+
 def test_a_second_and_third_ctrl_c_keep_the_partial_report(make_sandbox, client_for):
     """Ctrl-C as the 20th PATCH arrives, then twice more while the requests in flight are held
     at the server. Each press is a real SIGINT to the run's thread, as a terminal sends it (a
@@ -299,78 +372,21 @@ def test_a_second_and_third_ctrl_c_keep_the_partial_report(make_sandbox, client_
     edited["auto_check_liveness"] = ~frame["auto_check_liveness"]
     main = threading.main_thread().ident
     assert main is not None
-    received: queue.SimpleQueue[int] = queue.SimpleQueue()  # a press, as the run's thread gets it
-    held: queue.SimpleQueue[threading.Event] = queue.SimpleQueue()
-    let_go = threading.Event()
-    twentieth = threading.Event()
-    trouble: list[str] = []
-    rounds: list[int] = []
-    seen = {"n": 0}
-    lock = threading.Lock()
+    user = _ImpatientUser(main)
 
-    def ctrl_c(signum, stack):
-        received.put(signum)
-        raise KeyboardInterrupt  # as Python's own handler does
-
-    def hook(method, path):
-        if method != "PATCH" or let_go.is_set():
-            return
-        with lock:
-            seen["n"] += 1
-            n = seen["n"]
-        if n >= 19:  # the 19th, the 20th and any sent after them stay in flight until let go
-            if n == 20:
-                twentieth.set()
-            release = threading.Event()
-            held.put(release)
-            if not let_go.is_set():
-                release.wait(timeout=120)
-
-    def press() -> None:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            signal.pthread_kill(main, signal.SIGINT)
-            try:
-                rounds.append(received.get(timeout=0.5))
-                return
-            except queue.Empty:  # it came just before the thread blocked, so it waits for a wake-up
-                continue
-        raise AssertionError("a Ctrl-C never reached the run")
-
-    def user() -> None:
-        try:
-            if not twentieth.wait(timeout=60):
-                raise AssertionError("the 20th PATCH never came")
-            press()
-            last: FrameType | None = None
-            for _ in range(2):  # impatient: again, while the requests in flight finish
-                deadline = time.monotonic() + 60
-                while (waiting := _waiting_in("_finish_in_flight")) is None or waiting is last:
-                    if time.monotonic() > deadline:
-                        raise AssertionError("the run never waited for the requests in flight")
-                    time.sleep(0.005)
-                last = waiting
-                press()
-        except Exception as exc:  # reported by the test, once everything was let go
-            trouble.append(repr(exc))
-        finally:
-            let_go.set()
-            while not held.empty():
-                held.get().set()
-
-    sb.before_request = hook
-    previous = signal.signal(signal.SIGINT, ctrl_c)
-    presses = threading.Thread(target=user, daemon=True)
+    sb.before_request = user.hook
+    previous = signal.signal(signal.SIGINT, user.ctrl_c)
+    presses = threading.Thread(target=user.presses, daemon=True)
     try:
         presses.start()
         with pytest.raises(BulkInterrupted) as info:
             c.sources.bulk_update(edited, base=frame, progress=False)
     finally:
-        let_go.set()
+        user.let_go.set()
         presses.join(timeout=120)
         signal.signal(signal.SIGINT, previous)
         sb.before_request = None
-    assert not trouble and len(rounds) == 3  # each press reached the run while requests were in flight
+    assert not user.trouble and len(user.rounds) == 3  # each press reached the run while requests were in flight
     applied = {r.source_id for r in sb.requests("PATCH") if r.status == 200}
     partial = info.value.report
     assert 20 <= len(applied) < 200
