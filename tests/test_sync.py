@@ -865,7 +865,10 @@ def test_rows_whose_values_create_would_refuse_are_told_so_not_that_it_would_cre
     assert report.counts() == {"created": 4}
     assert sorted(report["name"]) == sorted(names[own_space])
 
-    # a column create=True does not know refuses every row, and is said so
+    assert_a_column_create_does_not_know_refuses_every_row_and_is_said_so(c)
+
+
+def assert_a_column_create_does_not_know_refuses_every_row_and_is_said_so(c) -> None:
     site = pd.DataFrame({"name": ["Zeta cam 1", "Zeta cam 2"], "notes": ["north door", None]})
     plan, warned = plan_warned(c, site, key="name")
     message = str(warned[0].message)
