@@ -331,8 +331,8 @@ def rate_limited(args: argparse.Namespace) -> list[Row]:
             f"{share * ALLOWED_RATE:.1f}/s",
             f"{ALLOWED_RATE}/s allowed",
             f"{share:.1%} of allowed" + (f" (min {min(shares):.1%})" if len(shares) > 1 else ""),
-            ">= 90%",
-            share >= 0.9,
+            ">= 95%",
+            share >= 0.95,
         ),
         Row("rate-limited: rows not updated (worst repetition)", str(max(lost)), "0", "", "0", max(lost) == 0),
         Row(

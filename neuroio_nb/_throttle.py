@@ -22,7 +22,11 @@ reads. Both lanes share one back-off, in two ways, both idle until 429s come:
   past it, slowly at first, probing in case the server allows more, until a
   429 says where the limit is now. A lone 429 below the ceiling (an injected
   fault, a hiccup) is left to the width, so random 429s never slow a client for
-  long. The pace is dropped once far above the ceiling.
+  long; but a 429 just under the ceiling (within :data:`NEAR` of it: a token bucket
+  drained by requests that came bunched) says the limit is there, and cuts the pace
+  like one above it. A ceiling is never put below :data:`FLOOR` of the pace that met
+  the 429 (after a stall of the client's own, what succeeded lately looks low). The
+  pace is dropped once far above the ceiling.
 
 Every 429 costs its request the server's Retry-After (a whole second or more),
 so settling just under the server's rate, rather than bouncing off it, is what
@@ -40,11 +44,17 @@ RUN = (5, 8)
 #: The pace after a 429, as a share of the rate it came at (the ceiling).
 BETA = 0.95
 #: Growth of the pace per second before any ceiling is known, as a share of the pace.
-START = 1.0
+START = 2.0
 #: Growth per second below the ceiling, as a share of the distance to it; and past it, of the distance beyond.
 CLOSE = 1.0
-#: Least growth of the pace per second past the ceiling, as a share of it: the probe.
-PROBE = 0.01
+#: Least growth of the pace per second past the ceiling, as a share of it: the probe (a ceiling
+#: found too low, after a stall, is left within a couple of seconds).
+PROBE = 0.03
+#: A 429 while paced puts the ceiling at what succeeded over the last second, but at least this
+#: share of the pace: what succeeded is low after a stall of the client's own.
+FLOOR = 0.9
+#: A 429 at a pace above this share of the ceiling says the limit is there (not a stray).
+NEAR = 0.9
 #: The pace is dropped once this many times the ceiling, or after this many 429s below it.
 UNPACED = 4.0
 STRAY = 3
@@ -150,9 +160,14 @@ class AdaptiveLimit:
                 if run:
                     self._pace(now, 0.0, accepted)
             elif run or self._rate >= self._ceiling or not self._ceiling:
-                # Over the server's rate: it admits about what succeeded lately, if less.
-                found = min(self._rate, accepted or self._rate)
+                # Over the server's rate: it admits about what succeeded lately, if less; but a
+                # stall of ours (a busy machine) makes that look low, so never below FLOOR of the pace.
+                found = min(self._rate, max(accepted, FLOOR * self._rate))
                 self._pace(now, found, BETA * found)
+            elif self._rate >= NEAR * self._ceiling:
+                # Just under the ceiling: a bucket drained by requests that came bunched. The
+                # limit is here: pace under it, rather than count a stray and drop the pace.
+                self._pace(now, self._rate, BETA * self._rate)
             else:
                 self._below += 1
                 if self._below >= STRAY:  # 429s whatever the pace: not a rate limit

@@ -114,17 +114,19 @@ def retry_delay(
     base: float = 0.2,
     max_backoff: float = 10.0,
     rand: Callable[[], float] = random.random,
+    max_jitter: float = 1.0,
 ) -> float:
     """Seconds to wait before attempt ``attempt + 1``.
 
     With the server's ``Retry-After``: that (at most ``max_retry_after``) plus a
-    jitter of up to a quarter of it (at least 0.1 s, at most 1 s), so that clients
-    told the same time do not all come back at once. Without: exponential backoff
+    jitter of up to a quarter of it (at least 0.1 s, at most ``max_jitter``), so that
+    clients told the same time do not all come back at once (a client whose requests
+    are paced spaces them anyway: it needs little). Without: exponential backoff
     with full jitter, ``base * 2**(attempt-1)`` capped at ``max_backoff``.
     """
     if retry_after is not None:
         wait = min(max(retry_after, 0.0), max_retry_after)
-        return wait + rand() * min(1.0, 0.1 + 0.25 * wait)
+        return wait + rand() * min(max_jitter, 0.1 + 0.25 * wait)
     return rand() * min(max_backoff, base * 2.0 ** max(0, attempt - 1))
 
 
@@ -156,6 +158,8 @@ class Settled:
 IfUnknown = Callable[[NeuroIOError], "Settled | None"]
 
 
+#: The most jitter added to a Retry-After while the client paces its requests (they are spaced anyway).
+PACED_JITTER = 0.1
 #: Seconds of waiting out 429s after which a single call says it is waiting (once).
 THROTTLED_NOTICE = 5.0
 
@@ -473,7 +477,12 @@ class Transport:
     def _wait(self, budget: _Budget, state: RetryCallState) -> float:
         error = _error_of(state)
         retry_after = error.retry_after if isinstance(error, RateLimitError) else None
-        delay = retry_delay(state.attempt_number, retry_after, max_retry_after=self.max_retry_after)
+        delay = retry_delay(
+            state.attempt_number,
+            retry_after,
+            max_retry_after=self.max_retry_after,
+            max_jitter=PACED_JITTER if self.limit.rate is not None else 1.0,
+        )
         budget.throttled_next = isinstance(error, RateLimitError)
         if isinstance(error, RateLimitError):
             throttled = budget.throttled
