@@ -462,6 +462,36 @@ def test_the_cli_refuses_an_empty_q_with_delete(make_sandbox, script, tmp_path):
     assert writes(sb) == [] and len(sb.sources) == 20
 
 
+@pytest.mark.parametrize("with_base", [False, True], ids=["no base", "base"])
+def test_a_source_renamed_between_plan_and_apply_is_a_conflict_not_updated(make_sandbox, client_for, with_base):
+    """Matched by name, a row means the source of that name. Renamed by a colleague between
+    plan and apply (and its old name given to a new source), the source the plan found is no
+    longer the one the row describes: a conflict, its settings untouched; overwrite updates it
+    anyway, without renaming it back."""
+    sb = make_sandbox(sources=40, seed=3)
+    c = client_for(sb)
+    frame = c.sources.to_frame(progress=False)
+    space_1 = frame[frame["space_id"] == 1]
+    renamed, plain = (int(i) for i in space_1.index[:2])
+    name, threshold = frame.at[renamed, "name"], int(frame.at[renamed, "identify_facesize_threshold"])
+    desired = space_1.loc[[renamed, plain]].reset_index(drop=True)
+    desired["identify_facesize_threshold"] = [4444, 5555]
+    plans = [c.sources.plan(desired, frame if with_base else None, key="name") for _ in range(2)]
+    sb.external_edit(renamed, name=f"{name} (old)")
+    newcomer = sb.add_source(name=name)["id"]
+
+    report = plans[0].apply(progress=False)
+    assert report.loc[plain, "status"] == "updated"
+    assert report.loc[renamed, "status"] == "conflict"
+    assert "renamed" in report.loc[renamed, "error"] and f"{name} (old)" in report.loc[renamed, "error"]
+    assert sb.source(renamed)["identify_facesize_threshold"] == threshold
+    assert sb.source(newcomer)["identify_facesize_threshold"] != 4444
+
+    report = plans[1].apply(on_conflict="overwrite", progress=False)
+    assert report.loc[renamed, "status"] == "updated"
+    assert sb.source(renamed)["identify_facesize_threshold"] == 4444 and sb.source(renamed)["name"] == f"{name} (old)"
+
+
 def test_conflicts_of_deletes_and_creates(make_sandbox, client_for):
     sb = make_sandbox(sources=200, seed=8)
     c = client_for(sb)

@@ -49,7 +49,16 @@ from .outcomes import (
 from .reads import ReadFirst, ScopeRead, current_as_read, names_read, read_before_sending
 from .reads import SourceCalls as SourceCalls  # the protocol the jobs (plan, sync, history) take
 from .sending import send_all
-from .writes import CreateWrite, Task, check_sendable, checked_delete, checked_update, delete_task, update_task
+from .writes import (
+    CreateWrite,
+    Task,
+    check_sendable,
+    checked_delete,
+    checked_update,
+    delete_task,
+    renamed_since,
+    update_task,
+)
 from .writes import settings_of as settings_of
 
 CHANGE_COLUMNS = ["id", "name", "field", "old", "new"]
@@ -106,6 +115,9 @@ class Job:
     seen: frozenset[int] = frozenset()
     spaces: list[int] | None = None
     listing: tuple[int, int] | None = None
+    #: Planned by name: id -> the name its row matched. Renamed since, the update is a
+    #: conflict: the row meant the source of that name (see :func:`renamed_since`).
+    identity: Mapping[int, Any] = field(default_factory=dict)
 
     @cached_property
     def updates(self) -> dict[int, Changes]:
@@ -236,7 +248,9 @@ class Engine:
                 return None
             return Write(key, delete_task(self.sources, sid, changes, settings, name), settings, {})
         key, changes = ("update", sid), job.updates[sid]
-        checked = checked_update(sid, changes, server, on_conflict, name)
+        checked = renamed_since(sid, changes, server, job.identity, on_conflict, name) or checked_update(
+            sid, changes, server, on_conflict, name
+        )
         if isinstance(checked, Outcome):
             self.decided[key] = checked
             return None

@@ -99,6 +99,7 @@ def make_sync_plan(
     if problems:  # a frame matched by name has no ids: its problems name rows (a file's, lines)
         raise ValidationError(problems, labels=desired.attrs.get("labels", "row"))
     plan = update_plan(sources, []) if compared is None else compared
+    plan.job = replace(plan.job, identity={sid: scope[sid].get("name") for sid in matched.values()})
     if create:
         plan.job = replace(
             plan.job,

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,30 @@ Task = Callable[[], Outcome]
 def settings_of(source: dict[str, Any]) -> dict[str, Any]:
     """What re-creating a source needs: its writable and unknown fields that have a value."""
     return {f: v for f, v in source.items() if f not in READ_ONLY and v is not None}
+
+
+def renamed_since(
+    sid: int,
+    changes: Changes,
+    server: dict[str, Any] | None,
+    identity: Mapping[int, Any],
+    on_conflict: OnConflict,
+    name: Any = None,
+) -> Outcome | None:
+    """The conflict of an update planned by name (``identity``: id -> the name its row
+    matched) whose source was renamed since, or None. The row meant the source of that name,
+    so updating the renamed one is never silent; ``on_conflict="overwrite"`` updates it anyway
+    (without renaming it back)."""
+    if server is None or sid not in identity or on_conflict != "skip":
+        return None
+    if same("name", server.get("name"), identity[sid]):
+        return None
+    error = (
+        f"renamed on the server since the plan: its name is now {server.get('name')!r}, and the row "
+        f"matched it by the name {identity[sid]!r}; plan again to match the rows to the sources as "
+        "they are named now"
+    )
+    return Outcome(action="update", status="conflict", changes=changes, error=error, name=name, id=sid)
 
 
 def checked_update(
