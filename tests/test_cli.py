@@ -577,9 +577,13 @@ def test_sandbox_command_prints_url_and_token_and_serves_until_interrupted(
         r = requests.get(served.url + "/v1/sources/", headers={"Authorization": f"Token {served.token}"}, timeout=10)
         assert r.status_code == 200 and r.json()["count"] == 20
         assert "Ctrl-C" in served.lines.get(timeout=5)
+        hint = served.lines.get(timeout=5)  # a client in another process: how to keep its runs apart
+        folder = Path(hint.split("NEUROIO_NB_JOURNAL=", 1)[1].split(" (", 1)[0])
+        assert folder.is_dir() and folder != Path(os.environ["NEUROIO_NB_JOURNAL"])
         code, err = served.interrupt()
         assert code == 0
         assert "Traceback" not in err
+    assert not folder.exists()  # the sandbox's journal goes with it
 
 
 @pytest.mark.parametrize("command", SANDBOX_COMMANDS)

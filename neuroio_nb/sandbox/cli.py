@@ -112,6 +112,12 @@ def run(args: argparse.Namespace) -> int:
             print(f"NEUROIO_API_URL={sandbox.url}", flush=True)
             print(f"NEUROIO_API_TOKEN={sandbox.token}", flush=True)
             print(f"# NeuroIO sandbox: {len(sandbox.sources)} sources at {sandbox.url}; Ctrl-C to stop.", flush=True)
+            # a client in another process cannot tell it talks to a sandbox: say how to keep its runs apart
+            print(
+                f"# Keep its runs out of your journal: NEUROIO_NB_JOURNAL={sandbox.journal_folder}"
+                " (removed when it stops)",
+                flush=True,
+            )
             while True:
                 time.sleep(3600)
     except KeyboardInterrupt:
