@@ -795,7 +795,9 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 #: JSON types a record's fields may have, by record kind (a field may also be absent).
-_TEXT, _INT, _NONE, _DICT, _BOOL = (str,), (int,), (type(None),), (dict,), (bool,)
+_TEXT, _INT, _NONE, _DICT, _BOOL, _LIST = (str,), (int,), (type(None),), (dict,), (bool,), (list,)
+#: Fields that hold a list of source ids.
+ID_LISTS = ("holders", "ids")
 SHAPES: dict[str | None, dict[str, tuple[type, ...]]] = {
     None: {
         "run": _TEXT,
@@ -812,8 +814,11 @@ SHAPES: dict[str | None, dict[str, tuple[type, ...]]] = {
         "before": _DICT + _NONE,
         "after": _DICT + _NONE,
         "changes": _DICT + _NONE,
+        "holders": _LIST + _NONE,
+        "space": _INT + _NONE,
     },
     "amend": {"seq": _INT, "before": _DICT + _NONE, "after": _DICT + _NONE},
+    "holders": {"seq": _INT, "ids": _LIST, "space": _INT + _NONE},
     "outcome": {"seq": _INT, "status": _TEXT, "error": _TEXT + _NONE, "id": _INT + _NONE, "maybe_applied": _BOOL},
     "end": {"state": _TEXT, "finished": _TEXT + _NONE, "counts": _DICT + _NONE},
 }
@@ -822,6 +827,7 @@ REQUIRED = {
     None: ("run", "kind", "base_url", "started"),
     "intent": ("seq", "action"),
     "amend": ("seq",),
+    "holders": ("seq", "ids"),
     "outcome": ("seq", "status"),
     "end": ("state",),
 }
@@ -846,12 +852,23 @@ def shape_problem(record: Mapping[str, Any]) -> str | None:
             return f"its {name} is {value!r}, not {' or '.join(_TYPE_WORDS[t] for t in types)}"
         if name in TIMES and isinstance(value, str) and not _is_time(value):
             return f"its {name} is {value!r}, not a time"
+    for name in ID_LISTS:
+        ids = record.get(name)
+        if name in shape and isinstance(ids, list) and not all(type(i) is int for i in ids):
+            return f"its {name} is {ids!r}, not a list of source ids"
     if kind == "intent" and record["action"] not in ACTIONS:
         return f"its action is {record['action']!r}, not one of {', '.join(ACTIONS)}"
     return None
 
 
-_TYPE_WORDS = {str: "text", int: "a whole number", type(None): "null", dict: "an object", bool: "true or false"}
+_TYPE_WORDS = {
+    str: "text",
+    int: "a whole number",
+    type(None): "null",
+    dict: "an object",
+    bool: "true or false",
+    list: "a list",
+}
 
 
 def _is_time(text: str) -> bool:

@@ -1024,6 +1024,8 @@ WRONG_SHAPES = {
     "end finished not a time": {"t": "end", "state": "complete", "finished": "yesterday"},
     "outcome status a number": {"t": "outcome", "seq": 1, "status": 5},
     "amend without seq": {"t": "amend", "before": {}, "after": {}},
+    "holders not ids": {"t": "holders", "seq": 1, "ids": ["7"], "space": 1},
+    "holders of no list": {"t": "holders", "seq": 1, "ids": 7},
 }
 
 
@@ -1130,6 +1132,9 @@ JSON_VALUES = st.recursive(
 )
 RECORD_KEYS = [
     "t",
+    "ids",
+    "holders",
+    "space",
     "seq",
     "action",
     "id",
@@ -1145,7 +1150,7 @@ RECORD_KEYS = [
     "counts",
     "at",
 ]
-KINDS_OF_RECORD = st.sampled_from(["intent", "amend", "outcome", "end", "something new"])
+KINDS_OF_RECORD = st.sampled_from(["intent", "amend", "holders", "outcome", "end", "something new"])
 
 
 @settings(max_examples=200, deadline=None, derandomize=True, database=None)
