@@ -39,9 +39,10 @@ from ._client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
 from ._jobs.bulk import refuse_irreversible
 from ._jobs.csvio import read_csv, read_named_csv
 from ._jobs.history import history_frame, prune, report_of, run_report
-from ._jobs.plan import REFUSAL_NOUNS
+from ._jobs.plan import unmatched_of
 from ._jobs.policy import Policy
 from ._jobs.review import violation_lines
+from ._jobs.unmatched import CLI, REFUSAL_NOUNS
 from ._journal import open_journal
 from ._values import shown, to_python
 from ._version import __version__
@@ -649,8 +650,9 @@ def _print_plan(plan: Any) -> None:
             + ", ".join(str(i) for i in plan.missing)
         )
     if len(plan.unmatched):
-        print(f"{plan.unmatched_note('--create')}: {plan.unmatched_names()}")
-        for reason, labels, text in plan.refusals(cli=True):
+        unmatched = unmatched_of(plan)
+        print(f"{unmatched.note(CLI)}: {unmatched.names()}")
+        for reason, labels, text in unmatched.refusals(CLI):
             them = "it" if len(labels) == 1 else "them"
             print(f"{REFUSAL_NOUNS[reason].capitalize()} (--create refuses {them}): {text}.")
     if len(plan.violations):

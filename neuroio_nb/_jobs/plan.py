@@ -25,7 +25,6 @@ from .._views import (
     defaults_text,
     empty,
     esc,
-    group_problems,
     headline,
     ids_text,
     notice,
@@ -44,6 +43,7 @@ from .frames import INDEX, frame_from_records, typed_column
 from .outcomes import Report, check_on_conflict
 from .policy import Policy, empty_violations
 from .review import plan_json, plan_markdown, refusal, summary_note, violation_lines
+from .unmatched import Unmatched
 from .validate import checked_cells
 
 
@@ -51,32 +51,21 @@ from .validate import checked_cells
 class Plan:
     """The changes an edited frame makes. ``len(plan)`` is how many sources change.
 
-    ``unmatched``: the rows of a frame planned with ``key="name"`` and without
-    ``create=True`` whose name matches no source in scope, as the frame holds them (its
-    labels, columns and dtypes; no row when every row matched). Nothing is done with them,
-    and applying does not report them; ``create=True`` would create them, but for those
-    outside the scope (``outside``: a name without ``q``, a ``space_id`` not in
-    ``spaces_ids``) and those with values it refuses (``refused_values``), which it refuses
-    (and the plan with them). The plan's summary, text and HTML view say how many
-    and which (an :class:`~neuroio_nb._jobs.sync.UnmatchedRowsWarning` did when it was planned); a plan that
-    has them is true (``bool(plan)``), as one with ids not found on the server is (those,
-    under ``key="id"``, are in ``missing`` and reported as failed).
+    What a plan holds for its reader: :meth:`summary`, :attr:`changes`, :attr:`creates`,
+    :attr:`deletes`, :attr:`unmatched` and :attr:`violations`; :meth:`apply` sends it, each
+    write conditional on what the plan saw (its own read of the server, or the ``base``);
+    :meth:`to_markdown` and :meth:`to_json` show it for a review. A plan with rows that
+    match no source is true (``bool(plan)``), as one with ids not found on the server is
+    (those, under ``key="id"``, are reported as failed).
     """
 
     sources: SourceCalls
     #: What applying sends, and what each write expects to find: the plan's own read of the
     #: server (or the ``base`` given), so that every write is conditional on what it saw.
     job: Job = field(default_factory=Job)
-    #: Rows (``key="name"``, no ``create=True``) that match no source: see the class doc.
-    unmatched: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["name"], dtype=object))
-    #: Of :attr:`unmatched`, the labels of the rows ``create=True`` refuses as outside the scope,
-    #: by what they lie outside of: ``{"q": ("cam", [labels]), "spaces_ids": ([1, 2], [labels])}``
-    #: (a name without ``q``; a ``space_id`` not in ``spaces_ids``); a row may be in both.
-    outside: dict[str, tuple[Any, list[Any]]] = field(default_factory=dict, repr=False)
-    #: Of :attr:`unmatched`, the problems ``create=True`` finds in their values, as its
-    #: ValidationError lists them (row label, field, value, reason; a label of None: a
-    #: column's problem, which refuses every row).
-    refused_values: list[Problem] = field(default_factory=list, repr=False)
+    #: Rows (``key="name"``, no ``create=True``) that match no source, and what ``create=True``
+    #: would do with them (:mod:`~neuroio_nb._jobs.unmatched`; :func:`unmatched_of` gives it).
+    _unmatched: Unmatched = field(default_factory=Unmatched, repr=False)
     #: The rules the plan was checked against (``plan(..., policy=)``), if any.
     policy: Policy | None = field(default=None, repr=False)
     #: What breaks them in the state the plan would leave: one row per source and rule
@@ -85,6 +74,15 @@ class Plan:
     #: (the edited rows that matched a source, what the plan read of those sources): the
     #: parts of the state the plan would leave, which a policy checks.
     compared: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False)
+
+    @property
+    def unmatched(self) -> pd.DataFrame:
+        """The rows of a frame planned with ``key="name"`` and without ``create=True`` whose name
+        matches no source in scope, as the frame holds them (its labels, columns and dtypes; no
+        row when every row matched). Nothing is done with them; the plan's views say what
+        ``create=True`` would do with each (create it, or refuse it as outside the scope or for
+        its values)."""
+        return self._unmatched.rows
 
     @property
     def changes(self) -> pd.DataFrame:
@@ -222,7 +220,7 @@ class Plan:
             plan.summary()   # "1 source to delete, 2 to create, 3 to update (4 values)"
         """
         if not len(self) and not self.missing:
-            notes = [self.unmatched_note() if len(self.unmatched) else "", summary_note(self.violations)]
+            notes = [self._unmatched.note() if len(self.unmatched) else "", summary_note(self.violations)]
             return "; ".join(["nothing to change", *filter(None, notes)])
         n_updates = int(self.changes["id"].nunique())
         updates = f"to update ({plural(len(self.changes), 'value')})"
@@ -237,7 +235,7 @@ class Plan:
         if self.missing:
             text += f"; {plural(len(self.missing), 'id')} not found"
         if len(self.unmatched):
-            text += f"; {self.unmatched_note()}"
+            text += f"; {self._unmatched.note()}"
         if len(self.violations):
             text += f"; {summary_note(self.violations)}"
         return text
@@ -257,136 +255,6 @@ class Plan:
             )
         return f"{'; '.join(parts)}: apply(irreversible=True) deletes anyway" if parts else ""
 
-    def unmatched_note(self, create: str = "create=True") -> str:
-        """:func:`unmatched_note` of :attr:`unmatched`, with how many ``create=True`` refuses and why.
-
-        Example::
-
-            plan = client.sources.plan(site, key="name")
-            plan.unmatched_note()   # "2 rows match no source (not created: ...)"
-        """
-        reasons = tuple(self._refused_labels())
-        return unmatched_note(len(self.unmatched), create, refused=len(self.unmatched_refused()), reasons=reasons)
-
-    def refusals(self, *, cli: bool = False) -> list[tuple[str, list[Any], str]]:
-        """Why ``create=True`` refuses rows of :attr:`unmatched`, a group per reason, each
-        ``(reason, labels, text)``: ``scope`` (:meth:`outside_scope`), then ``values``
-        (:meth:`refused_for_values`). The warning, the views and the CLI say these groups.
-
-        Example::
-
-            for reason, labels, text in plan.refusals():
-                print(reason, labels, text)
-        """
-        texts = {"scope": lambda: self.outside_scope(cli=cli), "values": self.refused_for_values}
-        return [(reason, labels, texts[reason]()) for reason, labels in self._refused_labels().items()]
-
-    def _refused_labels(self) -> dict[str, list[Any]]:
-        """Reason (``scope``, ``values``) -> the labels of the rows of :attr:`unmatched` that
-        ``create=True`` refuses for it, in the frame's order; no reason that refuses none."""
-        out: dict[str, list[Any]] = {}
-        if self.outside:
-            outside = {label for _, labels in self.outside.values() for label in labels}
-            out["scope"] = [label for label in self.unmatched.index if label in outside]
-        if self.refused_values:
-            if any(p.id is None for p in self.refused_values):  # a column's problem: every row's
-                out["values"] = list(self.unmatched.index)
-            else:
-                bad = {p.id for p in self.refused_values}
-                out["values"] = [label for label in self.unmatched.index if label in bad]
-        return out
-
-    def unmatched_names(self) -> str:
-        """The names of :attr:`unmatched`, quoted (a stray space shows), cut as pandas cuts rows.
-
-        Example::
-
-            plan.unmatched_names()   # "'Dock cam 1', 'Dock cam 2'"
-        """
-        return unmatched_names(self.unmatched["name"].tolist())
-
-    def unmatched_refused(self) -> list[Any]:
-        """The labels of the rows of :attr:`unmatched` that ``create=True`` refuses: outside the
-        scope (:attr:`outside`) or for their values (:attr:`refused_values`).
-
-        Example::
-
-            site.drop(index=plan.unmatched_refused())   # the rows create=True would refuse
-        """
-        groups = self._refused_labels()
-        if not groups:
-            return []
-        refused = {label for labels in groups.values() for label in labels}
-        return [label for label in self.unmatched.index if label in refused]
-
-    def outside_scope(self, *, cli: bool = False) -> str:
-        """Which rows of :attr:`unmatched` lie outside the scope, why, and what to do:
-        ``names without q='cam': 'Kiosk 12'. To create them, widen or drop q, or fix their name``;
-        empty when none does. ``cli``: the scope said as the command line's options.
-
-        Example::
-
-            print(plan.outside_scope())
-        """
-        groups, options, cells = [], [], []
-        if "q" in self.outside:
-            q, labels = self.outside["q"]
-            names = "name" if len(labels) == 1 else "names"
-            groups.append(f"{names} without {'--q ' if cli else 'q='}{q!r}: {self._names_of(labels)}")
-            options.append("--q" if cli else "q")
-            cells.append("name")
-        if "spaces_ids" in self.outside:
-            spaces, labels = self.outside["spaces_ids"]
-            scope = f"--space {' '.join(str(s) for s in spaces)}" if cli else f"spaces_ids={spaces}"
-            groups.append(f"space_id not in {scope}: {self._names_of(labels)}")
-            options.append("--space" if cli else "spaces_ids")
-            cells.append("space_id")
-        if not groups:
-            return ""
-        one = len(self._refused_labels()["scope"]) == 1
-        return (
-            f"{'; '.join(groups)}. To create {'it' if one else 'them'}, "
-            f"widen or drop {' / '.join(options)}, or fix {'its' if one else 'their'} {' / '.join(cells)}"
-        )
-
-    def refused_for_values(self) -> str:
-        """Which rows of :attr:`unmatched` ``create=True`` refuses for their values, by field and
-        problem as its ValidationError groups them, and what to do:
-        ``identify_facesize_threshold must be 0 or more: 'Gate 4'. To create it, fix its value``;
-        empty when none. Long lists are cut as pandas cuts rows.
-
-        Example::
-
-            print(plan.refused_for_values())
-        """
-        if not self.refused_values:
-            return ""
-        groups = group_problems(self.refused_values)
-        said = [
-            f"{g.field}: {g.reason}" if None in g.ids else f"{g.field} {g.reason}: {self._names_of(list(g.ids))}"
-            for g in groups
-        ]
-        values = [p for p in self.refused_values if p.id is not None]
-        columns = {p.field for p in self.refused_values if p.id is None}
-        one = len(self._refused_labels()["values"]) == 1
-        todo = []
-        if values:
-            todo.append(f"fix {'its' if one else 'their'} {'value' if len(values) == 1 else 'values'}")
-        if columns:
-            todo.append(f"drop {'that column' if len(columns) == 1 else 'those columns'}")
-        as_text = any(  # a list given as text: most likely a CSV read with plain pd.read_csv
-            BY_NAME[p.field].kind == "list" and isinstance(p.value, str)
-            for p in self.refused_values
-            if p.field in BY_NAME
-        )
-        hint = " (a CSV: read it with neuroio_nb.read_csv, not plain pd.read_csv)" if as_text else ""
-        return (
-            f"{cut_items(said, 'problem', sep='; ')}. To create {'it' if one else 'them'}, {' and '.join(todo)}{hint}"
-        )
-
-    def _names_of(self, labels: list[Any]) -> str:
-        return unmatched_names(self.unmatched.loc[labels, "name"].tolist())
-
     def __repr__(self) -> str:
         """Every source a line, ``- `` deletes first, then ``+ `` creates and ``~ `` updates,
         cut like the HTML view (``display.max_rows``) with what was cut said in place."""
@@ -396,12 +264,7 @@ class Plan:
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
         if irreversible := self._irreversible_note():
             lines.append(f"  {irreversible}")
-        if len(self.unmatched):
-            lines.append(f"  match no source (not created): {self.unmatched_names()}")
-        lines += [
-            f"  {REFUSAL_NOUNS[reason]} (create=True refuses {_them(len(labels))}): {text}"
-            for reason, labels, text in self.refusals()
-        ]
+        lines += self._unmatched.lines()
         lines += cut_lines([_row_line(*rows[k]) for k in win.positions()], win, "source")
         if self.missing:
             lines.append(f"  not found: {ids_text(list(self.missing))}")
@@ -417,16 +280,7 @@ class Plan:
         return "`plan.deletes`, `plan.creates` and `plan.changes`"
 
     def _repr_html_(self) -> str:
-        refused = "".join(
-            f" {REFUSAL_NOUNS[reason].capitalize()}, which create=True refuses: {text}."
-            for reason, _, text in self.refusals()
-        )
-        unmatched = (
-            notice(f"Matching no source: {self.unmatched_names()} (all in `plan.unmatched`).{refused}")
-            if len(self.unmatched)
-            else ""
-        )
-        unmatched += self._violations_html()
+        unmatched = self._unmatched.html() + self._violations_html()
         if not len(self) and not self.missing:
             if unmatched:
                 return view(headline("Plan", self.summary()), unmatched)
@@ -494,38 +348,6 @@ class Plan:
         ]
         out += [(update, sid, self.names.get(sid), changes) for sid, changes in self.by_source().items()]
         return out
-
-
-def unmatched_note(
-    count: int, create: str = "create=True", *, refused: int = 0, reasons: tuple[str, ...] = ("scope",)
-) -> str:
-    """``3 rows match no source (not created: plan with create=True to create them)``;
-    ``create`` says how to ask for creating (``--create`` on the command line). ``refused``:
-    how many of them creating refuses (and the plan with them), for ``reasons``: ``scope``
-    (outside it), ``values`` (bad values):
-    ``5 rows match no source (not created; create=True would create 2 but refuses 3 outside the scope)``."""
-    head = f"{plural(count, 'row')} {'matches' if count == 1 else 'match'} no source"
-    if not refused:
-        return f"{head} (not created: plan with {create} to create {_them(count)})"
-    if refused >= count:
-        why = " or ".join(REFUSAL_NOUNS[r] for r in reasons)
-        return f"{head} (not created; {create} refuses {_them(count)}: {why})"
-    why = " or ".join(REFUSAL_WHY[r] for r in reasons)
-    return f"{head} (not created; {create} would create {number(count - refused)} but refuses {number(refused)} {why})"
-
-
-#: Why ``create=True`` refuses a row that matches no source, as a noun and after "refuses 3".
-REFUSAL_NOUNS = {"scope": "outside the scope", "values": "bad values"}
-REFUSAL_WHY = {"scope": "outside the scope", "values": "for bad values"}
-
-
-def unmatched_names(names: list[Any]) -> str:
-    """Names quoted (``'Gate 1 '``: a stray space shows), on one line cut as pandas cuts rows."""
-    return cut_items([repr(str(name)) for name in names], "name")
-
-
-def _them(count: int) -> str:
-    return "it" if count == 1 else "them"
 
 
 def _plain_cell(value: Any) -> Any:
@@ -808,3 +630,8 @@ def _spaces_of(edited: pd.DataFrame) -> list[int] | None:
     if "space_id" not in edited.columns or edited["space_id"].isna().any():
         return None
     return sorted(int(s) for s in edited["space_id"].unique())
+
+
+def unmatched_of(plan: Plan) -> Unmatched:
+    """The rows ``plan`` left unmatched, with what ``create=True`` would do with them."""
+    return plan._unmatched

@@ -149,7 +149,8 @@ def _markdown_notes(plan: Plan) -> list[str]:
     if plan.missing:
         notes += [f"> Not found: {_md_text(', '.join(str(i) for i in plan.missing))} (reported as failed)", ""]
     if len(plan.unmatched):
-        notes += [f"> {_md_text(plan.unmatched_note())}: {_md_text(plan.unmatched_names())}", ""]
+        unmatched = plan._unmatched
+        notes += [f"> {_md_text(unmatched.note())}: {_md_text(unmatched.names())}", ""]
     return notes
 
 

@@ -21,7 +21,7 @@ source of its name whatever its space. A name that points at two sources, or tha
 two rows claim, is an error: nothing is guessed.
 
 Without ``create=True``, a row that matches no source is not dropped in silence: the
-plan keeps it (:attr:`~neuroio_nb._jobs.plan.Plan.unmatched`), says so in its views, and an
+plan keeps it (:attr:`~neuroio_nb._jobs.plan.Plan.unmatched`, :mod:`~neuroio_nb._jobs.unmatched`), says so in its views, and an
 :class:`UnmatchedRowsWarning` says it when the plan is made, with what ``create=True``
 would do with it: create it, or refuse it (and the plan) as outside the scope, its name
 lacking ``q`` or its ``space_id`` not in ``spaces_ids``.
@@ -45,7 +45,8 @@ from .bulk import CHANGE_COLUMNS, SourceCalls, apply_job, deletes_frame, setting
 from .frames import INDEX, frame_from_records
 from .names import near_duplicates
 from .outcomes import Report, check_on_conflict
-from .plan import REFUSAL_WHY, Plan, creates_frame, make_plan, unmatched_names, update_plan
+from .plan import Plan, creates_frame, make_plan, update_plan
+from .unmatched import Unmatched, outside_q, outside_scope, outside_spaces
 from .validate import column_problems
 
 KEYS = ("id", "name")
@@ -110,11 +111,17 @@ def make_sync_plan(
             listing=listing,
         )
     else:  # the frame's columns and dtypes, even with no row
-        plan.unmatched = desired.loc[to_create] if to_create else desired.iloc[:0]
+        rows = desired.loc[to_create] if to_create else desired.iloc[:0]
         if to_create:  # what create=True would refuse of them, found as it finds it
-            plan.outside = _outside_scope(desired, row_spaces, to_create, q, spaces)
-            plan.refused_values = _create_refusals(plan.unmatched, server)
-            _warn_unmatched(plan, q, spaces)
+            unmatched = Unmatched(
+                rows=rows,
+                outside=outside_scope(desired, row_spaces, to_create, q, spaces),
+                refused_values=tuple(_create_refusals(rows, server)),
+            )
+            unmatched.warn(q, spaces)
+        else:
+            unmatched = Unmatched(rows=rows)
+        plan._unmatched = unmatched
     claimed = set(matched.values())
     return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
 
@@ -147,70 +154,6 @@ def _warn_near_duplicates(desired: pd.DataFrame, unmatched: list[Any], scope: di
 
 #: How many near-duplicate rows a warning names before it counts the rest.
 NEAR_DUPLICATES_SHOWN = 10
-
-
-def _warn_unmatched(plan: Plan, q: str | None, spaces: list[int] | None) -> None:
-    """One :class:`UnmatchedRowsWarning` for the rows that match no source, naming them, and
-    what ``create=True`` would do with each: create it, or refuse it as outside the scope or
-    for its values (each group said as the plan's views say it)."""
-    rows = plan.unmatched
-    n, refused = len(rows), plan.unmatched_refused()
-    scope = ", ".join(
-        part for part in (f"q={q!r}" if q else "", f"spaces_ids={spaces}" if spaces is not None else "") if part
-    )
-    rows_text = f"{plural(n, 'row')} of the frame {'matches' if n == 1 else 'match'}"
-    it = "it" if n == 1 else "them"
-    said = f"{rows_text} no source{f' in scope ({scope})' if scope else ''}: {unmatched_names(rows['name'].tolist())}. "
-    if not refused:
-        hint = f"Nothing is done with {it}: planning with create=True (CLI --create) would create {it}; "
-        hint += f"plan.unmatched holds {it}."
-    else:
-        hint = f"Nothing is done with {it}; plan.unmatched holds {it}. Planning with create=True (CLI --create) "
-        groups = plan.refusals()
-        why = " or ".join(REFUSAL_WHY[reason] for reason, _, _ in groups)
-        details = ". ".join(text for _, _, text in groups)
-        if len(refused) == n:
-            hint += f"refuses {it}{', as' if plan.outside else ''} {why}: {details}."
-        else:
-            created = unmatched_names(rows.loc[~rows.index.isin(refused), "name"].tolist())
-            hint += (
-                f"would create {number(n - len(refused))} of them ({created}) but refuses {number(len(refused))} "
-                f"{why}, and the plan with them: {details}; to create the rest, leave those out of the frame."
-            )
-    warnings.warn(said + hint, UnmatchedRowsWarning, stacklevel=4)  # stacklevel: the caller of client.sources.plan
-
-
-def _outside_q(name: Any, q: str | None) -> bool:
-    """Whether a row's name lies outside the scope ``q`` (it does not contain it, in any case)."""
-    if not q:
-        return False
-    return isinstance(name, str) and q.casefold() not in name.casefold()
-
-
-def _outside_spaces(space: int | None, spaces: list[int] | None) -> bool:
-    """Whether the space a row names lies outside the scope ``spaces_ids``."""
-    return spaces is not None and space is not None and space not in spaces
-
-
-def _outside_scope(
-    desired: pd.DataFrame, row_spaces: list[int | None], labels: list[Any], q: str | None, spaces: list[int] | None
-) -> dict[str, tuple[Any, list[Any]]]:
-    """Of the rows ``labels``, those ``create=True`` refuses as outside the scope (see
-    :func:`_named_frame_problems`), as :attr:`~neuroio_nb._jobs.plan.Plan.outside` holds them."""
-    wanted = set(labels)
-    rows = [
-        (label, name, space)
-        for label, name, space in zip(desired.index, desired["name"].to_numpy(dtype=object), row_spaces, strict=True)
-        if label in wanted
-    ]
-    outside: dict[str, tuple[Any, list[Any]]] = {}
-    off_q = [label for label, name, _ in rows if _outside_q(name, q)]
-    if off_q:
-        outside["q"] = (q, off_q)
-    off_spaces = [label for label, _, space in rows if _outside_spaces(space, spaces)]
-    if off_spaces:
-        outside["spaces_ids"] = (spaces, off_spaces)
-    return outside
 
 
 def _check_arguments(desired: Any, key: Any, create: Any, delete: Any, q: Any) -> None:
@@ -306,7 +249,7 @@ def _named_frame_problems(
                 label, "name", name, f"is outside the scope q={q!r}: planning again with it would not see this source"
             )
             for label, name in zip(desired.index, cells, strict=True)
-            if _outside_q(name, q)
+            if outside_q(name, q)
         ]
         problems += [
             Problem(
@@ -317,7 +260,7 @@ def _named_frame_problems(
                 "so the row would be created again",
             )
             for label, space in zip(desired.index, row_spaces, strict=True)
-            if _outside_spaces(space, spaces)
+            if outside_spaces(space, spaces)
         ]
     return problems
 
