@@ -10,9 +10,10 @@ writes start before the listing ends.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from .._paging import Ahead
@@ -170,54 +171,73 @@ def current_as_read(
     (a shifted listing, a failed page, a moved source).
     """
     remaining = dict.fromkeys(ids)
-    workers = sources.client.max_readers
-    pool = ThreadPoolExecutor(workers)
-
-    def seen(rows: list[dict[str, Any]]) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
-        batch: list[tuple[int, dict[str, Any] | None]] = []
-        for row in rows:
-            if row["id"] in remaining:
-                del remaining[row["id"]]
-                batch.append((row["id"], row))
-        if batch:
-            yield batch
-
-    def get_or_none(source_id: int) -> dict[str, Any] | None:
-        try:
-            return sources.get(source_id)
-        except NotFoundError:
-            return None
-
+    pool = ThreadPoolExecutor(sources.client.max_readers)
     try:
-        if len(ids) > workers:
-            size = sources.client.page_size
-            first = sources.list(spaces_ids=spaces, limit=size)
-            yield from seen(first["results"])
-            count, got = first.get("count"), len(first["results"])
-            if isinstance(count, int) and got and (count - got) / got < len(remaining):
-                ahead = Ahead(count, got)  # a window of pages at a time, none past the end
-                asked: dict[Future[dict[str, Any]], int] = {}
-                while True:
-                    for offset in ahead.next(2 * workers - len(asked)):
-                        asked[pool.submit(sources.list, None, spaces, min(got, count - offset), offset)] = offset
-                    if not asked:
-                        break
-                    done, _ = wait(asked, return_when=FIRST_COMPLETED)
-                    for page in done:
-                        offset = asked.pop(page)
-                        try:
-                            result = page.result()
-                        except Exception:  # its sources are read one by one below
-                            continue
-                        ahead.answered(offset, result)
-                        yield from seen(result["results"])
-                    for page in [page for page, offset in asked.items() if ahead.beyond(offset) and page.cancel()]:
-                        del asked[page]
+        if len(ids) > sources.client.max_readers:
+            for rows in _listing_pages(sources, spaces, pool, wanted=lambda: len(remaining)):
+                yield from _taken(remaining, rows)
         left = list(remaining)
         if left:
-            yield list(zip(left, pool.map(get_or_none, left), strict=True))
+            yield list(zip(left, pool.map(partial(_get_or_none, sources), left), strict=True))
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _taken(remaining: dict[int, None], rows: list[dict[str, Any]]) -> Iterator[list[tuple[int, dict[str, Any] | None]]]:
+    """The rows whose ids are still ``remaining`` (taken out of it), as one batch if there are any."""
+    batch: list[tuple[int, dict[str, Any] | None]] = []
+    for row in rows:
+        if row["id"] in remaining:
+            del remaining[row["id"]]
+            batch.append((row["id"], row))
+    if batch:
+        yield batch
+
+
+def _get_or_none(sources: SourceCalls, source_id: int) -> dict[str, Any] | None:
+    try:
+        return sources.get(source_id)
+    except NotFoundError:
+        return None
+
+
+def _listing_pages(
+    sources: SourceCalls, spaces: list[int] | None, pool: ThreadPoolExecutor, wanted: Callable[[], int]
+) -> Iterator[list[dict[str, Any]]]:
+    """The rows of the listing of ``spaces``, a page at a time as each arrives: the first page,
+    then, if reading the rest takes fewer requests than a GET for each of the ``wanted()``
+    sources still missing, the others concurrently, a window of pages at a time and none past
+    the end. A page that fails is left out: its sources are read one by one afterwards."""
+    first = sources.list(spaces_ids=spaces, limit=sources.client.page_size)
+    yield first["results"]
+    count, got = first.get("count"), len(first["results"])
+    if isinstance(count, int) and got and (count - got) / got < wanted():
+        yield from _pages_after_the_first(sources, spaces, pool, count, got)
+
+
+def _pages_after_the_first(
+    sources: SourceCalls, spaces: list[int] | None, pool: ThreadPoolExecutor, count: int, got: int
+) -> Iterator[list[dict[str, Any]]]:
+    """The listing's other pages (``count`` sources, ``got`` a page), as each arrives."""
+    workers = sources.client.max_readers
+    ahead = Ahead(count, got)  # a window of pages at a time, none past the end
+    asked: dict[Future[dict[str, Any]], int] = {}
+    while True:
+        for offset in ahead.next(2 * workers - len(asked)):
+            asked[pool.submit(sources.list, None, spaces, min(got, count - offset), offset)] = offset
+        if not asked:
+            break
+        done, _ = wait(asked, return_when=FIRST_COMPLETED)
+        for page in done:
+            offset = asked.pop(page)
+            try:
+                result = page.result()
+            except Exception:  # its sources are read one by one afterwards
+                continue
+            ahead.answered(offset, result)
+            yield result["results"]
+        for page in [page for page, offset in asked.items() if ahead.beyond(offset) and page.cancel()]:
+            del asked[page]
 
 
 class ScopeRead:
