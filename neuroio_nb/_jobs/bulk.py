@@ -48,7 +48,7 @@ from .outcomes import (
 )
 from .reads import ReadFirst, ScopeRead, current_as_read, names_read, read_before_sending
 from .reads import SourceCalls as SourceCalls  # the protocol the jobs (plan, sync, history) take
-from .sending import send_all
+from .sending import Sendout, send_all
 from .writes import (
     CreateWrite,
     Task,
@@ -351,17 +351,16 @@ class Engine:
     def send(
         self, items: Mapping[Key, Task] | Iterator[tuple[Key, Task]], progress: bool | None, total: int | None = None
     ) -> Report:
-        done = send_all(
+        how = Sendout(
             self.sources.client.max_workers,
-            items,
-            self.decided,
-            self.job.order(),
+            self.fallback,
             progress,
             "updating" if self.job.kind == "apply" else "sending",
-            fallback=self.fallback,
             total=total,
             run=self.run,
-            report=lambda rows: with_run(make_report(rows), self.run),
+        )
+        done = send_all(
+            how, items, self.decided, self.job.order(), report=lambda rows: with_run(make_report(rows), self.run)
         )
         rows = [done.get(k) or self.decided[k] for k in self.job.order()]
         return with_run(make_report([*rows, *self.not_found()]), self.run)

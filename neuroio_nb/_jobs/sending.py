@@ -26,7 +26,7 @@ from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from .._journal import APPLIED, RunWriter
 from .._progress import progress_bar
@@ -87,37 +87,47 @@ class _Flight:
     bar: Any = None
 
 
+@dataclass(frozen=True)
+class Sendout(Generic[OutcomeT]):
+    """How a run's tasks go out: ``workers`` at a time; ``fallback(key)``, the outcome of a
+    task that raised (completed with its error); a progress bar (``progress``, ``desc``,
+    and ``total`` when the tasks come from an iterator); ``run``, the journal run holding
+    the tasks' intents (None: no journal)."""
+
+    workers: int
+    fallback: Callable[[Any], OutcomeT]
+    progress: bool | None = None
+    desc: str = "sending"
+    total: int | None = None
+    run: RunWriter | None = None
+
+
 def send_all(
-    workers: int,
+    how: Sendout[OutcomeT],
     tasks: Mapping[KeyT, Callable[[], OutcomeT]] | Iterator[tuple[KeyT, Callable[[], OutcomeT]]],
     decided: Mapping[KeyT, OutcomeT],
     order: Sequence[KeyT],
-    progress: bool | None,
-    desc: str,
-    fallback: Callable[[Any], OutcomeT],
-    total: int | None = None,
-    run: RunWriter | None = None,
     *,
     report: Callable[[list[OutcomeT]], Any],
 ) -> dict[KeyT, OutcomeT]:
-    """Run ``tasks`` concurrently, each as soon as it is known; their outcomes by key.
+    """Run ``tasks`` concurrently, each as soon as it is known, as ``how`` says; their
+    outcomes by key.
 
     ``tasks``: a mapping, or an iterator of ``(key, task)`` that may still be reading
     the server (each task starts when it is yielded). ``decided``: the outcomes settled
-    without a task (it may grow while the iterator runs). ``fallback(key)``: the outcome
-    of a task that raised, completed with its error. On Ctrl-C, raises
+    without a task (it may grow while the iterator runs). On Ctrl-C, raises
     :class:`BulkInterrupted` holding ``report(outcomes)``: those of ``decided`` and of
-    every task that finished, in ``order``. ``run``: the journal run holding the tasks'
-    intents; each outcome is recorded there, and the run is finished: ``complete`` once
-    every task was sent and answered (even if a Ctrl-C then came before this returned),
-    else ``interrupted``.
+    every task that finished, in ``order``. Each outcome is recorded in the journal run
+    (``how.run``), which is finished: ``complete`` once every task was sent and answered
+    (even if a Ctrl-C then came before this returned), else ``interrupted``.
     """
+    run = how.run
     done: dict[KeyT, OutcomeT] = {}
     flight = _Flight()
     recorded: set[KeyT] = set()  # the keys of ``decided`` whose outcome is in the journal
     state = "interrupted"
     try:
-        _send(flight, done, workers, tasks, fallback, progress, desc, total, run)
+        _send(flight, done, how, tasks)
         state = "complete"  # every task was sent and answered
         _step("finish", lambda: _finish_in_flight(flight))
         if run is not None:
@@ -163,13 +173,8 @@ def send_all(
 def _send(
     flight: _Flight,
     done: dict[KeyT, OutcomeT],
-    workers: int,
+    how: Sendout[OutcomeT],
     tasks: Mapping[KeyT, Callable[[], OutcomeT]] | Iterator[tuple[KeyT, Callable[[], OutcomeT]]],
-    fallback: Callable[[Any], OutcomeT],
-    progress: bool | None,
-    desc: str,
-    total: int | None,
-    run: RunWriter | None,
 ) -> None:
     """Hand each task to a pool as it comes, and wait for all of them, recording them in ``flight``."""
     # Each worker records its own outcome, so a run cut short at any line (even while
@@ -177,7 +182,8 @@ def _send(
     if isinstance(tasks, Mapping) and not tasks:
         return
     flight.items = items = iter(tasks.items()) if isinstance(tasks, Mapping) else tasks
-    total = len(tasks) if isinstance(tasks, Mapping) else total
+    total = len(tasks) if isinstance(tasks, Mapping) else how.total
+    run = how.run
 
     def send(key: KeyT, task: Callable[[], OutcomeT]) -> None:
         if run is not None and run.failure is not None:  # the journal stopped the run: not sent
@@ -186,7 +192,7 @@ def _send(
         try:
             done[key] = task()
         except Exception as exc:  # one source's trouble never aborts the run
-            outcome = fallback(key)
+            outcome = how.fallback(key)
             outcome.error = str(exc) or type(exc).__name__
             unknown = isinstance(exc, NeuroIOError) and outcome_unknown(exc)
             done[key] = outcome
@@ -198,8 +204,8 @@ def _send(
                 key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown, changes=came_out
             )
 
-    flight.bar = bar = progress_bar(total=total or 0, desc=desc, unit="source", progress=progress)
-    flight.pool = pool = ThreadPoolExecutor(workers)
+    flight.bar = bar = progress_bar(total=total or 0, desc=how.desc, unit="source", progress=how.progress)
+    flight.pool = pool = ThreadPoolExecutor(how.workers)
     pending: set[Future[None]] = set()
     early: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()  # finished while tasks are still coming
     for key, task in items:
