@@ -412,7 +412,6 @@ def changes_html(
     fields: Sequence[str],
     *,
     where: str | None = None,
-    mark_header: str | None = None,
     marks: Sequence[str] | None = None,
     footer: str = "",
     lead: str = "",
@@ -421,7 +420,7 @@ def changes_html(
 
     ``fields`` are the columns after id and name, in order (one no row shows is left out); a
     changed name is shown as a change. ``marks`` (one per source, e.g. ``+ ~ -``) fill an
-    optional first column. A source to create shows the values it sets differently from
+    optional first column, with no header. A source to create shows the values it sets differently from
     the defaults, the defaults folded under its name (:func:`split_create`). ``lead``
     (HTML, e.g. a :func:`notice`) comes between the headline and the table.
     """
@@ -433,15 +432,15 @@ def changes_html(
     ]
     columns = [c for c in fields if c != "name" and any(c in changes for changes in said)]
     if len(columns) > WIDE_FIELDS:
-        table_html = _listed_changes(by_source, creates, win, marks if mark_header is not None else None)
+        table_html = _listed_changes(by_source, creates, win, marks)
         return view(headline(title, summary, showing(win, where, "sources")), lead, table_html, footer)
-    header = ([mark_header] if marks is not None and mark_header is not None else []) + ["id", "name", *columns]
+    header = ([""] if marks is not None else []) + ["id", "name", *columns]
     aligns = ["left"] * len(header)
     aligns[header.index("id")] = "right"
     rows = []
     for k in win.positions():
         sid, name, changes = by_source[k]
-        cells = [mark_td(marks[k])] if marks is not None and mark_header is not None else []
+        cells = [mark_td(marks[k])] if marks is not None else []
         cells.append(td(sid, align="right", wrap="never"))
         if "name" in changes and not creates[k]:
             cells.append(change_td(*changes["name"]))

@@ -297,7 +297,6 @@ class Plan:
             [r[1:] for r in rows],
             fields,
             where=self._where(),
-            mark_header="" if marked else None,
             marks=[r[0] for r in rows] if marked else None,
             footer=footer,
             lead=unmatched + self._irreversible_html(),
