@@ -846,18 +846,29 @@ def shape_problem(record: Mapping[str, Any]) -> str | None:
     missing = [f for f in REQUIRED[kind] if f not in record]
     if missing:
         return f"lacks {', '.join(missing)}"
+    problem = _field_type_problem(record, shape) or _id_list_problem(record, shape)
+    if problem is None and kind == "intent" and record["action"] not in ACTIONS:
+        problem = f"its action is {record['action']!r}, not one of {', '.join(ACTIONS)}"
+    return problem
+
+
+def _field_type_problem(record: Mapping[str, Any], shape: Mapping[str, tuple[type, ...]]) -> str | None:
+    """The first field of ``record`` whose value is not of its type (or a time that is not one)."""
     for name, types in shape.items():
         value = record.get(name)
         if name in record and (not isinstance(value, types) or (isinstance(value, bool) and bool not in types)):
             return f"its {name} is {value!r}, not {' or '.join(_TYPE_WORDS[t] for t in types)}"
         if name in TIMES and isinstance(value, str) and not _is_time(value):
             return f"its {name} is {value!r}, not a time"
+    return None
+
+
+def _id_list_problem(record: Mapping[str, Any], shape: Mapping[str, tuple[type, ...]]) -> str | None:
+    """The first list of source ids in ``record`` that holds something else."""
     for name in ID_LISTS:
         ids = record.get(name)
         if name in shape and isinstance(ids, list) and not all(type(i) is int for i in ids):
             return f"its {name} is {ids!r}, not a list of source ids"
-    if kind == "intent" and record["action"] not in ACTIONS:
-        return f"its action is {record['action']!r}, not one of {', '.join(ACTIONS)}"
     return None
 
 
