@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 import loops
 from server import SandboxProcess
 
-from neuroio_nb import Client
+from neuroio_nb import Client, Policy
 from neuroio_nb._jobs.frames import frame_from_records
 from neuroio_nb._jobs.plan import make_plan
 from neuroio_nb._jobs.validate import checked_frame
@@ -48,7 +48,7 @@ from neuroio_nb._schema import BY_NAME
 from neuroio_nb.sandbox import generate_sources
 
 WORKERS = 8  # Client's default max_workers
-PARTS = ("network", "limited", "cpu", "create", "stream", "restore", "big", "journal")
+PARTS = ("network", "limited", "cpu", "create", "stream", "restore", "big", "journal", "review")
 FETCH_SOURCES = 2_000
 BULK_SOURCES = 300
 LIMITED_SOURCES = 1_000
@@ -450,6 +450,63 @@ def cpu(args: argparse.Namespace) -> list[Row]:
     ]
 
 
+#: Ten rules of the kinds a compliance file holds: a where and a require, switches, thresholds, text.
+REVIEW_RULES = [
+    {"name": "liveness in space 2", "where": "space_id == 2", "require": "auto_check_liveness == True"},
+    {"name": "faces big enough", "require": "identify_facesize_threshold >= 3000"},
+    {"name": "create only big faces", "require": "auto_create_facesize_threshold >= identify_facesize_threshold"},
+    {"name": "blur checked", "where": "auto_create_persons == True", "require": "auto_create_check_blur == True"},
+    {"name": "exposure checked", "where": "auto_create_persons", "require": "auto_create_check_exposure"},
+    {"name": "no junk persons", "require": "not (auto_create_on_junk == True and manual_create_on_junk == True)"},
+    {"name": "named", "require": "name.str.len() > 0"},
+    {"name": "licensed", "require": "license_id == license_id"},
+    {
+        "name": "lobby thresholds",
+        "where": "name.str.contains('Lobby')",
+        "require": "identify_facesize_threshold <= 20000",
+    },
+    {"name": "some images kept", "where": "space_id in [1, 3]", "require": "store_images_for_results.str.len() > 0"},
+]
+
+
+def review(args: argparse.Namespace) -> list[Row]:
+    """Saving and loading a plan of 100,000 sources (1% of cells changed); a policy of 10 rules."""
+    frame = frame_from_records(generate_sources(CPU_SOURCES))
+    edited = changed_copy(frame, 0.01)
+    sources = Client("benchmark", "http://127.0.0.1:9").sources  # never sends: the base is given
+    plan = make_plan(sources, edited, frame)
+    rules = Policy(REVIEW_RULES)
+    reps = max(args.reps, 3)  # cheap enough to always take 3
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "change.plan"
+        plan.save(path)
+        loaded = sources.load_plan(path)
+        assert loaded.by_source() == plan.by_source()
+        times = medians(
+            {
+                "save": lambda: plan.save(path),
+                "load": lambda: sources.load_plan(path),
+                "check": lambda: rules.check(frame),
+            },
+            reps,
+        )
+        size = path.stat().st_size
+    violations = len(rules.check(frame))
+    what = f"{CPU_SOURCES:,} sources, {len(plan.changes):,} values changed (1%)"
+    return [
+        Row(f"plan.save(), {what}", ms(times["save"]), f"file {size / 2**20:.1f} MiB", "", "< 1 s", times["save"] < 1),
+        Row("load_plan() of it", ms(times["load"]), "checksum checked", "", "< 1 s", times["load"] < 1),
+        Row(
+            f"Policy.check(), {CPU_SOURCES:,} sources x {len(rules)} rules (check() after the read)",
+            ms(times["check"]),
+            f"{violations:,} violations",
+            "",
+            "< 1 s",
+            times["check"] < 1,
+        ),
+    ]
+
+
 # ---- 6-9: jobs at scale: create, a streamed update, a restore, a big frame --------------------
 
 CREATE_SOURCES = 1_000
@@ -761,6 +818,9 @@ def main(argv: list[str] | None = None) -> int:
     if "journal" in parts:
         print("10. the journal's cost ...", flush=True)
         rows += journal_cost(args)
+    if "review" in parts:
+        print(f"11. saving, loading and checking {CPU_SOURCES:,} sources ...", flush=True)
+        rows += review(args)
     seconds = time.perf_counter() - started
     print()
     print(text_table(rows))

@@ -3,6 +3,8 @@
     neuroio-nb export sources.csv            every source to CSV
     neuroio-nb plan edited.csv               what the edited CSV would change (exit 2 if anything)
     neuroio-nb apply edited.csv              show the plan, confirm, apply, report
+    neuroio-nb plan edited.csv --out c.plan  save the plan; neuroio-nb apply c.plan sends exactly it
+    neuroio-nb show c.plan                   a saved plan, as text, Markdown or JSON
     neuroio-nb get ID / neuroio-nb list      one source / every source, as JSON, a table or CSV
     neuroio-nb sandbox                       serve the embedded sandbox until Ctrl-C
     neuroio-nb history [RUN]                 the journal: every write run, or one run's report
@@ -42,6 +44,7 @@ from ._jobs.history import history_frame, prune, report_of, run_report
 from ._jobs.plan import unmatched_of
 from ._jobs.policy import Policy
 from ._jobs.review import violation_lines
+from ._jobs.saved import is_saved_plan, shown_plan
 from ._jobs.unmatched import CLI, REFUSAL_NOUNS
 from ._journal import open_journal
 from ._values import shown, to_python
@@ -142,10 +145,50 @@ def cmd_plan(args: argparse.Namespace) -> int:
     args.policy = Policy.from_toml(args.policy) if args.policy else None  # a bad rule: said before any request
     edited = _read_desired(args)
     base = read_csv(args.base) if args.base else None
+    if args.out:
+        _check_writable(args.out)
     with _client(args) as client:
         plan = _plan(client, edited, base, args)
     _show_plan(plan, args.format)
+    if args.out:
+        plan.save(args.out)
+        print(f"Plan saved to {args.out}: neuroio-nb apply {args.out} sends exactly these writes.", file=sys.stderr)
     return EXIT_DRIFT if plan else EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """Show a saved plan (no server or token needed)."""
+    plan, document = shown_plan(args.path)
+    if args.format == "text":
+        made = document.get("made_with") or {}
+        asked = ", ".join(f"{k}={v}" for k, v in made.items() if v not in (None, False))
+        print(
+            f"Saved plan for {document['base_url']}, saved {document.get('saved')} by neuroio-nb "
+            f"{document.get('toolkit')}" + (f" ({asked})" if asked else "") + ":"
+        )
+    _show_plan(plan, args.format)
+    return EXIT_OK
+
+
+#: Options that make a plan: a saved plan is applied as it was saved, so they cannot apply to it.
+PLANNING_OPTIONS = {
+    "base": None,
+    "key": "id",
+    "create": False,
+    "delete": False,
+    "q": None,
+    "space": None,
+    "policy": None,
+}
+
+
+def _refuse_planning_options(args: argparse.Namespace) -> None:
+    given = [f"--{name}" for name, default in PLANNING_OPTIONS.items() if getattr(args, name) != default]
+    if given:
+        raise UsageError(
+            f"{args.path} is a saved plan, applied exactly as it was saved: {', '.join(given)} cannot change it "
+            "(plan the CSV again to change what is sent)"
+        )
 
 
 def _show_plan(plan: Any, form: str) -> None:
@@ -174,14 +217,17 @@ def _plan(client: Client, edited: Any, base: Any, args: argparse.Namespace) -> A
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    """Show the plan, confirm, apply it, print (and maybe write) the report."""
+    """Show the plan (of a CSV, or a saved one), confirm, apply it, print (and maybe write) the report."""
+    saved = is_saved_plan(args.path)
+    if saved:
+        _refuse_planning_options(args)
     args.policy = Policy.from_toml(args.policy) if args.policy else None  # a bad rule: said before any request
-    edited = _read_desired(args)
+    edited = None if saved else _read_desired(args)
     base = read_csv(args.base) if args.base else None
     if args.report:
         _check_writable(args.report)
     with _client(args) as client:
-        plan = _plan(client, edited, base, args)
+        plan: Any = client.sources.load_plan(args.path) if saved else _plan(client, edited, base, args)
         _print_plan(plan)
         if len(plan.violations) and not args.allow_violations:
             _error("not applied: the plan breaks the policy (listed above); fix the CSV, or pass --allow-violations")
@@ -448,7 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--space", metavar="ID", type=int, nargs="+", action="extend", help="only sources of these spaces (repeatable)"
     )
     edits = _Parser(add_help=False)
-    edits.add_argument("path", metavar="EDITED_CSV", help="a CSV as export writes it, edited")
+    edits.add_argument(
+        "path", metavar="EDITED_CSV", help="a CSV as export writes it, edited (apply: or a plan saved with plan --out)"
+    )
     edits.add_argument(
         "--base",
         metavar="CSV",
@@ -485,18 +533,25 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
     p.add_argument("path", metavar="CSV", help="the file to write; - writes to stdout (UTF-8)")
 
-    p = command(
-        "plan",
-        cmd_plan,
-        "Show what an edited CSV would change (exit 2 if anything would).",
-        [connection, selection, edits],
-    )
-    p.add_argument(
+    formats = _Parser(add_help=False)  # how plan and show print a plan
+    formats.add_argument(
         "--format",
         choices=("text", "markdown", "json"),
         default="text",
         help="text: tables (default); markdown: for a ticket or pull request (long plans cut as pandas "
         "cuts them); json: every change, uncut",
+    )
+    p = command(
+        "plan",
+        cmd_plan,
+        "Show what an edited CSV would change (exit 2 if anything would).",
+        [connection, selection, edits, formats],
+    )
+    p.add_argument(
+        "--out",
+        metavar="FILE",
+        help="also save the plan there (e.g. change.plan): 'neuroio-nb apply FILE' then sends exactly "
+        "its writes, each conditional on what this plan saw",
     )
 
     def answering(yes: str, conflict: str) -> _Parser:
@@ -511,7 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
         "with --base: what to do with a source changed on the server meanwhile (default: skip and report it)",
     )
     p = command(
-        "apply", cmd_apply, "Show the plan, ask, then apply an edited CSV.", [connection, selection, edits, applying]
+        "apply",
+        cmd_apply,
+        "Show the plan, ask, then apply an edited CSV, or a plan saved with 'plan --out' (exactly its writes).",
+        [connection, selection, edits, applying],
     )
     p.add_argument(
         "--allow-violations", action="store_true", help="with --policy: apply even if the plan breaks a rule"
@@ -528,6 +586,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="also delete sources that undo could not re-create (another space than the one this "
         "token creates in), or cannot tell yet (the plan says which)",
     )
+
+    p = command("show", cmd_show, "Show a plan saved with 'plan --out' (no token needed).", [formats])
+    p.add_argument("path", metavar="PLAN", help="the saved plan, e.g. change.plan")
 
     p = command("get", cmd_get, "Print one source.", [connection])
     p.add_argument("id", type=int, help="the source's id")

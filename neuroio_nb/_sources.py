@@ -24,6 +24,7 @@ from ._jobs.outcomes import Report, check_on_conflict
 from ._jobs.plan import Plan
 from ._jobs.policy import Policy
 from ._jobs.review import plan_violations
+from ._jobs.saved import load_plan
 from ._jobs.sync import make_sync_plan
 from ._jobs.sync import undo as undo_report
 from ._journal import labelled
@@ -108,10 +109,28 @@ class Sources(SourcesAPI):
         """
         with self.client.job():
             rules = None if policy is None else Policy.coerce(policy)
+            if spaces_ids is not None and not isinstance(spaces_ids, (int, str)):
+                spaces_ids = list(spaces_ids)  # read twice: by the plan, and in made_with
             plan = make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
             if rules is not None:
                 plan.policy, plan.violations = rules, plan_violations(plan, rules)
+            plan.made_with = {
+                "key": key,
+                "create": create,
+                "delete": delete,
+                "q": q,
+                "spaces_ids": spaces_ids,
+                "base": base is not None,
+            }
             return plan
+
+    def load_plan(self, path: str | os.PathLike[str]) -> Plan:
+        """The plan saved with ``plan.save(path)`` (or ``neuroio-nb plan ... --out``), to apply
+        as it was saved: ``load_plan(path).apply()`` sends exactly its writes, no re-planning,
+        each conditional on what the plan saw (a source changed since is a ``conflict``;
+        ``on_conflict`` decides). Refused, before anything is sent, for a damaged file, one
+        made for another base URL, or one saved by a newer neuroio-nb."""
+        return load_plan(self, path)
 
     def check(
         self,

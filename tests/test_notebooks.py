@@ -14,7 +14,14 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 ALL = sorted(NOTEBOOKS.glob("*.ipynb"))
-EXPECTED = ["01_explore_sources", "02_bulk_edit", "03_edit_one_source", "04_export_csv", "05_provision_and_restore"]
+EXPECTED = [
+    "01_explore_sources",
+    "02_bulk_edit",
+    "03_edit_one_source",
+    "04_export_csv",
+    "05_provision_and_restore",
+    "06_review_and_policies",
+]
 
 
 def test_every_notebook_is_there():
@@ -54,7 +61,10 @@ def outputs_text(nb: nbformat.NotebookNode) -> str:
 
 
 @pytest.mark.notebook
-@pytest.mark.parametrize("name", ["01_explore_sources", "02_bulk_edit", "04_export_csv", "05_provision_and_restore"])
+@pytest.mark.parametrize(
+    "name",
+    ["01_explore_sources", "02_bulk_edit", "04_export_csv", "05_provision_and_restore", "06_review_and_policies"],
+)
 def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
     monkeypatch.delenv("NEUROIO_API_TOKEN", raising=False)
     monkeypatch.delenv("NEUROIO_API_URL", raising=False)
@@ -82,6 +92,11 @@ def test_notebook_runs_on_its_own_sandbox(name, tmp_path, monkeypatch):
         marks = [re.findall(r'title="(\w+)"><b>', htmls[k]) for k in plans]  # provision, restore, trim
         assert marks[0] == ["create"] * 8 and marks[2] == ["delete"] * 2 and "defaults</summary>" in htmls[plans[1]]
         assert "<b>History</b>: 4 runs" in htmls[-1]  # this notebook's own runs, in its sandbox's journal
+    if name == "06_review_and_policies":
+        assert (tmp_path / "change.plan").exists() and "| `~` |" in text  # saved, and shown as Markdown
+        assert "1 conflict" in text  # the saved plan applied: the colleague's source kept
+        assert "policy violations" in text and "PolicyViolationError" in text  # the half fix refused
+        assert "Every source meets every rule." in text
 
 
 @pytest.mark.notebook
@@ -180,6 +195,22 @@ def test_provisioning_against_an_account_writes_nothing_and_says_where_it_would(
     text = outputs_text(nb)
     assert '"output_type": "error"' not in text and sb.token not in text
     assert f"this would write to {sb.url}" in text and "APPLY = True" in text
+    assert any(r.method == "GET" for r in sb.log) and [r for r in sb.log if r.method != "GET"] == []
+
+
+@pytest.mark.notebook
+def test_review_against_an_account_writes_nothing_and_says_where_it_would(tmp_path, make_sandbox):
+    """Run All of 06 with NEUROIO_API_TOKEN set saves, shows and audits, writes nothing, and says where it would."""
+    sb = make_sandbox(sources=120, token="account-token-must-not-leak")
+    nb = execute(
+        NOTEBOOKS / "06_review_and_policies.ipynb",
+        tmp_path,
+        {"NEUROIO_API_TOKEN": sb.token, "NEUROIO_API_URL": sb.url},
+    )
+    text = outputs_text(nb)
+    assert '"output_type": "error"' not in text and sb.token not in text
+    assert f"this would write to {sb.url}" in text and "APPLY = True" in text
+    assert sb.token not in (tmp_path / "change.plan").read_text(encoding="utf-8")
     assert any(r.method == "GET" for r in sb.log) and [r for r in sb.log if r.method != "GET"] == []
 
 

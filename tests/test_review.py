@@ -7,6 +7,7 @@ frames alone.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -536,3 +537,241 @@ def test_cli_plan_as_markdown_or_json(script: ConsoleScript, sb: Sandbox, tmp_pa
     proc = script.run(sb, "plan", str(tmp_path / "edited.csv"), "--format", "json")
     assert proc.returncode == 2, proc.stderr
     assert json.loads(proc.stdout)["updates"][0]["changes"][THRESHOLD]["new"] == 10
+
+
+# -- saved plans -----------------------------------------------------------------------------
+
+
+def unique_in_landing_space(frame: pd.DataFrame) -> list[int]:
+    """Ids of the token's own space (where creates land: the sandbox's first) whose names no
+    other source has: deleting and re-creating them is exact."""
+    counts = frame["name"].value_counts()
+    landing = int(frame["space_id"].min())
+    return [int(i) for i in frame.index[(frame["space_id"] == landing) & frame["name"].map(counts).eq(1)]]
+
+
+def a_saved_sync(client: Client, path: Path) -> tuple[pd.DataFrame, object, dict[str, int]]:
+    """Plan (by name) to delete one source, create one and update three; save it to ``path``."""
+    frame = client.sources.to_frame()
+    gone, first, second, third = unique_in_landing_space(frame)[:4]
+    desired = frame.drop(index=gone).reset_index(drop=True)
+    named = {n: k for k, n in enumerate(desired["name"])}
+    for sid, value in ((first, 10_001), (second, 10_002), (third, 10_003)):
+        desired.loc[named[frame.loc[sid, "name"]], THRESHOLD] = value
+    new = desired.iloc[[0]].copy()
+    new["name"], new.index = "Saved plan camera", [9000]
+    desired = pd.concat([desired, new.drop(columns=["space_id"])])
+    plan = client.sources.plan(desired, key="name", create=True, delete=True)
+    plan.save(path)
+    return frame, plan, {"gone": gone, "first": first, "second": second, "third": third}
+
+
+def test_a_saved_plan_applies_exactly_its_writes_and_a_source_changed_since_is_a_conflict(
+    sb: Sandbox, client: Client, client_for: Callable[..., Client], tmp_path: Path
+) -> None:
+    frame, plan, ids = a_saved_sync(client, tmp_path / "change.plan")
+    # meanwhile: a colleague changes a value the plan changes, another value of a source it
+    # changes, and adds a source a new plan with delete=True would delete
+    sb.external_edit(ids["second"], **{THRESHOLD: 4444})
+    sb.external_edit(ids["third"], use_pps_time=not sb.source(ids["third"])["use_pps_time"])
+    stranger = sb.add_source(name="Added after the plan was saved")["id"]
+    sb.clear_log()
+
+    loaded = client_for(sb).sources.load_plan(tmp_path / "change.plan")  # another client, as a later process
+    assert loaded.summary() == plan.summary()
+    report = loaded.apply(irreversible=True)  # its delete: undo cannot tell yet where it would land
+    assert report.loc[ids["second"], "status"] == "conflict"
+    assert report.loc[ids["gone"], "status"] == "deleted"
+    assert report.loc[ids["first"], "status"] == "updated" and report.loc[ids["third"], "status"] == "updated"
+    created = report[report["action"] == "create"]
+    assert created["status"].tolist() == ["created"] and created["row"].tolist() == [9000]
+
+    assert sb.source(ids["first"])[THRESHOLD] == 10_001 and sb.source(ids["third"])[THRESHOLD] == 10_003
+    assert sb.source(ids["second"])[THRESHOLD] == 4444  # the colleague's value stays
+    assert sb.source(ids["third"])["use_pps_time"] != frame.loc[ids["third"], "use_pps_time"]  # and theirs too
+    assert stranger in sb.sources  # no re-planning: nothing the saved plan did not hold
+    assert ids["gone"] not in sb.sources
+    sent = [(r.method, r.source_id, r.body) for r in writes(sb)]
+    assert sorted((m, i) for m, i, _ in sent if m != "POST") == sorted(
+        [("DELETE", ids["gone"]), ("PATCH", ids["first"]), ("PATCH", ids["third"])]
+    )
+    assert {i: b for m, i, b in sent if m == "PATCH"} == {
+        ids["first"]: {THRESHOLD: 10_001},
+        ids["third"]: {THRESHOLD: 10_003},
+    }
+    assert [b["name"] for m, _, b in sent if m == "POST"] == ["Saved plan camera"]
+
+
+def test_undo_of_a_saved_plans_report_brings_back_what_it_deleted(sb: Sandbox, client: Client, tmp_path: Path) -> None:
+    frame, _, ids = a_saved_sync(client, tmp_path / "change.plan")
+    report = client.sources.load_plan(tmp_path / "change.plan").apply(irreversible=True)
+    assert set(report["status"]) == {"deleted", "created", "updated"}
+    undone = client.sources.undo(report)
+    assert set(undone["status"]) <= {"created", "deleted", "updated"}, undone[["status", "error"]]
+    after = client.sources.to_frame()
+    back = after[after["name"] == frame.loc[ids["gone"], "name"]]
+    assert len(back) == 1  # made again, with every setting it had
+    expected = frame.loc[ids["gone"]].drop(labels=["license"], errors="ignore")
+    got = back.iloc[0].drop(labels=["license"], errors="ignore")
+    assert got.to_dict() == expected.to_dict()
+    assert "Saved plan camera" not in set(after["name"])
+    assert after.loc[ids["first"], THRESHOLD] == frame.loc[ids["first"], THRESHOLD]
+
+
+def test_the_file_is_versioned_json_with_a_checksum_and_the_url_and_no_token(
+    sb: Sandbox, client: Client, tmp_path: Path
+) -> None:
+    frame, plan, ids = a_saved_sync(client, tmp_path / "change.plan")
+    raw = (tmp_path / "change.plan").read_text(encoding="utf-8")
+    assert sb.token not in raw and sb.token[:8] not in raw
+    document = json.loads(raw)
+    assert document["format"] == "neuroio-nb saved plan" and document["version"] == 1
+    assert document["base_url"] == sb.url
+    assert list(document)[-1] == "checksum"  # of every byte before it
+    body = raw.encode("utf-8")[: raw.encode("utf-8").rindex(b',\n"checksum": ')]
+    assert document["checksum"] == "sha256:" + hashlib.sha256(body).hexdigest()
+    assert document["made_with"] == {
+        "key": "name",
+        "create": True,
+        "delete": True,
+        "q": None,
+        "spaces_ids": None,
+        "base": False,
+    }
+    writes_ = document["writes"]
+    first = next(u for u in writes_["updates"] if u["id"] == ids["first"])
+    assert first["changes"] == {THRESHOLD: {"expected": int(frame.loc[ids["first"], THRESHOLD]), "new": 10_001}}
+    deleted = writes_["deletes"][0]
+    assert deleted["id"] == ids["gone"] and deleted["expected"]["name"] == frame.loc[ids["gone"], "name"]
+    assert THRESHOLD in deleted["expected"]  # every setting, so that undo can make it again
+    assert writes_["creates"][0]["row"] == 9000 and writes_["creates"][0]["body"]["name"] == "Saved plan camera"
+    assert client.sources.load_plan(tmp_path / "change.plan").to_json() == plan.to_json()
+
+
+def edited_file(path: Path, change: Callable[[dict], None], *, reseal: bool) -> Path:
+    """A copy of a saved plan with ``change`` made to its content; ``reseal``: its checksum
+    made again (the SHA-256 of every byte before the checksum), as a newer toolkit would."""
+    document = json.loads(path.read_text(encoding="utf-8"))
+    checksum = document.pop("checksum")
+    change(document)
+    body = "{\n" + ",\n".join(f"{json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in document.items())
+    if reseal:
+        checksum = "sha256:" + hashlib.sha256(body.encode("utf-8")).hexdigest()
+    out = path.with_name(f"edited-{path.name}")
+    out.write_text(f'{body},\n"checksum": "{checksum}"\n}}\n', encoding="utf-8")
+    return out
+
+
+def test_a_damaged_file_another_url_and_a_newer_version_are_refused_and_nothing_is_sent(
+    sb: Sandbox, client: Client, make_sandbox: Callable[..., Sandbox], client_for: Callable[..., Client], tmp_path: Path
+) -> None:
+    path = tmp_path / "change.plan"
+    a_saved_sync(client, path)
+    cut = tmp_path / "cut.plan"
+    cut.write_bytes(path.read_bytes()[:-200])
+
+    def bump(document: dict) -> None:
+        document["writes"]["updates"][0]["changes"][THRESHOLD]["new"] = 1
+
+    def newer(document: dict) -> None:
+        document["version"] = 2
+
+    not_a_plan = tmp_path / "sources.csv"
+    client.sources.export_csv(not_a_plan)
+    cases = {
+        cut: "is damaged: it is not JSON",
+        edited_file(path, bump, reseal=False): "checksum does not match",
+        edited_file(path, newer, reseal=True): "newer neuroio-nb (format version 2",
+        not_a_plan: "not a saved plan",
+    }
+    sb.clear_log()
+    for bad, said in cases.items():
+        with pytest.raises(ValidationError) as refused:
+            client.sources.load_plan(bad)
+        assert said in str(refused.value) and str(bad) in str(refused.value), str(refused.value)
+    elsewhere = client_for(make_sandbox(sources=5))
+    with pytest.raises(ValidationError) as refused:
+        elsewhere.sources.load_plan(path)
+    assert f"was made for {sb.url}" in str(refused.value) and "nothing was sent" in str(refused.value)
+    assert sb.log == []  # not a request, let alone a write
+
+
+def test_a_saved_plan_keeps_its_policy_violations(sb: Sandbox, client: Client, tmp_path: Path) -> None:
+    frame = client.sources.to_frame()
+    edited = frame.copy()
+    victim = int(frame.index[0])
+    edited.loc[victim, THRESHOLD] = 10
+    client.sources.plan(edited, policy=[BIG_FACES]).save(tmp_path / "change.plan")
+    loaded = client.sources.load_plan(tmp_path / "change.plan")
+    assert found(loaded.violations) == {(victim, "big faces")}
+    assert loaded.policy == Policy([BIG_FACES])
+    sb.clear_log()
+    with pytest.raises(PolicyViolationError):
+        loaded.apply()
+    assert writes(sb) == []
+    assert loaded.apply(allow_violations=True)["status"].tolist() == ["updated"]
+
+
+def test_save_and_load_keep_every_write(
+    make_sandbox: Callable[..., Sandbox], client_for: Callable[..., Client], tmp_path: Path
+) -> None:
+    """Whatever is edited (text, numbers, switches; names of any characters), the loaded plan
+    holds exactly the saved one's writes and says so in the same words."""
+    client = client_for(make_sandbox(sources=40))
+    frame = client.sources.to_frame()
+
+    @ON_A_SANDBOX
+    @given(edits)
+    def check(cells: dict[int, dict[str, object]]) -> None:
+        edited = frame.copy()
+        for position, values in cells.items():
+            for column, value in values.items():
+                edited.loc[frame.index[position], column] = value
+        plan = client.sources.plan(edited, base=frame)
+        plan.save(tmp_path / "p.plan")
+        loaded = client.sources.load_plan(tmp_path / "p.plan")
+        assert loaded.by_source() == plan.by_source()
+        assert loaded.to_markdown() == plan.to_markdown() and loaded.to_json() == plan.to_json()
+
+    check()
+
+
+def test_cli_plan_out_show_and_apply_a_saved_plan(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+    export = tmp_path / "sources.csv"
+    assert script.run(sb, "export", str(export)).returncode == 0
+    first, second = list(sb.sources)[:2]
+    edited = pd.read_csv(export, dtype=str, keep_default_na=False)
+    edited.loc[edited["id"] == str(first), THRESHOLD] = "10001"
+    edited.loc[edited["id"] == str(second), THRESHOLD] = "10002"
+    edited.to_csv(tmp_path / "edited.csv", index=False)
+    saved = tmp_path / "change.plan"
+
+    proc = script.run(sb, "plan", str(tmp_path / "edited.csv"), "--out", str(saved), "--format", "json")
+    assert proc.returncode == 2, proc.stderr
+    assert json.loads(proc.stdout)["counts"]["update"] == 2  # stdout stays JSON: the note is on stderr
+    assert f"neuroio-nb apply {saved}" in proc.stderr and saved.exists()
+
+    no_token = script.env(None)  # a reviewer with no token reads it
+    proc = script.run(None, "show", str(saved), "--format", "markdown", env=no_token)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("**Plan**: 2 sources to update (2 values)")
+    proc = script.run(None, "show", str(saved), env=no_token)
+    assert proc.returncode == 0 and f"Saved plan for {sb.url}" in proc.stdout and "10001" in proc.stdout
+
+    proc = script.run(sb, "apply", str(saved), "--create", "--yes")
+    assert proc.returncode == 3 and "applied exactly as it was saved: --create" in proc.stderr
+    sb.external_edit(second, **{THRESHOLD: 4444})
+    sb.clear_log()
+    proc = script.run(sb, "apply", str(saved), "--yes")
+    assert proc.returncode == 1, proc.stderr  # one conflict
+    assert "1 updated, 1 conflict" in proc.stdout
+    assert sb.source(first)[THRESHOLD] == 10001 and sb.source(second)[THRESHOLD] == 4444
+    assert [(r.method, r.source_id) for r in writes(sb)] == [("PATCH", first)]
+
+    damaged = tmp_path / "damaged.plan"
+    damaged.write_text(saved.read_text(encoding="utf-8").replace("10001", "10009"), encoding="utf-8")
+    sb.clear_log()
+    for args in (["apply", str(damaged), "--yes"], ["show", str(damaged)]):
+        proc = script.run(sb, *args)
+        assert proc.returncode == 3 and "checksum does not match" in proc.stderr
+    assert sb.log == []

@@ -8,8 +8,10 @@ per column: NA equals NA, and ``store_images_for_results`` compares as a set.
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -74,6 +76,9 @@ class Plan:
     #: (the edited rows that matched a source, what the plan read of those sources): the
     #: parts of the state the plan would leave, which a policy checks.
     compared: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False)
+    #: How it was asked for (``key``, ``q``, ``spaces_ids``, ``create``, ``delete``, ``base``):
+    #: said in a saved plan, for its reviewer.
+    made_with: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def unmatched(self) -> pd.DataFrame:
@@ -200,6 +205,15 @@ class Plan:
             changes["summary"]
         """
         return json.dumps(plan_json(self), indent=indent, ensure_ascii=False, default=str)
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save the plan's writes to ``path``, to review and apply later with
+        ``client.sources.load_plan(path).apply()``: exactly these writes, each conditional on
+        what this plan saw (a source changed since is a conflict). Versioned JSON with a
+        checksum and the base URL; never the token. Returns the path."""
+        from .saved import save_plan
+
+        return save_plan(self, path, made_with=self.made_with)
 
     def create_bodies(self) -> dict[Any, dict[str, Any]]:
         """Row label -> the fields a create sends (missing cells left to the server's defaults).

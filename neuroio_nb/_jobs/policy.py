@@ -239,12 +239,11 @@ def _violators(frame: pd.DataFrame, rule: Rule) -> np.ndarray:
     """Per row of ``frame``: chosen by ``where`` and not meeting ``require`` (missing: not met)."""
     if not len(frame):
         return np.zeros(0, dtype=bool)
-    chosen = _condition(frame, rule.where) if rule.where else np.ones(len(frame), dtype=bool)
+    narrow = frame[[f for f in rule.fields if f in frame.columns]]  # eval resolves only these
+    chosen = _condition(narrow, rule.where) if rule.where else np.ones(len(frame), dtype=bool)
     if not chosen.any():
         return chosen
-    met = _condition(frame if chosen.all() else frame[chosen], rule.require)
-    broken = chosen.copy()
-    broken[np.flatnonzero(chosen)] = ~met
+    broken: np.ndarray = chosen & ~_condition(narrow, rule.require)
     return broken
 
 
@@ -269,13 +268,14 @@ def _evaluate(frame: pd.DataFrame, query: str) -> Any:
 
 def _violations_of(frame: pd.DataFrame, rule: Rule, broken: np.ndarray) -> pd.DataFrame:
     """One row per source ``broken`` marks, for ``rule``."""
-    rows = frame[broken]
-    fields = [f for f in rule.fields if f in rows.columns]
-    n = len(rows)
-    names = _plain(rows["name"]) if "name" in rows.columns else [None] * n
-    values = rows[fields].astype(object).where(rows[fields].notna(), None).to_dict("records") if fields else [{}] * n
-    index = rows.index
-    ids = pd.array(index.to_numpy(), dtype="Int64") if index.name == "id" else pd.array([None] * n, dtype="Int64")
+    at = np.flatnonzero(broken)
+    n = len(at)
+    fields = [f for f in rule.fields if f in frame.columns]
+    names = _cells(frame["name"], at) if "name" in frame.columns else [None] * n
+    columns = [_cells(frame[f], at) for f in fields]
+    values = [dict(zip(fields, cells, strict=True)) for cells in zip(*columns, strict=True)] if fields else [{}] * n
+    index = frame.index
+    ids = pd.array(index.to_numpy()[at], dtype="Int64") if index.name == "id" else pd.array([None] * n, dtype="Int64")
     return pd.DataFrame(
         {
             "id": ids,
@@ -288,9 +288,11 @@ def _violations_of(frame: pd.DataFrame, rule: Rule, broken: np.ndarray) -> pd.Da
     )
 
 
-def _plain(column: pd.Series) -> list[Any]:
-    """A column's cells as Python objects, a missing one None."""
-    return list(column.astype(object).where(column.notna(), None))
+def _cells(column: pd.Series, at: np.ndarray) -> list[Any]:
+    """The cells of ``column`` at positions ``at`` as Python objects, a missing one None."""
+    chosen: Any = column.iloc[at]  # pandas-stubs lacks to_numpy's na_value=None
+    cells: list[Any] = chosen.to_numpy(dtype=object, na_value=None).tolist()
+    return cells
 
 
 # ---- parsing a rule -------------------------------------------------------------

@@ -191,25 +191,35 @@ def plan_json(plan: Plan) -> dict[str, Any]:
         "deletes": [
             {
                 "id": int(sid),
-                "space_id": _plain(space),
-                "name": _plain(name),
-                "settings": _plain(plan.deleted.get(sid, {})),
+                "space_id": json_value(space),
+                "name": json_value(name),
+                "settings": json_value(plan.deleted.get(sid, {})),
             }
             for sid, space, name in plan.deletes[["id", "space_id", "name"]].itertuples(index=False, name=None)
         ],
-        "creates": [{"row": _label(row), "settings": _plain(body)} for row, body in plan.create_bodies().items()],
+        "creates": [
+            {"row": json_label(row), "settings": json_value(body)} for row, body in plan.create_bodies().items()
+        ],
         "updates": [
             {
                 "id": int(sid),
-                "name": _plain(plan.names.get(sid)),
-                "changes": {f: {"old": _plain(old), "new": _plain(new)} for f, (old, new) in changes.items()},
+                "name": json_value(plan.names.get(sid)),
+                "changes": {f: {"old": json_value(old), "new": json_value(new)} for f, (old, new) in changes.items()},
             }
             for sid, changes in plan.by_source().items()
         ],
-        "not_found": [{"id": _plain(sid), "reason": reason} for sid, reason in plan.missing.items()],
-        "unmatched": [{"row": _label(row), "name": _plain(name)} for row, name in plan.unmatched["name"].items()],
+        "not_found": [{"id": json_value(sid), "reason": reason} for sid, reason in plan.missing.items()],
+        "unmatched": [
+            {"row": json_label(row), "name": json_value(name)} for row, name in plan.unmatched["name"].items()
+        ],
         "violations": [
-            {"id": _plain(sid), "name": _plain(name), "rule": rule, "require": require, "values": _plain(values)}
+            {
+                "id": json_value(sid),
+                "name": json_value(name),
+                "rule": rule,
+                "require": require,
+                "values": json_value(values),
+            }
             for sid, name, rule, require, values in plan.violations[
                 ["id", "name", "rule", "require", "values"]
             ].itertuples(index=False, name=None)
@@ -217,16 +227,16 @@ def plan_json(plan: Plan) -> dict[str, Any]:
     }
 
 
-def _plain(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """``value`` as JSON: numpy and pandas scalars as Python ones, missing as null, containers inside too."""
     if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
+        return {str(k): json_value(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
+        return [json_value(v) for v in value]
     return to_python(value)
 
 
-def _label(label: Any) -> Any:
+def json_label(label: Any) -> Any:
     """A frame's row label as JSON: an int or text as it is, anything else as its text."""
     label = to_python(label)
     return label if isinstance(label, (int, str)) else str(label)
