@@ -129,7 +129,13 @@ class Sources(SourcesAPI):
         as it was saved: ``load_plan(path).apply()`` sends exactly its writes, no re-planning,
         each conditional on what the plan saw (a source changed since is a ``conflict``;
         ``on_conflict`` decides). Refused, before anything is sent, for a damaged file, one
-        made for another base URL, or one saved by a newer neuroio-nb."""
+        made for another base URL, or one saved by a newer neuroio-nb.
+
+        Example::
+
+            plan = client.sources.load_plan("change.plan")
+            report = plan.apply()          # a source changed since it was saved: "conflict"
+        """
         return load_plan(self, path)
 
     def check(

@@ -210,7 +210,13 @@ class Plan:
         """Save the plan's writes to ``path``, to review and apply later with
         ``client.sources.load_plan(path).apply()``: exactly these writes, each conditional on
         what this plan saw (a source changed since is a conflict). Versioned JSON with a
-        checksum and the base URL; never the token. Returns the path."""
+        checksum and the base URL; never the token. Returns the path.
+
+        Example::
+
+            client.sources.plan(edited).save("change.plan")   # review it, then, later:
+            report = client.sources.load_plan("change.plan").apply()
+        """
         from .saved import save_plan
 
         return save_plan(self, path, made_with=self.made_with)
