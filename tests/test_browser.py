@@ -157,12 +157,17 @@ VIEWS_CELLS = [
     "                      'identify_facesize_threshold': [-5 if i % 10 == 0 else 9000 for i in range(70)]})\n"
     "unmatched = big.sources.plan(pd.concat([partial, typos], ignore_index=True), key='name')\nunmatched",
     *[source for _, source in PERSON_CELLS],
+    # a plan checked against a policy: nothing to change, and many sources that break its rule
+    "rules = [{'name': 'liveness on every camera', 'require': 'auto_check_liveness == True'}]\n"
+    "audited = big.sources.plan(frame.iloc[600:], policy=rules)\naudited",
     f"form = client.sources.form({FORM_SOURCE})\nform",
 ]
 #: The cells whose output is a view, by title (the index of the cell).
 VIEWS = {"Plan": 1, "Plan-text": 2, "Report": 3, "ValidationError": 4, "ValidationError-text": 5, "Plan-unmatched": 6}
 #: What a person reads of a sync's report, its history and a restore (issue 24), by title (the cell's index).
 PERSON = {title: 7 + k for k, (title, _) in enumerate(PERSON_CELLS)}
+#: A plan whose policy many sources break: its notice, and its violations cut as pandas cuts rows.
+VIEWS["Plan-violations"] = 7 + len(PERSON_CELLS)
 
 
 def views_notebook() -> nbformat.NotebookNode:
@@ -660,6 +665,15 @@ def test_long_views_at_laptop_width(views_page: Any, theme: str, artifacts: Path
                 )
             if not notice.bounding_box()["y"] < out.locator("table").bounding_box()["y"]:
                 problems.append(f"{title}: the rows that match no source are not said above the table")
+        elif title == "Plan-violations":  # said above all else, one line each, cut as pandas cuts rows
+            notice = out.locator("p.neuroio-tone-bad")
+            lines = notice.locator("xpath=following-sibling::p[1]").inner_text().splitlines()
+            if "policy violations (all in plan.violations): apply() refuses them" not in notice.inner_text():
+                problems.append(f"{title}: the violations are not said: {notice.inner_text()[:200]!r}")
+            if len(lines) != 11 or "more violations" not in lines[5]:
+                problems.append(
+                    f"{title}: {len(lines)} lines, cut at {lines[5:6]} (wanted 11, '... N more violations ...')"
+                )
         elif title in cut:
             rows = out.locator("tbody tr").count()
             if rows != 11:  # pandas' display.min_rows (10) and the row of ellipses
