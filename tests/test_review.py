@@ -163,7 +163,8 @@ def test_a_source_to_create_is_checked_with_the_servers_defaults_and_one_to_dele
     frame = client.sources.to_frame()
     site = pd.DataFrame({"name": ["Dock cam 1", "Dock cam 2"], THRESHOLD: [100, pd.NA]})
     site[THRESHOLD] = site[THRESHOLD].astype("Int64")
-    plan = client.sources.plan(site, key="name", create=True, policy=[BIG_FACES])
+    by_id = {"name": "old ids", "where": "id < 5", "require": "use_pps_time == True"}  # a new source has no id
+    plan = client.sources.plan(site, key="name", create=True, policy=[BIG_FACES, by_id])
     assert len(plan.violations) == 1  # the second one gets the server's default, 7000
     row = plan.violations.iloc[0]
     assert pd.isna(row["id"]) and row["name"] == "Dock cam 1" and row["values"] == {THRESHOLD: 100}

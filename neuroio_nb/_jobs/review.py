@@ -25,8 +25,8 @@ if TYPE_CHECKING:
 
 
 def desired_state(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(the sources the plan compared, as it would leave them: index ``id``; the sources it
-    would create, with the server's defaults for what they leave out: index the row labels)."""
+    """(the sources the plan compared, as it would leave them; the sources it would create,
+    with the server's defaults for what they leave out and no id yet), both indexed by ``id``."""
     if plan.compared is None:
         kept = empty_frame()
     else:
@@ -43,7 +43,7 @@ def desired_state(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
             for n, (label, body) in enumerate(bodies.items())
         ]
     )
-    made.index = pd.Index(list(bodies), name="row")
+    made.index = pd.Index(pd.array([None] * len(bodies), dtype="Int64"), name=INDEX)  # no id yet: missing
     return kept, made
 
 
