@@ -391,6 +391,10 @@ def test_markdown_puts_the_summary_first_then_deletes_creates_and_updates_with_o
     deleted = frame.iloc[-1]
     assert rows[0][1:3] == [str(frame.index[-1]), deleted["name"]]
     assert f"space {deleted['space_id']}" in rows[0][4]
+    undo = plan.deletes["undo"].iloc[0]
+    assert rows[0][5] == (
+        "deleted" if undo == "can restore" else f"deleted (undo {undo}: apply(irreversible=True) deletes anyway)"
+    )
     assert rows[1][2] == "Gate \\| \\*7\\* \\`x\\`" and f"`{THRESHOLD}`" in rows[1][5]
     first, second = frame.index[0], frame.index[1]
     assert rows[2] == [
@@ -437,6 +441,7 @@ def test_the_json_holds_every_change_deletes_settings_and_violations(sb: Sandbox
             "id": gone,
             "space_id": int(frame.loc[gone, "space_id"]),
             "name": frame.loc[gone, "name"],
+            "undo": plan.deletes["undo"].iloc[0],  # whether undo could make it again
             "settings": document["deletes"][0]["settings"],
         }
     ]

@@ -17,6 +17,7 @@ import pandas as pd
 from .._schema import READ_ONLY, create_defaults
 from .._values import shown, to_python
 from .._views import ACTION_MARKS, cut_lines, plural, showing, window
+from .bulk import RESTORABLE
 from .frames import INDEX, empty_frame, frame_from_records
 from .policy import Policy, empty_violations
 
@@ -125,9 +126,10 @@ def plan_markdown(plan: Plan) -> str:
 
 def _markdown_rows(plan: Plan) -> list[str]:
     delete, create, update = (ACTION_MARKS[a] for a in ("delete", "create", "update"))
+    deletes = plan.deletes[["id", "space_id", "name", "undo"]].itertuples(index=False, name=None)
     out = [
-        _md_row(delete, sid, name, "", f"every setting (space {shown(space)})", "deleted")
-        for sid, space, name in plan.deletes[["id", "space_id", "name"]].itertuples(index=False, name=None)
+        _md_row(delete, sid, name, "", f"every setting (space {shown(space)})", _md_text(_deleted(undo)))
+        for sid, space, name, undo in deletes
     ]
     for body in plan.create_bodies().values():
         sent = "; ".join(f"`{f}`: {_md_value(v)}" for f, v in body.items() if f != "name")
@@ -137,6 +139,11 @@ def _markdown_rows(plan: Plan) -> list[str]:
         for sid, fname, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)
     ]
     return out
+
+
+def _deleted(undo: str) -> str:
+    """``deleted``, and whether undo could bring it back when it could not (or cannot tell yet)."""
+    return "deleted" if undo == RESTORABLE else f"deleted (undo {undo}: apply(irreversible=True) deletes anyway)"
 
 
 def _markdown_notes(plan: Plan) -> list[str]:
@@ -193,9 +200,12 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "id": int(sid),
                 "space_id": json_value(space),
                 "name": json_value(name),
+                "undo": undo,
                 "settings": json_value(plan.deleted.get(sid, {})),
             }
-            for sid, space, name in plan.deletes[["id", "space_id", "name"]].itertuples(index=False, name=None)
+            for sid, space, name, undo in plan.deletes[["id", "space_id", "name", "undo"]].itertuples(
+                index=False, name=None
+            )
         ],
         "creates": [
             {"row": json_label(row), "settings": json_value(body)} for row, body in plan.create_bodies().items()
