@@ -58,6 +58,8 @@ NEAR = 0.9
 #: The pace is dropped once this many times the ceiling, or after this many 429s below it.
 UNPACED = 4.0
 STRAY = 3
+#: A 429 within this many seconds means the server is throttling now.
+LATELY = 2.0
 #: Successes within this many seconds set the first pace.
 WINDOW = 1.0
 
@@ -112,7 +114,7 @@ class AdaptiveLimit:
         self._successes = 0
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._last_cut = self._last_pace_cut = float("-inf")
+        self._last_cut = self._last_pace_cut = self._last_429 = float("-inf")
         #: Requests a second allowed to start (None: not paced); the rate of the last 429 (0: none yet).
         self._rate: float | None = None
         self._ceiling = 0.0
@@ -142,10 +144,17 @@ class AdaptiveLimit:
     def __exit__(self, *exc: object) -> None:
         self.writes.__exit__(*exc)
 
+    @property
+    def throttling(self) -> bool:
+        """Is the server throttling now (a 429 within the last :data:`LATELY` seconds)? A
+        job's progress bar says so."""
+        return time.monotonic() - self._last_429 < LATELY
+
     def throttled(self) -> None:
         """A 429 came back: halve the width once per round, and pace (see the module's doc)."""
         with self._lock:
             now = time.monotonic()
+            self._last_429 = now
             started = getattr(self._local, "started", now)
             self._answers.append(True)
             self._successes = 0

@@ -745,3 +745,16 @@ def test_a_job_under_persistent_429s_keeps_its_longer_budget_and_says_nothing_pe
     assert 250 <= sum(slept) <= client.job_throttled_wait == 300
     assert "job_throttled_wait=300" in str(info.value)
     assert not [w for w in caught if issubclass(w.category, ThrottledWarning)]
+
+
+def test_a_throttled_jobs_progress_bar_says_throttled_and_no_row_is_lost(make_sandbox, client_for, capsys) -> None:
+    sb = make_sandbox(sources=60, rate_limit=20)  # a token bucket: 20 requests a second
+    client = client_for(sb)
+    base = client.sources.to_frame(progress=False)
+    edited = base.copy()
+    edited["use_pps_time"] = ~edited["use_pps_time"]
+    capsys.readouterr()
+    report = client.sources.bulk_update(edited, base=base, progress=True)
+    assert report["status"].eq("updated").all() and len(report) == 60
+    assert any(r.status == 429 for r in sb.requests())  # it was throttled ...
+    assert "throttled" in capsys.readouterr().err  # ... and its bar said so, not a stuck job

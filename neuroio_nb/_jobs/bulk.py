@@ -358,6 +358,7 @@ class Engine:
             "updating" if self.job.kind == "apply" else "sending",
             total=total,
             run=self.run,
+            throttling=lambda: bool(self.sources.client.limit.throttling),
         )
         done = send_all(
             how, items, self.decided, self.job.order(), report=lambda rows: with_run(make_report(rows), self.run)

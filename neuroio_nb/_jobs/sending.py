@@ -92,7 +92,8 @@ class Sendout(Generic[OutcomeT]):
     """How a run's tasks go out: ``workers`` at a time; ``fallback(key)``, the outcome of a
     task that raised (completed with its error); a progress bar (``progress``, ``desc``,
     and ``total`` when the tasks come from an iterator); ``run``, the journal run holding
-    the tasks' intents (None: no journal)."""
+    the tasks' intents (None: no journal); ``throttling()``, is the server throttling now?
+    (the bar then says "throttled": the job is waiting out 429s, not stuck)."""
 
     workers: int
     fallback: Callable[[Any], OutcomeT]
@@ -100,6 +101,7 @@ class Sendout(Generic[OutcomeT]):
     desc: str = "sending"
     total: int | None = None
     run: RunWriter | None = None
+    throttling: Callable[[], bool] | None = None
 
 
 def send_all(
@@ -204,7 +206,9 @@ def _send(
                 key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown, changes=came_out
             )
 
-    flight.bar = bar = progress_bar(total=total or 0, desc=how.desc, unit="source", progress=how.progress)
+    flight.bar = bar = _ThrottleNoted(
+        progress_bar(total=total or 0, desc=how.desc, unit="source", progress=how.progress), how.throttling
+    )
     flight.pool = pool = ThreadPoolExecutor(how.workers)
     pending: set[Future[None]] = set()
     early: queue.SimpleQueue[Future[None]] = queue.SimpleQueue()  # finished while tasks are still coming
@@ -231,6 +235,23 @@ def _send(
         pending.discard(finished)
         finished.result()
         bar.update(1)
+
+
+class _ThrottleNoted:
+    """A progress bar that says "throttled" while the server is (``throttling()``)."""
+
+    def __init__(self, bar: Any, throttling: Callable[[], bool] | None) -> None:
+        self.bar, self.throttling, self.said = bar, throttling, False
+
+    def update(self, n: int = 1) -> None:
+        now = self.throttling is not None and self.throttling()
+        if now != self.said:
+            self.said = now
+            self.bar.set_postfix_str("throttled" if now else "", refresh=False)
+        self.bar.update(n)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.bar, name)
 
 
 def _run_into(
