@@ -32,6 +32,9 @@ from .errors import APIError, NeuroIOError, ValidationError
 class SourceCalls(Protocol):
     """What the form needs of the REST layer (``client.sources`` provides it)."""
 
+    @property
+    def client(self) -> Any: ...
+
     def get(self, source_id: int) -> dict[str, Any]: ...
 
     def update(self, source_id: int, **fields: Any) -> dict[str, Any]: ...
@@ -157,7 +160,8 @@ class FormState:
         if not changes:
             self._say("nothing to save")
             return False
-        saved = None if self._refuse_problems() else self._send(changes)
+        with self.sources.client.one_call():  # its re-read and its PATCH: one budget of waiting out 429s
+            saved = None if self._refuse_problems() else self._send(changes)
         if saved is None:
             return False
         also = [name for name in saved if name not in changes and not same(name, saved.get(name), self.saved.get(name))]

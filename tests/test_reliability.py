@@ -758,3 +758,22 @@ def test_a_throttled_jobs_progress_bar_says_throttled_and_no_row_is_lost(make_sa
     assert report["status"].eq("updated").all() and len(report) == 60
     assert any(r.status == 429 for r in sb.requests())  # it was throttled ...
     assert "throttled" in capsys.readouterr().err  # ... and its bar said so, not a stuck job
+
+
+def test_a_forms_save_under_persistent_429s_gives_control_back_within_a_minute(
+    make_sandbox, client_for, monkeypatch
+) -> None:
+    from neuroio_nb._form_state import FormState
+
+    sb = make_sandbox(sources=5, retry_after=(20, 20))
+    client = client_for(sb)
+    state = FormState(client.sources, 1)
+    state.values["use_pps_time"] = not state.values["use_pps_time"]
+    sb.faults = {"429": 0.75}  # from now on most requests are throttled: each gets through in the end
+    slept: list[float] = []
+    monkeypatch.setattr(client, "_sleep", slept.append)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ThrottledWarning)
+        saved = state.save()  # its re-read, the journal's read and the PATCH: one budget
+    assert sum(slept) <= 60, (slept, state.message, [(r.method, r.status) for r in sb.requests()])
+    assert saved or "max_throttled_wait" in state.message, state.message
