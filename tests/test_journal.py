@@ -913,6 +913,64 @@ def test_a_journal_write_that_fails_mid_apply_stops_the_run_and_keeps_the_partia
     pd.testing.assert_frame_equal(c.sources.to_frame(progress=False), edited)
 
 
+def full_disk_at(kind: str, nth: int):
+    """A ``Journal(write=...)`` whose ``nth`` write of ``kind`` lines (``amend``...) fails as a
+    full disk does: a failure at that very step, however the requests are timed."""
+    seen = []
+
+    def write(fd: int, data) -> int:
+        if bytes(data[:40]).startswith(f'{{"t": "{kind}"'.encode()):
+            seen.append(1)
+            if len(seen) >= nth:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return os.write(fd, data)
+
+    return write
+
+
+@pytest.mark.parametrize("how", ["bulk_update with base", "sync by name"])
+def test_a_journal_that_fails_while_the_pages_are_checked_stops_the_run_without_blaming_the_server(
+    make_sandbox, client_for, tmp_path, how
+):
+    """The write that fails is the one recording what a page's checked writes send (before they
+    go): the run stops there, as for any journal write. The rest is not reported as 'could not
+    be read' from the server: the report holds exactly the writes sent, all updated."""
+    sb = make_sandbox(sources=250, latency=0.01, page_cap=50)
+    c = client_for(sb, max_workers=4, journal=Journal(tmp_path, write=full_disk_at("amend", 3)))
+    frame = c.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited["identify_facesize_threshold"] += 1
+    original = sb.sources
+    with pytest.raises(JournalError, match="No space left on device") as info:
+        if how == "sync by name":
+            c.sources.plan(edited, key="name", create=True).apply(progress=False)
+        else:
+            c.sources.bulk_update(edited, base=frame, progress=False)
+    changed = {sid for sid, s in sb.sources.items() if s != original[sid]}
+    report = info.value.report
+    assert 0 < len(changed) < 250
+    assert set(report["status"]) == {"updated"}, report["error"].dropna().unique()[:3]
+    assert set(report.index) == changed
+
+
+def test_a_journal_that_fails_before_a_create_is_sent_stops_the_run_with_no_row_for_it(
+    make_sandbox, client_for, tmp_path
+):
+    """A create records the name's holders before its POST: when that record cannot be
+    written, the POST is not sent, the run stops, and the create has no row (it is not a
+    'failed' write: nothing was sent); the report holds exactly the sources made."""
+    sb = make_sandbox(sources=30, latency=0.01)
+    c = client_for(sb, max_workers=4, journal=Journal(tmp_path, write=full_disk_at("holders", 2)))
+    site = pd.DataFrame({"name": [f"Full disk cam {i}" for i in range(12)]})
+    before = set(sb.sources)
+    with pytest.raises(JournalError, match="No space left on device") as info:
+        c.sources.plan(site, key="name", create=True).apply(progress=False)
+    made = set(sb.sources) - before
+    report = info.value.report
+    assert len(made) >= 1 and len(sb.requests("POST")) == len(made)
+    assert set(report["status"]) == {"created"} and set(report.index) == made
+
+
 def test_a_single_write_whose_outcome_cannot_be_journaled_says_it_was_made(sb, client_for, tmp_path):
     c = client_for(sb, journal=Journal(tmp_path, write=full_disk_after(2)))  # the header, the intent
     with pytest.raises(JournalError) as info:

@@ -30,7 +30,7 @@ import pandas as pd
 
 from .._journal import Intent, NoRun, RunWriter, start_run
 from .._values import to_python
-from ..errors import NeuroIOError, Problem, ValidationError
+from ..errors import JournalError, NeuroIOError, Problem, ValidationError
 from .outcomes import (
     ACTIONS as ACTIONS,
 )
@@ -427,6 +427,8 @@ class StreamedUpdates:
                     writes = [w for sid, server in batch if (w := engine.check(sid, server))]
                     engine.amend(writes, [("update", sid) for sid, _ in batch])
                     yield from ((w.key, w.task) for w in writes)
+            except JournalError:  # the journal stops the run (the sender says so), not the server
+                raise
             except NeuroIOError as error:  # nothing more can be checked: the rest is not sent, and says why
                 unread(engine, waiting, error)
 
@@ -483,6 +485,8 @@ class SyncStream:
                         yield write.key, write.task
             named = Counter(body.get("name") for body in job.bodies.values())
             holders, held = names_read(engine.sources, named, job.scope, job.seen, listing, changed)
+        except JournalError:  # the journal stops the run (the sender says so), not the server
+            raise
         except NeuroIOError as error:  # nothing more can be checked: the rest is not sent, and says why
             unread(engine, waiting, error, creates=True)
             return

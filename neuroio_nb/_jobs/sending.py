@@ -193,6 +193,8 @@ def _send(
         unknown = False
         try:
             done[key] = task()
+        except JournalError:  # the journal stopped the run before this write went: not sent, no row
+            raise
         except Exception as exc:  # one source's trouble never aborts the run
             outcome = how.fallback(key)
             outcome.error = str(exc) or type(exc).__name__
