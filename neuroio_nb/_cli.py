@@ -229,56 +229,12 @@ def cmd_apply(args: argparse.Namespace) -> int:
     with _client(args) as client:
         plan: Any = client.sources.load_plan(args.path) if saved else _plan(client, edited, base, args)
         _print_plan(plan)
-        if len(plan.violations) and not args.allow_violations:
-            _error("not applied: the plan breaks the policy (listed above); fix the CSV, or pass --allow-violations")
-            return EXIT_DRIFT
-        if not len(plan) and not plan.missing:  # rows that match no source: nothing to send
-            return EXIT_OK
-        if not args.irreversible:  # deletes undo could not bring back: refused before any question
-            refuse_irreversible(plan.job, client.sources.landing_space)
-        if len(plan.deletes) and not _confirmed(  # deletions are confirmed on their own
-            args,
-            f"Delete the {plural(len(plan.deletes), 'source')} listed above? [y/N] ",
-            "delete the sources listed above",
-            "Not applied: nothing was deleted, created or updated.",
-        ):
-            return EXIT_NOT_CONFIRMED
-        if len(plan) - len(plan.deletes):
-            parts = [f"create {plural(len(plan.creates), 'source')}"] if len(plan.creates) else []
-            if len(plan.changes):
-                parts.append(
-                    f"apply {plural(len(plan.changes), 'change')} to {plural(plan.changes['id'].nunique(), 'source')}"
-                )
-            if not _confirmed(
-                args, f"{' and '.join(parts).capitalize()}? [y/N] ", "apply the plan above", "Not applied."
-            ):
-                return EXIT_NOT_CONFIRMED
-        try:
-            with _first_interrupt_only():  # the first Ctrl-C stops the run; more cannot cut it short
-                report = plan.apply(
-                    on_conflict=args.on_conflict,
-                    progress=_progress(),
-                    allow_violations=args.allow_violations,
-                    irreversible=args.irreversible,
-                )
-        except BulkInterrupted as exc:
-            with _interrupts_deferred():
-                done = exc.report.summary() if len(exc.report) else "no source was updated"
-                if args.report:
-                    _write_report(exc.report, args.report)
-                print(f"Interrupted: {done}; the other sources were not sent (plan again to see what is left).")
-                _print_run(exc.report, interrupted=True)
-                _print_not_updated(exc.report, plan.names)
+        stop = _why_not_apply(args, client, plan)
+        if stop is not None:
+            return stop
+        report = _applied(args, plan)
+        if report is None:
             return EXIT_INTERRUPTED
-        except JournalError as exc:  # the journal could not be written: the run stopped; say what was sent
-            if exc.report is None:
-                raise
-            with _interrupts_deferred():
-                if args.report:
-                    _write_report(exc.report, args.report)
-                print(f"Stopped: {exc.report.summary() if len(exc.report) else 'no source was updated'}.")
-                _print_not_updated(exc.report, plan.names)
-            raise
     with _interrupts_deferred():  # everything was sent: keep its report whatever comes
         if args.report:
             _write_report(report, args.report)
@@ -287,6 +243,69 @@ def cmd_apply(args: argparse.Namespace) -> int:
         _print_not_updated(report, plan.names)
     failed = report["status"].isin(["failed", "conflict"]).any()
     return EXIT_ROWS_FAILED if failed else EXIT_OK
+
+
+def _why_not_apply(args: argparse.Namespace, client: Client, plan: Any) -> int | None:
+    """The exit code when the plan shown is not to be applied (it breaks the policy, it has
+    nothing to send, or it is not confirmed), else None. Deletes undo could not bring back
+    are refused here, before any question (an error, unless --irreversible)."""
+    if len(plan.violations) and not args.allow_violations:
+        _error("not applied: the plan breaks the policy (listed above); fix the CSV, or pass --allow-violations")
+        return EXIT_DRIFT
+    if not len(plan) and not plan.missing:  # rows that match no source: nothing to send
+        return EXIT_OK
+    if not args.irreversible:
+        refuse_irreversible(plan.job, client.sources.landing_space)
+    return None if _plan_confirmed(args, plan) else EXIT_NOT_CONFIRMED
+
+
+def _plan_confirmed(args: argparse.Namespace, plan: Any) -> bool:
+    """Deletions are confirmed on their own, then the creates and changes (``--yes``: all)."""
+    if len(plan.deletes) and not _confirmed(
+        args,
+        f"Delete the {plural(len(plan.deletes), 'source')} listed above? [y/N] ",
+        "delete the sources listed above",
+        "Not applied: nothing was deleted, created or updated.",
+    ):
+        return False
+    if not len(plan) - len(plan.deletes):
+        return True
+    parts = [f"create {plural(len(plan.creates), 'source')}"] if len(plan.creates) else []
+    if len(plan.changes):
+        parts.append(f"apply {plural(len(plan.changes), 'change')} to {plural(plan.changes['id'].nunique(), 'source')}")
+    return _confirmed(args, f"{' and '.join(parts).capitalize()}? [y/N] ", "apply the plan above", "Not applied.")
+
+
+def _applied(args: argparse.Namespace, plan: Any) -> Any:
+    """The plan applied: its report; None when Ctrl-C stopped it (the partial report is then
+    printed, and written with --report). A journal that cannot be written stops the run too:
+    what was sent is said and written, and its error raised."""
+    try:
+        with _first_interrupt_only():  # the first Ctrl-C stops the run; more cannot cut it short
+            return plan.apply(
+                on_conflict=args.on_conflict,
+                progress=_progress(),
+                allow_violations=args.allow_violations,
+                irreversible=args.irreversible,
+            )
+    except BulkInterrupted as exc:
+        with _interrupts_deferred():
+            done = exc.report.summary() if len(exc.report) else "no source was updated"
+            if args.report:
+                _write_report(exc.report, args.report)
+            print(f"Interrupted: {done}; the other sources were not sent (plan again to see what is left).")
+            _print_run(exc.report, interrupted=True)
+            _print_not_updated(exc.report, plan.names)
+        return None
+    except JournalError as exc:  # the journal could not be written: the run stopped; say what was sent
+        if exc.report is None:
+            raise
+        with _interrupts_deferred():
+            if args.report:
+                _write_report(exc.report, args.report)
+            print(f"Stopped: {exc.report.summary() if len(exc.report) else 'no source was updated'}.")
+            _print_not_updated(exc.report, plan.names)
+        raise
 
 
 def cmd_get(args: argparse.Namespace) -> int:
@@ -467,20 +486,8 @@ def _read_report(path: str) -> Any:
 # ---- the parser -----------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
-    parser = _Parser(
-        prog="neuroio-nb",
-        description="The sources of a NeuroIO account from the shell: export to CSV, "
-        "plan and apply CSV edits, get and list sources, run a local sandbox.",
-        epilog=f"environment:\n  {TOKEN_ENV}  the API token (required; there is no --token option)\n"
-        f"  {URL_ENV}    the API URL (default {DEFAULT_URL}; --url overrides it)\n\n"
-        f"exit codes:\n{codes}",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _connection_options() -> _Parser:
+    """Where the API is: --url, --allow-insecure."""
     connection = _Parser(add_help=False)
     connection.add_argument("--url", help=f"API base URL (default: ${URL_ENV}, else {DEFAULT_URL})")
     connection.add_argument(
@@ -488,11 +495,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="allow a plain http:// URL that is not this machine (the token then crosses the network unencrypted)",
     )
+    return connection
+
+
+def _selection_options() -> _Parser:
+    """Which sources: --q, --space."""
     selection = _Parser(add_help=False)
     selection.add_argument("--q", metavar="TEXT", help="only sources whose name contains TEXT")
     selection.add_argument(
         "--space", metavar="ID", type=int, nargs="+", action="extend", help="only sources of these spaces (repeatable)"
     )
+    return selection
+
+
+def _edit_options() -> _Parser:
+    """An edited CSV (or, for apply, a saved plan) and how to plan it: --base, --key, --create, --delete, --policy."""
     edits = _Parser(add_help=False)
     edits.add_argument(
         "path", metavar="EDITED_CSV", help="a CSV as export writes it, edited (apply: or a plan saved with plan --out)"
@@ -522,6 +539,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="check the state the plan would leave against these rules ([[rule]] tables of name, where, "
         "require); apply refuses a plan that breaks one unless --allow-violations",
     )
+    return edits
+
+
+def _format_options() -> _Parser:
+    """How plan and show print a plan: --format."""
+    formats = _Parser(add_help=False)
+    formats.add_argument(
+        "--format",
+        choices=("text", "markdown", "json"),
+        default="text",
+        help="text: tables (default); markdown: for a ticket or pull request (long plans cut as pandas "
+        "cuts them); json: every change, uncut",
+    )
+    return formats
+
+
+def _answering(yes: str, conflict: str) -> _Parser:
+    """``--yes`` and ``--on-conflict``: the answers a writing command would otherwise ask for."""
+    answers = _Parser(add_help=False)
+    answers.add_argument("--yes", "-y", action="store_true", help=yes)
+    answers.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip", help=conflict)
+    return answers
+
+
+def build_parser() -> argparse.ArgumentParser:
+    codes = "\n".join(f"  {code:>3}  {meaning}" for code, meaning in EXIT_CODES.items())
+    parser = _Parser(
+        prog="neuroio-nb",
+        description="The sources of a NeuroIO account from the shell: export to CSV, "
+        "plan and apply CSV edits, get and list sources, run a local sandbox.",
+        epilog=f"environment:\n  {TOKEN_ENV}  the API token (required; there is no --token option)\n"
+        f"  {URL_ENV}    the API URL (default {DEFAULT_URL}; --url overrides it)\n\n"
+        f"exit codes:\n{codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    connection, selection, edits = _connection_options(), _selection_options(), _edit_options()
 
     def command(
         name: str, handler: Callable[[argparse.Namespace], int], text: str, parents: list[_Parser]
@@ -533,14 +589,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("export", cmd_export, "Write every source to a CSV file.", [connection, selection])
     p.add_argument("path", metavar="CSV", help="the file to write; - writes to stdout (UTF-8)")
 
-    formats = _Parser(add_help=False)  # how plan and show print a plan
-    formats.add_argument(
-        "--format",
-        choices=("text", "markdown", "json"),
-        default="text",
-        help="text: tables (default); markdown: for a ticket or pull request (long plans cut as pandas "
-        "cuts them); json: every change, uncut",
-    )
+    formats = _format_options()
     p = command(
         "plan",
         cmd_plan,
@@ -554,14 +603,7 @@ def build_parser() -> argparse.ArgumentParser:
         "its writes, each conditional on what this plan saw",
     )
 
-    def answering(yes: str, conflict: str) -> _Parser:
-        """``--yes`` and ``--on-conflict``: the answers a writing command would otherwise ask for."""
-        answers = _Parser(add_help=False)
-        answers.add_argument("--yes", "-y", action="store_true", help=yes)
-        answers.add_argument("--on-conflict", choices=("skip", "overwrite"), default="skip", help=conflict)
-        return answers
-
-    applying = answering(
+    applying = _answering(
         "apply without asking (deletions included)",
         "with --base: what to do with a source changed on the server meanwhile (default: skip and report it)",
     )
@@ -606,7 +648,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", metavar="RUN", nargs="?", help="a run id (or its start): show that run's report")
     p.add_argument("--prune-before", metavar="DATE", help="remove the runs started before DATE (e.g. 2026-01-31)")
 
-    redoing = answering(
+    redoing = _answering(
         "do it without asking",
         "a source changed on the server meanwhile: skip and report it (default), or overwrite it",
     )
@@ -639,29 +681,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = _show_warning
         try:
             code: int = args.handler(args)
-            return code
-        except KeyboardInterrupt:
-            _error("interrupted")
-            return EXIT_INTERRUPTED
-        except (ValidationError, UsageError, JournalError) as exc:
-            _error(str(exc))
-            return EXIT_USAGE
-        except ConfigurationError as exc:
-            _error(str(exc).replace("pass allow_insecure=True", "pass --allow-insecure"))
-            return EXIT_AUTH
-        except AuthenticationError as exc:
-            first, *rest = str(exc).splitlines()
-            _error("\n".join([f"{first}: the token was refused; check {TOKEN_ENV} and the URL", *rest]))
-            return EXIT_AUTH
-        except NeuroIOError as exc:
-            _error(str(exc))
-            return EXIT_API
-        except BrokenPipeError:
-            _silence_stdout()
-            return EXIT_OK
-        except OSError as exc:
-            _error(f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc))
-            return EXIT_USAGE
+        except (KeyboardInterrupt, NeuroIOError, UsageError, OSError) as exc:
+            return _stopped_by(exc)
+        return code
+
+
+def _stopped_by(exc: BaseException) -> int:
+    """Say in one line what stopped a command (a reader that closed the pipe: nothing); its exit code."""
+    if isinstance(exc, BrokenPipeError):
+        _silence_stdout()
+        return EXIT_OK
+    message, code = _said_of(exc)
+    _error(message)
+    return code
+
+
+def _said_of(exc: BaseException) -> tuple[str, int]:
+    """What the terminal is told of an error that stopped a command, and the exit code."""
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted", EXIT_INTERRUPTED
+    if isinstance(exc, (ValidationError, UsageError, JournalError)):
+        return str(exc), EXIT_USAGE
+    if isinstance(exc, ConfigurationError):
+        return str(exc).replace("pass allow_insecure=True", "pass --allow-insecure"), EXIT_AUTH
+    if isinstance(exc, AuthenticationError):
+        first, *rest = str(exc).splitlines()
+        return "\n".join([f"{first}: the token was refused; check {TOKEN_ENV} and the URL", *rest]), EXIT_AUTH
+    if isinstance(exc, OSError) and not isinstance(exc, NeuroIOError):  # a file that cannot be read or written
+        return (f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc)), EXIT_USAGE
+    return str(exc), EXIT_API
 
 
 # ---- helpers --------------------------------------------------------------------
