@@ -655,41 +655,55 @@ def test_long_views_at_laptop_width(views_page: Any, theme: str, artifacts: Path
         out.screenshot(path=str(artifacts / f"{title}-900-{theme.split()[-1]}.png"))
         problems += [f"{title}: {p}" for p in out.evaluate(OVERFLOW_JS)]
         problems += [f"{title}: {word!r} is split over two lines" for word in out.evaluate(SPLIT_WORDS_JS)]
-        if title == "Plan-unmatched":  # rows that match no source: said above the table, names cut as pandas cuts
-            notice = out.locator("p.neuroio-tone-warn")
-            if "... 60 more names ..." not in notice.inner_text():
-                problems.append(f"{title}: the names are not cut as pandas cuts rows: {notice.inner_text()[:200]!r}")
-            if "Bad values, which create=True refuses: identify_facesize_threshold" not in notice.inner_text():
-                problems.append(
-                    f"{title}: the rows create=True would refuse are not said: {notice.inner_text()[-300:]!r}"
-                )
-            if not notice.bounding_box()["y"] < out.locator("table").bounding_box()["y"]:
-                problems.append(f"{title}: the rows that match no source are not said above the table")
-        elif title == "Plan-violations":  # said above all else, one line each, cut as pandas cuts rows
-            notice = out.locator("p.neuroio-tone-bad")
-            lines = notice.locator("xpath=following-sibling::p[1]").inner_text().splitlines()
-            if "policy violations (all in plan.violations): apply() refuses them" not in notice.inner_text():
-                problems.append(f"{title}: the violations are not said: {notice.inner_text()[:200]!r}")
-            if len(lines) != 11 or "more violations" not in lines[5]:
-                problems.append(
-                    f"{title}: {len(lines)} lines, cut at {lines[5:6]} (wanted 11, '... N more violations ...')"
-                )
-        elif title in cut:
-            rows = out.locator("tbody tr").count()
-            if rows != 11:  # pandas' display.min_rows (10) and the row of ellipses
-                problems.append(f"{title}: {rows} rows shown, not 10 and the ellipsis")
-            if cut[title] not in out.locator("p").first.inner_text():
-                problems.append(f"{title}: no {cut[title]!r} above the table")
-        else:
-            lines = out.inner_text().strip().splitlines()
-            more = "390 more sources" if title == "Plan-text" else "92 more lines"
-            # the headline (and any note under it, as the plan's deletes undo cannot tell of), 5 rows,
-            # the cut, 5 rows
-            at = next((k for k, line in enumerate(lines) if more in line), -1)
-            if at < 6 or len(lines) - at - 1 != 5:
-                problems.append(f"{title}: {len(lines)} lines, cut at line {at} (wanted 5 rows, '... {more} ...', 5)")
+        problems += [f"{title}: {p}" for p in how_a_long_view_is_cut(title, out, cut)]
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not problems, f"at 900 px in {theme}:\n" + "\n".join(problems)
+
+
+def how_a_long_view_is_cut(title: str, out: Any, cut: dict[str, str]) -> list[str]:
+    """What is wrong with how the long view ``title`` is cut, and said above it."""
+    if title == "Plan-unmatched":  # rows that match no source: said above the table, names cut as pandas cuts
+        return unmatched_notice_problems(out)
+    if title == "Plan-violations":  # said above all else, one line each, cut as pandas cuts rows
+        return violations_notice_problems(out)
+    if title in cut:
+        problems = []
+        rows = out.locator("tbody tr").count()
+        if rows != 11:  # pandas' display.min_rows (10) and the row of ellipses
+            problems.append(f"{rows} rows shown, not 10 and the ellipsis")
+        if cut[title] not in out.locator("p").first.inner_text():
+            problems.append(f"no {cut[title]!r} above the table")
+        return problems
+    lines = out.inner_text().strip().splitlines()
+    more = "390 more sources" if title == "Plan-text" else "92 more lines"
+    # the headline (and any note under it, as the plan's deletes undo cannot tell of), 5 rows, the cut, 5 rows
+    at = next((k for k, line in enumerate(lines) if more in line), -1)
+    if at < 6 or len(lines) - at - 1 != 5:
+        return [f"{len(lines)} lines, cut at line {at} (wanted 5 rows, '... {more} ...', 5)"]
+    return []
+
+
+def unmatched_notice_problems(out: Any) -> list[str]:
+    problems = []
+    notice = out.locator("p.neuroio-tone-warn")
+    if "... 60 more names ..." not in notice.inner_text():
+        problems.append(f"the names are not cut as pandas cuts rows: {notice.inner_text()[:200]!r}")
+    if "Bad values, which create=True refuses: identify_facesize_threshold" not in notice.inner_text():
+        problems.append(f"the rows create=True would refuse are not said: {notice.inner_text()[-300:]!r}")
+    if not notice.bounding_box()["y"] < out.locator("table").bounding_box()["y"]:
+        problems.append("the rows that match no source are not said above the table")
+    return problems
+
+
+def violations_notice_problems(out: Any) -> list[str]:
+    problems = []
+    notice = out.locator("p.neuroio-tone-bad")
+    lines = notice.locator("xpath=following-sibling::p[1]").inner_text().splitlines()
+    if "policy violations (all in plan.violations): apply() refuses them" not in notice.inner_text():
+        problems.append(f"the violations are not said: {notice.inner_text()[:200]!r}")
+    if len(lines) != 11 or "more violations" not in lines[5]:
+        problems.append(f"{len(lines)} lines, cut at {lines[5:6]} (wanted 11, '... N more violations ...')")
+    return problems
 
 
 #: Each listed change of an output: the pieces kept whole (a field's name, a value) that break
@@ -1238,6 +1252,47 @@ def accessible_names(locator: Any) -> list[str]:
     return [m.group(2) for m in re.finditer(rf'- \'?({"|".join(ROLES)}) "([^"]*)"', snapshot)]
 
 
+def stray_scrollbars(page: Any, out: Any, artifacts: Path, shot: str) -> list[str]:
+    """The scrollbars on the form (``out``) and the picker at 1280 px, then at 900 px beside the
+    file browser (opened here); a screenshot of the form at each (``shot`` with its width)."""
+    problems = []
+    for width in (1280, 900):
+        page.set_viewport_size({"width": width, "height": 900})
+        if width == 900:
+            open_file_browser(page)
+        page.wait_for_timeout(300)
+        for where, output in (("form", out), ("picker", output_of_cell(page, 1))):
+            problems += [f"{width} px, {where}: scrollbar on {s}" for s in output.evaluate(SCROLLBARS_JS)]
+        out.screenshot(path=str(artifacts / shot.format(width)))
+    return problems
+
+
+#: Each row of the form: its input's accessible name, and whether its help and error lines are
+#: the two ids its aria-describedby names.
+DESCRIBED_JS = """(form) => [...form.querySelectorAll('.neuroio-row')].map(row => {
+    const input = row.querySelector('.neuroio-line input, .neuroio-line select');
+    const ids = (input.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
+    const help = row.querySelector('.neuroio-help').textContent;
+    const texts = ids.map(id => (document.getElementById(id) || {textContent: null}).textContent);
+    return {name: input.getAttribute('aria-label'), ok: texts.includes(help) && texts.length === 2};
+})"""
+
+
+def naming_problems(form: Any) -> list[str]:
+    """Inputs without a unique accessible name, and help lines not linked by aria-describedby."""
+    problems = []
+    names = accessible_names(form)
+    inputs = form.locator(".neuroio-row input, .neuroio-row select").count()
+    if len(names) != inputs or len(set(names)) != len(names) or not all(names):
+        problems.append(f"{inputs} inputs, accessible names: {names}")
+    for wanted in ("Photo uploads: Create face size", "Video stream: Create face size", "General: Use PPS time"):
+        if wanted not in names:
+            problems.append(f"no input is named {wanted!r}: {names}")
+    described = form.evaluate(DESCRIBED_JS)
+    problems += [f"{d['name']}: help and error line not linked by aria-describedby" for d in described if not d["ok"]]
+    return problems
+
+
 @pytest.mark.parametrize("theme", THEMES)
 def test_the_form_for_everyone(everyone_page: Any, theme: str, artifacts: Path) -> None:
     """Point 6, at 1280 px and at 900 px beside the file browser: no stray scrollbars; every input a
@@ -1249,34 +1304,8 @@ def test_the_form_for_everyone(everyone_page: Any, theme: str, artifacts: Path) 
     use_theme(page, theme)
     out = output_of_cell(page, 2)
     form = out.locator(".neuroio-form").first
-    problems = []
-    for width in (1280, 900):
-        page.set_viewport_size({"width": width, "height": 900})
-        if width == 900:
-            open_file_browser(page)
-        page.wait_for_timeout(300)
-        for where, output in (("form", out), ("picker", output_of_cell(page, 1))):
-            problems += [f"{width} px, {where}: scrollbar on {s}" for s in output.evaluate(SCROLLBARS_JS)]
-        out.screenshot(path=str(artifacts / f"form-for-everyone-{width}-{theme.split()[-1]}.png"))
-
-    names = accessible_names(form)
-    inputs = form.locator(".neuroio-row input, .neuroio-row select").count()
-    if len(names) != inputs or len(set(names)) != len(names) or not all(names):
-        problems.append(f"{inputs} inputs, accessible names: {names}")
-    for wanted in ("Photo uploads: Create face size", "Video stream: Create face size", "General: Use PPS time"):
-        if wanted not in names:
-            problems.append(f"no input is named {wanted!r}: {names}")
-
-    described = form.evaluate(
-        """(form) => [...form.querySelectorAll('.neuroio-row')].map(row => {
-            const input = row.querySelector('.neuroio-line input, .neuroio-line select');
-            const ids = (input.getAttribute('aria-describedby') || '').split(' ').filter(Boolean);
-            const help = row.querySelector('.neuroio-help').textContent;
-            const texts = ids.map(id => (document.getElementById(id) || {textContent: null}).textContent);
-            return {name: input.getAttribute('aria-label'), ok: texts.includes(help) && texts.length === 2};
-        })"""
-    )
-    problems += [f"{d['name']}: help and error line not linked by aria-describedby" for d in described if not d["ok"]]
+    problems = stray_scrollbars(page, out, artifacts, "form-for-everyone-{}-" + theme.split()[-1] + ".png")
+    problems += naming_problems(form)
 
     status = out.get_by_role("status")
     expect(status).to_contain_text("no unsaved changes")
