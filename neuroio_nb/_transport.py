@@ -275,7 +275,7 @@ class Transport:
     data folder; a folder path; False for no journal.
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (the Client's options: each a documented keyword)
         self,
         api_token: str | None = None,
         base_url: str | None = None,

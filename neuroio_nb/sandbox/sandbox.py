@@ -46,7 +46,7 @@ class Sandbox:
     PEM certificate and its key, to serve HTTPS (``url`` is then ``https://``).
     """
 
-    def __init__(
+    def __init__(  # noqa: PLR0913  (the the sandbox's knobs: each a documented keyword)
         self,
         sources: int | list[dict[str, Any]] = 100,
         *,
