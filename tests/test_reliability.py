@@ -301,7 +301,7 @@ def test_interrupted_under_faults_report_is_exact_and_resume_finishes(make_sandb
     pd.testing.assert_frame_equal(state.loc[untouched], frame.loc[untouched])
 
     rest = c.sources.plan(edited, base=c.sources.to_frame(progress=False))
-    assert sorted(rest.ids) == sorted(untouched)  # planning again shows exactly the remainder
+    assert sorted(rest.changes["id"].unique()) == sorted(untouched)  # planning again shows exactly the remainder
     report = rest.apply(progress=False)
     assert report.counts() == {"updated": len(untouched)}
     assert applied_patches(sb) == Counter(dict.fromkeys(frame.index, 1))  # over both runs: once each
@@ -400,7 +400,7 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_
     journaled = c.sources.history(run_id)
     assert set(journaled.index[journaled["status"] == "updated"]) == set(applied)
     rest = c.sources.plan(edited)
-    assert sorted(rest.ids) == sorted(frame.index.difference(list(applied)))
+    assert sorted(rest.changes["id"].unique()) == sorted(frame.index.difference(list(applied)))
 
 
 def test_ctrl_c_while_the_work_is_being_queued_stops_everything(make_sandbox, client_for, monkeypatch):

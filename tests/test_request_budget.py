@@ -265,7 +265,7 @@ def test_a_syncs_scope_that_cannot_be_read_midway_leaves_exact_failed_rows(make_
     assert failed["error"].str.startswith("not sent: the server's sources could not be read").all()
     assert sum(r.method == "PATCH" for r in sb.log) == counts["updated"]
     again = c.sources.plan(backup, key="name", create=True)
-    assert len(again.creates) == 5 and set(again.ids) == set(failed.index[failed["action"] == "update"])
+    assert len(again.creates) == 5 and set(again.changes["id"]) == set(failed.index[failed["action"] == "update"])
 
 
 def test_a_syncs_re_read_asks_for_every_page_at_once_when_the_plan_read_the_scope(make_sandbox, client_for):
@@ -319,7 +319,7 @@ def test_the_plans_page_count_is_only_a_guess_when_applying(make_sandbox, client
             sb.add_source(name=f"Filler {n}")
         taken = sb.add_source(name="Late cam")["id"]  # listed last: past every page the plan saw
     else:
-        edited = set(plan.ids)
+        edited = set(plan.changes["id"])
         for sid in [i for i in sorted(sb.sources) if i not in edited][:40]:
             sb.remove_source(sid)
     report = plan.apply(progress=False)
@@ -329,7 +329,7 @@ def test_the_plans_page_count_is_only_a_guess_when_applying(make_sandbox, client
         assert [s["name"] for s in sb.sources.values()].count("Late cam") == 1
     else:
         assert report.counts() == {"created": 3, "updated": 25}
-    assert all(sb.source(sid)["identify_facesize_threshold"] != 4444 for sid in plan.ids)
+    assert all(sb.source(sid)["identify_facesize_threshold"] != 4444 for sid in plan.changes["id"].unique())
 
 
 def spread_damage(sb, c, deleted: int, changed: int):

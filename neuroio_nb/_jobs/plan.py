@@ -135,11 +135,6 @@ class Plan:
     def __bool__(self) -> bool:
         return len(self) > 0 or bool(self.missing) or len(self.unmatched) > 0 or len(self.violations) > 0
 
-    @property
-    def ids(self) -> list[int]:
-        """Changed source ids, in order."""
-        return list(dict.fromkeys(self.changes["id"].tolist()))
-
     def by_source(self) -> dict[int, dict[str, tuple[Any, Any]]]:
         """id -> {field: (old, new)}, fields in schema order.
 
@@ -278,7 +273,7 @@ class Plan:
     def __repr__(self) -> str:
         """Every source a line, ``- `` deletes first, then ``+ `` creates and ``~ `` updates,
         cut like the HTML view (``display.max_rows``) with what was cut said in place."""
-        rows = self.rows()
+        rows = self._rows()
         win = window(len(rows))
         note = showing(win, self._where(), "sources")
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
@@ -306,7 +301,7 @@ class Plan:
                 return view(headline("Plan", self.summary()), unmatched)
             return empty("Nothing to change: every edited value already equals the current one.")
         deleted = ACTION_MARKS["delete"]
-        rows = [(m, sid, name, {} if m == deleted else ch) for m, sid, name, ch in self.rows()]
+        rows = [(m, sid, name, {} if m == deleted else ch) for m, sid, name, ch in self._rows()]
         fields = [c for c in ["name", *COLUMNS] if any(c in changes for _, _, _, changes in rows)]
         fields += sorted({f for _, _, _, changes in rows for f in changes} - set(fields))
         footer = f"<p>Not found: {esc(ids_text(list(self.missing)))}</p>" if self.missing else ""
@@ -344,15 +339,10 @@ class Plan:
         head = f"{summary_note(self.violations).capitalize()} (all in `plan.violations`): apply() refuses them"
         return notice(f"{head} unless apply(allow_violations=True).", tone="bad") + f"<p>{lines}</p>"
 
-    def rows(self) -> list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]]:
-        """One ``(mark, id, name, {field: (old, new)})`` per source: ``-`` deletes first,
-        then ``+`` creates (no id yet), then ``~`` updates.
-
-        Example::
-
-            for mark, source_id, name, changes in plan.rows():
-                print(mark, source_id, name, changes)
-        """
+    def _rows(self) -> list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]]:
+        """One ``(mark, id, name, {field: (old, new)})`` per source, as the views show them: ``-``
+        deletes first (their changes: ``space_id`` and ``undo``), then ``+`` creates (no id
+        yet), then ``~`` updates."""
         delete, create, update = (ACTION_MARKS[a] for a in ("delete", "create", "update"))
         deletes = self.deletes
         out: list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]] = [
