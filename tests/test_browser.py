@@ -45,7 +45,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -70,7 +70,12 @@ MIN_CONTRAST = 4.5
 FORM_SOURCE = 5
 #: The notebooks whose story is read in the browser, each run as with no account (a first cell
 #: forgets this module's sandbox, so each starts its own).
-STORY_NOTEBOOKS = ("01_explore_sources.ipynb", "04_export_csv.ipynb", "05_provision_and_restore.ipynb")
+STORY_NOTEBOOKS = (
+    "01_explore_sources.ipynb",
+    "04_export_csv.ipynb",
+    "05_provision_and_restore.ipynb",
+    "06_review_and_policies.ipynb",
+)
 NO_ACCOUNT = "import os\nos.environ.pop('NEUROIO_API_TOKEN', None)\nos.environ.pop('NEUROIO_API_URL', None)"
 
 
@@ -850,13 +855,34 @@ def story_checks(page: Any, name: str) -> list[str]:
         trim = [t for t in texts if t.startswith("Plan: 2 sources to delete")]
         if not trim:
             found.append("05: the plan of deletions is not displayed with its - marks")
+    if name.startswith("06"):
+        found += review_story(output)
+    return found
+
+
+def review_story(output: Callable[[int], Any]) -> list[str]:
+    """Notebook 06: its saved plan as a Markdown table, the colleague's conflict when it is
+    applied, the half fix refused, a clean audit after the whole fix (``output``: a cell's last output)."""
+    found = []
+    rows = output(5).locator("table tbody tr").all_inner_texts()
+    if not rows or not all(r.split()[0] == "~" for r in rows):
+        found.append(f"06: the saved plan is not shown as a Markdown table of ~ rows: {rows[:2]}")
+    said = {k: output(k).inner_text() for k in (9, 15, 17)}
+    for cell, text, what in (
+        (9, "1 conflict", "applying the saved plan does not show the colleague's conflict"),
+        (15, "PolicyViolationError", "the half fix is not refused"),
+        (17, "Every source meets every rule.", "the audit after the fix is not clean"),
+    ):
+        if text not in said[cell]:
+            found.append(f"06: {what}: {said[cell][:200]!r}")
     return found
 
 
 @pytest.mark.parametrize("name", STORY_NOTEBOOKS)
 def test_the_notebooks_tell_the_story(lab: Lab, browser: Browser, artifacts: Path, name: str) -> None:
     """Point 7: notebook 01 shows licenses as short labels and non_defaults' switches as True/False,
-    04 previews the CSV as a table, 05 displays each plan before applying it (at 900 px)."""
+    04 previews the CSV as a table, 05 displays each plan before applying it, 06 shows its saved
+    plan as a Markdown table, the conflict, the refused half fix and a clean audit (at 900 px)."""
     page = new_page(browser)
     try:
         page.set_viewport_size({"width": 900, "height": 900})
