@@ -49,8 +49,9 @@ def test_a_public_method_without_an_example_is_named(check: Any, monkeypatch: py
 
 
 def test_every_public_method_in_the_reference_has_an_example(check: Any, capsys: Any) -> None:
-    assert check.main() == 0, capsys.readouterr().err
-    assert check.signature_formatter() is not None, "signatures would be on one line: no Ruff or Black"
+    assert check.main(need_formatter=False) == 0, capsys.readouterr().err
+    # The docs build (python3 tasks.py docs) installs the docs extra and refuses to run without
+    # the formatter; the suite's own environment need not have it.
     docs_extra = (TOOLS.parent / "pyproject.toml").read_text().split("\ndocs = [")[1].split("\n]")[0]
     assert '"ruff' in docs_extra, "the docs extra does not install the signature formatter"
 
@@ -60,3 +61,9 @@ def test_the_validation_error_view_says_its_first_column_holds_ids() -> None:
 
     html = ValidationError([Problem(7, "name", None, "must be text"), Problem(8, "name", None, "must be text")])
     assert "<th>source ids</th>" in html._repr_html_().replace(' style="text-align:left"', "")
+
+
+def test_the_docs_build_refuses_to_lay_signatures_out_on_one_line(check: Any, monkeypatch: Any, capsys: Any) -> None:
+    monkeypatch.setattr(check, "signature_formatter", lambda: None)
+    assert check.main() == 1
+    assert "no signature formatter: install the docs extra" in capsys.readouterr().err

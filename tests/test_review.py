@@ -369,7 +369,7 @@ def a_sync_plan(sb: Sandbox, client: Client) -> tuple[pd.DataFrame, object]:
     gone = desired.index[-1]
     desired = desired.drop(index=gone)
     desired.loc[0, THRESHOLD] = 10
-    desired.loc[1, "store_images_for_results"] = ["new", "ha"]
+    desired.at[1, "store_images_for_results"] = ["new", "ha"]
     new = desired.iloc[[2]].copy()
     new["name"] = "Gate | *7* `x`"
     new.index = [1000]

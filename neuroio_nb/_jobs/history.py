@@ -40,6 +40,11 @@ class History(pd.DataFrame):
     def _constructor(self) -> type[History]:
         return History
 
+    def _constructor_from_mgr(self, mgr: Any, axes: Any) -> History:
+        # As Report's: pandas 2.2 warns when a subclass is built from a block manager via __init__.
+        history: History = History._from_mgr(mgr, axes=axes)  # type: ignore[attr-defined]  # private pandas API, not in pandas-stubs
+        return history
+
     def summary(self) -> str:
         """``"12 runs; 1 interrupted (latest ...): ..."``, with what to do about an interrupted one.
 
