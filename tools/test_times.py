@@ -19,7 +19,8 @@ def file_times(report: str) -> dict[str, tuple[float, int]]:
     seconds: collections.Counter[str] = collections.Counter()
     counts: collections.Counter[str] = collections.Counter()
     for case in ET.parse(report).iter("testcase"):
-        name = case.get("classname", "").split(".")[-1] + ".py"
+        parts = case.get("classname", "").split(".")  # tests.test_x, or tests.test_x.TestClass
+        name = next((p for p in parts if p.startswith("test_")), parts[-1]) + ".py"
         seconds[name] += float(case.get("time", 0))
         counts[name] += 1
     return {name: (total, counts[name]) for name, total in seconds.most_common()}
