@@ -502,10 +502,17 @@ class Transport:
         (counted here, as it happens: tenacity may work out a wait it then does not take)."""
         if budget.throttled_next:
             budget.throttled.waited += seconds
-        self._sleep(seconds)
+        self.retry_sleep(seconds)
 
     @staticmethod
-    def _sleep(seconds: float) -> None:
+    def retry_sleep(seconds: float) -> None:
+        """How the client waits before it retries: ``time.sleep``. The one place a retry wait is
+        slept, so that a test suite may bound it (every budget still counts the wait asked for).
+
+        Example::
+
+            Client.retry_sleep = staticmethod(lambda seconds: time.sleep(min(seconds, 0.02)))
+        """
         time.sleep(seconds)
 
     def _prepare(

@@ -53,7 +53,6 @@ import pytest
 import urllib3.util.connection
 
 from neuroio_nb import Client
-from neuroio_nb._transport import Transport
 from neuroio_nb.sandbox import Sandbox
 
 DEFAULT_KNOBS: dict[str, Any] = {"sources": 120}
@@ -139,7 +138,7 @@ def retry_waits(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
         real = request.node.get_closest_marker("slow") or request.node.get_closest_marker("real_clock")
         clock = "real" if real else "bounded"
     if clock == "bounded":
-        monkeypatch.setattr(Transport, "_sleep", staticmethod(_bounded_sleep))
+        monkeypatch.setattr(Client, "retry_sleep", staticmethod(_bounded_sleep))
     return clock
 
 

@@ -713,7 +713,7 @@ def test_a_single_call_under_persistent_429s_gives_control_back_within_a_minute_
     sb = make_sandbox(sources=5, faults={"429": 1.0}, retry_after=(20, 20))  # the server never lets up
     client = client_for(sb)  # the defaults a person gets (journal on: update and delete read first)
     slept: list[float] = []
-    monkeypatch.setattr(client, "_sleep", slept.append)  # the client's own waits, counted, not waited
+    monkeypatch.setattr(client, "retry_sleep", slept.append)  # the client's own waits, counted, not waited
     calls = {
         "get": lambda: client.sources.get(1),
         "list": lambda: client.sources.list(),
@@ -738,7 +738,7 @@ def test_a_job_under_persistent_429s_keeps_its_longer_budget_and_says_nothing_pe
     sb = make_sandbox(sources=5, faults={"429": 1.0}, retry_after=(20, 20))
     client = client_for(sb)
     slept: list[float] = []
-    monkeypatch.setattr(client, "_sleep", slept.append)
+    monkeypatch.setattr(client, "retry_sleep", slept.append)
     with warnings.catch_warnings(record=True) as caught, pytest.raises(RateLimitError) as info:
         warnings.simplefilter("always")
         client.sources.to_frame(progress=False)
@@ -771,7 +771,7 @@ def test_a_forms_save_under_persistent_429s_gives_control_back_within_a_minute(
     state.values["use_pps_time"] = not state.values["use_pps_time"]
     sb.faults = {"429": 0.75}  # from now on most requests are throttled: each gets through in the end
     slept: list[float] = []
-    monkeypatch.setattr(client, "_sleep", slept.append)
+    monkeypatch.setattr(client, "retry_sleep", slept.append)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ThrottledWarning)
         saved = state.save()  # its re-read, the journal's read and the PATCH: one budget

@@ -41,7 +41,7 @@ SOURCE = {"id": 7, "space_id": 1, "name": "Gate"}
 def mock_client(monkeypatch):
     """A client of ``URL``, which ``requests_mock`` answers (conftest's ``client`` is one of a sandbox)."""
     c = Client(TOKEN, URL, max_retries=3, journal=False)  # the request path alone: test_journal covers journaling
-    monkeypatch.setattr(c, "_sleep", lambda seconds: None)  # no sleeping between retries in unit tests
+    monkeypatch.setattr(c, "retry_sleep", lambda seconds: None)  # no sleeping between retries in unit tests
     return c
 
 
@@ -84,7 +84,7 @@ def test_timeout_retried(mock_client, requests_mock):
 def test_retry_after_honoured_capped_and_jittered(requests_mock):
     c = Client(TOKEN, URL, max_retries=0, max_retry_after=5)
     slept: list[float] = []
-    c._sleep = slept.append
+    c.retry_sleep = slept.append
     requests_mock.get(
         ONE,
         [
@@ -410,7 +410,7 @@ def test_a_stopped_sandbox_says_so_and_the_traceback_ends_at_the_call(free_port,
     still running, and its traceback is the user's call and a frame or two of ours, never the
     retry library's or the thread pool's."""
     c = Client(TOKEN, f"http://127.0.0.1:{free_port}", max_retries=1)
-    c._sleep = lambda seconds: None
+    c.retry_sleep = lambda seconds: None
     calls = {
         "get": lambda: c.sources.get(1),
         "to_frame": lambda: c.sources.to_frame(progress=False),
