@@ -13,7 +13,6 @@ import threading
 import time
 import warnings
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 
 import pandas as pd
 import pytest
@@ -341,37 +340,21 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_
     frame = c.sources.to_frame(progress=False)
     edited = edit_every_source(frame)
     every_write_handed, first_shown = threading.Event(), threading.Event()
+    seen = Counter()
 
-    class CountedPool(ThreadPoolExecutor):
-        handed = 0  # writes handed to the pool
-
-        def submit(self, fn, *args, **kwargs):
-            future = super().submit(fn, *args, **kwargs)
-            CountedPool.handed += 1
-            if CountedPool.handed == len(edited):
-                every_write_handed.set()
-            return future
-
-    class BusyNotebookBar:
-        """Showing the first result takes until 12 more writes were answered; the next, until the Ctrl-C."""
-
-        made = shown = 0
-
-        def __init__(self, *args, **kwargs):
-            BusyNotebookBar.made += 1
-
-        def update(self, n=1):
-            BusyNotebookBar.shown += n
+    def busy_notebook(moment, key):
+        """Every write handed to the pool is counted; showing the first result takes until 12 more
+        writes were answered, showing the next until the Ctrl-C (a busy progress bar)."""
+        seen[moment] += 1
+        if moment == "handed" and seen["handed"] == len(edited):
+            every_write_handed.set()
+        if moment == "showing":
             first_shown.set()
-            until = len(sb.requests("PATCH")) + 12 if BusyNotebookBar.shown == 1 else len(edited)
+            until = len(sb.requests("PATCH")) + 12 if seen["showing"] == 1 else len(edited)
             while len(sb.requests("PATCH")) < until:
                 time.sleep(0.005)
 
-        def close(self):
-            pass
-
-    monkeypatch.setattr(sending, "ThreadPoolExecutor", CountedPool)
-    monkeypatch.setattr(sending, "progress_bar", BusyNotebookBar)
+    monkeypatch.setattr(sending, "send_hook", busy_notebook)
     sb.clear_log()
     ctrl_c_at(sb, "PATCH", 40)  # 8 at a time: well after the first result was shown
     ctrl_c, arrived, lock = sb.before_request, [], threading.Lock()
@@ -391,7 +374,7 @@ def test_ctrl_c_while_results_are_being_recorded(make_sandbox, client_for, ctrl_
         c.sources.bulk_update(edited, progress=False)
     sb.before_request = None
     monkeypatch.undo()
-    assert BusyNotebookBar.made == 1 and CountedPool.handed == len(edited)  # the send loop used both
+    assert seen["showing"] >= 1 and seen["handed"] == len(edited)  # the send loop went through both
     partial = info.value.report
     applied = applied_patches(sb)
     assert set(partial.index) == set(applied) and partial.counts() == {"updated": len(applied)}
@@ -411,17 +394,14 @@ def test_ctrl_c_while_the_work_is_being_queued_stops_everything(make_sandbox, cl
     frame = c.sources.to_frame(progress=False)
     edited = edit_every_source(frame)
 
-    class CtrlCWhileQueueing(ThreadPoolExecutor):
-        queued = 0
+    handed = Counter()
 
-        def submit(self, fn, *args, **kwargs):
-            future = super().submit(fn, *args, **kwargs)
-            CtrlCWhileQueueing.queued += 1
-            if CtrlCWhileQueueing.queued == 150:  # the 150th is queued, but never handed back
-                raise KeyboardInterrupt
-            return future
+    def ctrl_c_at_the_150th(moment, key):
+        handed[moment] += 1
+        if moment == "handed" and handed[moment] == 150:  # the 150th is queued, but never handed back
+            raise KeyboardInterrupt
 
-    monkeypatch.setattr(sending, "ThreadPoolExecutor", CtrlCWhileQueueing)
+    monkeypatch.setattr(sending, "send_hook", ctrl_c_at_the_150th)
     sb.clear_log()
     with pytest.raises(BulkInterrupted) as info:
         c.sources.bulk_update(edited, base=frame, progress=False)
@@ -442,24 +422,20 @@ def test_ctrl_c_inside_the_pools_submit_still_waits_for_that_request(make_sandbo
     edited = edit_every_source(frame)
     orphan: dict[str, int] = {}
 
-    class CtrlCInsideSubmit(ThreadPoolExecutor):
-        queued = 0
+    handed = Counter()
 
-        def submit(self, fn, *args, **kwargs):
-            CtrlCInsideSubmit.queued += 1
-            if CtrlCInsideSubmit.queued == 3:
-                key = next(a for a in args if isinstance(a, tuple) and a[:1] == ("update",))
-                orphan["id"] = key[1]
-            future = super().submit(fn, *args, **kwargs)
-            if CtrlCInsideSubmit.queued == 3:  # queued and started, never handed back
-                raise KeyboardInterrupt
-            return future
+    def ctrl_c_once_the_third_was_taken(moment, key):
+        handed[moment] += 1
+        if handed[moment] == 3 and moment == "handing":
+            orphan["id"] = key[1]
+        if handed[moment] == 3 and moment == "handed":  # queued and started, never handed back
+            raise KeyboardInterrupt
 
     def slow_orphan(method, path):
         if method == "PATCH" and path.rstrip("/").endswith(f"/{orphan.get('id')}"):
             time.sleep(0.5)  # still in flight when the others are done
 
-    monkeypatch.setattr(sending, "ThreadPoolExecutor", CtrlCInsideSubmit)
+    monkeypatch.setattr(sending, "send_hook", ctrl_c_once_the_third_was_taken)
     sb.clear_log()
     sb.before_request = slow_orphan
     with pytest.raises(BulkInterrupted) as info:

@@ -16,7 +16,9 @@ A journal write that fails (disk full: the run's writer raises :class:`JournalEr
 the run the same way: no task starts after it, those in flight finish, and the
 :class:`JournalError` raised holds the exact partial report (``.report``).
 
-:data:`wind_down_hook` is the seam tests use to press Ctrl-C again at each step of winding down.
+:data:`send_hook` and :data:`wind_down_hook` are the seams tests use to press Ctrl-C at a
+chosen moment of sending (while a task is handed to the pool, while a finished one is shown)
+and again at each step of winding down.
 """
 
 from __future__ import annotations
@@ -64,6 +66,18 @@ STEPS = ("close", "finish", "report", "end")
 #: Ctrl-C there (raise ``KeyboardInterrupt``); ``close`` and ``report`` run only after a
 #: Ctrl-C, ``finish`` and ``end`` also when a run ends normally.
 wind_down_hook: Callable[[str, str], None] | None = None
+#: A test seam, None in use: called on the thread that hands out the tasks as
+#: ``send_hook(moment, key)``: ``"handing"`` just before the task of ``key`` is handed to
+#: the pool (its future already on record), ``"handed"`` just after the pool took it (a
+#: worker may already be sending it), ``"showing"`` just before a finished task is counted
+#: on the progress bar. A test can press Ctrl-C there (raise ``KeyboardInterrupt``) or make
+#: the moment slow (a busy notebook showing its progress bar).
+send_hook: Callable[[str, Any], None] | None = None
+
+
+def _moment(moment: str, key: Any) -> None:
+    if send_hook is not None:
+        send_hook(moment, key)
 
 
 def _step(name: str, run: Callable[[], _T]) -> _T:
@@ -223,10 +237,13 @@ def _send(
         flight.submitted.append(future)
         pending.add(future)
         future.add_done_callback(early.put)
+        _moment("handing", key)
         pool.submit(_run_into, future, send, key, task)
+        _moment("handed", key)
         while not early.empty():
             finished = early.get()
             pending.discard(finished)
+            _moment("showing", None)
             bar.update(1)
     while pending:  # each finished task once, as it finishes (waiting on all that are pending
         # at every turn would cost as much as the whole job's requests on a thousand of them)
@@ -236,6 +253,7 @@ def _send(
             continue
         pending.discard(finished)
         finished.result()
+        _moment("showing", None)
         bar.update(1)
 
 
