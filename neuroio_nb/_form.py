@@ -30,6 +30,7 @@ run the form works as before, with the labels it shows.
 from __future__ import annotations
 
 import html
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -103,6 +104,14 @@ KEYS_AND_NAMES = """(function (img) {
     var ours = function (el) { return el && el.closest && el.closest('.neuroio-form, .neuroio-picker'); };
     /* data-neuroio-open: the index of the source open below, while the keys highlight another */
     var pending = function (el) { return el && el.dataset && el.dataset.neuroioOpen !== undefined; };
+    /* The picker's hidden "entered" box, for an Enter (no Ctrl, Alt or Meta) in its filter box */
+    var enteredBox = function (e) {
+      var t = e.target;
+      if (e.key !== 'Enter' || e.ctrlKey || e.metaKey || e.altKey || e.isComposing) return null;
+      if (t.tagName !== 'INPUT' || !t.closest('.neuroio-picker-filter')) return null;
+      var picker = t.closest('.neuroio-picker');
+      return picker && picker.querySelector('.neuroio-picker-entered input');
+    };
     var commit = function (list) {
       if (!pending(list)) return;
       delete list.dataset.neuroioOpen;
@@ -127,7 +136,22 @@ KEYS_AND_NAMES = """(function (img) {
         }
       } else if ((t.type === 'checkbox' || t.tagName === 'BUTTON') && plain && (e.key === ' ' || e.key === 'Enter')) {
         e.stopPropagation();
+      } else if (enteredBox(e)) {
+        /* Enter in the picker's filter box goes with the text it was pressed on: the text box's own
+           "submit" message would overtake its text on a busy kernel (the browser holds a widget's
+           state back while one update of it is unanswered, and sends messages at once). A number
+           makes the same text twice two Enters. Cancelling keydown also cancels that "submit". */
+        var entered = enteredBox(e);
+        var last = 0;
+        try { last = Number(JSON.parse(entered.value)[0]) || 0; } catch (err) { last = 0; }
+        e.stopPropagation();
+        e.preventDefault();
+        entered.value = JSON.stringify([last + 1, t.value]);
+        entered.dispatchEvent(new Event('change', {bubbles: true}));
       }
+    }, true);
+    document.addEventListener('keypress', function (e) {
+      if (enteredBox(e)) e.stopPropagation();  /* the "submit" of an Enter already sent with its text */
     }, true);
     document.addEventListener('change', function (e) {
       if (pending(e.target)) e.stopImmediatePropagation();
@@ -529,7 +553,16 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
     finds unsaved edits where they were left. A click opens a source; from the
     keyboard, the arrow keys move in the list and Enter opens the highlighted one
     (leaving the list without Enter puts the highlight back on the open source);
-    Enter in the filter box opens the highlighted source, else the first that matches.
+    Enter in the filter box opens the highlighted source, else the first that matches
+    the text Enter was pressed on.
+
+    That text comes with the Enter: the browser holds a widget's state update back
+    while an earlier one is unanswered but sends a message at once, so on a busy
+    kernel the text box's own Enter message ("submit") can arrive before the text
+    it follows. :data:`KEYS_AND_NAMES` therefore sends the Enter and its text
+    together, as ``[n, text]`` on the hidden :attr:`entered` box (``n`` counts, so
+    the same text twice is two Enters), and cancels the "submit". Where the script
+    does not run, "submit" opens the first match of the text the kernel has.
     """
 
     max_shown = 200
@@ -545,6 +578,9 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
             style={"description_width": "initial"},
             tooltip="Shows the sources whose 'name - space (id)' contains this text (any case)",
         )
+        self.filter.add_class("neuroio-picker-filter")
+        self.entered = widgets.Text(layout=widgets.Layout(display="none"))
+        self.entered.add_class("neuroio-picker-entered")
         self.select = widgets.Select(
             description="Source", rows=8, value=None, layout=widgets.Layout(width="auto", max_width="40em")
         )
@@ -555,8 +591,9 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self._updating = False
         self.filter.observe(lambda _: self._apply_filter(), names="value")
         self.filter.on_msg(self._filter_message)
+        self.entered.observe(lambda change: self._entered(change["new"]), names="value")
         self.select.observe(lambda change: self._chosen(change["new"]), names="value")
-        super().__init__([page_assets(), self.filter, self.select, self.count, self.holder])
+        super().__init__([page_assets(), self.filter, self.entered, self.select, self.count, self.holder])
         self.add_class("neuroio-picker")
         self._apply_filter()
 
@@ -569,8 +606,9 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
             else None
         )
 
-    def _apply_filter(self) -> None:
-        needle = self.filter.value.strip().casefold()
+    def _apply_filter(self, typed: str | None = None) -> None:
+        """Show the sources matching ``typed`` (default: the filter box's text as the kernel has it)."""
+        needle = (self.filter.value if typed is None else typed).strip().casefold()
         matching = [c for c in self.choices if needle in c[0].casefold()]
         shown = matching[: self.max_shown]
         current = self.select.value
@@ -590,12 +628,25 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self.count.value = f"<small>{html.escape(text)}</small>"
 
     def _filter_message(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
-        """Enter in the filter box (the frontend's "submit"): open the highlighted source, else the first match."""
+        """Enter in the filter box where the page script does not run (the text box's "submit")."""
         if content.get("event") == "submit":
             self.open_first()
 
-    def open_first(self) -> None:
-        """Open the source highlighted in the list, else the first one the filter shows."""
+    def _entered(self, value: str) -> None:
+        """Enter in the filter box, sent by the page script with the text it was pressed on."""
+        typed = entered_text(value)
+        if typed is not None:
+            self.open_first(typed)
+
+    def open_first(self, typed: str | None = None) -> None:
+        """Open the source highlighted in the list, else the first one the filter shows.
+
+        ``typed``: the text Enter was pressed on, when the filter box's own text may not
+        have reached the kernel yet; the list shows its matches first. The filter box is
+        left alone (the browser has that text, or newer typing the kernel will receive).
+        """
+        if typed is not None:
+            self._apply_filter(typed)
         if self.select.value is not None:
             self._chosen(self.select.value)
         elif self.select.options:
@@ -612,6 +663,17 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
                 self.holder.children = (widgets.HTML(_line("error", f"could not read source {source_id}: {exc}")),)
                 return
         self.holder.children = (form,)
+
+
+def entered_text(value: str) -> str | None:
+    """The text of the picker's "entered" box, ``[n, text]`` as the page script sends it; else None."""
+    try:
+        entry = json.loads(value)
+    except ValueError:
+        return None
+    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str):
+        return entry[1]
+    return None
 
 
 def _heading(title: str) -> widgets.HTML:

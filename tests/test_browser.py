@@ -1163,6 +1163,27 @@ def test_errors_in_a_notebook_are_short(everyone_page: Any, artifacts: Path) -> 
     assert not problems, "\n\n".join(problems)
 
 
+#: Keeps the page's kernel busy (a silent request that waits for a file, a minute at most).
+HOLD_KERNEL = """(path) => {
+    const kernel = window.jupyterapp.shell.currentWidget.sessionContext.session.kernel;
+    kernel.requestExecute({silent: true, store_history: false, code:
+        `import os, time\\nend = time.monotonic() + 60\\n`
+        + `while not os.path.exists(${JSON.stringify(path)}) and time.monotonic() < end: time.sleep(0.02)`});
+}"""
+
+
+@contextlib.contextmanager
+def kernel_held(page: Any, release: Path) -> Iterator[None]:
+    """The page's kernel busy (it answers no widget message) until the block ends."""
+    release.unlink(missing_ok=True)
+    page.evaluate(HOLD_KERNEL, str(release))
+    try:
+        page.wait_for_function(f"({KERNEL_STATUS})() === 'busy'", timeout=30_000)
+        yield
+    finally:
+        release.touch()
+
+
 def option_id(listbox: Any, index: int) -> str:
     """The source id of the picker's ``index``-th entry ("Lobby cam - space 1 (26)" -> "26")."""
     return str(listbox.evaluate("(s, i) => s.options[i].textContent", index).rsplit("(", 1)[1].rstrip(")"))
@@ -1199,14 +1220,15 @@ def test_keys_in_lists_move_the_selection_not_the_notebook(everyone_page: Any, a
     assert listbox.evaluate("(s) => s.selectedIndex") == 3, "the list no longer shows the open source"
     expect(title).to_contain_text(f"Source {option_id(listbox, 3)}:")
 
+    # Enter right after the text, on a busy kernel: the browser holds the text box's later keys
+    # back until the kernel answers the first, so Enter reaches the kernel before its text and
+    # must bring the text with it.
     finder = picker.get_by_label("Find source")
-    finder.fill("(12)")
-    # Enter once the kernel has the text: ipywidgets holds a model's state update back while an
-    # earlier one is unanswered but sends the "submit" message at once, so on a busy kernel an
-    # Enter typed right after the text can overtake it (a known race, in the stop note).
-    expect(picker.locator(".neuroio-count")).to_contain_text("1 of ", timeout=30_000)
-    finder.press("Enter")
-    expect(title).to_contain_text("Source 12:")
+    with kernel_held(page, artifacts / "release-picker-kernel"):
+        finder.press_sequentially("(12)")
+        finder.press("Enter")
+    expect(title).to_contain_text("Source 12:", timeout=30_000)
+    expect(picker.locator(".neuroio-count")).to_contain_text("1 of ")
     finder.fill("")
 
     form = output_of_cell(page, 2)

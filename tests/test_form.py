@@ -14,6 +14,8 @@ from typing import Any
 
 import ipywidgets as widgets
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from neuroio_nb import Client
 from neuroio_nb import _schema as schema
@@ -379,12 +381,71 @@ def test_picker_filters_and_opens_forms(client: Client, sb: Sandbox) -> None:
 
 
 def test_enter_in_the_picker_filter_opens_the_first_match(client: Client) -> None:
-    """What the browser sends for Enter in the filter box ("submit") opens a form, and nothing else does."""
+    """Where the page script does not run, the text box's own Enter message ("submit") opens the
+    first match of the text the kernel has, and typing alone opens nothing."""
     picker = client.sources.form()
-    picker.filter.value = "(7)"
+    from_browser(picker.filter, value="(7)")
     assert picker.form is None  # typing filters, it opens nothing
-    picker.filter._handle_custom_msg({"event": "submit"}, [])
+    from_browser(picker.filter, event="submit")
     assert picker.form is not None and picker.form.source_id == 7
+
+
+def from_browser(widget: widgets.Widget, **data: Any) -> None:
+    """A comm message as the browser's widget manager sends it: a state update, or (``event=``) a custom message."""
+    if "event" in data:
+        message = {"method": "custom", "content": data}
+    else:
+        message = {"method": "update", "state": data, "buffer_paths": []}
+    widget._handle_msg({"content": {"data": message}, "buffers": []})
+
+
+def enter_pressed(picker: SourcePicker, text: str, times: int = 1) -> None:
+    """What the page script sends for Enter in the filter box: the text it was pressed on, numbered
+    (the ``times``-th Enter), on the picker's hidden "entered" box."""
+    from_browser(picker.entered, value=json.dumps([times, text]))
+
+
+def test_enter_right_after_typing_opens_what_was_typed(client: Client) -> None:
+    """On a busy kernel the browser holds the filter's text back (one state update of a widget in
+    flight at a time) while Enter goes at once: Enter must still open the match of the text it was
+    pressed on, not re-open the source open before."""
+    picker = client.sources.form()
+    picker.select.value = 8
+    from_browser(picker.filter, value="(")  # the first key; "(7)" waits in the browser
+    enter_pressed(picker, "(7)")
+    assert picker.form is not None and picker.form.source_id == 7
+    assert "1 of 40 sources match" in text(picker.count)
+    from_browser(picker.filter, value="(7)")  # the held-back text arrives: nothing more happens
+    assert picker.form.source_id == 7 and [i for _, i in picker.select.options] == [7]
+    enter_pressed(picker, "(8)", times=2)
+    assert picker.form.source_id == 8
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_enter_acts_on_its_own_text_whatever_the_kernel_has_seen(client: Client, data: st.DataObject) -> None:
+    """Whatever part of the typing reached the kernel before Enter, Enter opens the first source
+    whose label contains the typed text (any case), or nothing when none does."""
+    picker = client.sources.form()
+    labels = [label for label, _ in picker.choices]
+    label = data.draw(st.sampled_from(labels))
+    start = data.draw(st.integers(0, len(label) - 1))
+    typed = data.draw(
+        st.one_of(
+            st.integers(start + 1, len(label)).map(lambda end: label[start:end]),
+            st.text(alphabet="ab( )71", max_size=5),
+        )
+    )
+    typed = data.draw(st.sampled_from([typed, typed.upper(), f" {typed} "]))
+    seen = data.draw(st.integers(0, len(typed)))  # characters the kernel has when Enter arrives
+    if seen:
+        from_browser(picker.filter, value=typed[:seen])
+    enter_pressed(picker, typed)
+    from_browser(picker.filter, value=typed)
+    matching = [i for label, i in picker.choices if typed.strip().casefold() in label.casefold()]
+    opened = picker.form.source_id if picker.form is not None else None
+    assert opened == (matching[0] if matching else None)
+    assert [i for _, i in picker.select.options] == matching
 
 
 # ---- notebook 03 in a real kernel --------------------------------------------------
