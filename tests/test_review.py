@@ -24,7 +24,7 @@ from neuroio_nb._jobs.frames import frame_from_records
 from neuroio_nb.errors import PolicyViolationError, ValidationError
 
 if TYPE_CHECKING:
-    from conftest import ConsoleScript
+    from conftest import CommandLine
 
     from neuroio_nb import Client
     from neuroio_nb.sandbox import Sandbox
@@ -299,16 +299,16 @@ def rules_file(tmp_path: Path, text: str = RULES_TOML) -> Path:
 
 
 def test_cli_check_exits_0_when_every_source_meets_the_rules_and_2_listing_each_violation(
-    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+    cli_main: CommandLine, sb: Sandbox, tmp_path: Path
 ) -> None:
     ok = rules_file(tmp_path, "[[rule]]\nname = 'named'\nrequire = 'name == name'\n")
-    proc = script.run(sb, "check", "--policy", str(ok))
+    proc = cli_main.run(sb, "check", "--policy", str(ok))
     assert proc.returncode == 0, proc.stderr
     assert "Every source meets the 1 rule" in proc.stdout
 
     victim = next(iter(sb.sources))
     sb.external_edit(victim, **{THRESHOLD: 10})
-    proc = script.run(sb, "check", "--policy", str(rules_file(tmp_path)))
+    proc = cli_main.run(sb, "check", "--policy", str(rules_file(tmp_path)))
     assert proc.returncode == 2, proc.stderr
     expected = expected_violations(server_frame(sb))
     assert f"{len(expected)} policy violations" in proc.stdout
@@ -319,36 +319,38 @@ def test_cli_check_exits_0_when_every_source_meets_the_rules_and_2_listing_each_
 
 
 def test_cli_a_bad_rule_exits_3_naming_it_before_any_request(
-    script: ConsoleScript, sb: Sandbox, tmp_path: Path
+    cli_main: CommandLine, sb: Sandbox, tmp_path: Path
 ) -> None:
     bad = rules_file(tmp_path, "[[rule]]\nname = 'half'\nrequire = 'use_pps_time =='\n")
     sb.clear_log()
     for args in (["check", "--policy", str(bad)], ["plan", str(tmp_path / "none.csv"), "--policy", str(bad)]):
-        proc = script.run(sb, *args)
+        proc = cli_main.run(sb, *args)
         assert proc.returncode == 3, proc.stderr
         assert "rule 'half'" in proc.stderr and "does not parse" in proc.stderr
     assert sb.log == []
 
 
-def test_cli_plan_and_apply_with_a_policy(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+def test_cli_plan_and_apply_with_a_policy(cli_main: CommandLine, sb: Sandbox, tmp_path: Path) -> None:
     export = tmp_path / "sources.csv"
-    assert script.run(sb, "export", str(export)).returncode == 0
+    assert cli_main.run(sb, "export", str(export)).returncode == 0
     victim = next(iter(sb.sources))
     edited = pd.read_csv(export, dtype=str, keep_default_na=False)
     edited.loc[edited["id"] == str(victim), THRESHOLD] = "10"
     edited.to_csv(tmp_path / "edited.csv", index=False)
     rules = rules_file(tmp_path, "[[rule]]\nname = 'big faces'\nrequire = 'identify_facesize_threshold >= 3000'\n")
 
-    proc = script.run(sb, "plan", str(tmp_path / "edited.csv"), "--policy", str(rules))
+    proc = cli_main.run(sb, "plan", str(tmp_path / "edited.csv"), "--policy", str(rules))
     assert proc.returncode == 2
     assert "1 policy violation" in proc.stdout and f"rule 'big faces': {victim} " in proc.stdout
 
     sb.clear_log()
-    proc = script.run(sb, "apply", str(tmp_path / "edited.csv"), "--policy", str(rules), "--yes")
+    proc = cli_main.run(sb, "apply", str(tmp_path / "edited.csv"), "--policy", str(rules), "--yes")
     assert proc.returncode == 2
     assert "--allow-violations" in proc.stderr
     assert writes(sb) == []
-    proc = script.run(sb, "apply", str(tmp_path / "edited.csv"), "--policy", str(rules), "--yes", "--allow-violations")
+    proc = cli_main.run(
+        sb, "apply", str(tmp_path / "edited.csv"), "--policy", str(rules), "--yes", "--allow-violations"
+    )
     assert proc.returncode == 0, proc.stderr
     assert sb.source(victim)[THRESHOLD] == 10
 
@@ -529,18 +531,18 @@ def test_markdown_and_json_say_exactly_the_edits(
     check()
 
 
-def test_cli_plan_as_markdown_or_json(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+def test_cli_plan_as_markdown_or_json(cli_main: CommandLine, sb: Sandbox, tmp_path: Path) -> None:
     export = tmp_path / "sources.csv"
-    assert script.run(sb, "export", str(export)).returncode == 0
+    assert cli_main.run(sb, "export", str(export)).returncode == 0
     victim = next(iter(sb.sources))
     edited = pd.read_csv(export, dtype=str, keep_default_na=False)
     edited.loc[edited["id"] == str(victim), THRESHOLD] = "10"
     edited.to_csv(tmp_path / "edited.csv", index=False)
-    proc = script.run(sb, "plan", str(tmp_path / "edited.csv"), "--format", "markdown")
+    proc = cli_main.run(sb, "plan", str(tmp_path / "edited.csv"), "--format", "markdown")
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout.startswith("**Plan**: 1 source to update (1 value)")
     assert markdown_rows(proc.stdout)[0][1] == str(victim)
-    proc = script.run(sb, "plan", str(tmp_path / "edited.csv"), "--format", "json")
+    proc = cli_main.run(sb, "plan", str(tmp_path / "edited.csv"), "--format", "json")
     assert proc.returncode == 2, proc.stderr
     assert json.loads(proc.stdout)["updates"][0]["changes"][THRESHOLD]["new"] == 10
 
@@ -742,9 +744,9 @@ def test_save_and_load_keep_every_write(
     check()
 
 
-def test_cli_plan_out_show_and_apply_a_saved_plan(script: ConsoleScript, sb: Sandbox, tmp_path: Path) -> None:
+def test_cli_plan_out_show_and_apply_a_saved_plan(cli_main: CommandLine, sb: Sandbox, tmp_path: Path) -> None:
     export = tmp_path / "sources.csv"
-    assert script.run(sb, "export", str(export)).returncode == 0
+    assert cli_main.run(sb, "export", str(export)).returncode == 0
     first, second = list(sb.sources)[:2]
     edited = pd.read_csv(export, dtype=str, keep_default_na=False)
     edited.loc[edited["id"] == str(first), THRESHOLD] = "10001"
@@ -752,23 +754,23 @@ def test_cli_plan_out_show_and_apply_a_saved_plan(script: ConsoleScript, sb: San
     edited.to_csv(tmp_path / "edited.csv", index=False)
     saved = tmp_path / "change.plan"
 
-    proc = script.run(sb, "plan", str(tmp_path / "edited.csv"), "--out", str(saved), "--format", "json")
+    proc = cli_main.run(sb, "plan", str(tmp_path / "edited.csv"), "--out", str(saved), "--format", "json")
     assert proc.returncode == 2, proc.stderr
     assert json.loads(proc.stdout)["counts"]["update"] == 2  # stdout stays JSON: the note is on stderr
     assert f"neuroio-nb apply {saved}" in proc.stderr and saved.exists()
 
-    no_token = script.env(None)  # a reviewer with no token reads it
-    proc = script.run(None, "show", str(saved), "--format", "markdown", env=no_token)
+    no_token = cli_main.env(None)  # a reviewer with no token reads it
+    proc = cli_main.run(None, "show", str(saved), "--format", "markdown", env=no_token)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("**Plan**: 2 sources to update (2 values)")
-    proc = script.run(None, "show", str(saved), env=no_token)
+    proc = cli_main.run(None, "show", str(saved), env=no_token)
     assert proc.returncode == 0 and f"Saved plan for {sb.url}" in proc.stdout and "10001" in proc.stdout
 
-    proc = script.run(sb, "apply", str(saved), "--create", "--yes")
+    proc = cli_main.run(sb, "apply", str(saved), "--create", "--yes")
     assert proc.returncode == 3 and "applied exactly as it was saved: --create" in proc.stderr
     sb.external_edit(second, **{THRESHOLD: 4444})
     sb.clear_log()
-    proc = script.run(sb, "apply", str(saved), "--yes")
+    proc = cli_main.run(sb, "apply", str(saved), "--yes")
     assert proc.returncode == 1, proc.stderr  # one conflict
     assert "1 updated, 1 conflict" in proc.stdout
     assert sb.source(first)[THRESHOLD] == 10001 and sb.source(second)[THRESHOLD] == 4444
@@ -778,6 +780,6 @@ def test_cli_plan_out_show_and_apply_a_saved_plan(script: ConsoleScript, sb: San
     damaged.write_text(saved.read_text(encoding="utf-8").replace("10001", "10009"), encoding="utf-8")
     sb.clear_log()
     for args in (["apply", str(damaged), "--yes"], ["show", str(damaged)]):
-        proc = script.run(sb, *args)
+        proc = cli_main.run(sb, *args)
         assert proc.returncode == 3 and "checksum does not match" in proc.stderr
     assert sb.log == []

@@ -454,11 +454,11 @@ def test_an_empty_q_with_delete_is_refused_not_a_plan_to_delete_everything_else(
         assert len(c.sources.plan(frame, key=key, q=q)) == 0, "without delete=True an empty q is harmless"
 
 
-def test_the_cli_refuses_an_empty_q_with_delete(make_sandbox, script, tmp_path):
+def test_the_cli_refuses_an_empty_q_with_delete(make_sandbox, cli_main, tmp_path):
     sb = make_sandbox(sources=20)
     site = tmp_path / "site.csv"
     site.write_text("name\nZeta cam 1\n")
-    proc = script.run(sb, "apply", str(site), "--key", "name", "--delete", "--q", "", "--yes")
+    proc = cli_main.run(sb, "apply", str(site), "--key", "name", "--delete", "--q", "", "--yes")
     assert proc.returncode == 3 and "is empty: with delete=True" in proc.stderr
     assert writes(sb) == [] and len(sb.sources) == 20
 
@@ -1042,28 +1042,30 @@ def test_exactly_the_rows_whose_name_no_source_has_are_unmatched(make_sandbox, c
 # ---- the command line ------------------------------------------------------------------------
 
 
-def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirmed(make_sandbox, script, tmp_path):
+def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirmed(make_sandbox, cli_main, tmp_path):
     sb = make_sandbox(sources=40, seed=13)
     site = tmp_path / "site.csv"
     site.write_text("name,identify_facesize_threshold,use_pps_time\nZeta cam 1,5000,true\nZeta cam 2,,\n")
-    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    proc = cli_main.run(sb, "plan", str(site), "--key", "name", "--create")
     assert proc.returncode == 2 and "To create (2 sources)" in proc.stdout and "Zeta cam 2" in proc.stdout
     sb.clear_log()
-    proc = script.run(sb, "apply", str(site), "--key", "name", "--create", "--yes", "--report", str(tmp_path / "r.csv"))
+    proc = cli_main.run(
+        sb, "apply", str(site), "--key", "name", "--create", "--yes", "--report", str(tmp_path / "r.csv")
+    )
     assert proc.returncode == 0, proc.stderr
     assert "2 created" in proc.stdout and [r.method for r in writes(sb)] == ["POST", "POST"]
     report = pd.read_csv(tmp_path / "r.csv")
     assert list(report["action"]) == ["create", "create"] and set(report["id"]) == set(sb.sources) - set(range(1, 41))
-    assert script.run(sb, "plan", str(site), "--key", "name", "--create").returncode == 0  # nothing left to do
+    assert cli_main.run(sb, "plan", str(site), "--key", "name", "--create").returncode == 0  # nothing left to do
 
     only_dock = tmp_path / "only_dock.csv"
     only_dock.write_text("name\nZeta cam 1\n")
     args = ["apply", str(only_dock), "--key", "name", "--delete", "--q", "zeta", "--irreversible"]
     sb.clear_log()
-    proc = script.run(sb, *args)  # stdin is not a terminal and no --yes: nothing at all
+    proc = cli_main.run(sb, *args)  # stdin is not a terminal and no --yes: nothing at all
     assert proc.returncode == 6 and "To delete (1 source)" in proc.stdout and writes(sb) == []
     for answer, code, deleted in (("n", 6, 0), ("y", 0, 1)):
-        returncode, _out, err = script.on_a_terminal(sb, *args, answer=answer)
+        returncode, _out, err = cli_main.on_a_terminal(sb, *args, answer=answer)
         assert returncode == code, err
         assert "Delete the 1 source listed above? [y/N]" in err
         assert len(sb.requests("DELETE")) == deleted
@@ -1071,39 +1073,39 @@ def test_cli_provisions_a_site_from_a_csv_of_names_and_deletes_only_when_confirm
     assert [s["name"] for s in sb.sources.values()].count("Zeta cam 1") == 1
 
 
-def test_cli_says_which_rows_match_no_source_and_that_create_would_create_them(make_sandbox, script, tmp_path):
+def test_cli_says_which_rows_match_no_source_and_that_create_would_create_them(make_sandbox, cli_main, tmp_path):
     sb = make_sandbox(sources=40, seed=13)
     known, flag = sb.source(5)["name"], str(not sb.source(5)["use_pps_time"]).lower()
     site = tmp_path / "site.csv"
     site.write_text(f"name,use_pps_time\n{known},{flag}\nZeta cam 1,true\nZeta cam 2,\n")
     line = "2 rows match no source (not created: plan with --create to create them): 'Zeta cam 1', 'Zeta cam 2'"
-    proc = script.run(sb, "plan", str(site), "--key", "name")
+    proc = cli_main.run(sb, "plan", str(site), "--key", "name")
     assert proc.returncode == 2, proc.stderr  # the CSV and the server differ
     assert line in proc.stdout.splitlines()
     assert "warning" not in proc.stderr  # said once, with the plan, not again as a warning
     sb.clear_log()
-    proc = script.run(sb, "apply", str(site), "--key", "name", "--yes")
+    proc = cli_main.run(sb, "apply", str(site), "--key", "name", "--yes")
     assert proc.returncode == 0 and line in proc.stdout.splitlines()
     assert [r.method for r in writes(sb)] == ["PATCH"] and sb.source(5)["use_pps_time"] == (flag == "true")
-    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    proc = cli_main.run(sb, "plan", str(site), "--key", "name", "--create")
     assert "match no source" not in proc.stdout and "To create (2 sources)" in proc.stdout
 
     only_missing = tmp_path / "missing.csv"
     only_missing.write_text("name\nZeta cam 3\n")
     sb.clear_log()
-    proc = script.run(sb, "apply", str(only_missing), "--key", "name")  # nothing to send: nothing asked
+    proc = cli_main.run(sb, "apply", str(only_missing), "--key", "name")  # nothing to send: nothing asked
     assert proc.returncode == 0 and writes(sb) == []
     assert "1 row matches no source (not created: plan with --create to create it): 'Zeta cam 3'" in proc.stdout
 
 
-def test_cli_says_which_rows_are_outside_the_scope_that_create_refuses_and_what_to_do(make_sandbox, script, tmp_path):
+def test_cli_says_which_rows_are_outside_the_scope_that_create_refuses_and_what_to_do(make_sandbox, cli_main, tmp_path):
     """``--q`` / ``--space`` without ``--create``: a row outside them is not said to be one
     ``--create`` would create; the plan names it, why ``--create`` refuses it, and what to do."""
     sb = make_sandbox(sources=40, seed=13)
     site = tmp_path / "site.csv"
     site.write_text("name,space_id\nGate 99 cam,1\nKiosk 12,1\nDock 7 cam,3\n")
     scope = ["--key", "name", "--q", "cam", "--space", "1", "2"]
-    proc = script.run(sb, "plan", str(site), *scope)
+    proc = cli_main.run(sb, "plan", str(site), *scope)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stdout.splitlines()
     assert (
@@ -1117,23 +1119,23 @@ def test_cli_says_which_rows_are_outside_the_scope_that_create_refuses_and_what_
     ) in lines
     assert "to create them" not in proc.stdout and "warning" not in proc.stderr
     # true: --create refuses exactly those two, and creates the other once they are left out
-    proc = script.run(sb, "plan", str(site), *scope, "--create")
+    proc = cli_main.run(sb, "plan", str(site), *scope, "--create")
     assert proc.returncode != 0 and "To create" not in proc.stdout
     said = proc.stdout + proc.stderr
     assert "is outside the scope q='cam'" in said and "is outside the scope spaces_ids=[1, 2]" in said
     site.write_text("name,space_id\nGate 99 cam,1\n")
-    proc = script.run(sb, "plan", str(site), *scope, "--create")
+    proc = cli_main.run(sb, "plan", str(site), *scope, "--create")
     assert proc.returncode == 2 and "To create (1 source)" in proc.stdout and "Gate 99 cam" in proc.stdout
 
 
-def test_cli_says_which_rows_create_refuses_for_their_values_and_what_to_do(make_sandbox, script, tmp_path):
+def test_cli_says_which_rows_create_refuses_for_their_values_and_what_to_do(make_sandbox, cli_main, tmp_path):
     """``--key name`` without ``--create``: a row that matches no source and holds a value
     ``--create`` refuses is not said to be one it would create; the plan names the row by field
     and problem and says what to do; ``--create`` then refuses exactly it, and creates the rest."""
     sb = make_sandbox(sources=40, seed=13)
     site = tmp_path / "site.csv"
     site.write_text("name,identify_facesize_threshold\nZeta cam 1,5000\nZeta cam 2,-5\nZeta cam 3,\n")
-    proc = script.run(sb, "plan", str(site), "--key", "name")
+    proc = cli_main.run(sb, "plan", str(site), "--key", "name")
     assert proc.returncode == 2, proc.stderr
     lines = proc.stdout.splitlines()
     assert (
@@ -1145,15 +1147,15 @@ def test_cli_says_which_rows_create_refuses_for_their_values_and_what_to_do(make
         "To create it, fix its value."
     ) in lines
     assert "to create them" not in proc.stdout and "warning" not in proc.stderr
-    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    proc = cli_main.run(sb, "plan", str(site), "--key", "name", "--create")
     assert proc.returncode != 0 and "To create" not in proc.stdout
     assert "identify_facesize_threshold = -5: must be 0 or more" in proc.stdout + proc.stderr
     site.write_text("name,identify_facesize_threshold\nZeta cam 1,5000\nZeta cam 3,\n")
-    proc = script.run(sb, "plan", str(site), "--key", "name", "--create")
+    proc = cli_main.run(sb, "plan", str(site), "--key", "name", "--create")
     assert proc.returncode == 2 and "To create (2 sources)" in proc.stdout
 
 
-def test_cli_names_ids_not_found_also_when_the_plan_only_deletes(make_sandbox, client_for, script, tmp_path):
+def test_cli_names_ids_not_found_also_when_the_plan_only_deletes(make_sandbox, client_for, cli_main, tmp_path):
     """``--delete`` with ids the server does not have and no value changed: the deletions are
     listed and so are the ids not found (apply reports them as failed)."""
     sb = make_sandbox(sources=40, seed=13)
@@ -1162,7 +1164,7 @@ def test_cli_names_ids_not_found_also_when_the_plan_only_deletes(make_sandbox, c
     gone = space_2.iloc[[1]].rename(index={space_2.index[1]: 99999})  # a row whose source is not there
     path = tmp_path / "space2.csv"
     c.sources.export_csv(path, pd.concat([space_2.drop(index=space_2.index[0]), gone]))
-    proc = script.run(sb, "plan", str(path), "--delete", "--space", "2")
+    proc = cli_main.run(sb, "plan", str(path), "--delete", "--space", "2")
     assert proc.returncode == 2 and "To delete (1 source)" in proc.stdout
     assert "Not found (1 id; apply reports them as failed): 99999" in proc.stdout
 
