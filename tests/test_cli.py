@@ -21,6 +21,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,8 +30,8 @@ import pytest
 import requests
 from pandas.testing import assert_frame_equal
 
+from neuroio_nb import Client, read_csv
 from neuroio_nb import _cli as cli
-from neuroio_nb import read_csv
 from neuroio_nb.sandbox import Sandbox
 
 if TYPE_CHECKING:
@@ -594,6 +595,32 @@ def test_progress_bars_stay_off_a_stderr_that_is_not_a_terminal(
         assert proc.stderr == "", (args, proc.stderr)
         assert capfd.readouterr().err == "", args
     assert cli_main.run(sb, "plan", str(source)).returncode == 0  # undone: the export plans nothing
+
+
+def test_resume_draws_no_progress_bar_on_a_stderr_that_is_not_a_terminal(
+    cli_main: CommandLine,
+    client: Client,
+    sb: Sandbox,
+    ctrl_c_at: Callable[[Sandbox, str, int], None],
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """As ``undo`` above: ``resume`` of a run stopped by Ctrl-C sends the rest and writes nothing to
+    a stderr that is not a terminal."""
+    from neuroio_nb.errors import BulkInterrupted
+
+    frame = client.sources.to_frame(progress=False)
+    edited = frame.copy()
+    edited[THRESHOLD] = frame[THRESHOLD] + 1
+    ctrl_c_at(sb, "PATCH", 5)
+    with pytest.raises(BulkInterrupted) as stopped:
+        client.sources.bulk_update(edited, progress=False)
+    sb.before_request = None
+    capfd.readouterr()
+    proc = cli_main.run(sb, "resume", stopped.value.report.attrs["run_id"], "--yes")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+    assert capfd.readouterr().err == ""
+    assert_frame_equal(client.sources.to_frame(progress=False), edited)  # resumed: every change sent
 
 
 def test_plain_http_elsewhere_is_refused_with_advice_the_cli_can_follow(
