@@ -31,7 +31,7 @@ import signal
 import sys
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -41,11 +41,10 @@ from ._client import DEFAULT_URL, TOKEN_ENV, URL_ENV, Client
 from ._jobs.bulk import refuse_irreversible
 from ._jobs.csvio import read_csv, read_named_csv
 from ._jobs.history import history_frame, prune, report_of, run_report
-from ._jobs.plan import unmatched_of
+from ._jobs.parts import parts_of
 from ._jobs.policy import Policy
 from ._jobs.review import violation_lines
 from ._jobs.saved import is_saved_plan, shown_plan
-from ._jobs.unmatched import CLI, REFUSAL_NOUNS
 from ._journal import open_journal
 from ._values import shown, to_python
 from ._version import __version__
@@ -240,7 +239,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             _write_report(report, args.report)
         print(report.summary())
         _print_run(report)
-        _print_not_updated(report, plan.names)
+        _print_not_updated(report, parts_of(plan).job.names)
     failed = report["status"].isin(["failed", "conflict"]).any()
     return EXIT_ROWS_FAILED if failed else EXIT_OK
 
@@ -252,10 +251,10 @@ def _why_not_apply(args: argparse.Namespace, client: Client, plan: Any) -> int |
     if len(plan.violations) and not args.allow_violations:
         _error("not applied: the plan breaks the policy (listed above); fix the CSV, or pass --allow-violations")
         return EXIT_DRIFT
-    if not len(plan) and not plan.missing:  # rows that match no source: nothing to send
+    if not len(plan) and not parts_of(plan).job.missing:  # rows that match no source: nothing to send
         return EXIT_OK
     if not args.irreversible:
-        refuse_irreversible(plan.job, client.sources.landing_space)
+        refuse_irreversible(parts_of(plan).job, client.sources.landing_space)
     return None if _plan_confirmed(args, plan) else EXIT_NOT_CONFIRMED
 
 
@@ -295,7 +294,7 @@ def _applied(args: argparse.Namespace, plan: Any) -> Any:
                 _write_report(exc.report, args.report)
             print(f"Interrupted: {done}; the other sources were not sent (plan again to see what is left).")
             _print_run(exc.report, interrupted=True)
-            _print_not_updated(exc.report, plan.names)
+            _print_not_updated(exc.report, parts_of(plan).job.names)
         return None
     except JournalError as exc:  # the journal could not be written: the run stopped; say what was sent
         if exc.report is None:
@@ -304,7 +303,7 @@ def _applied(args: argparse.Namespace, plan: Any) -> Any:
             if args.report:
                 _write_report(exc.report, args.report)
             print(f"Stopped: {exc.report.summary() if len(exc.report) else 'no source was updated'}.")
-            _print_not_updated(exc.report, plan.names)
+            _print_not_updated(exc.report, parts_of(plan).job.names)
         raise
 
 
@@ -725,6 +724,7 @@ def _client(args: argparse.Namespace) -> Client:
 
 
 def _print_plan(plan: Any) -> None:
+    parts = parts_of(plan)  # what the CLI says besides the plan's public face: bodies, ids not found, unmatched
     if len(plan.deletes):
         print(f"To delete ({plural(len(plan.deletes), 'source')}):")
         print(
@@ -747,23 +747,20 @@ def _print_plan(plan: Any) -> None:
                         _shown(body.get("name")),
                         ", ".join(f"{f}={_shown(v)}" for f, v in body.items() if f != "name"),
                     ]
-                    for body in plan.create_bodies().values()
+                    for body in parts.job.bodies.values()
                 ],
             )
         )
     if len(plan.changes) or not (len(plan.deletes) or len(plan.creates)):
         _print_changes(plan)
-    if plan.missing:
+    missing = parts.job.missing
+    if missing:
         print(
-            f"Not found ({plural(len(plan.missing), 'id')}; apply reports them as failed): "
-            + ", ".join(str(i) for i in plan.missing)
+            f"Not found ({plural(len(missing), 'id')}; apply reports them as failed): "
+            + ", ".join(str(i) for i in missing)
         )
-    if len(plan.unmatched):
-        unmatched = unmatched_of(plan)
-        print(f"{unmatched.note(CLI)}: {unmatched.names()}")
-        for reason, labels, text in unmatched.refusals(CLI):
-            them = "it" if len(labels) == 1 else "them"
-            print(f"{REFUSAL_NOUNS[reason].capitalize()} (--create refuses {them}): {text}.")
+    for line in parts.unmatched.command_line():
+        print(line)
     if len(plan.violations):
         _print_violations(plan.violations)
 
@@ -771,8 +768,10 @@ def _print_plan(plan: Any) -> None:
 def _print_changes(plan: Any) -> None:
     arrow = _arrow()
     rows = [
-        [str(sid), _shown(plan.names.get(sid)), field, f"{_shown(old)} {arrow} {_shown(new)}"]
-        for sid, field, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)
+        [str(sid), _shown(name), field, f"{_shown(old)} {arrow} {_shown(new)}"]
+        for sid, name, field, old, new in plan.changes[["id", "name", "field", "old", "new"]].itertuples(
+            index=False, name=None
+        )
     ]
     if rows:
         print(_table(["id", "name", "field", f"old {arrow} new"], rows))
@@ -781,7 +780,7 @@ def _print_changes(plan: Any) -> None:
         print("Nothing would change.")
 
 
-def _print_not_updated(report: Any, names: dict[int, Any]) -> None:
+def _print_not_updated(report: Any, names: Mapping[Any, Any]) -> None:
     left = report[~report["status"].isin(["updated", "created", "deleted"])]
     report_names = left["name"] if "name" in left.columns else pd.Series(None, index=left.index, dtype=object)
     for (sid, status, error), known in zip(left[["status", "error"]].itertuples(name=None), report_names, strict=True):

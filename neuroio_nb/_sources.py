@@ -21,9 +21,8 @@ from ._jobs.history import history
 from ._jobs.history import resume as resume_run
 from ._jobs.history import undo as undo_run
 from ._jobs.outcomes import Report, check_on_conflict
-from ._jobs.plan import Plan
+from ._jobs.plan import Plan, with_policy
 from ._jobs.policy import Policy
-from ._jobs.review import plan_violations
 from ._jobs.saved import load_plan
 from ._jobs.sync import make_sync_plan
 from ._jobs.sync import undo as undo_report
@@ -112,17 +111,7 @@ class Sources(SourcesAPI):
             if spaces_ids is not None and not isinstance(spaces_ids, (int, str)):
                 spaces_ids = list(spaces_ids)  # read twice: by the plan, and in made_with
             plan = make_sync_plan(self, edited, base, key=key, create=create, delete=delete, q=q, spaces_ids=spaces_ids)
-            if rules is not None:
-                plan.policy, plan.violations = rules, plan_violations(plan, rules)
-            plan.made_with = {
-                "key": key,
-                "create": create,
-                "delete": delete,
-                "q": q,
-                "spaces_ids": spaces_ids,
-                "base": base is not None,
-            }
-            return plan
+            return plan if rules is None else with_policy(plan, rules)
 
     def load_plan(self, path: str | os.PathLike[str]) -> Plan:
         """The plan saved with ``plan.save(path)`` (or ``neuroio-nb plan ... --out``), to apply

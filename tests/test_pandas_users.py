@@ -7,6 +7,7 @@ HTTP; the sandbox's state is the ground truth.
 from __future__ import annotations
 
 import io
+import json
 from typing import Any
 
 import numpy as np
@@ -222,7 +223,8 @@ def test_frame_whose_sources_were_all_deleted_is_not_found(make_sandbox, client_
     for sid in (1, 2):
         sb.remove_source(sid)
     plan = c.sources.plan(edited)
-    assert set(plan.missing) == {1, 2} and len(plan) == 0
+    assert len(plan) == 0 and plan.summary().endswith("; 2 ids not found")
+    assert [row["id"] for row in json.loads(plan.to_json())["not_found"]] == [1, 2]
 
 
 def test_plain_read_csv_list_cell_hints_at_neuroio_read_csv(make_sandbox, client_for, tmp_path):

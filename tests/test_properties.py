@@ -284,7 +284,8 @@ def test_the_pandas_ways_of_editing_make_the_same_plan(how):
         frame = c.sources.to_frame(progress=False)
         edited = edited_like_pandas(frame, [(5, "use_pps_time", True), (5, "site_code", "0420")], how)
         plan = c.sources.plan(edited)
-        assert plan.by_source() == {5: {"use_pps_time": (False, True), "site_code": ("007", "0420")}}
+        changes = plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)
+        assert sorted(changes) == [(5, "site_code", "007", "0420"), (5, "use_pps_time", False, True)]
     finally:
         c.close()
         sb.stop()

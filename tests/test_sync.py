@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from neuroio_nb import Client, read_csv
 from neuroio_nb._jobs.frames import frame_from_records
-from neuroio_nb._jobs.plan import unmatched_of
+from neuroio_nb._jobs.parts import parts_of
 from neuroio_nb.errors import (
     BulkInterrupted,
     NearDuplicateNamesWarning,
@@ -741,7 +741,7 @@ def test_many_rows_that_match_no_source_are_named_cut_as_pandas_cuts(make_sandbo
     assert f"identify_facesize_threshold must be 0 or more: {cut}" in message  # same reason: one group
     site["store_images_for_results"] = [[f"bad {i}"] for i in range(70)]  # a reason of its own each
     plan, warned = plan_warned(c, site.drop(columns="identify_facesize_threshold"), key="name", q="Site 7")
-    told = unmatched_of(plan).refused_for_values()
+    told = parts_of(plan).unmatched.refused_for_values()
     assert "... 60 more problems ..." in told and "unknown value(s) ['bad 4']" in told and "['bad 5']" not in told
     assert told in str(warned[0].message) and told in repr(plan)
 
@@ -865,7 +865,7 @@ def test_rows_whose_values_create_would_refuse_are_told_so_not_that_it_would_cre
     assert f"create=True (CLI --create) would create 1 of them ({quoted([creatable])})" in message
     assert f"but refuses 3 for bad values, and the plan with them: {told}; to create the rest" in message
     pd.testing.assert_frame_equal(plan.unmatched, desired.loc[own_space])  # unchanged: every row that matches no source
-    assert unmatched_of(plan).refused() == refused
+    assert parts_of(plan).unmatched.refused() == refused
 
     note = "4 rows match no source (not created; create=True would create 1 but refuses 3 for bad values)"
     assert plan.summary() == f"nothing to change; {note}"
@@ -961,7 +961,7 @@ def test_each_hint_of_what_create_would_do_with_an_unmatched_row_is_what_it_does
         plan, warned = plan_warned(c, desired, key="name", q=q)
         assert len(warned) == 1 and len(plan.unmatched) == len(new)
         message = str(warned[0].message)
-        said = unmatched_of(plan).refused()
+        said = parts_of(plan).unmatched.refused()
         try:
             c.sources.plan(desired, key="name", create=True, q=q)
             refused = []
@@ -969,7 +969,7 @@ def test_each_hint_of_what_create_would_do_with_an_unmatched_row_is_what_it_does
             refused = exc.problems
         assert said == sorted({p.id for p in refused})
         for_values = {(p.id, p.field, p.reason) for p in refused if "outside the scope" not in p.reason}
-        assert for_values == {(p.id, p.field, p.reason) for p in unmatched_of(plan).refused_values}
+        assert for_values == {(p.id, p.field, p.reason) for p in parts_of(plan).unmatched.refused_values}
         for p in refused:
             assert repr(desired.at[p.id, "name"]) in message
             assert f"{p.field} {p.reason}: " in message or re.search(f"names? without q={q!r}: ", message)

@@ -10,6 +10,7 @@ import pytest
 
 from neuroio_nb import _views as views
 from neuroio_nb._jobs.bulk import Job, deletes_frame
+from neuroio_nb._jobs.parts import PlanParts
 from neuroio_nb._jobs.plan import CHANGE_COLUMNS, Plan
 from neuroio_nb.errors import Problem, ValidationError
 
@@ -158,7 +159,7 @@ def a_sync_plan(deletes: int, creates: int, updates: int) -> Plan:
         deletes=deletes_frame(list(range(1, deletes + 1)), [1] * deletes, [f"old {i}" for i in range(deletes)]),
     )
     # Showing a plan never calls the server; it knows the token creates in space 1.
-    return Plan(SimpleNamespace(landing_space=1), job)  # type: ignore[arg-type]
+    return Plan(PlanParts(SimpleNamespace(landing_space=1), job))  # type: ignore[arg-type]
 
 
 def test_a_long_plan_says_what_its_text_cuts_as_its_html_view_does():

@@ -22,7 +22,7 @@ from .._views import empty, esc, headline, plural, showing, table, td, view, win
 from ..errors import ConfigurationError, JournalError, Problem, RunsKeptWarning, ValidationError
 from .bulk import SourceCalls, apply_job, deletes_frame
 from .outcomes import Outcome, Report, as_action, as_status, check_on_conflict, make_report, with_run
-from .plan import creates_frame, update_plan
+from .plan import creates_frame, update_job
 from .sync import undo as undo_report
 
 #: Count columns of :func:`history_frame`, in this order.
@@ -311,9 +311,8 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     ]
     settled, creates, spaces, deletes = _settled(sources, todo)
     with labelled("resume", parent=run.run_id):
-        plan = update_plan(sources, records, {e.source_id: e.name for e in updates})
         job = replace(
-            plan.job,
+            update_job(records, {e.source_id: e.name for e in updates}),
             creates=creates_frame(creates),
             create_spaces=spaces,
             deleted={int(e.source_id): dict(e.before) for e in deletes.values() if e.source_id is not None},

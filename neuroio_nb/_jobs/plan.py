@@ -3,6 +3,10 @@
 A :class:`Plan` is a long frame of changes (id, field, old, new) plus the ids
 that could not be planned (not on the server). The comparison is vectorised
 per column: NA equals NA, and ``store_images_for_results`` compares as a set.
+
+:class:`Plan` is the user's face of a plan and nothing more; what it is made of (the job it
+sends, its sources, its policy) is a :class:`~neuroio_nb._jobs.parts.PlanParts`, which the
+package's other modules read with :func:`~neuroio_nb._jobs.parts.parts_of`.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -43,42 +47,28 @@ from .bulk import CANNOT_TELL, CHANGE_COLUMNS, RESTORABLE, Job, SourceCalls, app
 from .csvio import neutralised
 from .frames import INDEX, frame_from_records, typed_column
 from .outcomes import Report, check_on_conflict
-from .policy import Policy, empty_violations
-from .review import plan_json, plan_markdown, refusal, summary_note, violation_lines
-from .unmatched import Unmatched
+from .parts import PlanParts, parts_of
+from .policy import Policy
+from .review import plan_json, plan_markdown, plan_violations, refusal, summary_note, violation_lines
 from .validate import checked_cells
 
 
-@dataclass
 class Plan:
     """The changes an edited frame makes. ``len(plan)`` is how many sources change.
 
     What a plan holds for its reader: :meth:`summary`, :attr:`changes`, :attr:`creates`,
     :attr:`deletes`, :attr:`unmatched` and :attr:`violations`; :meth:`apply` sends it, each
     write conditional on what the plan saw (its own read of the server, or the ``base``);
-    :meth:`to_markdown` and :meth:`to_json` show it for a review. A plan with rows that
-    match no source is true (``bool(plan)``), as one with ids not found on the server is
-    (those, under ``key="id"``, are reported as failed).
+    :meth:`to_markdown` and :meth:`to_json` show it for a review, :meth:`save` keeps it to
+    apply later. A plan with rows that match no source is true (``bool(plan)``), as one with
+    ids not found on the server is (those, under ``key="id"``, are reported as failed).
+
+    A plan comes from ``client.sources.plan(edited)`` or ``client.sources.load_plan(path)``;
+    it is not made directly.
     """
 
-    sources: SourceCalls
-    #: What applying sends, and what each write expects to find: the plan's own read of the
-    #: server (or the ``base`` given), so that every write is conditional on what it saw.
-    job: Job = field(default_factory=Job)
-    #: Rows (``key="name"``, no ``create=True``) that match no source, and what ``create=True``
-    #: would do with them (:mod:`~neuroio_nb._jobs.unmatched`; :func:`unmatched_of` gives it).
-    _unmatched: Unmatched = field(default_factory=Unmatched, repr=False)
-    #: The rules the plan was checked against (``plan(..., policy=)``), if any.
-    policy: Policy | None = field(default=None, repr=False)
-    #: What breaks them in the state the plan would leave: one row per source and rule
-    #: (``id``, ``name``, ``rule``, ``require``, ``fields``, ``values``); apply() refuses while any remain.
-    violations: pd.DataFrame = field(default_factory=empty_violations, repr=False)
-    #: (the edited rows that matched a source, what the plan read of those sources): the
-    #: parts of the state the plan would leave, which a policy checks.
-    compared: tuple[pd.DataFrame, pd.DataFrame] | None = field(default=None, repr=False)
-    #: How it was asked for (``key``, ``q``, ``spaces_ids``, ``create``, ``delete``, ``base``):
-    #: said in a saved plan, for its reviewer.
-    made_with: dict[str, Any] = field(default_factory=dict, repr=False)
+    def __init__(self, parts: PlanParts) -> None:
+        self._parts = parts
 
     @property
     def unmatched(self) -> pd.DataFrame:
@@ -87,18 +77,18 @@ class Plan:
         row when every row matched). Nothing is done with them; the plan's views say what
         ``create=True`` would do with each (create it, or refuse it as outside the scope or for
         its values)."""
-        return self._unmatched.rows
+        return self._parts.unmatched.rows
 
     @property
     def changes(self) -> pd.DataFrame:
         """The updates: one row per (id, field): ``id``, ``name``, ``field``, ``old`` (the value
         the plan saw), ``new``."""
-        return self.job.changes
+        return self._parts.job.changes
 
     @property
     def creates(self) -> pd.DataFrame:
         """Rows to create (index: the desired frame's labels; one column per field sent)."""
-        return self.job.creates
+        return self._parts.job.creates
 
     @property
     def deletes(self) -> pd.DataFrame:
@@ -107,42 +97,33 @@ class Plan:
         space than the one the token's creates land in; ``cannot tell yet`` while that space is
         not known). ``apply()`` refuses deletes undo could not re-create, unless
         ``apply(irreversible=True)``."""
-        frame = self.job.deletes.copy()
-        frame["undo"] = pd.Series(
-            undo_of_deletes(self.job, self.sources.landing_space), index=frame.index, dtype=object
-        )
+        frame = self._parts.job.deletes.copy()
+        frame["undo"] = pd.Series(self._undo_of_deletes(), index=frame.index, dtype=object)
         return frame
 
     @property
-    def deleted(self) -> Mapping[int, dict[str, Any]]:
-        """id -> the settings each delete expects to find (and removes)."""
-        return self.job.deleted
-
-    @property
-    def missing(self) -> Mapping[int, str]:
-        """Ids that could not be planned (not on the server, not in the base), by reason."""
-        return self.job.missing
-
-    @property
-    def names(self) -> Mapping[Any, Any]:
-        """id -> name, of the sources updated."""
-        return self.job.names
+    def violations(self) -> pd.DataFrame:
+        """What breaks the rules the plan was checked against (``plan(..., policy=)``) in the
+        state it would leave: one row per source and rule (``id``, ``name``, ``rule``,
+        ``require``, ``fields``, ``values``; a source to create has no id yet). ``apply()``
+        refuses the plan while any remain, unless ``apply(allow_violations=True)``."""
+        return self._parts.violations
 
     def __len__(self) -> int:
         """How many sources change: updated, created and deleted."""
         return int(self.changes["id"].nunique()) + len(self.creates) + len(self.deletes)
 
     def __bool__(self) -> bool:
-        return len(self) > 0 or bool(self.missing) or len(self.unmatched) > 0 or len(self.violations) > 0
+        return len(self) > 0 or bool(self._missing) or len(self.unmatched) > 0 or len(self.violations) > 0
 
-    def by_source(self) -> dict[int, dict[str, tuple[Any, Any]]]:
-        """id -> {field: (old, new)}, fields in schema order.
+    @property
+    def _missing(self) -> Mapping[int, str]:
+        """Ids that could not be planned (not on the server, not in the base), by reason."""
+        return self._parts.job.missing
 
-        Example::
-
-            plan.by_source()[42]   # {"use_pps_time": (False, True)}
-        """
-        return self.job.updates
+    def _undo_of_deletes(self) -> list[str]:
+        """Per delete, whether undo could re-create it (see :attr:`deletes`)."""
+        return undo_of_deletes(self._parts.job, self._parts.sources.landing_space)
 
     def apply(
         self,
@@ -168,10 +149,11 @@ class Plan:
         """
         if len(self.violations) and not allow_violations and not dry_run:
             raise PolicyViolationError(refusal(self.violations), self.violations)
-        with self.sources.client.job():  # unattended: 429s waited out on the job's budget
+        sources = self._parts.sources
+        with sources.client.job():  # unattended: 429s waited out on the job's budget
             return apply_job(
-                self.sources,
-                self.job,
+                sources,
+                self._parts.job,
                 dry_run=dry_run,
                 on_conflict=check_on_conflict(on_conflict),
                 progress=progress,
@@ -214,17 +196,7 @@ class Plan:
         """
         from .saved import save_plan
 
-        return save_plan(self, path, made_with=self.made_with)
-
-    def create_bodies(self) -> dict[Any, dict[str, Any]]:
-        """Row label -> the fields a create sends (missing cells left to the server's defaults).
-
-        Example::
-
-            plan = client.sources.plan(site, key="name", create=True)
-            plan.create_bodies()   # {0: {"name": "Dock cam 1", ...}, ...}
-        """
-        return self.job.bodies
+        return save_plan(self, path)
 
     def summary(self) -> str:
         """``3 sources to update (5 values); 1 id not found``; deletions and creations lead:
@@ -234,8 +206,9 @@ class Plan:
 
             plan.summary()   # "1 source to delete, 2 to create, 3 to update (4 values)"
         """
-        if not len(self) and not self.missing:
-            notes = [self._unmatched.note() if len(self.unmatched) else "", summary_note(self.violations)]
+        unmatched = self._parts.unmatched
+        if not len(self) and not self._missing:
+            notes = [unmatched.note() if len(unmatched) else "", summary_note(self.violations)]
             return "; ".join(["nothing to change", *filter(None, notes)])
         n_updates = int(self.changes["id"].nunique())
         updates = f"to update ({plural(len(self.changes), 'value')})"
@@ -247,10 +220,10 @@ class Plan:
             )
         else:
             text = f"{plural(n_updates, 'source')} {updates}"
-        if self.missing:
-            text += f"; {plural(len(self.missing), 'id')} not found"
-        if len(self.unmatched):
-            text += f"; {self._unmatched.note()}"
+        if self._missing:
+            text += f"; {plural(len(self._missing), 'id')} not found"
+        if len(unmatched):
+            text += f"; {unmatched.note()}"
         if len(self.violations):
             text += f"; {summary_note(self.violations)}"
         return text
@@ -258,7 +231,7 @@ class Plan:
     def _irreversible_note(self) -> str:
         """``undo cannot restore 1 of the deleted (not in the space the token creates in): ...``,
         or that it cannot tell yet; empty when undo can bring every delete back."""
-        said = pd.Series(undo_of_deletes(self.job, self.sources.landing_space), dtype=object)
+        said = pd.Series(self._undo_of_deletes(), dtype=object)
         lost, unknown = int((~said.isin([RESTORABLE, CANNOT_TELL])).sum()), int((said == CANNOT_TELL).sum())
         parts = []
         if lost:
@@ -279,10 +252,10 @@ class Plan:
         lines = [f"<Plan: {self.summary()}{'; ' + note if note else ''}>"]
         if irreversible := self._irreversible_note():
             lines.append(f"  {irreversible}")
-        lines += self._unmatched.lines()
+        lines += self._parts.unmatched.lines()
         lines += cut_lines([_row_line(*rows[k]) for k in win.positions()], win, "source")
-        if self.missing:
-            lines.append(f"  not found: {ids_text(list(self.missing))}")
+        if self._missing:
+            lines.append(f"  not found: {ids_text(list(self._missing))}")
         if len(self.violations):
             lines += [f"  {summary_note(self.violations)} (apply() refuses the plan while any remain):"]
             lines += violation_lines(self.violations, indent="    ")
@@ -295,8 +268,8 @@ class Plan:
         return "`plan.deletes`, `plan.creates` and `plan.changes`"
 
     def _repr_html_(self) -> str:
-        unmatched = self._unmatched.html() + self._violations_html()
-        if not len(self) and not self.missing:
+        unmatched = self._parts.unmatched.html() + self._violations_html()
+        if not len(self) and not self._missing:
             if unmatched:
                 return view(headline("Plan", self.summary()), unmatched)
             return empty("Nothing to change: every edited value already equals the current one.")
@@ -304,7 +277,7 @@ class Plan:
         rows = [(m, sid, name, {} if m == deleted else ch) for m, sid, name, ch in self._rows()]
         fields = [c for c in ["name", *COLUMNS] if any(c in changes for _, _, _, changes in rows)]
         fields += sorted({f for _, _, _, changes in rows for f in changes} - set(fields))
-        footer = f"<p>Not found: {esc(ids_text(list(self.missing)))}</p>" if self.missing else ""
+        footer = f"<p>Not found: {esc(ids_text(list(self._missing)))}</p>" if self._missing else ""
         marked = bool(len(self.creates) or len(self.deletes))
         return changes_html(
             "Plan",
@@ -344,7 +317,7 @@ class Plan:
         deletes first (their changes: ``space_id`` and ``undo``), then ``+`` creates (no id
         yet), then ``~`` updates."""
         delete, create, update = (ACTION_MARKS[a] for a in ("delete", "create", "update"))
-        deletes = self.deletes
+        job, deletes = self._parts.job, self.deletes
         out: list[tuple[str, Any, Any, dict[str, tuple[Any, Any]]]] = [
             (delete, sid, name, {"space_id": (_plain_cell(space), None), "undo": (said, None)})
             for sid, name, space, said in zip(
@@ -353,9 +326,9 @@ class Plan:
         ]
         out += [
             (create, "", body.get("name"), {f: (None, v) for f, v in body.items() if f != "name"})
-            for body in self.create_bodies().values()
+            for body in job.bodies.values()
         ]
-        out += [(update, sid, self.names.get(sid), changes) for sid, changes in self.by_source().items()]
+        out += [(update, sid, job.names.get(sid), changes) for sid, changes in job.updates.items()]
         return out
 
 
@@ -417,7 +390,13 @@ def make_plan(sources: SourceCalls, edited: Any, base: pd.DataFrame | None) -> P
     names = _names(known if "name" in known.columns else base_frame, changes["id"].unique())
     changes.insert(1, "name", changes["id"].map(names).astype(object))
     job = Job(changes=changes, names=names, missing=missing, spaces=_spaces_of_ids(base_frame, changes["id"].unique()))
-    return Plan(sources, job, compared=(known, old))
+    return Plan(PlanParts(sources, job, compared=(known, old)))
+
+
+def with_policy(plan: Plan, policy: Policy) -> Plan:
+    """``plan`` checked against ``policy``: the violations of the state it would leave."""
+    parts = parts_of(plan)
+    return Plan(replace(parts, policy=policy, violations=plan_violations(parts, policy)))
 
 
 def _spaces_of_ids(frame: pd.DataFrame, ids: np.ndarray) -> list[int] | None:
@@ -442,16 +421,14 @@ def creates_frame(bodies: dict[Any, dict[str, Any]]) -> pd.DataFrame:
     )
 
 
-def update_plan(
-    sources: SourceCalls, records: list[tuple[int, str, Any, Any]], names: dict[Any, Any] | None = None
-) -> Plan:
-    """A conflict-checked plan from (id, field, old, new) records, as undo makes one."""
+def update_job(records: list[tuple[int, str, Any, Any]], names: Mapping[Any, Any] | None = None) -> Job:
+    """The conflict-checked updates of (id, field, old, new) records, as undo and resume send them."""
     names = names or {}
     changes = pd.DataFrame(
         [(sid, names.get(sid), f, old, new) for sid, f, old, new in records], columns=CHANGE_COLUMNS, dtype=object
     )  # objects: None stays None, not NaN
     changes = changes.astype({"id": id_index(changes["id"]).dtype, "name": object, "old": object, "new": object})
-    return Plan(sources, Job(changes=changes, names={sid: names.get(sid) for sid in changes["id"]}))
+    return Job(changes=changes, names={sid: names.get(sid) for sid in changes["id"]})
 
 
 def _names(frame: pd.DataFrame, ids: np.ndarray) -> dict[int, Any]:
@@ -639,8 +616,3 @@ def _spaces_of(edited: pd.DataFrame) -> list[int] | None:
     if "space_id" not in edited.columns or edited["space_id"].isna().any():
         return None
     return sorted(int(s) for s in edited["space_id"].unique())
-
-
-def unmatched_of(plan: Plan) -> Unmatched:
-    """The rows ``plan`` left unmatched, with what ``create=True`` would do with them."""
-    return plan._unmatched

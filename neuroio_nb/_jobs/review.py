@@ -19,25 +19,26 @@ from .._values import shown, to_python
 from .._views import ACTION_MARKS, cut_lines, plural, showing, window
 from .bulk import RESTORABLE
 from .frames import INDEX, empty_frame, frame_from_records
+from .parts import PlanParts, parts_of
 from .policy import Policy, empty_violations
 
 if TYPE_CHECKING:
     from .plan import Plan
 
 
-def desired_state(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
+def desired_state(parts: PlanParts) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(the sources the plan compared, as it would leave them; the sources it would create,
     with the server's defaults for what they leave out and no id yet), both indexed by ``id``."""
-    if plan.compared is None:
+    if parts.compared is None:
         kept = empty_frame()
     else:
-        edited, seen = plan.compared
+        edited, seen = parts.compared
         kept = seen.copy()
         for column in edited.columns:
             if column not in READ_ONLY and column != INDEX:
                 kept[column] = edited[column]
-    bodies = plan.create_bodies()
-    spaces = plan.job.create_spaces  # where a row says its source must land
+    bodies = parts.job.bodies
+    spaces = parts.job.create_spaces  # where a row says its source must land
     made = frame_from_records(
         [
             {**create_defaults(), **body, **({"space_id": spaces[label]} if label in spaces else {}), INDEX: n}
@@ -48,9 +49,9 @@ def desired_state(plan: Plan) -> tuple[pd.DataFrame, pd.DataFrame]:
     return kept, made
 
 
-def plan_violations(plan: Plan, policy: Policy) -> pd.DataFrame:
-    """The violations of the state ``plan`` would leave (see the module doc)."""
-    found = [v for v in (policy.check(frame) for frame in desired_state(plan)) if len(v)]
+def plan_violations(parts: PlanParts, policy: Policy) -> pd.DataFrame:
+    """The violations of the state the plan of ``parts`` would leave (see the module doc)."""
+    found = [v for v in (policy.check(frame) for frame in desired_state(parts)) if len(v)]
     if not found:
         return empty_violations()
     return found[0] if len(found) == 1 else pd.concat(found, ignore_index=True)
@@ -126,16 +127,17 @@ def plan_markdown(plan: Plan) -> str:
 
 def _markdown_rows(plan: Plan) -> list[str]:
     delete, create, update = (ACTION_MARKS[a] for a in ("delete", "create", "update"))
+    job = parts_of(plan).job
     deletes = plan.deletes[["id", "space_id", "name", "undo"]].itertuples(index=False, name=None)
     out = [
         _md_row(delete, sid, name, "", f"every setting (space {shown(space)})", _md_text(_deleted(undo)))
         for sid, space, name, undo in deletes
     ]
-    for body in plan.create_bodies().values():
+    for body in job.bodies.values():
         sent = "; ".join(f"`{f}`: {_md_value(v)}" for f, v in body.items() if f != "name")
         out.append(_md_row(create, "", body.get("name"), "", "", sent or "the server's defaults"))
     out += [
-        _md_row(update, sid, plan.names.get(sid), fname, _md_value(old), _md_value(new))
+        _md_row(update, sid, job.names.get(sid), fname, _md_value(old), _md_value(new))
         for sid, fname, old, new in plan.changes[["id", "field", "old", "new"]].itertuples(index=False, name=None)
     ]
     return out
@@ -149,14 +151,14 @@ def _deleted(undo: str) -> str:
 def _markdown_notes(plan: Plan) -> list[str]:
     """What needs the reviewer's eye besides the changes: violations, ids not found, unmatched rows."""
     notes = []
+    missing, unmatched = parts_of(plan).job.missing, parts_of(plan).unmatched
     if len(plan.violations):
         notes.append(f"> **{_md_text(summary_note(plan.violations))}** (apply() refuses the plan while any remain):")
         notes += [f"> - {_md_text(line.strip())}" for line in violation_lines(plan.violations, indent="")]
         notes.append("")
-    if plan.missing:
-        notes += [f"> Not found: {_md_text(', '.join(str(i) for i in plan.missing))} (reported as failed)", ""]
-    if len(plan.unmatched):
-        unmatched = plan._unmatched
+    if missing:
+        notes += [f"> Not found: {_md_text(', '.join(str(i) for i in missing))} (reported as failed)", ""]
+    if len(unmatched):
         notes += [f"> {_md_text(unmatched.note())}: {_md_text(unmatched.names())}", ""]
     return notes
 
@@ -181,17 +183,19 @@ def _md_text(text: Any) -> str:
 
 def plan_json(plan: Plan) -> dict[str, Any]:
     """Every change of ``plan``, uncut, as plain JSON values (the schema is in the docs)."""
+    parts = parts_of(plan)
+    job = parts.job
     return {
         "schema": "neuroio-nb plan",
         "version": JSON_VERSION,
-        "base_url": plan.sources.client.base_url,
+        "base_url": parts.sources.client.base_url,
         "summary": plan.summary(),
         "counts": {
             "delete": len(plan.deletes),
             "create": len(plan.creates),
             "update": int(plan.changes["id"].nunique()),
             "values": len(plan.changes),
-            "not_found": len(plan.missing),
+            "not_found": len(job.missing),
             "unmatched": len(plan.unmatched),
             "violations": len(plan.violations),
         },
@@ -201,24 +205,22 @@ def plan_json(plan: Plan) -> dict[str, Any]:
                 "space_id": json_value(space),
                 "name": json_value(name),
                 "undo": undo,
-                "settings": json_value(plan.deleted.get(sid, {})),
+                "settings": json_value(job.deleted.get(sid, {})),
             }
             for sid, space, name, undo in plan.deletes[["id", "space_id", "name", "undo"]].itertuples(
                 index=False, name=None
             )
         ],
-        "creates": [
-            {"row": json_label(row), "settings": json_value(body)} for row, body in plan.create_bodies().items()
-        ],
+        "creates": [{"row": json_label(row), "settings": json_value(body)} for row, body in job.bodies.items()],
         "updates": [
             {
                 "id": int(sid),
-                "name": json_value(plan.names.get(sid)),
+                "name": json_value(job.names.get(sid)),
                 "changes": {f: {"old": json_value(old), "new": json_value(new)} for f, (old, new) in changes.items()},
             }
-            for sid, changes in plan.by_source().items()
+            for sid, changes in job.updates.items()
         ],
-        "not_found": [{"id": json_value(sid), "reason": reason} for sid, reason in plan.missing.items()],
+        "not_found": [{"id": json_value(sid), "reason": reason} for sid, reason in job.missing.items()],
         "unmatched": [
             {"row": json_label(row), "name": json_value(name)} for row, name in plan.unmatched["name"].items()
         ],

@@ -29,6 +29,7 @@ import pandas as pd
 from .._version import __version__
 from ..errors import NeuroIOError, ValidationError
 from .bulk import CHANGE_COLUMNS, Job, deletes_frame, no_changes, no_creates
+from .parts import PlanParts, parts_of
 from .plan import Plan, creates_frame
 from .policy import VIOLATION_COLUMNS, Policy, empty_violations
 from .review import json_label, json_value
@@ -42,9 +43,9 @@ FORMAT = "neuroio-nb saved plan"
 VERSION = 1
 
 
-def save_plan(plan: Plan, path: str | os.PathLike[str], *, made_with: dict[str, Any] | None = None) -> Path:
+def save_plan(plan: Plan, path: str | os.PathLike[str]) -> Path:
     """Write ``plan`` to ``path`` (atomically: a reader never sees half a file); returns the path."""
-    body = _layout(plan_document(plan, made_with=made_with))
+    body = _layout(plan_document(plan))
     text = f'{body}{CHECKSUM_KEY.decode()}"{checksum(body.encode("utf-8"))}"\n}}\n'
     target = Path(os.fspath(path))
     folder = target.parent if str(target.parent) else Path(".")
@@ -59,20 +60,20 @@ def save_plan(plan: Plan, path: str | os.PathLike[str], *, made_with: dict[str, 
     return target
 
 
-def plan_document(plan: Plan, *, made_with: dict[str, Any] | None = None) -> dict[str, Any]:
+def plan_document(plan: Plan) -> dict[str, Any]:
     """The file's content, without its checksum."""
-    parts = job_parts(plan)
+    parts = parts_of(plan)
     return {
         "format": FORMAT,
         "version": VERSION,
         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "toolkit": __version__,
-        "base_url": plan.sources.client.base_url,
-        "made_with": json_value(made_with or {}),
+        "base_url": parts.sources.client.base_url,
+        "made_with": json_value(dict(parts.made_with)),
         "summary": plan.summary(),
-        "writes": parts,
+        "writes": writes_document(parts.job),
         "unmatched": [{"row": json_label(r), "name": json_value(n)} for r, n in plan.unmatched["name"].items()],
-        "policy": plan.policy.as_list() if plan.policy is not None else None,
+        "policy": parts.policy.as_list() if parts.policy is not None else None,
         "violations": json_value(plan.violations[VIOLATION_COLUMNS].to_dict("records")),
     }
 
@@ -96,10 +97,9 @@ def checksum(body: bytes) -> str:
     return "sha256:" + hashlib.sha256(body).hexdigest()
 
 
-def job_parts(plan: Plan) -> dict[str, Any]:
-    """The writes of ``plan`` (its :class:`~neuroio_nb._jobs.bulk.Job`) and what each expects
-    to find, as JSON values."""
-    job = plan.job
+def writes_document(job: Job) -> dict[str, Any]:
+    """The writes of a plan's :class:`~neuroio_nb._jobs.bulk.Job` and what each expects to
+    find, as JSON values."""
     deletes = job.deletes[["id", "space_id", "name"]].itertuples(index=False, name=None)
     return {
         "updates": [
@@ -190,13 +190,18 @@ def plan_of(sources: SourceCalls, document: dict[str, Any], where: str) -> Plan:
             {"name": pd.Series([u["name"] for u in document["unmatched"]], dtype=object)},
             index=pd.Index([u["row"] for u in document["unmatched"]]),
         )
-        plan = Plan(sources, _job(document["writes"]), _unmatched=Unmatched(rows=unmatched))
         rules = document.get("policy")
-        plan.policy = Policy(rules) if rules is not None else None
-        plan.violations = _violations(document["violations"])
+        parts = PlanParts(
+            sources,
+            _job(document["writes"]),
+            unmatched=Unmatched(rows=unmatched),
+            policy=Policy(rules) if rules is not None else None,
+            violations=_violations(document["violations"]),
+            made_with=dict(document.get("made_with") or {}),
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise _refused(where, f"is damaged: {type(exc).__name__} {exc} while reading it back") from None
-    return plan
+    return Plan(parts)
 
 
 def _job(writes: dict[str, Any]) -> Job:

@@ -41,11 +41,12 @@ from .._schema import BY_NAME, READ_ONLY
 from .._values import is_missing, sendable, to_python, whole_number
 from .._views import number, plural
 from ..errors import NearDuplicateNamesWarning, NotEmptiedWarning, Problem, UnmatchedRowsWarning, ValidationError
-from .bulk import CHANGE_COLUMNS, SourceCalls, apply_job, deletes_frame, settings_of
+from .bulk import CHANGE_COLUMNS, Job, SourceCalls, apply_job, deletes_frame, settings_of
 from .frames import INDEX, frame_from_records
 from .names import near_duplicates
 from .outcomes import Report, check_on_conflict
-from .plan import Plan, creates_frame, make_plan, update_plan
+from .parts import PlanParts, parts_of
+from .plan import Plan, creates_frame, make_plan, update_job
 from .unmatched import Unmatched, outside_q, outside_scope, outside_spaces
 from .validate import column_problems
 
@@ -65,16 +66,43 @@ def make_sync_plan(
     q: str | None = None,
     spaces_ids: Iterable[int] | int | None = None,
 ) -> Plan:
-    """What making the server match ``desired`` would do (see the module doc)."""
+    """What making the server match ``desired`` would do (see the module doc); the plan says
+    how it was asked for (its ``made_with``, kept in a saved plan for its reviewer)."""
     _check_arguments(desired, key, create, delete, q)
     spaces = None if spaces_ids is None else _spaces(spaces_ids)
-    if key == "id" and not delete:
-        return make_plan(sources, desired, base)
     if key == "id":
-        plan = make_plan(sources, desired, base)
-        scope, _ = _read_scope(sources, q, spaces)
-        wanted = set(desired.index if desired.index.name == INDEX or INDEX not in desired.columns else desired[INDEX])
-        return _with_deletes(plan, [sid for sid in scope if sid not in wanted], scope, base)
+        parts = parts_of(make_plan(sources, desired, base))
+        if delete:
+            scope, _ = _read_scope(sources, q, spaces)
+            index = desired.index if desired.index.name == INDEX or INDEX not in desired.columns else desired[INDEX]
+            wanted = set(index)
+            parts = replace(
+                parts, job=_with_deletes(parts.job, [sid for sid in scope if sid not in wanted], scope, base)
+            )
+    else:
+        parts = _named_parts(sources, desired, base, create=create, delete=delete, q=q, spaces=spaces)
+    made_with = {
+        "key": key,
+        "create": create,
+        "delete": delete,
+        "q": q,
+        "spaces_ids": spaces_ids,
+        "base": base is not None,
+    }
+    return Plan(replace(parts, made_with=made_with))
+
+
+def _named_parts(
+    sources: SourceCalls,
+    desired: pd.DataFrame,
+    base: pd.DataFrame | None,
+    *,
+    create: bool,
+    delete: bool,
+    q: str | None,
+    spaces: list[int] | None,
+) -> PlanParts:
+    """The plan of a frame matched to the sources by name (see the module doc)."""
     _check_named_shape(desired)
     row_spaces = spaces_of_rows(desired)  # worked out once: the checks and the matching share it
     row_spaces_of = dict(zip(desired.index, row_spaces, strict=True))
@@ -99,11 +127,12 @@ def make_sync_plan(
             problems += [p._replace(id=row_of.get(p.id, p.id)) for p in exc.problems]
     if problems:  # a frame matched by name has no ids: its problems name rows (a file's, lines)
         raise ValidationError(problems, labels=desired.attrs.get("labels", "row"))
-    plan = update_plan(sources, []) if compared is None else compared
-    plan.job = replace(plan.job, identity={sid: scope[sid].get("name") for sid in matched.values()})
+    parts = PlanParts(sources) if compared is None else parts_of(compared)
+    job = replace(parts.job, identity={sid: scope[sid].get("name") for sid in matched.values()})
+    unmatched = Unmatched()
     if create:
-        plan.job = replace(
-            plan.job,
+        job = replace(
+            job,
             creates=_creates(desired.loc[to_create], server),
             create_spaces=_named_spaces(desired.index, row_spaces, to_create),
             scope=(q, spaces),
@@ -121,9 +150,9 @@ def make_sync_plan(
             unmatched.warn(q, spaces)
         else:
             unmatched = Unmatched(rows=rows)
-        plan._unmatched = unmatched
     claimed = set(matched.values())
-    return _with_deletes(plan, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
+    job = _with_deletes(job, [sid for sid in scope if sid not in claimed] if delete else [], scope, base)
+    return replace(parts, job=job, unmatched=unmatched)
 
 
 def _warn_near_duplicates(desired: pd.DataFrame, unmatched: list[Any], scope: dict[int, dict[str, Any]]) -> None:
@@ -148,7 +177,7 @@ def _warn_near_duplicates(desired: pd.DataFrame, unmatched: list[Any], scope: di
         "so create=True would make a second source beside it; to update that source instead, give the row "
         "its exact name",
         NearDuplicateNamesWarning,
-        stacklevel=4,
+        stacklevel=5,  # the caller of client.sources.plan
     )
 
 
@@ -473,7 +502,7 @@ def _warn_not_emptied(kept: list[tuple[Any, Any, str, Any]]) -> None:
         f"{'it' if len(kept) == 1 else 'them'} as {'it is' if len(kept) == 1 else 'they are'}: "
         f"{listed}{more}. Fill the cell with the value wanted to change it.",
         NotEmptiedWarning,
-        stacklevel=5,  # the caller of client.sources.plan
+        stacklevel=6,  # the caller of client.sources.plan
     )
 
 
@@ -497,19 +526,18 @@ def _sendable(column: str, value: Any) -> Any:
     return sendable(column, value)
 
 
-def _with_deletes(plan: Plan, ids: list[int], scope: dict[int, dict[str, Any]], base: pd.DataFrame | None) -> Plan:
-    """``plan`` that also deletes ``ids``, each conflict-checked against the base (else the scope as read)."""
+def _with_deletes(job: Job, ids: list[int], scope: dict[int, dict[str, Any]], base: pd.DataFrame | None) -> Job:
+    """``job`` that also deletes ``ids``, each conflict-checked against the base (else the scope as read)."""
     if not ids:
-        return plan
+        return job
     based = _base_records(base, ids)
-    plan.job = replace(
-        plan.job,
+    return replace(
+        job,
         deleted={sid: settings_of(based.get(sid) or scope[sid]) for sid in ids},
         deletes=deletes_frame(
             ids, [scope[sid].get("space_id") for sid in ids], [scope[sid].get("name") for sid in ids]
         ),
     )
-    return plan
 
 
 def _base_records(base: pd.DataFrame | None, ids: list[int]) -> dict[int, dict[str, Any]]:
@@ -569,9 +597,8 @@ def undo(
             space = whole_number(before.get("space_id"))
             if space is not None:  # re-created there, or refused: never made in another space
                 spaces[int(sid)] = space
-    plan = update_plan(sources, records, dict(zip(report.index, names, strict=True)))
     job = replace(
-        plan.job,
+        update_job(records, dict(zip(report.index, names, strict=True))),
         deleted=remove,
         deletes=deletes_frame(list(remove), [None] * len(remove), list(remove_names.values())),
         creates=creates_frame(recreate),

@@ -94,6 +94,17 @@ class Unmatched:
             for reason, labels, text in self.refusals()
         ]
 
+    def command_line(self) -> list[str]:
+        """The lines ``neuroio-nb plan|apply`` prints of them (none when there are none): the
+        note and their names, then why ``--create`` refuses some, with the CLI's options."""
+        if not len(self.rows):
+            return []
+        lines = [f"{self.note(CLI)}: {self.names()}"]
+        return lines + [
+            f"{REFUSAL_NOUNS[reason].capitalize()} ({CLI.create} refuses {_them(len(labels))}): {text}."
+            for reason, labels, text in self.refusals(CLI)
+        ]
+
     def html(self) -> str:
         """The notice a plan's HTML view shows of them (empty when there are none)."""
         if not len(self.rows):
@@ -201,7 +212,7 @@ class Unmatched:
                     f"{number(len(refused))} {why}, and the plan with them: {details}; to create the rest, "
                     "leave those out of the frame."
                 )
-        warnings.warn(said + hint, UnmatchedRowsWarning, stacklevel=4)  # the caller of client.sources.plan
+        warnings.warn(said + hint, UnmatchedRowsWarning, stacklevel=5)  # the caller of client.sources.plan
 
 
 def unmatched_note(
