@@ -118,10 +118,13 @@ def test_a_plan_shows_only_its_documented_face(check: Any, client: Client, tmp_p
     assert "::: neuroio_nb.Plan\n    options:\n      merge_init_into_class: false\n" in page
 
 
-def test_a_report_and_a_history_add_only_their_summaries_to_a_data_frame(check: Any) -> None:
-    from neuroio_nb import History, Report
+def test_a_report_a_history_and_a_policy_show_only_their_documented_names(check: Any) -> None:
+    from neuroio_nb import History, Policy, Report
 
     assert public_names(Report) - public_names(pd.DataFrame) == {"counts", "summary"}
     assert public_names(History) - public_names(pd.DataFrame) == {"summary"}
     assert reference_members(check, Report) == {"counts", "summary"}
     assert reference_members(check, History) == {"summary"}
+    # a policy shows its rules through its views and as_list(), not as an attribute
+    rules = Policy([{"name": "pps", "require": "use_pps_time == True"}])
+    assert public_names(rules) == reference_members(check, Policy) == {"as_list", "check", "coerce", "from_toml"}

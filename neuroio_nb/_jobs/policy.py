@@ -81,7 +81,7 @@ class Policy:
     """
 
     def __init__(self, rules: Iterable[Mapping[str, Any] | Rule] = (), *, source: str = "policy") -> None:
-        self.source = source
+        self._source = source
         problems: list[Problem] = []
         parsed: list[Rule] = []
         seen: set[str] = set()
@@ -95,7 +95,7 @@ class Policy:
                 seen.add(name)
         if problems:
             raise ValidationError(problems, what=source)
-        self.rules: tuple[Rule, ...] = tuple(parsed)
+        self._rules: tuple[Rule, ...] = tuple(parsed)
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike[str]) -> Policy:
@@ -148,19 +148,19 @@ class Policy:
         )
 
     def __len__(self) -> int:
-        return len(self.rules)
+        return len(self._rules)
 
     def __iter__(self) -> Iterator[Rule]:
-        return iter(self.rules)
+        return iter(self._rules)
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Policy) and self.rules == other.rules
+        return isinstance(other, Policy) and self._rules == other._rules
 
     __hash__ = None  # type: ignore[assignment]  # mutable-looking container: compare, do not hash
 
     def __repr__(self) -> str:
-        lines = [f"<Policy: {len(self.rules)} rule{'' if len(self.rules) == 1 else 's'}>"]
-        lines += [f"  {r.name}: {'where ' + r.where + ': ' if r.where else ''}require {r.require}" for r in self.rules]
+        lines = [f"<Policy: {len(self._rules)} rule{'' if len(self._rules) == 1 else 's'}>"]
+        lines += [f"  {r.name}: {'where ' + r.where + ': ' if r.where else ''}require {r.require}" for r in self._rules]
         return "\n".join(lines)
 
     def as_list(self) -> list[dict[str, str]]:
@@ -170,7 +170,7 @@ class Policy:
 
             Policy.from_toml("rules.toml").as_list()   # [{"name": ..., "where": ..., "require": ...}]
         """
-        return [rule.as_dict() for rule in self.rules]
+        return [rule.as_dict() for rule in self._rules]
 
     def check(self, frame: pd.DataFrame) -> pd.DataFrame:
         """The violations of ``frame`` (a frame of sources, as ``to_frame`` makes it): one row
@@ -184,10 +184,10 @@ class Policy:
             rules.check(client.sources.to_frame())   # one row per (source, rule) broken
         """
         self._check_names(frame)
-        frame = _with_schema_fields(frame, [f for rule in self.rules for f in rule.fields])
+        frame = _with_schema_fields(frame, [f for rule in self._rules for f in rule.fields])
         problems: list[Problem] = []
         parts: list[pd.DataFrame] = []
-        for rule in self.rules:
+        for rule in self._rules:
             try:
                 broken = _violators(frame, rule)
             except Exception as exc:
@@ -196,14 +196,14 @@ class Policy:
             if broken.any():
                 parts.append(_violations_of(frame, rule, broken))
         if problems:
-            raise ValidationError(problems, what=self.source)
+            raise ValidationError(problems, what=self._source)
         return pd.concat(parts, ignore_index=True) if parts else empty_violations()
 
     def _check_names(self, frame: pd.DataFrame) -> None:
         """Every name a rule uses is a column of ``frame`` (or its index): else one error for all."""
         known = {*map(str, frame.columns), str(frame.index.name)}
         problems = []
-        for rule in self.rules:
+        for rule in self._rules:
             for name in rule.fields:
                 if name not in known and name not in BY_NAME:
                     close = difflib.get_close_matches(name, sorted(known | set(COLUMNS)), n=1)
@@ -212,7 +212,7 @@ class Policy:
                         Problem(None, f"rule {rule.name!r}", None, f"uses {name!r}, which is not a field{hint}")
                     )
         if problems:
-            raise ValidationError(problems, what=self.source)
+            raise ValidationError(problems, what=self._source)
 
 
 def _with_schema_fields(frame: pd.DataFrame, fields: list[str]) -> pd.DataFrame:
