@@ -174,3 +174,17 @@ def test_docs_readme_and_notebooks_use_only_public_names(path: Path) -> None:
         }
     )
     assert not private, f"{path.name} shows private modules: {private}"
+
+
+def test_only_parts_of_looks_inside_a_plan() -> None:
+    """The package's modules read what a plan is made of through ``parts_of(plan)``
+    (``neuroio_nb/_jobs/parts.py``), never by reaching into the plan's private attribute."""
+    home = {PACKAGE / "_jobs" / "parts.py", PACKAGE / "_jobs" / "plan.py"}
+    reaching = [
+        f"{path.relative_to(ROOT)}:{number}: {line.strip()}"
+        for path in SOURCES
+        if path not in home
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1)
+        if "._parts" in line
+    ]
+    assert not reaching, "use parts_of(plan) instead:\n" + "\n".join(reaching)
