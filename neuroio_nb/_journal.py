@@ -73,6 +73,15 @@ WriteBytes = Callable[[int, memoryview], int]
 ACTIONS = ("update", "create", "delete")
 #: Statuses that say the server did what the intent asked.
 APPLIED = frozenset({"updated", "created", "deleted"})
+#: The start of a probe's name: a throwaway source a job creates, alone, to learn the space
+#: the token's creates land in, and deletes at once (its intent is ``create``, then outcomes
+#: ``created`` and ``deleted``). A probe that is gone is left out of a run as read back.
+PROBE = "neuroio-nb probe "
+
+
+def is_probe(name: Any) -> bool:
+    """Is ``name`` a probe's (see :data:`PROBE`)?"""
+    return isinstance(name, str) and name.startswith(PROBE)
 
 
 def default_folder() -> Path:
@@ -721,6 +730,13 @@ class Entry:
     space: int | None = None
 
     @property
+    def settled_probe(self) -> bool:
+        """A probe (see :data:`PROBE`) deleted again, or never made: nothing of it is left."""
+        return is_probe(self.name) and (
+            self.status == "deleted" or (self.status == "failed" and not self.maybe_applied)
+        )
+
+    @property
     def perhaps_applied(self) -> bool:
         """Did (or may) the server act on it? Unknown outcomes count: readers settle them with the server."""
         return self.status is None or self.status in APPLIED or self.maybe_applied
@@ -986,7 +1002,7 @@ def read_run(path: Path) -> RunRecord:
         parent=header.get("parent"),
         finished=end.get("finished") if end else None,
         state=state,
-        entries=sorted(entries.values(), key=lambda e: e.seq),
+        entries=sorted((e for e in entries.values() if not e.settled_probe), key=lambda e: e.seq),
         details=dict(header.get("details") or {}),
     )
 
@@ -994,6 +1010,7 @@ def read_run(path: Path) -> RunRecord:
 __all__ = [
     "APPLIED",
     "ENV",
+    "PROBE",
     "Entry",
     "Intent",
     "Journal",
@@ -1003,6 +1020,7 @@ __all__ = [
     "RunWriter",
     "TornLineWarning",
     "default_folder",
+    "is_probe",
     "journaled",
     "labelled",
     "new_run_id",

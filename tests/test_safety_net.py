@@ -146,12 +146,17 @@ def test_resume_of_a_sync_killed_mid_create_creates_in_its_space_what_was_not_ma
 # ---- 3. what undo cannot reverse is said before apply --------------------------------------------
 
 
-def two_namesakes(make_sandbox):
-    """Space 1 and space 3 each hold a source named "Twin" (the token's creates land in space 1)."""
+def two_namesakes(make_sandbox, *, space_1_first: bool = True):
+    """Space 1 and space 3 each hold a source named "Twin" (the token's creates land in space 1).
+
+    ``space_1_first``: the space-1 one has the lower id, so that its row comes first in a
+    report, a journal run and an undo (else the space-3 one does)."""
     sb = make_sandbox(sources=60, seed=7)
     records = list(sb.sources.values())
-    one = next(r for r in records if r["space_id"] == 1)
-    three = next(r for r in records if r["space_id"] == 3)
+    ones = [r for r in records if r["space_id"] == 1]
+    threes = [r for r in records if r["space_id"] == 3]
+    one = next(r for r in ones if r["id"] < threes[0]["id"]) if space_1_first else ones[-1]
+    three = threes[0] if space_1_first else next(r for r in threes if r["id"] < one["id"])
     one["name"] = three["name"] = "Twin"
     sb.reset(records)
     return sb, one["id"], three["id"]
@@ -226,3 +231,120 @@ def test_once_the_tokens_space_is_known_undo_creates_nothing_it_must_delete_agai
     undone = c.sources.undo(report, progress=False)
     assert len(sb.requests("POST")) == 1 and not sb.requests("DELETE")
     assert undone.counts() == {"created": 1, "failed": 1}
+
+
+def twins_seen_at_each_request(sb) -> list[dict[int, int]]:
+    """As each request reaches ``sb`` from now on: the sources named "Twin" then, id -> space."""
+    seen: list[dict[int, int]] = []
+
+    def look(method: str, path: str) -> None:
+        seen.append({i: s["space_id"] for i, s in sb.sources.items() if s["name"] == "Twin"})
+
+    sb.before_request = look
+    return seen
+
+
+@pytest.mark.parametrize("space_1_first", [True, False], ids=["space-1-row-first", "space-3-row-first"])
+@pytest.mark.parametrize("attempt", range(3))
+def test_while_the_tokens_space_is_unknown_undo_never_lets_a_probe_take_a_name_a_row_restores(
+    make_sandbox, client_for, tmp_path, space_1_first, attempt
+):
+    """Both rows of the undo are named "Twin": the probe that learns where creates land is a
+    throwaway of another name, deleted at once and not in the report; only the space-1 row's
+    POST carries the name, and no other source ever holds it."""
+    sb, one, three = two_namesakes(make_sandbox, space_1_first=space_1_first)
+    folder = tmp_path / "journal"
+    report = deleting(client_for(sb, journal=folder), [one, three]).apply(irreversible=True, progress=False)
+    assert list(report.index) == ([one, three] if space_1_first else [three, one])
+    after = sb.sources
+    c = client_for(sb, journal=folder)  # a new client: it does not know the token's space
+    sb.clear_log()
+    seen = twins_seen_at_each_request(sb)
+    undone = c.sources.undo(report.attrs["run_id"], progress=False)
+    sb.before_request = None
+    (back,) = undone.index[undone["old_id"] == one]
+    assert sb.source(back)["space_id"] == 1 and sb.source(back)["name"] == "Twin"
+    assert [r.body["name"] for r in sb.requests("POST")].count("Twin") == 1, "only the space-1 row sends its name"
+    assert all(set(twins) <= {back} for twins in seen), "no moment where another source held the name"
+    assert set(sb.sources) - set(after) == {back}, "the probe is gone"
+    assert sorted(undone["old_id"].tolist()) == sorted([one, three]), "the report holds the rows, not the probe"
+    assert undone.loc[undone["old_id"] == three, "status"].tolist() == ["failed"]
+    history = c.sources.history()
+    assert history.loc[history.index[0], ["created", "deleted", "failed"]].tolist() == [1, 0, 1]
+    assert len(c.sources.history(history.index[0])) == 2, "the journal's report of the undo: no probe either"
+
+
+UNDO_RUN = textwrap.dedent("""
+    import sys
+    from neuroio_nb import Client
+
+    Client(max_workers=2).sources.undo(sys.argv[1], progress=False)
+    print("FINISHED", flush=True)
+""")
+
+
+@pytest.mark.parametrize("then", ["undo", "resume"])
+@pytest.mark.parametrize("applied", [True, False], ids=["probe-applied", "probe-refused"])
+def test_an_undo_killed_at_its_probes_post_leaves_no_probe_after_undo_or_resume(
+    make_sandbox, client_for, tmp_path, applied, then
+):
+    sb, one, three = two_namesakes(make_sandbox, space_1_first=False)
+    folder = tmp_path / "journal"
+    deleter = client_for(sb, journal=folder)
+    report = deleting(deleter, [one, three]).apply(irreversible=True, progress=False)
+    deleter.close()  # its connections closed: the sandbox then waits only for the killed process's
+    after = set(sb.sources)
+    env = dict(os.environ, NEUROIO_API_TOKEN=sb.token, NEUROIO_API_URL=sb.url, NEUROIO_NB_JOURNAL=str(folder))
+    proc = subprocess.Popen(
+        [sys.executable, "-c", UNDO_RUN, report.attrs["run_id"]], env=env, stdout=subprocess.PIPE, text=True
+    )
+
+    def kill_at_the_first_post(method: str, path: str) -> None:
+        if method == "POST":
+            proc.kill()
+            proc.wait()
+            if not applied:
+                raise RuntimeError("killed before the probe was made")
+
+    sb.before_request = kill_at_the_first_post
+    proc.wait(timeout=120)
+    assert proc.returncode == -9, "the undo was not killed: it finished first"
+    sb.wait_idle(closed=True)
+    sb.before_request = None
+    (probe,) = [r.body["name"] for r in sb.requests("POST")]
+    assert probe != "Twin", "the first POST is the probe, not a row"
+    assert len(set(sb.sources) - after) == (1 if applied else 0)
+    c = client_for(sb, journal=folder)
+    killed = c.sources.history().index[0]
+    finished = getattr(c.sources, then)(killed, progress=False)
+    made = set(sb.sources) - after
+    assert not [i for i, s in sb.sources.items() if s["name"] == probe], "no probe is left behind"
+    if then == "undo":
+        assert not made, "the killed undo made nothing but its probe"
+    else:
+        (back,) = made
+        assert sb.source(back)["name"] == "Twin" and sb.source(back)["space_id"] == 1
+        assert finished.loc[back, "status"] == "created"
+    assert probe not in set(finished["name"].dropna()), "the report shows no probe that was deleted"
+
+
+def test_a_probe_whose_delete_fails_is_a_created_row_naming_it_and_undo_deletes_it(make_sandbox, client_for, tmp_path):
+    sb, one, three = two_namesakes(make_sandbox)
+    folder = tmp_path / "journal"
+    report = deleting(client_for(sb, journal=folder), [one, three]).apply(irreversible=True, progress=False)
+    c = client_for(sb, journal=folder, max_retries=1)
+    after = set(sb.sources)
+
+    def refuse_deletes(method: str, path: str) -> None:
+        if method == "DELETE":
+            raise RuntimeError("the server cannot delete now")
+
+    sb.before_request = refuse_deletes
+    undone = c.sources.undo(report.attrs["run_id"], progress=False)
+    sb.before_request = None
+    (probe,) = set(sb.sources) - after - set(undone.index[undone["old_id"] == one])
+    assert undone.loc[probe, "status"] == "created" and undone.loc[probe, "name"].startswith("neuroio-nb probe ")
+    assert f"client.sources.delete({probe})" in undone.loc[probe, "error"]
+    assert probe in c.sources.history(undone.attrs["run_id"]).index, "the journal's report shows it too"
+    c.sources.undo(undone.attrs["run_id"], progress=False)
+    assert probe not in sb.sources and not [s for s in sb.sources.values() if s["name"] == "Twin"]

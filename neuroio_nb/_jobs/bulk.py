@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 
-from .._journal import Intent, NoRun, RunWriter, start_run
+from .._journal import Intent, NoRun, RunWriter, is_probe, start_run
 from .._values import to_python
 from ..errors import JournalError, NeuroIOError, Problem, ValidationError
 from .outcomes import (
@@ -51,11 +51,13 @@ from .reads import SourceCalls as SourceCalls  # the protocol the jobs (plan, sy
 from .sending import Sendout, send_all
 from .writes import (
     CreateWrite,
+    ProbeWrite,
     Task,
     check_sendable,
     checked_delete,
     checked_update,
     delete_task,
+    probe_name,
     renamed_since,
     update_task,
 )
@@ -208,6 +210,8 @@ class Engine:
     on_conflict: OnConflict
     decided: dict[Key, Outcome] = field(default_factory=dict)
     run: RunWriter = field(default_factory=NoRun)
+    #: The throwaway creates sent to learn where creates land (see :meth:`creates_in_turn`).
+    probes: dict[Key, ProbeWrite] = field(default_factory=dict)
 
     def planned(self, key: Key) -> Outcome:
         """The row of ``key`` as planned (status ``planned``)."""
@@ -227,6 +231,8 @@ class Engine:
 
     def fallback(self, key: Any) -> Outcome:
         """The row of a write that raised (its error is filled in by the sender)."""
+        if key in self.probes:
+            return self.probes[key].create.outcome("failed")
         return replace(self.planned(key), status="failed")
 
     def not_found(self) -> list[Outcome]:
@@ -333,20 +339,56 @@ class Engine:
         self.run.amend_keyed(amends)
 
     def creates_in_turn(self, writes: list[CreateWrite]) -> Iterator[tuple[Key, Task]]:
-        """The creates, each as soon as it may go. While the token's space is not known and a row
-        names one, one create is sent alone first, a probe: once it is answered, creates of
-        other spaces are not sent at all. The probe is a row whose name no other row sends
-        when there is one, so that it never takes a name another row restores."""
-        spaced = [w for w in writes if w.space is not None]
-        if spaced and self.sources.landing_space is None:
-            names = Counter(w.body.get("name") for w in writes)
-            probe = next((w for w in spaced if names[w.body.get("name")] == 1), spaced[0])
-            yield probe.key, probe
-            while not probe.done.wait(0.05):
-                pass
-            writes = [w for w in writes if w is not probe]
+        """The creates, each as soon as it may go.
+
+        While the token's space is not known and a row names one, one create is sent alone
+        first, a probe: once it is answered, creates of other spaces are not sent at all. The
+        probe never takes a name another row sends: it is a row whose name no other row sends
+        (one naming no space first), else a throwaway (:class:`ProbeWrite`). Should the probe
+        not tell the space, the rows naming one whose name another row sends are not sent."""
+        if self.sources.landing_space is not None or all(w.space is None for w in writes):
+            yield from ((w.key, w) for w in writes)
+            return
+        names = Counter(w.body.get("name") for w in writes)
+        alone = [w for w in writes if names[w.body.get("name")] == 1 and w.holder is None]
+        probe: CreateWrite | ProbeWrite | None = min(alone, key=lambda w: w.space is not None, default=None)
+        if probe is None:
+            probe = self.throwaway()
+        yield probe.key, probe
+        while not probe.done.wait(0.05):
+            pass
+        rest = [w for w in writes if w is not probe]
+        if self.sources.landing_space is None:
+            rest = self.unprobed(rest, names)
+        yield from ((w.key, w) for w in rest)
+
+    def throwaway(self) -> ProbeWrite:
+        """A :class:`ProbeWrite`, its intent on disk (fsynced) before it is handed out."""
+        key: Key = ("probe", len(self.probes))
+        name = probe_name(self.run.run_id)
+        self.run.intend_keyed({key: Intent(action="create", source_id=None, after={"name": name}, name=name)})
+        create = CreateWrite(
+            sources=self.sources, run=self.run, key=key, label=None, body={"name": name}, on_conflict="skip"
+        )
+        self.probes[key] = probe = ProbeWrite(create=create)
+        return probe
+
+    def unprobed(self, writes: list[CreateWrite], names: Counter[Any]) -> list[CreateWrite]:
+        """``writes`` but those naming a space whose name another row sends: the probe did not
+        tell where creates land, so each of them could take its namesake's name. Those are
+        ``failed`` unsent, saying so."""
+        why = "; ".join(p.failure for p in self.probes.values() if p.failure) or "the row sent first did not tell it"
+        sent = []
         for write in writes:
-            yield write.key, write
+            if write.space is None or names[write.body.get("name")] == 1:
+                sent.append(write)
+                continue
+            self.decided[write.key] = write.outcome(
+                "failed",
+                error=f"not sent: the space this token's creates land in could not be learned ({why}), and "
+                "created elsewhere it could take the name of the row of the same name; try again",
+            )
+        return sent
 
     def send(
         self, items: Mapping[Key, Task] | Iterator[tuple[Key, Task]], progress: bool | None, total: int | None = None
@@ -363,8 +405,9 @@ class Engine:
         done = send_all(
             how, items, self.decided, self.job.order(), report=lambda rows: with_run(make_report(rows), self.run)
         )
-        rows = [done.get(k) or self.decided[k] for k in self.job.order()]
-        return with_run(make_report([*rows, *self.not_found()]), self.run)
+        rows = [row for k in self.job.order() if not gone_probe(row := done.get(k) or self.decided[k])]
+        left = [done[k] for k in self.probes if k in done and done[k].status == "created"]
+        return with_run(make_report([*rows, *self.not_found(), *left]), self.run)
 
 
 class Strategy(Protocol):
@@ -503,6 +546,11 @@ def unread(engine: Engine, ids: Iterable[int], error: NeuroIOError, *, creates: 
     keys += [("create", label) for label in engine.job.bodies] if creates else []
     for key in keys:
         engine.decided[key] = replace(engine.fallback(key), error=message)
+
+
+def gone_probe(row: Outcome) -> bool:
+    """A delete of a probe left by an earlier run (by undo or resume) that is done: no row."""
+    return is_probe(row.name) and row.status == "deleted"
 
 
 def strategy_for(job: Job, dry_run: bool) -> Strategy:

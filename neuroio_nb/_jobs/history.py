@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from .._journal import Entry, Journal, RunRecord, labelled, start_run
+from .._journal import Entry, Journal, RunRecord, is_probe, labelled, start_run
 from .._schema import BY_NAME
 from .._views import empty, esc, headline, plural, showing, table, td, view, window
 from ..errors import ConfigurationError, JournalError, Problem, RunsKeptWarning, ValidationError
@@ -270,7 +270,7 @@ def undo(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progre
     run = _checked_run(sources, run_id)
     rows = []
     for entry, row in zip(run.entries, outcomes(run), strict=True):
-        if not entry.perhaps_applied or row.status == "conflict":
+        if is_probe(entry.name) or not entry.perhaps_applied or row.status == "conflict":
             continue
         if entry.action == "update" and entry.after:
             row.status = "updated"  # sent, or perhaps: the conflict check compares with the server
@@ -284,6 +284,10 @@ def undo(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progre
         elif entry.status is None or entry.maybe_applied:
             continue
         rows.append(row)
+    rows += [
+        Outcome(action="create", status="created", changes={"name": (None, name)}, name=name, id=sid)
+        for sid, name in left_probes(sources, run).items()
+    ]
     with labelled("undo", parent=run.run_id):
         return undo_report(sources, make_report(rows), on_conflict=on_conflict, progress=progress)
 
@@ -301,7 +305,8 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     """
     on_conflict = check_on_conflict(on_conflict)
     run = _checked_run(sources, run_id)
-    todo = {k: e for k, e in enumerate(run.entries) if e.status is None}
+    todo = {k: e for k, e in enumerate(run.entries) if e.status is None and not is_probe(e.name)}
+    probes = left_probes(sources, run)  # deleted, never sent again
     updates = [e for e in todo.values() if e.action == "update" and e.after]
     records = [
         (int(e.source_id), f, e.before.get(f), new)
@@ -315,11 +320,14 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
             update_job(records, {e.source_id: e.name for e in updates}),
             creates=creates_frame(creates),
             create_spaces=spaces,
-            deleted={int(e.source_id): dict(e.before) for e in deletes.values() if e.source_id is not None},
+            deleted={
+                **{int(e.source_id): dict(e.before) for e in deletes.values() if e.source_id is not None},
+                **{sid: {"name": name} for sid, name in probes.items()},
+            },
             deletes=deletes_frame(
-                [int(e.source_id) for e in deletes.values() if e.source_id is not None],
-                [None] * len(deletes),
-                [e.name for e in deletes.values() if e.source_id is not None],
+                [*(int(e.source_id) for e in deletes.values() if e.source_id is not None), *probes],
+                [None] * (len(deletes) + len(probes)),
+                [*(e.name for e in deletes.values() if e.source_id is not None), *probes.values()],
             ),
         )
         if job.order():  # the deletes were asked for by the run: no second refusal
@@ -333,6 +341,8 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     fresh = _by_key(resumed)
     rows = []
     for k, (entry, row) in enumerate(zip(run.entries, outcomes(run), strict=True)):
+        if is_probe(entry.name):
+            continue
         if k in settled:
             rows.append(settled[k])
         elif entry.status is None:
@@ -340,6 +350,7 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
             rows.append(fresh.get(key, row))
         else:
             rows.append(row)
+    rows += [fresh[("delete", sid)] for sid in probes if ("delete", sid) in fresh]  # a probe left again
     report = make_report(rows)
     report.attrs["run_id"] = resumed.attrs.get("run_id")
     report.attrs["resumed"] = run.run_id
@@ -408,6 +419,24 @@ def _by_key(report: Report) -> dict[tuple[str, Any], Outcome]:
         )
         out[("create", row["row"]) if row["action"] == "create" else (str(row["action"]), sid)] = outcome
     return out
+
+
+def left_probes(sources: SourceCalls, run: RunRecord) -> dict[int, str]:
+    """id -> name of each probe ``run`` may have left on the server (see ``_journal.PROBE``):
+    one answered and not deleted again, one whose answer was lost (found as :func:`made_by`
+    finds a create), or one whose delete (by an undo or resume) did not finish. Read back, a
+    run holds no probe that is gone."""
+    left: dict[int, str] = {}
+    for entry in run.entries:
+        if not is_probe(entry.name):
+            continue
+        if entry.action == "create" and entry.status == "created" and entry.result_id is not None:
+            left[int(entry.result_id)] = entry.name
+        elif entry.action == "create" and (entry.status is None or entry.maybe_applied):
+            left.update(dict.fromkeys(made_by(sources, entry), entry.name))
+        elif entry.action == "delete" and entry.source_id is not None:
+            left[int(entry.source_id)] = entry.name
+    return left
 
 
 def made_by(sources: SourceCalls, entry: Entry) -> list[int]:

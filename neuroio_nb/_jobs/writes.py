@@ -10,12 +10,13 @@ records them in its own run.
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from .._journal import RunWriter
+from .._journal import PROBE, RunWriter
 from .._schema import READ_ONLY
 from .._values import same, three_way, to_python
 from ..errors import APIError, NeuroIOError, NotFoundError, Problem, ValidationError
@@ -263,6 +264,66 @@ class CreateWrite:
         )()
         outcome.row, outcome.old_id = self.label, self.old_id
         return outcome
+
+
+@dataclass(kw_only=True)
+class ProbeWrite:
+    """A throwaway create, sent alone to learn the space the token's creates land in.
+
+    A job sends one when a row names a space while that space is not known, and no such row
+    can be sent safely first: each shares its name with another row (two namesakes of spaces
+    1 and 3, deleted and now undone), so that one landing in the other's space would hold the
+    name there for a moment. Its name is no row's and no source's (:data:`PROBE`, the run id,
+    a random tail); it is journaled as a create (its name's holders recorded before its POST,
+    so that undo and resume delete it if the process dies), recorded ``created`` once answered
+    and deleted at once: then ``deleted``, a row no report shows. Left behind (its delete
+    failed): a ``created`` row naming its id and saying so, which undo deletes.
+    """
+
+    create: CreateWrite
+    #: Set once it was answered and deleted again (or failed).
+    done: threading.Event = field(default_factory=threading.Event)
+    #: Why it did not tell the space, when it failed.
+    failure: str | None = None
+
+    @property
+    def key(self) -> tuple[str, Any]:
+        return self.create.key
+
+    def __call__(self) -> Outcome:
+        try:
+            return self._send()
+        except Exception as exc:
+            self.failure = f"creating a probe source failed: {exc}"
+            raise
+        finally:
+            self.done.set()
+
+    def _send(self) -> Outcome:
+        made = self.create()
+        if made.status == "failed":
+            self.failure = f"creating a probe source failed: {made.error}"
+        if made.status != "created" or made.id is None:
+            return made
+        self.create.run.outcome_of(self.key, "created", source_id=made.id, changes=made.changes)
+        try:
+            self.create.sources._send_delete(made.id)
+        except NotFoundError:
+            pass
+        except NeuroIOError as exc:
+            made.error = (
+                f"source {made.id}, named {made.name!r}, was made only to learn the space this token's "
+                f"creates land in, and deleting it again failed ({exc}): delete it with "
+                f"client.sources.delete({made.id}) (undo of this run deletes it too)"
+            )
+            return made
+        return replace(made, status="deleted")
+
+
+def probe_name(run_id: str) -> str:
+    """A name for a :class:`ProbeWrite`: no row's (it starts :data:`PROBE`) and, with its random
+    tail, no source's."""
+    return f"{PROBE}{run_id or 'unjournaled'} {secrets.token_hex(4)}"
 
 
 def check_sendable(by_source: dict[Any, Changes]) -> None:
