@@ -111,7 +111,8 @@ class Plan:
 
     def __len__(self) -> int:
         """How many sources change: updated, created and deleted."""
-        return int(self.changes["id"].nunique()) + len(self.creates) + len(self.deletes)
+        job = self._parts.job
+        return int(job.changes["id"].nunique()) + len(job.creates) + len(job.deletes)
 
     def __bool__(self) -> bool:
         return len(self) > 0 or bool(self._missing) or len(self.unmatched) > 0 or len(self.violations) > 0
