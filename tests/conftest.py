@@ -41,6 +41,7 @@ import io
 import os
 import pty
 import queue
+import resource
 import shutil
 import signal
 import socket
@@ -94,6 +95,31 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
             return module if module in ONE_WORKER_MODULES else nodeid
 
     return ModulesTogether(config, log)
+
+
+def _cpu_seconds() -> float:
+    """CPU time of this process (all its threads) and of the processes it started that ended."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+_CPU_AT_SETUP = pytest.StashKey[float]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    item.stash[_CPU_AT_SETUP] = _cpu_seconds()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """Each test's CPU-seconds, set-up and tear-down included, as the property ``cpu_seconds``
+    of its JUnit XML record (``--junitxml``; ``tools/test_times.py`` sums them by file). Unlike
+    a duration, a machine busy with other work hardly changes it. A process a fixture started
+    counts when it ends (a module's JupyterLab: in the module's last test)."""
+    if call.when == "teardown" and _CPU_AT_SETUP in item.stash:
+        item.user_properties.append(("cpu_seconds", f"{_cpu_seconds() - item.stash[_CPU_AT_SETUP]:.3f}"))
+    yield
 
 
 def _marker_kwargs(node: pytest.Item | pytest.Collector, name: str) -> dict[str, Any]:
