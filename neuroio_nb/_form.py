@@ -112,6 +112,27 @@ KEYS_AND_NAMES = """(function (img) {
       var picker = t.closest('.neuroio-picker');
       return picker && picker.querySelector('.neuroio-picker-entered input');
     };
+    /* A Save click (or Enter or Space on Save) on a form with its hidden "shown" box */
+    var saveClicked = function (e) {
+      var button = e.target && e.target.closest && e.target.closest('.neuroio-save-button');
+      var form = button && !button.disabled && button.closest('.neuroio-form');
+      return form && form.querySelector('.neuroio-save-shown input') ? form : null;
+    };
+    /* What each editable input of the form shows: text, tick, or the indexes of the picks */
+    var shownInputs = function (form) {
+      var shown = {};
+      form.querySelectorAll('.neuroio-row').forEach(function (row) {
+        var name = Array.prototype.filter.call(row.classList, function (c) {
+          return c.indexOf('neuroio-field-') === 0;
+        })[0];
+        var input = row.querySelector('.neuroio-line input, .neuroio-line select, .neuroio-line textarea');
+        if (!name || !input || input.disabled) return;
+        shown[name.slice('neuroio-field-'.length)] = input.type === 'checkbox' ? input.checked
+          : input.multiple ? Array.prototype.map.call(input.selectedOptions, function (o) { return o.index; })
+          : input.value;
+      });
+      return shown;
+    };
     var commit = function (list) {
       if (!pending(list)) return;
       delete list.dataset.neuroioOpen;
@@ -149,6 +170,20 @@ KEYS_AND_NAMES = """(function (img) {
         entered.value = JSON.stringify([last + 1, t.value]);
         entered.dispatchEvent(new Event('change', {bubbles: true}));
       }
+    }, true);
+    document.addEventListener('click', function (e) {
+      /* Save goes with what every input shows: the button's own click message would overtake the
+         inputs' last keys and picks on a busy kernel (held back while one update of each is
+         unanswered), and save what the kernel had, not what the screen shows. */
+      var form = saveClicked(e);
+      if (!form) return;
+      var box = form.querySelector('.neuroio-save-shown input');
+      var last = 0;
+      try { last = Number(JSON.parse(box.value)[0]) || 0; } catch (err) { last = 0; }
+      e.stopPropagation();
+      e.preventDefault();
+      box.value = JSON.stringify([last + 1, shownInputs(form)]);
+      box.dispatchEvent(new Event('change', {bubbles: true}));
     }, true);
     document.addEventListener('keypress', function (e) {
       if (enteredBox(e)) e.stopPropagation();  /* the "submit" of an Enter already sent with its text */
@@ -346,6 +381,15 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
     fields included), ``errors`` (field name -> the HTML line under that input),
     ``save_button``, ``revert_button``, ``reload_button``, ``status``, :meth:`changes`
     and :attr:`source` (the baseline, as the server sent it).
+
+    Save saves what the screen shows when it is clicked. The browser sends each
+    keystroke and pick as a state update, but holds an input's next update back while
+    one is unanswered, and sends a click at once: on a busy kernel the click would
+    arrive before the last keys ("4" of "4242" saved). :data:`KEYS_AND_NAMES`
+    therefore sends the click with what every editable input shows, as
+    ``[n, {field: shown}]`` on the hidden :attr:`shown` box (``n`` counts, so the same
+    values twice are two Saves), and cancels the button's own click. Where the script
+    does not run, the click saves the values the kernel has.
     """
 
     def __init__(self, sources: SourceCalls, source_id: int) -> None:
@@ -379,12 +423,16 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
             button.layout.width = "auto"
         self.status = widgets.HTML(layout=widgets.Layout(min_height="1.6em"))
         self.status.add_class("neuroio-status")
+        self.save_button.add_class("neuroio-save-button")
+        self.shown = widgets.Text(layout=widgets.Layout(display="none"))
+        self.shown.add_class("neuroio-save-shown")
+        self.shown.observe(lambda change: self._save_shown(change["new"]), names="value")
         self.save_button.on_click(lambda _: self.save())
         self.revert_button.on_click(lambda _: self.revert())
         self.reload_button.on_click(lambda _: self.reload())
         bar = widgets.HBox([self.save_button, self.revert_button, self.reload_button, self.status])
         bar.add_class("neuroio-save-bar")
-        super().__init__([page_assets(), self.title, bar, *sections, self._other])
+        super().__init__([page_assets(), self.shown, self.title, bar, *sections, self._other])
         self.add_class("neuroio-form")
         self._show()
 
@@ -530,6 +578,36 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
         if first is not None and hasattr(self.inputs[first], "focus"):
             self.inputs[first].focus()
 
+    def _save_shown(self, value: str) -> None:
+        """Save, clicked where the page script runs: it sends, with the click, what every input
+        showed (``[n, {field: shown}]``). Each input is brought to that, as if its own update had
+        arrived (typing the same text: the same parsers and refusals), then Save runs."""
+        states = self._states_shown(value)
+        if states is None:
+            self.state.refuse("not saved: the form could not read what its inputs show; nothing was sent. Save again")
+            self._refresh()
+            return
+        for name, state in states.items():
+            self._controls[name].widget.set_state(state)
+        self.save()
+
+    def _states_shown(self, value: str) -> dict[str, dict[str, Any]] | None:
+        """Field -> the widget state the browser showed at the Save click, for every editable field
+        it names; None if that message cannot be read (nothing is then taken from it)."""
+        shown = shown_at_save(value)
+        if shown is None:
+            return None
+        states = {}
+        for name, seen in shown.items():
+            spec = BY_NAME.get(name)
+            if spec is None or not spec.writable or not self.state.editable(name):
+                continue
+            state = browser_state(self._controls[name].widget, seen)
+            if state is None:
+                return None
+            states[name] = state
+        return states
+
     def revert(self) -> None:
         """Back to the baseline: the last values read from or saved to the server."""
         self.state.revert()
@@ -663,6 +741,34 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
                 self.holder.children = (widgets.HTML(_line("error", f"could not read source {source_id}: {exc}")),)
                 return
         self.holder.children = (form,)
+
+
+def shown_at_save(value: str) -> dict[str, Any] | None:
+    """What the form's inputs showed at a Save click, ``[n, {field: shown}]`` as the page script
+    sends it (``n`` counts the clicks, so the same values twice are two Saves); else None."""
+    try:
+        entry = json.loads(value)
+    except ValueError:
+        return None
+    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
+        return entry[1]
+    return None
+
+
+def browser_state(widget: widgets.Widget, seen: Any) -> dict[str, Any] | None:
+    """The state update the browser sends for an input that shows ``seen`` (a text box's text, a
+    checkbox's tick, the indexes of a multiple choice's picks); None if ``seen`` cannot be that."""
+    if isinstance(widget, widgets.Checkbox):
+        return {"value": seen} if isinstance(seen, bool) else None
+    if isinstance(widget, widgets.SelectMultiple):
+        count = len(widget.options)
+        picks = seen if isinstance(seen, list) else [None]
+        if all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < count for i in picks):
+            return {"index": list(dict.fromkeys(picks))}
+        return None
+    if isinstance(widget, widgets.Text):
+        return {"value": seen} if isinstance(seen, str) else None
+    return None
 
 
 def entered_text(value: str) -> str | None:

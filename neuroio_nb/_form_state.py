@@ -150,6 +150,10 @@ class FormState:
                 self.values[field.name] = source.get(field.name)
                 self.typed.pop(field.name, None)
 
+    def refuse(self, message: str) -> None:
+        """Show ``message`` as an error in the status line (a Save refused before any check)."""
+        self._say(message, error=True)
+
     def _say(self, message: str, error: bool = False) -> None:
         self.message, self.message_is_error = message, error
 

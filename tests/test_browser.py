@@ -28,6 +28,8 @@ switched in place):
    folded, history(run) as the live report, changes one field a line never split inside
    a name or value, a restore plan of what the backup sets, history() in view at 900 px;
    and notebooks 01, 04 and 05 telling their story.
+8. on a busy kernel, a number typed and options picked right before Save are what is
+   saved (one PATCH), not the first key or pick the kernel had.
 
 Skipped when Chromium or Playwright is missing, unless ``CI`` is set: then
 that is a failure.
@@ -1401,3 +1403,42 @@ def test_the_form_for_everyone(everyone_page: Any, theme: str, artifacts: Path) 
     expect(status).to_contain_text("no unsaved changes")
     page.set_viewport_size({"width": 1280, "height": 900})
     assert not problems, f"in {theme}:\n" + "\n".join(problems)
+
+
+def test_save_right_after_typing_on_a_busy_kernel_saves_what_the_screen_shows(
+    everyone_page: Any, module_sandbox: Sandbox, artifacts: Path
+) -> None:
+    """On a busy kernel the browser holds a box's later keys and a list's later picks back until the
+    kernel answers the first, while Save's click goes at once: the page script sends the click with
+    what every input shows, so exactly the number typed and the options picked are saved, once."""
+    from playwright.sync_api import expect
+
+    page, sandbox = everyone_page, module_sandbox
+    page.set_viewport_size({"width": 1280, "height": 900})
+    out = output_of_cell(page, 2)
+    status = out.locator(".neuroio-status").first
+    expect(status).to_contain_text("no unsaved changes")
+    before = sandbox.source(A11Y_SOURCE)
+    number = 4343 if before["identify_facesize_threshold"] == 4242 else 4242
+    options = out.locator(".neuroio-field-store_images_for_results select option")
+    codes = [text.split(":")[0] for text in options.all_inner_texts()]
+    picked = [0, 2] if {codes[0], codes[2]} != set(before["store_images_for_results"] or []) else [1, 3]
+    box, _ = field_input(out, "General: Identify face size")
+    box.scroll_into_view_if_needed()
+    box.click()
+    box.press("Control+a")
+    sandbox.clear_log()
+    with kernel_held(page, artifacts / "release-save-kernel"):
+        box.press_sequentially(str(number))  # the first key goes; the rest wait in the browser
+        options.nth(picked[0]).click()
+        options.nth(picked[1]).click(modifiers=["Control"])  # waits behind the first pick
+        out.get_by_role("button", name="Save", exact=True).click()
+    expect(status).to_have_text(re.compile(r"^saved: .* no unsaved changes$"), timeout=30_000)
+    expect(box).to_have_value(str(number))
+    page.screenshot(path=str(artifacts / "save-on-a-busy-kernel.png"))
+    patches = [(p.path, p.body) for p in sandbox.requests("PATCH")]
+    wanted = {"identify_facesize_threshold": number, "store_images_for_results": [codes[i] for i in picked]}
+    assert patches == [(f"/v1/sources/{A11Y_SOURCE}/", wanted)]
+    page.wait_for_function(f"({KERNEL_STATUS})() === 'idle'", timeout=30_000)
+    expect(status).to_contain_text("no unsaved changes")  # the held-back keys and picks changed nothing
+    assert len(sandbox.requests("PATCH")) == 1

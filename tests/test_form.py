@@ -448,6 +448,143 @@ def test_enter_acts_on_its_own_text_whatever_the_kernel_has_seen(client: Client,
     assert [i for _, i in picker.select.options] == matching
 
 
+# ---- Save on a busy kernel: what the screen shows, once ------------------------------
+THRESHOLD, IMAGES = "identify_facesize_threshold", "store_images_for_results"
+CODES = [result.value for result in schema.EntryResult]
+
+
+def shown_by_browser(form: SourceForm, **typed: Any) -> dict[str, Any]:
+    """What the page script reads from every editable input at a Save click (a text box's text,
+    a checkbox's tick, the indexes of a multiple choice's picks): what the kernel has, but ``typed``."""
+    shown: dict[str, Any] = {}
+    for field in schema.FIELDS:
+        widget = form.inputs[field.name]
+        if widget.disabled:
+            continue
+        shown[field.name] = list(widget.index) if isinstance(widget, widgets.SelectMultiple) else widget.value
+    return {**shown, **typed}
+
+
+def save_clicked(form: SourceForm, shown: dict[str, Any], times: int = 1) -> None:
+    """What the page script sends for the ``times``-th Save click: what every input showed, on the
+    form's hidden "shown" box (the button's own click message is cancelled)."""
+    from_browser(form.shown, value=json.dumps([times, shown]))
+
+
+def picks_of(codes: list[str]) -> list[int]:
+    """The indexes of ``codes`` among "Keep images for"'s options, as the browser sends them."""
+    return sorted(CODES.index(code) for code in codes)
+
+
+def test_save_right_after_typing_saves_what_the_screen_shows(form: SourceForm, sb: Sandbox, patches) -> None:
+    """On a busy kernel the browser holds an input's later keys and picks back (one state update of
+    a widget in flight at a time) while the Save click goes at once: Save sends what the screen
+    shows ("4242", three picks), not what the kernel had ("4", one pick), exactly once."""
+    box, images = form.inputs[THRESHOLD], form.inputs[IMAGES]
+    picked = [code for code in CODES if code not in (sb.source(1)[IMAGES] or [])][:3]
+    assert len(picked) == 3
+    from_browser(box, value="4")  # the first key; "4242" waits in the browser
+    from_browser(images, index=picks_of(picked[:1]))  # the first pick; two more wait
+    save_clicked(form, shown_by_browser(form, **{THRESHOLD: "4242", IMAGES: picks_of(picked)}))
+    wanted = {THRESHOLD: 4242, IMAGES: picked}
+    assert patches() == {1: [wanted]}
+    assert "saved: General > Identify face size" in text(form.status)
+    assert "no unsaved changes" in text(form.status)
+    from_browser(box, value="4242")  # the held-back updates arrive: nothing is left to save
+    from_browser(images, index=picks_of(picked))
+    assert form.changes() == {} and "no unsaved changes" in text(form.status)
+    assert not unsaved(form, THRESHOLD) and not unsaved(form, IMAGES)
+    assert patches() == {1: [wanted]}
+    assert sb.source(1)[THRESHOLD] == 4242
+
+
+def test_a_save_click_refuses_what_typing_it_would_refuse(form: SourceForm, sb: Sandbox) -> None:
+    """The text shown at the click is read as typing it is: "42x" (the kernel has "4") is refused
+    next to its field, the text kept to fix, and nothing is sent."""
+    box = form.inputs[THRESHOLD]
+    from_browser(box, value="4")
+    save_clicked(form, shown_by_browser(form, **{THRESHOLD: "42x"}))
+    assert sb.log == []
+    assert "not a whole number" in text(form.errors[THRESHOLD])
+    assert "not saved: 1 problem (General > Identify face size)" in text(form.status)
+    assert box.value == "42x" and form.state.first_in_error() == THRESHOLD
+
+
+def test_the_same_values_saved_twice_are_two_saves(form: SourceForm, sb: Sandbox, patches) -> None:
+    """Refused once for a colleague's change, the same screen saved again overwrites it: each
+    click counts, even when what it shows is the same."""
+    sb.external_edit(1, **{THRESHOLD: 5000})
+    from_browser(form.inputs[THRESHOLD], value="4")
+    shown = shown_by_browser(form, **{THRESHOLD: "4242"})
+    save_clicked(form, shown)
+    assert patches() == {} and "Save again to overwrite" in text(form.status)
+    save_clicked(form, shown, times=2)
+    assert patches() == {1: [{THRESHOLD: 4242}]}
+
+
+@pytest.mark.parametrize(
+    "message",
+    ["not json", json.dumps([1, "4242"]), json.dumps([1, {THRESHOLD: 4242}]), json.dumps([1, {IMAGES: [0, 99]}])],
+)
+def test_a_save_message_that_cannot_be_read_sends_nothing(form: SourceForm, sb: Sandbox, message: str) -> None:
+    """A Save whose shown values cannot be read (never sent by the page script) saves nothing, not
+    even the kernel's own edits, and says to press Save again."""
+    from_browser(form.inputs[THRESHOLD], value="4")
+    from_browser(form.shown, value=message)
+    assert sb.log == []
+    assert "nothing was sent. Save again" in text(form.status)
+    assert form.changes() == {THRESHOLD: 4}
+
+
+def test_without_the_page_script_the_click_saves_what_the_kernel_has(form: SourceForm, patches) -> None:
+    """Where the page script does not run, the button's own click message saves as before."""
+    from_browser(form.inputs[THRESHOLD], value="4242")
+    from_browser(form.save_button, event="click")
+    assert patches() == {1: [{THRESHOLD: 4242}]}
+
+
+NUMBERS_TYPED = st.one_of(
+    st.integers(0, 40_000).map(str),
+    st.integers(1_000, 40_000).map(lambda n: f"{n:,}"),
+    st.text(alphabet="0123456789 ,.x-", max_size=7),
+)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_save_sends_what_was_shown_whatever_the_kernel_has_seen(
+    client: Client, sb: Sandbox, patches, data: st.DataObject
+) -> None:
+    """Whatever part of the typing and picking reached the kernel before the Save click, Save sends
+    what a form that had received all of it would send (or refuses what it would refuse), once,
+    and nothing is left unsaved when the rest of the typing arrives."""
+    typed = data.draw(NUMBERS_TYPED, label="typed")
+    picks = data.draw(st.lists(st.integers(0, len(CODES) - 1), unique=True, max_size=len(CODES)), label="picks")
+    seen_keys = data.draw(st.integers(0, len(typed)), label="keys the kernel has")
+    seen_picks = data.draw(st.integers(0, len(picks)), label="picks the kernel has")
+    sb.clear_log()
+    everything = client.sources.form(1)  # the oracle: every key and pick arrived, no click yet
+    everything.inputs[THRESHOLD].value = typed
+    everything.inputs[IMAGES].index = sorted(picks)
+    problems, wanted = everything.state.problems(), everything.changes()
+
+    form = client.sources.form(1)
+    if seen_keys:
+        from_browser(form.inputs[THRESHOLD], value=typed[:seen_keys])
+    if seen_picks:
+        from_browser(form.inputs[IMAGES], index=sorted(picks[:seen_picks]))
+    save_clicked(form, shown_by_browser(form, **{THRESHOLD: typed, IMAGES: sorted(picks)}))
+    from_browser(form.inputs[THRESHOLD], value=typed)
+    from_browser(form.inputs[IMAGES], index=sorted(picks))
+
+    if problems or not wanted:
+        assert patches() == {}
+        assert set(form.state.problems()) == set(problems)
+    else:
+        assert patches() == {1: [wanted]}
+        assert form.changes() == {} and not form.dirty
+
+
 # ---- notebook 03 in a real kernel --------------------------------------------------
 @pytest.fixture
 def kernel_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
