@@ -118,7 +118,7 @@ KEYS_AND_NAMES = """(function (img) {
       var form = button && !button.disabled && button.closest('.neuroio-form');
       return form && form.querySelector('.neuroio-save-shown input') ? form : null;
     };
-    /* What each editable input of the form shows: text, tick, or the indexes of the picks */
+    /* What each editable input of the form shows: text, tick, or the labels of the picks */
     var shownInputs = function (form) {
       var shown = {};
       form.querySelectorAll('.neuroio-row').forEach(function (row) {
@@ -128,7 +128,7 @@ KEYS_AND_NAMES = """(function (img) {
         var input = row.querySelector('.neuroio-line input, .neuroio-line select, .neuroio-line textarea');
         if (!name || !input || input.disabled) return;
         shown[name.slice('neuroio-field-'.length)] = input.type === 'checkbox' ? input.checked
-          : input.multiple ? Array.prototype.map.call(input.selectedOptions, function (o) { return o.index; })
+          : input.multiple ? Array.prototype.map.call(input.selectedOptions, function (o) { return o.value; })
           : input.value;
       });
       return shown;
@@ -757,14 +757,17 @@ def shown_at_save(value: str) -> dict[str, Any] | None:
 
 def browser_state(widget: widgets.Widget, seen: Any) -> dict[str, Any] | None:
     """The state update the browser sends for an input that shows ``seen`` (a text box's text, a
-    checkbox's tick, the indexes of a multiple choice's picks); None if ``seen`` cannot be that."""
+    checkbox's tick, the labels of a multiple choice's picks); None if ``seen`` cannot be that.
+
+    Picks come as labels, not positions, so a list whose options changed meanwhile is refused
+    rather than read as other options."""
     if isinstance(widget, widgets.Checkbox):
         return {"value": seen} if isinstance(seen, bool) else None
     if isinstance(widget, widgets.SelectMultiple):
-        count = len(widget.options)
+        labels = list(widget._options_labels)
         picks = seen if isinstance(seen, list) else [None]
-        if all(isinstance(i, int) and not isinstance(i, bool) and 0 <= i < count for i in picks):
-            return {"index": list(dict.fromkeys(picks))}
+        if all(isinstance(label, str) and label in labels for label in picks):
+            return {"index": [labels.index(label) for label in dict.fromkeys(picks)]}
         return None
     if isinstance(widget, widgets.Text):
         return {"value": seen} if isinstance(seen, str) else None

@@ -455,13 +455,13 @@ CODES = [result.value for result in schema.EntryResult]
 
 def shown_by_browser(form: SourceForm, **typed: Any) -> dict[str, Any]:
     """What the page script reads from every editable input at a Save click (a text box's text,
-    a checkbox's tick, the indexes of a multiple choice's picks): what the kernel has, but ``typed``."""
+    a checkbox's tick, the labels of a multiple choice's picks): what the kernel has, but ``typed``."""
     shown: dict[str, Any] = {}
     for field in schema.FIELDS:
         widget = form.inputs[field.name]
         if widget.disabled:
             continue
-        shown[field.name] = list(widget.index) if isinstance(widget, widgets.SelectMultiple) else widget.value
+        shown[field.name] = list(widget.label) if isinstance(widget, widgets.SelectMultiple) else widget.value
     return {**shown, **typed}
 
 
@@ -472,28 +472,38 @@ def save_clicked(form: SourceForm, shown: dict[str, Any], times: int = 1) -> Non
 
 
 def picks_of(codes: list[str]) -> list[int]:
-    """The indexes of ``codes`` among "Keep images for"'s options, as the browser sends them."""
+    """The indexes of ``codes`` among "Keep images for"'s options, as its state update sends them."""
     return sorted(CODES.index(code) for code in codes)
+
+
+def labels_of(form: SourceForm, picks: list[int]) -> list[str]:
+    """The labels of "Keep images for"'s options at ``picks``, as the page script reads them."""
+    return [form.inputs[IMAGES].options[i][0] for i in sorted(picks)]
 
 
 def test_save_right_after_typing_saves_what_the_screen_shows(form: SourceForm, sb: Sandbox, patches) -> None:
     """On a busy kernel the browser holds an input's later keys and picks back (one state update of
     a widget in flight at a time) while the Save click goes at once: Save sends what the screen
-    shows ("4242", three picks), not what the kernel had ("4", one pick), exactly once."""
-    box, images = form.inputs[THRESHOLD], form.inputs[IMAGES]
+    shows ("4242", three picks, a box ticked and unticked), not what the kernel had ("4", one
+    pick, the box ticked), exactly once."""
+    box, images, pps = form.inputs[THRESHOLD], form.inputs[IMAGES], form.inputs["use_pps_time"]
     picked = [code for code in CODES if code not in (sb.source(1)[IMAGES] or [])][:3]
     assert len(picked) == 3
+    ticked = pps.value
     from_browser(box, value="4")  # the first key; "4242" waits in the browser
     from_browser(images, index=picks_of(picked[:1]))  # the first pick; two more wait
-    save_clicked(form, shown_by_browser(form, **{THRESHOLD: "4242", IMAGES: picks_of(picked)}))
+    from_browser(pps, value=not ticked)  # the first click; the second (back) waits
+    shown = {THRESHOLD: "4242", IMAGES: labels_of(form, picks_of(picked)), "use_pps_time": ticked}
+    save_clicked(form, shown_by_browser(form, **shown))
     wanted = {THRESHOLD: 4242, IMAGES: picked}
     assert patches() == {1: [wanted]}
     assert "saved: General > Identify face size" in text(form.status)
     assert "no unsaved changes" in text(form.status)
     from_browser(box, value="4242")  # the held-back updates arrive: nothing is left to save
     from_browser(images, index=picks_of(picked))
+    from_browser(pps, value=ticked)
     assert form.changes() == {} and "no unsaved changes" in text(form.status)
-    assert not unsaved(form, THRESHOLD) and not unsaved(form, IMAGES)
+    assert not any(unsaved(form, name) for name in (THRESHOLD, IMAGES, "use_pps_time"))
     assert patches() == {1: [wanted]}
     assert sb.source(1)[THRESHOLD] == 4242
 
@@ -524,7 +534,12 @@ def test_the_same_values_saved_twice_are_two_saves(form: SourceForm, sb: Sandbox
 
 @pytest.mark.parametrize(
     "message",
-    ["not json", json.dumps([1, "4242"]), json.dumps([1, {THRESHOLD: 4242}]), json.dumps([1, {IMAGES: [0, 99]}])],
+    [
+        "not json",
+        json.dumps([1, "4242"]),
+        json.dumps([1, {THRESHOLD: 4242}]),
+        json.dumps([1, {IMAGES: ["new: new person created", "an option the kernel does not have"]}]),
+    ],
 )
 def test_a_save_message_that_cannot_be_read_sends_nothing(form: SourceForm, sb: Sandbox, message: str) -> None:
     """A Save whose shown values cannot be read (never sent by the page script) saves nothing, not
@@ -573,7 +588,7 @@ def test_save_sends_what_was_shown_whatever_the_kernel_has_seen(
         from_browser(form.inputs[THRESHOLD], value=typed[:seen_keys])
     if seen_picks:
         from_browser(form.inputs[IMAGES], index=sorted(picks[:seen_picks]))
-    save_clicked(form, shown_by_browser(form, **{THRESHOLD: typed, IMAGES: sorted(picks)}))
+    save_clicked(form, shown_by_browser(form, **{THRESHOLD: typed, IMAGES: labels_of(form, picks)}))
     from_browser(form.inputs[THRESHOLD], value=typed)
     from_browser(form.inputs[IMAGES], index=sorted(picks))
 
