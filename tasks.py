@@ -19,12 +19,14 @@ and the checks CI adds after them:
                              the wheel into a fresh venv and run its commands from there
 
 Each creates its virtual environments beside this file (reused when present) and installs
-the project into them; nothing is installed outside them.
+the project into them (in .venv, again only when pyproject.toml or the version changed);
+nothing is installed outside them.
 """
 
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import re
 import shutil
@@ -48,12 +50,24 @@ STACKS = [
 ]
 
 
+#: What an editable install is made from: the package's code is read from the checkout itself.
+INSTALLED_FROM = [ROOT / "pyproject.toml", ROOT / "neuroio_nb" / "_version.py"]
+
+
 def setup(extra: str) -> None:
+    """.venv with the project installed (editable) with ``extra``. pip runs again only when what it
+    installed from changed (a dependency, an entry point, the version): otherwise it would spend
+    seconds finding every requirement met before each job. Delete .venv/.installed-* to force it."""
     if not PYTHON.exists():
         print(f"creating {VENV}", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
         run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+    stamp = VENV / f".installed-{extra}"
+    installed = hashlib.sha256(b"".join(path.read_bytes() for path in INSTALLED_FROM)).hexdigest()
+    if stamp.exists() and stamp.read_text() == installed:
+        return
     run(PYTHON, "-m", "pip", "install", "--quiet", "-e", f"{ROOT}[{extra}]")
+    stamp.write_text(installed)
 
 
 def run(*args: object, cwd: Path = ROOT, **kwargs: Any) -> None:
