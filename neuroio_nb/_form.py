@@ -23,8 +23,10 @@ accessible name "Photo uploads: Create face size", ``aria-describedby`` to its h
 and error lines, ``role="status"`` on the status line, and keys that belong to a
 list rather than to the notebook) is added in the browser by :data:`KEYS_AND_NAMES`,
 a small script each form and picker carry (an ``<img onerror>`` in their style
-widget, since ipywidgets renders HTML without running ``<script>``). Where it cannot
-run the form works as before, with the labels it shows.
+widget, since ipywidgets renders HTML without running ``<script>``). The same script
+sends a Save click with what every input shows, and Enter in the picker's filter box
+with its text, so neither acts on what a busy kernel has not received yet. Where it
+cannot run the form works as before, with the labels it shows.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from typing import Any
 
 import ipywidgets as widgets
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from neuroio_nb import Client
@@ -565,33 +565,61 @@ NUMBERS_TYPED = st.one_of(
 )
 
 
+def what_the_browser_sends(data: st.DataObject, before: dict[str, Any]) -> dict[str, list[Any]]:
+    """Field -> the state updates the browser sends for it, one per key, pick or click, in order:
+    a number and a name typed, options of "Keep images for" picked and unpicked, a box clicked."""
+    typed = data.draw(NUMBERS_TYPED, label="number typed")
+    name = data.draw(st.text(alphabet="ab ", max_size=4), label="name typed")
+    toggled = data.draw(st.lists(st.integers(0, len(CODES) - 1), max_size=len(CODES) + 2), label="picks")
+    clicks = data.draw(st.integers(0, 3), label="clicks on Use PPS time")
+    picks: list[list[int]] = []
+    for index in toggled:
+        last = set(picks[-1] if picks else picks_of(before[IMAGES] or []))
+        picks.append(sorted(last ^ {index}))
+    return {
+        THRESHOLD: [typed[:end] for end in range(1, len(typed) + 1)],
+        "name": [name[:end] for end in range(1, len(name) + 1)],
+        IMAGES: picks,
+        "use_pps_time": [bool(before["use_pps_time"]) ^ (k % 2 == 1) for k in range(1, clicks + 1)],
+    }
+
+
+def send_state(form: SourceForm, name: str, state: Any) -> None:
+    """One state update of a field's input, as the browser sends it ("Keep images for": its indexes)."""
+    from_browser(form.inputs[name], **{"index" if name == IMAGES else "value": state})
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_save_sends_what_was_shown_whatever_the_kernel_has_seen(
     client: Client, sb: Sandbox, patches, data: st.DataObject
 ) -> None:
-    """Whatever part of the typing and picking reached the kernel before the Save click, Save sends
-    what a form that had received all of it would send (or refuses what it would refuse), once,
-    and nothing is left unsaved when the rest of the typing arrives."""
-    typed = data.draw(NUMBERS_TYPED, label="typed")
-    picks = data.draw(st.lists(st.integers(0, len(CODES) - 1), unique=True, max_size=len(CODES)), label="picks")
-    seen_keys = data.draw(st.integers(0, len(typed)), label="keys the kernel has")
-    seen_picks = data.draw(st.integers(0, len(picks)), label="picks the kernel has")
+    """Whatever part of the typing, picking and clicking reached the kernel before the Save click,
+    Save sends what a form that had received all of it would send (or refuses what it would
+    refuse), once, and nothing is left unsaved when the rest arrives."""
+    sends = what_the_browser_sends(data, sb.source(1))
+    seen = {
+        name: data.draw(st.integers(0, len(states)), label=f"{name} updates the kernel has")
+        for name, states in sends.items()
+    }
     sb.clear_log()
-    everything = client.sources.form(1)  # the oracle: every key and pick arrived, no click yet
-    everything.inputs[THRESHOLD].value = typed
-    everything.inputs[IMAGES].index = sorted(picks)
+    everything = client.sources.form(1)  # the oracle: every update arrived, no click yet
+    form = client.sources.form(1)
+    shown = {}
+    for name, states in sends.items():
+        if states:
+            send_state(everything, name, states[-1])
+            shown[name] = labels_of(form, states[-1]) if name == IMAGES else states[-1]
+        if seen[name]:
+            send_state(form, name, states[seen[name] - 1])
     problems, wanted = everything.state.problems(), everything.changes()
 
-    form = client.sources.form(1)
-    if seen_keys:
-        from_browser(form.inputs[THRESHOLD], value=typed[:seen_keys])
-    if seen_picks:
-        from_browser(form.inputs[IMAGES], index=sorted(picks[:seen_picks]))
-    save_clicked(form, shown_by_browser(form, **{THRESHOLD: typed, IMAGES: labels_of(form, picks)}))
-    from_browser(form.inputs[THRESHOLD], value=typed)
-    from_browser(form.inputs[IMAGES], index=sorted(picks))
+    save_clicked(form, shown_by_browser(form, **shown))
+    for name, states in sends.items():
+        if states:
+            send_state(form, name, states[-1])  # the updates held back arrive
 
+    event("refused" if problems else "saved" if wanted else "nothing to save")
     if problems or not wanted:
         assert patches() == {}
         assert set(form.state.problems()) == set(problems)
