@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/run.py            # 3 repetitions of each (about 20 minutes)
     .venv/bin/python benchmarks/run.py --quick    # 1 repetition (about 8 minutes; the SDK's
                                                   # create loop alone takes 1-2 minutes)
-    .venv/bin/python benchmarks/run.py --only create --only restore   # some parts only
+    .venv/bin/python benchmarks/run.py --only create --only restore   # some parts only: their
+                                                  # rows of results.md are replaced, the rest kept
 
 Everything is measured in one run, against the embedded sandbox (served from a
 child process, with ``--latency`` seconds added to every request), and printed
@@ -20,6 +21,7 @@ import math
 import os
 import platform
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -27,7 +29,7 @@ import time
 import tracemalloc
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +50,7 @@ from neuroio_nb._schema import BY_NAME
 from neuroio_nb.sandbox import generate_sources
 
 WORKERS = 8  # Client's default max_workers
-PARTS = ("network", "limited", "cpu", "create", "stream", "restore", "big", "journal", "review")
+PARTS = ("network", "nobase", "limited", "cpu", "create", "stream", "restore", "big", "journal", "review")
 FETCH_SOURCES = 2_000
 BULK_SOURCES = 300
 LIMITED_SOURCES = 1_000
@@ -257,6 +259,35 @@ def network(args: argparse.Namespace, sdk: str | None) -> list[Row]:
         )
     )
     return rows
+
+
+def without_base(args: argparse.Namespace) -> list[Row]:
+    """``bulk_update(edited)`` with no base, 300 changed of 2,000: the plan's own read is its
+    base, and the apply reads again to check each change against it (design.md, "A plan always
+    has a base"), exactly as with ``base=``. The floor is the same as that row's: one listing
+    (what a bare loop needs to know what to PATCH), then the PATCHes."""
+    with SandboxProcess(sources=FETCH_SOURCES, latency=args.latency) as server:
+        with Client(server.token, server.url, max_workers=WORKERS) as client:
+            edited, bodies = edits(client.sources.to_frame(progress=False), BULK_SOURCES)
+
+        def ours() -> None:
+            with Client(server.token, server.url, max_workers=WORKERS) as client:
+                report = client.sources.bulk_update(edited, progress=False)
+            assert (report["status"] == "updated").sum() == BULK_SOURCES, report["status"].value_counts()
+
+        server.restart()
+        ours()
+        patched = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in sent(server, "PATCH")}
+        assert patched == bodies, "ours sent other PATCH bodies than the floor does"
+        gets = sum(1 for r in server.log() if r.method == "GET")
+        floor = lambda: loops.floor_update(server.url, server.token, bodies, WORKERS, True)  # noqa: E731
+        times = medians({"ours": ours, "floor": floor}, args.reps, server.restart)
+    label = f"bulk_update() without base, {BULK_SOURCES} changed of {FETCH_SOURCES:,}"
+    listing = 1 + len(loops.page_offsets(FETCH_SOURCES))
+    return [
+        floor_row(label, times, 1.2, "bare floor (the listing, then the PATCHes)"),
+        Row(label + ": GETs sent (the plan's read, the check's)", str(gets), f"{listing} + {listing}", "", "", None),
+    ]
 
 
 # ---- the journal's cost ----------------------------------------------------------------------
@@ -764,7 +795,43 @@ def markdown(rows: list[Row], args: argparse.Namespace, command: str, seconds: f
         "| " + " | ".join(HEAD) + " |",
         "|" + "|".join("---" for _ in HEAD) + "|",
     ]
-    lines += ["| " + " | ".join(c.replace("|", "\\|") for c in cells(r)) + " |" for r in rows]
+    lines += [table_line(r) for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def table_line(row: Row) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells(row)) + " |"
+
+
+#: What :func:`merged` adds to the metric of a part's first row: how and when it was measured.
+MEASURED_APART = re.compile(r" \(`--only [^`]*`[^)]*\)")
+
+
+def metric_of(line: str) -> str:
+    """The metric of a line of results.md's table, without what :func:`merged` added to it."""
+    cell = re.split(r"(?<!\\)\|", line)[1].strip()
+    return MEASURED_APART.sub("", cell).replace("\\|", "|")
+
+
+def merged(old: str, by_part: dict[str, list[Row]], args: argparse.Namespace) -> str:
+    """``old`` (a results.md) with the rows of the parts just measured in place of theirs (found
+    by metric), each part's first row saying how and when (with the machine's load) it was
+    measured; every other row, and the header of the full run, as they were. A part with no
+    row there yet is added at the end."""
+    lines = old.rstrip("\n").splitlines()
+    latency = "" if args.latency == 0.02 else f", {args.latency * 1000:g} ms a request"
+    when = f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f}"
+    for part, rows in by_part.items():
+        if not rows:
+            continue
+        how = f" (`--only {part}`, {args.reps} repetition(s){latency}, {when})"
+        fresh = [table_line(replace(rows[0], metric=rows[0].metric + how)), *map(table_line, rows[1:])]
+        metrics = {r.metric for r in rows}
+        at = [k for k, line in enumerate(lines) if line.startswith("| ") and metric_of(line) in metrics]
+        if at:
+            lines[at[0] : at[-1] + 1] = fresh
+        else:
+            lines += fresh
     return "\n".join(lines) + "\n"
 
 
@@ -776,6 +843,26 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown CPU"
+
+
+def part_runs(args: argparse.Namespace, sdk: str | None) -> dict[str, tuple[str, Callable[[], list[Row]]]]:
+    """Each part of :data:`PARTS`: what it says as it starts, and what measures it."""
+    latency = f"{args.latency * 1000:g} ms a request"
+    return {
+        "network": (f"1-3. to_frame and bulk_update, {latency} ...", lambda: network(args, sdk)),
+        "nobase": (f"2b. bulk_update without base, {latency} ...", lambda: without_base(args)),
+        "limited": (f"4. a server allowing {ALLOWED_RATE} requests a second ...", lambda: rate_limited(args)),
+        "cpu": ("5. CPU work ...", lambda: cpu(args)),
+        "create": (f"6. creating {CREATE_SOURCES:,} sources ...", lambda: creating(args, sdk)),
+        "stream": (
+            f"7. a conflict-checked update in an account of {STREAM_ACCOUNT:,} ...",
+            lambda: streamed_update(args),
+        ),
+        "restore": ("8. a restore from a backup ...", lambda: restoring(args)),
+        "big": (f"9. to_frame() of {BIG_FRAME:,} sources ...", lambda: big_frame(args)),
+        "journal": ("10. the journal's cost ...", lambda: journal_cost(args)),
+        "review": (f"11. saving, loading and checking {CPU_SOURCES:,} sources ...", lambda: review(args)),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -793,34 +880,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("NEUROIO_NB_JOURNAL", journals.name)
     started = time.perf_counter()
     sdk = sdk_problem()
-    rows: list[Row] = []
-    if "network" in parts:
-        print(f"1-3. to_frame and bulk_update, {args.latency * 1000:g} ms a request ...", flush=True)
-        rows += network(args, sdk)
-    if "limited" in parts:
-        print(f"4. a server allowing {ALLOWED_RATE} requests a second ...", flush=True)
-        rows += rate_limited(args)
-    if "cpu" in parts:
-        print("5. CPU work ...", flush=True)
-        rows += cpu(args)
-    if "create" in parts:
-        print(f"6. creating {CREATE_SOURCES:,} sources ...", flush=True)
-        rows += creating(args, sdk)
-    if "stream" in parts:
-        print(f"7. a conflict-checked update in an account of {STREAM_ACCOUNT:,} ...", flush=True)
-        rows += streamed_update(args)
-    if "restore" in parts:
-        print("8. a restore from a backup ...", flush=True)
-        rows += restoring(args)
-    if "big" in parts:
-        print(f"9. to_frame() of {BIG_FRAME:,} sources ...", flush=True)
-        rows += big_frame(args)
-    if "journal" in parts:
-        print("10. the journal's cost ...", flush=True)
-        rows += journal_cost(args)
-    if "review" in parts:
-        print(f"11. saving, loading and checking {CPU_SOURCES:,} sources ...", flush=True)
-        rows += review(args)
+    by_part: dict[str, list[Row]] = {}
+    for part, (what, measure) in part_runs(args, sdk).items():
+        if part in parts:
+            print(what, flush=True)
+            by_part[part] = measure()
+    rows = [row for part_rows in by_part.values() for row in part_rows]
     seconds = time.perf_counter() - started
     print()
     print(text_table(rows))
@@ -829,7 +894,10 @@ def main(argv: list[str] | None = None) -> int:
         if (argv if argv is not None else sys.argv[1:])
         else ""
     )
-    args.out.write_text(markdown(rows, args, command.rstrip(), seconds))
+    if args.only and args.out.exists():  # the other parts' rows stay as the last run measured them
+        args.out.write_text(merged(args.out.read_text(), by_part, args))
+    else:
+        args.out.write_text(markdown(rows, args, command.rstrip(), seconds))
     print(f"\nwritten to {args.out}")
     return 0 if all(r.ok is not False for r in rows) else 1
 
