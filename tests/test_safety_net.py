@@ -10,6 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from neuroio_nb.errors import ValidationError
@@ -348,3 +349,16 @@ def test_a_probe_whose_delete_fails_is_a_created_row_naming_it_and_undo_deletes_
     assert probe in c.sources.history(undone.attrs["run_id"]).index, "the journal's report shows it too"
     c.sources.undo(undone.attrs["run_id"], progress=False)
     assert probe not in sb.sources and not [s for s in sb.sources.values() if s["name"] == "Twin"]
+
+
+def test_a_row_naming_no_space_is_the_probe_so_no_throwaway_is_made(make_sandbox, client_for):
+    """A restore with two "Twin" rows of spaces 3 and 1 and a new row naming no space: the new
+    row goes first and tells where creates land; no throwaway, no "Twin" POST of space 3."""
+    sb = make_sandbox(sources=30, seed=7)
+    c = client_for(sb)
+    desired = pd.DataFrame({"name": ["Twin", "Twin", "Fresh"], "space_id": pd.array([3, 1, None], dtype="Int64")})
+    report = c.sources.plan(desired, key="name", create=True).apply(progress=False)
+    assert [r.body["name"] for r in sb.requests("POST")] == ["Fresh", "Twin"]
+    assert not sb.requests("DELETE")
+    assert report.set_index("row")["status"].to_dict() == {0: "failed", 1: "created", 2: "created"}
+    assert {sb.source(i)["name"]: sb.source(i)["space_id"] for i in report.index.dropna()} == {"Twin": 1, "Fresh": 1}
