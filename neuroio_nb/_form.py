@@ -596,11 +596,11 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
     def _states_shown(self, value: str) -> dict[str, dict[str, Any]] | None:
         """Field -> the widget state the browser showed at the Save click, for every editable field
         it names; None if that message cannot be read (nothing is then taken from it)."""
-        shown = shown_at_save(value)
-        if shown is None:
+        inputs = shown_at_save(value)
+        if inputs is None:
             return None
         states = {}
-        for name, seen in shown.items():
+        for name, seen in inputs.items():
             spec = BY_NAME.get(name)
             if spec is None or not spec.writable or not self.state.editable(name):
                 continue
