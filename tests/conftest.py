@@ -61,6 +61,12 @@ import urllib3.util.connection
 from neuroio_nb import Client
 from neuroio_nb.sandbox import Sandbox
 
+# jsonschema, under nbformat (which the notebook, form and browser tests import), builds a grammar
+# for its optional "iri" format check whenever rfc3987-syntax is installed (JupyterLab's extras
+# bring it): 1.2 CPU-seconds in every test process, half its collection, for a check no notebook
+# schema asks for. Without the module jsonschema leaves that format unchecked, as it documents.
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]  # None: "cannot be imported"
+
 DEFAULT_KNOBS: dict[str, Any] = {"sources": 120}
 #: Where the journal goes: the ``journal_folder`` fixture sets it for every test and every process.
 JOURNAL_ENV = "NEUROIO_NB_JOURNAL"
