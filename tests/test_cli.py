@@ -73,12 +73,17 @@ def read_report(path: Path) -> dict[int, dict[str, str]]:
 # -- help and usage --------------------------------------------------------------------
 
 
-def test_the_installed_script_runs_the_commands_and_exits_with_their_codes(script: ConsoleScript) -> None:
-    """The console script a user installs is the entry function the other tests run: its help,
-    and bad usage's exit code 3 (the other codes: terminal, Ctrl-C and pipe tests below)."""
+def test_the_installed_script_runs_the_commands_and_exits_with_their_codes(
+    script: ConsoleScript, cli_main: CommandLine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console script a user installs is the entry function the other tests run: the same
+    help, word for word, and bad usage's exit code 3 (the other codes: terminal, Ctrl-C and pipe
+    tests below)."""
+    monkeypatch.setenv("COLUMNS", "100")  # argparse's width, in this process and in the script's
     proc = script.run(None, "--help")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("usage: neuroio-nb") and "NEUROIO_API_TOKEN" in proc.stdout
+    assert proc.stdout == cli_main.run(None, "--help").stdout
     proc = script.run(None, "frobnicate")
     assert proc.returncode == 3
     assert "usage:" in proc.stderr and proc.stdout == ""
