@@ -424,6 +424,18 @@ def test_a_bad_csv_exits_3_naming_line_and_column(cli_main: CommandLine, sb: San
     assert sb.requests("PATCH") == []
 
 
+def test_the_token_pasted_into_a_csv_is_masked_in_what_the_cli_says(
+    cli_main: CommandLine, sb: Sandbox, tmp_path: Path
+) -> None:
+    """A token pasted into a cell by mistake (the clipboard held it) is quoted back in the
+    problem's message as "***", never as itself: the command's output lands in terminals, logs
+    and tickets. (``cli_main`` fails the test if the token shows anywhere in what it printed.)"""
+    edited = edit_csv(exported(cli_main, sb, tmp_path), tmp_path / "edited.csv", {(5, THRESHOLD): sb.token})
+    proc = cli_main.run(sb, "plan", str(edited))
+    assert proc.returncode == 3 and f"{THRESHOLD} = '***'" in proc.stderr and "not a number" in proc.stderr
+    assert sb.requests("PATCH") == []
+
+
 def test_no_token_exits_4_naming_the_variable(cli_main: CommandLine, sb: Sandbox, tmp_path: Path) -> None:
     env = cli_main.env(None, NEUROIO_API_URL=sb.url)
     proc = cli_main.run(sb, "list", env=env)
