@@ -185,6 +185,14 @@ def test_create_fills_defaults_and_keeps_license_id(sb: Sandbox, http: requests.
     assert sb.source(61) == created
 
 
+def test_creates_land_in_the_tokens_space_the_lowest_until_told_otherwise(sb: Sandbox, http: requests.Session) -> None:
+    assert sb.creates_land_in == 1
+    sb.creates_land_in = 3
+    assert http.post(sb.url + LIST, json={"name": "Dock 9 cam 02"}).json()["space_id"] == 3
+    sb.reset(60)
+    assert sb.creates_land_in == 1 and http.post(sb.url + LIST, json={"name": "Dock 9 cam 03"}).json()["space_id"] == 1
+
+
 def test_patch_changes_only_what_is_sent(sb: Sandbox, http: requests.Session) -> None:
     before = sb.source(3)
     r = http.patch(

@@ -251,6 +251,22 @@ class Sandbox:
         self.clear_log()
 
     @property
+    def creates_land_in(self) -> int:
+        """The space new sources are made in: the token's own (the API lets no client choose).
+        The lowest space of the sources when started or :meth:`reset`; set it to play a token
+        of another space.
+
+        Example::
+
+            sandbox.creates_land_in = 3   # this token's creates now land in space 3
+        """
+        return self._store.default_space
+
+    @creates_land_in.setter
+    def creates_land_in(self, space: int) -> None:
+        self._store.default_space = space
+
+    @property
     def sources(self) -> dict[int, dict[str, Any]]:
         """A deep copy of the state: id -> source."""
         return self._store.snapshot()
