@@ -365,3 +365,25 @@ def test_a_row_naming_no_space_is_the_probe_so_no_throwaway_is_made(make_sandbox
     assert not sb.requests("DELETE")
     assert report.set_index("row")["status"].to_dict() == {0: "failed", 1: "created", 2: "created"}
     assert {sb.source(i)["name"]: sb.source(i)["space_id"] for i in report.index.dropna()} == {"Twin": 1, "Fresh": 1}
+
+
+def test_when_the_probe_cannot_tell_where_creates_land_no_namesake_row_is_sent(make_sandbox, client_for, tmp_path):
+    """The server refuses every create: the probe fails, so neither "Twin" row is sent (either
+    could take the other's name); each says why and what to do, and nothing is left behind."""
+    sb, one, three = two_namesakes(make_sandbox)
+    folder = tmp_path / "journal"
+    report = deleting(client_for(sb, journal=folder), [one, three]).apply(irreversible=True, progress=False)
+    after = set(sb.sources)
+    c = client_for(sb, journal=folder, max_retries=1)
+
+    def refuse_creates(method: str, path: str) -> None:
+        if method == "POST":
+            raise RuntimeError("the server cannot create now")
+
+    sb.before_request = refuse_creates
+    undone = c.sources.undo(report.attrs["run_id"], progress=False)
+    sb.before_request = None
+    assert "Twin" not in [r.body["name"] for r in sb.requests("POST")], "only the probe was tried"
+    assert undone["status"].tolist() == ["failed", "failed"] and set(sb.sources) == after
+    for error in undone["error"]:
+        assert "could not be learned" in error and "creating a probe source failed" in error and "try again" in error
