@@ -699,7 +699,7 @@ def test_rows_that_match_no_source_are_warned_kept_and_shown_not_dropped(make_sa
 
     # asked to create: refused exactly as said (plain pd.read_csv's JSON text), else no warning
     if read == "plain pd.read_csv":
-        with pytest.raises(ValidationError) as refusal:
+        with pytest.raises(ValidationError) as refusal, pytest.warns(NearDuplicateNamesWarning):
             c.sources.plan(desired, key="name", create=True)
         assert {(p.id, p.field) for p in refusal.value.problems} == {(k, "store_images_for_results") for k in lost}
     plan, warned = plan_warned(c, desired.drop(columns="store_images_for_results"), key="name", create=True)

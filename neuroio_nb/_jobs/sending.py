@@ -199,28 +199,8 @@ def _send(
         return
     flight.items = items = iter(tasks.items()) if isinstance(tasks, Mapping) else tasks
     total = len(tasks) if isinstance(tasks, Mapping) else how.total
+    send = partial(_record, done, how)
     run = how.run
-
-    def send(key: KeyT, task: Callable[[], OutcomeT]) -> None:
-        if run is not None and run.failure is not None:  # the journal stopped the run: not sent
-            return
-        unknown = False
-        try:
-            done[key] = task()
-        except JournalError:  # the journal stopped the run before this write went: not sent, no row
-            raise
-        except Exception as exc:  # one source's trouble never aborts the run
-            outcome = how.fallback(key)
-            outcome.error = str(exc) or type(exc).__name__
-            unknown = isinstance(exc, NeuroIOError) and outcome_unknown(exc)
-            done[key] = outcome
-        if run is not None:
-            result = done[key]
-            # a create's row as it came out (every value the server gave it), for history(run) to show as this run did
-            came_out = result.changes if result.action == "create" and result.status in APPLIED else None
-            run.outcome_of(
-                key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown, changes=came_out
-            )
 
     flight.bar = bar = _ThrottleNoted(
         progress_bar(total=total or 0, desc=how.desc, unit="source", progress=how.progress), how.throttling
@@ -255,6 +235,32 @@ def _send(
         finished.result()
         _moment("showing", None)
         bar.update(1)
+
+
+def _record(done: dict[KeyT, OutcomeT], how: Sendout[OutcomeT], key: KeyT, task: Callable[[], OutcomeT]) -> None:
+    """Run one task on a worker and record its outcome in ``done`` and in the journal run: a
+    task that raises gets ``how.fallback``'s outcome with the error's message (one source's
+    trouble never aborts the run). Not run once the journal stopped the run."""
+    run = how.run
+    if run is not None and run.failure is not None:  # the journal stopped the run: not sent
+        return
+    unknown = False
+    try:
+        done[key] = task()
+    except JournalError:  # the journal stopped the run before this write went: not sent, no row
+        raise
+    except Exception as exc:
+        outcome = how.fallback(key)
+        outcome.error = str(exc) or type(exc).__name__
+        unknown = isinstance(exc, NeuroIOError) and outcome_unknown(exc)
+        done[key] = outcome
+    if run is not None:
+        result = done[key]
+        # a create's row as it came out (every value the server gave it), for history(run) to show as this run did
+        came_out = result.changes if result.action == "create" and result.status in APPLIED else None
+        run.outcome_of(
+            key, result.status, error=result.error, source_id=result.id, maybe_applied=unknown, changes=came_out
+        )
 
 
 class _ThrottleNoted:
