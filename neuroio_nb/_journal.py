@@ -3,9 +3,10 @@
 One file per run (``<run id>.jsonl``) in one folder, readable JSON lines:
 
 - a header: ``{"format": "neuroio-nb-journal", "version": 1, "run": ..., "kind": ...,
-  "base_url": ..., "started": ..., "parent": ...}`` (never the token);
+  "base_url": ..., "started": ..., "parent": ..., "probe_marks": true}`` (never the token);
 - ``intent`` lines: what is about to be sent (``seq``, ``action``, source ``id``,
-  ``name``, ``before`` and ``after`` values of the fields it changes);
+  ``name``, ``before`` and ``after`` values of the fields it changes; ``probe: true`` for a
+  probe's write, see :data:`PROBE`);
 - ``amend`` lines: what an intent really sends, known once the server was read
   (``seq``, ``before``, ``after``; both empty: nothing is sent), in place of the
   intent's values (a conflict check made as the listing's pages arrive); written
@@ -75,13 +76,20 @@ ACTIONS = ("update", "create", "delete")
 APPLIED = frozenset({"updated", "created", "deleted"})
 #: The start of a probe's name: a throwaway source a job creates, alone, to learn the space
 #: the token's creates land in, and deletes at once (its intent is ``create``, then outcomes
-#: ``created`` and ``deleted``). A probe that is gone is left out of a run as read back.
+#: ``created`` and ``deleted``). A probe is known by the ``probe`` mark of its intent record
+#: (and of the delete of one left behind), never by its name: a user may name a source anything.
 PROBE = "neuroio-nb probe "
+#: A probe's name as runs written before probes were marked gave it (:data:`PROBE`, the run id,
+#: eight hex digits): in such a run (its header has no ``probe_marks``), an entry of that name
+#: is a probe, so that the run reads as it did.
+LEGACY_PROBE = re.compile(r"^neuroio-nb probe (\d{8}-\d{6}-[0-9a-f]{6}|unjournaled) [0-9a-f]{8}$")
 
 
-def is_probe(name: Any) -> bool:
-    """Is ``name`` a probe's (see :data:`PROBE`)?"""
-    return isinstance(name, str) and name.startswith(PROBE)
+def probe_gone(action: str, status: str | None, maybe_applied: bool) -> bool:
+    """Is nothing left of a probe whose write (its ``create``, or the ``delete`` of one left
+    behind) ended so? Deleted, or its create refused for sure: no report row shows it then.
+    Anything else (made and not deleted, an unknown outcome) is a row, so that the user sees it."""
+    return status == "deleted" or (action == "create" and status == "failed" and not maybe_applied)
 
 
 def default_folder() -> Path:
@@ -203,6 +211,8 @@ class Intent:
     changes: dict[str, Any] | None = None
     holders: list[int] | None = None
     space: int | None = None
+    #: A probe's write (see :data:`PROBE`): marked in its record, the only way a reader knows it.
+    probe: bool = False
 
 
 #: Called with the type of each batch of lines (``header``, ``intent``, ``amend``,
@@ -255,6 +265,7 @@ class Journal:
                 "started": _now(),
                 "pid": os.getpid(),
                 "parent": parent,
+                "probe_marks": True,  # its probes are marked (see LEGACY_PROBE)
             }
             if details:
                 header["details"] = dict(details)
@@ -425,6 +436,8 @@ class RunWriter:
                     line["holders"] = sorted(intent.holders)
                 if intent.space is not None:
                     line["space"] = intent.space
+                if intent.probe:
+                    line["probe"] = True
                 lines.append(line)
                 if intent.status is not None:
                     lines.append(
@@ -729,12 +742,13 @@ class Entry:
     holders: list[int] | None = None
     space: int | None = None
 
+    #: A probe's write (see :data:`PROBE`), as its record marks it.
+    probe: bool = False
+
     @property
     def settled_probe(self) -> bool:
-        """A probe (see :data:`PROBE`) deleted again, or never made: nothing of it is left."""
-        return is_probe(self.name) and (
-            self.status == "deleted" or (self.status == "failed" and not self.maybe_applied)
-        )
+        """A probe deleted again, or never made: nothing of it is left (see :func:`probe_gone`)."""
+        return self.probe and probe_gone(self.action, self.status, self.maybe_applied)
 
     @property
     def perhaps_applied(self) -> bool:
@@ -822,6 +836,7 @@ SHAPES: dict[str | None, dict[str, tuple[type, ...]]] = {
         "started": _TEXT,
         "parent": _TEXT + _NONE,
         "details": _DICT + _NONE,
+        "probe_marks": _BOOL,
     },
     "intent": {
         "seq": _INT,
@@ -832,6 +847,7 @@ SHAPES: dict[str | None, dict[str, tuple[type, ...]]] = {
         "changes": _DICT + _NONE,
         "holders": _LIST + _NONE,
         "space": _INT + _NONE,
+        "probe": _BOOL,
     },
     "amend": {"seq": _INT, "before": _DICT + _NONE, "after": _DICT + _NONE},
     "holders": {"seq": _INT, "ids": _LIST, "space": _INT + _NONE},
@@ -943,6 +959,15 @@ def _read_holders(entry: Entry, record: Mapping[str, Any]) -> None:
         entry.space = space
 
 
+def _is_probe(record: Mapping[str, Any], marked: bool) -> bool:
+    """Is this intent a probe's? Its mark says, in a run whose probes are marked; in an older
+    run, a name of the shape probes had then (:data:`LEGACY_PROBE`)."""
+    if marked:
+        return record.get("probe") is True
+    name = record.get("name")
+    return isinstance(name, str) and LEGACY_PROBE.match(name) is not None
+
+
 def read_run(path: Path) -> RunRecord:
     """Read one run file; a file that is not the toolkit's raises :class:`JournalError`."""
     records = _shaped(path, read_lines(path))
@@ -962,6 +987,7 @@ def read_run(path: Path) -> RunRecord:
     _check_shape(path, 1, header)
     entries: dict[int, Entry] = {}
     end: dict[str, Any] | None = None
+    marked = header.get("probe_marks") is True
     for record in records:
         kind = record.get("t")
         seq = record.get("seq")
@@ -975,6 +1001,7 @@ def read_run(path: Path) -> RunRecord:
                 dict(record.get("after") or {}),
             )
             entries[seq].changes = _changes_of(record)
+            entries[seq].probe = _is_probe(record, marked)
             _read_holders(entries[seq], record)
         elif kind == "amend" and isinstance(seq, int) and seq in entries:
             entries[seq].before = dict(record.get("before") or {})
@@ -1020,11 +1047,11 @@ __all__ = [
     "RunWriter",
     "TornLineWarning",
     "default_folder",
-    "is_probe",
     "journaled",
     "labelled",
     "new_run_id",
     "open_journal",
+    "probe_gone",
     "read_run",
     "start_run",
 ]

@@ -230,6 +230,65 @@ def test_runs_are_found_by_id_unique_prefix_or_path(tmp_path):
 # ---- many writers ------------------------------------------------------------------------------
 
 
+# ---- probes: known by the mark of their record, never by their name ----------------------------
+
+#: The name a probe had in a run written before probes were marked (the probe prefix, a run id,
+#: eight hex digits); a user's own source may be named so too (restored from an export).
+PROBE_SHAPED = "neuroio-nb probe 20261205-145316-a1b2c3 0badf00d"
+
+
+def test_a_probe_is_known_by_the_mark_of_its_record_never_by_its_name(tmp_path):
+    journal = Journal(tmp_path / "j")
+    run = journal.start("undo", "http://127.0.0.1:1")
+    probe, prefixed, shaped, left = run.intend(
+        [
+            Intent(action="create", source_id=None, after={"name": "neuroio-nb probe x"}, name="x", probe=True),
+            Intent(action="delete", source_id=5, before={"name": "neuroio-nb probe of gate 4"}, name="gate 4"),
+            Intent(action="delete", source_id=6, before={"name": PROBE_SHAPED}, name=PROBE_SHAPED),
+            Intent(action="delete", source_id=7, before={"name": "neuroio-nb probe y"}, name="y", probe=True),
+        ]
+    )
+    run.outcome(probe, "created", source_id=9)
+    run.outcome(probe, "deleted", source_id=9)
+    run.outcome(prefixed, "deleted", source_id=5)
+    run.outcome(shaped, "deleted", source_id=6)
+    run.outcome(left, "failed", error="the server cannot delete now", source_id=7)
+    run.finish()
+    lines = lines_of(run.path)
+    assert lines[0]["probe_marks"] is True
+    assert [line.get("probe") for line in lines if line.get("t") == "intent"] == [True, None, None, True]
+    entries = journal.read(run.run_id).entries
+    assert [(e.source_id, e.probe) for e in entries] == [(5, False), (6, False), (7, True)], (
+        "the users' sources are read whatever their names; a probe deleted again is not; one whose "
+        "delete failed stays on the server, so it is read"
+    )
+
+
+def test_a_run_written_before_probes_were_marked_reads_as_it_did(tmp_path):
+    """Its header has no ``probe_marks``: an entry of a probe's name as probes were named then
+    is a probe (deleted again: not read back); a user's source merely starting with the probe
+    prefix is read."""
+    folder = tmp_path / "j"
+    folder.mkdir(mode=0o700)
+    run_id = "20261205-150000-abcdef"
+    records = [
+        {"format": "neuroio-nb-journal", "version": 1, "run": run_id, "kind": "undo", "parent": None,
+         "base_url": "http://127.0.0.1:1", "started": "2026-12-05T15:00:00.000+00:00", "pid": 1},
+        {"t": "intent", "seq": 1, "action": "create", "id": None, "name": PROBE_SHAPED, "before": {},
+         "after": {"name": PROBE_SHAPED}, "holders": []},
+        {"t": "intent", "seq": 2, "action": "delete", "id": 5, "name": "neuroio-nb probe of gate 4",
+         "before": {"name": "neuroio-nb probe of gate 4"}, "after": {}},
+        {"t": "outcome", "seq": 1, "status": "created", "error": None, "id": 9},
+        {"t": "outcome", "seq": 1, "status": "deleted", "error": None, "id": 9},
+        {"t": "outcome", "seq": 2, "status": "deleted", "error": None, "id": 5},
+        {"t": "end", "state": "complete", "finished": "2026-12-05T15:00:01.000+00:00", "counts": {}},
+    ]  # fmt: skip
+    (folder / f"{run_id}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    run = Journal(folder).read(run_id)
+    assert [(e.seq, e.name, e.probe) for e in run.entries] == [(2, "neuroio-nb probe of gate 4", False)]
+    assert run.state == "complete" and run.counts() == {"deleted": 1}
+
+
 def test_run_ids_never_collide_even_with_the_same_clock(tmp_path, monkeypatch):
     journal = Journal(tmp_path)
     first = journal.start("apply", "http://x")

@@ -4,6 +4,8 @@ the server, and what undo cannot reverse said before apply. Over the sandbox, on
 
 from __future__ import annotations
 
+import _thread
+import errno
 import os
 import subprocess
 import sys
@@ -387,3 +389,201 @@ def test_when_the_probe_cannot_tell_where_creates_land_no_namesake_row_is_sent(m
     assert undone["status"].tolist() == ["failed", "failed"] and set(sb.sources) == after
     for error in undone["error"]:
         assert "could not be learned" in error and "creating a probe source failed" in error and "try again" in error
+
+
+# ---- 3b. a probe is known by its journal record, never by its name --------------------------------
+
+#: Names a user may give a source (typed, or from a CSV): the probe's own prefix, and the very
+#: shape of a probe's name (as a restore of an export taken while a probe was left would give).
+PROBE_LIKE = ["neuroio-nb probe of gate 4", "neuroio-nb probe 20261205-101010-abcdef 1a2b3c4d"]
+
+
+def named_like_a_probe(make_sandbox, name):
+    """A sandbox whose first source of space 1 (the token's) is named ``name``; its id."""
+    sb = make_sandbox(sources=30, seed=7)
+    records = list(sb.sources.values())
+    mine = next(r for r in records if r["space_id"] == 1)
+    mine["name"] = name
+    sb.reset(records)
+    return sb, mine["id"]
+
+
+@pytest.mark.parametrize("name", PROBE_LIKE, ids=["probe-prefix", "probe-shaped"])
+def test_a_users_source_named_like_a_probe_is_reported_in_history_and_undone(make_sandbox, client_for, tmp_path, name):
+    sb, mine = named_like_a_probe(make_sandbox, name)
+    folder = tmp_path / "journal"
+    c = client_for(sb, journal=folder)
+    report = deleting(c, [mine]).apply(irreversible=True, progress=False)
+    assert report.loc[mine, ["status", "name"]].tolist() == ["deleted", name], "the report shows the delete"
+    run = report.attrs["run_id"]
+    assert c.sources.history(run).loc[mine, ["status", "name"]].tolist() == ["deleted", name]
+    assert c.sources.history().loc[run, "deleted"] == 1
+    undone = client_for(sb, journal=folder).sources.undo(run, progress=False)
+    (back,) = undone.index[undone["old_id"] == mine]
+    assert undone.loc[back, "status"] == "created" and sb.source(back)["name"] == name, "undo brings it back"
+    again = c.sources.undo(undone.attrs["run_id"], progress=False)
+    assert again.loc[back, ["status", "name"]].tolist() == ["deleted", name] and back not in sb.sources
+    assert c.sources.history(again.attrs["run_id"]).loc[back, "status"] == "deleted"
+
+
+@pytest.mark.parametrize("name", PROBE_LIKE[:1], ids=["probe-prefix"])
+def test_resume_sends_the_delete_of_a_users_source_named_like_a_probe(
+    make_sandbox, client_for, tmp_path, monkeypatch, name
+):
+    from neuroio_nb._jobs import sending
+    from neuroio_nb.errors import BulkInterrupted
+
+    sb, mine = named_like_a_probe(make_sandbox, name)
+    c = client_for(sb, journal=tmp_path / "journal")
+    plan = deleting(c, [mine])
+
+    def ctrl_c_before_the_first_is_handed(moment, key):
+        if moment == "handing":
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(sending, "send_hook", ctrl_c_before_the_first_is_handed)
+    with pytest.raises(BulkInterrupted) as info:
+        plan.apply(irreversible=True, progress=False)
+    monkeypatch.setattr(sending, "send_hook", None)
+    assert mine in sb.sources and not sb.requests("DELETE")
+    run = info.value.report.attrs["run_id"]
+    assert c.sources.history(run).loc[mine, "status"] == "unknown"
+    resumed = c.sources.resume(run, progress=False)
+    assert mine not in sb.sources, "resume sent the delete"
+    assert resumed.loc[mine, ["status", "name"]].tolist() == ["deleted", name]
+
+
+def ctrl_c_at_the_first_post(sb):
+    """Ctrl-C in this (the notebook's) thread as the first POST reaches ``sb``."""
+    pressed = []
+
+    def press(method: str, path: str) -> None:
+        if method == "POST" and not pressed:
+            pressed.append(True)
+            _thread.interrupt_main()
+
+    return press
+
+
+def refusing_deletes(then=None):
+    def hook(method: str, path: str) -> None:
+        if then is not None:
+            then(method, path)
+        if method == "DELETE":
+            raise RuntimeError("the server cannot delete now")
+
+    return hook
+
+
+@pytest.mark.parametrize("delete_fails", [True, False], ids=["its-delete-fails", "its-delete-succeeds"])
+def test_ctrl_c_while_the_probe_is_out_leaves_it_in_the_partial_report_only_if_it_stays(
+    make_sandbox, client_for, tmp_path, delete_fails
+):
+    """Ctrl-C as the probe's POST reaches the server: the probe's request finishes (made, then
+    deleted again); the partial report shows it exactly when it stays on the server, as the
+    final report would (a ``created`` row naming its id and how to delete it), and so does
+    ``history(run)``; undo of the interrupted run deletes it."""
+    from neuroio_nb.errors import BulkInterrupted
+
+    sb, one, three = two_namesakes(make_sandbox)
+    folder = tmp_path / "journal"
+    report = deleting(client_for(sb, journal=folder), [one, three]).apply(irreversible=True, progress=False)
+    after = set(sb.sources)
+    c = client_for(sb, journal=folder, max_retries=1)
+    press = ctrl_c_at_the_first_post(sb)
+    sb.before_request = refusing_deletes(press) if delete_fails else press
+    with pytest.raises(BulkInterrupted) as info:
+        c.sources.undo(report.attrs["run_id"], progress=False)
+    sb.before_request = None
+    partial = info.value.report
+    made = set(sb.sources) - after
+    (probe,) = [r.body["name"] for r in sb.requests("POST")]
+    assert probe.startswith("neuroio-nb probe ") and "Twin" not in partial["name"].tolist()
+    if delete_fails:
+        (left,) = made
+        assert partial.loc[left, ["status", "name"]].tolist() == ["created", probe]
+        assert f"client.sources.delete({left})" in partial.loc[left, "error"]
+        history = c.sources.history(partial.attrs["run_id"])
+        assert history.loc[left, ["status", "name"]].tolist() == ["created", probe]
+        c.sources.undo(partial.attrs["run_id"], progress=False)
+        assert left not in sb.sources
+    else:
+        assert not made and probe not in partial["name"].tolist(), "deleted again: no row"
+        assert probe not in c.sources.history(partial.attrs["run_id"])["name"].tolist()
+
+
+@pytest.mark.parametrize("then", ["undo", "resume"])
+@pytest.mark.parametrize("made", [True, False], ids=["probe-made", "probe-not-made"])
+def test_a_probe_whose_answer_is_lost_is_the_same_row_in_the_report_and_history_and_undo_settles_it(
+    make_sandbox, client_for, tmp_path, made, then
+):
+    """The probe's POST ends with no answer (the connection dropped after it was applied, or
+    before) and the server cannot be read to settle it: ``apply()``'s report shows the row
+    ``history(run)`` shows, saying it may have been made; undo and resume of that run delete
+    the probe that exists and send nothing for one that never got made."""
+    sb, one, three = two_namesakes(make_sandbox)
+    folder = tmp_path / "journal"
+    report = deleting(client_for(sb, journal=folder), [one, three]).apply(irreversible=True, progress=False)
+    after = set(sb.sources)
+    c = client_for(sb, journal=folder, max_retries=1)
+
+    def lose_the_probes_answer(method: str, path: str) -> None:
+        if sb.requests("POST"):  # nor can the server be read to settle the POST
+            sb.drop_after_apply = 0.0
+            raise RuntimeError("the server cannot answer now")
+        if method == "POST" and made:
+            sb.drop_after_apply = 1.0  # applied, then the connection drops
+
+    if not made:  # every POST is dropped unprocessed
+        sb.fault_methods, sb.faults = {"POST"}, {"drop": 1.0}
+    sb.before_request = lose_the_probes_answer
+    undone = c.sources.undo(report.attrs["run_id"], progress=False)
+    sb.before_request, sb.faults, sb.drop_after_apply = None, {}, 0.0
+    probe = next(r.body["name"] for r in sb.requests("POST"))
+    assert len(set(sb.sources) - after) == (1 if made else 0)
+    row = undone[undone["name"] == probe]
+    assert row["status"].tolist() == ["failed"] and "may have been made" in row["error"].iloc[0]
+    history = c.sources.history(undone.attrs["run_id"])
+    shown = history[history["name"] == probe]
+    columns = ["action", "status", "name", "changes", "error"]
+    assert shown[columns].to_dict("records") == row[columns].to_dict("records"), "the same row"
+    sb.clear_log()
+    finished = getattr(c.sources, then)(undone.attrs["run_id"], progress=False)
+    assert not [s for s in sb.sources.values() if s["name"] == probe], "no probe is left"
+    assert len(sb.requests("DELETE")) == (1 if made else 0), "a probe never made is not deleted"
+    assert probe not in finished["name"].tolist()
+
+
+def full_disk_at_the_probes_outcome(fd, data):
+    """``os.write``, but the disk is full when the first outcome line (the probe's ``created``) comes."""
+    if b'"t": "outcome"' in bytes(data):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return os.write(fd, data)
+
+
+def test_a_probe_the_journal_stops_before_its_delete_is_in_the_partial_report_and_undo_deletes_it(
+    make_sandbox, client_for, tmp_path
+):
+    """The journal cannot record that the probe was made: the run stops before its next write,
+    the probe's delete too. The error's partial report shows the probe as the final report
+    would (a ``created`` row naming its id and how to delete it); undo of the run, with a
+    journal that works, deletes it."""
+    from neuroio_nb._journal import Journal
+    from neuroio_nb.errors import JournalError
+
+    sb, one, three = two_namesakes(make_sandbox)
+    folder = tmp_path / "journal"
+    report = deleting(client_for(sb, journal=folder), [one, three]).apply(irreversible=True, progress=False)
+    after = set(sb.sources)
+    c = client_for(sb, journal=Journal(folder, write=full_disk_at_the_probes_outcome))
+    sb.clear_log()
+    with pytest.raises(JournalError) as info:
+        c.sources.undo(report.attrs["run_id"], progress=False)
+    (left,) = set(sb.sources) - after
+    assert not sb.requests("DELETE") and "Twin" not in [r.body["name"] for r in sb.requests("POST")]
+    partial = info.value.report
+    assert partial.loc[left, "status"] == "created" and partial.loc[left, "name"].startswith("neuroio-nb probe ")
+    assert f"client.sources.delete({left})" in partial.loc[left, "error"]
+    (run,) = [r for r in client_for(sb, journal=folder).sources.history().index if r != report.attrs["run_id"]]
+    client_for(sb, journal=folder).sources.undo(run, progress=False)
+    assert left not in sb.sources and set(sb.sources) == after

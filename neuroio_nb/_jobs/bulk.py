@@ -28,7 +28,7 @@ from typing import Any, NamedTuple, Protocol
 
 import pandas as pd
 
-from .._journal import Intent, NoRun, RunWriter, is_probe, start_run
+from .._journal import Intent, NoRun, RunWriter, probe_gone, start_run
 from .._values import to_python
 from ..errors import JournalError, NeuroIOError, Problem, ValidationError
 from .outcomes import (
@@ -120,6 +120,9 @@ class Job:
     #: Planned by name: id -> the name its row matched. Renamed since, the update is a
     #: conflict: the row meant the source of that name (see :func:`renamed_since`).
     identity: Mapping[int, Any] = field(default_factory=dict)
+    #: The ids among the deletes that are probes an earlier run left (undo, resume): their
+    #: intents are marked ``probe``, and once deleted no report shows them.
+    probes: frozenset[int] = frozenset()
 
     @cached_property
     def updates(self) -> dict[int, Changes]:
@@ -232,7 +235,7 @@ class Engine:
     def fallback(self, key: Any) -> Outcome:
         """The row of a write that raised (its error is filled in by the sender)."""
         if key in self.probes:
-            return self.probes[key].create.outcome("failed")
+            return self.probes[key].failed()
         return replace(self.planned(key), status="failed")
 
     def not_found(self) -> list[Outcome]:
@@ -303,7 +306,13 @@ class Engine:
         elif before is None:
             before = dict(self.job.deleted[ref])
         return Intent(
-            action=action, source_id=ref, before=before, after=after or {}, name=row.name, changes=row.changes
+            action=action,
+            source_id=ref,
+            before=before,
+            after=after or {},
+            name=row.name,
+            changes=row.changes,
+            probe=action == "delete" and ref in self.job.probes,
         )
 
     def start(self, intents: Mapping[Key, Intent]) -> None:
@@ -366,7 +375,9 @@ class Engine:
         """A :class:`ProbeWrite`, its intent on disk (fsynced) before it is handed out."""
         key: Key = ("probe", len(self.probes))
         name = probe_name(self.run.run_id)
-        self.run.intend_keyed({key: Intent(action="create", source_id=None, after={"name": name}, name=name)})
+        self.run.intend_keyed(
+            {key: Intent(action="create", source_id=None, after={"name": name}, name=name, probe=True)}
+        )
         create = CreateWrite(
             sources=self.sources, run=self.run, key=key, label=None, body={"name": name}, on_conflict="skip"
         )
@@ -402,12 +413,26 @@ class Engine:
             run=self.run,
             throttling=lambda: bool(self.sources.client.limit.throttling),
         )
-        done = send_all(
-            how, items, self.decided, self.job.order(), report=lambda rows: with_run(make_report(rows), self.run)
-        )
-        rows = [row for k in self.job.order() if not gone_probe(row := done.get(k) or self.decided[k])]
-        left = [done[k] for k in self.probes if k in done and done[k].status == "created"]
-        return with_run(make_report([*rows, *self.not_found(), *left]), self.run)
+        done = send_all(how, items, self.decided, report=lambda done: with_run(make_report(self.rows(done)), self.run))
+        return with_run(make_report(self.rows(done)), self.run)
+
+    def rows(self, done: Mapping[Key, Outcome]) -> list[Outcome]:
+        """The report's rows, in the job's order, once ``done`` holds what was sent (all, or a part
+        at Ctrl-C), then the ids that could not be planned: no row for a probe of which nothing
+        is left; a row, last, for each probe this run made that stays (or may) on the server,
+        as ``history(run)`` shows it."""
+        rows = [
+            row
+            for k in self.job.order()
+            if (row := done.get(k) or self.decided.get(k)) is not None
+            and not (k[0] == "delete" and k[1] in self.job.probes and row.status == "deleted")
+        ]
+        rows += self.not_found()
+        for key, probe in self.probes.items():
+            row = done.get(key) or probe.left
+            if row is not None and not probe_gone("create", row.status, probe.unknown):
+                rows.append(row)
+        return rows
 
 
 class Strategy(Protocol):
@@ -546,11 +571,6 @@ def unread(engine: Engine, ids: Iterable[int], error: NeuroIOError, *, creates: 
     keys += [("create", label) for label in engine.job.bodies] if creates else []
     for key in keys:
         engine.decided[key] = replace(engine.fallback(key), error=message)
-
-
-def gone_probe(row: Outcome) -> bool:
-    """A delete of a probe left by an earlier run (by undo or resume) that is done: no row."""
-    return is_probe(row.name) and row.status == "deleted"
 
 
 def strategy_for(job: Job, dry_run: bool) -> Strategy:

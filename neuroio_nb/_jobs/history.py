@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from .._journal import Entry, Journal, RunRecord, is_probe, labelled, start_run
+from .._journal import Entry, Journal, RunRecord, labelled, start_run
 from .._schema import BY_NAME
 from .._views import empty, esc, headline, plural, showing, table, td, view, window
 from ..errors import ConfigurationError, JournalError, Problem, RunsKeptWarning, ValidationError
@@ -270,7 +270,7 @@ def undo(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progre
     run = _checked_run(sources, run_id)
     rows = []
     for entry, row in zip(run.entries, outcomes(run), strict=True):
-        if is_probe(entry.name) or not entry.perhaps_applied or row.status == "conflict":
+        if entry.probe or not entry.perhaps_applied or row.status == "conflict":
             continue
         if entry.action == "update" and entry.after:
             row.status = "updated"  # sent, or perhaps: the conflict check compares with the server
@@ -284,12 +284,13 @@ def undo(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progre
         elif entry.status is None or entry.maybe_applied:
             continue
         rows.append(row)
+    probes = left_probes(sources, run)
     rows += [
         Outcome(action="create", status="created", changes={"name": (None, name)}, name=name, id=sid)
-        for sid, name in left_probes(sources, run).items()
+        for sid, name in probes.items()
     ]
     with labelled("undo", parent=run.run_id):
-        return undo_report(sources, make_report(rows), on_conflict=on_conflict, progress=progress)
+        return undo_report(sources, make_report(rows), on_conflict=on_conflict, progress=progress, probes=probes)
 
 
 def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", progress: bool | None = None) -> Report:
@@ -305,7 +306,7 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     """
     on_conflict = check_on_conflict(on_conflict)
     run = _checked_run(sources, run_id)
-    todo = {k: e for k, e in enumerate(run.entries) if e.status is None and not is_probe(e.name)}
+    todo = {k: e for k, e in enumerate(run.entries) if e.status is None and not e.probe}
     probes = left_probes(sources, run)  # deleted, never sent again
     updates = [e for e in todo.values() if e.action == "update" and e.after]
     records = [
@@ -329,6 +330,7 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
                 [None] * (len(deletes) + len(probes)),
                 [*(e.name for e in deletes.values() if e.source_id is not None), *probes.values()],
             ),
+            probes=frozenset(probes),
         )
         if job.order():  # the deletes were asked for by the run: no second refusal
             resumed = apply_job(sources, job, on_conflict=on_conflict, progress=progress, irreversible=True)
@@ -341,7 +343,7 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     fresh = _by_key(resumed)
     rows = []
     for k, (entry, row) in enumerate(zip(run.entries, outcomes(run), strict=True)):
-        if is_probe(entry.name):
+        if entry.probe:
             continue
         if k in settled:
             rows.append(settled[k])
@@ -422,13 +424,13 @@ def _by_key(report: Report) -> dict[tuple[str, Any], Outcome]:
 
 
 def left_probes(sources: SourceCalls, run: RunRecord) -> dict[int, str]:
-    """id -> name of each probe ``run`` may have left on the server (see ``_journal.PROBE``):
-    one answered and not deleted again, one whose answer was lost (found as :func:`made_by`
-    finds a create), or one whose delete (by an undo or resume) did not finish. Read back, a
-    run holds no probe that is gone."""
+    """id -> name of each probe ``run`` may have left on the server (an entry its journal marks
+    ``probe``, see ``_journal.PROBE``): one answered and not deleted again, one whose answer was
+    lost (found as :func:`made_by` finds a create: none when it never got made), or one whose
+    delete (by an undo or resume) did not finish. Read back, a run holds no probe that is gone."""
     left: dict[int, str] = {}
     for entry in run.entries:
-        if not is_probe(entry.name):
+        if not entry.probe:
             continue
         if entry.action == "create" and entry.status == "created" and entry.result_id is not None:
             left[int(entry.result_id)] = entry.name

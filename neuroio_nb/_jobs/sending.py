@@ -24,7 +24,7 @@ and again at each step of winding down.
 from __future__ import annotations
 
 import queue
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import partial
@@ -104,7 +104,7 @@ class _Flight:
 @dataclass(frozen=True)
 class Sendout(Generic[OutcomeT]):
     """How a run's tasks go out: ``workers`` at a time; ``fallback(key)``, the outcome of a
-    task that raised (completed with its error); a progress bar (``progress``, ``desc``,
+    task that raised (completed with the error's message, unless it holds a message of its own); a progress bar (``progress``, ``desc``,
     and ``total`` when the tasks come from an iterator); ``run``, the journal run holding
     the tasks' intents (None: no journal); ``throttling()``, is the server throttling now?
     (the bar then says "throttled": the job is waiting out 429s, not stuck)."""
@@ -122,9 +122,8 @@ def send_all(
     how: Sendout[OutcomeT],
     tasks: Mapping[KeyT, Callable[[], OutcomeT]] | Iterator[tuple[KeyT, Callable[[], OutcomeT]]],
     decided: Mapping[KeyT, OutcomeT],
-    order: Sequence[KeyT],
     *,
-    report: Callable[[list[OutcomeT]], Any],
+    report: Callable[[Mapping[KeyT, OutcomeT]], Any],
 ) -> dict[KeyT, OutcomeT]:
     """Run ``tasks`` concurrently, each as soon as it is known, as ``how`` says; their
     outcomes by key.
@@ -132,8 +131,8 @@ def send_all(
     ``tasks``: a mapping, or an iterator of ``(key, task)`` that may still be reading
     the server (each task starts when it is yielded). ``decided``: the outcomes settled
     without a task (it may grow while the iterator runs). On Ctrl-C, raises
-    :class:`BulkInterrupted` holding ``report(outcomes)``: those of ``decided`` and of
-    every task that finished, in ``order``. Each outcome is recorded in the journal run
+    :class:`BulkInterrupted` holding ``report(done)``: the caller's report of the outcomes of
+    every task that finished (with ``decided``, which it holds). Each outcome is recorded in the journal run
     (``how.run``), which is finished: ``complete`` once every task was sent and answered
     (even if a Ctrl-C then came before this returned), else ``interrupted``.
     """
@@ -156,7 +155,7 @@ def send_all(
                 stopped = JournalError(
                     str(failure),
                     path=failure.path,
-                    report=report([o for k in order if (o := done.get(k) or decided.get(k)) is not None]),
+                    report=report(done),
                 )
                 break
             except KeyboardInterrupt:
@@ -170,8 +169,7 @@ def send_all(
         while True:
             try:
                 _wind_down(flight, run, decided, recorded, state)
-                rows = [o for k in order if (o := done.get(k) or decided.get(k)) is not None]
-                interrupted = BulkInterrupted(_step("report", partial(report, rows)))
+                interrupted = BulkInterrupted(_step("report", partial(report, done)))
                 break
             except KeyboardInterrupt:
                 continue
@@ -251,7 +249,7 @@ def _record(done: dict[KeyT, OutcomeT], how: Sendout[OutcomeT], key: KeyT, task:
         raise
     except Exception as exc:
         outcome = how.fallback(key)
-        outcome.error = str(exc) or type(exc).__name__
+        outcome.error = outcome.error or str(exc) or type(exc).__name__  # the fallback's own may say more
         unknown = isinstance(exc, NeuroIOError) and outcome_unknown(exc)
         done[key] = outcome
     if run is not None:

@@ -30,7 +30,7 @@ lacking ``q`` or its ``space_id`` not in ``spaces_ids``.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -552,13 +552,20 @@ def _base_records(base: pd.DataFrame | None, ids: list[int]) -> dict[int, dict[s
 
 
 def undo(
-    sources: SourceCalls, report: pd.DataFrame, *, on_conflict: str = "skip", progress: bool | None = None
+    sources: SourceCalls,
+    report: pd.DataFrame,
+    *,
+    on_conflict: str = "skip",
+    progress: bool | None = None,
+    probes: Collection[int] = (),
 ) -> Report:
     """Reverse what a report's writes did, conflict-checked against what they wrote.
 
     ``updated``: puts back each value the write replaced. ``created``: deletes the source.
     ``deleted``: creates it again with the settings it had (the undo report's ``old_id``
     says which source each new id replaces). Rows where nothing was sent are left alone.
+    ``probes``: the created ids that are probes a journaled run left (their deletes are
+    journaled as a probe's, and no report shows them once done).
     """
     if not isinstance(report, pd.DataFrame) or not {"status", "changes"} <= set(report.columns):
         raise ValidationError(
@@ -604,6 +611,7 @@ def undo(
         creates=creates_frame(recreate),
         old_ids={sid: sid for sid in recreate},
         create_spaces=spaces,
+        probes=frozenset(probes),
     )
     # Undo deletes only what the run created, in the space the token creates in: no refusal.
     return apply_job(sources, job, on_conflict=check_on_conflict(on_conflict), progress=progress, irreversible=True)

@@ -18,8 +18,9 @@ from typing import Any
 
 from .._journal import PROBE, RunWriter
 from .._schema import READ_ONLY
+from .._transport import outcome_unknown
 from .._values import same, three_way, to_python
-from ..errors import APIError, NeuroIOError, NotFoundError, Problem, ValidationError
+from ..errors import APIError, JournalError, NeuroIOError, NotFoundError, Problem, ValidationError
 from .outcomes import Action, Changes, OnConflict, Outcome
 from .reads import SourceCalls
 
@@ -274,10 +275,12 @@ class ProbeWrite:
     can be sent safely first: each shares its name with another row (two namesakes of spaces
     1 and 3, deleted and now undone), so that one landing in the other's space would hold the
     name there for a moment. Its name is no row's and no source's (:data:`PROBE`, the run id,
-    a random tail); it is journaled as a create (its name's holders recorded before its POST,
-    so that undo and resume delete it if the process dies), recorded ``created`` once answered
-    and deleted at once: then ``deleted``, a row no report shows. Left behind (its delete
-    failed): a ``created`` row naming its id and saying so, which undo deletes.
+    a random tail); it is journaled as a create marked ``probe`` (its name's holders recorded
+    before its POST, so that undo and resume delete it if the process dies), recorded
+    ``created`` once answered and deleted at once: then ``deleted``, a row no report shows.
+    Left behind (its delete failed, or the journal stopped the run first) or perhaps made (its
+    answer lost): a row naming it and saying so, in the report (a partial one too) as in
+    ``history(run)``; undo and resume of the run delete it.
     """
 
     create: CreateWrite
@@ -285,6 +288,10 @@ class ProbeWrite:
     done: threading.Event = field(default_factory=threading.Event)
     #: Why it did not tell the space, when it failed.
     failure: str | None = None
+    #: Its POST failed with no answer saying the server did nothing: it may have been made.
+    unknown: bool = False
+    #: Its row when the journal stopped the run with it made and not deleted (the task raised).
+    left: Outcome | None = None
 
     @property
     def key(self) -> tuple[str, Any]:
@@ -295,9 +302,22 @@ class ProbeWrite:
             return self._send()
         except Exception as exc:
             self.failure = f"creating a probe source failed: {exc}"
+            self.unknown = isinstance(exc, NeuroIOError) and outcome_unknown(exc)
             raise
         finally:
             self.done.set()
+
+    def failed(self) -> Outcome:
+        """Its row once its POST raised: one whose answer was lost says it may have been made."""
+        name = self.create.body.get("name")
+        error = self.failure
+        if self.unknown:
+            error = (
+                f"a source named {name!r} was sent only to learn the space this token's creates land in, "
+                f"and its answer was lost ({self.failure}): it may have been made. Undo or resume of this "
+                f"run deletes it if it was (client.sources.list(q={name!r}) shows it)"
+            )
+        return self.create.outcome("failed", error=error)
 
     def _send(self) -> Outcome:
         made = self.create()
@@ -305,19 +325,28 @@ class ProbeWrite:
             self.failure = f"creating a probe source failed: {made.error}"
         if made.status != "created" or made.id is None:
             return made
-        self.create.run.outcome_of(self.key, "created", source_id=made.id, changes=made.changes)
+        try:
+            self.create.run.outcome_of(self.key, "created", source_id=made.id, changes=made.changes)
+        except JournalError:  # the run stops before its next write, this probe's delete too
+            self.left = self._left(made, "the journal could not be written, so deleting it again was not sent")
+            raise
         try:
             self.create.sources._send_delete(made.id)
         except NotFoundError:
             pass
         except NeuroIOError as exc:
-            made.error = (
-                f"source {made.id}, named {made.name!r}, was made only to learn the space this token's "
-                f"creates land in, and deleting it again failed ({exc}): delete it with "
-                f"client.sources.delete({made.id}) (undo of this run deletes it too)"
-            )
-            return made
+            return self._left(made, f"deleting it again failed ({exc})")
         return replace(made, status="deleted")
+
+    @staticmethod
+    def _left(made: Outcome, why: str) -> Outcome:
+        """The ``created`` row of a probe left on the server: its id and how to delete it."""
+        made.error = (
+            f"source {made.id}, named {made.name!r}, was made only to learn the space this token's "
+            f"creates land in, and {why}: delete it with client.sources.delete({made.id}) (undo of "
+            "this run deletes it too)"
+        )
+        return made
 
 
 def probe_name(run_id: str) -> str:
