@@ -543,6 +543,7 @@ def test_a_probe_whose_answer_is_lost_is_the_same_row_in_the_report_and_history_
     assert len(set(sb.sources) - after) == (1 if made else 0)
     row = undone[undone["name"] == probe]
     assert row["status"].tolist() == ["failed"] and "may have been made" in row["error"].iloc[0]
+    assert f"client.sources.undo({undone.attrs['run_id']!r})" in row["error"].iloc[0], "how to settle it"
     history = c.sources.history(undone.attrs["run_id"])
     shown = history[history["name"] == probe]
     columns = ["action", "status", "name", "changes", "error"]

@@ -309,13 +309,18 @@ class ProbeWrite:
 
     def failed(self) -> Outcome:
         """Its row once its POST raised: one whose answer was lost says it may have been made."""
-        name = self.create.body.get("name")
+        name, run = self.create.body.get("name"), self.create.run.run_id
         error = self.failure
         if self.unknown:
+            settle = (
+                f"client.sources.undo({run!r}) or client.sources.resume({run!r}) deletes it if it was"
+                if run
+                else "client.sources.delete(id) deletes it if it was"
+            )
             error = (
                 f"a source named {name!r} was sent only to learn the space this token's creates land in, "
-                f"and its answer was lost ({self.failure}): it may have been made. Undo or resume of this "
-                f"run deletes it if it was (client.sources.list(q={name!r}) shows it)"
+                f"and its answer was lost ({self.failure}): it may have been made. {settle} "
+                f"(client.sources.list(q={name!r}) shows it)"
             )
         return self.create.outcome("failed", error=error)
 
