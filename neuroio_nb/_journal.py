@@ -959,6 +959,22 @@ def _read_holders(entry: Entry, record: Mapping[str, Any]) -> None:
         entry.space = space
 
 
+def _entry_of(seq: int, record: Mapping[str, Any], marked: bool) -> Entry:
+    """The entry of an intent record (``marked``: its run marks its probes)."""
+    entry = Entry(
+        seq,
+        str(record.get("action")),
+        record.get("id"),
+        record.get("name"),
+        dict(record.get("before") or {}),
+        dict(record.get("after") or {}),
+        changes=_changes_of(record),
+        probe=_is_probe(record, marked),
+    )
+    _read_holders(entry, record)
+    return entry
+
+
 def _is_probe(record: Mapping[str, Any], marked: bool) -> bool:
     """Is this intent a probe's? Its mark says, in a run whose probes are marked; in an older
     run, a name of the shape probes had then (:data:`LEGACY_PROBE`)."""
@@ -992,17 +1008,7 @@ def read_run(path: Path) -> RunRecord:
         kind = record.get("t")
         seq = record.get("seq")
         if kind == "intent" and isinstance(seq, int):
-            entries[seq] = Entry(
-                seq,
-                str(record.get("action")),
-                record.get("id"),
-                record.get("name"),
-                dict(record.get("before") or {}),
-                dict(record.get("after") or {}),
-            )
-            entries[seq].changes = _changes_of(record)
-            entries[seq].probe = _is_probe(record, marked)
-            _read_holders(entries[seq], record)
+            entries[seq] = _entry_of(seq, record, marked)
         elif kind == "amend" and isinstance(seq, int) and seq in entries:
             entries[seq].before = dict(record.get("before") or {})
             entries[seq].after = dict(record.get("after") or {})

@@ -321,16 +321,7 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
             update_job(records, {e.source_id: e.name for e in updates}),
             creates=creates_frame(creates),
             create_spaces=spaces,
-            deleted={
-                **{int(e.source_id): dict(e.before) for e in deletes.values() if e.source_id is not None},
-                **{sid: {"name": name} for sid, name in probes.items()},
-            },
-            deletes=deletes_frame(
-                [*(int(e.source_id) for e in deletes.values() if e.source_id is not None), *probes],
-                [None] * (len(deletes) + len(probes)),
-                [*(e.name for e in deletes.values() if e.source_id is not None), *probes.values()],
-            ),
-            probes=frozenset(probes),
+            **_deletes_left(deletes, probes),
         )
         if job.order():  # the deletes were asked for by the run: no second refusal
             resumed = apply_job(sources, job, on_conflict=on_conflict, progress=progress, irreversible=True)
@@ -357,6 +348,22 @@ def resume(sources: SourceCalls, run_id: str, *, on_conflict: str = "skip", prog
     report.attrs["run_id"] = resumed.attrs.get("run_id")
     report.attrs["resumed"] = run.run_id
     return report
+
+
+def _deletes_left(deletes: dict[int, Entry], probes: dict[int, str]) -> dict[str, Any]:
+    """The :class:`Job` fields of a resume's deletes: the run's unsent ones (``deletes``), then
+    the probes it left (id -> name), each marked as a probe's."""
+    ids = {int(e.source_id): e for e in deletes.values() if e.source_id is not None}
+    return {
+        "deleted": {
+            **{sid: dict(e.before) for sid, e in ids.items()},
+            **{sid: {"name": n} for sid, n in probes.items()},
+        },
+        "deletes": deletes_frame(
+            [*ids, *probes], [None] * (len(ids) + len(probes)), [*(e.name for e in ids.values()), *probes.values()]
+        ),
+        "probes": frozenset(probes),
+    }
 
 
 def _settled(

@@ -551,6 +551,21 @@ def _base_records(base: pd.DataFrame | None, ids: list[int]) -> dict[int, dict[s
     }
 
 
+def _check_report(report: object) -> None:
+    if not isinstance(report, pd.DataFrame) or not {"status", "changes"} <= set(report.columns):
+        raise ValidationError(
+            [
+                Problem(
+                    None,
+                    None,
+                    type(report).__name__,
+                    "undo needs the report that bulk_update or plan.apply returned (columns status and changes)",
+                )
+            ],
+            what="report",
+        )
+
+
 def undo(
     sources: SourceCalls,
     report: pd.DataFrame,
@@ -567,18 +582,7 @@ def undo(
     ``probes``: the created ids that are probes a journaled run left (their deletes are
     journaled as a probe's, and no report shows them once done).
     """
-    if not isinstance(report, pd.DataFrame) or not {"status", "changes"} <= set(report.columns):
-        raise ValidationError(
-            [
-                Problem(
-                    None,
-                    None,
-                    type(report).__name__,
-                    "undo needs the report that bulk_update or plan.apply returned (columns status and changes)",
-                )
-            ],
-            what="report",
-        )
+    _check_report(report)
     replaced = report["replaced"] if "replaced" in report.columns else pd.Series(None, index=report.index)
     names = report["name"] if "name" in report.columns else pd.Series(None, index=report.index)
     records = []
