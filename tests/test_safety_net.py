@@ -588,3 +588,24 @@ def test_a_probe_the_journal_stops_before_its_delete_is_in_the_partial_report_an
     (run,) = [r for r in client_for(sb, journal=folder).sources.history().index if r != report.attrs["run_id"]]
     client_for(sb, journal=folder).sources.undo(run, progress=False)
     assert left not in sb.sources and set(sb.sources) == after
+
+
+def test_a_restores_probe_is_named_in_no_row_when_it_is_gone(make_sandbox, client_for, tmp_path):
+    """A restore from a CSV by a client that does not know its space, with two "Twin" rows of
+    spaces 1 and 3: its probe is a throwaway, deleted again; its name is in no row, no error,
+    no history (of the run or the list), and nothing of it is left on the server."""
+    from neuroio_nb import read_csv
+
+    sb = make_sandbox(sources=30, seed=7)
+    before = set(sb.sources)
+    path = tmp_path / "site.csv"
+    pd.DataFrame({"id": [901, 902], "name": ["Twin", "Twin"], "space_id": [1, 3]}).to_csv(path, index=False)
+    c = client_for(sb, journal=tmp_path / "journal")
+    report = c.sources.plan(read_csv(path), key="name", create=True).apply(progress=False)
+    (probe,) = [r.body["name"] for r in sb.requests("POST") if r.body["name"] != "Twin"]
+    (back,) = set(sb.sources) - before
+    assert sb.source(back)["name"] == "Twin" and sb.source(back)["space_id"] == 1
+    assert report["status"].tolist() == ["created", "failed"] and report["name"].tolist() == ["Twin", "Twin"]
+    shown = [c.sources.history(report.attrs["run_id"]), report]
+    assert not any(probe in str(value) for frame in shown for value in frame.to_numpy().ravel())
+    assert c.sources.history().loc[report.attrs["run_id"], ["created", "deleted", "failed"]].tolist() == [1, 0, 1]
