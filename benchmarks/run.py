@@ -174,9 +174,7 @@ def network(args: argparse.Namespace, sdk: str | None) -> list[Row]:
 
         server.restart()
         ours_update()
-        patched = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in server.log() if r.method == "PATCH"}
-        assert patched == bodies, "ours sent other PATCH bodies than the loops do"
-        gets_ours = sum(1 for r in server.log() if r.method == "GET")
+        gets_ours = checked_patches(server, bodies, "the loops do", acted_on=False)
         updaters = {
             "ours": ours_update,
             "floor": lambda: loops.floor_update(server.url, server.token, bodies, WORKERS, True),
@@ -278,9 +276,7 @@ def without_base(args: argparse.Namespace) -> list[Row]:
 
         server.restart()
         ours()
-        patched = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in sent(server, "PATCH")}
-        assert patched == bodies, "ours sent other PATCH bodies than the floor does"
-        gets = sum(1 for r in server.log() if r.method == "GET")
+        gets = checked_patches(server, bodies, "the floor does")
         floor = lambda: loops.floor_update(server.url, server.token, bodies, WORKERS, True)  # noqa: E731
         times = medians({"ours": ours, "floor": floor, "base": lambda: ours(base)}, args.reps, server.restart)
     label = f"bulk_update() without base, {BULK_SOURCES} changed of {FETCH_SOURCES:,}"
@@ -557,6 +553,15 @@ BIG_FRAME = 100_000
 SDK_CREATE_FIELDS = ("name", "license_id", "identify_facesize_threshold", "use_pps_time")
 
 
+def checked_patches(server: SandboxProcess, bodies: dict[int, Any], whose: str, *, acted_on: bool = True) -> int:
+    """Check that the PATCHes the server logged (``acted_on``: only those it answered 2xx) are
+    exactly ``bodies`` (id -> body), what ``whose`` sends too; the GETs it logged."""
+    patches = sent(server, "PATCH") if acted_on else [r for r in server.log() if r.method == "PATCH"]
+    patched = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in patches}
+    assert patched == bodies, f"ours sent other PATCH bodies than {whose}"
+    return sum(1 for r in server.log() if r.method == "GET")
+
+
 def sent(server: SandboxProcess, method: str) -> list[Any]:
     """The bodies of the requests of ``method`` the server acted on (answered 2xx)."""
     return [r for r in server.log() if r.method == method and r.status is not None and r.status < 300]
@@ -648,9 +653,7 @@ def streamed_update(args: argparse.Namespace) -> list[Row]:
 
         server.restart()
         ours()
-        patched = {int(r.path.strip("/").rsplit("/", 1)[1]): r.body for r in sent(server, "PATCH")}
-        assert patched == bodies, "ours sent other PATCH bodies than the floor does"
-        gets = sum(1 for r in server.log() if r.method == "GET")
+        gets = checked_patches(server, bodies, "the floor does")
         times = medians(
             {"ours": ours, "floor": lambda: loops.floor_writes(server.url, server.token, WORKERS, patches=bodies)},
             args.reps,

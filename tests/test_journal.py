@@ -88,7 +88,7 @@ def test_intents_are_fsynced_before_intend_returns(tmp_path, monkeypatch):
     run = Journal(tmp_path).start("apply", "http://x")
     synced: list[str] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(jn.os, "fsync", lambda fd: (synced.append(run.path.read_text()), real_fsync(fd)))
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(run.path.read_text()), real_fsync(fd)))
     run.intend([Intent(action="update", source_id=i, before={"x": 1}, after={"x": 2}) for i in range(50)])
     assert len(synced) == 1, "one fsync for the whole batch"
     assert synced[0].count('"t": "intent"') == 50, "every intent of the batch written before the fsync"

@@ -15,7 +15,6 @@ import requests
 from neuroio_nb import _schema as schema
 from neuroio_nb import _values as values
 from neuroio_nb.sandbox import EXTRA_FIELDS, VARIETY_FIELDS, RequestRecord, Sandbox, generate_sources
-from neuroio_nb.sandbox import sandbox as sandbox_module
 
 LIST = "/v1/sources/"
 
@@ -81,7 +80,7 @@ def test_latency_is_added_to_every_request(monkeypatch: pytest.MonkeyPatch) -> N
         waits.append(seconds)
         real_sleep(seconds)
 
-    monkeypatch.setattr(sandbox_module.time, "sleep", recorded)
+    monkeypatch.setattr(time, "sleep", recorded)
     with Sandbox(5, latency=0.15) as sb, session(sb) as http:
         assert http.get(item(sb, 1)).status_code == 200
         assert http.get(sb.url + LIST).status_code == 200
