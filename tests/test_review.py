@@ -501,6 +501,15 @@ edits = st.dictionaries(
 )
 
 
+def with_edits(frame: pd.DataFrame, cells: dict[int, dict[str, object]]) -> pd.DataFrame:
+    """A copy of ``frame`` with ``cells`` (row position -> column -> value) set, as a user edits."""
+    edited = frame.copy()
+    for position, values in cells.items():
+        for column, value in values.items():
+            edited.loc[frame.index[position], column] = value
+    return edited
+
+
 #: Hypothesis for a test that drives one sandbox: few examples, the same ones every run, no deadline.
 ON_A_SANDBOX = settings(
     max_examples=30,
@@ -523,11 +532,7 @@ def test_markdown_and_json_say_exactly_the_edits(
     @ON_A_SANDBOX
     @given(edits)
     def check(cells: dict[int, dict[str, object]]) -> None:
-        edited = frame.copy()
-        for position, values in cells.items():
-            for column, value in values.items():
-                edited.loc[frame.index[position], column] = value
-        plan = client.sources.plan(edited, base=frame)
+        plan = client.sources.plan(with_edits(frame, cells), base=frame)
         with pd.option_context("display.max_rows", None):
             rows = markdown_rows(plan.to_markdown())
         assert len(rows) == len(plan.changes)
@@ -741,11 +746,7 @@ def test_save_and_load_keep_every_write(
     @ON_A_SANDBOX
     @given(edits)
     def check(cells: dict[int, dict[str, object]]) -> None:
-        edited = frame.copy()
-        for position, values in cells.items():
-            for column, value in values.items():
-                edited.loc[frame.index[position], column] = value
-        plan = client.sources.plan(edited, base=frame)
+        plan = client.sources.plan(with_edits(frame, cells), base=frame)
         plan.save(tmp_path / "p.plan")
         loaded = client.sources.load_plan(tmp_path / "p.plan")
         assert by_source(loaded) == by_source(plan)
