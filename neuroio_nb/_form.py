@@ -35,7 +35,7 @@ import html
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import ipywidgets as widgets
 
@@ -43,6 +43,8 @@ from ._form_state import FormState, SourceCalls, field_title, parse_whole_number
 from ._schema import BY_NAME, FIELDS, GROUPS, EntryResult, Field
 from ._values import check_value, sendable, shown
 from .errors import NeuroIOError
+
+_T = TypeVar("_T")
 
 UNSAVED_CLASS = "neuroio-unsaved"
 #: Heading of the section that shows fields the schema does not know.
@@ -596,7 +598,7 @@ class SourceForm(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no typ
     def _states_shown(self, value: str) -> dict[str, dict[str, Any]] | None:
         """Field -> the widget state the browser showed at the Save click, for every editable field
         it names; None if that message cannot be read (nothing is then taken from it)."""
-        inputs = shown_at_save(value)
+        inputs = counted_message(value, dict)
         if inputs is None:
             return None
         states = {}
@@ -714,7 +716,7 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
 
     def _entered(self, value: str) -> None:
         """Enter in the filter box, sent by the page script with the text it was pressed on."""
-        typed = entered_text(value)
+        typed = counted_message(value, str)
         if typed is not None:
             self.open_first(typed)
 
@@ -745,14 +747,15 @@ class SourcePicker(widgets.VBox):  # type: ignore[misc]  # ipywidgets ships no t
         self.holder.children = (form,)
 
 
-def shown_at_save(value: str) -> dict[str, Any] | None:
-    """What the form's inputs showed at a Save click, ``[n, {field: shown}]`` as the page script
-    sends it (``n`` counts the clicks, so the same values twice are two Saves); else None."""
+def counted_message(value: str, kind: type[_T]) -> _T | None:
+    """What the page script put in a hidden box, ``[n, message]``, if ``message`` is a ``kind``:
+    the picker's Enter (the text it was pressed on) or a Save click (what each input showed,
+    ``{field: shown}``). ``n`` counts the presses, so the same message twice is two presses."""
     try:
         entry = json.loads(value)
     except ValueError:
         return None
-    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], dict):
+    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], kind):
         return entry[1]
     return None
 
@@ -773,17 +776,6 @@ def browser_state(widget: widgets.Widget, seen: Any) -> dict[str, Any] | None:
         return None
     if isinstance(widget, widgets.Text):
         return {"value": seen} if isinstance(seen, str) else None
-    return None
-
-
-def entered_text(value: str) -> str | None:
-    """The text of the picker's "entered" box, ``[n, text]`` as the page script sends it; else None."""
-    try:
-        entry = json.loads(value)
-    except ValueError:
-        return None
-    if isinstance(entry, list) and len(entry) == 2 and isinstance(entry[1], str):
-        return entry[1]
     return None
 
 
