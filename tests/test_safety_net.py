@@ -180,6 +180,9 @@ def test_the_plan_shows_each_deletes_space_and_that_it_cannot_tell_yet_and_apply
     assert "undo cannot tell yet" in repr(plan) and "irreversible=True" in repr(plan)
     assert f"{three} " in repr(plan) and "(space 3; undo cannot tell yet)" in repr(plan)
     assert "cannot tell yet" in plan._repr_html_() and "irreversible=True" in plan._repr_html_()
+    notice = plan._repr_html_().split('class="neuroio-tone-warn"')[1].split("</p>")[0]
+    assert notice.count("cannot tell yet") == 1, "said once for the deletes it is true of"
+    assert f"{one} Twin (space 1); {three} Twin (space 3)" in notice
     before = sb.sources
     with pytest.raises(ValidationError) as refused:
         plan.apply(progress=False)

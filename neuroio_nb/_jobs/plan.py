@@ -292,18 +292,20 @@ class Plan:
         )
 
     def _irreversible_html(self) -> str:
-        """A notice naming each delete undo could not restore, or cannot tell yet, with its space."""
+        """A notice naming the deletes undo could not restore, or cannot tell yet, each with its
+        space: grouped by what undo says of them (said once), each group cut like pandas."""
         deletes = self.deletes
         shown_rows = deletes[deletes["undo"] != RESTORABLE]
         if not len(shown_rows):
             return ""
-        items = [
-            f"{sid} {shown(name)} (space {shown(_plain_cell(space))}): undo {said}"
-            for sid, name, space, said in zip(
-                shown_rows["id"], shown_rows["name"], shown_rows["space_id"], shown_rows["undo"], strict=True
-            )
-        ]
-        return notice(f"{cut_items(items, 'delete', sep='; ')}. apply(irreversible=True) deletes them anyway.")
+        groups = []
+        for said, group in shown_rows.groupby("undo", sort=False):
+            items = [
+                f"{sid} {shown(name)} (space {shown(_plain_cell(space))})"
+                for sid, name, space in zip(group["id"], group["name"], group["space_id"], strict=True)
+            ]
+            groups.append(f"undo {said}: {cut_items(items, 'delete', sep='; ')}")
+        return notice(f"{'. '.join(groups)}. apply(irreversible=True) deletes them anyway.")
 
     def _violations_html(self) -> str:
         """The policy's violations as a notice: what apply() refuses, one per line, cut like pandas."""
