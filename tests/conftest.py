@@ -37,6 +37,7 @@ Everything started is stopped after the test.
 from __future__ import annotations
 
 import _thread
+import gc
 import io
 import os
 import pty
@@ -272,6 +273,18 @@ def churn() -> Callable[..., list[int]]:
     return start
 
 
+def _inside_a_gc_callback(frame: Any) -> bool:
+    """Is ``frame`` (or a caller of it) a garbage-collector callback (hypothesis installs one in
+    every process that ran a property)? A ``KeyboardInterrupt`` raised there is printed and
+    dropped, not raised in the code the collector interrupted: CPython's rule, for a real Ctrl-C too."""
+    callbacks = {getattr(cb, "__code__", None) for cb in gc.callbacks}
+    while frame is not None:
+        if frame.f_code in callbacks:
+            return True
+        frame = frame.f_back
+    return False
+
+
 @pytest.fixture
 def ctrl_c_at() -> Iterator[Callable[[Sandbox, str, int], None]]:
     """``ctrl_c_at(sb, "PATCH", n)``: the user presses Ctrl-C (a ``KeyboardInterrupt`` in the test's
@@ -281,6 +294,9 @@ def ctrl_c_at() -> Iterator[Callable[[Sandbox, str, int], None]]:
     heard = threading.Event()
 
     def ctrl_c(signum: int, frame: Any) -> None:
+        if _inside_a_gc_callback(frame):  # raised there, Python drops it as "unraisable"
+            threading.Timer(0.01, _thread.interrupt_main).start()  # pressed again, once outside
+            return
         heard.set()
         raise KeyboardInterrupt  # as Python's own handler does
 
